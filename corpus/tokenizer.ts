@@ -1,0 +1,191 @@
+// WordPiece tokenizer, loaded the way transformers loads a BERT tokenizer: from `tokenizer.json` (the
+// tokenizers library's format) when present, else from `vocab.txt` + `tokenizer_config.json`. Both routes
+// run through @huggingface/tokenizers (a maintained port of the Rust library); for `vocab.txt` we build the
+// same tokenizer.json that `BertTokenizerFast` would convert it to (BertNormalizer, BertPreTokenizer, WordPiece).
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { FileFormatError, InputError } from '../src/errors.js';
+
+export interface SpecialTokens {
+  pad: string;
+  unk: string;
+  cls: string;
+  sep: string;
+  mask: string;
+}
+
+export interface TokenizerInfo {
+  /** Which file the vocabulary came from. */
+  source: string;
+  lowercase: boolean;
+  stripAccents: boolean;
+}
+
+type Json = Record<string, unknown>;
+
+function readJson(path: string): Json {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new FileFormatError(path, `cannot read: ${(e as Error).message}`);
+  }
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
+    return v as Json;
+  } catch (e) {
+    throw new FileFormatError(path, `not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** A special token in tokenizer_config.json / special_tokens_map.json is a string or {content: string}. */
+function tokenString(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as Json)['content'] === 'string') return (v as Json)['content'] as string;
+  return undefined;
+}
+
+export class WordPieceTokenizer {
+  readonly dir: string;
+  readonly info: TokenizerInfo;
+  readonly special: SpecialTokens;
+  readonly vocabSize: number;
+  readonly padId: number;
+  readonly unkId: number;
+  readonly clsId: number;
+  readonly sepId: number;
+  readonly maskId: number;
+  /** Ids that are never masking targets: [PAD] [UNK] [CLS] [SEP] [MASK] and any other special added token. */
+  readonly specialIds: ReadonlySet<number>;
+  /** sha256 over the vocabulary in id order and the normalisation flags: two tokenizers with the same hash give the same ids. */
+  readonly vocabHash: string;
+  private readonly tok: Tokenizer;
+  private readonly idToTokenTable: string[];
+
+  private constructor(dir: string, tok: Tokenizer, info: TokenizerInfo, special: SpecialTokens, specialFile: string) {
+    this.dir = dir;
+    this.tok = tok;
+    this.info = info;
+    this.special = special;
+    const vocab = tok.get_vocab(true);
+    this.vocabSize = Math.max(...vocab.values()) + 1;
+    this.idToTokenTable = new Array<string>(this.vocabSize).fill('');
+    for (const [t, id] of vocab) this.idToTokenTable[id] = t;
+    const idOf = (role: keyof SpecialTokens): number => {
+      const id = vocab.get(special[role]);
+      if (id === undefined) {
+        throw new FileFormatError(specialFile, `the ${role} token "${special[role]}" is not in the vocabulary`,
+          `set "${role}_token" in tokenizer_config.json to a token of ${info.source}`);
+      }
+      return id;
+    };
+    this.padId = idOf('pad');
+    this.unkId = idOf('unk');
+    this.clsId = idOf('cls');
+    this.sepId = idOf('sep');
+    this.maskId = idOf('mask');
+    const specials = new Set([this.padId, this.unkId, this.clsId, this.sepId, this.maskId]);
+    for (const [id, added] of tok.get_added_tokens_decoder()) if (added.special) specials.add(id);
+    this.specialIds = specials;
+    const h = createHash('sha256');
+    h.update(JSON.stringify({ lowercase: info.lowercase, stripAccents: info.stripAccents }));
+    for (const t of this.idToTokenTable) h.update(t + '\n');
+    this.vocabHash = h.digest('hex');
+  }
+
+  /** Load from a model folder: tokenizer.json if present, else vocab.txt (+ tokenizer_config.json). */
+  static fromDir(dir: string): WordPieceTokenizer {
+    const configPath = join(dir, 'tokenizer_config.json');
+    const config = existsSync(configPath) ? readJson(configPath) : {};
+    const mapPath = join(dir, 'special_tokens_map.json');
+    const map = existsSync(mapPath) ? readJson(mapPath) : {};
+    const pick = (role: string, dflt: string): string => tokenString(config[`${role}_token`]) ?? tokenString(map[`${role}_token`]) ?? dflt;
+    const special: SpecialTokens = {
+      pad: pick('pad', '[PAD]'), unk: pick('unk', '[UNK]'), cls: pick('cls', '[CLS]'), sep: pick('sep', '[SEP]'), mask: pick('mask', '[MASK]'),
+    };
+    const specialFile = existsSync(configPath) ? configPath : join(dir, 'tokenizer_config.json (absent: defaults used)');
+
+    const jsonPath = join(dir, 'tokenizer.json');
+    if (existsSync(jsonPath)) {
+      const tj = readJson(jsonPath);
+      const model = tj['model'] as Json | undefined;
+      if (!model || model['type'] !== 'WordPiece' || typeof model['vocab'] !== 'object') {
+        throw new FileFormatError(jsonPath, `field "model.type" is ${JSON.stringify(model?.['type'])}, expected "WordPiece" with a "vocab"`,
+          'BERT teachers use a WordPiece tokenizer; export the tokenizer of a BERT model');
+      }
+      const norm = (tj['normalizer'] ?? {}) as Json;
+      const lowercase = norm['lowercase'] === true;
+      const stripAccents = norm['strip_accents'] === true || (norm['strip_accents'] == null && lowercase);
+      const tok = new Tokenizer(tj, config);
+      return new WordPieceTokenizer(dir, tok, { source: jsonPath, lowercase, stripAccents }, special, specialFile);
+    }
+
+    const vocabPath = join(dir, 'vocab.txt');
+    if (!existsSync(vocabPath)) {
+      throw new FileFormatError(join(dir, 'tokenizer.json'), 'missing, and so is vocab.txt',
+        'a model folder needs tokenizer.json, or vocab.txt + tokenizer_config.json, as save_pretrained writes them');
+    }
+    const lines = readFileSync(vocabPath, 'utf8').split('\n');
+    if (lines.length && lines[lines.length - 1] === '') lines.pop();
+    // As transformers' load_vocab: one token a line, the line number is its id (a repeated token keeps its last id).
+    const vocab: Record<string, number> = Object.create(null) as Record<string, number>;
+    lines.forEach((line, i) => { vocab[line.replace(/\r$/, '')] = i; });
+    if (lines.length === 0) throw new FileFormatError(vocabPath, 'empty vocabulary');
+    // transformers' BertTokenizer defaults: do_lower_case true, strip_accents null (= follow lowercase).
+    const lowercase = config['do_lower_case'] === undefined ? true : config['do_lower_case'] === true;
+    const stripAccentsSetting = config['strip_accents'];
+    const stripAccents = stripAccentsSetting === true || (stripAccentsSetting == null && lowercase);
+    const addedTokens = Object.values(special)
+      .filter((t, i, all) => all.indexOf(t) === i && vocab[t] !== undefined)
+      .map((t) => ({ id: vocab[t], content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+    const tj = {
+      version: '1.0',
+      added_tokens: addedTokens,
+      normalizer: {
+        type: 'BertNormalizer', clean_text: true,
+        handle_chinese_chars: config['tokenize_chinese_chars'] !== false,
+        strip_accents: stripAccentsSetting ?? null, lowercase,
+      },
+      pre_tokenizer: { type: 'BertPreTokenizer' },
+      post_processor: null,
+      decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+      model: { type: 'WordPiece', unk_token: special.unk, continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+    };
+    const tok = new Tokenizer(tj, config);
+    return new WordPieceTokenizer(dir, tok, { source: vocabPath, lowercase, stripAccents }, special, specialFile);
+  }
+
+  /** Word pieces of `text`, without [CLS]/[SEP]. Special tokens written in the text ("[MASK]") are kept whole. */
+  tokenizeToIds(text: string): number[] {
+    return this.tok.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** `[CLS] pieces [SEP]`, as BERT sees one sequence. */
+  encode(text: string): number[] {
+    return [this.clsId, ...this.tokenizeToIds(text), this.sepId];
+  }
+
+  /** Text with "[mask]" in any letter case replaced by this tokenizer's mask token, for fill-mask inputs. */
+  normalizeMaskMarkers(text: string): string {
+    return text.replace(/\[mask\]/gi, this.special.mask);
+  }
+
+  idToToken(id: number): string {
+    const t = this.idToTokenTable[id];
+    if (t === undefined) throw new InputError(`token id ${id} is outside the vocabulary (size ${this.vocabSize})`);
+    return t;
+  }
+
+  /** The surface form of one token, as a fill-mask pipeline shows it ("##ing" → "ing"). */
+  decodeToken(id: number): string {
+    return this.tok.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false }).trim();
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.tok.token_to_id(token);
+  }
+}

@@ -1,0 +1,158 @@
+// ONNX protobuf: reading a model to look at its graph, and exposing intermediate tensors as graph outputs.
+//
+// Surgery appends bytes instead of re-encoding: in protobuf, a message field that occurs twice is merged,
+// and repeated fields inside it are concatenated. So `model bytes ++ field 7 (graph) { output: [...] }` is
+// the same model with more graph outputs, and every field of the original file (including ones newer than
+// the onnx-proto schema we decode with) stays byte-for-byte as it was.
+
+import { readFileSync } from 'node:fs';
+import onnxProto from 'onnx-proto';
+import { FileFormatError } from '../errors.js';
+
+export const onnx = onnxProto.onnx;
+export type ModelProto = InstanceType<typeof onnx.ModelProto>;
+
+export interface OnnxFile {
+  path: string;
+  bytes: Uint8Array;
+  model: ModelProto;
+}
+
+export function readOnnx(path: string): OnnxFile {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new FileFormatError(path, `cannot read: ${(e as Error).message}`);
+  }
+  return { path, bytes, model: decodeOnnx(path, bytes) };
+}
+
+export function decodeOnnx(path: string, bytes: Uint8Array): ModelProto {
+  let model: ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    throw new FileFormatError(path, `not a valid ONNX protobuf (${(e as Error).message})`,
+      'the file may be truncated or not an ONNX model: export it again (torch.onnx.export or optimum-cli export onnx)');
+  }
+  if (!model.graph) throw new FileFormatError(path, 'the ONNX model has no graph');
+  return model;
+}
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+export interface ExtraOutput {
+  name: string;
+  /** onnx TensorProto.DataType, e.g. 1 = FLOAT. */
+  elemType: number;
+}
+
+/** The model bytes with `outputs` added to the graph's outputs (see the note at the top of this file). */
+export function appendGraphOutputs(modelBytes: Uint8Array, outputs: ExtraOutput[]): Uint8Array {
+  const graphPart = onnx.GraphProto.encode({
+    output: outputs.map((o) => ({ name: o.name, type: { tensorType: { elemType: o.elemType } } })),
+  }).finish();
+  const GRAPH_FIELD_TAG = (7 << 3) | 2; // ModelProto.graph = 7, length-delimited
+  const head = Uint8Array.from([GRAPH_FIELD_TAG, ...varint(graphPart.byteLength)]);
+  const out = new Uint8Array(modelBytes.byteLength + head.byteLength + graphPart.byteLength);
+  out.set(modelBytes, 0);
+  out.set(head, modelBytes.byteLength);
+  out.set(graphPart, modelBytes.byteLength + head.byteLength);
+  return out;
+}
+
+/** A graph node, with the fields we read (protobuf leaves any of them null). */
+export interface GraphNode {
+  opType: string;
+  inputs: string[];
+  outputs: string[];
+}
+
+/** A graph input or output: its element type (TensorProto.DataType) and dimensions (number, or the symbol's name). */
+export interface GraphValue {
+  name: string;
+  elemType: number | undefined;
+  dims: (number | string)[] | undefined;
+}
+
+export interface GraphInfo {
+  nodes: GraphNode[];
+  /** Graph inputs that are fed at run time (initializers listed as inputs are left out). */
+  inputs: GraphValue[];
+  outputs: GraphValue[];
+}
+
+function longToNumber(v: number | { toNumber(): number } | null | undefined): number | undefined {
+  if (v === null || v === undefined) return undefined;
+  return typeof v === 'number' ? v : v.toNumber(); // int64 fields may decode as a Long
+}
+
+export function graphInfo(model: ModelProto): GraphInfo {
+  const g = model.graph!;
+  const initializers = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
+  const value = (v: InstanceType<typeof onnx.ValueInfoProto> | onnxProto.onnx.IValueInfoProto): GraphValue => {
+    const tt = v.type?.tensorType;
+    const dims = tt?.shape?.dim?.map((d) => (d.dimParam ? d.dimParam : longToNumber(d.dimValue) ?? '?'));
+    return { name: v.name ?? '', elemType: tt?.elemType ?? undefined, dims };
+  };
+  return {
+    nodes: (g.node ?? []).map((n) => ({ opType: n.opType ?? '', inputs: n.input ?? [], outputs: n.output ?? [] })),
+    inputs: (g.input ?? []).filter((v) => !initializers.has(v.name ?? '')).map(value),
+    outputs: (g.output ?? []).map(value),
+  };
+}
+
+/**
+ * The outputs of the graph's layer normalisations, in execution order: fused `LayerNormalization`
+ * (opset 17+), onnxruntime's fused `SkipLayerNormalization`, or the decomposed form older opsets export
+ * (ReduceMean → Sub → Pow → ReduceMean → Add → Sqrt → Div → Mul(γ) → Add(β)). Names are never used:
+ * exporters name nodes differently or not at all.
+ */
+export function layerNormOutputs(graph: GraphInfo): string[] {
+  const nodes = graph.nodes;
+  const producer = new Map<string, GraphNode>();
+  const consumers = new Map<string, GraphNode[]>();
+  for (const n of nodes) {
+    for (const o of n.outputs) producer.set(o, n);
+    for (const i of n.inputs) {
+      const list = consumers.get(i);
+      if (list) list.push(n); else consumers.set(i, [n]);
+    }
+  }
+  const only = (tensor: string, op: string): GraphNode | undefined => {
+    const c = consumers.get(tensor) ?? [];
+    return c.length === 1 && c[0]!.opType === op ? c[0] : undefined;
+  };
+  const out: string[] = [];
+  for (const n of nodes) {
+    if (n.opType === 'LayerNormalization' || n.opType === 'SkipLayerNormalization' || n.opType === 'SkipSimplifiedLayerNormalization') {
+      out.push(n.outputs[0]!);
+      continue;
+    }
+    // Decomposed: Div(Sub(x, ReduceMean(x)), Sqrt(...)) is the normalised value; then ×γ, +β.
+    if (n.opType === 'Div') {
+      const sub = producer.get(n.inputs[0]!);
+      if (!sub || sub.opType !== 'Sub') continue;
+      const mean = producer.get(sub.inputs[1]!);
+      if (!mean || mean.opType !== 'ReduceMean' || mean.inputs[0] !== sub.inputs[0]) continue;
+      let last = n.outputs[0]!;
+      const mul = only(last, 'Mul');
+      if (mul) {
+        last = mul.outputs[0]!;
+        const add = only(last, 'Add');
+        if (add) last = add.outputs[0]!;
+      }
+      out.push(last);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,237 @@
+// The frozen BERT teacher: an onnxruntime-node session behind a small API.
+//   ids + attention mask [B, T] → logits [B, T, V] and the hidden states asked for (each [B, T, H]).
+// When the ONNX graph outputs logits only (a default fill-mask export), the hidden states are exposed by
+// graph surgery (src/io/onnx.ts): the outputs of the embedding LayerNorm and of each layer's output
+// LayerNorm become graph outputs.
+
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { DistillError, FileFormatError, InputError, MismatchError } from '../src/errors.js';
+import { appendGraphOutputs, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/io/onnx.js';
+import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/model-dir.js';
+import { WordPieceTokenizer } from '../corpus/tokenizer.js';
+
+export type TeacherExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
+
+export interface TeacherOptions {
+  /** Hidden states to return: 'all' (embedding output + every layer: L+1 tensors), 'none', or indices 0..L. */
+  hiddenStates?: 'all' | 'none' | number[];
+  /** Threads for onnxruntime's CPU provider (intra-op); 0 lets onnxruntime choose. */
+  threads?: number;
+  executionProvider?: TeacherExecutionProvider;
+  /** GPU index for the cuda / webgpu providers (one per MPI rank). */
+  deviceId?: number;
+  /** Option name to quote in errors (--model, --teacher). */
+  optionName?: string;
+}
+
+export interface TeacherBatch {
+  /** [B, T] token ids, row-major. */
+  inputIds: Int32Array;
+  /** [B, T] 1 for real tokens, 0 for padding. */
+  attentionMask: Int32Array;
+  batchSize: number;
+  seqLen: number;
+}
+
+export interface TeacherOutput {
+  /** [B, T, V] */
+  logits: Float32Array;
+  /** The requested hidden states in the order of `hiddenStateIndices`, each [B, T, H]. */
+  hiddenStates: Float32Array[];
+}
+
+const FEEDABLE_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids']);
+const INT64 = onnx.TensorProto.DataType.INT64;
+const INT32 = onnx.TensorProto.DataType.INT32;
+
+/** Whether onnxruntime-node's CUDA provider libraries were installed (they are downloaded, not bundled). */
+export function cudaProviderInstalled(): boolean {
+  try {
+    const require = createRequire(import.meta.url);
+    const root = dirname(require.resolve('onnxruntime-node/package.json'));
+    return existsSync(join(root, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so'));
+  } catch {
+    return false;
+  }
+}
+
+export class Teacher {
+  readonly dir: string;
+  readonly config: EncoderConfig;
+  readonly tokenizer: WordPieceTokenizer;
+  readonly onnxPath: string;
+  /** Which hidden states `forward` returns: 0 = embedding output, i = output of layer i. */
+  readonly hiddenStateIndices: number[];
+  /** True when the hidden states come from graph surgery on a logits-only export. */
+  readonly surgery: boolean;
+  readonly executionProvider: TeacherExecutionProvider;
+  private readonly session: ort.InferenceSession;
+  private readonly logitsName: string;
+  private readonly hiddenNames: string[];
+  private readonly inputTypes: Map<string, 'int64' | 'int32'>;
+
+  private constructor(init: {
+    dir: string; config: EncoderConfig; tokenizer: WordPieceTokenizer; onnxPath: string; session: ort.InferenceSession;
+    logitsName: string; hiddenNames: string[]; hiddenStateIndices: number[]; surgery: boolean;
+    inputTypes: Map<string, 'int64' | 'int32'>; executionProvider: TeacherExecutionProvider;
+  }) {
+    this.dir = init.dir;
+    this.config = init.config;
+    this.tokenizer = init.tokenizer;
+    this.onnxPath = init.onnxPath;
+    this.session = init.session;
+    this.logitsName = init.logitsName;
+    this.hiddenNames = init.hiddenNames;
+    this.hiddenStateIndices = init.hiddenStateIndices;
+    this.surgery = init.surgery;
+    this.inputTypes = init.inputTypes;
+    this.executionProvider = init.executionProvider;
+  }
+
+  /** Load and validate a model folder (see src/model-dir.ts for the layout). */
+  static async load(dir: string, options: TeacherOptions = {}): Promise<Teacher> {
+    const optionName = options.optionName ?? '--teacher';
+    assertModelDir(dir, optionName);
+    const config = readEncoderConfig(dir);
+    const tokenizer = WordPieceTokenizer.fromDir(dir);
+    const configPath = join(dir, 'config.json');
+    if (tokenizer.vocabSize !== config.vocabSize) {
+      throw new MismatchError(`vocabulary sizes disagree: ${tokenizer.info.source} has ${tokenizer.vocabSize} tokens, ${configPath} says vocab_size ${config.vocabSize}`,
+        'the tokenizer and the model must come from the same checkpoint');
+    }
+
+    const L = config.numLayers;
+    const wanted = options.hiddenStates ?? 'all';
+    const indices = wanted === 'all' ? Array.from({ length: L + 1 }, (_, i) => i) : wanted === 'none' ? [] : [...wanted];
+    for (const i of indices) {
+      if (!Number.isInteger(i) || i < 0 || i > L) throw new InputError(`hidden state ${i} does not exist: ${configPath} has ${L} layers, so 0..${L}`);
+    }
+
+    const onnxPath = findOnnxFile(dir, indices.length > 0);
+    const file = readOnnx(onnxPath);
+    const graph = graphInfo(file.model);
+    const inputTypes = new Map<string, 'int64' | 'int32'>();
+    for (const v of graph.inputs) {
+      if (!FEEDABLE_INPUTS.has(v.name)) {
+        throw new FileFormatError(onnxPath, `graph input "${v.name}" is not one we feed (we feed input_ids, attention_mask and, if the graph has it, token_type_ids)`,
+          'export with inputs input_ids and attention_mask (token_type_ids optional)');
+      }
+      if (v.elemType !== INT64 && v.elemType !== INT32) {
+        throw new FileFormatError(onnxPath, `graph input "${v.name}" has element type ${v.elemType}, expected int64 or int32`);
+      }
+      inputTypes.set(v.name, v.elemType === INT64 ? 'int64' : 'int32');
+    }
+    for (const required of ['input_ids', 'attention_mask']) {
+      if (!inputTypes.has(required)) {
+        throw new FileFormatError(onnxPath, `graph has no input "${required}" (inputs: ${graph.inputs.map((v) => v.name).join(', ') || 'none'})`,
+          'export with inputs input_ids and attention_mask');
+      }
+    }
+
+    const outputNames = graph.outputs.map((o) => o.name);
+    const logitsName = outputNames.includes('logits') ? 'logits' : outputNames[0];
+    if (!logitsName) throw new FileFormatError(onnxPath, 'the graph has no outputs');
+    const dims = graph.outputs.find((o) => o.name === logitsName)!.dims ?? [];
+    if (dims.length && dims.length !== 3) {
+      throw new FileFormatError(onnxPath, `output "${logitsName}" has rank ${dims.length}, expected logits [batch, sequence, vocab]`,
+        'export the masked-LM model (BertForMaskedLM, task fill-mask), not the base encoder');
+    }
+    const staticVocab = typeof dims[2] === 'number' && dims[2] > 0 ? dims[2] : undefined;
+    if (staticVocab !== undefined && staticVocab !== config.vocabSize) {
+      throw new MismatchError(`vocabulary sizes disagree: ${onnxPath} output "${logitsName}" has ${staticVocab} logits per token, ${configPath} says vocab_size ${config.vocabSize}`,
+        'the ONNX export and config.json must come from the same checkpoint');
+    }
+
+    // Hidden states: outputs the export already has (hidden_states.N), else graph surgery.
+    let hiddenNames: string[] = [];
+    let surgery = false;
+    let bytes = file.bytes;
+    if (indices.length) {
+      const existing = new Map<number, string>();
+      for (const name of outputNames) {
+        const m = /^hidden_states[._](\d+)$/.exec(name);
+        if (m) existing.set(Number(m[1]), name);
+      }
+      if (indices.every((i) => existing.has(i))) {
+        hiddenNames = indices.map((i) => existing.get(i)!);
+      } else {
+        const lns = layerNormOutputs(graph);
+        // Embedding LayerNorm, then two per layer (attention output, layer output), then the MLM head's.
+        if (lns.length !== 2 * L + 2 && lns.length !== 2 * L + 1) {
+          throw new FileFormatError(onnxPath, `found ${lns.length} layer normalisations in the graph, expected ${2 * L + 2} for ${L} layers (${configPath} num_hidden_layers)`,
+            'export the hidden states yourself (output_hidden_states=True, outputs hidden_states.0 … hidden_states.N) as model-hidden.onnx');
+        }
+        const all = Array.from({ length: L + 1 }, (_, i) => lns[2 * i]!);
+        hiddenNames = indices.map((i) => all[i]!);
+        const missing = [...new Set(hiddenNames)].filter((n) => !outputNames.includes(n));
+        bytes = appendGraphOutputs(file.bytes, missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })));
+        surgery = true;
+      }
+    }
+
+    const ep = options.executionProvider ?? 'cpu';
+    if (ep === 'cuda' && !cudaProviderInstalled()) {
+      throw new DistillError('the CUDA execution provider of onnxruntime-node is not installed',
+        'reinstall with CUDA 12 present: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (see README, "CUDA execution provider")');
+    }
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: options.threads ?? 0,
+      executionProviders: ep === 'cpu' ? ['cpu'] : ep === 'cuda' ? [{ name: 'cuda', deviceId: options.deviceId ?? 0 }] : [{ name: 'webgpu' }, 'cpu'],
+    };
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, sessionOptions);
+    } catch (e) {
+      throw new FileFormatError(onnxPath, `onnxruntime could not load the graph: ${(e as Error).message}`);
+    }
+    // A symbolic vocabulary dimension: check it on a two-token forward.
+    const teacher = new Teacher({ dir, config, tokenizer, onnxPath, session, logitsName, hiddenNames, hiddenStateIndices: indices, surgery, inputTypes, executionProvider: ep });
+    if (staticVocab === undefined) {
+      const probe = await teacher.runRaw({ inputIds: Int32Array.from([tokenizer.clsId, tokenizer.sepId]), attentionMask: Int32Array.from([1, 1]), batchSize: 1, seqLen: 2 }, [logitsName]);
+      const v = probe[0]!.dims[2];
+      if (v !== config.vocabSize) {
+        throw new MismatchError(`vocabulary sizes disagree: ${onnxPath} output "${logitsName}" gives ${v} logits per token, ${configPath} says vocab_size ${config.vocabSize}`);
+      }
+    }
+    return teacher;
+  }
+
+  private async runRaw(batch: TeacherBatch, fetches: string[]): Promise<ort.Tensor[]> {
+    const { batchSize: B, seqLen: T } = batch;
+    if (batch.inputIds.length !== B * T || batch.attentionMask.length !== B * T) {
+      throw new InputError(`teacher batch: input_ids has ${batch.inputIds.length} and attention_mask ${batch.attentionMask.length} values, expected ${B}×${T}`);
+    }
+    if (T > this.config.maxPositions) {
+      throw new InputError(`sequence of ${T} tokens is longer than the model's ${this.config.maxPositions} positions (${join(this.dir, 'config.json')} max_position_embeddings)`);
+    }
+    const feeds: Record<string, ort.Tensor> = {};
+    const make = (name: string, values: Int32Array): ort.Tensor =>
+      this.inputTypes.get(name) === 'int64'
+        ? new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), [B, T])
+        : new ort.Tensor('int32', values, [B, T]);
+    feeds['input_ids'] = make('input_ids', batch.inputIds);
+    feeds['attention_mask'] = make('attention_mask', batch.attentionMask);
+    if (this.inputTypes.has('token_type_ids')) feeds['token_type_ids'] = make('token_type_ids', new Int32Array(B * T));
+    const result = await this.session.run(feeds, fetches);
+    return fetches.map((f) => result[f]!);
+  }
+
+  /** Logits and the hidden states of `hiddenStateIndices` for one batch. */
+  async forward(batch: TeacherBatch): Promise<TeacherOutput> {
+    const fetches = [this.logitsName, ...new Set(this.hiddenNames)];
+    const tensors = await this.runRaw(batch, fetches);
+    const byName = new Map(fetches.map((f, i) => [f, tensors[i]!.data as Float32Array]));
+    return {
+      logits: byName.get(this.logitsName)!,
+      hiddenStates: this.hiddenNames.map((n) => byName.get(n)!),
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

@@ -1,0 +1,109 @@
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Teacher } from '../teacher/teacher.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { MismatchError, FileFormatError } from '../src/errors.js';
+import { GOLDEN, HAVE_SHARED, SHARED_TINY, TINY, maxAbsDiff } from './helpers.js';
+
+const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
+const [B, T] = ref.shapeOf('masked_input_ids') as [number, number];
+const batch = { inputIds: ref.getInt32('masked_input_ids'), attentionMask: ref.getInt32('attention_mask'), batchSize: B, seqLen: T };
+const refLogits = ref.getFloat32('teacher_logits');
+const refHidden = ref.getFloat32('teacher_hidden_states'); // [5, B, T, H]
+const H = 192;
+
+function checkAgainstReference(out: { logits: Float32Array; hiddenStates: Float32Array[] }): void {
+  expect(out.logits.length).toBe(refLogits.length);
+  expect(maxAbsDiff(out.logits, refLogits)).toBeLessThan(1e-4);
+  expect(out.hiddenStates.length).toBe(5);
+  out.hiddenStates.forEach((h, i) => {
+    expect(maxAbsDiff(h, refHidden.subarray(i * B * T * H, (i + 1) * B * T * H))).toBeLessThan(1e-4);
+  });
+}
+
+describe('teacher on the logits-only export, hidden states by graph surgery', () => {
+  let teacher: Teacher;
+  beforeAll(async () => { teacher = await Teacher.load(TINY, { threads: 2 }); });
+  afterAll(async () => { await teacher.release(); });
+
+  it('used model.onnx with surgery', () => {
+    expect(teacher.onnxPath.endsWith('model.onnx')).toBe(true);
+    expect(teacher.surgery).toBe(true);
+    expect(teacher.hiddenStateIndices).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('logits and all 5 hidden states equal the reference within 1e-4', async () => {
+    checkAgainstReference(await teacher.forward(batch));
+  });
+
+  it('returns only the hidden states asked for', async () => {
+    const last = await Teacher.load(TINY, { hiddenStates: [4] });
+    const out = await last.forward(batch);
+    expect(out.hiddenStates.length).toBe(1);
+    expect(maxAbsDiff(out.hiddenStates[0]!, refHidden.subarray(4 * B * T * H))).toBeLessThan(1e-4);
+    await last.release();
+  });
+});
+
+describe.runIf(HAVE_SHARED)('teacher on model-hidden.onnx (shared fixture)', () => {
+  it('uses the exported hidden states and matches the reference', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'distill-hidden-'));
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'model-hidden.onnx']) copyFileSync(join(SHARED_TINY, f), join(dir, f));
+    const teacher = await Teacher.load(dir);
+    expect(teacher.surgery).toBe(false);
+    checkAgainstReference(await teacher.forward(batch));
+    await teacher.release();
+    rmSync(dir, { recursive: true });
+  });
+});
+
+describe('model folder validation', () => {
+  function copyTiny(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'distill-bad-'));
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'model.onnx']) copyFileSync(join(TINY, f), join(dir, f));
+    return dir;
+  }
+
+  it('names config.json and both sizes when vocab_size disagrees with the tokenizer', async () => {
+    const dir = copyTiny();
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    cfg.vocab_size = 6000;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const err = await Teacher.load(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MismatchError);
+    expect((err as Error).message).toMatch(/config\.json says vocab_size 6000/);
+    expect((err as Error).message).toMatch(/6144 tokens/);
+  });
+
+  it('names the ONNX file when its logits disagree with config and tokenizer', async () => {
+    const dir = copyTiny();
+    // Drop the last 44 tokens from the tokenizer and config: the ONNX graph still gives 6144 logits.
+    const tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
+    for (const [t, id] of Object.entries(tj.model.vocab)) if ((id as number) >= 6100) delete tj.model.vocab[t];
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    cfg.vocab_size = 6100;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const err = await Teacher.load(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MismatchError);
+    expect((err as Error).message).toContain('model.onnx');
+    expect((err as Error).message).toMatch(/6144 logits per token.*vocab_size 6100/);
+  });
+
+  it('reports a missing ONNX file, a missing config and a broken ONNX file by name', async () => {
+    const noOnnx = copyTiny();
+    rmSync(join(noOnnx, 'model.onnx'));
+    await expect(Teacher.load(noOnnx)).rejects.toThrow(/model\.onnx: missing/);
+    const noConfig = copyTiny();
+    rmSync(join(noConfig, 'config.json'));
+    await expect(Teacher.load(noConfig)).rejects.toThrow(/config\.json: missing/);
+    const broken = copyTiny();
+    writeFileSync(join(broken, 'model.onnx'), readFileSync(join(TINY, 'model.onnx')).subarray(0, 100_000));
+    const err = await Teacher.load(broken).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FileFormatError);
+    expect((err as Error).message).toContain('model.onnx');
+    await expect(Teacher.load(join(noOnnx, 'nope'), { optionName: '--model' })).rejects.toThrow(/no such folder \(given as --model\)/);
+  });
+});
