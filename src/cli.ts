@@ -1,2 +1,38 @@
 #!/usr/bin/env node
-console.log('distill');
+// The distill command line: one file per command under src/commands/, one error handler here.
+
+import { Command, CommanderError } from 'commander';
+import { DistillError } from './errors.js';
+import { registerFillMask } from './commands/fill-mask.js';
+
+const program = new Command();
+program
+  .name('distill')
+  .description('Distil a BERT teacher (ONNX) into a DistilBERT-style student (TensorFlow.js).\n'
+    + 'Model folders are laid out like a Hugging Face export: config.json, tokenizer.json or vocab.txt, model.onnx.')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerFillMask(program);
+
+function report(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // commander has printed its own message (or the help / version text).
+    return err.exitCode;
+  }
+  if (err instanceof DistillError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+    return 1;
+  }
+  process.stderr.write(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write('hint: this is a bug in distill; please report it with the command you ran\n');
+  return 70;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = report(err);
+}
