@@ -1,0 +1,104 @@
+// Initialise a DistilBERT student from a BERT teacher, as the reference's extract_distilbert.py does:
+// word + position embeddings, embedding LayerNorm, chosen teacher layers → student layers 0..n-1, and the
+// MLM head (transform dense + LayerNorm, vocab bias; the projector is tied to the word embeddings).
+// Token-type embeddings are dropped.
+
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { FileFormatError, InputError } from '../src/errors.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import type { EncoderConfig } from '../src/model-dir.js';
+import type { StudentConfig } from './config.js';
+import { DistilBertStudent } from './model.js';
+
+/**
+ * The evenly spaced layer choice of RECIPE.md: round_half_up(i·(Lt−1)/(Ls−1)) for i = 0..Ls−1.
+ * 12 → 6 gives [0, 2, 4, 7, 9, 11]; 4 → 2 gives [0, 3].
+ */
+export function evenlySpacedLayers(teacherLayers: number, studentLayers: number): number[] {
+  if (!Number.isInteger(studentLayers) || studentLayers < 1 || studentLayers > teacherLayers) {
+    throw new InputError(`a student of ${studentLayers} layers cannot be taken from a teacher of ${teacherLayers}`);
+  }
+  if (studentLayers === 1) return [0];
+  const num = teacherLayers - 1;
+  const den = studentLayers - 1;
+  // round_half_up(i*num/den) in integers: floor((2*i*num + den) / (2*den)).
+  return Array.from({ length: studentLayers }, (_, i) => Math.floor((2 * i * num + den) / (2 * den)));
+}
+
+/** DistilBERT halves the depth. */
+export function defaultStudentLayers(teacherLayers: number): number[] {
+  return evenlySpacedLayers(teacherLayers, Math.max(1, Math.floor(teacherLayers / 2)));
+}
+
+/** BERT checkpoints name tensors with or without the `bert.` prefix, and old ones call LayerNorm's weight/bias gamma/beta. */
+function teacherLookup(file: SafetensorsFile): (key: string, shape: number[]) => Float32Array {
+  return (key, shape) => {
+    const candidates = [key, `bert.${key}`];
+    if (key.endsWith('LayerNorm.weight')) candidates.push(...candidates.map((k) => k.replace(/weight$/, 'gamma')));
+    if (key.endsWith('LayerNorm.bias')) candidates.push(...candidates.map((k) => k.replace(/bias$/, 'beta')));
+    for (const c of candidates) if (file.has(c)) return file.getFloat32(c, shape);
+    throw new FileFormatError(file.path, `missing tensor "bert.${key}"`,
+      'the teacher must be a BertForMaskedLM checkpoint (save_pretrained of the masked-LM model, with its cls.predictions head)');
+  };
+}
+
+export function studentConfigFromTeacher(teacher: EncoderConfig, layers: number[], padTokenId: number): StudentConfig {
+  return {
+    vocab_size: teacher.vocabSize,
+    dim: teacher.hiddenSize,
+    n_layers: layers.length,
+    n_heads: teacher.numHeads,
+    hidden_dim: teacher.intermediateSize,
+    max_position_embeddings: teacher.maxPositions,
+    dropout: 0.1,
+    attention_dropout: 0.1,
+    activation: 'gelu',
+    pad_token_id: padTokenId,
+    initializer_range: 0.02,
+  };
+}
+
+export function initStudentFromTeacher(teacherDir: string, teacher: EncoderConfig, layers: number[], padTokenId: number): DistilBertStudent {
+  for (const l of layers) {
+    if (!Number.isInteger(l) || l < 0 || l >= teacher.numLayers) {
+      throw new InputError(`--layers: teacher layer ${l} does not exist (the teacher has layers 0..${teacher.numLayers - 1})`);
+    }
+  }
+  const path = join(teacherDir, 'model.safetensors');
+  if (!existsSync(path)) {
+    throw new FileFormatError(path, 'missing', 'the student is initialised from the teacher\'s PyTorch weights: save_pretrained writes model.safetensors');
+  }
+  const file = SafetensorsFile.read(path);
+  const get = teacherLookup(file);
+  const config = studentConfigFromTeacher(teacher, layers, padTokenId);
+  const source = (name: string): string => {
+    if (name.startsWith('distilbert.embeddings.')) return `embeddings.${name.slice('distilbert.embeddings.'.length)}`;
+    const m = /^distilbert\.transformer\.layer\.(\d+)\.(.+)$/.exec(name);
+    if (m) {
+      const t = `encoder.layer.${layers[Number(m[1])]}`;
+      const rest = m[2]!;
+      const map: Record<string, string> = {
+        'attention.q_lin': 'attention.self.query', 'attention.k_lin': 'attention.self.key', 'attention.v_lin': 'attention.self.value',
+        'attention.out_lin': 'attention.output.dense', sa_layer_norm: 'attention.output.LayerNorm',
+        'ffn.lin1': 'intermediate.dense', 'ffn.lin2': 'output.dense', output_layer_norm: 'output.LayerNorm',
+      };
+      const [module, kind] = [rest.slice(0, rest.lastIndexOf('.')), rest.slice(rest.lastIndexOf('.') + 1)];
+      return `${t}.${map[module]}.${kind}`;
+    }
+    if (name.startsWith('vocab_transform.')) return `cls.predictions.transform.dense.${name.split('.')[1]}`;
+    if (name.startsWith('vocab_layer_norm.')) return `cls.predictions.transform.LayerNorm.${name.split('.')[1]}`;
+    if (name === 'vocab_projector.bias') return 'cls.predictions.bias';
+    throw new Error(`no teacher source for ${name}`);
+  };
+  return DistilBertStudent.fromHfWeights(config, (name, shape) => {
+    const key = source(name);
+    if (key.startsWith('cls.')) {
+      // The head lives outside the `bert.` prefix; the vocab bias may sit on the decoder instead.
+      if (key === 'cls.predictions.bias' && !file.has(key) && file.has('cls.predictions.decoder.bias')) return file.getFloat32('cls.predictions.decoder.bias', shape);
+      if (!file.has(key)) throw new FileFormatError(path, `missing tensor "${key}"`, 'the teacher must be a BertForMaskedLM checkpoint with its cls.predictions head');
+      return file.getFloat32(key, shape);
+    }
+    return get(key, shape);
+  });
+}

@@ -1,0 +1,43 @@
+// A student on disk is a Hugging Face DistilBertForMaskedLM folder: config.json, model.safetensors (HF
+// parameter names, float32; the tied projector weight omitted as save_pretrained omits it) and the
+// tokenizer files, so that transformers' from_pretrained loads it unchanged.
+
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { FileFormatError } from '../src/errors.js';
+import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from '../src/io/safetensors.js';
+import { readStudentConfig, studentConfigJson, type StudentConfig } from './config.js';
+import { DistilBertStudent } from './model.js';
+
+export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
+
+/** Copy whichever tokenizer files `fromDir` has into `toDir`. */
+export function copyTokenizerFiles(fromDir: string, toDir: string): string[] {
+  const copied: string[] = [];
+  for (const f of TOKENIZER_FILES) {
+    if (existsSync(join(fromDir, f))) {
+      copyFileSync(join(fromDir, f), join(toDir, f));
+      copied.push(f);
+    }
+  }
+  return copied;
+}
+
+export function loadStudent(dir: string): DistilBertStudent {
+  const config = readStudentConfig(dir);
+  const path = join(dir, 'model.safetensors');
+  if (!existsSync(path)) throw new FileFormatError(path, 'missing', 'a student folder holds model.safetensors: make one with `distill init-student`');
+  const file = SafetensorsFile.read(path);
+  return DistilBertStudent.fromHfWeights(config, (name, shape) => file.getFloat32(name, shape));
+}
+
+/** Write config.json and model.safetensors (atomically each) into `dir`. */
+export function saveStudent(student: DistilBertStudent, dir: string, metadata: Record<string, string> = {}): void {
+  mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [name, t] of student.hfWeights()) tensors.set(name, { data: t.data, shape: t.shape, dtype: 'F32' });
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt', ...metadata });
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(studentConfigJson(student.config), null, 2) + '\n');
+}
+
+export type { StudentConfig };

@@ -1,0 +1,243 @@
+// The DistilBERT student in tfjs ops (transformers' DistilBertForMaskedLM, computed the same way):
+//   embeddings: word + learned position (no token types) → LayerNorm(1e-12) → dropout
+//   each layer: x → MHSA → LayerNorm(x + ·) → FFN (lin1, GELU, lin2) → LayerNorm(· + ·)
+//   MLM head:   vocab_transform → GELU → vocab_layer_norm → vocab_projector (tied to the word embeddings) + bias
+//
+// Parameters are tf.Variables keyed by their Hugging Face names. Linear weights are held as [in, out]
+// (PyTorch stores [out, in]) so that the forward product is a plain `x @ W`; the custom gradients of
+// `matMulFast` make every backward product a plain one too, with explicit transposes: the tfjs `wasm`
+// backend runs transposed products about 10× slower than plain ones (see ../shared/anchors.md).
+
+import * as tf from '@tensorflow/tfjs';
+import { MismatchError, ShapeError } from '../src/errors.js';
+import { LAYER_NORM_EPS, type StudentConfig } from './config.js';
+
+export interface ParamSpec {
+  /** Hugging Face parameter name. */
+  name: string;
+  /** Shape as transformers stores it ([out, in] for linear weights). */
+  hfShape: number[];
+  /** A linear weight: held transposed ([in, out]) in the variable. */
+  linear: boolean;
+  /** Excluded from weight decay (biases and LayerNorm weights, as the reference). */
+  noDecay: boolean;
+}
+
+export function studentParamSpecs(c: StudentConfig): ParamSpec[] {
+  const H = c.dim;
+  const specs: ParamSpec[] = [];
+  const lin = (name: string, out: number, inp: number): void => {
+    specs.push({ name: `${name}.weight`, hfShape: [out, inp], linear: true, noDecay: false });
+    specs.push({ name: `${name}.bias`, hfShape: [out], linear: false, noDecay: true });
+  };
+  const ln = (name: string): void => {
+    specs.push({ name: `${name}.weight`, hfShape: [H], linear: false, noDecay: true });
+    specs.push({ name: `${name}.bias`, hfShape: [H], linear: false, noDecay: true });
+  };
+  specs.push({ name: 'distilbert.embeddings.word_embeddings.weight', hfShape: [c.vocab_size, H], linear: false, noDecay: false });
+  specs.push({ name: 'distilbert.embeddings.position_embeddings.weight', hfShape: [c.max_position_embeddings, H], linear: false, noDecay: false });
+  ln('distilbert.embeddings.LayerNorm');
+  for (let i = 0; i < c.n_layers; i++) {
+    const p = `distilbert.transformer.layer.${i}`;
+    lin(`${p}.attention.q_lin`, H, H);
+    lin(`${p}.attention.k_lin`, H, H);
+    lin(`${p}.attention.v_lin`, H, H);
+    lin(`${p}.attention.out_lin`, H, H);
+    ln(`${p}.sa_layer_norm`);
+    lin(`${p}.ffn.lin1`, c.hidden_dim, H);
+    lin(`${p}.ffn.lin2`, H, c.hidden_dim);
+    ln(`${p}.output_layer_norm`);
+  }
+  lin('vocab_transform', H, H);
+  ln('vocab_layer_norm');
+  specs.push({ name: 'vocab_projector.bias', hfShape: [c.vocab_size], linear: false, noDecay: true });
+  return specs;
+}
+
+/** PyTorch [out, in] → [in, out] (or back: the transpose is its own inverse). */
+export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  return out;
+}
+
+/** a @ b for 2-D or batched 3-D operands, whose gradients use only plain (untransposed) products. */
+export function matMulFast<R extends tf.Rank.R2 | tf.Rank.R3>(a: tf.Tensor<R>, b: tf.Tensor<R>): tf.Tensor<R> {
+  const f = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([x, y]);
+    const perm = x.rank === 3 ? [0, 2, 1] : [1, 0];
+    return {
+      value: tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ys] = saved as [tf.Tensor3D, tf.Tensor3D];
+        return [tf.matMul(dy as tf.Tensor3D, tf.transpose(ys, perm)), tf.matMul(tf.transpose(xs, perm), dy as tf.Tensor3D)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(a, b) as tf.Tensor<R>;
+}
+
+/** GELU, erf form (BERT's "gelu"). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+}
+
+export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta);
+}
+
+export interface ForwardOptions {
+  /** Dropout on (training) or off (evaluation, golden tests). */
+  training: boolean;
+  /** Seed for this forward pass's dropout masks (each dropout call derives its own from it). */
+  dropoutSeed?: number;
+}
+
+export interface StudentOutput {
+  /** [B, T, V] */
+  logits: tf.Tensor3D;
+  /** Embedding output, then each layer's output: n_layers + 1 tensors [B, T, H]. */
+  hiddenStates: tf.Tensor3D[];
+}
+
+let studentCounter = 0;
+
+/** The Hugging Face name of a student variable (tfjs names are `studentN/<hf name>`). */
+export function hfNameOfVariable(variableName: string): string {
+  return variableName.slice(variableName.indexOf('/') + 1);
+}
+
+export class DistilBertStudent {
+  readonly config: StudentConfig;
+  readonly specs: ParamSpec[];
+  /** tf.Variables by Hugging Face name (linear weights transposed, see the top of this file). */
+  readonly params: Map<string, tf.Variable>;
+
+  private constructor(config: StudentConfig, params: Map<string, tf.Variable>) {
+    this.config = config;
+    this.specs = studentParamSpecs(config);
+    this.params = params;
+  }
+
+  /** Build from weights in transformers' layout (name → values of hfShape). */
+  static fromHfWeights(config: StudentConfig, weights: (name: string, hfShape: number[]) => Float32Array): DistilBertStudent {
+    const params = new Map<string, tf.Variable>();
+    studentCounter++;
+    for (const spec of studentParamSpecs(config)) {
+      const values = weights(spec.name, spec.hfShape);
+      const expected = spec.hfShape.reduce((a, b) => a * b, 1);
+      if (values.length !== expected) throw new MismatchError(`parameter ${spec.name}: ${values.length} values, expected [${spec.hfShape}]`);
+      const [out, inp] = spec.hfShape as [number, number];
+      const tensor = spec.linear
+        ? tf.tensor2d(transpose2d(values, out, inp), [inp, out])
+        : tf.tensor(values, spec.hfShape);
+      // tfjs variable names must be unique in the process: prefix the HF name with this student's number.
+      params.set(spec.name, tf.variable(tensor, true, `student${studentCounter}/${spec.name}`));
+      tensor.dispose();
+    }
+    return new DistilBertStudent(config, params);
+  }
+
+  /** Current weights in transformers' layout, for saving (reads every variable back to the host). */
+  hfWeights(): Map<string, { data: Float32Array; shape: number[] }> {
+    const out = new Map<string, { data: Float32Array; shape: number[] }>();
+    for (const spec of this.specs) {
+      const v = this.params.get(spec.name)!;
+      const data = v.dataSync() as Float32Array;
+      const [outDim, inDim] = spec.hfShape as [number, number];
+      out.set(spec.name, { data: spec.linear ? transpose2d(data, inDim, outDim) : Float32Array.from(data), shape: spec.hfShape });
+    }
+    return out;
+  }
+
+  /** The trainable variables in a fixed order (the order of `specs`). */
+  variables(): tf.Variable[] {
+    return this.specs.map((s) => this.params.get(s.name)!);
+  }
+
+  parameterCount(): number {
+    return this.specs.reduce((n, s) => n + s.hfShape.reduce((a, b) => a * b, 1), 0);
+  }
+
+  private p(name: string): tf.Variable {
+    const v = this.params.get(name);
+    if (!v) throw new MismatchError(`student has no parameter ${name}`);
+    return v;
+  }
+
+  private linear(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    return tf.add(matMulFast(x, this.p(`${name}.weight`) as tf.Tensor2D), this.p(`${name}.bias`));
+  }
+
+  /**
+   * Embeddings and transformer layers. `inputIds` and `attentionMask` are int32 [B, T].
+   * Returns the hidden states (n_layers + 1, each [B, T, H]).
+   */
+  encode(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, options: ForwardOptions): tf.Tensor3D[] {
+    const c = this.config;
+    const [B, T] = inputIds.shape;
+    if (attentionMask.shape[0] !== B || attentionMask.shape[1] !== T) {
+      throw new ShapeError(`attention_mask is [${attentionMask.shape}], input_ids is [${inputIds.shape}]`);
+    }
+    if (T > c.max_position_embeddings) {
+      throw new ShapeError(`sequence length ${T} exceeds the student's ${c.max_position_embeddings} positions`);
+    }
+    const H = c.dim;
+    const nh = c.n_heads;
+    const dh = H / nh;
+    let seed = options.dropoutSeed ?? 0;
+    const dropout = (x: tf.Tensor, rate: number): tf.Tensor => (options.training && rate > 0 ? tf.dropout(x, rate, undefined, seed++) : x);
+
+    // Embeddings.
+    const words = tf.gather(this.p('distilbert.embeddings.word_embeddings.weight'), tf.reshape(inputIds, [B * T])); // [B*T, H]
+    const positions = tf.slice(this.p('distilbert.embeddings.position_embeddings.weight'), [0, 0], [T, H]); // [T, H]
+    let x = tf.reshape(tf.add(tf.reshape(words, [B, T, H]), positions), [B * T, H]) as tf.Tensor2D; // [B*T, H]
+    x = layerNorm(x, this.p('distilbert.embeddings.LayerNorm.weight'), this.p('distilbert.embeddings.LayerNorm.bias')) as tf.Tensor2D;
+    x = dropout(x, c.dropout) as tf.Tensor2D;
+    const hidden: tf.Tensor3D[] = [tf.reshape(x, [B, T, H])];
+
+    // Additive attention mask: 0 for real keys, -1e9 for padding: softmax gives padding exactly 0,
+    // as transformers' masked_fill with the dtype's minimum does.
+    const maskBias = tf.reshape(tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), -1e9), [B, 1, 1, T]); // [B, 1, 1, T]
+    const heads = (t: tf.Tensor2D): tf.Tensor3D => tf.reshape(tf.transpose(tf.reshape(t, [B, T, nh, dh]), [0, 2, 1, 3]), [B * nh, T, dh]);
+
+    for (let i = 0; i < c.n_layers; i++) {
+      const p = `distilbert.transformer.layer.${i}`;
+      const q = heads(tf.mul(this.linear(x, `${p}.attention.q_lin`), 1 / Math.sqrt(dh)) as tf.Tensor2D); // [B*nh, T, dh]
+      const k = heads(this.linear(x, `${p}.attention.k_lin`));
+      const v = heads(this.linear(x, `${p}.attention.v_lin`));
+      const scores = tf.add(tf.reshape(matMulFast(q, tf.transpose(k, [0, 2, 1])), [B, nh, T, T]), maskBias); // [B, nh, T, T]
+      const probs = dropout(tf.softmax(scores, -1), c.attention_dropout);
+      const context = matMulFast(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
+      const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D; // [B*T, H]
+      const sa = layerNorm(tf.add(this.linear(merged, `${p}.attention.out_lin`), x), this.p(`${p}.sa_layer_norm.weight`), this.p(`${p}.sa_layer_norm.bias`)) as tf.Tensor2D;
+      const inner = gelu(this.linear(sa, `${p}.ffn.lin1`)) as tf.Tensor2D; // [B*T, F]
+      const ffn = dropout(this.linear(inner, `${p}.ffn.lin2`), c.dropout);
+      x = layerNorm(tf.add(ffn, sa), this.p(`${p}.output_layer_norm.weight`), this.p(`${p}.output_layer_norm.bias`)) as tf.Tensor2D;
+      hidden.push(tf.reshape(x, [B, T, H]));
+    }
+    return hidden;
+  }
+
+  /** MLM head on rows of hidden states [N, H] → logits [N, V]. */
+  mlmHead(h: tf.Tensor2D): tf.Tensor2D {
+    const t = layerNorm(gelu(this.linear(h, 'vocab_transform')), this.p('vocab_layer_norm.weight'), this.p('vocab_layer_norm.bias')) as tf.Tensor2D;
+    // Tied projector: logits = t @ Eᵀ + b, with Eᵀ made explicitly so the product and its gradients stay plain.
+    const projector = tf.transpose(this.p('distilbert.embeddings.word_embeddings.weight')) as tf.Tensor2D; // [H, V]
+    return tf.add(matMulFast(t, projector), this.p('vocab_projector.bias'));
+  }
+
+  forward(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, options: ForwardOptions): StudentOutput {
+    const [B, T] = inputIds.shape;
+    const hiddenStates = this.encode(inputIds, attentionMask, options);
+    const last = tf.reshape(hiddenStates[hiddenStates.length - 1]!, [B * T, this.config.dim]) as tf.Tensor2D;
+    const logits = tf.reshape(this.mlmHead(last), [B, T, this.config.vocab_size]) as tf.Tensor3D;
+    return { logits, hiddenStates };
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    this.params.clear();
+  }
+}

@@ -1,0 +1,65 @@
+// The kernels we register (student/kernels.ts) against tfjs's own cpu implementation.
+import { describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../student/backend.js';
+import { originalCpuUnsortedSegmentSum } from '../student/kernels.js';
+import { maxAbsDiff } from './helpers.js';
+
+/** Run tfjs's original cpu UnsortedSegmentSum (kept aside when ours replaced it). */
+async function referenceSegmentSum(x: Float32Array, xShape: number[], ids: Int32Array, idsShape: number[], numSegments: number): Promise<Float32Array> {
+  await selectBackend('cpu');
+  const backend = tf.backend();
+  const xt = tf.tensor(x, xShape);
+  const it = tf.tensor(ids, idsShape, 'int32');
+  const info = originalCpuUnsortedSegmentSum!({ inputs: { x: xt, segmentIds: it }, backend, attrs: { numSegments } }) as tf.TensorInfo;
+  const out = tf.engine().makeTensorFromTensorInfo(info);
+  const values = out.dataSync() as Float32Array;
+  tf.dispose([xt, it, out]);
+  return Float32Array.from(values);
+}
+
+function random(n: number, seed: number): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return s / 2147483648 - 0.5;
+  });
+}
+
+describe('UnsortedSegmentSum', () => {
+  const cases = [
+    { name: '2-D rows, repeated and dropped ids', xShape: [7, 5], ids: [3, 0, 3, -1, 9, 2, 3], idsShape: [7], numSegments: 4 },
+    { name: '3-D x', xShape: [6, 3, 4], ids: [1, 1, 0, 2, 5, 1], idsShape: [6], numSegments: 3 },
+    { name: 'embedding-gradient shape', xShape: [76, 192], ids: Array.from({ length: 76 }, (_, i) => (i * 37) % 500), idsShape: [76], numSegments: 500 },
+  ];
+  for (const backend of ['wasm', 'cpu'] as const) {
+    for (const c of cases) {
+      it(`${backend}: ${c.name} equals tfjs's cpu kernel`, async () => {
+        const x = random(c.xShape.reduce((a, b) => a * b, 1), c.xShape.length * 7 + c.numSegments);
+        const ids = Int32Array.from(c.ids);
+        const expected = await referenceSegmentSum(x, c.xShape, ids, c.idsShape, c.numSegments);
+        await selectBackend(backend);
+        const got = tf.tidy(() => tf.unsortedSegmentSum(tf.tensor(x, c.xShape), tf.tensor(ids, c.idsShape, 'int32'), c.numSegments).dataSync() as Float32Array);
+        expect(got.length).toBe(expected.length);
+        expect(maxAbsDiff(got, expected)).toBeLessThan(1e-6);
+        expect(expected.some((v) => v !== 0)).toBe(true);
+      });
+    }
+  }
+
+  it('gives the gradient of gather on wasm equal to cpu', async () => {
+    const table = random(10 * 3, 5);
+    const grad = async (backend: 'wasm' | 'cpu'): Promise<Float32Array> => {
+      await selectBackend(backend);
+      return tf.tidy(() => {
+        const w = tf.tensor2d(table, [10, 3]);
+        const g = tf.grad((t: tf.Tensor) => tf.sum(tf.square(tf.gather(t, tf.tensor1d([1, 4, 1, 9], 'int32')))))(w);
+        return g.dataSync() as Float32Array;
+      });
+    };
+    const onWasm = await grad('wasm');
+    const onCpu = await grad('cpu');
+    expect(maxAbsDiff(onWasm, onCpu)).toBeLessThan(1e-6);
+    expect(onWasm[1 * 3]).toBeCloseTo(4 * table[1 * 3]!, 5); // row 1 gathered twice: 2·2·w
+  });
+});

@@ -1,0 +1,120 @@
+// Golden tests of the student, its initialisation and the losses against PyTorch's numbers
+// (test/fixtures/tiny-bert-cased/reference.*), on the `wasm` and the `cpu` backends.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { readEncoderConfig } from '../src/model-dir.js';
+import { selectBackend, type BackendName } from '../student/backend.js';
+import { initStudentFromTeacher, evenlySpacedLayers, defaultStudentLayers } from '../student/init.js';
+import { loadStudent, saveStudent } from '../student/io.js';
+import { hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
+import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
+import { lossRows } from '../losses/rows.js';
+import { GOLDEN, TINY, maxAbsDiff, relDiff } from './helpers.js';
+import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
+
+const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
+const [B, T] = ref.shapeOf('masked_input_ids') as [number, number];
+const H = 192;
+const V = 6144;
+const maskedIds = ref.getInt32('masked_input_ids');
+const attention = ref.getInt32('attention_mask');
+const labels = ref.getInt32('mlm_labels');
+const teacherLogits = ref.getFloat32('teacher_logits');
+const teacherHidden = ref.getFloat32('teacher_hidden_states'); // [5, B, T, H]
+const teacherLast = teacherHidden.subarray(4 * B * T * H);
+const rows = lossRows(attention, labels, B, T, V);
+const targets = { logits: teacherLogits, lastHidden: teacherLast };
+
+function gradients(student: DistilBertStudent, restrict = false): { loss: number; grads: Map<string, number> } {
+  return tf.tidy(() => {
+    const ids = tf.tensor2d(maskedIds, [B, T], 'int32');
+    const mask = tf.tensor2d(attention, [B, T], 'int32');
+    const { value, grads } = tf.variableGrads(() => distillLosses(student, ids, mask, rows, targets,
+      { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: restrict }, { training: false }).loss, student.variables());
+    const norms = new Map<string, number>();
+    for (const [name, g] of Object.entries(grads)) norms.set(hfNameOfVariable(name), Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]!));
+    return { loss: value.dataSync()[0]!, grads: norms };
+  });
+}
+
+it('chooses teacher layers by the evenly spaced rule', () => {
+  expect(evenlySpacedLayers(12, 6)).toEqual([0, 2, 4, 7, 9, 11]);
+  expect(evenlySpacedLayers(4, 2)).toEqual([0, 3]);
+  expect(defaultStudentLayers(12)).toEqual([0, 2, 4, 7, 9, 11]);
+  expect(defaultStudentLayers(4)).toEqual(reference.student_layers_from_teacher);
+  expect(evenlySpacedLayers(24, 12)).toEqual([0, 2, 4, 6, 8, 10, 13, 15, 17, 19, 21, 23]);
+});
+
+for (const backend of ['wasm', 'cpu'] as BackendName[]) {
+  describe(`student on ${backend}`, () => {
+    let student: DistilBertStudent;
+    beforeAll(async () => {
+      await selectBackend(backend);
+      student = initStudentFromTeacher(TINY, readEncoderConfig(TINY), defaultStudentLayers(4), 0);
+    });
+    afterAll(() => student.dispose());
+
+    it('runs on the requested backend', () => expect(tf.getBackend()).toBe(backend));
+
+    it('logits and hidden states equal PyTorch\'s within 1e-4', () => {
+      const [logits, hidden] = tf.tidy(() => {
+        const out = student.forward(tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), { training: false });
+        return [out.logits.dataSync() as Float32Array, out.hiddenStates.map((h) => h.dataSync() as Float32Array)] as const;
+      });
+      expect(maxAbsDiff(logits, ref.getFloat32('student_logits'))).toBeLessThan(1e-4);
+      const refHidden = ref.getFloat32('student_hidden_states');
+      expect(hidden.length).toBe(3);
+      hidden.forEach((h, i) => expect(maxAbsDiff(h, refHidden.subarray(i * B * T * H, (i + 1) * B * T * H))).toBeLessThan(1e-4));
+    });
+
+    it('each loss is within 1e-4 relative of the reference', () => {
+      const values = tf.tidy(() => {
+        const l = distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets, RECIPE_LOSS_WEIGHTS, { training: false });
+        return Object.fromEntries(Object.entries(l).map(([k, v]) => [k, v.dataSync()[0]!]));
+      });
+      expect(relDiff(values['loss_ce']!, reference.loss_ce)).toBeLessThan(1e-4);
+      expect(relDiff(values['loss_mlm']!, reference.loss_mlm)).toBeLessThan(1e-4);
+      expect(relDiff(values['loss_cos']!, reference.loss_cos)).toBeLessThan(1e-4);
+      expect(relDiff(values['loss']!, reference.loss_total)).toBeLessThan(1e-4);
+      const restricted = tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets,
+        { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: true }, { training: false }).loss_ce.dataSync()[0]!);
+      expect(relDiff(restricted, reference.loss_ce_restrict_to_mask)).toBeLessThan(1e-4);
+    });
+
+    it('gradient norm within 1e-3 relative, and every per-parameter norm', () => {
+      const { loss, grads } = gradients(student);
+      expect(relDiff(loss, reference.loss_total)).toBeLessThan(1e-4);
+      const refByParam = reference.student_grad_norm_by_param as Record<string, number>;
+      expect([...grads.keys()].sort()).toEqual(Object.keys(refByParam).sort());
+      let total = 0;
+      for (const [name, norm] of grads) {
+        total += norm * norm;
+        const expected = refByParam[name]!;
+        // Relative 1e-3, or absolute 1e-3 for gradients that are rounding noise (the k_lin biases: ~1e-7).
+        expect(Math.abs(norm - expected), name).toBeLessThan(Math.max(1e-3 * expected, 1e-3));
+      }
+      expect(relDiff(Math.sqrt(total), reference.student_grad_norm)).toBeLessThan(1e-3);
+    });
+
+    it('keeps tf.memory().numTensors flat over 10 forward/backward steps', () => {
+      gradients(student);
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 10; i++) gradients(student);
+      expect(tf.memory().numTensors).toBe(before);
+    });
+
+    it('saves as a DistilBERT folder and loads back the same weights', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'distill-student-'));
+      saveStudent(student, dir);
+      const again = loadStudent(dir);
+      const a = student.hfWeights();
+      const b = again.hfWeights();
+      for (const [name, t] of a) expect(maxAbsDiff(t.data, b.get(name)!.data), name).toBe(0);
+      again.dispose();
+    });
+  });
+}
