@@ -4,6 +4,8 @@
 import { Command, CommanderError } from 'commander';
 import { DistillError } from './errors.js';
 import { registerFillMask } from './commands/fill-mask.js';
+import { registerInitStudent } from './commands/init-student.js';
+import { registerEvalBatch } from './commands/eval-batch.js';
 
 const program = new Command();
 program
@@ -15,6 +17,8 @@ program
   .exitOverride();
 
 registerFillMask(program);
+registerInitStudent(program);
+registerEvalBatch(program);
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

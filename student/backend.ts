@@ -42,6 +42,8 @@ async function loadWasmBackend(): Promise<boolean> {
  * what to install when a requested backend is absent.
  */
 export async function selectBackend(requested?: BackendName): Promise<BackendChoice> {
+  // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
+  tf.env().set('PROD', true);
   const order: BackendName[] = requested ? [requested] : [...BACKEND_NAMES];
   for (const name of order) {
     let source: string | undefined;

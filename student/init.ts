@@ -9,7 +9,7 @@ import { FileFormatError, InputError } from '../src/errors.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import type { EncoderConfig } from '../src/model-dir.js';
 import type { StudentConfig } from './config.js';
-import { DistilBertStudent } from './model.js';
+import { DistilBertStudent, studentParamSpecs } from './model.js';
 
 /**
  * The evenly spaced layer choice of RECIPE.md: round_half_up(i·(Lt−1)/(Ls−1)) for i = 0..Ls−1.
@@ -59,7 +59,14 @@ export function studentConfigFromTeacher(teacher: EncoderConfig, layers: number[
   };
 }
 
-export function initStudentFromTeacher(teacherDir: string, teacher: EncoderConfig, layers: number[], padTokenId: number): DistilBertStudent {
+export interface StudentWeights {
+  config: StudentConfig;
+  /** HF parameter name → values in transformers' layout. */
+  weights: Map<string, Float32Array>;
+}
+
+/** The student's initial weights, read from the teacher's model.safetensors (host arrays, no tfjs). */
+export function studentWeightsFromTeacher(teacherDir: string, teacher: EncoderConfig, layers: number[], padTokenId: number): StudentWeights {
   for (const l of layers) {
     if (!Number.isInteger(l) || l < 0 || l >= teacher.numLayers) {
       throw new InputError(`--layers: teacher layer ${l} does not exist (the teacher has layers 0..${teacher.numLayers - 1})`);
@@ -72,33 +79,28 @@ export function initStudentFromTeacher(teacherDir: string, teacher: EncoderConfi
   const file = SafetensorsFile.read(path);
   const get = teacherLookup(file);
   const config = studentConfigFromTeacher(teacher, layers, padTokenId);
-  const source = (name: string): string => {
-    if (name.startsWith('distilbert.embeddings.')) return `embeddings.${name.slice('distilbert.embeddings.'.length)}`;
-    const m = /^distilbert\.transformer\.layer\.(\d+)\.(.+)$/.exec(name);
-    if (m) {
-      const t = `encoder.layer.${layers[Number(m[1])]}`;
-      const rest = m[2]!;
-      const map: Record<string, string> = {
-        'attention.q_lin': 'attention.self.query', 'attention.k_lin': 'attention.self.key', 'attention.v_lin': 'attention.self.value',
-        'attention.out_lin': 'attention.output.dense', sa_layer_norm: 'attention.output.LayerNorm',
-        'ffn.lin1': 'intermediate.dense', 'ffn.lin2': 'output.dense', output_layer_norm: 'output.LayerNorm',
-      };
-      const [module, kind] = [rest.slice(0, rest.lastIndexOf('.')), rest.slice(rest.lastIndexOf('.') + 1)];
-      return `${t}.${map[module]}.${kind}`;
-    }
-    if (name.startsWith('vocab_transform.')) return `cls.predictions.transform.dense.${name.split('.')[1]}`;
-    if (name.startsWith('vocab_layer_norm.')) return `cls.predictions.transform.LayerNorm.${name.split('.')[1]}`;
-    if (name === 'vocab_projector.bias') return 'cls.predictions.bias';
-    throw new Error(`no teacher source for ${name}`);
+  const LAYER_MAP: Record<string, string> = {
+    'attention.q_lin': 'attention.self.query', 'attention.k_lin': 'attention.self.key', 'attention.v_lin': 'attention.self.value',
+    'attention.out_lin': 'attention.output.dense', sa_layer_norm: 'attention.output.LayerNorm',
+    'ffn.lin1': 'intermediate.dense', 'ffn.lin2': 'output.dense', output_layer_norm: 'output.LayerNorm',
   };
-  return DistilBertStudent.fromHfWeights(config, (name, shape) => {
-    const key = source(name);
-    if (key.startsWith('cls.')) {
-      // The head lives outside the `bert.` prefix; the vocab bias may sit on the decoder instead.
-      if (key === 'cls.predictions.bias' && !file.has(key) && file.has('cls.predictions.decoder.bias')) return file.getFloat32('cls.predictions.decoder.bias', shape);
-      if (!file.has(key)) throw new FileFormatError(path, `missing tensor "${key}"`, 'the teacher must be a BertForMaskedLM checkpoint with its cls.predictions head');
-      return file.getFloat32(key, shape);
-    }
-    return get(key, shape);
-  });
+  const read = (name: string, shape: number[]): Float32Array => {
+    if (name.startsWith('distilbert.embeddings.')) return get(`embeddings.${name.slice('distilbert.embeddings.'.length)}`, shape);
+    const m = /^distilbert\.transformer\.layer\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
+    if (m) return get(`encoder.layer.${layers[Number(m[1])]}.${LAYER_MAP[m[2]!]}.${m[3]}`, shape);
+    // The MLM head lives outside the `bert.` prefix; the vocab bias may sit on the decoder instead.
+    const head = name === 'vocab_projector.bias'
+      ? (file.has('cls.predictions.bias') ? 'cls.predictions.bias' : 'cls.predictions.decoder.bias')
+      : name.replace(/^vocab_transform\./, 'cls.predictions.transform.dense.').replace(/^vocab_layer_norm\./, 'cls.predictions.transform.LayerNorm.');
+    if (!file.has(head)) throw new FileFormatError(path, `missing tensor "${head}"`, 'the teacher must be a BertForMaskedLM checkpoint with its cls.predictions head');
+    return file.getFloat32(head, shape);
+  };
+  const weights = new Map<string, Float32Array>();
+  for (const spec of studentParamSpecs(config)) weights.set(spec.name, read(spec.name, spec.hfShape));
+  return { config, weights };
+}
+
+export function initStudentFromTeacher(teacherDir: string, teacher: EncoderConfig, layers: number[], padTokenId: number): DistilBertStudent {
+  const { config, weights } = studentWeightsFromTeacher(teacherDir, teacher, layers, padTokenId);
+  return DistilBertStudent.fromHfWeights(config, (name) => weights.get(name)!);
 }

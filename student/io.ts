@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { FileFormatError } from '../src/errors.js';
 import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from '../src/io/safetensors.js';
 import { readStudentConfig, studentConfigJson, type StudentConfig } from './config.js';
-import { DistilBertStudent } from './model.js';
+import { DistilBertStudent, studentParamSpecs } from './model.js';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
 
@@ -31,13 +31,22 @@ export function loadStudent(dir: string): DistilBertStudent {
   return DistilBertStudent.fromHfWeights(config, (name, shape) => file.getFloat32(name, shape));
 }
 
-/** Write config.json and model.safetensors (atomically each) into `dir`. */
-export function saveStudent(student: DistilBertStudent, dir: string, metadata: Record<string, string> = {}): void {
+/** Write config.json and model.safetensors (atomically each) into `dir`, from weights in transformers' layout. */
+export function writeStudentFolder(config: StudentConfig, weights: Map<string, Float32Array>, dir: string, metadata: Record<string, string> = {}): void {
   mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, TensorToWrite>();
-  for (const [name, t] of student.hfWeights()) tensors.set(name, { data: t.data, shape: t.shape, dtype: 'F32' });
+  for (const spec of studentParamSpecs(config)) {
+    const data = weights.get(spec.name);
+    if (!data) throw new FileFormatError(join(dir, 'model.safetensors'), `no values for parameter ${spec.name}`);
+    tensors.set(spec.name, { data, shape: spec.hfShape, dtype: 'F32' });
+  }
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt', ...metadata });
-  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(studentConfigJson(student.config), null, 2) + '\n');
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(studentConfigJson(config), null, 2) + '\n');
+}
+
+export function saveStudent(student: DistilBertStudent, dir: string, metadata: Record<string, string> = {}): void {
+  const weights = new Map([...student.hfWeights()].map(([name, t]) => [name, t.data]));
+  writeStudentFolder(student.config, weights, dir, metadata);
 }
 
 export type { StudentConfig };

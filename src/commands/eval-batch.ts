@@ -1,0 +1,140 @@
+// distill eval-batch: the losses and the gradient norm of one distillation step on a given batch, to
+// compare with PyTorch's numbers for the same batch.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { Command } from 'commander';
+import { FileFormatError, MismatchError } from '../errors.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import { choiceOption, floatOption } from '../options.js';
+import { Teacher } from '../../teacher/teacher.js';
+import { BACKEND_NAMES, selectBackend, type BackendName } from '../../student/backend.js';
+import { loadStudent } from '../../student/io.js';
+import { lossRows } from '../../losses/rows.js';
+import { distillLosses, RECIPE_LOSS_WEIGHTS, type LossWeights } from '../../losses/total.js';
+
+interface EvalBatchOptions {
+  teacher: string;
+  student: string;
+  batch: string;
+  temperature: number;
+  alphaCe: number;
+  alphaMlm: number;
+  alphaCos: number;
+  alphaMse: number;
+  restrictCeToMask: boolean;
+  backend?: BackendName;
+  threads: number;
+}
+
+export interface EvalBatchResult {
+  loss_ce: number;
+  loss_mlm: number;
+  loss_cos: number;
+  loss_mse: number;
+  loss_total: number;
+  grad_norm: number;
+  backend: string;
+}
+
+interface BatchFile {
+  maskedInputIds: Int32Array;
+  attentionMask: Int32Array;
+  mlmLabels: Int32Array;
+  batchSize: number;
+  seqLen: number;
+}
+
+export function readBatchFile(path: string): BatchFile {
+  if (!existsSync(path)) throw new FileFormatError(path, 'no such file (given as --batch)');
+  const file = SafetensorsFile.read(path);
+  const names = ['masked_input_ids', 'attention_mask', 'mlm_labels'] as const;
+  for (const n of names) {
+    if (!file.has(n)) throw new FileFormatError(path, `missing tensor "${n}"`, 'a batch file holds int32 [B, T] tensors masked_input_ids, attention_mask and mlm_labels (-100 = not a target)');
+  }
+  const shape = file.shapeOf('masked_input_ids');
+  for (const n of names) {
+    const s = file.shapeOf(n);
+    if (s.length !== 2 || s[0] !== shape[0] || s[1] !== shape[1]) {
+      throw new FileFormatError(path, `tensor "${n}" has shape [${s}], expected [B, T] like masked_input_ids [${shape}]`);
+    }
+  }
+  return {
+    maskedInputIds: file.getInt32('masked_input_ids'),
+    attentionMask: file.getInt32('attention_mask'),
+    mlmLabels: file.getInt32('mlm_labels'),
+    batchSize: shape[0]!,
+    seqLen: shape[1]!,
+  };
+}
+
+export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchResult> {
+  const backend = await selectBackend(opts.backend);
+  const batch = readBatchFile(opts.batch);
+  const student = loadStudent(opts.student);
+  const teacherProbe = await Teacher.load(opts.teacher, { hiddenStates: 'none', threads: opts.threads });
+  const L = teacherProbe.config.numLayers;
+  await teacherProbe.release();
+  const teacher = await Teacher.load(opts.teacher, { hiddenStates: [L], threads: opts.threads });
+  try {
+    const tc = teacher.config;
+    const sc = student.config;
+    if (tc.vocabSize !== sc.vocab_size || tc.hiddenSize !== sc.dim) {
+      throw new MismatchError(`teacher and student do not fit: ${join(opts.teacher, 'config.json')} has vocab_size ${tc.vocabSize}, hidden_size ${tc.hiddenSize}; `
+        + `${join(opts.student, 'config.json')} has vocab_size ${sc.vocab_size}, dim ${sc.dim}`, 'initialise the student from this teacher: distill init-student');
+    }
+    const { batchSize: B, seqLen: T } = batch;
+    const rows = lossRows(batch.attentionMask, batch.mlmLabels, B, T, sc.vocab_size);
+    const t = await teacher.forward({ inputIds: batch.maskedInputIds, attentionMask: batch.attentionMask, batchSize: B, seqLen: T });
+    const weights: LossWeights = {
+      ...RECIPE_LOSS_WEIGHTS,
+      temperature: opts.temperature, alpha_ce: opts.alphaCe, alpha_mlm: opts.alphaMlm, alpha_cos: opts.alphaCos, alpha_mse: opts.alphaMse,
+      restrict_ce_to_mask: opts.restrictCeToMask,
+    };
+    const result = tf.tidy(() => {
+      const ids = tf.tensor2d(batch.maskedInputIds, [B, T], 'int32');
+      const mask = tf.tensor2d(batch.attentionMask, [B, T], 'int32');
+      let parts: Record<string, tf.Scalar> = {};
+      const { grads } = tf.variableGrads(() => {
+        const l = distillLosses(student, ids, mask, rows, { logits: t.logits, lastHidden: t.hiddenStates[0]! }, weights, { training: false });
+        parts = { ...l };
+        for (const v of Object.values(parts)) tf.keep(v);
+        return l.loss;
+      }, student.variables());
+      // The tied projector is one variable (the word embeddings): its gradient is counted once.
+      const sq = tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g))));
+      const value = (s: tf.Scalar): number => s.dataSync()[0]!;
+      return {
+        loss_ce: value(parts['loss_ce']!), loss_mlm: value(parts['loss_mlm']!), loss_cos: value(parts['loss_cos']!), loss_mse: value(parts['loss_mse']!),
+        loss_total: value(parts['loss']!), grad_norm: Math.sqrt(value(sq as tf.Scalar)),
+      };
+    });
+    return { ...result, backend: backend.name };
+  } finally {
+    student.dispose();
+    await teacher.release();
+  }
+}
+
+export function registerEvalBatch(program: Command): void {
+  program
+    .command('eval-batch')
+    .description('One distillation step on a given batch, without updating: runs the teacher (ONNX) and the student\n'
+      + '(tfjs, dropout off) and prints {loss_ce, loss_mlm, loss_cos, loss_mse, loss_total, grad_norm, backend} as JSON.\n'
+      + 'grad_norm is the L2 norm of the gradient of loss_total over the student\'s parameters (tied projector once).')
+    .requiredOption('--teacher <dir>', 'teacher folder (config.json, tokenizer, model.onnx)')
+    .requiredOption('--student <dir>', 'student folder (DistilBERT config.json + model.safetensors), e.g. from init-student')
+    .requiredOption('--batch <file>', 'safetensors file with int32 [B, T] masked_input_ids, attention_mask, mlm_labels')
+    .option('--temperature <t>', 'softmax temperature of the distillation loss', floatOption('--temperature', 1e-6), RECIPE_LOSS_WEIGHTS.temperature)
+    .option('--alpha-ce <w>', 'weight of the distillation KL', floatOption('--alpha-ce', 0), RECIPE_LOSS_WEIGHTS.alpha_ce)
+    .option('--alpha-mlm <w>', 'weight of the masked-LM loss', floatOption('--alpha-mlm', 0), RECIPE_LOSS_WEIGHTS.alpha_mlm)
+    .option('--alpha-cos <w>', 'weight of the cosine loss on the last hidden states', floatOption('--alpha-cos', 0), RECIPE_LOSS_WEIGHTS.alpha_cos)
+    .option('--alpha-mse <w>', 'weight of the logit MSE', floatOption('--alpha-mse', 0), RECIPE_LOSS_WEIGHTS.alpha_mse)
+    .option('--restrict-ce-to-mask', 'KL over masked positions only (default: every real token)', false)
+    .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')} (default: the best installed)`, choiceOption('--backend', BACKEND_NAMES))
+    .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', floatOption('--threads', 0), 0)
+    .action(async (opts: EvalBatchOptions) => {
+      process.stdout.write(JSON.stringify(await runEvalBatch(opts)) + '\n');
+    });
+}

@@ -1,0 +1,59 @@
+// distill init-student: a DistilBERT student folder initialised from a BERT teacher (extract_distilbert.py).
+
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { InputError, MismatchError } from '../errors.js';
+import { assertModelDir, readEncoderConfig } from '../model-dir.js';
+import { intListOption } from '../options.js';
+import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { defaultStudentLayers, studentWeightsFromTeacher } from '../../student/init.js';
+import { copyTokenizerFiles, writeStudentFolder } from '../../student/io.js';
+
+interface InitStudentOptions {
+  teacher: string;
+  out: string;
+  layers?: number[];
+  force: boolean;
+}
+
+export interface InitStudentSummary {
+  out: string;
+  teacher_layers: number[];
+  parameters: number;
+  config: Record<string, unknown>;
+}
+
+export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
+  assertModelDir(opts.teacher, '--teacher');
+  const teacherConfig = readEncoderConfig(opts.teacher);
+  const tokenizer = WordPieceTokenizer.fromDir(opts.teacher);
+  if (tokenizer.vocabSize !== teacherConfig.vocabSize) {
+    throw new MismatchError(`vocabulary sizes disagree: ${tokenizer.info.source} has ${tokenizer.vocabSize} tokens, ${join(opts.teacher, 'config.json')} says vocab_size ${teacherConfig.vocabSize}`);
+  }
+  if (existsSync(opts.out) && readdirSync(opts.out).length > 0 && !opts.force) {
+    throw new InputError(`${opts.out} already exists and is not empty`, 'choose another --out, or pass --force to overwrite the student files in it');
+  }
+  const layers = opts.layers ?? defaultStudentLayers(teacherConfig.numLayers);
+  const { config, weights } = studentWeightsFromTeacher(opts.teacher, teacherConfig, layers, tokenizer.padId);
+  writeStudentFolder(config, weights, opts.out, { distill_teacher_layers: layers.join(',') });
+  copyTokenizerFiles(opts.teacher, opts.out);
+  const parameters = [...weights.values()].reduce((n, w) => n + w.length, 0);
+  return { out: opts.out, teacher_layers: layers, parameters, config: { ...config } };
+}
+
+export function registerInitStudent(program: Command): void {
+  program
+    .command('init-student')
+    .description('Initialise a DistilBERT student from a BERT teacher, as DistilBERT was: embeddings, the MLM head and\n'
+      + 'every other teacher layer (the evenly spaced rule: 12 → [0,2,4,7,9,11]). Writes a Hugging Face\n'
+      + 'DistilBertForMaskedLM folder (config.json, model.safetensors, tokenizer files).')
+    .requiredOption('--teacher <dir>', 'teacher folder with config.json, model.safetensors and the tokenizer')
+    .requiredOption('--out <dir>', 'where to write the student folder')
+    .option('--layers <list>', 'teacher layers to copy, comma-separated (default: half the depth, evenly spaced)', intListOption('--layers'))
+    .option('--force', 'overwrite the student files in a non-empty --out', false)
+    .action((opts: InitStudentOptions) => {
+      const summary = runInitStudent(opts);
+      process.stdout.write(JSON.stringify(summary) + '\n');
+    });
+}
