@@ -6,6 +6,7 @@ import { DistillError } from './errors.js';
 import { registerFillMask } from './commands/fill-mask.js';
 import { registerInitStudent } from './commands/init-student.js';
 import { registerEvalBatch } from './commands/eval-batch.js';
+import { registerPrepare } from './commands/prepare.js';
 
 const program = new Command();
 program
@@ -19,6 +20,7 @@ program
 registerFillMask(program);
 registerInitStudent(program);
 registerEvalBatch(program);
+registerPrepare(program);
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

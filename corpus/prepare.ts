@@ -1,0 +1,350 @@
+// Raw text → Arrow token shards, streaming. One line of text (or one JSONL {"text": ...}) is one sequence:
+// [CLS] pieces [SEP]. Sequences longer than max_length are cut into chunks of max_length − 2 and each chunk is
+// re-wrapped in [CLS]/[SEP] (the reference's divide_into_chunks); then sequences of ≤ 11 tokens and those
+// ≥ 50% [UNK] are dropped (remove_empty_sequences, remove_unknown_sequences).
+//
+// Output folder: shard-00000.arrow … (Arrow IPC files, one column input_ids: List<Int32>, record batches of
+// at most RECORD_BATCH_ROWS sequences), token_counts.safetensors (I64 [V]: count per id over the kept
+// sequences), meta.json (written last: its presence means the corpus is complete).
+// Every file is written to a temp name and renamed. progress.json records the position after each shard, so
+// an interrupted run, started again with the same inputs, continues from the last complete shard.
+
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { basename, join, relative, resolve } from 'node:path';
+import { createGunzip } from 'node:zlib';
+import { Field, Int32, List, makeData, RecordBatch, RecordBatchFileWriter, Schema, Struct } from 'apache-arrow';
+import { FileFormatError, InputError, MismatchError } from '../src/errors.js';
+import { encodeSafetensors, SafetensorsFile, writeFileAtomic } from '../src/io/safetensors.js';
+import type { WordPieceTokenizer } from './tokenizer.js';
+
+export const RECORD_BATCH_ROWS = 4096;
+/** Sequences of at most this many tokens ([CLS]/[SEP] included) are dropped (the reference keeps lengths > 11). */
+export const MIN_KEPT_LENGTH = 12;
+const META_VERSION = 1;
+
+export interface PrepareOptions {
+  outDir: string;
+  inputs: string[];
+  /** Longest sequence, [CLS] and [SEP] included (the student's positions; 512 for bert-base). */
+  maxLength: number;
+  /** Sequences per shard file. */
+  shardSequences: number;
+  /** Sequences shorter than this many tokens ([CLS]/[SEP] included) are dropped (12: the reference keeps lengths > 11). */
+  minLength?: number;
+  /** Called after each shard file is complete (its index). */
+  onShardWritten?: (index: number) => void;
+  /** What to do with a line that is not valid UTF-8, holds NUL bytes (binary) or is broken JSONL: stop, or skip and count it. */
+  onBadLine: 'error' | 'skip';
+  /** Called now and then with progress figures. */
+  onProgress?: (p: PrepareProgress) => void;
+}
+
+export interface PrepareProgress {
+  bytesRead: number;
+  totalBytes: number;
+  sequences: number;
+  tokens: number;
+  elapsedS: number;
+}
+
+export interface ShardInfo {
+  file: string;
+  sequences: number;
+  tokens: number;
+  record_batches: number;
+}
+
+export interface CorpusMeta {
+  format_version: number;
+  tokenizer: { dir: string; source: string; vocab_size: number; vocab_hash: string; lowercase: boolean };
+  max_length: number;
+  min_length: number;
+  shard_sequences: number;
+  fingerprint: string;
+  inputs: { path: string; bytes: number }[];
+  lines_read: number;
+  empty_lines: number;
+  skipped: { invalid_utf8: number; binary: number; bad_json: number };
+  chunked_lines: number;
+  sequences: { kept: number; dropped_too_short: number; dropped_unknown: number };
+  tokens: number;
+  shards: ShardInfo[];
+}
+
+interface Counters {
+  lines_read: number;
+  empty_lines: number;
+  skipped: { invalid_utf8: number; binary: number; bad_json: number };
+  chunked_lines: number;
+  kept: number;
+  dropped_too_short: number;
+  dropped_unknown: number;
+  tokens: number;
+}
+
+interface Progress {
+  fingerprint: string;
+  shards: ShardInfo[];
+  /** Input file index and line number (1-based) of the last line in the last complete shard. */
+  file_index: number;
+  line: number;
+  counters: Counters;
+  token_counts: number[];
+}
+
+const INPUT_PATTERN = /\.(txt|jsonl)(\.gz)?$/;
+
+/** The input files, in a stable order: as given, folders walked in sorted order. */
+export function listInputs(inputs: string[]): string[] {
+  if (inputs.length === 0) throw new InputError('no inputs given', 'pass .txt or .jsonl files (optionally .gz), or folders holding them');
+  const out: string[] = [];
+  const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : INPUT_PATTERN.test(e.name) ? [join(dir, e.name)] : []));
+  for (const input of inputs) {
+    if (!existsSync(input)) throw new FileFormatError(input, 'no such file or folder');
+    if (statSync(input).isDirectory()) {
+      const found = walk(input);
+      if (found.length === 0) throw new FileFormatError(input, 'the folder holds no .txt, .jsonl, .txt.gz or .jsonl.gz file');
+      out.push(...found);
+    } else {
+      if (!INPUT_PATTERN.test(input)) throw new FileFormatError(input, 'not a .txt, .jsonl, .txt.gz or .jsonl.gz file', 'one sequence per line in .txt, or {"text": ...} per line in .jsonl');
+      out.push(input);
+    }
+  }
+  return out;
+}
+
+/** Lines of a file as raw bytes (split on \n, a trailing \r removed), decompressing .gz. */
+async function* rawLines(path: string, onBytes: (n: number) => void): AsyncGenerator<Uint8Array> {
+  const file = createReadStream(path);
+  file.on('data', (chunk) => onBytes(chunk.length));
+  const stream = path.endsWith('.gz') ? file.pipe(createGunzip()) : file;
+  let rest: Buffer = Buffer.alloc(0);
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      let buf = rest.length ? Buffer.concat([rest, chunk]) : chunk;
+      let start = 0;
+      for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
+        const end = nl > start && buf[nl - 1] === 13 ? nl - 1 : nl;
+        yield buf.subarray(start, end);
+        start = nl + 1;
+      }
+      rest = Buffer.from(buf.subarray(start));
+      buf = rest;
+    }
+  } catch (e) {
+    throw new FileFormatError(path, `cannot read: ${(e as Error).message}`, path.endsWith('.gz') ? 'is the .gz file complete?' : undefined);
+  }
+  if (rest.length) yield rest.at(-1) === 13 ? rest.subarray(0, rest.length - 1) : rest;
+}
+
+/** The sequences one line gives: [CLS] pieces [SEP], cut into chunks of maxLength − 2 and re-wrapped. */
+export function lineToSequences(pieces: number[], tok: WordPieceTokenizer, maxLength: number): number[][] {
+  const seq = [tok.clsId, ...pieces, tok.sepId];
+  if (seq.length <= maxLength) return [seq];
+  const out: number[][] = [];
+  for (let i = 0; i < seq.length; i += maxLength - 2) {
+    const sub = seq.slice(i, i + maxLength - 2);
+    if (sub[0] !== tok.clsId) sub.unshift(tok.clsId);
+    if (sub[sub.length - 1] !== tok.sepId) sub.push(tok.sepId);
+    out.push(sub);
+  }
+  return out;
+}
+
+function encodeShard(sequences: Int32Array[]): { bytes: Uint8Array; recordBatches: number } {
+  const listType = new List(new Field('item', new Int32(), false));
+  const schema = new Schema([new Field('input_ids', listType, false)]);
+  const batches: RecordBatch[] = [];
+  for (let start = 0; start < sequences.length; start += RECORD_BATCH_ROWS) {
+    const rows = sequences.slice(start, start + RECORD_BATCH_ROWS);
+    const offsets = new Int32Array(rows.length + 1);
+    rows.forEach((r, i) => { offsets[i + 1] = offsets[i]! + r.length; });
+    const values = new Int32Array(offsets[rows.length]!);
+    rows.forEach((r, i) => values.set(r, offsets[i]!));
+    const child = makeData({ type: new Int32(), length: values.length, data: values });
+    const list = makeData({ type: listType, length: rows.length, nullCount: 0, valueOffsets: offsets, child });
+    batches.push(new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: rows.length, nullCount: 0, children: [list] })));
+  }
+  return { bytes: RecordBatchFileWriter.writeAll(batches).toUint8Array(true), recordBatches: batches.length };
+}
+
+export function shardName(i: number): string {
+  return `shard-${String(i).padStart(5, '0')}.arrow`;
+}
+
+function fingerprintOf(tok: WordPieceTokenizer, files: string[], opts: PrepareOptions): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({
+    v: META_VERSION, vocab: tok.vocabHash, maxLength: opts.maxLength, shardSequences: opts.shardSequences, onBadLine: opts.onBadLine, minLength: opts.minLength,
+    inputs: files.map((f) => { const s = statSync(f); return [resolve(f), s.size, s.mtimeMs]; }),
+  }));
+  return h.digest('hex');
+}
+
+export function readCorpusMeta(dir: string): CorpusMeta {
+  const path = join(dir, 'meta.json');
+  if (!existsSync(path)) {
+    throw new FileFormatError(path, 'missing: the corpus is not prepared (or its preparation did not finish)', `run: distill prepare --tokenizer DIR --out ${dir} INPUT...`);
+  }
+  const meta = JSON.parse(readFileSync(path, 'utf8')) as CorpusMeta;
+  if (meta.format_version !== META_VERSION) throw new FileFormatError(path, `format_version ${meta.format_version}, this distill reads ${META_VERSION}`, 'prepare the corpus again');
+  return meta;
+}
+
+/** Token counts of a prepared corpus (for the masking weights). */
+export function readTokenCounts(dir: string): Float64Array {
+  const counts = SafetensorsFile.read(join(dir, 'token_counts.safetensors')).get('counts').data as BigInt64Array;
+  return Float64Array.from(counts, (x) => Number(x));
+}
+
+/** Prepare a corpus. Returns its meta.json contents. */
+export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOptions): Promise<CorpusMeta> {
+  if (!Number.isInteger(opts.maxLength) || opts.maxLength < 3) {
+    throw new InputError(`--max-length ${opts.maxLength}: must be at least 3 ([CLS], one token, [SEP])`);
+  }
+  const files = listInputs(opts.inputs);
+  const minLength = opts.minLength ?? MIN_KEPT_LENGTH;
+  const fingerprint = fingerprintOf(tok, files, { ...opts, minLength });
+  const out = opts.outDir;
+  mkdirSync(out, { recursive: true });
+  const metaPath = join(out, 'meta.json');
+  if (existsSync(metaPath)) {
+    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CorpusMeta;
+    if (meta.tokenizer?.vocab_hash !== tok.vocabHash) {
+      throw new MismatchError(`${metaPath}: the corpus there was prepared with another tokenizer (vocabulary hash ${meta.tokenizer?.vocab_hash?.slice(0, 12)}…, `
+        + `${tok.info.source} has ${tok.vocabHash.slice(0, 12)}…)`, 'use a new --out folder for this tokenizer, or delete the old one');
+    }
+    if (meta.fingerprint === fingerprint) return meta; // already complete
+    throw new InputError(`${out} already holds a prepared corpus from other inputs or options`, 'use a new --out folder, or delete the old one');
+  }
+  // Leftovers of an interrupted write: temp files are never complete.
+  for (const f of readdirSync(out)) if (/\.tmp-\d+$/.test(f)) rmSync(join(out, f));
+
+  const progressPath = join(out, 'progress.json');
+  let progress: Progress | undefined;
+  if (existsSync(progressPath)) {
+    const p = JSON.parse(readFileSync(progressPath, 'utf8')) as Progress;
+    if (p.fingerprint === fingerprint && p.shards.every((s) => existsSync(join(out, s.file)))) progress = p;
+  }
+  // Shards past the recorded progress (or from other inputs) are stale.
+  const keep = new Set((progress?.shards ?? []).map((s) => s.file));
+  for (const f of readdirSync(out)) if (/^shard-\d{5}\.arrow$/.test(f) && !keep.has(f)) rmSync(join(out, f));
+
+  const counters: Counters = progress ? structuredClone(progress.counters)
+    : { lines_read: 0, empty_lines: 0, skipped: { invalid_utf8: 0, binary: 0, bad_json: 0 }, chunked_lines: 0, kept: 0, dropped_too_short: 0, dropped_unknown: 0, tokens: 0 };
+  const counts = progress ? Float64Array.from(progress.token_counts) : new Float64Array(tok.vocabSize);
+  const shards: ShardInfo[] = progress ? [...progress.shards] : [];
+  const resumeFile = progress?.file_index ?? 0;
+  const resumeLine = progress?.line ?? 0;
+
+  const totalBytes = files.reduce((n, f) => n + statSync(f).size, 0);
+  let bytesRead = 0;
+  const started = Date.now();
+  const report = (): void => opts.onProgress?.({ bytesRead, totalBytes, sequences: counters.kept, tokens: counters.tokens, elapsedS: (Date.now() - started) / 1000 });
+  let lastReport = 0;
+
+  let pending: Int32Array[] = [];
+  let pendingTokens = 0;
+  let position = { file_index: resumeFile, line: resumeLine };
+  const flushShard = (): void => {
+    if (pending.length === 0) return;
+    const file = shardName(shards.length);
+    const { bytes, recordBatches } = encodeShard(pending);
+    writeFileAtomic(join(out, file), bytes);
+    shards.push({ file, sequences: pending.length, tokens: pendingTokens, record_batches: recordBatches });
+    pending = [];
+    pendingTokens = 0;
+    const p: Progress = { fingerprint, shards, ...position, counters, token_counts: Array.from(counts) };
+    writeFileAtomic(progressPath, JSON.stringify(p));
+    opts.onShardWritten?.(shards.length - 1);
+  };
+
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  for (let fi = 0; fi < files.length; fi++) {
+    const path = files[fi]!;
+    const isJsonl = /\.jsonl(\.gz)?$/.test(path);
+    if (fi < resumeFile) {
+      bytesRead += statSync(path).size;
+      continue;
+    }
+    let lineNo = 0;
+    for await (const raw of rawLines(path, (n) => { bytesRead += n; })) {
+      lineNo++;
+      if (fi === resumeFile && lineNo <= resumeLine) continue; // in a shard written before the interruption
+      counters.lines_read++;
+      const bad = (kind: keyof Counters['skipped'], message: string, hint?: string): void => {
+        if (opts.onBadLine === 'error') throw new FileFormatError(`${path}:${lineNo}`, message, hint ?? 'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
+        counters.skipped[kind]++;
+      };
+      if (raw.includes(0)) { bad('binary', 'a NUL byte: this looks like a binary file, not text'); continue; }
+      let text: string;
+      try {
+        text = decoder.decode(raw);
+      } catch {
+        bad('invalid_utf8', 'not valid UTF-8');
+        continue;
+      }
+      if (isJsonl) {
+        if (text.trim() === '') { counters.empty_lines++; continue; }
+        let value: unknown;
+        try {
+          value = (JSON.parse(text) as { text?: unknown })?.text;
+        } catch (e) {
+          bad('bad_json', `not valid JSON (${(e as Error).message})`);
+          continue;
+        }
+        if (typeof value !== 'string') { bad('bad_json', 'no string field "text"'); continue; }
+        text = value;
+      }
+      if (text.trim() === '') { counters.empty_lines++; continue; }
+      const sequences = lineToSequences(tok.tokenizeToIds(text), tok, opts.maxLength);
+      if (sequences.length > 1) counters.chunked_lines++;
+      for (const seq of sequences) {
+        if (seq.length < minLength) { counters.dropped_too_short++; continue; }
+        let unk = 0;
+        for (const id of seq) if (id === tok.unkId) unk++;
+        if (unk / seq.length >= 0.5) { counters.dropped_unknown++; continue; }
+        for (const id of seq) counts[id]!++;
+        counters.kept++;
+        counters.tokens += seq.length;
+        pending.push(Int32Array.from(seq));
+        pendingTokens += seq.length;
+      }
+      position = { file_index: fi, line: lineNo };
+      if (pending.length >= opts.shardSequences) flushShard();
+      if (Date.now() - lastReport > 250) { lastReport = Date.now(); report(); }
+    }
+    position = { file_index: fi + 1, line: 0 };
+  }
+  flushShard();
+  report();
+  if (counters.kept === 0) {
+    throw new InputError(`no sequences kept from ${files.length} input file(s): ${counters.lines_read} lines read, ${counters.empty_lines} empty, `
+      + `${counters.dropped_too_short} too short (< ${minLength} tokens), ${counters.dropped_unknown} mostly [UNK]`,
+    'give more text: each line is one sequence and must have at least 10 word pieces');
+  }
+
+  writeFileAtomic(join(out, 'token_counts.safetensors'), encodeSafetensors({ counts: { data: BigInt64Array.from(counts, (c) => BigInt(c)), shape: [counts.length], dtype: 'I64' } }));
+  const meta: CorpusMeta = {
+    format_version: META_VERSION,
+    tokenizer: { dir: tok.dir, source: basename(tok.info.source), vocab_size: tok.vocabSize, vocab_hash: tok.vocabHash, lowercase: tok.info.lowercase },
+    max_length: opts.maxLength,
+    min_length: minLength,
+    shard_sequences: opts.shardSequences,
+    fingerprint,
+    inputs: files.map((f) => ({ path: relative(out, resolve(f)) || f, bytes: statSync(f).size })),
+    lines_read: counters.lines_read,
+    empty_lines: counters.empty_lines,
+    skipped: counters.skipped,
+    chunked_lines: counters.chunked_lines,
+    sequences: { kept: counters.kept, dropped_too_short: counters.dropped_too_short, dropped_unknown: counters.dropped_unknown },
+    tokens: counters.tokens,
+    shards,
+  };
+  writeFileAtomic(metaPath, JSON.stringify(meta, null, 1) + '\n');
+  rmSync(progressPath, { force: true });
+  return meta;
+}

