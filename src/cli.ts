@@ -7,6 +7,7 @@ import { registerFillMask } from './commands/fill-mask.js';
 import { registerInitStudent } from './commands/init-student.js';
 import { registerEvalBatch } from './commands/eval-batch.js';
 import { registerPrepare } from './commands/prepare.js';
+import { registerTrain } from './commands/train.js';
 
 const program = new Command();
 program
@@ -21,6 +22,7 @@ registerFillMask(program);
 registerInitStudent(program);
 registerEvalBatch(program);
 registerPrepare(program);
+registerTrain(program);
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

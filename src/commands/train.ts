@@ -1,0 +1,76 @@
+// distill train: a distillation run from a JSON config, with checkpoints and exact resume.
+
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { loadConfig } from '../config.js';
+import { intOption } from '../options.js';
+import { formatCount, ProgressReporter } from '../progress.js';
+import { train, type TrainSummary } from '../train.js';
+import { worldFromEnvironment } from '../mpi.js';
+
+interface TrainCommandOptions {
+  config: string;
+  out?: string;
+  maxSteps?: number;
+  stopAfter?: number;
+  checkpointEvery?: number;
+  resume: boolean;
+  set: string[];
+}
+
+function formatDuration(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
+}
+
+export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary> {
+  const config = loadConfig(opts.config, opts.set);
+  const runDir = resolve(opts.out ?? 'runs/distill');
+  const comm = await worldFromEnvironment();
+  const isRoot = comm.rank === 0;
+  const bar = new ProgressReporter('train', process.stderr, 5_000);
+  let started = 0;
+  let firstStep = 0;
+  try {
+    return await train({
+      config, runDir, resume: opts.resume, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
+      onLog: (line) => { if (isRoot) { bar.done(); process.stderr.write(`${line}\n`); } },
+      onUpdate: (m, total) => {
+        if (!isRoot) return;
+        if (!started) { started = performance.now(); firstStep = m.step - 1; }
+        const perUpdate = (performance.now() - started) / 1000 / Math.max(1, m.step - firstStep);
+        bar.update({
+          fraction: m.step / total,
+          text: `update ${m.step}/${total}  loss ${m.loss.toFixed(4)}  ${formatCount(m.tokens_per_s)} tok/s  ETA ${formatDuration(perUpdate * (total - m.step))}`,
+        });
+      },
+    });
+  } finally {
+    bar.done();
+    comm.finalize?.();
+  }
+}
+
+export function registerTrain(program: Command): void {
+  program
+    .command('train')
+    .description('Distil the teacher into the student as the config says (keys: see configs/distilbert-base-cased.json).\n'
+      + 'Writes RUN/metrics.jsonl (one line per update), RUN/checkpoints/step-N/ (the student as a Hugging Face\n'
+      + 'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n'
+      + 'latest complete checkpoint exactly. Under mpirun, every rank trains data-parallel.')
+    .requiredOption('--config <file>', 'run configuration (JSON)')
+    .option('--out <dir>', 'run folder (default: runs/distill)')
+    .option('--max-steps <n>', 'length of the run in updates (overrides max_steps; the learning-rate schedule spans it)', intOption('--max-steps', 1))
+    .option('--stop-after <n>', 'stop after this many updates in this invocation, with a checkpoint; --resume continues', intOption('--stop-after', 1))
+    .option('--checkpoint-every <n>', 'checkpoint every N updates (overrides checkpoint_every; 0 = only at the end)', intOption('--checkpoint-every', 0))
+    .option('--resume', 'continue the run in --out from its latest checkpoint (its config and architecture)', false)
+    .option('--set <key=value...>', 'override config keys, e.g. --set lr=1e-4 batch_size=8', [])
+    .addHelpText('after', '\nExample:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --config configs/tiny.json --out runs/tiny --resume')
+    .action(async (opts: TrainCommandOptions) => {
+      const summary = await runTrain(opts);
+      if ((await worldFromEnvironment()).rank === 0) process.stdout.write(JSON.stringify(summary) + '\n');
+    });
+}

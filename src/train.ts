@@ -1,0 +1,325 @@
+// The training loop, top to bottom. One update:
+//   for each of grad_accum micro-batches:
+//     global batch from the reader → DistilBERT masking over the whole global batch → this rank's rows
+//     teacher forward (ONNX; already running: it works one batch ahead while the student trains)
+//     student forward + backward (tfjs) on the weighted losses / grad_accum, gradients accumulated
+//   clip at the global norm → AdamW step with the warm-up/decay schedule → metrics → checkpoint.
+// Every random draw derives from (seed, data position, update), so a resumed run repeats a straight one.
+
+import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { DistillError, MismatchError } from './errors.js';
+import { totalUpdates, type TrainConfig } from './config.js';
+import { AdamW, clipByGlobalNorm, linearWarmupDecay } from './adamw.js';
+import {
+  latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint,
+  CHECKPOINT_FORMAT, type CheckpointHooks, type TrainerState,
+} from './checkpoint.js';
+import { writeFileAtomic } from './io/safetensors.js';
+import { Teacher, type TeacherOutput } from '../teacher/teacher.js';
+import { selectBackend, type BackendChoice } from '../student/backend.js';
+import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
+import { loadStudent } from '../student/io.js';
+import type { DistilBertStudent } from '../student/model.js';
+import { CorpusReader, sliceRows, type Cursor, type GlobalBatch } from '../corpus/reader.js';
+import { maskBatch, tokenWeights } from '../corpus/masking.js';
+import { readTokenCounts } from '../corpus/prepare.js';
+import { Rng } from '../corpus/rng.js';
+import { ensureCorpus } from '../corpus/ensure.js';
+import { lossRows } from '../losses/rows.js';
+import { distillLosses } from '../losses/total.js';
+
+/** One line of metrics.jsonl. */
+export interface UpdateMetrics {
+  step: number;
+  lr: number;
+  loss: number;
+  loss_ce: number;
+  loss_mlm: number;
+  loss_cos: number;
+  loss_mse: number;
+  grad_norm: number;
+  /** Real tokens in this update (all micro-batches, this rank). */
+  tokens: number;
+  tokens_per_s: number;
+  elapsed_s: number;
+}
+
+export interface TrainSummary {
+  run_dir: string;
+  steps: number;
+  total_updates: number;
+  final_loss: number;
+  tokens: number;
+  elapsed_s: number;
+  tokens_per_s: number;
+  /** Share of the wall time each side computed: the teacher runs beside the student. */
+  teacher_busy: number;
+  student_busy: number;
+  /** Seconds the student waited for the teacher. */
+  teacher_wait_s: number;
+  backend: string;
+  checkpoint: string | undefined;
+}
+
+/** How ranks talk (MPI when launched by mpirun; alone otherwise). */
+export interface Communicator {
+  rank: number;
+  size: number;
+  /** Sum in place across ranks. */
+  allreduceSum(data: Float32Array | Float64Array): Promise<void>;
+  /** Rank 0's values to every rank, in place. */
+  broadcast(data: Float32Array): Promise<void>;
+}
+
+export const SOLO: Communicator = { rank: 0, size: 1, allreduceSum: async () => undefined, broadcast: async () => undefined };
+
+export interface TrainOptions {
+  config: TrainConfig;
+  runDir: string;
+  resume: boolean;
+  /** Override of max_steps: the run's length, which the learning-rate schedule spans. */
+  maxSteps?: number;
+  /** Stop (with a checkpoint) after this many updates in this invocation; --resume continues the same schedule. */
+  stopAfter?: number;
+  checkpointEvery?: number;
+  comm?: Communicator;
+  onUpdate?: (m: UpdateMetrics, total: number) => void;
+  onLog?: (line: string) => void;
+  checkpointHooks?: CheckpointHooks;
+}
+
+export class TrainingDivergedError extends DistillError {}
+
+const MASK_STREAM = 0x6d61736b;
+const DROPOUT_STREAM = 0x64726f70;
+
+interface Prepared {
+  batch: GlobalBatch;
+  /** This rank's rows, masked. */
+  inputIds: Int32Array;
+  attentionMask: Int32Array;
+  labels: Int32Array;
+  rows: number;
+  teacher: Promise<TeacherOutput>;
+  teacherStarted: number;
+}
+
+export async function train(opts: TrainOptions): Promise<TrainSummary> {
+  const comm = opts.comm ?? SOLO;
+  const log = opts.onLog ?? (() => undefined);
+  mkdirSync(opts.runDir, { recursive: true });
+  removeIncompleteCheckpoints(opts.runDir);
+
+  // --- Resume: the architecture, config and position come from the checkpoint. ---
+  let config = opts.config;
+  let resumeFrom: string | undefined;
+  let state: TrainerState | undefined;
+  if (opts.resume) {
+    resumeFrom = latestCheckpoint(opts.runDir);
+    if (!resumeFrom) throw new DistillError(`--resume: ${join(opts.runDir, 'checkpoints')} holds no complete checkpoint`, 'start without --resume, or point --out at the run folder');
+    state = readTrainerState(resumeFrom);
+    if (state.world_size !== comm.size) {
+      throw new MismatchError(`--resume: the checkpoint was written by ${state.world_size} process(es), this run has ${comm.size}`, `launch with the same number of ranks (mpirun -np ${state.world_size})`);
+    }
+    config = { ...state.config };
+    log(`resuming from ${resumeFrom} (update ${state.step})`);
+  }
+  if (opts.maxSteps !== undefined) config = { ...config, max_steps: opts.maxSteps };
+  if (opts.checkpointEvery !== undefined) config = { ...config, checkpoint_every: opts.checkpointEvery };
+
+  // --- Backend, teacher, corpus, student. ---
+  const backend: BackendChoice = await selectBackend(config.backend ?? undefined);
+  const probe = await Teacher.load(config.teacher, { hiddenStates: 'none', threads: config.teacher_threads });
+  const teacherLayers = probe.config.numLayers;
+  await probe.release();
+  const teacher = await Teacher.load(config.teacher, { hiddenStates: [teacherLayers], threads: config.teacher_threads });
+  const tok = teacher.tokenizer;
+  await ensureCorpus(config, tok, comm.rank === 0 ? log : () => undefined, teacher.config.maxPositions);
+
+  let student: DistilBertStudent;
+  if (resumeFrom) student = loadStudent(resumeFrom);
+  else if (typeof config.student === 'string') student = loadStudent(config.student);
+  else student = initStudentFromTeacher(config.teacher, teacher.config, config.student ?? defaultStudentLayers(teacherLayers), tok.padId);
+  (student.config as { dropout: number; attention_dropout: number }).dropout = config.dropout;
+  (student.config as { dropout: number; attention_dropout: number }).attention_dropout = config.dropout;
+  if (student.config.vocab_size !== teacher.config.vocabSize || student.config.dim !== teacher.config.hiddenSize) {
+    throw new MismatchError(`the student (vocab ${student.config.vocab_size}, dim ${student.config.dim}) does not fit the teacher (vocab ${teacher.config.vocabSize}, hidden ${teacher.config.hiddenSize})`);
+  }
+  // Every rank starts from rank 0's weights.
+  if (comm.size > 1) {
+    for (const v of student.variables()) {
+      const data = Float32Array.from(v.dataSync() as Float32Array);
+      await comm.broadcast(data);
+      tf.tidy(() => v.assign(tf.tensor(data, v.shape)));
+    }
+  }
+
+  const reader = new CorpusReader(config.corpus, {
+    batchSize: config.batch_size, rank: comm.rank, world: comm.size, seed: config.seed, bucketWidth: config.bucket_width, padId: tok.padId,
+  });
+  const weights = tokenWeights(readTokenCounts(config.corpus), tok.specialIds, config.mlm_smoothing);
+  const total = state?.total_updates ?? totalUpdates(config, reader.batchesPerEpoch());
+  const maxSteps = config.max_steps ?? total;
+  const stopAt = Math.min(maxSteps, opts.stopAfter !== undefined ? (state?.step ?? 0) + opts.stopAfter : maxSteps);
+  const warmup = Math.ceil(config.warmup_prop * total);
+
+  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
+  if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
+  let step = state?.step ?? 0;
+  let tokensSoFar = state?.tokens ?? 0;
+  let elapsedBefore = state?.elapsed_s ?? 0;
+  if (state) reader.restore(state.cursor);
+
+  const metricsPath = join(opts.runDir, 'metrics.jsonl');
+  if (comm.rank === 0) truncateMetrics(metricsPath, state?.metrics_lines ?? 0);
+  let metricsLines = state?.metrics_lines ?? 0;
+  if (comm.rank === 0) writeFileAtomic(join(opts.runDir, 'config.json'), JSON.stringify(config, null, 1) + '\n');
+
+  const lossWeights = {
+    temperature: config.temperature, alpha_ce: config.alpha_ce, alpha_mlm: config.alpha_mlm, alpha_cos: config.alpha_cos,
+    alpha_mse: config.alpha_mse, restrict_ce_to_mask: config.restrict_ce_to_mask,
+  };
+  const masking = { mlm_mask_prop: config.mlm_mask_prop, mlm_smoothing: config.mlm_smoothing, word_mask: config.word_mask, word_keep: config.word_keep, word_rand: config.word_rand };
+
+  // --- The teacher works one batch ahead. ---
+  let teacherBusy = 0;
+  let teacherWait = 0;
+  let studentBusy = 0;
+  const prepareNext = (): Prepared => {
+    const batch = reader.next();
+    const p = batch.position;
+    const masked = maskBatch(batch.inputIds, batch.attentionMask, weights, tok.maskId, tok.vocabSize, masking, Rng.derive(config.seed, p.epoch, p.unit, p.batch, MASK_STREAM));
+    const rows = batch.rowEnd - batch.rowStart;
+    const inputIds = sliceRows(masked.maskedInputIds, batch.seqLen, batch.rowStart, batch.rowEnd);
+    const attentionMask = sliceRows(batch.attentionMask, batch.seqLen, batch.rowStart, batch.rowEnd);
+    const labels = sliceRows(masked.mlmLabels, batch.seqLen, batch.rowStart, batch.rowEnd);
+    const teacherStarted = performance.now();
+    const run = teacher.forward({ inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen })
+      .then((out) => { teacherBusy += performance.now() - teacherStarted; return out; });
+    return { batch, inputIds, attentionMask, labels, rows, teacher: run, teacherStarted };
+  };
+
+  const started = performance.now();
+  let next = step < stopAt ? prepareNext() : undefined;
+  let lastCheckpoint: string | undefined = resumeFrom;
+  let lastLoss = NaN;
+  const checkpointNow = (cursor: Cursor): void => {
+    if (comm.rank !== 0) return;
+    const st: TrainerState = {
+      format_version: CHECKPOINT_FORMAT, step, total_updates: total, cursor, tokens: tokensSoFar,
+      elapsed_s: elapsedBefore + (performance.now() - started) / 1000, metrics_lines: metricsLines, config, world_size: comm.size,
+    };
+    lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, st, config.teacher, config.keep_checkpoints, opts.checkpointHooks);
+  };
+
+  try {
+    while (step < stopAt) {
+      const updateStarted = performance.now();
+      const lr = config.lr * linearWarmupDecay(step, warmup, total);
+      let acc: tf.Tensor[] | undefined;
+      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_mse: 0 };
+      let updateTokens = 0;
+      for (let micro = 0; micro < config.grad_accum; micro++) {
+        const current = next!;
+        const waitStarted = performance.now();
+        const t = await current.teacher;
+        teacherWait += performance.now() - waitStarted;
+        const isLast = micro === config.grad_accum - 1 && step + 1 >= stopAt;
+        next = isLast ? undefined : prepareNext(); // the teacher starts on the next batch now
+
+        const studentStarted = performance.now();
+        const { batch } = current;
+        const rows = lossRows(current.attentionMask, current.labels, current.rows, batch.seqLen, tok.vocabSize);
+        const dropoutSeed = Rng.derive(config.seed, step, micro, DROPOUT_STREAM).nextUint32();
+        const parts = tf.tidy(() => {
+          const ids = tf.tensor2d(current.inputIds, [current.rows, batch.seqLen], 'int32'); // [b, T]
+          const mask = tf.tensor2d(current.attentionMask, [current.rows, batch.seqLen], 'int32');
+          let values: Record<string, tf.Scalar> = {};
+          const { grads } = tf.variableGrads(() => {
+            const l = distillLosses(student, ids, mask, rows, { logits: t.logits, lastHidden: t.hiddenStates[0]! }, lossWeights, { training: true, dropoutSeed });
+            values = { ...l };
+            for (const v of Object.values(values)) tf.keep(v);
+            return tf.div(l.loss, config.grad_accum) as tf.Scalar;
+          }, student.variables());
+          const ordered = student.variables().map((v) => grads[v.name]!);
+          const summed = acc ? ordered.map((g, i) => tf.add(acc![i]!, g)) : ordered;
+          for (const g of summed) tf.keep(g);
+          if (acc) tf.dispose(acc);
+          acc = summed;
+          const scalars = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.dataSync()[0]!]));
+          tf.dispose(Object.values(values));
+          return scalars;
+        });
+        for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k]! / config.grad_accum;
+        updateTokens += rows.realRows.length;
+        studentBusy += performance.now() - studentStarted;
+      }
+      if (!Number.isFinite(sums.loss)) {
+        tf.dispose(acc!);
+        throw new TrainingDivergedError(`the loss is ${sums.loss} at update ${step + 1}: training stopped`,
+          `the last good checkpoint is ${lastCheckpoint ?? '(none yet)'}; lower lr or raise warmup_prop, then --resume`);
+      }
+      if (comm.size > 1) await allreduceMean(comm, acc!);
+      const { grads, norm } = clipByGlobalNorm(acc!, config.max_grad_norm);
+      optimizer.apply(grads, lr);
+      tf.dispose(grads);
+      step++;
+      tokensSoFar += updateTokens;
+      lastLoss = sums.loss;
+      const elapsed = elapsedBefore + (performance.now() - started) / 1000;
+      const m: UpdateMetrics = {
+        step, lr, loss: sums.loss, loss_ce: sums.loss_ce, loss_mlm: sums.loss_mlm, loss_cos: sums.loss_cos, loss_mse: sums.loss_mse,
+        grad_norm: norm, tokens: updateTokens, tokens_per_s: (updateTokens * comm.size) / ((performance.now() - updateStarted) / 1000), elapsed_s: elapsed,
+      };
+      if (comm.rank === 0) {
+        appendFileSync(metricsPath, JSON.stringify(m) + '\n');
+        metricsLines++;
+      }
+      opts.onUpdate?.(m, maxSteps);
+      const every = config.checkpoint_every;
+      if ((every > 0 && step % every === 0) || step === stopAt) checkpointNow(next ? next.batch.position : reader.cursor);
+    }
+  } finally {
+    if (next) await next.teacher.catch(() => undefined);
+    await teacher.release();
+  }
+  const wall = (performance.now() - started) / 1000;
+  const summary: TrainSummary = {
+    run_dir: opts.runDir, steps: step, total_updates: total, final_loss: lastLoss, tokens: tokensSoFar,
+    elapsed_s: elapsedBefore + wall, tokens_per_s: wall > 0 ? (tokensSoFar - (state?.tokens ?? 0)) * comm.size / wall : 0,
+    teacher_busy: teacherBusy / 1000 / Math.max(wall, 1e-9), student_busy: studentBusy / 1000 / Math.max(wall, 1e-9),
+    teacher_wait_s: teacherWait / 1000, backend: backend.name, checkpoint: lastCheckpoint,
+  };
+  optimizer.dispose();
+  student.dispose();
+  elapsedBefore = 0;
+  return summary;
+}
+
+/** Average gradients across ranks: one all-reduce over all of them packed in one buffer. */
+async function allreduceMean(comm: Communicator, grads: tf.Tensor[]): Promise<void> {
+  const sizes = grads.map((g) => g.size);
+  const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+  let offset = 0;
+  for (const g of grads) {
+    flat.set(g.dataSync() as Float32Array, offset);
+    offset += g.size;
+  }
+  await comm.allreduceSum(flat);
+  offset = 0;
+  grads.forEach((g, i) => {
+    const mean = tf.tidy(() => tf.div(tf.tensor(flat.subarray(offset, offset + sizes[i]!), g.shape), comm.size));
+    tf.dispose(g);
+    grads[i] = mean;
+    offset += sizes[i]!;
+  });
+}
+
+/** Keep the first `lines` lines of metrics.jsonl (updates after the checkpoint are redone on resume). */
+function truncateMetrics(path: string, lines: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0).slice(0, lines);
+  writeFileSync(path, kept.map((l) => `${l}\n`).join(''));
+}

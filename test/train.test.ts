@@ -1,0 +1,154 @@
+// distill train: configs, a short run whose loss goes down, exact resume, crashes while checkpointing.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { loadConfig, validateConfig, type TrainConfig } from '../src/config.js';
+import { train } from '../src/train.js';
+import { latestCheckpoint, listCheckpoints } from '../src/checkpoint.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { linearWarmupDecay } from '../src/adamw.js';
+import { publicDomainParagraphs } from '../corpus/public-domain.js';
+import { runCli } from './cli-helpers.js';
+import { REPO, TINY } from './helpers.js';
+
+const work = mkdtempSync(join(tmpdir(), 'distill-train-'));
+const corpusText = join(work, 'moby.txt');
+const configPath = join(work, 'config.json');
+
+function config(extra: Partial<TrainConfig> = {}): TrainConfig {
+  return loadConfig(configPath, Object.entries(extra).map(([k, v]) => `${k}=${JSON.stringify(v)}`));
+}
+
+beforeAll(() => {
+  writeFileSync(corpusText, publicDomainParagraphs('moby-dick').slice(0, 400).join('\n') + '\n');
+  writeFileSync(configPath, JSON.stringify({
+    teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [corpusText], max_length: 48,
+    batch_size: 4, grad_accum: 2, max_steps: 4, checkpoint_every: 2, keep_checkpoints: 5, backend: 'wasm', teacher_threads: 1, seed: 7,
+  }));
+});
+
+function losses(runDir: string): number[] {
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+}
+
+function weightsOf(checkpoint: string): Map<string, Float32Array> {
+  const f = SafetensorsFile.read(join(checkpoint, 'model.safetensors'));
+  return new Map(f.names().map((n) => [n, f.getFloat32(n)]));
+}
+
+function expectSameWeights(a: string, b: string): void {
+  const wa = weightsOf(a);
+  const wb = weightsOf(b);
+  expect([...wa.keys()]).toEqual([...wb.keys()]);
+  for (const [name, values] of wa) expect(Buffer.from(values.buffer).equals(Buffer.from(wb.get(name)!.buffer)), name).toBe(true);
+}
+
+describe('config', () => {
+  it('names an unknown key, a wrong type and a bad override', () => {
+    expect(() => validateConfig({ teacher: 'a', corpus: 'b', learning_rate: 1 }, 'x.json')).toThrow(/x\.json: unknown key "learning_rate"/);
+    expect(() => validateConfig({ teacher: 'a', corpus: 'b', batchsize: 1 }, 'x.json')).toThrow(/unknown key "batchsize"/);
+    expect(() => validateConfig({ teacher: 'a', corpus: 'b', batch_size: '8' }, 'x.json')).toThrow(/key "batch_size" is "8": expected a whole number/);
+    expect(() => validateConfig({ teacher: 'a', corpus: 'b', betas: [0.9] }, 'x.json')).toThrow(/key "betas"/);
+    expect(() => validateConfig({ corpus: 'b' }, 'x.json')).toThrow(/key "teacher" is missing/);
+    expect(() => validateConfig({ teacher: 'a', corpus: 'b', word_mask: 0.5 }, 'x.json')).toThrow(/sum to 0\.7/);
+    expect(config({ lr: 1e-3 }).lr).toBe(1e-3);
+    expect(() => loadConfig(configPath, ['lr'])).toThrow(/--set "lr": expected KEY=VALUE/);
+    expect(() => loadConfig(configPath, ['lr=fast'])).toThrow(/key "lr" is "fast"/);
+    const r = runCli(['train', '--config', configPath, '--set', 'nope=1']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/config\.json: unknown key "nope"/);
+  });
+
+  it('ships configs that validate, with relative paths resolved against the config', () => {
+    const tiny = loadConfig(join(REPO, 'configs', 'tiny.json'));
+    expect(tiny.teacher).toBe(TINY);
+    const base = loadConfig(join(REPO, 'configs', 'distilbert-base-cased.json'));
+    expect(base).toMatchObject({ batch_size: 5, grad_accum: 50, lr: 5e-4, betas: [0.9, 0.98], eps: 1e-6, student: [0, 2, 4, 7, 9, 11], seed: 56, alpha_ce: 5, alpha_mlm: 2, alpha_cos: 1 });
+  });
+
+  it('warms up linearly then decays linearly to 0', () => {
+    expect([0, 1, 2, 3, 4, 5, 6].map((d) => linearWarmupDecay(d, 2, 6))).toEqual([0, 0.5, 1, 0.75, 0.5, 0.25, 0]);
+  });
+});
+
+describe('training', () => {
+  it('runs, checkpoints, and lowers the loss, with a flat tensor count', async () => {
+    const runDir = join(work, 'loss-down');
+    const counts: number[] = [];
+    const summary = await train({
+      config: config({ max_steps: 16, grad_accum: 1, batch_size: 8, lr: 2e-3, warmup_prop: 0.1, checkpoint_every: 8 }), runDir, resume: false,
+      onUpdate: () => counts.push(tf.memory().numTensors),
+    });
+    expect(summary.steps).toBe(16);
+    const l = losses(runDir);
+    expect(l.length).toBe(16);
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(l.slice(-4))).toBeLessThan(mean(l.slice(0, 4)) * 0.9);
+    expect(listCheckpoints(runDir).map((c) => c.split('/').pop())).toEqual(['step-00000008', 'step-00000016']);
+    expect(new Set(counts.slice(2)).size).toBe(1);
+    const ck = latestCheckpoint(runDir)!;
+    for (const f of ['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json', 'tokenizer.json']) expect(existsSync(join(ck, f)), f).toBe(true);
+    const metrics = JSON.parse(readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n')[0]!) as Record<string, number>;
+    expect(Object.keys(metrics)).toEqual(['step', 'lr', 'loss', 'loss_ce', 'loss_mlm', 'loss_cos', 'loss_mse', 'grad_norm', 'tokens', 'tokens_per_s', 'elapsed_s']);
+  });
+
+  it('resumes exactly: N straight equals N/2 + resume + N/2 (losses and weights)', async () => {
+    const straight = join(work, 'straight');
+    await train({ config: config(), runDir: straight, resume: false });
+    const split = join(work, 'split');
+    await train({ config: config(), runDir: split, resume: false, stopAfter: 2 });
+    expect(losses(split).length).toBe(2);
+    await train({ config: config({ lr: 1 }), runDir: split, resume: true }); // the checkpoint's config wins
+    expect(losses(split)).toEqual(losses(straight));
+    expectSameWeights(latestCheckpoint(straight)!, latestCheckpoint(split)!);
+  });
+
+  it('never loads a half-written checkpoint: a crash while writing one resumes from the one before', async () => {
+    const runDir = join(work, 'crash-write');
+    let writes = 0;
+    await expect(train({
+      config: config(), runDir, resume: false,
+      checkpointHooks: { beforeCommit: () => { writes++; if (writes === 2) throw new Error('simulated crash while checkpointing'); } },
+    })).rejects.toThrow('simulated crash');
+    expect(readdirSync(join(runDir, 'checkpoints')).sort()).toEqual(expect.arrayContaining(['step-00000002']));
+    expect(readdirSync(join(runDir, 'checkpoints')).some((f) => f.startsWith('step-00000004.tmp-'))).toBe(true);
+    expect(latestCheckpoint(runDir)!.endsWith('step-00000002')).toBe(true);
+    await train({ config: config(), runDir, resume: true });
+    expect(readdirSync(join(runDir, 'checkpoints')).some((f) => f.includes('.tmp-'))).toBe(false);
+    expect(losses(runDir)).toEqual(losses(join(work, 'straight')));
+    expectSameWeights(latestCheckpoint(runDir)!, latestCheckpoint(join(work, 'straight'))!);
+  });
+
+  it('after kill -9 of the CLI, --resume loses only the work since the last checkpoint', async () => {
+    const runDir = join(work, 'kill9');
+    const args = [join(REPO, 'dist', 'src', 'cli.js'), 'train', '--config', configPath, '--out', runDir, '--checkpoint-every', '1'];
+    const child = spawn(process.execPath, args, { stdio: 'ignore' });
+    await new Promise<void>((resolveWait, rejectWait) => {
+      const timer = setInterval(() => {
+        if (listCheckpoints(runDir).length >= 2) {
+          clearInterval(timer);
+          child.kill('SIGKILL');
+          resolveWait();
+        }
+      }, 50);
+      child.on('exit', () => { clearInterval(timer); resolveWait(); });
+      setTimeout(() => rejectWait(new Error('no checkpoint within 120 s')), 120_000);
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const r = runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--checkpoint-every', '1']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(losses(runDir)).toEqual(losses(join(work, 'straight')));
+    expectSameWeights(latestCheckpoint(runDir)!, latestCheckpoint(join(work, 'straight'))!);
+  });
+
+  it('refuses --resume without a checkpoint', () => {
+    const empty = join(work, 'empty-run');
+    mkdirSync(empty, { recursive: true });
+    const r = runCli(['train', '--config', configPath, '--out', empty, '--resume']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/--resume: .*checkpoints holds no complete checkpoint/);
+  });
+});
