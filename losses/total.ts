@@ -1,16 +1,18 @@
 // The weighted sum of the distillation losses, for one student forward against one teacher forward on the
 // same masked batch:  loss = α_ce·loss_ce + α_mlm·loss_mlm + α_cos·loss_cos + α_mse·loss_mse.
 // The student computes logits only for the rows a loss reads (real tokens, or masked ones with
-// restrict_ce_to_mask), never for padding.
+// restrict_ce_to_mask), never for padding. The logit losses run fused on the host by default
+// (losses/fused.ts); `fused: false` computes them with the tfjs ops of distillation.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/errors.js';
-import type { DistilBertStudent, ForwardOptions } from '../student/model.js';
+import { tiedProjector, type DistilBertStudent, type ForwardOptions } from '../student/model.js';
 import { cosineLoss } from './cosine.js';
 import { distillationLoss } from './distillation.js';
 import { mlmLoss } from './mlm.js';
 import { logitMseLoss } from './mse.js';
 import { positionsWithin, selectRows, type LossRows } from './rows.js';
+import { fusedHeadLosses, teacherSoftTargets, type TeacherSoftTargets } from './fused.js';
 
 export interface LossWeights {
   /** Softmax temperature τ of the distillation loss (2.0). */
@@ -33,56 +35,101 @@ export const RECIPE_LOSS_WEIGHTS: LossWeights = {
 
 /** What the teacher gives for one batch, on the host. */
 export interface TeacherTargets {
-  /** [B·T, V] */
-  logits: Float32Array;
+  /** [B·T, V]: needed when `soft` is absent, and by the unfused path. */
+  logits?: Float32Array;
   /** Last hidden layer [B·T, H]. */
   lastHidden: Float32Array;
+  /** softmax(t/τ) of the KL rows, prepared ahead (teacherSoftTargets); computed here when absent. */
+  soft?: TeacherSoftTargets;
 }
 
-export interface LossValues<T> {
-  loss: T;
-  loss_ce: T;
-  loss_mlm: T;
-  loss_cos: T;
-  loss_mse: T;
+export interface LossNumbers {
+  loss: number;
+  loss_ce: number;
+  loss_mlm: number;
+  loss_cos: number;
+  loss_mse: number;
+}
+
+export interface DistillLossResult {
+  /** The weighted total, differentiable with respect to the student's variables. */
+  loss: tf.Scalar;
+  /** The values (reads them from the device; call before the tensors are disposed). */
+  values(): LossNumbers;
+}
+
+export interface DistillLossOptions {
+  /** Compute the logit losses and their gradient in one host pass (losses/fused.ts) rather than in tfjs ops (default true). */
+  fused?: boolean;
+  /** Divisors of the means: global counts in data-parallel runs (default: this batch's). */
+  ceCount?: number;
+  mlmCount?: number;
+  cosCount?: number;
 }
 
 /**
  * Student forward on `inputIds`/`attentionMask` (int32 [B, T] tensors) and the weighted losses against the
- * teacher's targets. Call inside tf.tidy / variableGrads: every tensor returned is a scalar.
+ * teacher's targets. Call inside tf.tidy / variableGrads.
  */
 export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, rows: LossRows,
-  teacher: TeacherTargets, weights: LossWeights, forward: ForwardOptions): LossValues<tf.Scalar> {
+  teacher: TeacherTargets, weights: LossWeights, forward: ForwardOptions, options: DistillLossOptions = {}): DistillLossResult {
   const { batchSize: B, seqLen: T } = rows;
   const H = student.config.dim;
   const V = student.config.vocab_size;
-  if (teacher.logits.length !== B * T * V) throw new ShapeError(`teacher logits hold ${teacher.logits.length} values, expected [${B}, ${T}, ${V}]: do the teacher and the student share a vocabulary?`);
+  if (teacher.logits && teacher.logits.length !== B * T * V) throw new ShapeError(`teacher logits hold ${teacher.logits.length} values, expected [${B}, ${T}, ${V}]: do the teacher and the student share a vocabulary?`);
+  if (!teacher.logits && !teacher.soft) throw new ShapeError('teacher targets: neither logits nor soft targets given');
   if (teacher.lastHidden.length !== B * T * H) throw new ShapeError(`teacher hidden states hold ${teacher.lastHidden.length} values, expected [${B}, ${T}, ${H}]: do the teacher and the student share a hidden size?`);
 
   const hidden = student.encode(inputIds, attentionMask, forward);
   const last = tf.reshape(hidden[hidden.length - 1]!, [B * T, H]) as tf.Tensor2D; // [B*T, H]
+  // The logits are computed only for the rows a logit loss reads: every real token, or the masked ones.
   const headRows = weights.restrict_ce_to_mask ? rows.maskedRows : rows.realRows;
-  const zero = tf.scalar(0);
-  let lossCe = zero;
-  let lossMse = zero;
-  let lossMlm = zero;
-  // loss_ce, loss_mlm and loss_cos are computed (and reported) whatever their weights; loss_mse only when weighted.
-  if (headRows.length > 0) {
-    const sLogits = student.mlmHead(tf.gather(last, tf.tensor1d(headRows, 'int32')) as tf.Tensor2D); // [N, V]
-    const tLogits = tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]); // [N, V]
-    lossCe = distillationLoss(sLogits, tLogits, weights.temperature);
-    if (weights.alpha_mse !== 0) lossMse = logitMseLoss(sLogits, tLogits);
-    if (rows.maskedRows.length > 0) {
-      const local = weights.restrict_ce_to_mask ? null : tf.tensor1d(positionsWithin(rows.maskedRows, rows.realRows), 'int32');
-      const mlmLogits = local ? (tf.gather(sLogits, local) as tf.Tensor2D) : sLogits; // [M, V]
-      lossMlm = mlmLoss(mlmLogits, rows.maskedLabels);
-    }
-  }
+  const transformed = student.vocabTransform(tf.gather(last, tf.tensor1d(headRows, 'int32')) as tf.Tensor2D); // [N, H]
+  const mlmLocal = weights.restrict_ce_to_mask ? Int32Array.from(rows.maskedRows, (_, i) => i) : positionsWithin(rows.maskedRows, rows.realRows);
+
+  // Cosine loss on the last hidden states at the real tokens.
   const sHidden = tf.gather(last, tf.tensor1d(rows.realRows, 'int32')) as tf.Tensor2D; // [R, H]
   const tHidden = tf.tensor2d(selectRows(teacher.lastHidden, rows.realRows, H), [rows.realRows.length, H]); // [R, H]
-  const lossCos = cosineLoss(sHidden, tHidden);
+  let lossCos = cosineLoss(sHidden, tHidden);
+  if (options.cosCount !== undefined) lossCos = tf.mul(lossCos, rows.realRows.length / options.cosCount) as tf.Scalar;
+
+  if (options.fused ?? true) {
+    const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
+    if (soft.probs.length !== headRows.length * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${headRows.length}, ${V}]`);
+    const { embeddings, bias } = student.projector();
+    const f = fusedHeadLosses(transformed, embeddings, bias, soft, {
+      mlmRows: mlmLocal, mlmLabels: rows.maskedLabels, alpha_ce: weights.alpha_ce, alpha_mlm: weights.alpha_mlm, alpha_mse: weights.alpha_mse,
+      ceCount: options.ceCount, mlmCount: options.mlmCount,
+    });
+    const loss = tf.add(f.weighted, tf.mul(lossCos, weights.alpha_cos)) as tf.Scalar;
+    return {
+      loss,
+      values: () => ({ loss: loss.dataSync()[0]!, loss_ce: f.loss_ce, loss_mlm: f.loss_mlm, loss_cos: lossCos.dataSync()[0]!, loss_mse: f.loss_mse }),
+    };
+  }
+
+  // The same in tfjs ops, one loss per file.
+  if (!teacher.logits) throw new ShapeError('the unfused losses need the teacher logits');
+  const { embeddings, bias } = student.projector();
+  const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
+  const tLogits = tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]); // [N, V]
+  let lossCe = distillationLoss(sLogits, tLogits, weights.temperature);
+  if (options.ceCount !== undefined) lossCe = tf.mul(lossCe, headRows.length / options.ceCount) as tf.Scalar;
+  let lossMse: tf.Scalar = tf.scalar(0);
+  if (weights.alpha_mse !== 0) {
+    lossMse = logitMseLoss(sLogits, tLogits);
+    if (options.ceCount !== undefined) lossMse = tf.mul(lossMse, headRows.length / options.ceCount) as tf.Scalar;
+  }
+  let lossMlm: tf.Scalar = tf.scalar(0);
+  if (rows.maskedRows.length > 0) {
+    lossMlm = mlmLoss(tf.gather(sLogits, tf.tensor1d(mlmLocal, 'int32')) as tf.Tensor2D, rows.maskedLabels);
+    if (options.mlmCount !== undefined) lossMlm = tf.mul(lossMlm, rows.maskedRows.length / Math.max(options.mlmCount, 1)) as tf.Scalar;
+  }
   const loss = tf.addN([
     tf.mul(lossCe, weights.alpha_ce), tf.mul(lossMlm, weights.alpha_mlm), tf.mul(lossCos, weights.alpha_cos), tf.mul(lossMse, weights.alpha_mse),
   ]) as tf.Scalar;
-  return { loss, loss_ce: lossCe, loss_mlm: lossMlm, loss_cos: lossCos, loss_mse: lossMse };
+  return {
+    loss,
+    values: () => ({ loss: loss.dataSync()[0]!, loss_ce: lossCe.dataSync()[0]!, loss_mlm: lossMlm.dataSync()[0]!, loss_cos: lossCos.dataSync()[0]!, loss_mse: lossMse.dataSync()[0]! }),
+  };
 }

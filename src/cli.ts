@@ -8,6 +8,7 @@ import { registerInitStudent } from './commands/init-student.js';
 import { registerEvalBatch } from './commands/eval-batch.js';
 import { registerPrepare } from './commands/prepare.js';
 import { registerTrain } from './commands/train.js';
+import { registerBench } from './commands/bench.js';
 
 const program = new Command();
 program
@@ -23,6 +24,7 @@ registerInitStudent(program);
 registerEvalBatch(program);
 registerPrepare(program);
 registerTrain(program);
+registerBench(program);
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

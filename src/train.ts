@@ -17,7 +17,9 @@ import {
   CHECKPOINT_FORMAT, type CheckpointHooks, type TrainerState,
 } from './checkpoint.js';
 import { writeFileAtomic } from './io/safetensors.js';
-import { Teacher, type TeacherOutput } from '../teacher/teacher.js';
+import { RemoteTeacher, type RemoteTeacherOutput } from '../teacher/remote.js';
+import { WordPieceTokenizer } from '../corpus/tokenizer.js';
+import { assertModelDir, readEncoderConfig } from './model-dir.js';
 import { selectBackend, type BackendChoice } from '../student/backend.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
 import { loadStudent } from '../student/io.js';
@@ -27,8 +29,8 @@ import { maskBatch, tokenWeights } from '../corpus/masking.js';
 import { readTokenCounts } from '../corpus/prepare.js';
 import { Rng } from '../corpus/rng.js';
 import { ensureCorpus } from '../corpus/ensure.js';
-import { lossRows } from '../losses/rows.js';
-import { distillLosses } from '../losses/total.js';
+import { lossRows, type LossRows } from '../losses/rows.js';
+import { distillLosses, type LossNumbers } from '../losses/total.js';
 
 /** One line of metrics.jsonl. */
 export interface UpdateMetrics {
@@ -102,8 +104,8 @@ interface Prepared {
   attentionMask: Int32Array;
   labels: Int32Array;
   rows: number;
-  teacher: Promise<TeacherOutput>;
-  teacherStarted: number;
+  lossRows: LossRows;
+  teacher: Promise<RemoteTeacherOutput>;
 }
 
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
@@ -131,21 +133,22 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 
   // --- Backend, teacher, corpus, student. ---
   const backend: BackendChoice = await selectBackend(config.backend ?? undefined);
-  const probe = await Teacher.load(config.teacher, { hiddenStates: 'none', threads: config.teacher_threads });
-  const teacherLayers = probe.config.numLayers;
-  await probe.release();
-  const teacher = await Teacher.load(config.teacher, { hiddenStates: [teacherLayers], threads: config.teacher_threads });
-  const tok = teacher.tokenizer;
-  await ensureCorpus(config, tok, comm.rank === 0 ? log : () => undefined, teacher.config.maxPositions);
+  assertModelDir(config.teacher, 'teacher (config)');
+  const teacherConfig = readEncoderConfig(config.teacher);
+  const teacherLayers = teacherConfig.numLayers;
+  const tok = WordPieceTokenizer.fromDir(config.teacher);
+  // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead.
+  const teacher = await RemoteTeacher.start(config.teacher, { hiddenStates: [teacherLayers], threads: config.teacher_threads, optionName: 'teacher' });
+  await ensureCorpus(config, tok, comm.rank === 0 ? log : () => undefined, teacherConfig.maxPositions);
 
   let student: DistilBertStudent;
   if (resumeFrom) student = loadStudent(resumeFrom);
   else if (typeof config.student === 'string') student = loadStudent(config.student);
-  else student = initStudentFromTeacher(config.teacher, teacher.config, config.student ?? defaultStudentLayers(teacherLayers), tok.padId);
+  else student = initStudentFromTeacher(config.teacher, teacherConfig, config.student ?? defaultStudentLayers(teacherLayers), tok.padId);
   (student.config as { dropout: number; attention_dropout: number }).dropout = config.dropout;
   (student.config as { dropout: number; attention_dropout: number }).attention_dropout = config.dropout;
-  if (student.config.vocab_size !== teacher.config.vocabSize || student.config.dim !== teacher.config.hiddenSize) {
-    throw new MismatchError(`the student (vocab ${student.config.vocab_size}, dim ${student.config.dim}) does not fit the teacher (vocab ${teacher.config.vocabSize}, hidden ${teacher.config.hiddenSize})`);
+  if (student.config.vocab_size !== teacherConfig.vocabSize || student.config.dim !== teacherConfig.hiddenSize) {
+    throw new MismatchError(`the student (vocab ${student.config.vocab_size}, dim ${student.config.dim}) does not fit the teacher (vocab ${teacherConfig.vocabSize}, hidden ${teacherConfig.hiddenSize})`);
   }
   // Every rank starts from rank 0's weights.
   if (comm.size > 1) {
@@ -184,7 +187,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const masking = { mlm_mask_prop: config.mlm_mask_prop, mlm_smoothing: config.mlm_smoothing, word_mask: config.word_mask, word_keep: config.word_keep, word_rand: config.word_rand };
 
   // --- The teacher works one batch ahead. ---
-  let teacherBusy = 0;
   let teacherWait = 0;
   let studentBusy = 0;
   const prepareNext = (): Prepared => {
@@ -195,10 +197,12 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     const inputIds = sliceRows(masked.maskedInputIds, batch.seqLen, batch.rowStart, batch.rowEnd);
     const attentionMask = sliceRows(batch.attentionMask, batch.seqLen, batch.rowStart, batch.rowEnd);
     const labels = sliceRows(masked.mlmLabels, batch.seqLen, batch.rowStart, batch.rowEnd);
-    const teacherStarted = performance.now();
-    const run = teacher.forward({ inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen })
-      .then((out) => { teacherBusy += performance.now() - teacherStarted; return out; });
-    return { batch, inputIds, attentionMask, labels, rows, teacher: run, teacherStarted };
+    const lr = lossRows(attentionMask, labels, rows, batch.seqLen, tok.vocabSize);
+    const run = teacher.forward({
+      inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen, softRows: config.restrict_ce_to_mask ? lr.maskedRows : lr.realRows,
+      temperature: config.temperature, keepLogits: config.alpha_mse !== 0, fullLogits: false,
+    });
+    return { batch, inputIds, attentionMask, labels, rows, lossRows: lr, teacher: run };
   };
 
   const started = performance.now();
@@ -231,16 +235,15 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 
         const studentStarted = performance.now();
         const { batch } = current;
-        const rows = lossRows(current.attentionMask, current.labels, current.rows, batch.seqLen, tok.vocabSize);
+        const rows = current.lossRows;
         const dropoutSeed = Rng.derive(config.seed, step, micro, DROPOUT_STREAM).nextUint32();
-        const parts = tf.tidy(() => {
+        let parts: LossNumbers | undefined;
+        tf.tidy(() => {
           const ids = tf.tensor2d(current.inputIds, [current.rows, batch.seqLen], 'int32'); // [b, T]
           const mask = tf.tensor2d(current.attentionMask, [current.rows, batch.seqLen], 'int32');
-          let values: Record<string, tf.Scalar> = {};
           const { grads } = tf.variableGrads(() => {
-            const l = distillLosses(student, ids, mask, rows, { logits: t.logits, lastHidden: t.hiddenStates[0]! }, lossWeights, { training: true, dropoutSeed });
-            values = { ...l };
-            for (const v of Object.values(values)) tf.keep(v);
+            const l = distillLosses(student, ids, mask, rows, { lastHidden: t.lastHidden, soft: t.soft }, lossWeights, { training: true, dropoutSeed });
+            parts = l.values();
             return tf.div(l.loss, config.grad_accum) as tf.Scalar;
           }, student.variables());
           const ordered = student.variables().map((v) => grads[v.name]!);
@@ -248,11 +251,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
           for (const g of summed) tf.keep(g);
           if (acc) tf.dispose(acc);
           acc = summed;
-          const scalars = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v.dataSync()[0]!]));
-          tf.dispose(Object.values(values));
-          return scalars;
         });
-        for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k]! / config.grad_accum;
+        for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts![k] / config.grad_accum;
         updateTokens += rows.realRows.length;
         studentBusy += performance.now() - studentStarted;
       }
@@ -283,13 +283,13 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     }
   } finally {
     if (next) await next.teacher.catch(() => undefined);
-    await teacher.release();
+    await teacher.close();
   }
   const wall = (performance.now() - started) / 1000;
   const summary: TrainSummary = {
     run_dir: opts.runDir, steps: step, total_updates: total, final_loss: lastLoss, tokens: tokensSoFar,
     elapsed_s: elapsedBefore + wall, tokens_per_s: wall > 0 ? (tokensSoFar - (state?.tokens ?? 0)) * comm.size / wall : 0,
-    teacher_busy: teacherBusy / 1000 / Math.max(wall, 1e-9), student_busy: studentBusy / 1000 / Math.max(wall, 1e-9),
+    teacher_busy: teacher.busyMs / 1000 / Math.max(wall, 1e-9), student_busy: studentBusy / 1000 / Math.max(wall, 1e-9),
     teacher_wait_s: teacherWait / 1000, backend: backend.name, checkpoint: lastCheckpoint,
   };
   optimizer.dispose();

@@ -84,6 +84,40 @@ export function matMulFast<R extends tf.Rank.R2 | tf.Rank.R3>(a: tf.Tensor<R>, b
   return f(a, b) as tf.Tensor<R>;
 }
 
+/**
+ * The tied projector: logits = h @ Eᵀ + b for h [N, H], E [V, H] (the word embeddings), b [V]. Its gradients
+ * are arranged so that every product keeps its large operand on the left and a small one on the right
+ * (the `wasm` backend repacks the right operand on every call): ∂h = g @ E, ∂E = gᵀ @ h, ∂b = 1ᵀ @ g.
+ */
+export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  const f = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
+    save([x, e]);
+    return {
+      value: tf.add(tf.matMul(x, tf.transpose(e)), b),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, es] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const g = dy as tf.Tensor2D; // [N, V]
+        const n = g.shape[0];
+        return [
+          tf.matMul(g, es), // [N, H]
+          tf.matMul(tf.transpose(g), xs), // [V, H]
+          tf.reshape(tf.matMul(tf.ones([1, n]), g), [g.shape[1]]), // [V]
+        ];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(h, embeddings, bias) as tf.Tensor2D;
+}
+
+/**
+ * Batched a @ b ([G, M, K] @ [G, K, N]) whose gradients are batched plain products too (explicit transposes).
+ * On `wasm`, student/kernels.ts replaces the batched kernel with one that runs each of the G products on
+ * XNNPACK's fast 2-D path.
+ */
+export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  return matMulFast(a, b);
+}
+
 /** GELU, erf form (BERT's "gelu"). */
 export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
@@ -214,9 +248,9 @@ export class DistilBertStudent {
       const q = heads(tf.mul(this.linear(x, `${p}.attention.q_lin`), 1 / Math.sqrt(dh)) as tf.Tensor2D); // [B*nh, T, dh]
       const k = heads(this.linear(x, `${p}.attention.k_lin`));
       const v = heads(this.linear(x, `${p}.attention.v_lin`));
-      const scores = tf.add(tf.reshape(matMulFast(q, tf.transpose(k, [0, 2, 1])), [B, nh, T, T]), maskBias); // [B, nh, T, T]
+      const scores = tf.add(tf.reshape(batchMatMul(q, tf.transpose(k, [0, 2, 1])), [B, nh, T, T]), maskBias); // [B, nh, T, T]
       const probs = dropout(tf.softmax(scores, -1), c.attention_dropout);
-      const context = matMulFast(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
+      const context = batchMatMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
       const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D; // [B*T, H]
       const sa = layerNorm(tf.add(this.linear(merged, `${p}.attention.out_lin`), x), this.p(`${p}.sa_layer_norm.weight`), this.p(`${p}.sa_layer_norm.bias`)) as tf.Tensor2D;
       const inner = gelu(this.linear(sa, `${p}.ffn.lin1`)) as tf.Tensor2D; // [B*T, F]
@@ -227,12 +261,20 @@ export class DistilBertStudent {
     return hidden;
   }
 
+  /** The MLM head before the projector: vocab_transform → GELU → vocab_layer_norm, [N, H] → [N, H]. */
+  vocabTransform(h: tf.Tensor2D): tf.Tensor2D {
+    return layerNorm(gelu(this.linear(h, 'vocab_transform')), this.p('vocab_layer_norm.weight'), this.p('vocab_layer_norm.bias')) as tf.Tensor2D;
+  }
+
+  /** The word embeddings [V, H] and the vocab bias [V]: the tied projector. */
+  projector(): { embeddings: tf.Tensor2D; bias: tf.Tensor1D } {
+    return { embeddings: this.p('distilbert.embeddings.word_embeddings.weight') as tf.Tensor2D, bias: this.p('vocab_projector.bias') as tf.Tensor1D };
+  }
+
   /** MLM head on rows of hidden states [N, H] → logits [N, V]. */
   mlmHead(h: tf.Tensor2D): tf.Tensor2D {
-    const t = layerNorm(gelu(this.linear(h, 'vocab_transform')), this.p('vocab_layer_norm.weight'), this.p('vocab_layer_norm.bias')) as tf.Tensor2D;
-    // Tied projector: logits = t @ Eᵀ + b, with Eᵀ made explicitly so the product and its gradients stay plain.
-    const projector = tf.transpose(this.p('distilbert.embeddings.word_embeddings.weight')) as tf.Tensor2D; // [H, V]
-    return tf.add(matMulFast(t, projector), this.p('vocab_projector.bias'));
+    const t = this.vocabTransform(h);
+    return tiedProjector(t, this.p('distilbert.embeddings.word_embeddings.weight') as tf.Tensor2D, this.p('vocab_projector.bias') as tf.Tensor1D); // [N, V]
   }
 
   forward(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, options: ForwardOptions): StudentOutput {

@@ -29,12 +29,12 @@ const teacherLast = teacherHidden.subarray(4 * B * T * H);
 const rows = lossRows(attention, labels, B, T, V);
 const targets = { logits: teacherLogits, lastHidden: teacherLast };
 
-function gradients(student: DistilBertStudent, restrict = false): { loss: number; grads: Map<string, number> } {
+function gradients(student: DistilBertStudent, restrict = false, fused = true): { loss: number; grads: Map<string, number> } {
   return tf.tidy(() => {
     const ids = tf.tensor2d(maskedIds, [B, T], 'int32');
     const mask = tf.tensor2d(attention, [B, T], 'int32');
     const { value, grads } = tf.variableGrads(() => distillLosses(student, ids, mask, rows, targets,
-      { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: restrict }, { training: false }).loss, student.variables());
+      { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: restrict }, { training: false }, { fused }).loss, student.variables());
     const norms = new Map<string, number>();
     for (const [name, g] of Object.entries(grads)) norms.set(hfNameOfVariable(name), Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]!));
     return { loss: value.dataSync()[0]!, grads: norms };
@@ -71,22 +71,23 @@ for (const backend of ['wasm', 'cpu'] as BackendName[]) {
       hidden.forEach((h, i) => expect(maxAbsDiff(h, refHidden.subarray(i * B * T * H, (i + 1) * B * T * H))).toBeLessThan(1e-4));
     });
 
-    it('each loss is within 1e-4 relative of the reference', () => {
-      const values = tf.tidy(() => {
-        const l = distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets, RECIPE_LOSS_WEIGHTS, { training: false });
-        return Object.fromEntries(Object.entries(l).map(([k, v]) => [k, v.dataSync()[0]!]));
+    for (const fused of [true, false]) {
+      const path = fused ? 'fused host pass' : 'tfjs ops';
+      it(`each loss is within 1e-4 relative of the reference (${path})`, () => {
+        const values = tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets,
+          RECIPE_LOSS_WEIGHTS, { training: false }, { fused }).values());
+        expect(relDiff(values.loss_ce, reference.loss_ce)).toBeLessThan(1e-4);
+        expect(relDiff(values.loss_mlm, reference.loss_mlm)).toBeLessThan(1e-4);
+        expect(relDiff(values.loss_cos, reference.loss_cos)).toBeLessThan(1e-4);
+        expect(relDiff(values.loss, reference.loss_total)).toBeLessThan(1e-4);
+        const restricted = tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets,
+          { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: true }, { training: false }, { fused }).values().loss_ce);
+        expect(relDiff(restricted, reference.loss_ce_restrict_to_mask)).toBeLessThan(1e-4);
       });
-      expect(relDiff(values['loss_ce']!, reference.loss_ce)).toBeLessThan(1e-4);
-      expect(relDiff(values['loss_mlm']!, reference.loss_mlm)).toBeLessThan(1e-4);
-      expect(relDiff(values['loss_cos']!, reference.loss_cos)).toBeLessThan(1e-4);
-      expect(relDiff(values['loss']!, reference.loss_total)).toBeLessThan(1e-4);
-      const restricted = tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets,
-        { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: true }, { training: false }).loss_ce.dataSync()[0]!);
-      expect(relDiff(restricted, reference.loss_ce_restrict_to_mask)).toBeLessThan(1e-4);
-    });
+    }
 
-    it('gradient norm within 1e-3 relative, and every per-parameter norm', () => {
-      const { loss, grads } = gradients(student);
+    for (const fused of [true, false]) it(`gradient norm within 1e-3 relative, and every per-parameter norm (${fused ? 'fused host pass' : 'tfjs ops'})`, () => {
+      const { loss, grads } = gradients(student, false, fused);
       expect(relDiff(loss, reference.loss_total)).toBeLessThan(1e-4);
       const refByParam = reference.student_grad_norm_by_param as Record<string, number>;
       expect([...grads.keys()].sort()).toEqual(Object.keys(refByParam).sort());

@@ -12,7 +12,7 @@ import { Teacher } from '../../teacher/teacher.js';
 import { BACKEND_NAMES, selectBackend, type BackendName } from '../../student/backend.js';
 import { loadStudent } from '../../student/io.js';
 import { lossRows } from '../../losses/rows.js';
-import { distillLosses, RECIPE_LOSS_WEIGHTS, type LossWeights } from '../../losses/total.js';
+import { distillLosses, RECIPE_LOSS_WEIGHTS, type LossNumbers, type LossWeights } from '../../losses/total.js';
 
 interface EvalBatchOptions {
   teacher: string;
@@ -26,6 +26,7 @@ interface EvalBatchOptions {
   restrictCeToMask: boolean;
   backend?: BackendName;
   threads: number;
+  unfused: boolean;
 }
 
 export interface EvalBatchResult {
@@ -95,19 +96,17 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
     const result = tf.tidy(() => {
       const ids = tf.tensor2d(batch.maskedInputIds, [B, T], 'int32');
       const mask = tf.tensor2d(batch.attentionMask, [B, T], 'int32');
-      let parts: Record<string, tf.Scalar> = {};
+      let values: LossNumbers | undefined;
       const { grads } = tf.variableGrads(() => {
-        const l = distillLosses(student, ids, mask, rows, { logits: t.logits, lastHidden: t.hiddenStates[0]! }, weights, { training: false });
-        parts = { ...l };
-        for (const v of Object.values(parts)) tf.keep(v);
+        const l = distillLosses(student, ids, mask, rows, { logits: t.logits, lastHidden: t.hiddenStates[0]! }, weights, { training: false }, { fused: !opts.unfused });
+        values = l.values();
         return l.loss;
       }, student.variables());
       // The tied projector is one variable (the word embeddings): its gradient is counted once.
       const sq = tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g))));
-      const value = (s: tf.Scalar): number => s.dataSync()[0]!;
       return {
-        loss_ce: value(parts['loss_ce']!), loss_mlm: value(parts['loss_mlm']!), loss_cos: value(parts['loss_cos']!), loss_mse: value(parts['loss_mse']!),
-        loss_total: value(parts['loss']!), grad_norm: Math.sqrt(value(sq as tf.Scalar)),
+        loss_ce: values!.loss_ce, loss_mlm: values!.loss_mlm, loss_cos: values!.loss_cos, loss_mse: values!.loss_mse,
+        loss_total: values!.loss, grad_norm: Math.sqrt(sq.dataSync()[0]!),
       };
     });
     return { ...result, backend: backend.name };
@@ -134,6 +133,7 @@ export function registerEvalBatch(program: Command): void {
     .option('--restrict-ce-to-mask', 'KL over masked positions only (default: every real token)', false)
     .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')} (default: the best installed)`, choiceOption('--backend', BACKEND_NAMES))
     .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', floatOption('--threads', 0), 0)
+    .option('--unfused', 'compute the logit losses with plain tfjs ops instead of the fused host pass (same numbers, slower)', false)
     .action(async (opts: EvalBatchOptions) => {
       process.stdout.write(JSON.stringify(await runEvalBatch(opts)) + '\n');
     });

@@ -1,0 +1,234 @@
+// The tied projector and the three logit losses (distillation KL, masked-LM cross-entropy, optional MSE) as
+// one custom-gradient op: the student's logits are computed on the device, read once, and the losses and
+// their gradient with respect to the logits are computed in one pass on the host. The gradient is then pushed
+// through the projector with two plain products.
+//
+// The per-loss files (distillation.ts, mlm.ts, mse.ts) say what is computed, in tfjs ops; this computes the
+// same (the golden tests hold both paths to PyTorch's numbers) without a dozen [N, V] tensors on the device:
+// on the `wasm` backend the tfjs-op version spends seconds a step in Exp/Sum/logSoftmax over [N, V] and in
+// their gradients. The teacher's side (p = softmax(t/τ) and Σ p log p) is prepared once per batch, off the
+// student's path (teacherSoftTargets).
+//
+// With p = softmax(t/τ), q = softmax(s/τ), r = softmax(s), over the selected rows:
+//   loss_ce  = τ²/N_ce  Σ_rows Σ_v p (log p − log q)      ∂/∂s = τ/N_ce (q − p)
+//   loss_mlm = −1/N_mlm Σ_mlm rows log r[label]          ∂/∂s = (r − onehot(label))/N_mlm
+//   loss_mse = 1/N_ce   Σ_rows Σ_v (s − t)²               ∂/∂s = 2(s − t)/N_ce
+// N_ce and N_mlm are the row counts to average over (global counts in data-parallel runs).
+// Through the projector s = h Eᵀ + b:  ∂h = G E,  ∂E = Gᵀ h,  ∂b = Σ_rows G.
+
+import * as tf from '@tensorflow/tfjs';
+import { ShapeError } from '../src/errors.js';
+
+const F32 = new Float32Array(1);
+const F32_BITS = new Int32Array(F32.buffer);
+
+/** e^x for x ≤ 0 with float32 accuracy (relative error < 2e-7), about twice as fast as Math.exp in V8. */
+export function expNonPositive(x: number): number {
+  const y = x * Math.LOG2E;
+  if (y < -126) return 0;
+  const k = Math.floor(y + 0.5);
+  const r = (y - k) * Math.LN2; // |r| ≤ ln2/2
+  const p = 1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * (0.041666666666666664 + r * (0.008333333333333333 + r * 0.001388888888888889)))));
+  F32_BITS[0] = (k + 127) << 23;
+  return p * F32[0]!;
+}
+
+/** What the logit losses need of the teacher, for the selected rows. */
+export interface TeacherSoftTargets {
+  temperature: number;
+  /** softmax(t/τ), [N, V]. */
+  probs: Float32Array;
+  /** Σ_v p log p of each row. */
+  negEntropy: Float64Array;
+  /** The raw logits of the rows, [N, V]: only kept when the MSE loss is on. */
+  logits?: Float32Array;
+}
+
+/** Soft targets of the teacher rows `rows` of `logits` ([rows of width v]). */
+export function teacherSoftTargets(logits: Float32Array, rows: Int32Array, v: number, temperature: number, keepLogits: boolean): TeacherSoftTargets {
+  const n = rows.length;
+  const probs = new Float32Array(n * v);
+  const negEntropy = new Float64Array(n);
+  const kept = keepLogits ? new Float32Array(n * v) : undefined;
+  const invTau = 1 / temperature;
+  for (let i = 0; i < n; i++) {
+    const src = rows[i]! * v;
+    const dst = i * v;
+    let m = -Infinity;
+    for (let j = 0; j < v; j++) if (logits[src + j]! > m) m = logits[src + j]!;
+    let z = 0;
+    let zt = 0; // Σ e·(t − m)/τ
+    for (let j = 0; j < v; j++) {
+      const a = (logits[src + j]! - m) * invTau;
+      const e = expNonPositive(a);
+      probs[dst + j] = e;
+      z += e;
+      zt += e * a;
+    }
+    const invZ = 1 / z;
+    for (let j = 0; j < v; j++) probs[dst + j]! *= invZ;
+    // Σ p log p = Σ p (a − log z) = zt/z − log z
+    negEntropy[i] = zt * invZ - Math.log(z);
+    if (kept) kept.set(logits.subarray(src, src + v), dst);
+  }
+  return { temperature, probs, negEntropy, logits: kept };
+}
+
+export interface LogitLossOptions {
+  alpha_ce: number;
+  alpha_mlm: number;
+  alpha_mse: number;
+  /** Rows (indices into the selected rows) that carry an MLM label, and the labels. */
+  mlmRows: Int32Array;
+  mlmLabels: Int32Array;
+  /** Divisors of the means (default: this batch's rows and labels). */
+  ceCount?: number;
+  mlmCount?: number;
+}
+
+export interface HostLogitLosses {
+  ce: number;
+  mlm: number;
+  mse: number;
+  /** ∂(α_ce·ce + α_mlm·mlm + α_mse·mse)/∂s, [N, V]. */
+  grad: Float32Array;
+  /** Its sum over the rows, [V]: the gradient of the vocab bias. */
+  biasGrad: Float32Array;
+}
+
+/** Loss values and their gradient for host logits s [N, V]. */
+export function logitLossesHost(s: Float32Array, n: number, v: number, t: TeacherSoftTargets, o: LogitLossOptions): HostLogitLosses {
+  if (t.probs.length !== n * v) throw new ShapeError(`logit losses: teacher targets hold ${t.probs.length} values, expected [${n}, ${v}]`);
+  if (o.mlmRows.length !== o.mlmLabels.length) throw new ShapeError(`logit losses: ${o.mlmRows.length} MLM rows but ${o.mlmLabels.length} labels`);
+  if (o.alpha_mse !== 0 && !t.logits) throw new ShapeError('logit losses: the MSE loss needs the teacher logits kept (keepLogits)');
+  const tau = t.temperature;
+  const invTau = 1 / tau;
+  const ceCount = o.ceCount ?? n;
+  const mlmCount = o.mlmCount ?? o.mlmRows.length;
+  const grad = new Float32Array(n * v);
+  const ceScale = (tau / ceCount) * o.alpha_ce;
+  const mseScale = (2 / ceCount) * o.alpha_mse;
+  const mlmScale = o.alpha_mlm / Math.max(mlmCount, 1);
+  const mlmLabelOf = new Int32Array(n).fill(-1);
+  o.mlmRows.forEach((r, i) => {
+    const label = o.mlmLabels[i]!;
+    if (label < 0 || label >= v) throw new ShapeError(`loss_mlm: label ${label} outside the vocabulary of ${v}`);
+    if (r < 0 || r >= n) throw new ShapeError(`loss_mlm: row ${r} outside the ${n} selected rows`);
+    mlmLabelOf[r] = label;
+  });
+  let ceSum = 0;
+  let mlmSum = 0;
+  let mseSum = 0;
+  const p = t.probs;
+  const biasGrad = new Float32Array(v);
+  // Distillation KL for every row: three tight passes (max; exponentials, dot with p; gradient).
+  for (let row = 0; row < n; row++) {
+    const o0 = row * v;
+    let ms = -Infinity;
+    for (let j = o0; j < o0 + v; j++) if (s[j]! > ms) ms = s[j]!;
+    let zq = 0;
+    let dot = 0; // Σ p (s − ms)/τ
+    for (let j = o0; j < o0 + v; j++) {
+      const a = (s[j]! - ms) * invTau;
+      const e = expNonPositive(a);
+      grad[j] = e; // exp((s − ms)/τ), until the gradient pass
+      zq += e;
+      dot += p[j]! * a;
+    }
+    // KL(p‖q) = Σ p log p − Σ p log q, with log q = (s − ms)/τ − log zq
+    ceSum += t.negEntropy[row]! - (dot - Math.log(zq));
+    const qScale = ceScale / zq;
+    for (let j = 0; j < v; j++) {
+      const g = qScale * grad[o0 + j]! - ceScale * p[o0 + j]!;
+      grad[o0 + j] = g;
+      biasGrad[j]! += g;
+    }
+    const label = mlmLabelOf[row]!;
+    if (label >= 0) {
+      // Masked-LM cross-entropy on this row: r = softmax(s).
+      let zr = 0;
+      for (let j = o0; j < o0 + v; j++) zr += expNonPositive(s[j]! - ms);
+      mlmSum += -(s[o0 + label]! - ms - Math.log(zr));
+      const rScale = mlmScale / zr;
+      for (let j = 0; j < v; j++) {
+        const g = rScale * expNonPositive(s[o0 + j]! - ms);
+        grad[o0 + j]! += g;
+        biasGrad[j]! += g;
+      }
+      grad[o0 + label]! -= mlmScale;
+      biasGrad[label]! -= mlmScale;
+    }
+    if (o.alpha_mse !== 0) {
+      const tl = t.logits!;
+      for (let j = 0; j < v; j++) {
+        const d = s[o0 + j]! - tl[o0 + j]!;
+        mseSum += d * d;
+        grad[o0 + j]! += mseScale * d;
+        biasGrad[j]! += mseScale * d;
+      }
+    }
+  }
+  return {
+    ce: (tau * tau * ceSum) / ceCount,
+    mlm: mlmCount > 0 ? mlmSum / mlmCount : 0,
+    mse: o.alpha_mse !== 0 ? mseSum / ceCount : 0,
+    grad,
+    biasGrad,
+  };
+}
+
+/** [rows, cols] → [cols, rows], in cache-sized tiles. */
+export function transposeTiled(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  const TILE = 32;
+  for (let r0 = 0; r0 < rows; r0 += TILE) {
+    const r1 = Math.min(rows, r0 + TILE);
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const c1 = Math.min(cols, c0 + TILE);
+      for (let r = r0; r < r1; r++) {
+        const ro = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = a[ro + c]!;
+      }
+    }
+  }
+  return out;
+}
+
+export interface FusedHeadLosses {
+  /** α_ce·loss_ce + α_mlm·loss_mlm + α_mse·loss_mse, differentiable with respect to h, E and b. */
+  weighted: tf.Scalar;
+  loss_ce: number;
+  loss_mlm: number;
+  loss_mse: number;
+}
+
+/**
+ * Logits s = h Eᵀ + b for the selected rows (h [N, H] from the vocab transform, E [V, H] the word embeddings,
+ * b [V]) and the weighted logit losses against the teacher's soft targets, as one op.
+ */
+export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D, targets: TeacherSoftTargets, o: LogitLossOptions): FusedHeadLosses {
+  const [n] = h.shape;
+  const [v] = embeddings.shape;
+  const values = { ce: 0, mlm: 0, mse: 0 };
+  const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
+    const logits = tf.tidy(() => tf.add(tf.matMul(x, tf.transpose(e)), b)); // [N, V]
+    const host = logitLossesHost(logits.dataSync() as Float32Array, n, v, targets, o);
+    logits.dispose();
+    values.ce = host.ce;
+    values.mlm = host.mlm;
+    values.mse = host.mse;
+    const g = tf.tensor2d(host.grad, [n, v]); // [N, V]
+    const gT = tf.tensor2d(transposeTiled(host.grad, n, v), [v, n]); // [V, N]
+    const gb = tf.tensor1d(host.biasGrad);
+    save([x, e, g, gT, gb]);
+    return {
+      value: tf.scalar(o.alpha_ce * host.ce + o.alpha_mlm * host.mlm + o.alpha_mse * host.mse),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, es, gs, gTs, gbs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        return [tf.mul(tf.matMul(gs, es), dy), tf.mul(tf.matMul(gTs, xs), dy), tf.mul(gbs, dy)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  const weighted = op(h, embeddings, bias) as tf.Scalar;
+  return { weighted, loss_ce: values.ce, loss_mlm: values.mlm, loss_mse: values.mse };
+}

@@ -1,0 +1,113 @@
+// The distillation step timed on fixed shapes, as ../shared/peer/torch_distill_step.py bench times it:
+// random token ids (5..V), every position real, 15% of positions labelled; teacher forward, student
+// forward + backward on the three losses, clipping at 5, AdamW. Median over the timed steps, after one
+// warm-up step. Three figures:
+//   teacher_fwd_tokens_per_s  the teacher alone (its worker thread: forward + soft targets)
+//   student_step_tokens_per_s the student's forward, backward and update alone
+//   distill_tokens_per_s      whole steps as training runs them: the teacher works on the next batch
+//                             (onnxruntime's own thread) while the student trains on this one
+
+import * as tf from '@tensorflow/tfjs';
+import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
+import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
+import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { assertModelDir, readEncoderConfig } from '../model-dir.js';
+import { selectBackend, type BackendName } from '../../student/backend.js';
+import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
+import { lossRows } from '../../losses/rows.js';
+import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
+import { AdamW, clipByGlobalNorm } from '../adamw.js';
+import { Rng } from '../../corpus/rng.js';
+
+export interface BenchOptions {
+  teacher: string;
+  batch: number;
+  seq: number;
+  steps: number;
+  studentLayers?: number;
+  backend?: BackendName;
+  threads: number;
+  teacherEp?: TeacherExecutionProvider;
+  /** The fused host pass for the logit losses (default) or plain tfjs ops. */
+  fused?: boolean;
+}
+
+export interface BenchResult {
+  distill_tokens_per_s: number;
+  teacher_fwd_tokens_per_s: number;
+  student_step_tokens_per_s: number;
+  backend: string;
+  batch: number;
+  seq: number;
+  steps: number;
+  student_layers: number[];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
+  const backend = await selectBackend(o.backend);
+  assertModelDir(o.teacher, '--teacher');
+  const teacherConfig = readEncoderConfig(o.teacher);
+  const L = teacherConfig.numLayers;
+  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: [L], threads: o.threads, executionProvider: o.teacherEp });
+  const layers = o.studentLayers ? evenlySpacedLayers(L, o.studentLayers) : defaultStudentLayers(L);
+  const student = initStudentFromTeacher(o.teacher, teacherConfig, layers, WordPieceTokenizer.fromDir(o.teacher).padId);
+  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
+  const V = teacherConfig.vocabSize;
+  const { batch: B, seq: T } = o;
+  const rng = new Rng(1);
+  const ids = Int32Array.from({ length: B * T }, () => 5 + rng.int(V - 5));
+  const mask = new Int32Array(B * T).fill(1);
+  const labels = Int32Array.from(ids, (id) => (rng.next() < 0.15 ? id : -100));
+  const rows = lossRows(mask, labels, B, T, V);
+  const fused = o.fused ?? true;
+  const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, temperature: 2, keepLogits: false, fullLogits: !fused };
+
+  const studentStep = (t: RemoteTeacherOutput): void => {
+    tf.tidy(() => {
+      const idsT = tf.tensor2d(ids, [B, T], 'int32');
+      const maskT = tf.tensor2d(mask, [B, T], 'int32');
+      const { grads } = tf.variableGrads(() => distillLosses(student, idsT, maskT, rows, { logits: t.logits, lastHidden: t.lastHidden, soft: t.soft },
+        RECIPE_LOSS_WEIGHTS, { training: true, dropoutSeed: 1 }, { fused }).loss, student.variables());
+      const list = student.variables().map((v) => grads[v.name]!);
+      const clipped = clipByGlobalNorm(list, 5);
+      optimizer.apply(clipped.grads, 5e-4);
+    });
+  };
+
+  const teacherTimes: number[] = [];
+  const studentTimes: number[] = [];
+  for (let i = 0; i <= o.steps; i++) {
+    const t0 = performance.now();
+    const out = await teacher.forward(request);
+    const t1 = performance.now();
+    studentStep(out);
+    const t2 = performance.now();
+    if (i > 0) { teacherTimes.push(t1 - t0); studentTimes.push(t2 - t1); }
+  }
+  // Pipelined: the next teacher forward runs while the student trains.
+  const wholeTimes: number[] = [];
+  let pending = teacher.forward(request);
+  for (let i = 0; i <= o.steps; i++) {
+    const t0 = performance.now();
+    const t = await pending;
+    pending = teacher.forward(request);
+    studentStep(t);
+    if (i > 0) wholeTimes.push(performance.now() - t0);
+  }
+  await pending;
+  await teacher.close();
+  optimizer.dispose();
+  student.dispose();
+  const tokens = B * T;
+  return {
+    distill_tokens_per_s: tokens / (median(wholeTimes) / 1000),
+    teacher_fwd_tokens_per_s: tokens / (median(teacherTimes) / 1000),
+    student_step_tokens_per_s: tokens / (median(studentTimes) / 1000),
+    backend: backend.name, batch: B, seq: T, steps: o.steps, student_layers: layers,
+  };
+}

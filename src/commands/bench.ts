@@ -1,0 +1,38 @@
+// distill bench: the distillation step timed on fixed shapes (see src/bench/step.ts).
+
+import type { Command } from 'commander';
+import { choiceOption, intOption } from '../options.js';
+import { BACKEND_NAMES } from '../../student/backend.js';
+import { benchDistillStep } from '../bench/step.js';
+
+interface BenchCommandOptions {
+  teacher: string;
+  batch: number;
+  seq: number;
+  steps: number;
+  studentLayers?: number;
+  backend?: (typeof BACKEND_NAMES)[number];
+  threads: number;
+  teacherEp: 'cpu' | 'cuda' | 'webgpu';
+}
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description('Time the distillation step on random tokens: prints one JSON line with distill_tokens_per_s (whole\n'
+      + 'steps, teacher one batch ahead), teacher_fwd_tokens_per_s, student_step_tokens_per_s and the backend; the\n'
+      + 'median of the timed steps after one warm-up, the same step as ../shared/peer/torch_distill_step.py bench.')
+    .requiredOption('--teacher <dir>', 'teacher folder (its shape sets the student: half the layers)')
+    .option('--batch <n>', 'sequences per step', intOption('--batch', 1), 32)
+    .option('--seq <n>', 'tokens per sequence', intOption('--seq', 2), 128)
+    .option('--steps <n>', 'timed steps', intOption('--steps', 1), 5)
+    .option('--student-layers <n>', 'student depth (default half the teacher\'s)', intOption('--student-layers', 1))
+    .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')}`, choiceOption('--backend', BACKEND_NAMES))
+    .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0), 1)
+    .option('--teacher-ep <ep>', 'teacher execution provider', choiceOption('--teacher-ep', ['cpu', 'cuda', 'webgpu'] as const), 'cpu')
+    .action(async (o: BenchCommandOptions) => {
+      const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,
+        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp });
+      process.stdout.write(JSON.stringify(r) + '\n');
+    });
+}

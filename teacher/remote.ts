@@ -1,0 +1,90 @@
+// The main thread's handle on the teacher worker (teacher/worker.ts): forward() posts a batch and resolves
+// with the teacher's last hidden layer and the soft targets of the requested rows. The worker's own
+// compute time is summed in busyMs, so the training loop can report how busy the teacher is.
+
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { DistillError } from '../src/errors.js';
+import type { TeacherSoftTargets } from '../losses/fused.js';
+import type { TeacherOptions } from './teacher.js';
+import type { ForwardRequest } from './worker.js';
+
+export interface RemoteTeacherOutput {
+  /** [B·T, H] */
+  lastHidden: Float32Array;
+  soft: TeacherSoftTargets;
+  /** [B·T, V], when asked for. */
+  logits?: Float32Array;
+}
+
+type Pending = { resolve: (o: RemoteTeacherOutput) => void; reject: (e: Error) => void };
+
+/** The compiled worker script: beside this module when running from dist/, else dist/teacher/worker.js (tests run the TypeScript sources). */
+function workerScript(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const beside = join(here, 'worker.js');
+  if (existsSync(beside)) return beside;
+  const built = join(here, '..', 'dist', 'teacher', 'worker.js');
+  if (existsSync(built)) return built;
+  throw new DistillError('the teacher worker script is missing (dist/teacher/worker.js)', 'build the project: npm run build');
+}
+
+export class RemoteTeacher {
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  busyMs = 0;
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+
+  private constructor(worker: Worker, vocabSize: number, hiddenSize: number) {
+    this.worker = worker;
+    this.vocabSize = vocabSize;
+    this.hiddenSize = hiddenSize;
+    worker.on('message', (msg: { kind: string; id: number; message?: string; hint?: string; busyMs?: number } & RemoteTeacherOutput) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.kind === 'error') p.reject(new DistillError(`teacher: ${msg.message}`, msg.hint));
+      else {
+        this.busyMs += msg.busyMs ?? 0;
+        p.resolve({ lastHidden: msg.lastHidden, soft: msg.soft, logits: msg.logits });
+      }
+    });
+    worker.on('error', (e) => {
+      for (const p of this.pending.values()) p.reject(new DistillError(`teacher worker failed: ${e.message}`));
+      this.pending.clear();
+    });
+  }
+
+  static start(dir: string, options: TeacherOptions): Promise<RemoteTeacher> {
+    const worker = new Worker(workerScript(), { workerData: { dir, options } });
+    return new Promise((resolve, reject) => {
+      const onMessage = (msg: { kind: string; message?: string; hint?: string; vocabSize?: number; hiddenSize?: number }): void => {
+        worker.off('message', onMessage);
+        if (msg.kind === 'ready') resolve(new RemoteTeacher(worker, msg.vocabSize!, msg.hiddenSize!));
+        else {
+          void worker.terminate();
+          reject(new DistillError(msg.message ?? 'the teacher worker did not start', msg.hint));
+        }
+      };
+      worker.on('message', onMessage);
+      worker.once('error', (e) => reject(new DistillError(`teacher worker failed to start: ${e.message}`)));
+    });
+  }
+
+  forward(req: Omit<ForwardRequest, 'kind' | 'id'>): Promise<RemoteTeacherOutput> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      // Copies of the inputs travel (they are small); the caller keeps its own.
+      this.worker.postMessage({ kind: 'forward', id, ...req });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}

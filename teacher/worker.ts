@@ -1,0 +1,66 @@
+// The teacher in a worker thread: runs the ONNX forward and prepares the soft targets of the KL rows, so
+// the main thread (the student) never waits for either while the next batch is in flight. Messages:
+//   in:  { kind: 'forward', id, inputIds, attentionMask, batchSize, seqLen, softRows, temperature, keepLogits, fullLogits }
+//   out: { kind: 'result', id, lastHidden, soft, logits?, busyMs } | { kind: 'error', id, message, hint }
+// Large arrays travel as transferred buffers (no copy).
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { Teacher, type TeacherOptions } from './teacher.js';
+import { teacherSoftTargets } from '../losses/fused.js';
+import { DistillError } from '../src/errors.js';
+
+export interface ForwardRequest {
+  kind: 'forward';
+  id: number;
+  inputIds: Int32Array;
+  attentionMask: Int32Array;
+  batchSize: number;
+  seqLen: number;
+  /** Rows (b·T + t) whose soft targets the KL needs. */
+  softRows: Int32Array;
+  temperature: number;
+  /** Keep the raw logits of softRows (the MSE loss needs them). */
+  keepLogits: boolean;
+  /** Send the full [B, T, V] logits back too. */
+  fullLogits: boolean;
+}
+
+interface WorkerInit {
+  dir: string;
+  options: TeacherOptions;
+}
+
+async function main(): Promise<void> {
+  const init = workerData as WorkerInit;
+  const port = parentPort!;
+  let teacher: Teacher;
+  try {
+    teacher = await Teacher.load(init.dir, init.options);
+  } catch (e) {
+    port.postMessage({ kind: 'error', id: -1, message: (e as Error).message, hint: e instanceof DistillError ? e.hint : undefined });
+    return;
+  }
+  port.postMessage({ kind: 'ready', vocabSize: teacher.config.vocabSize, hiddenSize: teacher.config.hiddenSize });
+  port.on('message', (msg: ForwardRequest | { kind: 'close' }) => {
+    if (msg.kind === 'close') {
+      void teacher.release().then(() => port.close());
+      return;
+    }
+    const started = performance.now();
+    teacher.forward({ inputIds: msg.inputIds, attentionMask: msg.attentionMask, batchSize: msg.batchSize, seqLen: msg.seqLen })
+      .then((out) => {
+        const soft = teacherSoftTargets(out.logits, msg.softRows, teacher.config.vocabSize, msg.temperature, msg.keepLogits);
+        const lastHidden = out.hiddenStates[out.hiddenStates.length - 1]!;
+        const transfer: ArrayBuffer[] = [lastHidden.buffer as ArrayBuffer, soft.probs.buffer as ArrayBuffer, soft.negEntropy.buffer as ArrayBuffer];
+        if (soft.logits) transfer.push(soft.logits.buffer as ArrayBuffer);
+        const logits = msg.fullLogits ? out.logits : undefined;
+        if (logits) transfer.push(logits.buffer as ArrayBuffer);
+        port.postMessage({ kind: 'result', id: msg.id, lastHidden, soft, logits, busyMs: performance.now() - started }, transfer);
+      })
+      .catch((e: unknown) => {
+        port.postMessage({ kind: 'error', id: msg.id, message: (e as Error).message, hint: e instanceof DistillError ? e.hint : undefined });
+      });
+  });
+}
+
+void main();
