@@ -27,7 +27,7 @@ export interface TrainerState {
   total_updates: number;
   /** Where the next micro-batch comes from. Every random draw (data order, masks, dropout) derives from (seed, position), so this and the seed are the whole RNG state. */
   cursor: Cursor;
-  /** Real tokens trained on so far (this process). */
+  /** Real tokens trained on so far (all ranks). */
   tokens: number;
   /** Training seconds so far. */
   elapsed_s: number;

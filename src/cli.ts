@@ -9,6 +9,7 @@ import { registerEvalBatch } from './commands/eval-batch.js';
 import { registerPrepare } from './commands/prepare.js';
 import { registerTrain } from './commands/train.js';
 import { registerBench } from './commands/bench.js';
+import { registerPlot } from './commands/plot.js';
 
 const program = new Command();
 program
@@ -25,6 +26,7 @@ registerEvalBatch(program);
 registerPrepare(program);
 registerTrain(program);
 registerBench(program);
+registerPlot(program);
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

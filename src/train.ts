@@ -42,7 +42,7 @@ export interface UpdateMetrics {
   loss_cos: number;
   loss_mse: number;
   grad_norm: number;
-  /** Real tokens in this update (all micro-batches, this rank). */
+  /** Real tokens in this update (all micro-batches, all ranks). */
   tokens: number;
   tokens_per_s: number;
   elapsed_s: number;
@@ -61,6 +61,9 @@ export interface TrainSummary {
   student_busy: number;
   /** Seconds the student waited for the teacher. */
   teacher_wait_s: number;
+  world_size: number;
+  /** Seconds per update spent in the all-reduces (0 alone). */
+  comm_s_per_update: number;
   backend: string;
   checkpoint: string | undefined;
 }
@@ -105,6 +108,8 @@ interface Prepared {
   labels: Int32Array;
   rows: number;
   lossRows: LossRows;
+  /** Row counts of the whole global batch: every mean divides by these, so N ranks × b equal 1 rank × N·b. */
+  counts: { ce: number; mlm: number; cos: number };
   teacher: Promise<RemoteTeacherOutput>;
 }
 
@@ -139,7 +144,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const tok = WordPieceTokenizer.fromDir(config.teacher);
   // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead.
   const teacher = await RemoteTeacher.start(config.teacher, { hiddenStates: [teacherLayers], threads: config.teacher_threads, optionName: 'teacher' });
-  await ensureCorpus(config, tok, comm.rank === 0 ? log : () => undefined, teacherConfig.maxPositions);
+  // Rank 0 prepares the corpus when it is missing; the others wait for it (an all-reduce as a barrier).
+  if (comm.rank === 0) await ensureCorpus(config, tok, log, teacherConfig.maxPositions);
+  if (comm.size > 1) await comm.allreduceSum(new Float64Array(1));
+  if (comm.rank !== 0) await ensureCorpus(config, tok, () => undefined, teacherConfig.maxPositions);
 
   let student: DistilBertStudent;
   if (resumeFrom) student = loadStudent(resumeFrom);
@@ -188,6 +196,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 
   // --- The teacher works one batch ahead. ---
   let teacherWait = 0;
+  let commMs = 0;
+  const firstStep = step;
   let studentBusy = 0;
   const prepareNext = (): Prepared => {
     const batch = reader.next();
@@ -198,11 +208,18 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     const attentionMask = sliceRows(batch.attentionMask, batch.seqLen, batch.rowStart, batch.rowEnd);
     const labels = sliceRows(masked.mlmLabels, batch.seqLen, batch.rowStart, batch.rowEnd);
     const lr = lossRows(attentionMask, labels, rows, batch.seqLen, tok.vocabSize);
+    let real = 0;
+    let maskedCount = 0;
+    for (let i = 0; i < batch.attentionMask.length; i++) {
+      real += batch.attentionMask[i]!;
+      if (masked.mlmLabels[i] !== -100) maskedCount++;
+    }
+    const counts = { ce: config.restrict_ce_to_mask ? maskedCount : real, mlm: maskedCount, cos: real };
     const run = teacher.forward({
       inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen, softRows: config.restrict_ce_to_mask ? lr.maskedRows : lr.realRows,
       temperature: config.temperature, keepLogits: config.alpha_mse !== 0, fullLogits: false,
     });
-    return { batch, inputIds, attentionMask, labels, rows, lossRows: lr, teacher: run };
+    return { batch, inputIds, attentionMask, labels, rows, lossRows: lr, counts, teacher: run };
   };
 
   const started = performance.now();
@@ -242,7 +259,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
           const ids = tf.tensor2d(current.inputIds, [current.rows, batch.seqLen], 'int32'); // [b, T]
           const mask = tf.tensor2d(current.attentionMask, [current.rows, batch.seqLen], 'int32');
           const { grads } = tf.variableGrads(() => {
-            const l = distillLosses(student, ids, mask, rows, { lastHidden: t.lastHidden, soft: t.soft }, lossWeights, { training: true, dropoutSeed });
+            const l = distillLosses(student, ids, mask, rows, { lastHidden: t.lastHidden, soft: t.soft }, lossWeights, { training: true, dropoutSeed },
+              { ceCount: current.counts.ce, mlmCount: current.counts.mlm, cosCount: current.counts.cos });
             parts = l.values();
             return tf.div(l.loss, config.grad_accum) as tf.Scalar;
           }, student.variables());
@@ -256,22 +274,32 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         updateTokens += rows.realRows.length;
         studentBusy += performance.now() - studentStarted;
       }
+      const commStarted = performance.now();
+      if (comm.size > 1) {
+        // Each rank's losses are its share of the global means: the global values are their sums.
+        const shared = Float64Array.from([sums.loss, sums.loss_ce, sums.loss_mlm, sums.loss_cos, sums.loss_mse, updateTokens]);
+        await comm.allreduceSum(shared);
+        [sums.loss, sums.loss_ce, sums.loss_mlm, sums.loss_cos, sums.loss_mse] = [shared[0]!, shared[1]!, shared[2]!, shared[3]!, shared[4]!];
+        updateTokens = shared[5]!;
+      }
       if (!Number.isFinite(sums.loss)) {
         tf.dispose(acc!);
         throw new TrainingDivergedError(`the loss is ${sums.loss} at update ${step + 1}: training stopped`,
           `the last good checkpoint is ${lastCheckpoint ?? '(none yet)'}; lower lr or raise warmup_prop, then --resume`);
       }
-      if (comm.size > 1) await allreduceMean(comm, acc!);
+      if (comm.size > 1) await allreduceSum(comm, acc!);
+      commMs += performance.now() - commStarted;
       const { grads, norm } = clipByGlobalNorm(acc!, config.max_grad_norm);
       optimizer.apply(grads, lr);
       tf.dispose(grads);
       step++;
       tokensSoFar += updateTokens;
+      injectFault(comm.rank, step);
       lastLoss = sums.loss;
       const elapsed = elapsedBefore + (performance.now() - started) / 1000;
       const m: UpdateMetrics = {
         step, lr, loss: sums.loss, loss_ce: sums.loss_ce, loss_mlm: sums.loss_mlm, loss_cos: sums.loss_cos, loss_mse: sums.loss_mse,
-        grad_norm: norm, tokens: updateTokens, tokens_per_s: (updateTokens * comm.size) / ((performance.now() - updateStarted) / 1000), elapsed_s: elapsed,
+        grad_norm: norm, tokens: updateTokens, tokens_per_s: updateTokens / ((performance.now() - updateStarted) / 1000), elapsed_s: elapsed,
       };
       if (comm.rank === 0) {
         appendFileSync(metricsPath, JSON.stringify(m) + '\n');
@@ -288,9 +316,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const wall = (performance.now() - started) / 1000;
   const summary: TrainSummary = {
     run_dir: opts.runDir, steps: step, total_updates: total, final_loss: lastLoss, tokens: tokensSoFar,
-    elapsed_s: elapsedBefore + wall, tokens_per_s: wall > 0 ? (tokensSoFar - (state?.tokens ?? 0)) * comm.size / wall : 0,
+    elapsed_s: elapsedBefore + wall, tokens_per_s: wall > 0 ? (tokensSoFar - (state?.tokens ?? 0)) / wall : 0,
     teacher_busy: teacher.busyMs / 1000 / Math.max(wall, 1e-9), student_busy: studentBusy / 1000 / Math.max(wall, 1e-9),
     teacher_wait_s: teacherWait / 1000, backend: backend.name, checkpoint: lastCheckpoint,
+    world_size: comm.size, comm_s_per_update: step > firstStep ? commMs / 1000 / (step - firstStep) : 0,
   };
   optimizer.dispose();
   student.dispose();
@@ -298,8 +327,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   return summary;
 }
 
-/** Average gradients across ranks: one all-reduce over all of them packed in one buffer. */
-async function allreduceMean(comm: Communicator, grads: tf.Tensor[]): Promise<void> {
+/**
+ * Sum the ranks' gradients (each already divided by the global counts): one all-reduce of all of them packed
+ * in one host buffer, not one call per tensor.
+ */
+async function allreduceSum(comm: Communicator, grads: tf.Tensor[]): Promise<void> {
   const sizes = grads.map((g) => g.size);
   const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
   let offset = 0;
@@ -310,11 +342,24 @@ async function allreduceMean(comm: Communicator, grads: tf.Tensor[]): Promise<vo
   await comm.allreduceSum(flat);
   offset = 0;
   grads.forEach((g, i) => {
-    const mean = tf.tidy(() => tf.div(tf.tensor(flat.subarray(offset, offset + sizes[i]!), g.shape), comm.size));
+    const summed = tf.tensor(flat.subarray(offset, offset + sizes[i]!), g.shape);
     tf.dispose(g);
-    grads[i] = mean;
+    grads[i] = summed;
     offset += sizes[i]!;
   });
+}
+
+/**
+ * Fault injection for the tests of data-parallel failures: DISTILL_FAULT="RANK:UPDATE:kill" makes that rank
+ * die (SIGKILL) after that update, "RANK:UPDATE:hang" makes it stop answering. Unset in normal runs.
+ */
+function injectFault(rank: number, step: number): void {
+  const spec = process.env['DISTILL_FAULT'];
+  if (!spec) return;
+  const [r, u, what] = spec.split(':');
+  if (Number(r) !== rank || Number(u) !== step) return;
+  if (what === 'kill') process.kill(process.pid, 'SIGKILL');
+  if (what === 'hang') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
 }
 
 /** Keep the first `lines` lines of metrics.jsonl (updates after the checkpoint are redone on resume). */

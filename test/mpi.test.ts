@@ -1,0 +1,121 @@
+// Data-parallel training on MPI (OpenMPI's mpirun, two ranks on this machine's CPU). Skipped, with its
+// reason printed, where mpirun is not installed; CI installs OpenMPI (.ci/run) so that it runs there.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { latestCheckpoint, listCheckpoints } from '../src/checkpoint.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { publicDomainParagraphs } from '../corpus/public-domain.js';
+import { runCli } from './cli-helpers.js';
+import { REPO, TINY } from './helpers.js';
+
+const HAVE_MPIRUN = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
+if (!HAVE_MPIRUN) console.warn('mpi.test.ts: mpirun not found (apt-get install -y openmpi-bin libopenmpi-dev): the data-parallel tests are skipped');
+
+const work = mkdtempSync(join(tmpdir(), 'distill-mpi-'));
+const configPath = join(work, 'config.json');
+const CLI = join(REPO, 'dist', 'src', 'cli.js');
+
+function mpirun(ranks: number, args: string[], env: Record<string, string> = {}, timeoutMs = 240_000): { status: number | null; stderr: string; ms: number } {
+  const started = Date.now();
+  const r = spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath, CLI, ...args], {
+    encoding: 'utf8', env: { ...process.env, ...env }, timeout: timeoutMs,
+  });
+  return { status: r.status, stderr: r.stderr, ms: Date.now() - started };
+}
+
+function losses(runDir: string): number[] {
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+}
+
+/** Largest per-tensor relative difference ‖a − b‖ / ‖b‖ between two checkpoints' weights. */
+function weightDifference(a: string, b: string): number {
+  const fa = SafetensorsFile.read(join(a, 'model.safetensors'));
+  const fb = SafetensorsFile.read(join(b, 'model.safetensors'));
+  let worst = 0;
+  for (const name of fb.names()) {
+    const x = fa.getFloat32(name);
+    const y = fb.getFloat32(name);
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < y.length; i++) { num += (x[i]! - y[i]!) ** 2; den += y[i]! ** 2; }
+    worst = Math.max(worst, Math.sqrt(num / Math.max(den, 1e-30)));
+  }
+  return worst;
+}
+
+describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
+  beforeAll(() => {
+    const text = join(work, 'moby.txt');
+    writeFileSync(text, publicDomainParagraphs('moby-dick').slice(0, 400).join('\n') + '\n');
+    // Dropout off: each rank draws dropout masks for its own rows only.
+    writeFileSync(configPath, JSON.stringify({
+      teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 48, batch_size: 2, grad_accum: 2, max_steps: 4,
+      checkpoint_every: 2, backend: 'wasm', teacher_threads: 1, seed: 11, dropout: 0,
+    }));
+  });
+
+  it('2 ranks × batch b give the weights of 1 rank × batch 2b (1e-5 relative), and the same losses', () => {
+    const one = join(work, 'one');
+    const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4']);
+    expect(single.status, single.stderr).toBe(0);
+    const two = join(work, 'two');
+    const r = mpirun(2, ['train', '--config', configPath, '--out', two]);
+    expect(r.status, r.stderr).toBe(0);
+    const l1 = losses(one);
+    const l2 = losses(two);
+    expect(l2.length).toBe(4);
+    l2.forEach((l, i) => expect(Math.abs(l - l1[i]!) / Math.abs(l1[i]!)).toBeLessThan(1e-5));
+    expect(weightDifference(latestCheckpoint(two)!, latestCheckpoint(one)!)).toBeLessThan(1e-5);
+    // Rank 0 alone wrote the run's files.
+    const state = JSON.parse(readFileSync(join(latestCheckpoint(two)!, 'trainer_state.json'), 'utf8')) as { world_size: number; step: number };
+    expect(state).toMatchObject({ world_size: 2, step: 4 });
+  });
+
+  it('resumes a 2-rank run with 2 ranks exactly, and refuses another rank count', () => {
+    const split = join(work, 'split');
+    expect(mpirun(2, ['train', '--config', configPath, '--out', split, '--stop-after', '2']).status).toBe(0);
+    const wrong = runCli(['train', '--config', configPath, '--out', split, '--resume']);
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/written by 2 process\(es\), this run has 1/);
+    const resumed = mpirun(2, ['train', '--config', configPath, '--out', split, '--resume']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(losses(split)).toEqual(losses(join(work, 'two')));
+    expect(weightDifference(latestCheckpoint(split)!, latestCheckpoint(join(work, 'two'))!)).toBe(0);
+  });
+
+  it('stops every rank when one dies, or hangs, keeping the last checkpoint intact for --resume', () => {
+    const died = join(work, 'died');
+    const r = mpirun(2, ['train', '--config', configPath, '--out', died], { DISTILL_FAULT: '1:3:kill' }, 120_000);
+    expect(r.status).not.toBe(0);
+    expect(r.ms).toBeLessThan(100_000);
+    expect(listCheckpoints(died).map((c) => c.split('/').pop())).toEqual(['step-00000002']);
+
+    const hung = join(work, 'hung');
+    const h = mpirun(2, ['train', '--config', configPath, '--out', hung], { DISTILL_FAULT: '1:3:hang', DISTILL_MPI_TIMEOUT_S: '10' }, 120_000);
+    expect(h.status).not.toBe(0);
+    expect(h.stderr).toMatch(/did not complete within 10 s: another rank died or hangs/);
+    expect(latestCheckpoint(hung)!.endsWith('step-00000002')).toBe(true);
+
+    const resumed = mpirun(2, ['train', '--config', configPath, '--out', died, '--resume']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(losses(died)).toEqual(losses(join(work, 'two')));
+  });
+});
+
+describe('device placement per rank', () => {
+  it('gives each local rank its own GPU through CUDA_VISIBLE_DEVICES', async () => {
+    const { placeDevicePerRank } = await import('../src/mpi.js');
+    const env1: NodeJS.ProcessEnv = { OMPI_COMM_WORLD_LOCAL_RANK: '1', OMPI_COMM_WORLD_LOCAL_SIZE: '4' };
+    expect(placeDevicePerRank(env1)).toBe(1);
+    expect(env1['CUDA_VISIBLE_DEVICES']).toBe('1');
+    const env2: NodeJS.ProcessEnv = { OMPI_COMM_WORLD_LOCAL_RANK: '2', OMPI_COMM_WORLD_LOCAL_SIZE: '4', CUDA_VISIBLE_DEVICES: '4,5,6,7' };
+    placeDevicePerRank(env2);
+    expect(env2['CUDA_VISIBLE_DEVICES']).toBe('6');
+    const alone: NodeJS.ProcessEnv = { CUDA_VISIBLE_DEVICES: '3' };
+    placeDevicePerRank(alone);
+    expect(alone['CUDA_VISIBLE_DEVICES']).toBe('3');
+  });
+});
