@@ -64,7 +64,7 @@ export function lossChartSvg(metrics: MetricsLine[], title: string): string {
     }
     const points = metrics.filter((m) => Number.isFinite(m[series.key])).map((m) => `${sx(m.step).toFixed(1)},${sy(m[series.key]!).toFixed(1)}`).join(' ');
     parts.push(`<polyline fill="none" stroke="${series.color}" stroke-width="1.5" points="${points}"/>`);
-    parts.push(`<text x="${left + 8}" y="${y0 + 16}" fill="${series.color}">${escapeXml(series.label)}</text>`);
+    parts.push(`<text x="${width - right - 8}" y="${y0 + 16}" text-anchor="end" fill="${series.color}">${escapeXml(series.label)}</text>`);
     parts.push(`<text x="${left}" y="${y0 + panelH + 16}">${x0}</text><text x="${width - right}" y="${y0 + panelH + 16}" text-anchor="end">update ${x1}</text>`);
   });
   parts.push('</svg>');

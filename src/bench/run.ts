@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writePublicDomainText } from '../../corpus/public-domain.js';
+import { writeFileAtomic } from '../io/safetensors.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..', '..');
@@ -48,4 +49,72 @@ const want = (name: string): boolean => sections.length === 0 || sections.includ
 if (want('prepare')) {
   process.stdout.write('### prepare (distill prepare, tiny-bert-cased tokenizer, max length 128)\n\n');
   process.stdout.write(benchPrepare() + '\n\n');
+}
+
+interface StepRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: number; student_step_tokens_per_s: number; backend: string }
+interface PeerRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: number; torch: string; threads: number }
+
+const PEER = join(REPO, '..', 'shared', 'peer', 'torch_distill_step.py');
+
+function benchStep(steps: number): string {
+  const ours = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'bench', '--teacher', TINY, '--batch', '32', '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
+  if (ours.status !== 0) throw new Error(`distill bench failed: ${ours.stderr}`);
+  const o = JSON.parse(ours.stdout.trim().split('\n').at(-1)!) as StepRun;
+  const peer = spawnSync('/usr/bin/python3', [PEER, 'bench', '--shape', 'tiny', '--batch', '32', '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
+  const p = peer.status === 0 ? (JSON.parse(peer.stdout.trim().split('\n').at(-1)!) as PeerRun) : undefined;
+  const f = (n: number): string => Math.round(n).toLocaleString('en-US');
+  const rows = [
+    '| tiny shape, batch 32 × 128 | distill (tfjs ' + o.backend + ' + onnxruntime) | PyTorch CPU peer' + (p ? ` (torch ${p.torch}, ${p.threads} threads)` : '') + ' | ratio |',
+    '|---|---|---|---|',
+    `| whole distillation step, tokens/s | ${f(o.distill_tokens_per_s)} | ${p ? f(p.distill_tokens_per_s) : 'not run'} | ${p ? (o.distill_tokens_per_s / p.distill_tokens_per_s).toFixed(2) : '–'} |`,
+    `| teacher forward, tokens/s | ${f(o.teacher_fwd_tokens_per_s)} | ${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | ${p ? (o.teacher_fwd_tokens_per_s / p.teacher_fwd_tokens_per_s).toFixed(2) : '–'} |`,
+    `| student forward + backward + AdamW alone, tokens/s | ${f(o.student_step_tokens_per_s)} | – | – |`,
+  ];
+  if (!p) rows.push('', `PyTorch peer not run (${PEER}: needs apt-get install -y python3-torch libopenblas0-pthread): ${peer.stderr?.split('\n').slice(-2).join(' ') ?? ''}`);
+  return rows.join('\n');
+}
+
+interface TrainRun { tokens_per_s: number; comm_s_per_update: number; steps: number; world_size: number }
+
+function benchRanks(): string {
+  const work = mkdtempSync(join(tmpdir(), 'distill-bench-ranks-'));
+  try {
+    const text = join(work, 'corpus.txt');
+    writePublicDomainText(text, ['moby-dick']);
+    const config = join(work, 'config.json');
+    // Global batch 16 sequences of up to 128 tokens per update in both cases: 1 × 16, or 2 ranks × 8.
+    const base = { teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 128, grad_accum: 1, max_steps: 8, checkpoint_every: 0, backend: 'wasm', teacher_threads: 1, seed: 5 };
+    const run = (ranks: number): TrainRun => {
+      spawnSync('rm', ['-rf', join(work, `run${ranks}`)]);
+      const cfg = { ...base, batch_size: 16 / ranks };
+      writeFileAtomic(config, JSON.stringify(cfg));
+      const args = [join(HERE, '..', 'cli.js'), 'train', '--config', config, '--out', join(work, `run${ranks}`)];
+      const r = ranks === 1
+        ? spawnSync(process.execPath, args, { encoding: 'utf8' })
+        : spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath, ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`train with ${ranks} rank(s) failed: ${r.stderr}`);
+      return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as TrainRun;
+    };
+    const one = run(1);
+    const hasMpi = spawnSync('mpirun', ['--version']).status === 0;
+    const two = hasMpi ? run(2) : undefined;
+    const f = (n: number): string => Math.round(n).toLocaleString('en-US');
+    return [
+      '| ranks (tiny teacher, global batch 16 × ≤128, 8 updates) | training tokens/s | all-reduce time per update |',
+      '|---|---|---|',
+      `| 1 | ${f(one.tokens_per_s)} | – |`,
+      two ? `| 2 (mpirun, one per core) | ${f(two.tokens_per_s)} | ${(two.comm_s_per_update * 1000).toFixed(0)} ms (waiting for the slower rank included) |` : '| 2 | not run: mpirun not installed | |',
+    ].join('\n');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (want('step')) {
+  process.stdout.write('### distillation step (distill bench vs ../shared/peer/torch_distill_step.py bench, same run)\n\n');
+  process.stdout.write(benchStep(5) + '\n\n');
+}
+if (want('ranks')) {
+  process.stdout.write('### data-parallel training on this machine (distill train, 1 process vs mpirun -np 2)\n\n');
+  process.stdout.write(benchRanks() + '\n\n');
 }

@@ -1,6 +1,6 @@
 // distill train: a distillation run from a JSON config, with checkpoints and exact resume.
 
-import { resolve } from 'node:path';
+import { basename, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config.js';
 import { intOption } from '../options.js';
@@ -28,7 +28,7 @@ function formatDuration(s: number): string {
 
 export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary> {
   const config = loadConfig(opts.config, opts.set);
-  const runDir = resolve(opts.out ?? 'runs/distill');
+  const runDir = resolve(opts.out ?? join('runs', basename(opts.config, extname(opts.config))));
   const comm = await worldFromEnvironment();
   const isRoot = comm.rank === 0;
   const bar = new ProgressReporter('train', process.stderr, 5_000);
@@ -62,7 +62,7 @@ export function registerTrain(program: Command): void {
       + 'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n'
       + 'latest complete checkpoint exactly. Under mpirun, every rank trains data-parallel.')
     .requiredOption('--config <file>', 'run configuration (JSON)')
-    .option('--out <dir>', 'run folder (default: runs/distill)')
+    .option('--out <dir>', 'run folder (default: runs/CONFIG_NAME, e.g. runs/tiny)')
     .option('--max-steps <n>', 'length of the run in updates (overrides max_steps; the learning-rate schedule spans it)', intOption('--max-steps', 1))
     .option('--stop-after <n>', 'stop after this many updates in this invocation, with a checkpoint; --resume continues', intOption('--stop-after', 1))
     .option('--checkpoint-every <n>', 'checkpoint every N updates (overrides checkpoint_every; 0 = only at the end)', intOption('--checkpoint-every', 0))
