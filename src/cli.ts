@@ -10,6 +10,7 @@ import { registerPrepare } from './commands/prepare.js';
 import { registerTrain } from './commands/train.js';
 import { registerBench } from './commands/bench.js';
 import { registerPlot } from './commands/plot.js';
+import { registerExport } from './commands/export.js';
 
 const program = new Command();
 program
@@ -27,6 +28,7 @@ registerPrepare(program);
 registerTrain(program);
 registerBench(program);
 registerPlot(program);
+registerExport(program);
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

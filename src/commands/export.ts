@@ -1,0 +1,41 @@
+// distill export: the student as ONNX, in a model folder that fill-mask and --teacher accept.
+
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { FileFormatError, InputError } from '../errors.js';
+import { SafetensorsFile, writeFileAtomic } from '../io/safetensors.js';
+import { choiceOption } from '../options.js';
+import { readStudentConfig } from '../../student/config.js';
+import { studentParamSpecs } from '../../student/model.js';
+import { copyTokenizerFiles } from '../../student/io.js';
+import { studentToOnnx } from '../../student/export-onnx.js';
+
+interface ExportOptions { student: string; format: 'onnx'; out: string }
+
+export function runExport(opts: ExportOptions): { out: string; bytes: number } {
+  const config = readStudentConfig(opts.student);
+  const path = join(opts.student, 'model.safetensors');
+  if (!existsSync(path)) throw new FileFormatError(path, 'missing', 'a student folder holds model.safetensors (init-student or a checkpoint)');
+  const file = SafetensorsFile.read(path);
+  const weights = new Map(studentParamSpecs(config).map((s) => [s.name, file.getFloat32(s.name, s.hfShape)]));
+  if (opts.out === opts.student) throw new InputError('--out must differ from --student');
+  mkdirSync(opts.out, { recursive: true });
+  const bytes = studentToOnnx(config, weights);
+  writeFileAtomic(join(opts.out, 'model.onnx'), bytes);
+  copyFileSync(join(opts.student, 'config.json'), join(opts.out, 'config.json'));
+  copyTokenizerFiles(opts.student, opts.out);
+  return { out: opts.out, bytes: bytes.byteLength };
+}
+
+export function registerExport(program: Command): void {
+  program
+    .command('export')
+    .description('Export a student (a DistilBERT folder: init-student output or a checkpoint) to ONNX: model.onnx with inputs\n'
+      + 'input_ids, attention_mask and outputs logits, hidden_states.0…L, plus config.json and the tokenizer, so the\n'
+      + 'folder works as --model for fill-mask and as --teacher.')
+    .requiredOption('--student <dir>', 'student folder (config.json + model.safetensors)')
+    .option('--format <format>', 'export format', choiceOption('--format', ['onnx'] as const), 'onnx')
+    .requiredOption('--out <dir>', 'output folder')
+    .action((opts: ExportOptions) => { process.stdout.write(JSON.stringify(runExport(opts)) + '\n'); });
+}
