@@ -11,6 +11,7 @@ import { registerTrain } from './commands/train.js';
 import { registerBench } from './commands/bench.js';
 import { registerPlot } from './commands/plot.js';
 import { registerExport } from './commands/export.js';
+import { registerProbe } from './commands/probe.js';
 
 const program = new Command();
 program
@@ -29,6 +30,7 @@ registerTrain(program);
 registerBench(program);
 registerPlot(program);
 registerExport(program);
+registerProbe(program);
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

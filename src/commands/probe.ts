@@ -1,0 +1,104 @@
+// distill probe / distill probe-data: GLUE-style comparison of a student with its teacher.
+
+import type { Command } from 'commander';
+import { InputError } from '../errors.js';
+import { writeFileAtomic } from '../io/safetensors.js';
+import { choiceOption, intOption } from '../options.js';
+import { ProgressReporter } from '../progress.js';
+import { BACKEND_NAMES, type BackendName } from '../../student/backend.js';
+import { writeProbeData } from '../../corpus/glue.js';
+import {
+  extractFeatures, linearProbe, loadTask, majorityBaseline, markdownTable, retention, studentEncoder, teacherEncoder,
+  type FeatureEncoder, type Pooling, type ProbeReport, type ProbeTaskResult,
+} from '../probe.js';
+
+interface ProbeOptions {
+  teacher: string;
+  student: string;
+  task: string[];
+  mode: 'linear';
+  pooling: Pooling;
+  out?: string;
+  limit?: number;
+  backend?: BackendName;
+  threads: number;
+}
+
+export async function runProbe(o: ProbeOptions): Promise<ProbeReport> {
+  if (o.task.length === 0) throw new InputError('give at least one --task DIR', 'make the built-in tasks with: distill probe-data DIR');
+  const tasks = o.task.map((dir) => {
+    const t = loadTask(dir);
+    if (o.limit) { t.train = t.train.slice(0, o.limit); t.dev = t.dev.slice(0, Math.ceil(o.limit / 2)); }
+    return t;
+  });
+  const bar = new ProgressReporter('probe');
+  const featuresOf = async (enc: FeatureEncoder): Promise<{ perTask: { train: Float32Array[]; dev: Float32Array[] }[]; tokensPerS: number }> => {
+    const perTask = [];
+    let tokS = 0;
+    for (const t of tasks) {
+      const progress = (split: string) => (done: number, total: number): void => bar.update({ fraction: done / total, text: `${enc.label} features, ${t.spec.name} ${split}: ${done}/${total}` });
+      const train = await extractFeatures(enc, t.train.map((e) => e.texts), o.pooling, progress('train'));
+      const dev = await extractFeatures(enc, t.dev.map((e) => e.texts), o.pooling, progress('dev'));
+      perTask.push({ train: train.features, dev: dev.features });
+      tokS = (train.tokensPerS + dev.tokensPerS) / 2;
+    }
+    bar.done();
+    return { perTask, tokensPerS: tokS };
+  };
+  const teacher = await teacherEncoder(o.teacher, o.threads);
+  const tf = await featuresOf(teacher);
+  await teacher.close();
+  const student = await studentEncoder(o.student, o.backend);
+  const sf = await featuresOf(student);
+  await student.close();
+
+  const results: ProbeTaskResult[] = tasks.map((t, i) => {
+    const tm = linearProbe(t, tf.perTask[i]!.train, tf.perTask[i]!.dev).metrics;
+    const sm = linearProbe(t, sf.perTask[i]!.train, sf.perTask[i]!.dev).metrics;
+    return { task: t.spec.name, metrics: { teacher: tm, student: sm, retention_pct: retention(sm, tm), majority: majorityBaseline(t) }, train: t.train.length, dev: t.dev.length };
+  });
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const taskScore = (m: Record<string, number | undefined>): number => mean(Object.values(m).filter((v): v is number => v !== undefined));
+  const macroT = mean(results.map((r) => taskScore(r.metrics.teacher)));
+  const macroS = mean(results.map((r) => taskScore(r.metrics.student)));
+  return {
+    tasks: results,
+    teacher: { parameters: teacher.parameters, tokens_per_s: tf.tokensPerS },
+    student: { parameters: student.parameters, tokens_per_s: sf.tokensPerS },
+    macro: { teacher: macroT, student: macroS, retention_pct: (100 * macroS) / macroT },
+    pooling: o.pooling, mode: o.mode,
+  };
+}
+
+export function registerProbe(program: Command): void {
+  program
+    .command('probe')
+    .description('Compare a student with its teacher on GLUE-style tasks: a linear probe (logistic or ridge regression, L2 chosen\n'
+      + 'on a fifth of train) on frozen last-layer features, scored on dev with GLUE\'s metrics; prints a markdown table\n'
+      + '(teacher, student, retention, parameters, inference tokens/s) and writes the JSON to --out.')
+    .requiredOption('--teacher <dir>', 'teacher folder (ONNX)')
+    .requiredOption('--student <dir>', 'student folder (DistilBERT: init-student output or a checkpoint)')
+    .option('--task <dirs...>', 'task folders in GLUE layout (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B, or distill probe-data\'s)', [])
+    .option('--mode <mode>', 'linear: a probe on frozen features', choiceOption('--mode', ['linear'] as const), 'linear')
+    .option('--pooling <how>', 'cls: the [CLS] vector; mean: the mean over real tokens', choiceOption('--pooling', ['cls', 'mean'] as const), 'mean')
+    .option('--out <file>', 'write the JSON report here')
+    .option('--limit <n>', 'use the first N training examples (and N/2 dev) of each task', intOption('--limit', 2))
+    .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')}`, choiceOption('--backend', BACKEND_NAMES))
+    .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0), 0)
+    .action(async (o: ProbeOptions) => {
+      const report = await runProbe(o);
+      if (o.out) writeFileAtomic(o.out, JSON.stringify(report, null, 1) + '\n');
+      process.stdout.write(markdownTable(report) + '\n');
+    });
+
+  program
+    .command('probe-data')
+    .description('Write the built-in probe tasks in GLUE layout: spam-ham (SpamAssassin e-mails, single sentence, label 1 = spam)\n'
+      + 'and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the second follows\n'
+      + 'the first). Deterministic splits.')
+    .argument('<dir>', 'output folder')
+    .option('--per-class <n>', 'training examples per class (dev gets half as many)', intOption('--per-class', 10), 400)
+    .action((dir: string, o: { perClass: number }) => {
+      process.stdout.write(JSON.stringify(writeProbeData(dir, o.perClass)) + '\n');
+    });
+}
