@@ -16,6 +16,7 @@ import { Rng } from '../corpus/rng.js';
 import { SafetensorsFile } from './io/safetensors.js';
 import { readOnnx } from './io/onnx.js';
 import { findOnnxFile } from './model-dir.js';
+import { AdamW } from './adamw.js';
 
 export type Pooling = 'cls' | 'mean';
 
@@ -268,7 +269,8 @@ export interface ProbeReport {
   student: { parameters: number; tokens_per_s: number };
   macro: { teacher: number; student: number; retention_pct: number };
   pooling: Pooling;
-  mode: 'linear';
+  /** linear: both sides probed on frozen features; finetune: the student fine-tuned with a head, the (ONNX) teacher probed linearly. */
+  mode: 'linear' | 'finetune';
 }
 
 export function retention(student: Metrics, teacher: Metrics): Metrics {
@@ -292,4 +294,91 @@ export function markdownTable(r: ProbeReport): string {
     `| teacher | ${r.teacher.parameters.toLocaleString('en-US')} | ${Math.round(r.teacher.tokens_per_s).toLocaleString('en-US')} |`,
     `| student | ${r.student.parameters.toLocaleString('en-US')} | ${Math.round(r.student.tokens_per_s).toLocaleString('en-US')} |`);
   return rows.join('\n');
+}
+
+// --- Fine-tuning the student with a head (the teacher, an ONNX graph, stays frozen and is probed linearly). ---
+
+export interface FinetuneOptions {
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  pooling: Pooling;
+  seed: number;
+  backend?: BackendName;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Fine-tune a copy of the student with a linear head on train (AdamW, linear decay), score dev. */
+export async function finetuneStudent(dir: string, task: Task, o: FinetuneOptions): Promise<{ metrics: Metrics; tokensPerS: number }> {
+  await selectBackend(o.backend);
+  const student = loadStudent(dir);
+  const tok = WordPieceTokenizer.fromDir(dir);
+  const H = student.config.dim;
+  const regression = task.spec.kind === 'regression';
+  const C = regression ? 1 : task.classes.length;
+  const rng = new Rng(o.seed);
+  const headW = tf.variable(tf.tensor2d(Float32Array.from({ length: H * C }, () => (rng.next() - 0.5) * 0.04), [H, C]), true, `probe_head_w_${o.seed}_${Date.now()}`);
+  const headB = tf.variable(tf.zeros([C]), true, `probe_head_b_${o.seed}_${Date.now()}`);
+  // The encoder and the new head: the MLM head (vocab_*) takes no part in classification.
+  const encoderVars = student.specs.flatMap((spec, i) => (spec.name.startsWith('vocab_') ? [] : [student.variables()[i]!]));
+  const params = [...encoderVars, headW, headB];
+  const optimizer = new AdamW(params, params.map(() => true), { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
+  const classOf = new Map(task.classes.map((c, i) => [c, i]));
+  const encodeAll = (examples: { texts: string[] }[]): number[][] => examples.map((e) => encodeExample(tok, e.texts, student.config.max_position_embeddings));
+  const trainIds = encodeAll(task.train);
+  const devIds = encodeAll(task.dev);
+  const batchOf = (rows: number[][]): { ids: tf.Tensor2D; mask: tf.Tensor2D; b: number; t: number } => {
+    const t = Math.max(...rows.map((r) => r.length));
+    const ids = new Int32Array(rows.length * t).fill(tok.padId);
+    const mask = new Int32Array(rows.length * t);
+    rows.forEach((r, i) => { ids.set(r, i * t); mask.fill(1, i * t, i * t + r.length); });
+    return { ids: tf.tensor2d(ids, [rows.length, t], 'int32'), mask: tf.tensor2d(mask, [rows.length, t], 'int32'), b: rows.length, t };
+  };
+  const pooled = (ids: tf.Tensor2D, mask: tf.Tensor2D, training: boolean, seed: number): tf.Tensor2D => {
+    const hidden = student.encode(ids, mask, { training, dropoutSeed: seed });
+    const last = hidden[hidden.length - 1]!; // [B, T, H]
+    if (o.pooling === 'cls') return tf.squeeze(tf.slice(last, [0, 0, 0], [-1, 1, -1]), [1]) as tf.Tensor2D;
+    const m = tf.expandDims(tf.cast(mask, 'float32'), 2); // [B, T, 1]
+    return tf.div(tf.sum(tf.mul(last, m), 1), tf.sum(m, 1)) as tf.Tensor2D;
+  };
+  const steps = o.epochs * Math.ceil(trainIds.length / o.batchSize);
+  let step = 0;
+  let tokens = 0;
+  let ms = 0;
+  for (let epoch = 0; epoch < o.epochs; epoch++) {
+    const order = trainIds.map((_, i) => i);
+    Rng.derive(o.seed, epoch).shuffle(order);
+    for (let s = 0; s < order.length; s += o.batchSize) {
+      const rows = order.slice(s, s + o.batchSize);
+      const t0 = performance.now();
+      tf.tidy(() => {
+        const { ids, mask } = batchOf(rows.map((i) => trainIds[i]!));
+        const { grads } = tf.variableGrads(() => {
+          const out = tf.add(tf.matMul(pooled(ids, mask, true, o.seed * 1000 + step), headW), headB); // [B, C]
+          if (regression) return tf.losses.meanSquaredError(tf.tensor2d(rows.map((i) => Number(task.train[i]!.label)), [rows.length, 1]), out) as tf.Scalar;
+          const y = tf.oneHot(tf.tensor1d(rows.map((i) => classOf.get(task.train[i]!.label)!), 'int32'), C);
+          return tf.losses.softmaxCrossEntropy(y, out) as tf.Scalar;
+        }, params);
+        optimizer.apply(params.map((v) => grads[v.name]!), o.lr * (1 - step / steps));
+      });
+      ms += performance.now() - t0;
+      tokens += rows.reduce((n, i) => n + trainIds[i]!.length, 0);
+      step++;
+      o.onProgress?.(step, steps);
+    }
+  }
+  const predictions: number[][] = [];
+  for (let s = 0; s < devIds.length; s += o.batchSize) {
+    const rows = devIds.slice(s, s + o.batchSize);
+    predictions.push(...tf.tidy(() => {
+      const { ids, mask } = batchOf(rows);
+      return tf.add(tf.matMul(pooled(ids, mask, false, 0), headW), headB).arraySync() as number[][];
+    }));
+  }
+  optimizer.dispose();
+  tf.dispose([headW, headB]);
+  student.dispose();
+  const gold = task.dev.map((e) => e.label);
+  const predicted = regression ? predictions.map((p) => p[0]!) : predictions.map((p) => task.classes[p.indexOf(Math.max(...p))]!);
+  return { metrics: scoreMetrics(task, predicted, gold), tokensPerS: tokens / (ms / 1000) };
 }

@@ -98,3 +98,19 @@ describe('built-in probe tasks', () => {
     expect(metrics.accuracy!).toBeGreaterThan(majority + 0.2);
   });
 });
+
+describe('fine-tuning mode', () => {
+  it('fine-tunes a copy of the student with a head and beats the majority class, leaving the student folder as it was', async () => {
+    const { finetuneStudent } = await import('../src/probe.js');
+    const student = join(work, 'student');
+    const { runCli } = await import('./cli-helpers.js');
+    expect(runCli(['init-student', '--teacher', TINY, '--out', student]).status).toBe(0);
+    const before = readFileSync(join(student, 'model.safetensors'));
+    const dir = join(work, 'builtin');
+    const task = loadTask(join(dir, 'spam-ham'));
+    task.train = task.train.slice(0, 96);
+    const { metrics } = await finetuneStudent(student, task, { epochs: 3, lr: 1e-3, batchSize: 16, pooling: 'mean', seed: 17, backend: 'wasm' });
+    expect(metrics.accuracy!).toBeGreaterThan(majorityBaseline(task).accuracy! + 0.05);
+    expect(readFileSync(join(student, 'model.safetensors')).equals(before)).toBe(true);
+  });
+});

@@ -3,20 +3,22 @@
 import type { Command } from 'commander';
 import { InputError } from '../errors.js';
 import { writeFileAtomic } from '../io/safetensors.js';
-import { choiceOption, intOption } from '../options.js';
+import { choiceOption, floatOption, intOption } from '../options.js';
 import { ProgressReporter } from '../progress.js';
 import { BACKEND_NAMES, type BackendName } from '../../student/backend.js';
 import { writeProbeData } from '../../corpus/glue.js';
 import {
-  extractFeatures, linearProbe, loadTask, majorityBaseline, markdownTable, retention, studentEncoder, teacherEncoder,
-  type FeatureEncoder, type Pooling, type ProbeReport, type ProbeTaskResult,
+  extractFeatures, finetuneStudent, linearProbe, loadTask, majorityBaseline, markdownTable, retention, studentEncoder, teacherEncoder,
+  type FeatureEncoder, type Metrics, type Pooling, type ProbeReport, type ProbeTaskResult,
 } from '../probe.js';
 
 interface ProbeOptions {
   teacher: string;
   student: string;
   task: string[];
-  mode: 'linear';
+  mode: 'linear' | 'finetune';
+  epochs: number;
+  lr: number;
   pooling: Pooling;
   out?: string;
   limit?: number;
@@ -52,11 +54,21 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeReport> {
   const sf = await featuresOf(student);
   await student.close();
 
-  const results: ProbeTaskResult[] = tasks.map((t, i) => {
+  const results: ProbeTaskResult[] = [];
+  for (const [i, t] of tasks.entries()) {
     const tm = linearProbe(t, tf.perTask[i]!.train, tf.perTask[i]!.dev).metrics;
-    const sm = linearProbe(t, sf.perTask[i]!.train, sf.perTask[i]!.dev).metrics;
-    return { task: t.spec.name, metrics: { teacher: tm, student: sm, retention_pct: retention(sm, tm), majority: majorityBaseline(t) }, train: t.train.length, dev: t.dev.length };
-  });
+    let sm: Metrics;
+    if (o.mode === 'finetune') {
+      sm = (await finetuneStudent(o.student, t, {
+        epochs: o.epochs, lr: o.lr, batchSize: 16, pooling: o.pooling, seed: 17, backend: o.backend,
+        onProgress: (done, total) => bar.update({ fraction: done / total, text: `fine-tuning the student on ${t.spec.name}: step ${done}/${total}` }),
+      })).metrics;
+      bar.done();
+    } else {
+      sm = linearProbe(t, sf.perTask[i]!.train, sf.perTask[i]!.dev).metrics;
+    }
+    results.push({ task: t.spec.name, metrics: { teacher: tm, student: sm, retention_pct: retention(sm, tm), majority: majorityBaseline(t) }, train: t.train.length, dev: t.dev.length });
+  }
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   const taskScore = (m: Record<string, number | undefined>): number => mean(Object.values(m).filter((v): v is number => v !== undefined));
   const macroT = mean(results.map((r) => taskScore(r.metrics.teacher)));
@@ -79,7 +91,10 @@ export function registerProbe(program: Command): void {
     .requiredOption('--teacher <dir>', 'teacher folder (ONNX)')
     .requiredOption('--student <dir>', 'student folder (DistilBERT: init-student output or a checkpoint)')
     .option('--task <dirs...>', 'task folders in GLUE layout (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B, or distill probe-data\'s)', [])
-    .option('--mode <mode>', 'linear: a probe on frozen features', choiceOption('--mode', ['linear'] as const), 'linear')
+    .option('--mode <mode>', 'linear: probes on frozen features; finetune: the student fine-tuned with a head (the ONNX teacher is probed linearly)',
+      choiceOption('--mode', ['linear', 'finetune'] as const), 'linear')
+    .option('--epochs <n>', 'fine-tuning epochs (--mode finetune)', intOption('--epochs', 1), 3)
+    .option('--lr <lr>', 'fine-tuning peak learning rate, decayed linearly (--mode finetune)', floatOption('--lr', 1e-8, 1), 5e-5)
     .option('--pooling <how>', 'cls: the [CLS] vector; mean: the mean over real tokens', choiceOption('--pooling', ['cls', 'mean'] as const), 'mean')
     .option('--out <file>', 'write the JSON report here')
     .option('--limit <n>', 'use the first N training examples (and N/2 dev) of each task', intOption('--limit', 2))
