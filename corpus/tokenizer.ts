@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { FileFormatError, InputError } from '../src/errors.js';
+import { readJsonObject } from '../src/model-dir.js';
 
 export interface SpecialTokens {
   pad: string;
@@ -25,22 +26,6 @@ export interface TokenizerInfo {
 }
 
 type Json = Record<string, unknown>;
-
-function readJson(path: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new FileFormatError(path, `cannot read: ${(e as Error).message}`);
-  }
-  try {
-    const v: unknown = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
-    return v as Json;
-  } catch (e) {
-    throw new FileFormatError(path, `not valid JSON: ${(e as Error).message}`);
-  }
-}
 
 /** A special token in tokenizer_config.json / special_tokens_map.json is a string or {content: string}. */
 function tokenString(v: unknown): string | undefined {
@@ -100,9 +85,9 @@ export class WordPieceTokenizer {
   /** Load from a model folder: tokenizer.json if present, else vocab.txt (+ tokenizer_config.json). */
   static fromDir(dir: string): WordPieceTokenizer {
     const configPath = join(dir, 'tokenizer_config.json');
-    const config = existsSync(configPath) ? readJson(configPath) : {};
+    const config = existsSync(configPath) ? readJsonObject(configPath) : {};
     const mapPath = join(dir, 'special_tokens_map.json');
-    const map = existsSync(mapPath) ? readJson(mapPath) : {};
+    const map = existsSync(mapPath) ? readJsonObject(mapPath) : {};
     const pick = (role: string, dflt: string): string => tokenString(config[`${role}_token`]) ?? tokenString(map[`${role}_token`]) ?? dflt;
     const special: SpecialTokens = {
       pad: pick('pad', '[PAD]'), unk: pick('unk', '[UNK]'), cls: pick('cls', '[CLS]'), sep: pick('sep', '[SEP]'), mask: pick('mask', '[MASK]'),
@@ -111,7 +96,7 @@ export class WordPieceTokenizer {
 
     const jsonPath = join(dir, 'tokenizer.json');
     if (existsSync(jsonPath)) {
-      const tj = readJson(jsonPath);
+      const tj = readJsonObject(jsonPath);
       const model = tj['model'] as Json | undefined;
       if (!model || model['type'] !== 'WordPiece' || typeof model['vocab'] !== 'object') {
         throw new FileFormatError(jsonPath, `field "model.type" is ${JSON.stringify(model?.['type'])}, expected "WordPiece" with a "vocab"`,

@@ -5,8 +5,11 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { FileFormatError, InputError } from './errors.js';
 import { readJsonObject } from './model-dir.js';
+import type { LossWeights } from '../losses/total.js';
+import type { MaskingConfig } from '../corpus/masking.js';
 
-export interface TrainConfig {
+/** The run's keys; the loss weights and the masking split are the shapes losses/ and corpus/ use. */
+export interface TrainConfig extends LossWeights, MaskingConfig {
   /** Teacher folder (config.json, tokenizer, model.onnx, model.safetensors). */
   teacher: string;
   /** Prepared corpus folder (distill prepare's output). */
@@ -37,26 +40,6 @@ export interface TrainConfig {
   epochs: number;
   /** Clip the gradient at this global L2 norm (5.0); 0 turns clipping off. */
   max_grad_norm: number;
-  /** Softmax temperature of the distillation loss (2.0). */
-  temperature: number;
-  /** Weight of the distillation KL (5.0). */
-  alpha_ce: number;
-  /** Weight of the masked-LM loss (2.0). */
-  alpha_mlm: number;
-  /** Weight of the cosine loss on the last hidden states (1.0). */
-  alpha_cos: number;
-  /** Weight of the logit MSE (0.0: off). */
-  alpha_mse: number;
-  /** KL over masked positions only, instead of every real token (false). */
-  restrict_ce_to_mask: boolean;
-  /** Share of real tokens masked per batch (0.15). */
-  mlm_mask_prop: number;
-  /** Masking weight of a token: max(count, 1)^-mlm_smoothing (0.7). */
-  mlm_smoothing: number;
-  /** Of the masked tokens: replaced by [MASK] (0.8), kept (0.1), replaced by a random token (0.1). */
-  word_mask: number;
-  word_keep: number;
-  word_rand: number;
   /** Seed of every random draw: data order, masking, dropout (56). */
   seed: number;
   /** Write a checkpoint every this many updates (and at the end); 0: only at the end. */

@@ -25,12 +25,12 @@ import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js
 import { loadStudent } from '../student/io.js';
 import type { DistilBertStudent } from '../student/model.js';
 import { CorpusReader, sliceRows, type Cursor, type GlobalBatch } from '../corpus/reader.js';
-import { maskBatch, tokenWeights } from '../corpus/masking.js';
+import { maskBatch, tokenWeights, type MaskingConfig } from '../corpus/masking.js';
 import { readTokenCounts } from '../corpus/prepare.js';
 import { Rng } from '../corpus/rng.js';
 import { ensureCorpus } from '../corpus/ensure.js';
 import { lossRows, type LossRows } from '../losses/rows.js';
-import { distillLosses, type LossNumbers } from '../losses/total.js';
+import { distillLosses, type LossNumbers, type LossWeights } from '../losses/total.js';
 
 /** One line of metrics.jsonl. */
 export interface UpdateMetrics {
@@ -188,11 +188,9 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   let metricsLines = state?.metrics_lines ?? 0;
   if (comm.rank === 0) writeFileAtomic(join(opts.runDir, 'config.json'), JSON.stringify(config, null, 1) + '\n');
 
-  const lossWeights = {
-    temperature: config.temperature, alpha_ce: config.alpha_ce, alpha_mlm: config.alpha_mlm, alpha_cos: config.alpha_cos,
-    alpha_mse: config.alpha_mse, restrict_ce_to_mask: config.restrict_ce_to_mask,
-  };
-  const masking = { mlm_mask_prop: config.mlm_mask_prop, mlm_smoothing: config.mlm_smoothing, word_mask: config.word_mask, word_keep: config.word_keep, word_rand: config.word_rand };
+  // The config carries the loss weights and the masking split under their reference names.
+  const lossWeights: LossWeights = config;
+  const masking: MaskingConfig = config;
 
   // --- The teacher works one batch ahead. ---
   let teacherWait = 0;
