@@ -74,6 +74,21 @@ export function teacherSoftTargets(logits: Float32Array, rows: Int32Array, v: nu
   return { temperature, probs, negEntropy, logits: kept };
 }
 
+/** The soft targets of rows `rows`, from p [rows of width v] and Σ p log p [one per row] computed in the teacher graph. */
+export function selectSoftRows(probs: Float32Array, negEntropy: Float32Array, rows: Int32Array, v: number, temperature: number, logits?: Float32Array): TeacherSoftTargets {
+  const n = rows.length;
+  const out = new Float32Array(n * v);
+  const ne = new Float64Array(n);
+  const kept = logits ? new Float32Array(n * v) : undefined;
+  for (let i = 0; i < n; i++) {
+    const src = rows[i]! * v;
+    out.set(probs.subarray(src, src + v), i * v);
+    ne[i] = negEntropy[rows[i]!]!;
+    if (kept) kept.set(logits!.subarray(src, src + v), i * v);
+  }
+  return { temperature, probs: out, negEntropy: ne, logits: kept };
+}
+
 export interface LogitLossOptions {
   alpha_ce: number;
   alpha_mlm: number;

@@ -59,8 +59,9 @@ export class RemoteTeacher {
     });
   }
 
-  static start(dir: string, options: TeacherOptions): Promise<RemoteTeacher> {
-    const worker = new Worker(workerScript(), { workerData: { dir, options } });
+  /** Start the worker; `needLogits`: requests may ask for raw logits (MSE loss, unfused losses). */
+  static start(dir: string, options: TeacherOptions, needLogits = false): Promise<RemoteTeacher> {
+    const worker = new Worker(workerScript(), { workerData: { dir, options, needLogits } });
     return new Promise((resolve, reject) => {
       const onMessage = (msg: { kind: string; message?: string; hint?: string; vocabSize?: number; hiddenSize?: number }): void => {
         worker.off('message', onMessage);

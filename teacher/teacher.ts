@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DistillError, FileFormatError, InputError, MismatchError } from '../src/errors.js';
-import { appendGraphOutputs, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/io/onnx.js';
+import { appendToGraph, graphInfo, layerNormOutputs, readOnnx, onnx, softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT } from '../src/io/onnx.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/model-dir.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 
@@ -25,6 +25,10 @@ export interface TeacherOptions {
   deviceId?: number;
   /** Option name to quote in errors (--model, --teacher). */
   optionName?: string;
+  /** Also compute the distillation's soft targets at this temperature inside the graph (see softTargetNodes). */
+  softTargetTemperature?: number;
+  /** Fetch the logits (default true; the soft targets may be all a training run needs). */
+  fetchLogits?: boolean;
 }
 
 export interface TeacherBatch {
@@ -37,8 +41,10 @@ export interface TeacherBatch {
 }
 
 export interface TeacherOutput {
-  /** [B, T, V] */
+  /** [B, T, V]; empty when fetchLogits is false. */
   logits: Float32Array;
+  /** softmax(logits/τ) [B, T, V] and Σ p log p [B, T], when softTargetTemperature is set. */
+  soft?: { probs: Float32Array; negEntropy: Float32Array };
   /** The requested hidden states in the order of `hiddenStateIndices`, each [B, T, H]. */
   hiddenStates: Float32Array[];
 }
@@ -72,12 +78,16 @@ export class Teacher {
   private readonly logitsName: string;
   private readonly hiddenNames: string[];
   private readonly inputTypes: Map<string, 'int64' | 'int32'>;
+  private readonly softNames: string[];
+  private readonly fetchLogits: boolean;
 
   private constructor(init: {
     dir: string; config: EncoderConfig; tokenizer: WordPieceTokenizer; onnxPath: string; session: ort.InferenceSession;
     logitsName: string; hiddenNames: string[]; hiddenStateIndices: number[]; surgery: boolean;
-    inputTypes: Map<string, 'int64' | 'int32'>; executionProvider: TeacherExecutionProvider;
+    inputTypes: Map<string, 'int64' | 'int32'>; executionProvider: TeacherExecutionProvider; softNames: string[]; fetchLogits: boolean;
   }) {
+    this.softNames = init.softNames;
+    this.fetchLogits = init.fetchLogits;
     this.dir = init.dir;
     this.config = init.config;
     this.tokenizer = init.tokenizer;
@@ -167,9 +177,15 @@ export class Teacher {
         const all = Array.from({ length: L + 1 }, (_, i) => lns[2 * i]!);
         hiddenNames = indices.map((i) => all[i]!);
         const missing = [...new Set(hiddenNames)].filter((n) => !outputNames.includes(n));
-        bytes = appendGraphOutputs(file.bytes, missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })));
+        bytes = appendToGraph(file.bytes, { outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })) });
         surgery = true;
       }
+    }
+
+    const softNames: string[] = [];
+    if (options.softTargetTemperature !== undefined) {
+      bytes = appendToGraph(bytes, softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature));
+      softNames.push(SOFT_TARGETS_OUTPUT, SOFT_NEG_ENTROPY_OUTPUT);
     }
 
     const ep = options.executionProvider ?? 'cpu';
@@ -189,7 +205,8 @@ export class Teacher {
       throw new FileFormatError(onnxPath, `onnxruntime could not load the graph: ${(e as Error).message}`);
     }
     // A symbolic vocabulary dimension: check it on a two-token forward.
-    const teacher = new Teacher({ dir, config, tokenizer, onnxPath, session, logitsName, hiddenNames, hiddenStateIndices: indices, surgery, inputTypes, executionProvider: ep });
+    const teacher = new Teacher({ dir, config, tokenizer, onnxPath, session, logitsName, hiddenNames, hiddenStateIndices: indices, surgery, inputTypes, executionProvider: ep,
+      softNames, fetchLogits: options.fetchLogits ?? true });
     if (staticVocab === undefined) {
       const probe = await teacher.runRaw({ inputIds: Int32Array.from([tokenizer.clsId, tokenizer.sepId]), attentionMask: Int32Array.from([1, 1]), batchSize: 1, seqLen: 2 }, [logitsName]);
       const v = probe[0]!.dims[2];
@@ -222,12 +239,13 @@ export class Teacher {
 
   /** Logits and the hidden states of `hiddenStateIndices` for one batch. */
   async forward(batch: TeacherBatch): Promise<TeacherOutput> {
-    const fetches = [this.logitsName, ...new Set(this.hiddenNames)];
+    const fetches = [...new Set([...(this.fetchLogits ? [this.logitsName] : []), ...this.hiddenNames, ...this.softNames])];
     const tensors = await this.runRaw(batch, fetches);
     const byName = new Map(fetches.map((f, i) => [f, tensors[i]!.data as Float32Array]));
     return {
-      logits: byName.get(this.logitsName)!,
+      logits: byName.get(this.logitsName) ?? new Float32Array(0),
       hiddenStates: this.hiddenNames.map((n) => byName.get(n)!),
+      soft: this.softNames.length ? { probs: byName.get(SOFT_TARGETS_OUTPUT)!, negEntropy: byName.get(SOFT_NEG_ENTROPY_OUTPUT)! } : undefined,
     };
   }
 

@@ -6,7 +6,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Teacher, type TeacherOptions } from './teacher.js';
-import { teacherSoftTargets } from '../losses/fused.js';
+import { selectSoftRows, teacherSoftTargets } from '../losses/fused.js';
 import { DistillError } from '../src/errors.js';
 
 export interface ForwardRequest {
@@ -28,6 +28,7 @@ export interface ForwardRequest {
 interface WorkerInit {
   dir: string;
   options: TeacherOptions;
+  needLogits: boolean;
 }
 
 async function main(): Promise<void> {
@@ -35,7 +36,8 @@ async function main(): Promise<void> {
   const port = parentPort!;
   let teacher: Teacher;
   try {
-    teacher = await Teacher.load(init.dir, init.options);
+    // Logits are fetched only when a request may need them (MSE, the unfused losses); see init.needLogits.
+    teacher = await Teacher.load(init.dir, { ...init.options, fetchLogits: init.needLogits });
   } catch (e) {
     port.postMessage({ kind: 'error', id: -1, message: (e as Error).message, hint: e instanceof DistillError ? e.hint : undefined });
     return;
@@ -49,7 +51,11 @@ async function main(): Promise<void> {
     const started = performance.now();
     teacher.forward({ inputIds: msg.inputIds, attentionMask: msg.attentionMask, batchSize: msg.batchSize, seqLen: msg.seqLen })
       .then((out) => {
-        const soft = teacherSoftTargets(out.logits, msg.softRows, teacher.config.vocabSize, msg.temperature, msg.keepLogits);
+        const V = teacher.config.vocabSize;
+        // The graph computed p = softmax(t/τ) and Σ p log p (softTargetNodes); keep the requested rows.
+        const soft = out.soft && msg.temperature === init.options.softTargetTemperature
+          ? selectSoftRows(out.soft.probs, out.soft.negEntropy, msg.softRows, V, msg.temperature, msg.keepLogits ? out.logits : undefined)
+          : teacherSoftTargets(out.logits, msg.softRows, V, msg.temperature, msg.keepLogits);
         const lastHidden = out.hiddenStates[out.hiddenStates.length - 1]!;
         const transfer: ArrayBuffer[] = [lastHidden.buffer as ArrayBuffer, soft.probs.buffer as ArrayBuffer, soft.negEntropy.buffer as ArrayBuffer];
         if (soft.logits) transfer.push(soft.logits.buffer as ArrayBuffer);

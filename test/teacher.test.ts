@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Teacher } from '../teacher/teacher.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { MismatchError, FileFormatError } from '../src/errors.js';
+import { selectSoftRows, teacherSoftTargets } from '../losses/fused.js';
 import { GOLDEN, HAVE_SHARED, SHARED_TINY, TINY, maxAbsDiff } from './helpers.js';
 
 const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
@@ -44,6 +45,20 @@ describe('teacher on the logits-only export, hidden states by graph surgery', ()
     expect(out.hiddenStates.length).toBe(1);
     expect(maxAbsDiff(out.hiddenStates[0]!, refHidden.subarray(4 * B * T * H))).toBeLessThan(1e-4);
     await last.release();
+  });
+});
+
+describe('soft targets computed inside the teacher graph', () => {
+  it('equal softmax(logits/τ) and Σ p log p computed on the host', async () => {
+    const teacher = await Teacher.load(TINY, { hiddenStates: [4], softTargetTemperature: 2 });
+    const out = await teacher.forward(batch);
+    await teacher.release();
+    const rows = Int32Array.from({ length: B * T }, (_, i) => i);
+    const host = teacherSoftTargets(out.logits, rows, 6144, 2, false); // from the same logits
+    const graph = selectSoftRows(out.soft!.probs, out.soft!.negEntropy, rows, 6144, 2);
+    expect(maxAbsDiff(graph.probs, host.probs)).toBeLessThan(1e-5); // onnxruntime's vectorised exp: float32 rounding
+    expect(maxAbsDiff(graph.negEntropy, host.negEntropy)).toBeLessThan(1e-4);
+    expect(host.negEntropy.every((v) => v <= 0)).toBe(true);
   });
 });
 

@@ -1,6 +1,6 @@
 // The distillation step timed on fixed shapes, as ../shared/peer/torch_distill_step.py bench times it:
 // random token ids (5..V), every position real, 15% of positions labelled; teacher forward, student
-// forward + backward on the three losses, clipping at 5, AdamW. Median over the timed steps, after one
+// forward + backward on the three losses (no dropout, as the peer), clipping at 5, AdamW. Median over the timed steps, after one
 // warm-up step. Three figures:
 //   teacher_fwd_tokens_per_s  the teacher alone (its worker thread: forward + soft targets)
 //   student_step_tokens_per_s the student's forward, backward and update alone
@@ -30,6 +30,8 @@ export interface BenchOptions {
   teacherEp?: TeacherExecutionProvider;
   /** The fused host pass for the logit losses (default) or plain tfjs ops. */
   fused?: boolean;
+  /** Dropout as in training (default off: the PyTorch peer's step has none). */
+  dropout?: boolean;
 }
 
 export interface BenchResult {
@@ -53,7 +55,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   assertModelDir(o.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;
-  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: [L], threads: o.threads, executionProvider: o.teacherEp });
+  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: [L], threads: o.threads, executionProvider: o.teacherEp, softTargetTemperature: 2 }, !(o.fused ?? true));
   const layers = o.studentLayers ? evenlySpacedLayers(L, o.studentLayers) : defaultStudentLayers(L);
   const student = initStudentFromTeacher(o.teacher, teacherConfig, layers, WordPieceTokenizer.fromDir(o.teacher).padId);
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
@@ -72,7 +74,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
       const idsT = tf.tensor2d(ids, [B, T], 'int32');
       const maskT = tf.tensor2d(mask, [B, T], 'int32');
       const { grads } = tf.variableGrads(() => distillLosses(student, idsT, maskT, rows, { logits: t.logits, lastHidden: t.lastHidden, soft: t.soft },
-        RECIPE_LOSS_WEIGHTS, { training: true, dropoutSeed: 1 }, { fused }).loss, student.variables());
+        RECIPE_LOSS_WEIGHTS, { training: o.dropout ?? false, dropoutSeed: 1 }, { fused }).loss, student.variables());
       const list = student.variables().map((v) => grads[v.name]!);
       const clipped = clipByGlobalNorm(list, 5);
       optimizer.apply(clipped.grads, 5e-4);

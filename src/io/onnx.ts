@@ -56,10 +56,18 @@ export interface ExtraOutput {
   elemType: number;
 }
 
-/** The model bytes with `outputs` added to the graph's outputs (see the note at the top of this file). */
-export function appendGraphOutputs(modelBytes: Uint8Array, outputs: ExtraOutput[]): Uint8Array {
+export interface GraphAddition {
+  outputs?: ExtraOutput[];
+  nodes?: onnxProto.onnx.INodeProto[];
+  initializers?: onnxProto.onnx.ITensorProto[];
+}
+
+/** The model bytes with nodes, initializers and outputs appended to its graph (see the note at the top of this file). */
+export function appendToGraph(modelBytes: Uint8Array, add: GraphAddition): Uint8Array {
   const graphPart = onnx.GraphProto.encode({
-    output: outputs.map((o) => ({ name: o.name, type: { tensorType: { elemType: o.elemType } } })),
+    node: add.nodes ?? [],
+    initializer: add.initializers ?? [],
+    output: (add.outputs ?? []).map((o) => ({ name: o.name, type: { tensorType: { elemType: o.elemType } } })),
   }).finish();
   const GRAPH_FIELD_TAG = (7 << 3) | 2; // ModelProto.graph = 7, length-delimited
   const head = Uint8Array.from([GRAPH_FIELD_TAG, ...varint(graphPart.byteLength)]);
@@ -68,6 +76,33 @@ export function appendGraphOutputs(modelBytes: Uint8Array, outputs: ExtraOutput[
   out.set(head, modelBytes.byteLength);
   out.set(graphPart, modelBytes.byteLength + head.byteLength);
   return out;
+}
+
+export const SOFT_TARGETS_OUTPUT = 'distill_soft_targets';
+export const SOFT_NEG_ENTROPY_OUTPUT = 'distill_soft_neg_entropy';
+
+/**
+ * Nodes computing the distillation's soft targets inside the teacher graph, so that onnxruntime does the
+ * exponentials (vectorised, off the JS thread): p = softmax(logits/τ) [B, T, V] and Σ_v p log p [B, T, 1]
+ * (a product with a ones vector: no opset-dependent reduction). Softmax and LogSoftmax over the last axis mean
+ * the same in every opset.
+ */
+export function softTargetNodes(logits: string, vocabSize: number, temperature: number): GraphAddition {
+  const F = onnx.TensorProto.DataType.FLOAT;
+  return {
+    initializers: [
+      { name: 'distill_temperature', dataType: F, dims: [], rawData: new Uint8Array(Float32Array.from([temperature]).buffer) },
+      { name: 'distill_ones_v', dataType: F, dims: [vocabSize, 1], rawData: new Uint8Array(new Float32Array(vocabSize).fill(1).buffer) },
+    ],
+    nodes: [
+      { opType: 'Div', input: [logits, 'distill_temperature'], output: ['distill_scaled_logits'], name: 'distill_scale' },
+      { opType: 'Softmax', input: ['distill_scaled_logits'], output: [SOFT_TARGETS_OUTPUT], name: 'distill_softmax', attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] },
+      { opType: 'LogSoftmax', input: ['distill_scaled_logits'], output: ['distill_log_soft'], name: 'distill_log_softmax', attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] },
+      { opType: 'Mul', input: [SOFT_TARGETS_OUTPUT, 'distill_log_soft'], output: ['distill_p_log_p'], name: 'distill_p_log_p' },
+      { opType: 'MatMul', input: ['distill_p_log_p', 'distill_ones_v'], output: [SOFT_NEG_ENTROPY_OUTPUT], name: 'distill_neg_entropy' },
+    ],
+    outputs: [{ name: SOFT_TARGETS_OUTPUT, elemType: F }, { name: SOFT_NEG_ENTROPY_OUTPUT, elemType: F }],
+  };
 }
 
 /** A graph node, with the fields we read (protobuf leaves any of them null). */
