@@ -154,19 +154,40 @@ export function lineToSequences(pieces: number[], tok: WordPieceTokenizer, maxLe
   return out;
 }
 
-function encodeShard(sequences: Int32Array[]): { bytes: Uint8Array; recordBatches: number } {
+/**
+ * The sequences of the shard being filled: one growing buffer of ids and one of offsets, reused from shard
+ * to shard, so that memory holds no per-sequence objects (they would pile up in the old generation).
+ */
+class PendingShard {
+  values = new Int32Array(1 << 20);
+  offsets: number[] = [0];
+  get count(): number { return this.offsets.length - 1; }
+  get tokens(): number { return this.offsets[this.offsets.length - 1]!; }
+  push(seq: number[]): void {
+    const end = this.tokens;
+    if (end + seq.length > this.values.length) {
+      const grown = new Int32Array(Math.max(this.values.length * 2, end + seq.length));
+      grown.set(this.values.subarray(0, end));
+      this.values = grown;
+    }
+    this.values.set(seq, end);
+    this.offsets.push(end + seq.length);
+  }
+  clear(): void { this.offsets = [0]; }
+}
+
+function encodeShard(pending: PendingShard): { bytes: Uint8Array; recordBatches: number } {
   const listType = new List(new Field('item', new Int32(), false));
   const schema = new Schema([new Field('input_ids', listType, false)]);
   const batches: RecordBatch[] = [];
-  for (let start = 0; start < sequences.length; start += RECORD_BATCH_ROWS) {
-    const rows = sequences.slice(start, start + RECORD_BATCH_ROWS);
-    const offsets = new Int32Array(rows.length + 1);
-    rows.forEach((r, i) => { offsets[i + 1] = offsets[i]! + r.length; });
-    const values = new Int32Array(offsets[rows.length]!);
-    rows.forEach((r, i) => values.set(r, offsets[i]!));
+  for (let start = 0; start < pending.count; start += RECORD_BATCH_ROWS) {
+    const n = Math.min(RECORD_BATCH_ROWS, pending.count - start);
+    const base = pending.offsets[start]!;
+    const offsets = Int32Array.from({ length: n + 1 }, (_, i) => pending.offsets[start + i]! - base);
+    const values = pending.values.slice(base, base + offsets[n]!);
     const child = makeData({ type: new Int32(), length: values.length, data: values });
-    const list = makeData({ type: listType, length: rows.length, nullCount: 0, valueOffsets: offsets, child });
-    batches.push(new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: rows.length, nullCount: 0, children: [list] })));
+    const list = makeData({ type: listType, length: n, nullCount: 0, valueOffsets: offsets, child });
+    batches.push(new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: n, nullCount: 0, children: [list] })));
   }
   return { bytes: RecordBatchFileWriter.writeAll(batches).toUint8Array(true), recordBatches: batches.length };
 }
@@ -246,17 +267,15 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
   const report = (): void => opts.onProgress?.({ bytesRead, totalBytes, sequences: counters.kept, tokens: counters.tokens, elapsedS: (Date.now() - started) / 1000 });
   let lastReport = 0;
 
-  let pending: Int32Array[] = [];
-  let pendingTokens = 0;
+  const pending = new PendingShard();
   let position = { file_index: resumeFile, line: resumeLine };
   const flushShard = (): void => {
-    if (pending.length === 0) return;
+    if (pending.count === 0) return;
     const file = shardName(shards.length);
     const { bytes, recordBatches } = encodeShard(pending);
     writeFileAtomic(join(out, file), bytes);
-    shards.push({ file, sequences: pending.length, tokens: pendingTokens, record_batches: recordBatches });
-    pending = [];
-    pendingTokens = 0;
+    shards.push({ file, sequences: pending.count, tokens: pending.tokens, record_batches: recordBatches });
+    pending.clear();
     const p: Progress = { fingerprint, shards, ...position, counters, token_counts: Array.from(counts) };
     writeFileAtomic(progressPath, JSON.stringify(p));
     opts.onShardWritten?.(shards.length - 1);
@@ -310,11 +329,10 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
         for (const id of seq) counts[id]!++;
         counters.kept++;
         counters.tokens += seq.length;
-        pending.push(Int32Array.from(seq));
-        pendingTokens += seq.length;
+        pending.push(seq);
       }
       position = { file_index: fi, line: lineNo };
-      if (pending.length >= opts.shardSequences) flushShard();
+      if (pending.count >= opts.shardSequences) flushShard();
       if (Date.now() - lastReport > 250) { lastReport = Date.now(); report(); }
     }
     position = { file_index: fi + 1, line: 0 };

@@ -31,7 +31,7 @@ describe('distill init-student', () => {
     expect(weights.getFloat32('distilbert.transformer.layer.1.attention.q_lin.weight'))
       .toEqual(teacher.getFloat32('bert.encoder.layer.3.attention.self.query.weight'));
     expect(summary.parameters).toBe(weights.names().reduce((n, k) => n + weights.shapeOf(k).reduce((a, b) => a * b, 1), 0));
-    for (const f of ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json']) expect(readFileSync(join(studentDir, f)).length).toBeGreaterThan(0);
+    for (const f of ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'onnx/model.onnx']) expect(readFileSync(join(studentDir, f)).length).toBeGreaterThan(0);
   });
 
   it('refuses a non-empty --out without --force, and a layer the teacher lacks', () => {

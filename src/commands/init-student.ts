@@ -1,6 +1,6 @@
 // distill init-student: a DistilBERT student folder initialised from a BERT teacher (extract_distilbert.py).
 
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InputError, MismatchError } from '../errors.js';
@@ -9,12 +9,15 @@ import { intListOption } from '../options.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { defaultStudentLayers, studentWeightsFromTeacher } from '../../student/init.js';
 import { copyTokenizerFiles, writeStudentFolder } from '../../student/io.js';
+import { studentToOnnx } from '../../student/export-onnx.js';
+import { writeFileAtomic } from '../io/safetensors.js';
 
 interface InitStudentOptions {
   teacher: string;
   out: string;
   layers?: number[];
   force: boolean;
+  onnx: boolean;
 }
 
 export interface InitStudentSummary {
@@ -38,6 +41,11 @@ export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
   const { config, weights } = studentWeightsFromTeacher(opts.teacher, teacherConfig, layers, tokenizer.padId);
   writeStudentFolder(config, weights, opts.out, { distill_teacher_layers: layers.join(',') });
   copyTokenizerFiles(opts.teacher, opts.out);
+  if (opts.onnx) {
+    // transformers.js loads a model folder's onnx/model.onnx.
+    mkdirSync(join(opts.out, 'onnx'), { recursive: true });
+    writeFileAtomic(join(opts.out, 'onnx', 'model.onnx'), studentToOnnx(config, weights));
+  }
   const parameters = [...weights.values()].reduce((n, w) => n + w.length, 0);
   return { out: opts.out, teacher_layers: layers, parameters, config: { ...config } };
 }
@@ -47,11 +55,12 @@ export function registerInitStudent(program: Command): void {
     .command('init-student')
     .description('Initialise a DistilBERT student from a BERT teacher, as DistilBERT was: embeddings, the MLM head and\n'
       + 'every other teacher layer (the evenly spaced rule: 12 → [0,2,4,7,9,11]). Writes a Hugging Face\n'
-      + 'DistilBertForMaskedLM folder (config.json, model.safetensors, tokenizer files).')
+      + 'DistilBertForMaskedLM folder (config.json, model.safetensors, tokenizer files, and onnx/model.onnx for transformers.js).')
     .requiredOption('--teacher <dir>', 'teacher folder with config.json, model.safetensors and the tokenizer')
     .requiredOption('--out <dir>', 'where to write the student folder')
     .option('--layers <list>', 'teacher layers to copy, comma-separated (default: half the depth, evenly spaced)', intListOption('--layers'))
     .option('--force', 'overwrite the student files in a non-empty --out', false)
+    .option('--no-onnx', 'do not write onnx/model.onnx (the ONNX graph transformers.js loads)')
     .action((opts: InitStudentOptions) => {
       const summary = runInitStudent(opts);
       process.stdout.write(JSON.stringify(summary) + '\n');
