@@ -144,6 +144,19 @@ describe('training', () => {
     expectSameWeights(latestCheckpoint(runDir)!, latestCheckpoint(join(work, 'straight'))!);
   });
 
+  it('runs the README\'s main job (configs/tiny.json), preparing the public-domain corpus itself', () => {
+    const runDir = join(work, 'readme-main-job');
+    const corpus = join(work, 'tiny-corpus');
+    const r = runCli(['train', '--config', join(REPO, 'configs', 'tiny.json'), '--out', runDir, '--max-steps', '2', '--set', `corpus=${corpus}`]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/preparing the corpus in .*tiny-corpus from @stdlib\/datasets-sotu, @stdlib\/datasets-moby-dick/);
+    const meta = JSON.parse(readFileSync(join(corpus, 'meta.json'), 'utf8')) as { sequences: { kept: number }; tokens: number };
+    expect(meta.sequences.kept).toBeGreaterThan(20_000);
+    expect(losses(runDir).length).toBe(2);
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { steps: number; backend: string };
+    expect(summary).toMatchObject({ steps: 2, backend: 'wasm' });
+  });
+
   it('refuses --resume without a checkpoint', () => {
     const empty = join(work, 'empty-run');
     mkdirSync(empty, { recursive: true });
