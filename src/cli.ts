@@ -22,15 +22,16 @@ program
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerFillMask(program);
+registerTrain(program);
+registerPrepare(program);
 registerInitStudent(program);
 registerEvalBatch(program);
-registerPrepare(program);
-registerTrain(program);
-registerBench(program);
-registerPlot(program);
-registerExport(program);
+registerFillMask(program);
 registerProbe(program);
+registerExport(program);
+registerPlot(program);
+registerBench(program);
+program.addHelpText('after', '\nStart with the tiny embedded teacher:\n  distill train --config configs/tiny.json\n  distill fill-mask --model teacher/tiny-bert-cased --text "The President of the United [MASK] delivered the address."');
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

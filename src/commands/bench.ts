@@ -19,6 +19,7 @@ interface BenchCommandOptions {
 export function registerBench(program: Command): void {
   program
     .command('bench')
+    .summary('time the distillation step on random tokens')
     .description('Time the distillation step on random tokens: prints one JSON line with distill_tokens_per_s (whole\n'
       + 'steps, teacher one batch ahead), teacher_fwd_tokens_per_s, student_step_tokens_per_s and the backend; the\n'
       + 'median of the timed steps after one warm-up, the same step as ../shared/peer/torch_distill_step.py bench.')

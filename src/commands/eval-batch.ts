@@ -119,6 +119,7 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
 export function registerEvalBatch(program: Command): void {
   program
     .command('eval-batch')
+    .summary('losses and gradient norm of one distillation step on a given batch')
     .description('One distillation step on a given batch, without updating: runs the teacher (ONNX) and the student\n'
       + '(tfjs, dropout off) and prints {loss_ce, loss_mlm, loss_cos, loss_mse, loss_total, grad_norm, backend} as JSON.\n'
       + 'grad_norm is the L2 norm of the gradient of loss_total over the student\'s parameters (tied projector once).')

@@ -31,6 +31,7 @@ export function runExport(opts: ExportOptions): { out: string; bytes: number } {
 export function registerExport(program: Command): void {
   program
     .command('export')
+    .summary('export a student to ONNX')
     .description('Export a student (a DistilBERT folder: init-student output or a checkpoint) to ONNX: model.onnx with inputs\n'
       + 'input_ids, attention_mask and outputs logits, hidden_states.0…L, plus config.json and the tokenizer, so the\n'
       + 'folder works as --model for fill-mask and as --teacher.')

@@ -100,6 +100,7 @@ export async function runFillMask(opts: FillMaskOptions): Promise<void> {
 export function registerFillMask(program: Command): void {
   program
     .command('fill-mask')
+    .summary('rank the tokens a masked-LM puts at each [MASK]')
     .description('Rank the tokens a masked-LM (a teacher, or an exported student) puts at each [MASK].\n'
       + 'Prints a JSON array, one entry per input: {"0": best token, "1": next, ...} (one such object per mask\n'
       + 'when an input has several). [MASK] and [mask] both work, for cased and uncased models.')

@@ -53,6 +53,7 @@ export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
 export function registerInitStudent(program: Command): void {
   program
     .command('init-student')
+    .summary('initialise a DistilBERT student from a BERT teacher')
     .description('Initialise a DistilBERT student from a BERT teacher, as DistilBERT was: embeddings, the MLM head and\n'
       + 'every other teacher layer (the evenly spaced rule: 12 → [0,2,4,7,9,11]). Writes a Hugging Face\n'
       + 'DistilBertForMaskedLM folder (config.json, model.safetensors, tokenizer files, and onnx/model.onnx for transformers.js).')

@@ -9,6 +9,7 @@ import { lossChartSvg, readMetrics } from '../plot.js';
 export function registerPlot(program: Command): void {
   program
     .command('plot')
+    .summary('draw the loss curves of a run as SVG')
     .description('Draw the loss curves of a run (RUN_DIR/metrics.jsonl) as an SVG file to open in a browser.')
     .argument('<run_dir>', 'the run folder (distill train --out)')
     .option('--out <file>', 'where to write the SVG (default: RUN_DIR/losses.svg)')

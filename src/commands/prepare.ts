@@ -34,6 +34,7 @@ export async function runPrepare(inputs: string[], opts: PrepareCommandOptions):
 export function registerPrepare(program: Command): void {
   program
     .command('prepare')
+    .summary('tokenize raw text into Arrow shards')
     .description('Tokenize raw text into Arrow shards for training. Inputs: .txt (one sequence per line) and .jsonl\n'
       + '({"text": ...} per line), optionally .gz, files or folders (read in sorted order). Each line becomes\n'
       + '[CLS] … [SEP]; longer lines are cut into --max-length chunks; sequences of ≤ 11 tokens or ≥ 50% [UNK] are\n'

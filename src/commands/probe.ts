@@ -85,6 +85,7 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeReport> {
 export function registerProbe(program: Command): void {
   program
     .command('probe')
+    .summary('compare student and teacher on GLUE-style tasks')
     .description('Compare a student with its teacher on GLUE-style tasks: a linear probe (logistic or ridge regression, L2 chosen\n'
       + 'on a fifth of train) on frozen last-layer features, scored on dev with GLUE\'s metrics; prints a markdown table\n'
       + '(teacher, student, retention, parameters, inference tokens/s) and writes the JSON to --out.')
@@ -108,6 +109,7 @@ export function registerProbe(program: Command): void {
 
   program
     .command('probe-data')
+    .summary('write the built-in probe tasks in GLUE layout')
     .description('Write the built-in probe tasks in GLUE layout: spam-ham (SpamAssassin e-mails, single sentence, label 1 = spam)\n'
       + 'and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the second follows\n'
       + 'the first). Deterministic splits.')

@@ -57,6 +57,7 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary>
 export function registerTrain(program: Command): void {
   program
     .command('train')
+    .summary('run a distillation (checkpoints, exact --resume, MPI data-parallel)')
     .description('Distil the teacher into the student as the config says (keys: see configs/distilbert-base-cased.json).\n'
       + 'Writes RUN/metrics.jsonl (one line per update), RUN/checkpoints/step-N/ (the student as a Hugging Face\n'
       + 'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n'
