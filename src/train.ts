@@ -107,10 +107,11 @@ interface Prepared {
   attentionMask: Int32Array;
   labels: Int32Array;
   rows: number;
-  lossRows: LossRows;
+  /** Undefined when this rank's share of the global batch is empty (a last batch smaller than the world). */
+  lossRows: LossRows | undefined;
   /** Row counts of the whole global batch: every mean divides by these, so N ranks × b equal 1 rank × N·b. */
   counts: { ce: number; mlm: number; cos: number };
-  teacher: Promise<RemoteTeacherOutput>;
+  teacher: Promise<RemoteTeacherOutput | undefined>;
 }
 
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
@@ -154,8 +155,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   if (resumeFrom) student = loadStudent(resumeFrom);
   else if (typeof config.student === 'string') student = loadStudent(config.student);
   else student = initStudentFromTeacher(config.teacher, teacherConfig, config.student ?? defaultStudentLayers(teacherLayers), tok.padId);
-  (student.config as { dropout: number; attention_dropout: number }).dropout = config.dropout;
-  (student.config as { dropout: number; attention_dropout: number }).attention_dropout = config.dropout;
+  student.config.dropout = config.dropout;
+  student.config.attention_dropout = config.dropout;
   if (student.config.vocab_size !== teacherConfig.vocabSize || student.config.dim !== teacherConfig.hiddenSize) {
     throw new MismatchError(`the student (vocab ${student.config.vocab_size}, dim ${student.config.dim}) does not fit the teacher (vocab ${teacherConfig.vocabSize}, hidden ${teacherConfig.hiddenSize})`);
   }
@@ -181,7 +182,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
   let step = state?.step ?? 0;
   let tokensSoFar = state?.tokens ?? 0;
-  let elapsedBefore = state?.elapsed_s ?? 0;
+  const elapsedBefore = state?.elapsed_s ?? 0;
   if (state) reader.restore(state.cursor);
 
   const metricsPath = join(opts.runDir, 'metrics.jsonl');
@@ -206,7 +207,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     const inputIds = sliceRows(masked.maskedInputIds, batch.seqLen, batch.rowStart, batch.rowEnd);
     const attentionMask = sliceRows(batch.attentionMask, batch.seqLen, batch.rowStart, batch.rowEnd);
     const labels = sliceRows(masked.mlmLabels, batch.seqLen, batch.rowStart, batch.rowEnd);
-    const lr = lossRows(attentionMask, labels, rows, batch.seqLen, tok.vocabSize);
+    const rowsOfLoss = rows > 0 ? lossRows(attentionMask, labels, rows, batch.seqLen, tok.vocabSize) : undefined;
     let real = 0;
     let maskedCount = 0;
     for (let i = 0; i < batch.attentionMask.length; i++) {
@@ -214,11 +215,13 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       if (masked.mlmLabels[i] !== -100) maskedCount++;
     }
     const counts = { ce: config.restrict_ce_to_mask ? maskedCount : real, mlm: maskedCount, cos: real };
-    const run = teacher.forward({
-      inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen, softRows: config.restrict_ce_to_mask ? lr.maskedRows : lr.realRows,
-      temperature: config.temperature, keepLogits: config.alpha_mse !== 0, fullLogits: false,
-    });
-    return { batch, inputIds, attentionMask, labels, rows, lossRows: lr, counts, teacher: run };
+    const run = rowsOfLoss
+      ? teacher.forward({
+        inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen, softRows: config.restrict_ce_to_mask ? rowsOfLoss.maskedRows : rowsOfLoss.realRows,
+        temperature: config.temperature, keepLogits: config.alpha_mse !== 0, fullLogits: false,
+      })
+      : Promise.resolve(undefined);
+    return { batch, inputIds, attentionMask, labels, rows, lossRows: rowsOfLoss, counts, teacher: run };
   };
 
   const started = performance.now();
@@ -249,9 +252,10 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         const isLast = micro === config.grad_accum - 1 && step + 1 >= stopAt;
         next = isLast ? undefined : prepareNext(); // the teacher starts on the next batch now
 
+        const rows = current.lossRows;
+        if (!rows || !t) continue; // nothing of this global batch falls to this rank
         const studentStarted = performance.now();
         const { batch } = current;
-        const rows = current.lossRows;
         const dropoutSeed = Rng.derive(config.seed, step, micro, DROPOUT_STREAM).nextUint32();
         let parts: LossNumbers | undefined;
         tf.tidy(() => {
@@ -273,6 +277,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         updateTokens += rows.realRows.length;
         studentBusy += performance.now() - studentStarted;
       }
+      acc ??= student.variables().map((v) => tf.zerosLike(v));
       const commStarted = performance.now();
       if (comm.size > 1) {
         // Each rank's losses are its share of the global means: the global values are their sums.
@@ -322,7 +327,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   };
   optimizer.dispose();
   student.dispose();
-  elapsedBefore = 0;
   return summary;
 }
 

@@ -74,6 +74,27 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     expect(state).toMatchObject({ world_size: 2, step: 4 });
   });
 
+  it('handles global batches smaller than the world (ranks with no rows) and still equals 1 rank', () => {
+    // 7 sequences: every epoch ends with a one-row global batch, of which two of three ranks get nothing.
+    const text = join(work, 'seven.txt');
+    // Fifteen words a line: 12 to 32 tokens, so each line is one sequence (no chunking, none dropped).
+    const lines = publicDomainParagraphs('moby-dick').filter((p) => p.split(' ').length > 20).slice(0, 7).map((p) => p.split(' ').slice(0, 15).join(' '));
+    writeFileSync(text, lines.join('\n') + '\n');
+    const cfg = join(work, 'seven.json');
+    writeFileSync(cfg, JSON.stringify({
+      teacher: TINY, corpus: join(work, 'corpus-seven'), corpus_inputs: [text], max_length: 32, batch_size: 1, grad_accum: 3, max_steps: 3,
+      checkpoint_every: 0, backend: 'wasm', teacher_threads: 1, seed: 3, dropout: 0,
+    }));
+    const one = join(work, 'seven-one');
+    expect(runCli(['train', '--config', cfg, '--out', one, '--set', 'batch_size=3']).status).toBe(0);
+    expect((JSON.parse(readFileSync(join(work, 'corpus-seven', 'meta.json'), 'utf8')) as { sequences: { kept: number } }).sequences.kept).toBe(7);
+    const three = join(work, 'seven-three');
+    const r = mpirun(3, ['train', '--config', cfg, '--out', three]);
+    expect(r.status, r.stderr).toBe(0);
+    losses(three).forEach((l, i) => expect(Math.abs(l - losses(one)[i]!) / Math.abs(losses(one)[i]!)).toBeLessThan(1e-5));
+    expect(weightDifference(latestCheckpoint(three)!, latestCheckpoint(one)!)).toBeLessThan(1e-5);
+  });
+
   it('resumes a 2-rank run with 2 ranks exactly, and refuses another rank count', () => {
     const split = join(work, 'split');
     expect(mpirun(2, ['train', '--config', configPath, '--out', split, '--stop-after', '2']).status).toBe(0);
