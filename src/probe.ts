@@ -37,10 +37,7 @@ function countSafetensors(path: string): number {
 }
 
 export async function teacherEncoder(dir: string, threads: number): Promise<FeatureEncoder> {
-  const probe = await Teacher.load(dir, { hiddenStates: 'none', threads, optionName: '--teacher' });
-  const L = probe.config.numLayers;
-  await probe.release();
-  const teacher = await Teacher.load(dir, { hiddenStates: [L], threads, optionName: '--teacher' });
+  const teacher = await Teacher.load(dir, { hiddenStates: 'last', threads, optionName: '--teacher' });
   const st = join(dir, 'model.safetensors');
   let parameters: number;
   if (existsSync(st)) parameters = countSafetensors(st);

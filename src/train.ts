@@ -145,7 +145,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const tok = WordPieceTokenizer.fromDir(config.teacher);
   // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead.
   const teacher = await RemoteTeacher.start(config.teacher,
-    { hiddenStates: [teacherLayers], threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature }, config.alpha_mse !== 0);
+    { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature }, config.alpha_mse !== 0);
   // Rank 0 prepares the corpus when it is missing; the others wait for it (an all-reduce as a barrier).
   if (comm.rank === 0) await ensureCorpus(config, tok, log, teacherConfig.maxPositions);
   if (comm.size > 1) await comm.allreduceSum(new Float64Array(1));

@@ -16,8 +16,8 @@ import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 export type TeacherExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 
 export interface TeacherOptions {
-  /** Hidden states to return: 'all' (embedding output + every layer: L+1 tensors), 'none', or indices 0..L. */
-  hiddenStates?: 'all' | 'none' | number[];
+  /** Hidden states to return: 'all' (embedding output + every layer: L+1 tensors), 'last' (layer L), 'none', or indices 0..L. */
+  hiddenStates?: 'all' | 'last' | 'none' | number[];
   /** Threads for onnxruntime's CPU provider (intra-op); 0 lets onnxruntime choose. */
   threads?: number;
   executionProvider?: TeacherExecutionProvider;
@@ -115,7 +115,7 @@ export class Teacher {
 
     const L = config.numLayers;
     const wanted = options.hiddenStates ?? 'all';
-    const indices = wanted === 'all' ? Array.from({ length: L + 1 }, (_, i) => i) : wanted === 'none' ? [] : [...wanted];
+    const indices = wanted === 'all' ? Array.from({ length: L + 1 }, (_, i) => i) : wanted === 'last' ? [L] : wanted === 'none' ? [] : [...wanted];
     for (const i of indices) {
       if (!Number.isInteger(i) || i < 0 || i > L) throw new InputError(`hidden state ${i} does not exist: ${configPath} has ${L} layers, so 0..${L}`);
     }

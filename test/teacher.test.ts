@@ -45,6 +45,9 @@ describe('teacher on the logits-only export, hidden states by graph surgery', ()
     expect(out.hiddenStates.length).toBe(1);
     expect(maxAbsDiff(out.hiddenStates[0]!, refHidden.subarray(4 * B * T * H))).toBeLessThan(1e-4);
     await last.release();
+    const named = await Teacher.load(TINY, { hiddenStates: 'last' });
+    expect(named.hiddenStateIndices).toEqual([4]);
+    await named.release();
   });
 });
 

@@ -55,7 +55,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   assertModelDir(o.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;
-  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: [L], threads: o.threads, executionProvider: o.teacherEp, softTargetTemperature: 2 }, !(o.fused ?? true));
+  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: 'last', threads: o.threads, executionProvider: o.teacherEp, softTargetTemperature: 2 }, !(o.fused ?? true));
   const layers = o.studentLayers ? evenlySpacedLayers(L, o.studentLayers) : defaultStudentLayers(L);
   const student = initStudentFromTeacher(o.teacher, teacherConfig, layers, WordPieceTokenizer.fromDir(o.teacher).padId);
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });

@@ -74,10 +74,7 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
   const backend = await selectBackend(opts.backend);
   const batch = readBatchFile(opts.batch);
   const student = loadStudent(opts.student);
-  const teacherProbe = await Teacher.load(opts.teacher, { hiddenStates: 'none', threads: opts.threads });
-  const L = teacherProbe.config.numLayers;
-  await teacherProbe.release();
-  const teacher = await Teacher.load(opts.teacher, { hiddenStates: [L], threads: opts.threads });
+  const teacher = await Teacher.load(opts.teacher, { hiddenStates: 'last', threads: opts.threads });
   try {
     const tc = teacher.config;
     const sc = student.config;
