@@ -109,15 +109,6 @@ export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.
   return f(h, embeddings, bias) as tf.Tensor2D;
 }
 
-/**
- * Batched a @ b ([G, M, K] @ [G, K, N]) whose gradients are batched plain products too (explicit transposes).
- * On `wasm`, student/kernels.ts replaces the batched kernel with one that runs each of the G products on
- * XNNPACK's fast 2-D path.
- */
-export function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
-  return matMulFast(a, b);
-}
-
 /** GELU, erf form (BERT's "gelu"). */
 export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
@@ -248,9 +239,10 @@ export class DistilBertStudent {
       const q = heads(tf.mul(this.linear(x, `${p}.attention.q_lin`), 1 / Math.sqrt(dh)) as tf.Tensor2D); // [B*nh, T, dh]
       const k = heads(this.linear(x, `${p}.attention.k_lin`));
       const v = heads(this.linear(x, `${p}.attention.v_lin`));
-      const scores = tf.add(tf.reshape(batchMatMul(q, tf.transpose(k, [0, 2, 1])), [B, nh, T, T]), maskBias); // [B, nh, T, T]
+      // Batched products: on wasm, student/kernels.ts runs each of the B·nh products on XNNPACK's 2-D path.
+      const scores = tf.add(tf.reshape(matMulFast(q, tf.transpose(k, [0, 2, 1])), [B, nh, T, T]), maskBias); // [B, nh, T, T]
       const probs = dropout(tf.softmax(scores, -1), c.attention_dropout);
-      const context = batchMatMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
+      const context = matMulFast(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
       const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D; // [B*T, H]
       const sa = layerNorm(tf.add(this.linear(merged, `${p}.attention.out_lin`), x), this.p(`${p}.sa_layer_norm.weight`), this.p(`${p}.sa_layer_norm.bias`)) as tf.Tensor2D;
       const inner = gelu(this.linear(sa, `${p}.ffn.lin1`)) as tf.Tensor2D; // [B*T, F]

@@ -63,3 +63,26 @@ describe('UnsortedSegmentSum', () => {
     expect(onWasm[1 * 3]).toBeCloseTo(4 * table[1 * 3]!, 5); // row 1 gathered twice: 2·2·w
   });
 });
+
+describe('BatchMatMul on wasm (each product of a batch on the 2-D path)', () => {
+  it('equals the cpu backend, batched and with transposes (which fall back to tfjs\'s kernel)', async () => {
+    const a = random(5 * 7 * 3, 21);
+    const b = random(5 * 3 * 4, 22);
+    const run = async (backend: 'wasm' | 'cpu'): Promise<Float32Array[]> => {
+      await selectBackend(backend);
+      return tf.tidy(() => {
+        const x = tf.tensor3d(a, [5, 7, 3]);
+        const y = tf.tensor3d(b, [5, 3, 4]);
+        return [
+          tf.matMul(x, y).dataSync() as Float32Array,
+          tf.matMul(x, tf.transpose(y, [0, 2, 1]), false, true).dataSync() as Float32Array,
+          tf.matMul(tf.reshape(x, [35, 3]), tf.reshape(tf.slice(y, [0, 0, 0], [1, 3, 4]), [3, 4])).dataSync() as Float32Array,
+        ].map((t) => Float32Array.from(t));
+      });
+    };
+    const onWasm = await run('wasm');
+    const onCpu = await run('cpu');
+    onWasm.forEach((w, i) => expect(maxAbsDiff(w, onCpu[i]!), `case ${i}`).toBeLessThan(1e-5));
+    expect(onWasm[0]!.length).toBe(5 * 7 * 4);
+  });
+});

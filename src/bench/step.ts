@@ -1,7 +1,7 @@
 // The distillation step timed on fixed shapes, as ../shared/peer/torch_distill_step.py bench times it:
 // random token ids (5..V), every position real, 15% of positions labelled; teacher forward, student
-// forward + backward on the three losses (no dropout, as the peer), clipping at 5, AdamW. Median over the timed steps, after one
-// warm-up step. Three figures:
+// forward + backward on the three losses (no dropout, as the peer), clipping at 5, AdamW. Median over the
+// timed steps, after one warm-up step. Three figures:
 //   teacher_fwd_tokens_per_s  the teacher alone (its worker thread: forward + soft targets)
 //   student_step_tokens_per_s the student's forward, backward and update alone
 //   distill_tokens_per_s      whole steps as training runs them: the teacher works on the next batch
