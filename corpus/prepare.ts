@@ -9,12 +9,13 @@
 // Every file is written to a temp name and renamed. progress.json records the position after each shard, so
 // an interrupted run, started again with the same inputs, continues from the last complete shard.
 
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join, relative, resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Field, Int32, List, makeData, RecordBatch, RecordBatchFileWriter, Schema, Struct } from 'apache-arrow';
 import { FileFormatError, InputError, MismatchError } from '../src/errors.js';
+import { readJsonObject } from '../src/model-dir.js';
 import { encodeSafetensors, SafetensorsFile, writeFileAtomic } from '../src/io/safetensors.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
 
@@ -210,7 +211,7 @@ export function readCorpusMeta(dir: string): CorpusMeta {
   if (!existsSync(path)) {
     throw new FileFormatError(path, 'missing: the corpus is not prepared (or its preparation did not finish)', `run: distill prepare --tokenizer DIR --out ${dir} INPUT...`);
   }
-  const meta = JSON.parse(readFileSync(path, 'utf8')) as CorpusMeta;
+  const meta = readJsonObject(path) as unknown as CorpusMeta;
   if (meta.format_version !== META_VERSION) throw new FileFormatError(path, `format_version ${meta.format_version}, this distill reads ${META_VERSION}`, 'prepare the corpus again');
   return meta;
 }
@@ -233,7 +234,7 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
   mkdirSync(out, { recursive: true });
   const metaPath = join(out, 'meta.json');
   if (existsSync(metaPath)) {
-    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CorpusMeta;
+    const meta = readJsonObject(metaPath) as unknown as CorpusMeta;
     if (meta.tokenizer?.vocab_hash !== tok.vocabHash) {
       throw new MismatchError(`${metaPath}: the corpus there was prepared with another tokenizer (vocabulary hash ${meta.tokenizer?.vocab_hash?.slice(0, 12)}…, `
         + `${tok.info.source} has ${tok.vocabHash.slice(0, 12)}…)`, 'use a new --out folder for this tokenizer, or delete the old one');
@@ -247,7 +248,7 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
   const progressPath = join(out, 'progress.json');
   let progress: Progress | undefined;
   if (existsSync(progressPath)) {
-    const p = JSON.parse(readFileSync(progressPath, 'utf8')) as Progress;
+    const p = readJsonObject(progressPath) as unknown as Progress;
     if (p.fingerprint === fingerprint && p.shards.every((s) => existsSync(join(out, s.file)))) progress = p;
   }
   // Shards past the recorded progress (or from other inputs) are stale.

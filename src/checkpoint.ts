@@ -6,10 +6,11 @@
 // A checkpoint is written into step-N.tmp-PID/ and renamed when complete: a folder without the .tmp suffix
 // is always whole, and an interrupted write leaves only a .tmp folder, which is never loaded.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FileFormatError } from './errors.js';
+import { readJsonObject } from './model-dir.js';
 import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from './io/safetensors.js';
 import type { TrainConfig } from './config.js';
 import type { AdamW } from './adamw.js';
@@ -101,7 +102,7 @@ export function saveCheckpoint(runDir: string, student: DistilBertStudent, optim
 
 export function readTrainerState(checkpoint: string): TrainerState {
   const path = join(checkpoint, 'trainer_state.json');
-  const state = JSON.parse(readFileSync(path, 'utf8')) as TrainerState;
+  const state = readJsonObject(path) as unknown as TrainerState;
   if (state.format_version !== CHECKPOINT_FORMAT) {
     throw new FileFormatError(path, `format_version ${state.format_version}, this distill reads ${CHECKPOINT_FORMAT}`);
   }

@@ -124,6 +124,9 @@ describe('distill prepare', () => {
     mkdirSync(join(work, 'nothing'), { recursive: true });
     await expect(prepareCorpus(tok, base(join(work, 'o6'), [join(work, 'nothing')]))).rejects.toThrow(/nothing: the folder holds no \.txt/);
     await expect(prepareCorpus(tok, base(join(work, 'o7'), [join(dir, 'notes.pdf')]))).rejects.toThrow(/notes\.pdf: no such file/);
+    mkdirSync(join(work, 'o8'), { recursive: true });
+    writeFileSync(join(work, 'o8', 'meta.json'), '{"format_version": 1,');
+    expect(() => readCorpusMeta(join(work, 'o8'))).toThrow(/o8\/meta\.json: not valid JSON/);
   });
 
   it('refuses an output folder prepared with another tokenizer (CLI)', () => {

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Command } from 'commander';
 import { FileFormatError, MismatchError } from '../errors.js';
 import { SafetensorsFile } from '../io/safetensors.js';
-import { choiceOption, floatOption } from '../options.js';
+import { choiceOption, floatOption, intOption } from '../options.js';
 import { Teacher } from '../../teacher/teacher.js';
 import { BACKEND_NAMES, selectBackend, type BackendName } from '../../student/backend.js';
 import { loadStudent } from '../../student/io.js';
@@ -130,7 +130,7 @@ export function registerEvalBatch(program: Command): void {
     .option('--alpha-mse <w>', 'weight of the logit MSE', floatOption('--alpha-mse', 0), RECIPE_LOSS_WEIGHTS.alpha_mse)
     .option('--restrict-ce-to-mask', 'KL over masked positions only (default: every real token)', false)
     .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')} (default: the best installed)`, choiceOption('--backend', BACKEND_NAMES))
-    .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', floatOption('--threads', 0), 0)
+    .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0, 1024), 0)
     .option('--unfused', 'compute the logit losses with plain tfjs ops instead of the fused host pass (same numbers, slower)', false)
     .action(async (opts: EvalBatchOptions) => {
       process.stdout.write(JSON.stringify(await runEvalBatch(opts)) + '\n');
