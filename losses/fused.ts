@@ -18,6 +18,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/errors.js';
+import { productsOnBlas } from '../student/blas.js';
 
 const F32 = new Float32Array(1);
 const F32_BITS = new Int32Array(F32.buffer);
@@ -225,22 +226,26 @@ export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: t
   const [n] = h.shape;
   const [v] = embeddings.shape;
   const values = { ce: 0, mlm: 0, mse: 0 };
+  // On a BLAS the transposed operands are free; otherwise every product is kept plain (the wasm backend
+  // runs transposed ones ~10× slower), at the cost of a transposed copy of the gradient.
+  const blas = productsOnBlas();
   const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
-    const logits = tf.tidy(() => tf.add(tf.matMul(x, tf.transpose(e)), b)); // [N, V]
+    const logits = tf.tidy(() => tf.add(blas ? tf.matMul(x, e, false, true) : tf.matMul(x, tf.transpose(e)), b)); // [N, V]
     const host = logitLossesHost(logits.dataSync() as Float32Array, n, v, targets, o);
     logits.dispose();
     values.ce = host.ce;
     values.mlm = host.mlm;
     values.mse = host.mse;
     const g = tf.tensor2d(host.grad, [n, v]); // [N, V]
-    const gT = tf.tensor2d(transposeTiled(host.grad, n, v), [v, n]); // [V, N]
+    const gT = blas ? g : tf.tensor2d(transposeTiled(host.grad, n, v), [v, n]); // [V, N]
     const gb = tf.tensor1d(host.biasGrad);
     save([x, e, g, gT, gb]);
     return {
       value: tf.scalar(o.alpha_ce * host.ce + o.alpha_mlm * host.mlm + o.alpha_mse * host.mse),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, es, gs, gTs, gbs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-        return [tf.mul(tf.matMul(gs, es), dy), tf.mul(tf.matMul(gTs, xs), dy), tf.mul(gbs, dy)];
+        const eGrad = blas ? tf.matMul(gs, xs, true, false) : tf.matMul(gTs, xs); // [V, H]
+        return [tf.mul(tf.matMul(gs, es), dy), tf.mul(eGrad, dy), tf.mul(gbs, dy)];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);

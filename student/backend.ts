@@ -5,6 +5,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../src/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './kernels.js';
+import { loadBlas, registerBlasMatMul } from './blas.js';
+import { registerGeluKernels } from './gelu.js';
 
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -13,6 +15,8 @@ export interface BackendChoice {
   name: BackendName;
   /** Which package gave the backend, e.g. "@tensorflow/tfjs-node-gpu". */
   source: string;
+  /** What runs the matrix products: the backend itself, or a native BLAS (student/blas.ts) on wasm/cpu. */
+  matmul: string;
 }
 
 async function tryImport(name: string): Promise<boolean> {
@@ -34,6 +38,8 @@ async function loadTensorflowBackend(): Promise<string | undefined> {
 async function loadWasmBackend(): Promise<boolean> {
   if (!(await tryImport('@tensorflow/tfjs-backend-wasm'))) return false;
   registerWasmTrainingKernels();
+  registerBlasMatMul('wasm');
+  registerGeluKernels('wasm');
   return true;
 }
 
@@ -51,6 +57,8 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
     else if (name === 'wasm') source = (await loadWasmBackend()) ? '@tensorflow/tfjs-backend-wasm' : undefined;
     else {
       registerCpuTrainingKernels();
+      registerBlasMatMul('cpu');
+      registerGeluKernels('cpu');
       source = '@tensorflow/tfjs-backend-cpu';
     }
     if (!source) {
@@ -70,7 +78,9 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
       }
     }
     await tf.ready();
-    return { name, source };
+    const blas = name === 'tensorflow' ? null : loadBlas();
+    const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : name;
+    return { name, source, matmul };
   }
   throw new DistillError('no tfjs backend could be started', 'reinstall the project dependencies: npm install');
 }

@@ -6,11 +6,14 @@
 // Parameters are tf.Variables keyed by their Hugging Face names. Linear weights are held as [in, out]
 // (PyTorch stores [out, in]) so that the forward product is a plain `x @ W`; the custom gradients of
 // `matMulFast` make every backward product a plain one too, with explicit transposes: the tfjs `wasm`
-// backend runs transposed products about 10× slower than plain ones (see ../shared/anchors.md).
+// backend runs transposed products about 10× slower than plain ones (see ../shared/anchors.md). Where the
+// products run on a native BLAS (student/blas.ts) a transposed operand costs nothing, so the products take
+// transpose flags instead and no transposed copy is made.
 
 import * as tf from '@tensorflow/tfjs';
 import { MismatchError, ShapeError } from '../src/errors.js';
 import { LAYER_NORM_EPS, type StudentConfig } from './config.js';
+import { productsOnBlas } from './blas.js';
 
 export interface ParamSpec {
   /** Hugging Face parameter name. */
@@ -70,6 +73,7 @@ export function transpose2d(data: Float32Array, rows: number, cols: number): Flo
 
 /** a @ b for 2-D or batched 3-D operands, whose gradients use only plain (untransposed) products. */
 export function matMulFast<R extends tf.Rank.R2 | tf.Rank.R3>(a: tf.Tensor<R>, b: tf.Tensor<R>): tf.Tensor<R> {
+  if (productsOnBlas()) return tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D) as tf.Tensor<R>; // tfjs's gradient: transposed products
   const f = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x, y]);
     const perm = x.rank === 3 ? [0, 2, 1] : [1, 0];
@@ -90,17 +94,18 @@ export function matMulFast<R extends tf.Rank.R2 | tf.Rank.R3>(a: tf.Tensor<R>, b
  * (the `wasm` backend repacks the right operand on every call): ∂h = g @ E, ∂E = gᵀ @ h, ∂b = 1ᵀ @ g.
  */
 export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  const blas = productsOnBlas();
   const f = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
     save([x, e]);
     return {
-      value: tf.add(tf.matMul(x, tf.transpose(e)), b),
+      value: tf.add(blas ? tf.matMul(x, e, false, true) : tf.matMul(x, tf.transpose(e)), b),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, es] = saved as [tf.Tensor2D, tf.Tensor2D];
         const g = dy as tf.Tensor2D; // [N, V]
         const n = g.shape[0];
         return [
           tf.matMul(g, es), // [N, H]
-          tf.matMul(tf.transpose(g), xs), // [V, H]
+          blas ? tf.matMul(g, xs, true, false) : tf.matMul(tf.transpose(g), xs), // [V, H]
           tf.reshape(tf.matMul(tf.ones([1, n]), g), [g.shape[1]]), // [V]
         ];
       },
@@ -109,10 +114,9 @@ export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.
   return f(h, embeddings, bias) as tf.Tensor2D;
 }
 
-/** GELU, erf form (BERT's "gelu"). */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
-}
+/** GELU, erf form (BERT's "gelu"): student/gelu.ts. */
+export { gelu } from './gelu.js';
+import { gelu } from './gelu.js';
 
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
   const { mean, variance } = tf.moments(x, -1, true);
@@ -239,8 +243,10 @@ export class DistilBertStudent {
       const q = heads(tf.mul(this.linear(x, `${p}.attention.q_lin`), 1 / Math.sqrt(dh)) as tf.Tensor2D); // [B*nh, T, dh]
       const k = heads(this.linear(x, `${p}.attention.k_lin`));
       const v = heads(this.linear(x, `${p}.attention.v_lin`));
-      // Batched products: on wasm, student/kernels.ts runs each of the B·nh products on XNNPACK's 2-D path.
-      const scores = tf.add(tf.reshape(matMulFast(q, tf.transpose(k, [0, 2, 1])), [B, nh, T, T]), maskBias); // [B, nh, T, T]
+      // Batched products: on a BLAS each is one sgemm (k transposed by flag); otherwise, on wasm,
+      // student/kernels.ts runs each of the B·nh products on XNNPACK's 2-D path.
+      const qk = productsOnBlas() ? tf.matMul(q, k, false, true) : matMulFast(q, tf.transpose(k, [0, 2, 1]) as tf.Tensor3D); // [B*nh, T, T]
+      const scores = tf.add(tf.reshape(qk, [B, nh, T, T]), maskBias); // [B, nh, T, T]
       const probs = dropout(tf.softmax(scores, -1), c.attention_dropout);
       const context = matMulFast(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
       const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D; // [B*T, H]

@@ -5,6 +5,9 @@ import { selectBackend } from '../student/backend.js';
 import { originalCpuUnsortedSegmentSum } from '../student/kernels.js';
 import { maxAbsDiff } from './helpers.js';
 
+// These tests check the backends' own kernels and ours in JS: the BLAS products are tested in blas.test.ts.
+process.env['DISTILL_BLAS'] = 'off';
+
 /** Run tfjs's original cpu UnsortedSegmentSum (kept aside when ours replaced it). */
 async function referenceSegmentSum(x: Float32Array, xShape: number[], ids: Int32Array, idsShape: number[], numSegments: number): Promise<Float32Array> {
   await selectBackend('cpu');

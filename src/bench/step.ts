@@ -18,6 +18,7 @@ import { lossRows } from '../../losses/rows.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
 import { AdamW, clipByGlobalNorm } from '../adamw.js';
 import { Rng } from '../../corpus/rng.js';
+import { KernelProfiler, type KernelTime } from './profile.js';
 
 export interface BenchOptions {
   teacher: string;
@@ -28,6 +29,8 @@ export interface BenchOptions {
   backend?: BackendName;
   threads: number;
   teacherEp?: TeacherExecutionProvider;
+  /** Also time one student step kernel by kernel (after the timed steps). */
+  profile?: boolean;
   /** The fused host pass for the logit losses (default) or plain tfjs ops. */
   fused?: boolean;
   /** Dropout as in training (default off: the PyTorch peer's step has none). */
@@ -39,10 +42,14 @@ export interface BenchResult {
   teacher_fwd_tokens_per_s: number;
   student_step_tokens_per_s: number;
   backend: string;
+  /** What ran the matrix products (the backend, or a native BLAS). */
+  matmul: string;
   batch: number;
   seq: number;
   steps: number;
   student_layers: number[];
+  /** With `profile`: one student step's time by kernel, and the time outside kernels. */
+  profile?: { step_ms: number; outside_kernels_ms: number; kernels: KernelTime[] };
 }
 
 function median(xs: number[]): number {
@@ -101,7 +108,18 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     studentStep(t);
     if (i > 0) wholeTimes.push(performance.now() - t0);
   }
-  await pending;
+  const last = await pending;
+  let profile: BenchResult['profile'];
+  if (o.profile) {
+    const profiler = new KernelProfiler(backend.name);
+    const t0 = performance.now();
+    studentStep(last);
+    const stepMs = performance.now() - t0;
+    const kernels = profiler.report();
+    profiler.dispose();
+    const inKernels = kernels.reduce((a, k) => a + k.ms, 0);
+    profile = { step_ms: stepMs, outside_kernels_ms: stepMs - inKernels, kernels: kernels.map((k) => ({ ...k, ms: Math.round(k.ms * 10) / 10 })) };
+  }
   await teacher.close();
   optimizer.dispose();
   student.dispose();
@@ -110,6 +128,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     distill_tokens_per_s: tokens / (median(wholeTimes) / 1000),
     teacher_fwd_tokens_per_s: tokens / (median(teacherTimes) / 1000),
     student_step_tokens_per_s: tokens / (median(studentTimes) / 1000),
-    backend: backend.name, batch: B, seq: T, steps: o.steps, student_layers: layers,
+    backend: backend.name, matmul: backend.matmul, batch: B, seq: T, steps: o.steps, student_layers: layers,
+    ...(profile ? { profile } : {}),
   };
 }

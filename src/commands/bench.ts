@@ -14,6 +14,7 @@ interface BenchCommandOptions {
   backend?: (typeof BACKEND_NAMES)[number];
   threads: number;
   teacherEp: 'cpu' | 'cuda' | 'webgpu';
+  profile?: boolean;
 }
 
 export function registerBench(program: Command): void {
@@ -31,9 +32,10 @@ export function registerBench(program: Command): void {
     .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')}`, choiceOption('--backend', BACKEND_NAMES))
     .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0), 1)
     .option('--teacher-ep <ep>', 'teacher execution provider', choiceOption('--teacher-ep', ['cpu', 'cuda', 'webgpu'] as const), 'cpu')
+    .option('--profile', 'also time one student step kernel by kernel: adds "profile" to the JSON line')
     .action(async (o: BenchCommandOptions) => {
       const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,
-        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp });
+        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile });
       process.stdout.write(JSON.stringify(r) + '\n');
     });
 }

@@ -1,0 +1,224 @@
+// Matrix products on a native BLAS (OpenBLAS, or Apple's Accelerate), when one is installed.
+//
+// tfjs's `wasm` backend multiplies on one thread at ~16 GFLOP/s and takes a path ~10× slower still for
+// transposed operands; its `cpu` backend is pure JS (~1 GFLOP/s). OpenBLAS's sgemm on the same 2-core
+// machine does 70-165 GFLOP/s, transposed or not. So where a BLAS library can be loaded, the BatchMatMul
+// kernel of `wasm` and `cpu` is replaced by one that calls cblas_sgemm through koffi (an FFI) directly on the
+// operands' memory: on `wasm` that is the wasm heap itself, so nothing is copied. The student code is
+// unchanged: it calls tf.matMul, and only the kernel behind it differs. Without a BLAS library (or with
+// DISTILL_BLAS=off) the backends' own kernels run, and every result stays within the golden tolerances
+// either way (test/blas.test.ts compares this kernel with tfjs's `cpu` one).
+//
+// Which library: DISTILL_BLAS=/path/to/lib (any library exporting cblas_sgemm), else the first of
+// libopenblas.so.0 / libopenblas.so / libopenblas.dylib / Accelerate that loads. Threads: OpenBLAS's own
+// default (OPENBLAS_NUM_THREADS, else one per core), or DISTILL_BLAS_THREADS.
+
+import koffi from 'koffi';
+import * as tf from '@tensorflow/tfjs';
+import { DistillError } from '../src/errors.js';
+
+const CBLAS_ROW_MAJOR = 101;
+const CBLAS_NO_TRANS = 111;
+const CBLAS_TRANS = 112;
+
+type Sgemm = (order: number, transA: number, transB: number, M: number, N: number, K: number, alpha: number,
+  A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number) => void;
+
+export interface Blas {
+  /** The library file that was loaded. */
+  library: string;
+  /** OpenBLAS's build description (e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX"), else the library name. */
+  description: string;
+  /** Threads the library uses per product (0 when it does not say). */
+  threads: number;
+  sgemm: Sgemm;
+}
+
+const CANDIDATES = ['libopenblas.so.0', 'libopenblas.so', 'libopenblas.dylib',
+  '/System/Library/Frameworks/Accelerate.framework/Accelerate'];
+
+let loaded: Blas | null | undefined;
+
+/** Load the BLAS library once; null when none is present or DISTILL_BLAS=off. */
+export function loadBlas(): Blas | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  const requested = process.env['DISTILL_BLAS'];
+  if (requested === 'off' || requested === '0') return loaded;
+  const names = requested ? [requested] : CANDIDATES;
+  for (const library of names) {
+    let lib: ReturnType<typeof koffi.load>;
+    try {
+      lib = koffi.load(library);
+    } catch (e) {
+      if (requested) {
+        throw new DistillError(`DISTILL_BLAS=${requested}: the library cannot be loaded (${(e as Error).message})`,
+          'point DISTILL_BLAS at a BLAS library that exports cblas_sgemm (e.g. libopenblas.so.0), or set DISTILL_BLAS=off');
+      }
+      continue;
+    }
+    let sgemm: Sgemm;
+    try {
+      sgemm = lib.func('void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, _Inout_ float *C, int ldc)') as unknown as Sgemm;
+    } catch (e) {
+      if (requested) throw new DistillError(`DISTILL_BLAS=${requested} has no cblas_sgemm (${(e as Error).message})`, 'use an OpenBLAS library, e.g. libopenblas.so.0');
+      continue;
+    }
+    let description = library;
+    let threads = 0;
+    try {
+      const config = lib.func('const char *openblas_get_config()') as unknown as () => string;
+      const setThreads = lib.func('void openblas_set_num_threads(int)') as unknown as (n: number) => void;
+      const getThreads = lib.func('int openblas_get_num_threads()') as unknown as () => number;
+      const wanted = process.env['DISTILL_BLAS_THREADS'];
+      if (wanted !== undefined) {
+        const n = Number(wanted);
+        if (!Number.isInteger(n) || n < 1) throw new DistillError(`DISTILL_BLAS_THREADS=${wanted} is not a whole number of threads`, 'set it to 1 or more, or unset it');
+        setThreads(n);
+      }
+      description = config().trim();
+      threads = getThreads();
+    } catch (e) {
+      if (e instanceof DistillError) throw e;
+      // Not OpenBLAS: products still run, the description is the library's name.
+    }
+    loaded = { library, description, threads, sgemm };
+    return loaded;
+  }
+  return loaded;
+}
+
+/** Geometry of one BatchMatMul call: out[g] = op(a[g]) @ op(b[g]), with a batch of 1 broadcast. */
+export interface ProductGeometry {
+  batch: number;
+  batchA: number;
+  batchB: number;
+  M: number;
+  K: number;
+  N: number;
+  transposeA: boolean;
+  transposeB: boolean;
+  outShape: number[];
+}
+
+/** The geometry of a BatchMatMul, or null when the batch shapes do not broadcast simply (left to tfjs). */
+export function productGeometry(aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean): ProductGeometry | null {
+  if (aShape.length < 2 || bShape.length < 2) return null;
+  const ra = aShape.length;
+  const rb = bShape.length;
+  const M = transposeA ? aShape[ra - 1]! : aShape[ra - 2]!;
+  const K = transposeA ? aShape[ra - 2]! : aShape[ra - 1]!;
+  const Kb = transposeB ? bShape[rb - 1]! : bShape[rb - 2]!;
+  const N = transposeB ? bShape[rb - 2]! : bShape[rb - 1]!;
+  if (K !== Kb) {
+    throw new DistillError(`matMul: inner dimensions differ (${K} in [${aShape.join(', ')}]${transposeA ? 'ᵀ' : ''} and ${Kb} in [${bShape.join(', ')}]${transposeB ? 'ᵀ' : ''})`);
+  }
+  const batchShapeA = aShape.slice(0, -2);
+  const batchShapeB = bShape.slice(0, -2);
+  const batchA = batchShapeA.reduce((x, y) => x * y, 1);
+  const batchB = batchShapeB.reduce((x, y) => x * y, 1);
+  let batchShape: number[];
+  if (batchShapeA.length === batchShapeB.length && batchShapeA.every((d, i) => d === batchShapeB[i])) batchShape = batchShapeA;
+  else if (batchA === 1 && batchShapeB.length >= batchShapeA.length) batchShape = batchShapeB;
+  else if (batchB === 1 && batchShapeA.length >= batchShapeB.length) batchShape = batchShapeA;
+  else return null;
+  return { batch: Math.max(batchA, batchB), batchA, batchB, M, K, N, transposeA, transposeB, outShape: [...batchShape, M, N] };
+}
+
+/** out = op(a) @ op(b) over the batch, on flat row-major arrays. */
+export function blasProduct(blas: Blas, g: ProductGeometry, a: Float32Array, b: Float32Array, out: Float32Array): void {
+  const { M, K, N } = g;
+  if (M === 0 || N === 0) return;
+  if (K === 0) {
+    out.fill(0);
+    return;
+  }
+  const lda = g.transposeA ? M : K;
+  const ldb = g.transposeB ? K : N;
+  const ta = g.transposeA ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  const tb = g.transposeB ? CBLAS_TRANS : CBLAS_NO_TRANS;
+  for (let i = 0; i < g.batch; i++) {
+    const aView = g.batchA === 1 ? a : a.subarray(i * M * K, (i + 1) * M * K);
+    const bView = g.batchB === 1 ? b : b.subarray(i * K * N, (i + 1) * K * N);
+    const outView = g.batch === 1 ? out : out.subarray(i * M * N, (i + 1) * M * N);
+    blas.sgemm(CBLAS_ROW_MAJOR, ta, tb, M, N, K, 1, aView, lda, bView, ldb, 0, outView, N);
+  }
+}
+
+let ones: Float32Array = new Float32Array(0);
+
+/** out[c] = Σ_r x[r, c] for x [rows, cols], as the product 1ᵀ x on the BLAS; false when there is no BLAS. */
+export function blasColumnSums(x: Float32Array, rows: number, cols: number, out: Float32Array): boolean {
+  const blas = loadBlas();
+  if (!blas) return false;
+  if (rows === 0 || cols === 0) {
+    out.fill(0);
+    return true;
+  }
+  if (ones.length < rows) ones = new Float32Array(rows).fill(1);
+  blas.sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_NO_TRANS, 1, cols, rows, 1, ones, rows, x, cols, 0, out, cols);
+  return true;
+}
+
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
+
+interface WasmBackendLike extends tf.KernelBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+interface CpuBackendLike extends tf.KernelBackend {
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
+}
+
+const blasBackends = new Set<string>();
+const previousKernels = new Map<string, tf.KernelFunc>();
+
+/** The BatchMatMul kernel the BLAS one replaced on `backendName` (for the tests that compare them). */
+export function kernelBeforeBlas(backendName: string): tf.KernelFunc | undefined {
+  return previousKernels.get(backendName);
+}
+
+/** Whether the named backend's matrix products run on the BLAS (so transposed operands cost nothing extra). */
+export function productsOnBlas(backendName: string = tf.getBackend()): boolean {
+  return blasBackends.has(backendName);
+}
+
+/**
+ * Replace BatchMatMul on `wasm` or `cpu` with the BLAS one (idempotent). Calls the BLAS cannot take (int32,
+ * batch shapes that broadcast in several dimensions) go to the kernel that was registered before.
+ * Returns false when no BLAS library is present.
+ */
+export function registerBlasMatMul(backendName: 'wasm' | 'cpu'): boolean {
+  if (blasBackends.has(backendName)) return true;
+  const blas = loadBlas();
+  if (!blas) return false;
+  const previous = tf.getKernel('BatchMatMul', backendName);
+  if (!previous) return false;
+  const fallback = previous.kernelFunc;
+  previousKernels.set(backendName, fallback);
+  const kernelFunc = (args: KernelArgs): tf.TensorInfo => {
+    const { inputs, backend, attrs } = args;
+    const a = inputs['a']!;
+    const b = inputs['b']!;
+    const geometry = a.dtype === 'float32' && b.dtype === 'float32'
+      ? productGeometry(a.shape, b.shape, Boolean(attrs?.['transposeA']), Boolean(attrs?.['transposeB'])) : null;
+    if (!geometry) return fallback(args as never) as tf.TensorInfo;
+    if (backendName === 'wasm') {
+      const wasm = backend as WasmBackendLike;
+      const out = wasm.makeOutput(geometry.outShape, 'float32');
+      // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
+      blasProduct(blas, geometry, wasm.typedArrayFromHeap(a) as Float32Array, wasm.typedArrayFromHeap(b) as Float32Array,
+        wasm.typedArrayFromHeap(out) as Float32Array);
+      return out;
+    }
+    const cpu = backend as CpuBackendLike;
+    const out = new Float32Array(geometry.outShape.reduce((x, y) => x * y, 1));
+    blasProduct(blas, geometry, cpu.readSync(a.dataId) as Float32Array, cpu.readSync(b.dataId) as Float32Array, out);
+    return cpu.makeTensorInfo(geometry.outShape, 'float32', out);
+  };
+  tf.unregisterKernel('BatchMatMul', backendName);
+  tf.registerKernel({ kernelName: 'BatchMatMul', backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    setupFunc: previous.setupFunc, disposeFunc: previous.disposeFunc });
+  blasBackends.add(backendName);
+  return true;
+}
