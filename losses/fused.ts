@@ -19,6 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/errors.js';
 import { productsOnBlas } from '../student/blas.js';
+import { wasmSimd, type SimdKernels } from '../student/simd.js';
 
 const F32 = new Float32Array(1);
 const F32_BITS = new Int32Array(F32.buffer);
@@ -112,19 +113,29 @@ export interface HostLogitLosses {
   biasGrad: Float32Array;
 }
 
-/** Loss values and their gradient for host logits s [N, V]. */
-export function logitLossesHost(s: Float32Array, n: number, v: number, t: TeacherSoftTargets, o: LogitLossOptions): HostLogitLosses {
+interface LossScales {
+  tau: number;
+  invTau: number;
+  ceCount: number;
+  mlmCount: number;
+  /** ∂(α_ce·ce)/∂s = ceScale·(q − p). */
+  ceScale: number;
+  /** ∂(α_mse·mse)/∂s = mseScale·(s − t). */
+  mseScale: number;
+  /** ∂(α_mlm·mlm)/∂s = mlmScale·(r − onehot). */
+  mlmScale: number;
+  /** The MLM label of each selected row, −1 where none. */
+  mlmLabelOf: Int32Array;
+}
+
+/** Check the inputs of the logit losses and work out their scales (shared by the host and wasm passes). */
+function lossScales(n: number, v: number, t: TeacherSoftTargets, o: LogitLossOptions): LossScales {
   if (t.probs.length !== n * v) throw new ShapeError(`logit losses: teacher targets hold ${t.probs.length} values, expected [${n}, ${v}]`);
   if (o.mlmRows.length !== o.mlmLabels.length) throw new ShapeError(`logit losses: ${o.mlmRows.length} MLM rows but ${o.mlmLabels.length} labels`);
   if (o.alpha_mse !== 0 && !t.logits) throw new ShapeError('logit losses: the MSE loss needs the teacher logits kept (keepLogits)');
   const tau = t.temperature;
-  const invTau = 1 / tau;
   const ceCount = o.ceCount ?? n;
   const mlmCount = o.mlmCount ?? o.mlmRows.length;
-  const grad = new Float32Array(n * v);
-  const ceScale = (tau / ceCount) * o.alpha_ce;
-  const mseScale = (2 / ceCount) * o.alpha_mse;
-  const mlmScale = o.alpha_mlm / Math.max(mlmCount, 1);
   const mlmLabelOf = new Int32Array(n).fill(-1);
   o.mlmRows.forEach((r, i) => {
     const label = o.mlmLabels[i]!;
@@ -132,6 +143,18 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, t: Teache
     if (r < 0 || r >= n) throw new ShapeError(`loss_mlm: row ${r} outside the ${n} selected rows`);
     mlmLabelOf[r] = label;
   });
+  return {
+    tau, invTau: 1 / tau, ceCount, mlmCount, mlmLabelOf,
+    ceScale: (tau / ceCount) * o.alpha_ce,
+    mseScale: (2 / ceCount) * o.alpha_mse,
+    mlmScale: o.alpha_mlm / Math.max(mlmCount, 1),
+  };
+}
+
+/** Loss values and their gradient for host logits s [N, V]. */
+export function logitLossesHost(s: Float32Array, n: number, v: number, t: TeacherSoftTargets, o: LogitLossOptions): HostLogitLosses {
+  const { tau, invTau, ceCount, mlmCount, ceScale, mseScale, mlmScale, mlmLabelOf } = lossScales(n, v, t, o);
+  const grad = new Float32Array(n * v);
   let ceSum = 0;
   let mlmSum = 0;
   let mseSum = 0;
@@ -193,6 +216,85 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, t: Teache
   };
 }
 
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  dataIdMap: { get(dataId: object): { memoryOffset: number } };
+  disposeData(dataId: object): boolean;
+}
+
+export interface DeviceLogitLosses {
+  ce: number;
+  mlm: number;
+  mse: number;
+  /** ∂(weighted losses)/∂s, [N, V], on the device. */
+  grad: tf.Tensor2D;
+  /** Its sum over the rows, [V]. */
+  biasGrad: tf.Tensor1D;
+}
+
+/**
+ * The same pass as logitLossesHost, on the `wasm` backend's memory with the SIMD module (student/simd.ts):
+ * the logits are read where they lie and the gradient is written into a new tensor, so neither crosses to
+ * JS; only the teacher's targets are uploaded. Same formulas, per row: max; exponentials with Σ and Σ p·a;
+ * KL gradient and bias; then the MLM and MSE terms where they apply.
+ */
+export function logitLossesWasm(simd: SimdKernels, logits: tf.Tensor2D, t: TeacherSoftTargets, o: LogitLossOptions): DeviceLogitLosses {
+  const [n, v] = logits.shape;
+  const { tau, invTau, ceCount, mlmCount, ceScale, mseScale, mlmScale, mlmLabelOf } = lossScales(n, v, t, o);
+  const backend = tf.backend() as unknown as WasmBackendLike;
+  const probs = tf.tensor2d(t.probs, [n, v]);
+  const teacherLogits = o.alpha_mse !== 0 ? tf.tensor2d(t.logits!, [n, v]) : undefined;
+  const gradInfo = backend.makeOutput([n, v], 'float32');
+  const biasInfo = backend.makeOutput([v], 'float32');
+  const scratch = backend.makeOutput([v], 'float32');
+  const at = (x: tf.TensorInfo): number => backend.dataIdMap.get(x.dataId).memoryOffset;
+  // Views after every allocation (allocating may grow the memory and detach earlier views); the SIMD
+  // passes never allocate.
+  const sView = backend.typedArrayFromHeap(logits);
+  const gView = backend.typedArrayFromHeap(gradInfo);
+  backend.typedArrayFromHeap(biasInfo).fill(0);
+  const S = at(logits);
+  const P = at(probs);
+  const G = at(gradInfo);
+  const Bias = at(biasInfo);
+  const Tmp = at(scratch);
+  const Tl = teacherLogits ? at(teacherLogits) : 0;
+  const rowBytes = v * 4;
+  let ceSum = 0;
+  let mlmSum = 0;
+  let mseSum = 0;
+  for (let row = 0; row < n; row++) {
+    const s = S + row * rowBytes;
+    const g = G + row * rowBytes;
+    const p = P + row * rowBytes;
+    const ms = simd.max(s, v);
+    const zq = simd.expSumDot(s, g, p, v, ms, invTau);
+    ceSum += t.negEntropy[row]! - (simd.second() - Math.log(zq));
+    simd.klGrad(g, p, Bias, v, ceScale / zq, ceScale);
+    const label = mlmLabelOf[row]!;
+    if (label >= 0) {
+      const zr = simd.expSum(s, Tmp, v, ms, 1);
+      mlmSum += -(sView[row * v + label]! - ms - Math.log(zr));
+      simd.axpy2(g, Tmp, Bias, v, mlmScale / zr);
+      gView[row * v + label]! -= mlmScale;
+    }
+    if (teacherLogits) mseSum += simd.mseGrad(g, s, Tl + row * rowBytes, Bias, v, mseScale);
+  }
+  // The label terms of the bias gradient, added once per row after the passes.
+  const biasView = backend.typedArrayFromHeap(biasInfo);
+  for (let row = 0; row < n; row++) if (mlmLabelOf[row]! >= 0) biasView[mlmLabelOf[row]!]! -= mlmScale;
+  backend.disposeData(scratch.dataId);
+  tf.dispose([probs, ...(teacherLogits ? [teacherLogits] : [])]);
+  return {
+    ce: (tau * tau * ceSum) / ceCount,
+    mlm: mlmCount > 0 ? mlmSum / mlmCount : 0,
+    mse: o.alpha_mse !== 0 ? mseSum / ceCount : 0,
+    grad: tf.engine().makeTensorFromTensorInfo(gradInfo) as tf.Tensor2D,
+    biasGrad: tf.engine().makeTensorFromTensorInfo(biasInfo) as tf.Tensor1D,
+  };
+}
+
 /** [rows, cols] → [cols, rows], in cache-sized tiles. */
 export function transposeTiled(a: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(a.length);
@@ -230,15 +332,29 @@ export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: t
   // runs transposed ones ~10× slower), at the cost of a transposed copy of the gradient.
   const blas = productsOnBlas();
   const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
-    const logits = tf.tidy(() => tf.add(blas ? tf.matMul(x, e, false, true) : tf.matMul(x, tf.transpose(e)), b)); // [N, V]
-    const host = logitLossesHost(logits.dataSync() as Float32Array, n, v, targets, o);
+    const logits = tf.tidy(() => tf.add(blas ? tf.matMul(x, e, false, true) : tf.matMul(x, tf.transpose(e)), b)) as tf.Tensor2D; // [N, V]
+    const simd = wasmSimd();
+    let g: tf.Tensor2D; // [N, V]
+    let gT: tf.Tensor2D; // [V, N]
+    let gb: tf.Tensor1D; // [V]
+    let host: { ce: number; mlm: number; mse: number };
+    if (simd) {
+      const device = logitLossesWasm(simd, logits, targets, o);
+      host = device;
+      g = device.grad;
+      gb = device.biasGrad;
+      gT = blas ? g : tf.transpose(g);
+    } else {
+      const h = logitLossesHost(logits.dataSync() as Float32Array, n, v, targets, o);
+      host = h;
+      g = tf.tensor2d(h.grad, [n, v]);
+      gT = blas ? g : tf.tensor2d(transposeTiled(h.grad, n, v), [v, n]);
+      gb = tf.tensor1d(h.biasGrad);
+    }
     logits.dispose();
     values.ce = host.ce;
     values.mlm = host.mlm;
     values.mse = host.mse;
-    const g = tf.tensor2d(host.grad, [n, v]); // [N, V]
-    const gT = blas ? g : tf.tensor2d(transposeTiled(host.grad, n, v), [v, n]); // [V, N]
-    const gb = tf.tensor1d(host.biasGrad);
     save([x, e, g, gT, gb]);
     return {
       value: tf.scalar(o.alpha_ce * host.ce + o.alpha_mlm * host.mlm + o.alpha_mse * host.mse),

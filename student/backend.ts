@@ -7,6 +7,7 @@ import { DistillError } from '../src/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './kernels.js';
 import { loadBlas, registerBlasMatMul } from './blas.js';
 import { registerGeluKernels } from './gelu.js';
+import { loadWasmSimd } from './simd.js';
 
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -78,6 +79,7 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
       }
     }
     await tf.ready();
+    if (name === 'wasm') await loadWasmSimd();
     const blas = name === 'tensorflow' ? null : loadBlas();
     const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : name;
     return { name, source, matmul };

@@ -3,12 +3,14 @@
 //   gelu'(x) = Φ(x) + x · φ(x),          φ(x) = e^(−x²/2) / √(2π)
 // In tfjs ops this is five element-wise kernels forward and about ten backward, over [B·T, 4H] tensors; on
 // `wasm` its Erf and Exp kernels alone took ~0.4 s of a ~2.8 s step on the tiny shape. On `wasm` and `cpu`
-// two JS kernels (DistillGelu, DistillGeluGrad) compute each in one pass over the memory; elsewhere the
-// tfjs-op form runs. erf is the rational approximation of Eigen/XLA (max error 7e-8 against the true erf).
+// two kernels (DistillGelu, DistillGeluGrad) compute each in one pass over the memory: in WebAssembly SIMD
+// (student/simd.ts) on `wasm`, in JS on `cpu` or where SIMD is unavailable; elsewhere the tfjs-op form runs.
+// erf is the rational approximation of Eigen/XLA (max error 7e-8 against the true erf).
 
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { expNonPositive } from '../losses/fused.js';
+import { wasmSimd } from './simd.js';
 
 const ALPHA = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5,
   -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2] as const;
@@ -56,11 +58,24 @@ interface CpuBackendLike extends tf.KernelBackend {
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
 }
 
+interface WasmOffsets {
+  dataIdMap: { get(dataId: object): { memoryOffset: number } };
+}
+
 function wasmKernel(compute: (ins: Float32Array[], out: Float32Array) => void, names: string[]) {
   return ({ inputs, backend }: KernelArgs): tf.TensorInfo => {
     const wasm = backend as BackendWasm;
     const first = inputs[names[0]!]!;
     const out = wasm.makeOutput(first.shape, 'float32');
+    const simd = wasmSimd();
+    if (simd) {
+      // 4 lanes at a time on the tensors' own memory (student/simd.ts).
+      const at = (t: tf.TensorInfo): number => (backend as unknown as WasmOffsets).dataIdMap.get(t.dataId).memoryOffset;
+      const n = first.shape.reduce((a, b) => a * b, 1);
+      if (names.length === 1) simd.gelu(at(first), at(out), n);
+      else simd.geluGrad(at(first), at(inputs[names[1]!]!), at(out), n);
+      return out;
+    }
     // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
     compute(names.map((n) => wasm.typedArrayFromHeap(inputs[n]!) as Float32Array), wasm.typedArrayFromHeap(out) as Float32Array);
     return out;

@@ -51,7 +51,7 @@ if (want('prepare')) {
   process.stdout.write(benchPrepare() + '\n\n');
 }
 
-interface StepRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: number; student_step_tokens_per_s: number; backend: string }
+interface StepRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: number; student_step_tokens_per_s: number; backend: string; matmul: string }
 interface PeerRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: number; torch: string; threads: number }
 
 const PEER = join(REPO, '..', 'shared', 'peer', 'torch_distill_step.py');
@@ -64,12 +64,13 @@ function benchStep(steps: number): string {
   const p = peer.status === 0 ? (JSON.parse(peer.stdout.trim().split('\n').at(-1)!) as PeerRun) : undefined;
   const f = (n: number): string => Math.round(n).toLocaleString('en-US');
   const rows = [
-    '| tiny shape, batch 32 × 128 | distill (tfjs ' + o.backend + ' + onnxruntime) | PyTorch CPU peer' + (p ? ` (torch ${p.torch}, ${p.threads} threads)` : '') + ' | ratio |',
+    '| tiny shape, batch 32 × 128 | distill (tfjs ' + o.backend + (o.matmul !== o.backend ? `, products on ${o.matmul.split(' ').slice(0, 2).join(' ')}` : '') + ' + onnxruntime) | PyTorch CPU peer' + (p ? ` (torch ${p.torch}, ${p.threads} threads)` : '') + ' | ratio |',
     '|---|---|---|---|',
     `| whole distillation step, tokens/s | ${f(o.distill_tokens_per_s)} | ${p ? f(p.distill_tokens_per_s) : 'not run'} | ${p ? (o.distill_tokens_per_s / p.distill_tokens_per_s).toFixed(2) : '–'} |`,
     `| teacher forward, tokens/s | ${f(o.teacher_fwd_tokens_per_s)} | ${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | ${p ? (o.teacher_fwd_tokens_per_s / p.teacher_fwd_tokens_per_s).toFixed(2) : '–'} |`,
     `| student forward + backward + AdamW alone, tokens/s | ${f(o.student_step_tokens_per_s)} | – | – |`,
   ];
+  rows.push('', `Student matrix products: ${o.matmul}.`);
   if (!p) rows.push('', `PyTorch peer not run (${PEER}: needs apt-get install -y python3-torch libopenblas0-pthread): ${peer.stderr?.split('\n').slice(-2).join(' ') ?? ''}`);
   return rows.join('\n');
 }

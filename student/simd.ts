@@ -1,0 +1,206 @@
+// Element-wise passes in WebAssembly SIMD (f32x4), on the `wasm` backend's own memory.
+//
+// The hot element-wise work of a step (the logit losses over [N, V], GELU over [B·T, 4H]) costs 10–35 ns an
+// element in JS, and tfjs's wasm Exp/Erf kernels are scalar too. This module is written here in WebAssembly
+// text, compiled at start with wabt (an npm package: no toolchain needed), and imports the tfjs wasm
+// backend's WebAssembly.Memory, so it reads and writes tensors where they lie: no copies. Pointers are byte
+// offsets into that memory; counts are elements. Each pass runs 4 lanes at a time, then a one-lane tail.
+//
+// exp: Cephes' expf (range reduction by ln 2 in two parts, degree-6 polynomial, exponent built in the
+// bits), inputs clamped to [-87, 88]. erf: Eigen/XLA's rational approximation, clamped to [-4, 4]. Both are
+// within a few float32 ulps (test/simd.test.ts checks them against Math.exp and reference erf values).
+
+import * as tf from '@tensorflow/tfjs';
+
+const splat = (v: number): string => {
+  const s = Number.isFinite(v) ? v.toString() : v > 0 ? 'inf' : '-inf';
+  return `(v128.const f32x4 ${s} ${s} ${s} ${s})`;
+};
+const add = (a: string, b: string): string => `(f32x4.add ${a} ${b})`;
+const sub = (a: string, b: string): string => `(f32x4.sub ${a} ${b})`;
+const mul = (a: string, b: string): string => `(f32x4.mul ${a} ${b})`;
+const get = (name: string): string => `(local.get $${name})`;
+const set = (name: string, v: string): string => `(local.set $${name} ${v})`;
+
+type Mode = 'vector' | 'tail';
+interface Access {
+  /** Load 4 floats (vector) or one float splat to 4 lanes (tail) at pointer param `p` + i. */
+  ld(p: string): string;
+  /** Store 4 lanes (vector) or lane 0 (tail). */
+  st(p: string, v: string): string;
+  /** Keep lane 0 only in the tail, so that sums count each element once. */
+  one(v: string): string;
+}
+
+function access(mode: Mode): Access {
+  const at = (p: string): string => `(i32.add (local.get $${p}) (local.get $i))`;
+  return mode === 'vector'
+    ? { ld: (p) => `(v128.load ${at(p)})`, st: (p, v) => `(v128.store ${at(p)} ${v})`, one: (v) => v }
+    : { ld: (p) => `(f32x4.splat (f32.load ${at(p)}))`, st: (p, v) => `(f32.store ${at(p)} (f32x4.extract_lane 0 ${v}))`,
+      one: (v) => `(v128.and ${v} (v128.const i32x4 -1 0 0 0))` };
+}
+
+/** The body over all n elements: 4 at a time, then the rest one at a time. $i is a byte offset. */
+function passes(body: (a: Access) => string): string {
+  return `
+    (local.set $i (i32.const 0))
+    (local.set $e (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (block $bv (loop $lv
+      (br_if $bv (i32.ge_u (local.get $i) (local.get $e)))
+      ${body(access('vector'))}
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $lv)))
+    (local.set $e (i32.shl (local.get $n) (i32.const 2)))
+    (block $bt (loop $lt
+      (br_if $bt (i32.ge_u (local.get $i) (local.get $e)))
+      ${body(access('tail'))}
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $lt)))`;
+}
+
+const lanesSum = (v: string): string =>
+  `(f32.add (f32.add (f32x4.extract_lane 0 ${v}) (f32x4.extract_lane 1 ${v})) (f32.add (f32x4.extract_lane 2 ${v}) (f32x4.extract_lane 3 ${v})))`;
+
+function horner(x: string, coefficients: readonly number[]): string {
+  let p = splat(coefficients[0]!);
+  for (const c of coefficients.slice(1)) p = add(mul(p, x), splat(c));
+  return p;
+}
+
+const ERF_ALPHA = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5,
+  -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2];
+const ERF_BETA = [-1.45660718464996e-5, -2.13374055278905e-4, -1.68282697438203e-3, -7.37332916720468e-3, -1.42647390514189e-2];
+const EXP_POLY = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+
+const WAT = `(module
+  (import "env" "memory" (memory 1))
+  (global $second (mut f32) (f32.const 0))
+  (func (export "second") (result f32) (global.get $second))
+
+  (func $exp (param $x v128) (result v128) (local $k v128) (local $r v128) (local $p v128)
+    ${set('x', `(f32x4.min (f32x4.max ${get('x')} ${splat(-87)}) ${splat(88)})`)}
+    ${set('k', `(f32x4.nearest ${mul(get('x'), splat(Math.LOG2E))})`)}
+    ${set('r', sub(sub(get('x'), mul(get('k'), splat(0.693359375))), mul(get('k'), splat(-2.12194440e-4))))}
+    ${set('p', horner(get('r'), EXP_POLY))}
+    ${set('p', add(add(mul(mul(get('p'), get('r')), get('r')), get('r')), splat(1)))}
+    (f32x4.mul ${get('p')} (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s ${get('k')}) (v128.const i32x4 127 127 127 127)) (i32.const 23))))
+
+  (func $erf (param $x v128) (result v128) (local $c v128) (local $x2 v128)
+    ${set('c', `(f32x4.min (f32x4.max ${get('x')} ${splat(-4)}) ${splat(4)})`)}
+    ${set('x2', mul(get('c'), get('c')))}
+    (f32x4.div ${mul(get('c'), horner(get('x2'), ERF_ALPHA))} ${horner(get('x2'), ERF_BETA)}))
+
+  ;; max over n floats
+  (func (export "max") (param $x i32) (param $n i32) (result f32) (local $i i32) (local $e i32) (local $m v128)
+    ${set('m', splat(-Infinity))}
+    ${passes((a) => set('m', `(f32x4.max ${get('m')} ${a.ld('x')})`))}
+    (f32.max (f32.max (f32x4.extract_lane 0 ${get('m')}) (f32x4.extract_lane 1 ${get('m')}))
+             (f32.max (f32x4.extract_lane 2 ${get('m')}) (f32x4.extract_lane 3 ${get('m')}))))
+
+  ;; out = exp((x - shift) * scale); returns Σ out
+  (func (export "expSum") (param $x i32) (param $out i32) (param $n i32) (param $shift f32) (param $scale f32) (result f32)
+    (local $i i32) (local $e i32) (local $sh v128) (local $sc v128) (local $acc v128) (local $v v128)
+    ${set('sh', `(f32x4.splat ${get('shift')})`)} ${set('sc', `(f32x4.splat ${get('scale')})`)}
+    ${passes((a) => `${set('v', `(call $exp ${mul(sub(a.ld('x'), get('sh')), get('sc'))})`)} ${a.st('out', get('v'))}
+      ${set('acc', add(get('acc'), a.one(get('v'))))}`)}
+    ${lanesSum(get('acc'))})
+
+  ;; out = exp(a), a = (x - shift) * scale; returns Σ out, and Σ p·a in second()
+  (func (export "expSumDot") (param $x i32) (param $out i32) (param $p i32) (param $n i32) (param $shift f32) (param $scale f32) (result f32)
+    (local $i i32) (local $e i32) (local $sh v128) (local $sc v128) (local $acc v128) (local $dot v128) (local $a v128) (local $v v128)
+    ${set('sh', `(f32x4.splat ${get('shift')})`)} ${set('sc', `(f32x4.splat ${get('scale')})`)}
+    ${passes((a) => `${set('a', mul(sub(a.ld('x'), get('sh')), get('sc')))} ${set('v', `(call $exp ${get('a')})`)} ${a.st('out', get('v'))}
+      ${set('acc', add(get('acc'), a.one(get('v'))))} ${set('dot', add(get('dot'), a.one(mul(a.ld('p'), get('a')))))}`)}
+    (global.set $second ${lanesSum(get('dot'))})
+    ${lanesSum(get('acc'))})
+
+  ;; g = qs·g − cs·p; bias += g
+  (func (export "klGrad") (param $g i32) (param $p i32) (param $bias i32) (param $n i32) (param $qs f32) (param $cs f32)
+    (local $i i32) (local $e i32) (local $q v128) (local $c v128) (local $v v128)
+    ${set('q', `(f32x4.splat ${get('qs')})`)} ${set('c', `(f32x4.splat ${get('cs')})`)}
+    ${passes((a) => `${set('v', sub(mul(get('q'), a.ld('g')), mul(get('c'), a.ld('p'))))} ${a.st('g', get('v'))}
+      ${a.st('bias', add(a.ld('bias'), get('v')))}`)})
+
+  ;; t = s·x; g += t; bias += t
+  (func (export "axpy2") (param $g i32) (param $x i32) (param $bias i32) (param $n i32) (param $s f32)
+    (local $i i32) (local $e i32) (local $sv v128) (local $v v128)
+    ${set('sv', `(f32x4.splat ${get('s')})`)}
+    ${passes((a) => `${set('v', mul(get('sv'), a.ld('x')))} ${a.st('g', add(a.ld('g'), get('v')))} ${a.st('bias', add(a.ld('bias'), get('v')))}`)})
+
+  ;; d = x − t; g += s·d; bias += s·d; returns Σ d²
+  (func (export "mseGrad") (param $g i32) (param $x i32) (param $t i32) (param $bias i32) (param $n i32) (param $s f32) (result f32)
+    (local $i i32) (local $e i32) (local $sv v128) (local $d v128) (local $v v128) (local $acc v128)
+    ${set('sv', `(f32x4.splat ${get('s')})`)}
+    ${passes((a) => `${set('d', sub(a.ld('x'), a.ld('t')))} ${set('acc', add(get('acc'), a.one(mul(get('d'), get('d')))))}
+      ${set('v', mul(get('sv'), get('d')))} ${a.st('g', add(a.ld('g'), get('v')))} ${a.st('bias', add(a.ld('bias'), get('v')))}`)}
+    ${lanesSum(get('acc'))})
+
+  ;; out = x·Φ(x), Φ(x) = ½(1 + erf(x/√2))
+  (func (export "gelu") (param $x i32) (param $out i32) (param $n i32) (local $i i32) (local $e i32) (local $v v128)
+    ${passes((a) => `${set('v', a.ld('x'))}
+      ${a.st('out', mul(mul(get('v'), splat(0.5)), add(splat(1), `(call $erf ${mul(get('v'), splat(Math.SQRT1_2))})`)))}`)})
+
+  ;; out = dy·(Φ(x) + x·φ(x)), φ(x) = e^(−x²/2)/√(2π)
+  (func (export "geluGrad") (param $x i32) (param $dy i32) (param $out i32) (param $n i32) (local $i i32) (local $e i32) (local $v v128)
+    ${passes((a) => `${set('v', a.ld('x'))}
+      ${a.st('out', mul(a.ld('dy'), add(mul(splat(0.5), add(splat(1), `(call $erf ${mul(get('v'), splat(Math.SQRT1_2))})`)),
+        mul(mul(get('v'), splat(1 / Math.sqrt(2 * Math.PI))), `(call $exp ${mul(mul(get('v'), get('v')), splat(-0.5))})`))))}`)})
+)`;
+
+export interface SimdKernels {
+  max(x: number, n: number): number;
+  expSum(x: number, out: number, n: number, shift: number, scale: number): number;
+  expSumDot(x: number, out: number, p: number, n: number, shift: number, scale: number): number;
+  /** The second result of the last call that has one (expSumDot: Σ p·a). */
+  second(): number;
+  klGrad(g: number, p: number, bias: number, n: number, qs: number, cs: number): void;
+  axpy2(g: number, x: number, bias: number, n: number, s: number): void;
+  mseGrad(g: number, x: number, t: number, bias: number, n: number, s: number): number;
+  gelu(x: number, out: number, n: number): void;
+  geluGrad(x: number, dy: number, out: number, n: number): void;
+}
+
+/** The WebAssembly text of the module (for the tests and for reading). */
+export const SIMD_WAT = WAT;
+
+/** Compile the module against `memory`; null when this runtime has no wasm SIMD or wabt is missing. */
+export async function compileSimd(memory: WebAssembly.Memory): Promise<SimdKernels | null> {
+  try {
+    const wabt = await (await import('wabt')).default();
+    const parsed = wabt.parseWat('distill-simd.wat', WAT, { simd: true });
+    const { buffer } = parsed.toBinary({});
+    parsed.destroy();
+    const { instance } = await WebAssembly.instantiate(buffer, { env: { memory } });
+    return instance.exports as unknown as SimdKernels;
+  } catch {
+    return null;
+  }
+}
+
+interface WasmModuleMemory {
+  wasm: { asm: { memory: WebAssembly.Memory } };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } };
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+}
+
+let kernels: SimdKernels | null | undefined;
+
+/** Compile the module on the wasm backend's memory (once). Null when it cannot be (the JS paths then run). */
+export async function loadWasmSimd(): Promise<SimdKernels | null> {
+  if (kernels !== undefined) return kernels;
+  if (process.env['DISTILL_SIMD'] === 'off') return (kernels = null);
+  const backend = tf.findBackend('wasm') as unknown as WasmModuleMemory | null;
+  const memory = backend?.wasm?.asm?.memory;
+  kernels = memory instanceof WebAssembly.Memory ? await compileSimd(memory) : null;
+  return kernels;
+}
+
+/** The SIMD kernels, when loaded and the active backend is `wasm`. */
+export function wasmSimd(): SimdKernels | null {
+  return kernels && tf.getBackend() === 'wasm' ? kernels : null;
+}
+
+/** Byte offset of a wasm-backend tensor in the shared memory. */
+export function heapOffset(t: tf.TensorInfo): number {
+  return (tf.backend() as unknown as WasmModuleMemory).dataIdMap.get(t.dataId).memoryOffset;
+}
