@@ -139,6 +139,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 
   // --- Backend, teacher, corpus, student. ---
   const backend: BackendChoice = await selectBackend(config.backend ?? undefined);
+  log(`student backend: ${backend.name} (${backend.source}); matrix products: ${backend.matmul}`);
   assertModelDir(config.teacher, 'teacher (config)');
   const teacherConfig = readEncoderConfig(config.teacher);
   const teacherLayers = teacherConfig.numLayers;

@@ -10,10 +10,12 @@
 // either way (test/blas.test.ts compares this kernel with tfjs's `cpu` one).
 //
 // Which library: DISTILL_BLAS=/path/to/lib (any library exporting cblas_sgemm), else the first of
-// libopenblas.so.0 / libopenblas.so / libopenblas.dylib / Accelerate that loads. Threads: OpenBLAS's own
-// default (OPENBLAS_NUM_THREADS, else one per core), or DISTILL_BLAS_THREADS.
+// libopenblas.so.0 / libopenblas.so / libopenblas.dylib / Accelerate that loads. Threads: DISTILL_BLAS_THREADS,
+// else OpenBLAS's own default (OPENBLAS_NUM_THREADS, else one per core), divided between the ranks that
+// mpirun starts on one machine.
 
 import koffi from 'koffi';
+import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../src/errors.js';
 
@@ -71,10 +73,14 @@ export function loadBlas(): Blas | null {
       const setThreads = lib.func('void openblas_set_num_threads(int)') as unknown as (n: number) => void;
       const getThreads = lib.func('int openblas_get_num_threads()') as unknown as () => number;
       const wanted = process.env['DISTILL_BLAS_THREADS'];
+      const localRanks = Number(process.env['OMPI_COMM_WORLD_LOCAL_SIZE'] ?? 1);
       if (wanted !== undefined) {
         const n = Number(wanted);
         if (!Number.isInteger(n) || n < 1) throw new DistillError(`DISTILL_BLAS_THREADS=${wanted} is not a whole number of threads`, 'set it to 1 or more, or unset it');
         setThreads(n);
+      } else if (localRanks > 1 && !process.env['OPENBLAS_NUM_THREADS']) {
+        // Several ranks on one machine (mpirun): share the cores between them rather than oversubscribe.
+        setThreads(Math.max(1, Math.floor(availableParallelism() / localRanks)));
       }
       description = config().trim();
       threads = getThreads();
