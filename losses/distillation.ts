@@ -20,3 +20,22 @@ export function distillationLoss(sLogits: tf.Tensor2D, tLogits: tf.Tensor2D, tem
     return tf.mul(tf.div(kl, n), temperature * temperature) as tf.Scalar;
   });
 }
+
+/**
+ * The same loss from the teacher's soft targets instead of its logits: p = softmax(t/τ) [N, V] and
+ * Σ_v p log p per row [N] (what the teacher's graph computes, teacher/worker.ts), so the full logits never
+ * have to leave the teacher: KL = Σ p log p − Σ p log softmax(s/τ).
+ */
+export function distillationLossFromSoft(sLogits: tf.Tensor2D, probs: tf.Tensor2D, negEntropy: tf.Tensor1D, temperature: number): tf.Scalar {
+  expectRank('loss_ce', 's_logits', sLogits, 2);
+  expectSameShape('loss_ce', ['s_logits', sLogits], ['teacher soft targets', probs]);
+  if (negEntropy.shape[0] !== sLogits.shape[0]) throw new ShapeError(`loss_ce: ${negEntropy.shape[0]} teacher entropies for ${sLogits.shape[0]} rows`);
+  if (!(temperature > 0)) throw new ShapeError(`loss_ce: temperature must be positive, got ${temperature}`);
+  const n = sLogits.shape[0];
+  if (n === 0) throw new ShapeError('loss_ce: no rows selected');
+  return tf.tidy(() => {
+    const sLogP = tf.logSoftmax(tf.div(sLogits, temperature)); // [N, V]
+    const kl = tf.sub(tf.sum(negEntropy), tf.sum(tf.mul(probs, sLogP)));
+    return tf.mul(tf.div(kl, n), temperature * temperature) as tf.Scalar;
+  });
+}

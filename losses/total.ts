@@ -8,10 +8,11 @@ import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/errors.js';
 import { tiedProjector, type DistilBertStudent, type ForwardOptions } from '../student/model.js';
 import { cosineLoss } from './cosine.js';
-import { distillationLoss } from './distillation.js';
+import { distillationLoss, distillationLossFromSoft } from './distillation.js';
 import { mlmLoss } from './mlm.js';
 import { logitMseLoss } from './mse.js';
 import { positionsWithin, selectRows, type LossRows } from './rows.js';
+import { hostLossPass } from '../student/backend.js';
 import { fusedHeadLosses, teacherSoftTargets, type TeacherSoftTargets } from './fused.js';
 
 export interface LossWeights {
@@ -56,10 +57,18 @@ export interface DistillLossResult {
   loss: tf.Scalar;
   /** The values (reads them from the device; call before the tensors are disposed). */
   values(): LossNumbers;
+  /**
+   * [loss, loss_ce, loss_mlm, loss_cos, loss_mse] as one tensor, to keep out of the step's tf.tidy and read
+   * with `await data()` (backends that cannot read synchronously: webgpu); lossNumbers() names them.
+   */
+  packed(): tf.Tensor1D;
 }
 
 export interface DistillLossOptions {
-  /** Compute the logit losses and their gradient in one host pass (losses/fused.ts) rather than in tfjs ops (default true). */
+  /**
+   * Compute the logit losses and their gradient in one host pass (losses/fused.ts) rather than in tfjs ops.
+   * Default: on the CPU backends (wasm, cpu); on a GPU backend the tfjs ops keep the logits on the device.
+   */
   fused?: boolean;
   /** Divisors of the means: global counts in data-parallel runs (default: this batch's). */
   ceCount?: number;
@@ -93,7 +102,7 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   let lossCos = cosineLoss(sHidden, tHidden);
   if (options.cosCount !== undefined) lossCos = tf.mul(lossCos, rows.realRows.length / options.cosCount) as tf.Scalar;
 
-  if (options.fused ?? true) {
+  if (options.fused ?? hostLossPass()) {
     const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
     if (soft.probs.length !== headRows.length * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${headRows.length}, ${V}]`);
     const { embeddings, bias } = student.projector();
@@ -105,18 +114,24 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
     return {
       loss,
       values: () => ({ loss: loss.dataSync()[0]!, loss_ce: f.loss_ce, loss_mlm: f.loss_mlm, loss_cos: lossCos.dataSync()[0]!, loss_mse: f.loss_mse }),
+      packed: () => tf.concat([tf.reshape(loss, [1]), tf.tensor1d([f.loss_ce, f.loss_mlm]), tf.reshape(lossCos, [1]), tf.tensor1d([f.loss_mse])]) as tf.Tensor1D,
     };
   }
 
-  // The same in tfjs ops, one loss per file.
-  if (!teacher.logits) throw new ShapeError('the unfused losses need the teacher logits');
+  // The same in tfjs ops, one loss per file: from the teacher's logits, or from its soft targets.
+  const soft = teacher.logits ? undefined : teacher.soft!;
+  if (soft && soft.probs.length !== headRows.length * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${headRows.length}, ${V}]`);
   const { embeddings, bias } = student.projector();
   const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
-  const tLogits = tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]); // [N, V]
-  let lossCe = distillationLoss(sLogits, tLogits, weights.temperature);
+  const tLogits = teacher.logits ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]
+    : soft!.logits ? tf.tensor2d(soft!.logits, [headRows.length, V]) : undefined;
+  let lossCe = soft
+    ? distillationLossFromSoft(sLogits, tf.tensor2d(soft.probs, [headRows.length, V]), tf.tensor1d(Float32Array.from(soft.negEntropy)), weights.temperature)
+    : distillationLoss(sLogits, tLogits!, weights.temperature);
   if (options.ceCount !== undefined) lossCe = tf.mul(lossCe, headRows.length / options.ceCount) as tf.Scalar;
   let lossMse: tf.Scalar = tf.scalar(0);
   if (weights.alpha_mse !== 0) {
+    if (!tLogits) throw new ShapeError('loss_mse needs the teacher logits (keepLogits)');
     lossMse = logitMseLoss(sLogits, tLogits);
     if (options.ceCount !== undefined) lossMse = tf.mul(lossMse, headRows.length / options.ceCount) as tf.Scalar;
   }
@@ -131,5 +146,11 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   return {
     loss,
     values: () => ({ loss: loss.dataSync()[0]!, loss_ce: lossCe.dataSync()[0]!, loss_mlm: lossMlm.dataSync()[0]!, loss_cos: lossCos.dataSync()[0]!, loss_mse: lossMse.dataSync()[0]! }),
+    packed: () => tf.stack([loss, lossCe, lossMlm, lossCos, lossMse]) as tf.Tensor1D,
   };
+}
+
+/** Name the values of DistillLossResult.packed(). */
+export function lossNumbers(v: ArrayLike<number>): LossNumbers {
+  return { loss: v[0]!, loss_ce: v[1]!, loss_mlm: v[2]!, loss_cos: v[3]!, loss_mse: v[4]! };
 }

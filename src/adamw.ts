@@ -3,6 +3,7 @@
 // beside the parameters; their values can be read and restored exactly for checkpoints.
 
 import * as tf from '@tensorflow/tfjs';
+import { guardGpu } from '../student/backend.js';
 
 export interface AdamWOptions {
   betas: [number, number];
@@ -49,6 +50,11 @@ export class AdamW {
     });
   }
 
+  /** The first and second moments, one tensor per parameter each. */
+  moments(): tf.Variable[] {
+    return [...this.expAvg, ...this.expAvgSq];
+  }
+
   dispose(): void {
     for (const v of [...this.expAvg, ...this.expAvgSq]) v.dispose();
   }
@@ -60,9 +66,29 @@ export function linearWarmupDecay(done: number, warmupUpdates: number, totalUpda
   return Math.max(0, (totalUpdates - done) / Math.max(1, totalUpdates - warmupUpdates));
 }
 
-/** Clip by the global L2 norm in place of the list (torch.nn.utils.clip_grad_norm_); returns the norm before clipping. */
-export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: number } {
-  const norm = Math.sqrt(tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+/**
+ * Σ over the tensors of Σ x², as a scalar. Added four at a time: one AddN over every parameter would bind more
+ * buffers than a WebGPU shader stage may (8 on some adapters).
+ */
+export function sumOfSquares(tensors: tf.Tensor[]): tf.Scalar {
+  let parts: tf.Tensor[] = tensors.map((g) => tf.sum(tf.square(g)));
+  if (parts.length === 0) return tf.scalar(0);
+  while (parts.length > 1) {
+    const next: tf.Tensor[] = [];
+    for (let i = 0; i < parts.length; i += 4) next.push(parts.length - i === 1 ? parts[i]! : tf.addN(parts.slice(i, i + 4)));
+    parts = next;
+  }
+  return parts[0] as tf.Scalar;
+}
+
+/**
+ * Clip by the global L2 norm in place of the list (torch.nn.utils.clip_grad_norm_); returns the norm before
+ * clipping. The norm is read asynchronously (one scalar), so it works on backends that cannot read synchronously.
+ */
+export async function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): Promise<{ grads: tf.Tensor[]; norm: number }> {
+  const squared = tf.tidy(() => sumOfSquares(grads));
+  const norm = Math.sqrt((await guardGpu(squared.data()))[0]!);
+  squared.dispose();
   if (maxNorm <= 0 || !Number.isFinite(norm)) return { grads, norm };
   const coef = maxNorm / (norm + 1e-6);
   if (coef >= 1) return { grads, norm };

@@ -50,10 +50,15 @@ export interface TrainConfig extends LossWeights, MaskingConfig {
   bucket_width: number;
   /** Student dropout while training (0.1; the reference's DistilBERT config). */
   dropout: number;
-  /** Student tfjs backend: null for the best installed (tensorflow > wasm > cpu). */
-  backend: 'tensorflow' | 'wasm' | 'cpu' | null;
+  /** Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named. */
+  backend: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu' | null;
   /** onnxruntime CPU threads for the teacher (0: onnxruntime's choice). */
   teacher_threads: number;
+  /**
+   * Teacher execution provider: "cpu", "webgpu" or "cuda"; null for the best present: cuda when its provider
+   * library is installed, else webgpu when the student runs on webgpu, else cpu.
+   */
+  teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
 }
 
 /** The reference recipe (RECIPE.md); teacher and corpus must be given. */
@@ -89,6 +94,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'teacher' | 'corpus'> = {
   dropout: 0.1,
   backend: null,
   teacher_threads: 0,
+  teacher_ep: null,
 };
 
 type Check = (v: unknown) => string | undefined;
@@ -132,8 +138,9 @@ const SCHEMA: Record<keyof TrainConfig, Check> = {
   keep_checkpoints: num(1, 1 << 20, true),
   bucket_width: num(1, 1 << 16, true),
   dropout: num(0, 0.999),
-  backend: (v) => (v === null || v === 'tensorflow' || v === 'wasm' || v === 'cpu' ? undefined : 'expected "tensorflow", "wasm", "cpu" or null'),
+  backend: (v) => (v === null || v === 'tensorflow' || v === 'wasm' || v === 'cpu' || v === 'webgpu' ? undefined : 'expected "tensorflow", "wasm", "cpu", "webgpu" or null'),
   teacher_threads: num(0, 1024, true),
+  teacher_ep: (v) => (v === null || v === 'cpu' || v === 'webgpu' || v === 'cuda' ? undefined : 'expected "cpu", "webgpu", "cuda" or null'),
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof TrainConfig)[];

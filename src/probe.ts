@@ -58,10 +58,15 @@ export async function studentEncoder(dir: string, backend?: BackendName): Promis
   const tokenizer = WordPieceTokenizer.fromDir(dir);
   return {
     label: 'student', parameters: student.parameterCount(), maxPositions: student.config.max_position_embeddings, tokenizer, hiddenSize: student.config.dim,
-    hidden: async (ids, mask, b, t) => tf.tidy(() => {
-      const h = student.encode(tf.tensor2d(ids, [b, t], 'int32'), tf.tensor2d(mask, [b, t], 'int32'), { training: false });
-      return Float32Array.from(h[h.length - 1]!.dataSync() as Float32Array);
-    }),
+    hidden: async (ids, mask, b, t) => {
+      const last = tf.tidy(() => {
+        const h = student.encode(tf.tensor2d(ids, [b, t], 'int32'), tf.tensor2d(mask, [b, t], 'int32'), { training: false });
+        return h[h.length - 1]!;
+      });
+      const values = Float32Array.from(await last.data() as Float32Array); // asynchronous: webgpu reads no other way
+      last.dispose();
+      return values;
+    },
     close: async () => student.dispose(),
   };
 }
@@ -367,10 +372,12 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   const predictions: number[][] = [];
   for (let s = 0; s < devIds.length; s += o.batchSize) {
     const rows = devIds.slice(s, s + o.batchSize);
-    predictions.push(...tf.tidy(() => {
+    const scores = tf.tidy(() => {
       const { ids, mask } = batchOf(rows);
-      return tf.add(tf.matMul(pooled(ids, mask, false, 0), headW), headB).arraySync() as number[][];
-    }));
+      return tf.add(tf.matMul(pooled(ids, mask, false, 0), headW), headB);
+    });
+    predictions.push(...(await scores.array() as number[][]));
+    scores.dispose();
   }
   optimizer.dispose();
   tf.dispose([headW, headB]);

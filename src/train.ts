@@ -18,9 +18,10 @@ import {
 } from './checkpoint.js';
 import { writeFileAtomic } from './io/safetensors.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../teacher/remote.js';
+import { defaultTeacherEp } from '../teacher/teacher.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 import { assertModelDir, readEncoderConfig } from './model-dir.js';
-import { selectBackend, type BackendChoice } from '../student/backend.js';
+import { guardGpu, prefetch, readsSynchronously, selectBackend, throwIfGpuError, type BackendChoice } from '../student/backend.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
 import { loadStudent } from '../student/io.js';
 import type { DistilBertStudent } from '../student/model.js';
@@ -30,7 +31,7 @@ import { readTokenCounts } from '../corpus/prepare.js';
 import { Rng } from '../corpus/rng.js';
 import { ensureCorpus } from '../corpus/ensure.js';
 import { lossRows, type LossRows } from '../losses/rows.js';
-import { distillLosses, type LossNumbers, type LossWeights } from '../losses/total.js';
+import { distillLosses, lossNumbers, type LossNumbers, type LossWeights } from '../losses/total.js';
 
 /** One line of metrics.jsonl. */
 export interface UpdateMetrics {
@@ -145,8 +146,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const teacherLayers = teacherConfig.numLayers;
   const tok = WordPieceTokenizer.fromDir(config.teacher);
   // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead.
+  const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.name);
   const teacher = await RemoteTeacher.start(config.teacher,
-    { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature }, config.alpha_mse !== 0);
+    { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, executionProvider: teacherEp },
+    config.alpha_mse !== 0);
+  log(`teacher: onnxruntime ${teacherEp} execution provider${backend.device ? `; GPU adapter: ${backend.device}` : ''}`);
   // Rank 0 prepares the corpus when it is missing; the others wait for it (an all-reduce as a barrier).
   if (comm.rank === 0) await ensureCorpus(config, tok, log, teacherConfig.maxPositions);
   if (comm.size > 1) await comm.allreduceSum(new Float64Array(1));
@@ -164,7 +168,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   // Every rank starts from rank 0's weights.
   if (comm.size > 1) {
     for (const v of student.variables()) {
-      const data = Float32Array.from(v.dataSync() as Float32Array);
+      const data = Float32Array.from(await v.data() as Float32Array);
       await comm.broadcast(data);
       tf.tidy(() => v.assign(tf.tensor(data, v.shape)));
     }
@@ -258,14 +262,14 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         const studentStarted = performance.now();
         const { batch } = current;
         const dropoutSeed = Rng.derive(config.seed, step, micro, DROPOUT_STREAM).nextUint32();
-        let parts: LossNumbers | undefined;
+        let packed: tf.Tensor1D | undefined;
         tf.tidy(() => {
           const ids = tf.tensor2d(current.inputIds, [current.rows, batch.seqLen], 'int32'); // [b, T]
           const mask = tf.tensor2d(current.attentionMask, [current.rows, batch.seqLen], 'int32');
           const { grads } = tf.variableGrads(() => {
             const l = distillLosses(student, ids, mask, rows, { lastHidden: t.lastHidden, soft: t.soft }, lossWeights, { training: true, dropoutSeed },
               { ceCount: current.counts.ce, mlmCount: current.counts.mlm, cosCount: current.counts.cos });
-            parts = l.values();
+            packed = tf.keep(l.packed());
             return tf.div(l.loss, config.grad_accum) as tf.Scalar;
           }, student.variables());
           const ordered = student.variables().map((v) => grads[v.name]!);
@@ -274,7 +278,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
           if (acc) tf.dispose(acc);
           acc = summed;
         });
-        for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts![k] / config.grad_accum;
+        // One read of the five loss values per micro-batch, asynchronous (webgpu cannot read synchronously).
+        const parts: LossNumbers = lossNumbers(await guardGpu(packed!.data()));
+        packed!.dispose();
+        throwIfGpuError();
+        for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / config.grad_accum;
         updateTokens += rows.realRows.length;
         studentBusy += performance.now() - studentStarted;
       }
@@ -294,7 +302,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       }
       if (comm.size > 1) await allreduceSum(comm, acc!);
       commMs += performance.now() - commStarted;
-      const { grads, norm } = clipByGlobalNorm(acc!, config.max_grad_norm);
+      const { grads, norm } = await clipByGlobalNorm(acc!, config.max_grad_norm);
       optimizer.apply(grads, lr);
       tf.dispose(grads);
       step++;
@@ -312,7 +320,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       }
       opts.onUpdate?.(m, maxSteps);
       const every = config.checkpoint_every;
-      if ((every > 0 && step % every === 0) || step === stopAt) checkpointNow(next ? next.batch.position : reader.cursor);
+      if ((every > 0 && step % every === 0) || step === stopAt) {
+        // Checkpoints read the weights synchronously: bring them to the host first where reads are asynchronous.
+        if (comm.rank === 0 && !readsSynchronously(backend.name)) await prefetch([...student.variables(), ...optimizer.moments()]);
+        checkpointNow(next ? next.batch.position : reader.cursor);
+      }
     }
   } finally {
     if (next) await next.teacher.catch(() => undefined);
@@ -340,7 +352,7 @@ async function allreduceSum(comm: Communicator, grads: tf.Tensor[]): Promise<voi
   const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
   let offset = 0;
   for (const g of grads) {
-    flat.set(g.dataSync() as Float32Array, offset);
+    flat.set(await g.data() as Float32Array, offset);
     offset += g.size;
   }
   await comm.allreduceSum(flat);

@@ -1,6 +1,8 @@
 // Choose the tfjs backend for the student at start:
 //   tensorflow (tfjs-node-gpu, else tfjs-node: optional dependencies, present when the user's install could
-//   download libtensorflow) > wasm > cpu, unless the user names one (--backend). `webgpu` is opt-in.
+//   download libtensorflow) > wasm > cpu, unless the user names one (--backend). `webgpu` is opt-in: tfjs's
+//   webgpu backend on Dawn (npm `webgpu`, prebuilt), both optional dependencies; it needs a Vulkan driver
+//   (a GPU's, or Mesa ≥ 25's software llvmpipe).
 
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../src/errors.js';
@@ -9,8 +11,10 @@ import { loadBlas, registerBlasMatMul } from './blas.js';
 import { registerGeluKernels } from './gelu.js';
 import { loadWasmSimd } from './simd.js';
 
-export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
+export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu', 'webgpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
+/** Tried in this order when no backend is named; webgpu only when asked for. */
+const DEFAULT_ORDER: BackendName[] = ['tensorflow', 'wasm', 'cpu'];
 
 export interface BackendChoice {
   name: BackendName;
@@ -18,6 +22,103 @@ export interface BackendChoice {
   source: string;
   /** What runs the matrix products: the backend itself, or a native BLAS (student/blas.ts) on wasm/cpu. */
   matmul: string;
+  /** The GPU adapter (webgpu): vendor, architecture, device, description and its buffer limits. */
+  device?: string;
+}
+
+/** Whether the backend reads tensors synchronously (dataSync); webgpu in Node does not (no OffscreenCanvas). */
+export function readsSynchronously(name: string = tf.getBackend()): boolean {
+  return name !== 'webgpu';
+}
+
+/** Read tensors to the host (asynchronously) so that later synchronous reads of them succeed on any backend. */
+export async function prefetch(tensors: tf.Tensor[]): Promise<void> {
+  await Promise.all(tensors.map((t) => t.data()));
+}
+
+/** Whether the logit losses run in the host pass (losses/fused.ts): on the CPU backends, not on a GPU. */
+export function hostLossPass(name: string = tf.getBackend()): boolean {
+  return name === 'wasm' || name === 'cpu';
+}
+
+export const NO_ADAPTER_HINT = 'WebGPU needs a Vulkan driver and loader: on an NVIDIA machine the driver plus libvulkan1, libglvnd0 and '
+  + 'libglx0 (point VK_DRIVER_FILES at the driver\'s nvidia_icd.json if the loader does not find it); without a GPU, '
+  + 'Mesa >= 25 (Debian: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1) gives the software adapter llvmpipe';
+
+interface GpuAdapterLike {
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string };
+  limits: { maxBufferSize: number; maxStorageBufferBindingSize: number };
+}
+interface DawnModule {
+  create(options: string[]): { requestAdapter(o?: { powerPreference?: string }): Promise<GpuAdapterLike | null> };
+  globals: Record<string, unknown>;
+}
+
+let webgpuDevice: string | undefined;
+let gpuError: string | undefined;
+
+interface GpuDeviceLike {
+  addEventListener?(type: 'uncapturederror', listener: (ev: { error?: { message?: string } }) => void): void;
+  lost?: Promise<{ message?: string }>;
+}
+
+/**
+ * WebGPU reports a failed pipeline or submission as an event, not an exception, and tfjs then waits for
+ * results that never come. Listen for them, and for the device being lost, so that the next check fails.
+ */
+let failGpu: ((e: Error) => void) | undefined;
+const gpuFailure = new Promise<never>((_, reject) => {
+  failGpu = reject;
+});
+gpuFailure.catch(() => undefined); // observed through guardGpu / throwIfGpuError
+
+function gpuErrorOf(message: string): DistillError {
+  return new DistillError(`WebGPU error: ${message.split('\n')[0]}`,
+    'results after it are not valid; run with --backend wasm, or report the message above with the adapter printed at start');
+}
+
+function watchGpuErrors(): void {
+  const device = (tf.backend() as unknown as { device?: GpuDeviceLike }).device;
+  const record = (message: string): void => {
+    if (gpuError) return;
+    gpuError = message;
+    failGpu!(gpuErrorOf(message));
+  };
+  device?.addEventListener?.('uncapturederror', (ev) => record(ev.error?.message ?? 'unknown WebGPU error'));
+  void device?.lost?.then((info) => record(`the WebGPU device was lost: ${info.message ?? ''}`));
+}
+
+/** Throw if the GPU reported an error since start (call after each step of work on webgpu). */
+export function throwIfGpuError(): void {
+  if (gpuError) throw gpuErrorOf(gpuError);
+}
+
+/** `p`, or the GPU's error if one comes first (a failed GPU submission leaves reads waiting for ever). */
+export function guardGpu<T>(p: Promise<T>): Promise<T> {
+  return tf.getBackend() === 'webgpu' ? Promise.race([p, gpuFailure]) : p;
+}
+
+/** Install Dawn's navigator.gpu, find an adapter, and load tfjs's webgpu backend; undefined when not installed. */
+async function loadWebgpuBackend(): Promise<string | undefined> {
+  if (webgpuDevice) return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
+  let dawn: DawnModule;
+  try {
+    dawn = (await import('webgpu' as string)) as DawnModule;
+  } catch {
+    return undefined;
+  }
+  Object.assign(globalThis, dawn.globals);
+  const gpu = dawn.create([]);
+  // Node 21+ has a read-only global navigator: define it rather than assign.
+  Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new DistillError('WebGPU: Dawn found no adapter', NO_ADAPTER_HINT);
+  if (!(await tryImport('@tensorflow/tfjs-backend-webgpu'))) return undefined;
+  const i = adapter.info ?? {};
+  const gib = (n: number): string => `${(n / 2 ** 30).toFixed(1)} GiB`;
+  webgpuDevice = `${[i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' / ') || 'unnamed adapter'}`
+    + ` (max buffer ${gib(adapter.limits.maxBufferSize)}, max storage binding ${gib(adapter.limits.maxStorageBufferBindingSize)})`;
+  return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
 }
 
 async function tryImport(name: string): Promise<boolean> {
@@ -51,11 +152,12 @@ async function loadWasmBackend(): Promise<boolean> {
 export async function selectBackend(requested?: BackendName): Promise<BackendChoice> {
   // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
   tf.env().set('PROD', true);
-  const order: BackendName[] = requested ? [requested] : [...BACKEND_NAMES];
+  const order: BackendName[] = requested ? [requested] : DEFAULT_ORDER;
   for (const name of order) {
     let source: string | undefined;
     if (name === 'tensorflow') source = await loadTensorflowBackend();
     else if (name === 'wasm') source = (await loadWasmBackend()) ? '@tensorflow/tfjs-backend-wasm' : undefined;
+    else if (name === 'webgpu') source = await loadWebgpuBackend();
     else {
       registerCpuTrainingKernels();
       registerBlasMatMul('cpu');
@@ -67,7 +169,9 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
         throw new DistillError(`the ${name} backend is not installed`,
           name === 'tensorflow'
             ? 'install @tensorflow/tfjs-node-gpu (CUDA 11.2 + cuDNN 8.1) or @tensorflow/tfjs-node; their install downloads libtensorflow, so it needs internet access'
-            : 'reinstall the project dependencies: npm install');
+            : name === 'webgpu'
+              ? 'install the optional dependencies webgpu and @tensorflow/tfjs-backend-webgpu: npm install webgpu @tensorflow/tfjs-backend-webgpu'
+              : 'reinstall the project dependencies: npm install');
       }
       continue;
     }
@@ -80,9 +184,10 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
     }
     await tf.ready();
     if (name === 'wasm') await loadWasmSimd();
-    const blas = name === 'tensorflow' ? null : loadBlas();
+    if (name === 'webgpu') watchGpuErrors();
+    const blas = name === 'wasm' || name === 'cpu' ? loadBlas() : null;
     const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : name;
-    return { name, source, matmul };
+    return { name, source, matmul, ...(name === 'webgpu' ? { device: webgpuDevice } : {}) };
   }
   throw new DistillError('no tfjs backend could be started', 'reinstall the project dependencies: npm install');
 }

@@ -53,6 +53,15 @@ const FEEDABLE_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids'
 const INT64 = onnx.TensorProto.DataType.INT64;
 const INT32 = onnx.TensorProto.DataType.INT32;
 
+/**
+ * The teacher's execution provider when none is named: cuda when its provider libraries are installed, else
+ * webgpu when the student runs on webgpu (a GPU run), else cpu.
+ */
+export function defaultTeacherEp(studentBackend: string): TeacherExecutionProvider {
+  if (cudaProviderInstalled()) return 'cuda';
+  return studentBackend === 'webgpu' ? 'webgpu' : 'cpu';
+}
+
 /** Whether onnxruntime-node's CUDA provider libraries were installed (they are downloaded, not bundled). */
 export function cudaProviderInstalled(): boolean {
   try {

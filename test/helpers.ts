@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
+import type { SafetensorsFile } from '../src/io/safetensors.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The embedded tiny teacher (a copy of ../shared/fixtures/tiny-bert-cased without the golden numbers). */
@@ -21,4 +22,21 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 export function relDiff(a: number, b: number): number {
   return Math.abs(a - b) / Math.max(Math.abs(b), 1e-30);
+}
+
+/** The golden batch (reference.safetensors) and the teacher's outputs on it. */
+export function goldenBatch(ref: SafetensorsFile): {
+  B: number; T: number; maskedIds: Int32Array; attention: Int32Array; labels: Int32Array; teacherLogits: Float32Array; teacherLast: Float32Array;
+} {
+  const [B, T] = ref.shapeOf('masked_input_ids') as [number, number];
+  const hidden = ref.getFloat32('teacher_hidden_states'); // [L+1, B, T, H]
+  const layerSize = hidden.length / ref.shapeOf('teacher_hidden_states')[0]!;
+  return {
+    B, T,
+    maskedIds: ref.getInt32('masked_input_ids'),
+    attention: ref.getInt32('attention_mask'),
+    labels: ref.getInt32('mlm_labels'),
+    teacherLogits: ref.getFloat32('teacher_logits'),
+    teacherLast: hidden.subarray(hidden.length - layerSize),
+  };
 }

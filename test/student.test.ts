@@ -13,19 +13,13 @@ import { loadStudent, saveStudent } from '../student/io.js';
 import { hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
 import { lossRows } from '../losses/rows.js';
-import { GOLDEN, TINY, maxAbsDiff, relDiff } from './helpers.js';
+import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
 const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
-const [B, T] = ref.shapeOf('masked_input_ids') as [number, number];
+const { B, T, maskedIds, attention, labels, teacherLogits, teacherLast } = goldenBatch(ref);
 const H = 192;
 const V = 6144;
-const maskedIds = ref.getInt32('masked_input_ids');
-const attention = ref.getInt32('attention_mask');
-const labels = ref.getInt32('mlm_labels');
-const teacherLogits = ref.getFloat32('teacher_logits');
-const teacherHidden = ref.getFloat32('teacher_hidden_states'); // [5, B, T, H]
-const teacherLast = teacherHidden.subarray(4 * B * T * H);
 const rows = lossRows(attention, labels, B, T, V);
 const targets = { logits: teacherLogits, lastHidden: teacherLast };
 

@@ -12,7 +12,8 @@ import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, readEncoderConfig } from '../model-dir.js';
-import { selectBackend, type BackendName } from '../../student/backend.js';
+import { hostLossPass, selectBackend, throwIfGpuError, type BackendName } from '../../student/backend.js';
+import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
 import { lossRows } from '../../losses/rows.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
@@ -44,6 +45,10 @@ export interface BenchResult {
   backend: string;
   /** What ran the matrix products (the backend, or a native BLAS). */
   matmul: string;
+  /** The GPU adapter (webgpu). */
+  device?: string;
+  /** The teacher's onnxruntime execution provider. */
+  teacher_ep: string;
   batch: number;
   seq: number;
   steps: number;
@@ -62,7 +67,8 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   assertModelDir(o.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;
-  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: 'last', threads: o.threads, executionProvider: o.teacherEp, softTargetTemperature: 2 }, !(o.fused ?? true));
+  const teacherEp = o.teacherEp ?? defaultTeacherEp(backend.name);
+  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: 'last', threads: o.threads, executionProvider: teacherEp, softTargetTemperature: 2 }, !(o.fused ?? true));
   const layers = o.studentLayers ? evenlySpacedLayers(L, o.studentLayers) : defaultStudentLayers(L);
   const student = initStudentFromTeacher(o.teacher, teacherConfig, layers, WordPieceTokenizer.fromDir(o.teacher).padId);
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
@@ -73,19 +79,22 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const mask = new Int32Array(B * T).fill(1);
   const labels = Int32Array.from(ids, (id) => (rng.next() < 0.15 ? id : -100));
   const rows = lossRows(mask, labels, B, T, V);
-  const fused = o.fused ?? true;
-  const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, temperature: 2, keepLogits: false, fullLogits: !fused };
+  const fused = o.fused ?? hostLossPass(backend.name);
+  const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, temperature: 2, keepLogits: false, fullLogits: false };
 
-  const studentStep = (t: RemoteTeacherOutput): void => {
-    tf.tidy(() => {
+  // As the training loop: forward + backward, clipping (one asynchronous read of the norm), AdamW.
+  const studentStep = async (t: RemoteTeacherOutput): Promise<void> => {
+    const list = tf.tidy(() => {
       const idsT = tf.tensor2d(ids, [B, T], 'int32');
       const maskT = tf.tensor2d(mask, [B, T], 'int32');
-      const { grads } = tf.variableGrads(() => distillLosses(student, idsT, maskT, rows, { logits: t.logits, lastHidden: t.lastHidden, soft: t.soft },
+      const { grads } = tf.variableGrads(() => distillLosses(student, idsT, maskT, rows, { logits: t.logits && t.logits.length > 0 ? t.logits : undefined, lastHidden: t.lastHidden, soft: t.soft },
         RECIPE_LOSS_WEIGHTS, { training: o.dropout ?? false, dropoutSeed: 1 }, { fused }).loss, student.variables());
-      const list = student.variables().map((v) => grads[v.name]!);
-      const clipped = clipByGlobalNorm(list, 5);
-      optimizer.apply(clipped.grads, 5e-4);
+      return student.variables().map((v) => grads[v.name]!);
     });
+    const clipped = await clipByGlobalNorm(list, 5);
+    throwIfGpuError();
+    optimizer.apply(clipped.grads, 5e-4);
+    tf.dispose(clipped.grads);
   };
 
   const teacherTimes: number[] = [];
@@ -94,7 +103,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     const t0 = performance.now();
     const out = await teacher.forward(request);
     const t1 = performance.now();
-    studentStep(out);
+    await studentStep(out);
     const t2 = performance.now();
     if (i > 0) { teacherTimes.push(t1 - t0); studentTimes.push(t2 - t1); }
   }
@@ -105,7 +114,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     const t0 = performance.now();
     const t = await pending;
     pending = teacher.forward(request);
-    studentStep(t);
+    await studentStep(t);
     if (i > 0) wholeTimes.push(performance.now() - t0);
   }
   const last = await pending;
@@ -113,7 +122,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   if (o.profile) {
     const profiler = new KernelProfiler(backend.name);
     const t0 = performance.now();
-    studentStep(last);
+    await studentStep(last);
     const stepMs = performance.now() - t0;
     const kernels = profiler.report();
     profiler.dispose();
@@ -128,7 +137,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     distill_tokens_per_s: tokens / (median(wholeTimes) / 1000),
     teacher_fwd_tokens_per_s: tokens / (median(teacherTimes) / 1000),
     student_step_tokens_per_s: tokens / (median(studentTimes) / 1000),
-    backend: backend.name, matmul: backend.matmul, batch: B, seq: T, steps: o.steps, student_layers: layers,
+    backend: backend.name, matmul: backend.matmul, ...(backend.device ? { device: backend.device } : {}), teacher_ep: teacherEp, batch: B, seq: T, steps: o.steps, student_layers: layers,
     ...(profile ? { profile } : {}),
   };
 }

@@ -13,7 +13,7 @@ interface BenchCommandOptions {
   studentLayers?: number;
   backend?: (typeof BACKEND_NAMES)[number];
   threads: number;
-  teacherEp: 'cpu' | 'cuda' | 'webgpu';
+  teacherEp?: 'cpu' | 'cuda' | 'webgpu';
   profile?: boolean;
 }
 
@@ -31,7 +31,8 @@ export function registerBench(program: Command): void {
     .option('--student-layers <n>', 'student depth (default half the teacher\'s)', intOption('--student-layers', 1))
     .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')}`, choiceOption('--backend', BACKEND_NAMES))
     .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0), 1)
-    .option('--teacher-ep <ep>', 'teacher execution provider', choiceOption('--teacher-ep', ['cpu', 'cuda', 'webgpu'] as const), 'cpu')
+    .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (default: cuda when installed, else webgpu with --backend webgpu, else cpu)',
+      choiceOption('--teacher-ep', ['cpu', 'cuda', 'webgpu'] as const))
     .option('--profile', 'also time one student step kernel by kernel: adds "profile" to the JSON line')
     .action(async (o: BenchCommandOptions) => {
       const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,

@@ -9,10 +9,11 @@ import { FileFormatError, MismatchError } from '../errors.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { Teacher } from '../../teacher/teacher.js';
-import { BACKEND_NAMES, selectBackend, type BackendName } from '../../student/backend.js';
+import { BACKEND_NAMES, hostLossPass, selectBackend, throwIfGpuError, type BackendName } from '../../student/backend.js';
+import { sumOfSquares } from '../adamw.js';
 import { loadStudent } from '../../student/io.js';
 import { lossRows } from '../../losses/rows.js';
-import { distillLosses, RECIPE_LOSS_WEIGHTS, type LossNumbers, type LossWeights } from '../../losses/total.js';
+import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type LossWeights } from '../../losses/total.js';
 
 interface EvalBatchOptions {
   teacher: string;
@@ -90,22 +91,28 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
       temperature: opts.temperature, alpha_ce: opts.alphaCe, alpha_mlm: opts.alphaMlm, alpha_cos: opts.alphaCos, alpha_mse: opts.alphaMse,
       restrict_ce_to_mask: opts.restrictCeToMask,
     };
-    const result = tf.tidy(() => {
+    let packed: tf.Tensor1D | undefined;
+    const sq = tf.tidy(() => {
       const ids = tf.tensor2d(batch.maskedInputIds, [B, T], 'int32');
       const mask = tf.tensor2d(batch.attentionMask, [B, T], 'int32');
-      let values: LossNumbers | undefined;
       const { grads } = tf.variableGrads(() => {
-        const l = distillLosses(student, ids, mask, rows, { logits: t.logits, lastHidden: t.hiddenStates[0]! }, weights, { training: false }, { fused: !opts.unfused });
-        values = l.values();
+        const l = distillLosses(student, ids, mask, rows, { logits: t.logits, lastHidden: t.hiddenStates[0]! }, weights, { training: false },
+          { fused: opts.unfused ? false : hostLossPass(backend.name) });
+        packed = tf.keep(l.packed());
         return l.loss;
       }, student.variables());
       // The tied projector is one variable (the word embeddings): its gradient is counted once.
-      const sq = tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g))));
-      return {
-        loss_ce: values!.loss_ce, loss_mlm: values!.loss_mlm, loss_cos: values!.loss_cos, loss_mse: values!.loss_mse,
-        loss_total: values!.loss, grad_norm: Math.sqrt(sq.dataSync()[0]!),
-      };
+      return sumOfSquares(Object.values(grads));
     });
+    // Asynchronous reads: the webgpu backend cannot read synchronously.
+    const values = lossNumbers(await packed!.data());
+    const gradNorm = Math.sqrt((await sq.data())[0]!);
+    tf.dispose([packed!, sq]);
+    throwIfGpuError();
+    const result = {
+      loss_ce: values.loss_ce, loss_mlm: values.loss_mlm, loss_cos: values.loss_cos, loss_mse: values.loss_mse,
+      loss_total: values.loss, grad_norm: gradNorm,
+    };
     return { ...result, backend: backend.name };
   } finally {
     student.dispose();
@@ -131,7 +138,7 @@ export function registerEvalBatch(program: Command): void {
     .option('--restrict-ce-to-mask', 'KL over masked positions only (default: every real token)', false)
     .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')} (default: the best installed)`, choiceOption('--backend', BACKEND_NAMES))
     .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0, 1024), 0)
-    .option('--unfused', 'compute the logit losses with plain tfjs ops instead of the fused host pass (same numbers, slower)', false)
+    .option('--unfused', 'compute the logit losses with plain tfjs ops instead of the fused host pass (same numbers; the default on webgpu)', false)
     .action(async (opts: EvalBatchOptions) => {
       process.stdout.write(JSON.stringify(await runEvalBatch(opts)) + '\n');
     });

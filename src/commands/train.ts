@@ -16,6 +16,8 @@ interface TrainCommandOptions {
   checkpointEvery?: number;
   resume: boolean;
   set: string[];
+  backend?: string;
+  teacherEp?: string;
 }
 
 function formatDuration(s: number): string {
@@ -27,7 +29,9 @@ function formatDuration(s: number): string {
 }
 
 export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary> {
-  const config = loadConfig(opts.config, opts.set);
+  // --backend and --teacher-ep are shorthands for --set backend=... / teacher_ep=... (validated with the config).
+  const shorthands = [...(opts.backend ? [`backend="${opts.backend}"`] : []), ...(opts.teacherEp ? [`teacher_ep="${opts.teacherEp}"`] : [])];
+  const config = loadConfig(opts.config, [...opts.set, ...shorthands]);
   const runDir = resolve(opts.out ?? join('runs', basename(opts.config, extname(opts.config))));
   const comm = await worldFromEnvironment();
   const isRoot = comm.rank === 0;
@@ -69,6 +73,8 @@ export function registerTrain(program: Command): void {
     .option('--checkpoint-every <n>', 'checkpoint every N updates (overrides checkpoint_every; 0 = only at the end)', intOption('--checkpoint-every', 0))
     .option('--resume', 'continue the run in --out from its latest checkpoint (its config and architecture)', false)
     .option('--set <key=value...>', 'override config keys, e.g. --set lr=1e-4 batch_size=8', [])
+    .option('--backend <name>', 'student tfjs backend: tensorflow, wasm, cpu or webgpu (the config key "backend"; default: the best installed, webgpu only when named)')
+    .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (the config key "teacher_ep"; default: cuda when installed, else webgpu with the webgpu backend, else cpu)')
     .addHelpText('after', '\nExample:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --config configs/tiny.json --out runs/tiny --resume')
     .action(async (opts: TrainCommandOptions) => {
       const summary = await runTrain(opts);

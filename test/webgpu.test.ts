@@ -1,0 +1,147 @@
+// The student on tfjs's webgpu backend (Dawn, npm `webgpu`) and the teacher on onnxruntime's WebGPU
+// execution provider, against the same PyTorch numbers as the wasm/cpu golden tests. In CI this runs on
+// Mesa's software adapter (llvmpipe, installed by .ci/run); where no adapter is found the file is skipped
+// with the reason printed.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { readEncoderConfig } from '../src/model-dir.js';
+import { sumOfSquares } from '../src/adamw.js';
+import { train } from '../src/train.js';
+import { loadConfig } from '../src/config.js';
+import { latestCheckpoint } from '../src/checkpoint.js';
+import { hostLossPass, prefetch, selectBackend } from '../student/backend.js';
+import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
+import { saveStudent } from '../student/io.js';
+import { hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
+import { Teacher } from '../teacher/teacher.js';
+import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
+import { teacherSoftTargets } from '../losses/fused.js';
+import { lossRows } from '../losses/rows.js';
+import { publicDomainParagraphs } from '../corpus/public-domain.js';
+import { runCli } from './cli-helpers.js';
+import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff } from './helpers.js';
+import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
+
+let unavailable: string | undefined;
+let device = '';
+try {
+  device = (await selectBackend('webgpu')).device ?? '';
+} catch (e) {
+  unavailable = (e as Error).message;
+}
+if (unavailable) console.warn(`webgpu.test.ts: skipped: ${unavailable} (.ci/run installs Mesa 25's software Vulkan driver)`);
+
+const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
+const { B, T, maskedIds, attention, labels, teacherLogits, teacherLast } = goldenBatch(ref);
+const H = 192;
+const V = 6144;
+const rows = lossRows(attention, labels, B, T, V);
+
+describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
+  let student: DistilBertStudent;
+  beforeAll(async () => {
+    await selectBackend('webgpu');
+    student = initStudentFromTeacher(TINY, readEncoderConfig(TINY), defaultStudentLayers(4), 0);
+  });
+  afterAll(() => student.dispose());
+
+  it('runs on the adapter found, and keeps the logit losses on the device', () => {
+    expect(tf.getBackend()).toBe('webgpu');
+    expect(device.length).toBeGreaterThan(0);
+    expect(hostLossPass()).toBe(false);
+  });
+
+  it('logits and hidden states equal PyTorch\'s within 1e-4', async () => {
+    const out = tf.tidy(() => student.forward(tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), { training: false }));
+    const logits = await out.logits.data();
+    const hidden = await Promise.all(out.hiddenStates.map((h) => h.data()));
+    tf.dispose([out.logits, ...out.hiddenStates]);
+    expect(maxAbsDiff(logits, ref.getFloat32('student_logits'))).toBeLessThan(1e-4);
+    const refHidden = ref.getFloat32('student_hidden_states');
+    hidden.forEach((h, i) => expect(maxAbsDiff(h, refHidden.subarray(i * B * T * H, (i + 1) * B * T * H))).toBeLessThan(1e-4));
+  });
+
+  const fromLogits: TeacherTargets = { logits: teacherLogits, lastHidden: teacherLast };
+  const fromSoft: TeacherTargets = { lastHidden: teacherLast, soft: teacherSoftTargets(teacherLogits, rows.realRows, V, 2, false) };
+  for (const [what, targets] of [['teacher logits', fromLogits], ['teacher soft targets', fromSoft]] as const) {
+    it(`each loss within 1e-4 relative, gradient norms within 1e-3 (from the ${what})`, async () => {
+      let packed: tf.Tensor1D | undefined;
+      const squares = tf.tidy(() => {
+        const { grads } = tf.variableGrads(() => {
+          const l = distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets,
+            RECIPE_LOSS_WEIGHTS, { training: false });
+          packed = tf.keep(l.packed());
+          return l.loss;
+        }, student.variables());
+        return Object.entries(grads).map(([name, g]) => [hfNameOfVariable(name), sumOfSquares([g])] as const);
+      });
+      const values = lossNumbers(await packed!.data());
+      expect(relDiff(values.loss_ce, reference.loss_ce)).toBeLessThan(1e-4);
+      expect(relDiff(values.loss_mlm, reference.loss_mlm)).toBeLessThan(1e-4);
+      expect(relDiff(values.loss_cos, reference.loss_cos)).toBeLessThan(1e-4);
+      expect(relDiff(values.loss, reference.loss_total)).toBeLessThan(1e-4);
+      const refByParam = reference.student_grad_norm_by_param as Record<string, number>;
+      let total = 0;
+      for (const [name, sq] of squares) {
+        const norm = Math.sqrt((await sq.data())[0]!);
+        total += norm * norm;
+        expect(Math.abs(norm - refByParam[name]!), name).toBeLessThan(Math.max(1e-3 * refByParam[name]!, 1e-3));
+      }
+      expect(squares.length).toBe(Object.keys(refByParam).length);
+      expect(relDiff(Math.sqrt(total), reference.student_grad_norm)).toBeLessThan(1e-3);
+      tf.dispose([packed!, ...squares.map(([, s]) => s)]);
+    });
+  }
+
+  it('eval-batch --backend webgpu reproduces PyTorch\'s losses and gradient norm', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'distill-webgpu-student-'));
+    await prefetch(student.variables()); // saving reads synchronously
+    saveStudent(student, dir);
+    const r = runCli(['eval-batch', '--teacher', TINY, '--student', dir, '--batch', join(GOLDEN, 'reference.safetensors'), '--backend', 'webgpu']);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as Record<string, number | string>;
+    expect(out['backend']).toBe('webgpu');
+    expect(relDiff(out['loss_total'] as number, reference.loss_total)).toBeLessThan(1e-4);
+    expect(relDiff(out['grad_norm'] as number, reference.student_grad_norm)).toBeLessThan(1e-3);
+  });
+
+  it('trains two updates on webgpu with the teacher on the WebGPU provider, and checkpoints', async () => {
+    const work = mkdtempSync(join(tmpdir(), 'distill-webgpu-train-'));
+    const text = join(work, 'moby.txt');
+    writeFileSync(text, publicDomainParagraphs('moby-dick').slice(0, 60).join('\n') + '\n');
+    const configPath = join(work, 'config.json');
+    writeFileSync(configPath, JSON.stringify({
+      teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 32, batch_size: 4, grad_accum: 1,
+      max_steps: 2, checkpoint_every: 2, backend: 'webgpu', teacher_ep: 'webgpu', teacher_threads: 1, seed: 3,
+    }));
+    const runDir = join(work, 'run');
+    const summary = await train({ config: loadConfig(configPath), runDir, resume: false });
+    expect(summary.backend).toBe('webgpu');
+    expect(summary.steps).toBe(2);
+    expect(Number.isFinite(summary.final_loss)).toBe(true);
+    const metrics = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number; grad_norm: number });
+    expect(metrics.length).toBe(2);
+    for (const m of metrics) expect(m.loss > 0 && Number.isFinite(m.grad_norm)).toBe(true);
+    expect(existsSync(join(latestCheckpoint(runDir)!, 'model.safetensors'))).toBe(true);
+  });
+});
+
+describe.skipIf(unavailable !== undefined)('teacher on the WebGPU execution provider', () => {
+  it('gives logits and hidden states within 1e-4 of the CPU provider', async () => {
+    const request = { inputIds: maskedIds, attentionMask: attention, batchSize: B, seqLen: T };
+    const onCpu = await Teacher.load(TINY, { hiddenStates: 'last', executionProvider: 'cpu' });
+    const a = await onCpu.forward(request);
+    await onCpu.release();
+    const onGpu = await Teacher.load(TINY, { hiddenStates: 'last', executionProvider: 'webgpu' });
+    expect(onGpu.executionProvider).toBe('webgpu');
+    const b = await onGpu.forward(request);
+    await onGpu.release();
+    expect(maxAbsDiff(b.logits, a.logits)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(b.hiddenStates[0]!, a.hiddenStates[0]!)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(a.logits, teacherLogits)).toBeLessThan(1e-4);
+  });
+});
