@@ -36,8 +36,11 @@ export class AdamW {
     const t = this.step;
     const stepSize = lr / (1 - b1 ** t);
     const biasCorrection2Sqrt = Math.sqrt(1 - b2 ** t);
-    tf.tidy(() => {
-      this.params.forEach((p, i) => {
+    // One tidy per parameter: the temporaries of one parameter are freed before the next one's are made, so
+    // the peak is a few copies of the largest parameter, not of the whole model (which ran the 4 GiB wasm
+    // heap out on a bert-base-shaped student).
+    this.params.forEach((p, i) => {
+      tf.tidy(() => {
         const g = grads[i]!;
         const m = tf.add(tf.mul(this.expAvg[i]!, b1), tf.mul(g, 1 - b1));
         const v = tf.add(tf.mul(this.expAvgSq[i]!, b2), tf.mul(tf.square(g), 1 - b2));

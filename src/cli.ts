@@ -9,6 +9,7 @@ import { registerEvalBatch } from './commands/eval-batch.js';
 import { registerPrepare } from './commands/prepare.js';
 import { registerTrain } from './commands/train.js';
 import { registerBench } from './commands/bench.js';
+import { registerMakeTeacher } from './commands/make-teacher.js';
 import { registerPlot } from './commands/plot.js';
 import { registerExport } from './commands/export.js';
 import { registerProbe } from './commands/probe.js';
@@ -31,6 +32,7 @@ registerProbe(program);
 registerExport(program);
 registerPlot(program);
 registerBench(program);
+registerMakeTeacher(program);
 program.addHelpText('after', '\nStart with the tiny embedded teacher:\n  distill train --config configs/tiny.json\n  distill fill-mask --model teacher/tiny-bert-cased --text "The President of the United [MASK] delivered the address."');
 
 function report(err: unknown): number {
@@ -53,3 +55,6 @@ try {
 } catch (err) {
   process.exitCode = report(err);
 }
+// End here rather than wait for the event loop to drain: after an error a teacher worker thread or a GPU
+// device may still hold it open (everything a command writes is written by then, checkpoints atomically).
+process.exit(process.exitCode ?? 0);

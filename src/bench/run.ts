@@ -56,15 +56,16 @@ interface PeerRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: numb
 
 const PEER = join(REPO, '..', 'shared', 'peer', 'torch_distill_step.py');
 
-function benchStep(steps: number): string {
-  const ours = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'bench', '--teacher', TINY, '--batch', '32', '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
+/** distill bench and the PyTorch peer on the same shape, one table. */
+function benchStep(teacher: string, shape: 'tiny' | 'base', batch: number, steps: number): string {
+  const ours = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'bench', '--teacher', teacher, '--batch', String(batch), '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
   if (ours.status !== 0) throw new Error(`distill bench failed: ${ours.stderr}`);
   const o = JSON.parse(ours.stdout.trim().split('\n').at(-1)!) as StepRun;
-  const peer = spawnSync('/usr/bin/python3', [PEER, 'bench', '--shape', 'tiny', '--batch', '32', '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
+  const peer = spawnSync('/usr/bin/python3', [PEER, 'bench', '--shape', shape, '--batch', String(batch), '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
   const p = peer.status === 0 ? (JSON.parse(peer.stdout.trim().split('\n').at(-1)!) as PeerRun) : undefined;
   const f = (n: number): string => Math.round(n).toLocaleString('en-US');
   const rows = [
-    '| tiny shape, batch 32 × 128 | distill (tfjs ' + o.backend + (o.matmul !== o.backend ? `, products on ${o.matmul.split(' ').slice(0, 2).join(' ')}` : '') + ' + onnxruntime) | PyTorch CPU peer' + (p ? ` (torch ${p.torch}, ${p.threads} threads)` : '') + ' | ratio |',
+    `| ${shape} shape, batch ${batch} × 128 | distill (tfjs ` + o.backend + (o.matmul !== o.backend ? `, products on ${o.matmul.split(' ').slice(0, 2).join(' ')}` : '') + ' + onnxruntime) | PyTorch CPU peer' + (p ? ` (torch ${p.torch}, ${p.threads} threads)` : '') + ' | ratio |',
     '|---|---|---|---|',
     `| whole distillation step, tokens/s | ${f(o.distill_tokens_per_s)} | ${p ? f(p.distill_tokens_per_s) : 'not run'} | ${p ? (o.distill_tokens_per_s / p.distill_tokens_per_s).toFixed(2) : '–'} |`,
     `| teacher forward, tokens/s | ${f(o.teacher_fwd_tokens_per_s)} | ${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | ${p ? (o.teacher_fwd_tokens_per_s / p.teacher_fwd_tokens_per_s).toFixed(2) : '–'} |`,
@@ -73,6 +74,19 @@ function benchStep(steps: number): string {
   rows.push('', `Student matrix products: ${o.matmul}.`);
   if (!p) rows.push('', `PyTorch peer not run (${PEER}: needs apt-get install -y python3-torch libopenblas0-pthread): ${peer.stderr?.split('\n').slice(-2).join(' ') ?? ''}`);
   return rows.join('\n');
+}
+
+/** The bert-base-cased shape: a random-weight teacher written by make-teacher (so no download), then the step. */
+function benchBaseStep(): string {
+  const work = mkdtempSync(join(tmpdir(), 'distill-bench-base-'));
+  try {
+    const teacher = join(work, 'bert-base-random');
+    const made = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'make-teacher', '--shape', 'base', '--out', teacher], { encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`make-teacher failed: ${made.stderr}`);
+    return benchStep(teacher, 'base', 8, 2);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 interface TrainRun { tokens_per_s: number; comm_s_per_update: number; steps: number; world_size: number }
@@ -113,7 +127,11 @@ function benchRanks(): string {
 
 if (want('step')) {
   process.stdout.write('### distillation step (distill bench vs ../shared/peer/torch_distill_step.py bench, same run)\n\n');
-  process.stdout.write(benchStep(5) + '\n\n');
+  process.stdout.write(benchStep(TINY, 'tiny', 32, 5) + '\n\n');
+}
+if (want('step-base')) {
+  process.stdout.write('### distillation step, bert-base-cased shape (random-weight teacher from distill make-teacher; 6-layer student)\n\n');
+  process.stdout.write(benchBaseStep() + '\n\n');
 }
 if (want('ranks')) {
   process.stdout.write('### data-parallel training on this machine (distill train, 1 process vs mpirun -np 2)\n\n');

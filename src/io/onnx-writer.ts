@@ -58,6 +58,54 @@ export class OnnxGraphBuilder {
     return out;
   }
 
+  /** x @ W + b, for W given as [in, out] (PyTorch's [out, in] transposed) and b [out]. */
+  linear(x: string, name: string, weightInOut: Float32Array, bias: Float32Array, inp: number, out: number): string {
+    const weight = this.floatInitializer(`${name}.weight`, [inp, out], weightInOut);
+    return this.node('Add', [this.node('MatMul', [x, weight]), this.floatInitializer(`${name}.bias`, [out], bias)]);
+  }
+
+  /** LayerNormalization over the last axis (opset 17). */
+  layerNorm(x: string, name: string, gamma: Float32Array, beta: Float32Array, eps: number): string {
+    const n = gamma.length;
+    return this.node('LayerNormalization', [x, this.floatInitializer(`${name}.weight`, [n], gamma), this.floatInitializer(`${name}.bias`, [n], beta)],
+      { axis: -1, epsilon: { float: eps } });
+  }
+
+  /** GELU, erf form: x · ½ (1 + erf(x/√2)). */
+  gelu(x: string): string {
+    const erf = this.node('Erf', [this.node('Mul', [x, this.scalarFloat(Math.SQRT1_2)])]);
+    return this.node('Mul', [this.node('Mul', [x, this.scalarFloat(0.5)]), this.node('Add', [erf, this.scalarFloat(1)])]);
+  }
+
+  /** 0, 1, …, T−1 for ids [B, T] (int64 [T]). */
+  positions(ids: string): string {
+    const seqLen = this.node('Gather', [this.node('Shape', [ids]), this.int64Initializer(this.name('index_1'), [1])], { axis: 0 }); // [1]
+    const zero = this.int64Initializer(this.name('zero'), [0]);
+    const one = this.int64Initializer(this.name('one'), [1]);
+    return this.node('Range', [this.node('Squeeze', [zero, zero]), this.node('Squeeze', [seqLen, zero]), this.node('Squeeze', [one, zero])]);
+  }
+
+  /** The additive attention mask [B, 1, 1, T] from mask [B, T] (int64): 0 for real keys, −1e9 for padding. */
+  attentionBias(mask: string): string {
+    const maskF = this.node('Cast', [mask], { to: 1 });
+    return this.node('Unsqueeze', [this.node('Mul', [this.node('Sub', [this.scalarFloat(1), maskF]), this.scalarFloat(-1e9)]), this.int64Initializer(this.name('axes_1_2'), [1, 2])]);
+  }
+
+  /**
+   * Multi-head self-attention core: softmax(q kᵀ/√dh + bias) v for q, k, v [B, T, H] → [B, T, H].
+   */
+  attention(q: string, k: string, v: string, bias: string, heads: number, hidden: number): string {
+    const dh = hidden / heads;
+    const headsShape = this.int64Initializer(this.name('heads_shape'), [0, 0, heads, dh]);
+    const mergedShape = this.int64Initializer(this.name('merged_shape'), [0, 0, hidden]);
+    const qh = this.node('Transpose', [this.node('Reshape', [this.node('Mul', [q, this.scalarFloat(1 / Math.sqrt(dh))]), headsShape])], { perm: [0, 2, 1, 3] }); // [B, nh, T, dh]
+    const kh = this.node('Transpose', [this.node('Reshape', [k, headsShape])], { perm: [0, 2, 3, 1] }); // [B, nh, dh, T]
+    const vh = this.node('Transpose', [this.node('Reshape', [v, headsShape])], { perm: [0, 2, 1, 3] }); // [B, nh, T, dh]
+    const scores = this.node('Add', [this.node('MatMul', [qh, kh]), bias]); // [B, nh, T, T]
+    const context = this.node('MatMul', [this.node('Softmax', [scores], { axis: -1 }), vh]); // [B, nh, T, dh]
+    return this.node('Reshape', [this.node('Transpose', [context], { perm: [0, 2, 1, 3] }), mergedShape]); // [B, T, H]
+  }
+
   encode(graphName: string, opset: number, producer: string): Uint8Array {
     return onnx.ModelProto.encode({
       irVersion: 8,

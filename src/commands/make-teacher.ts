@@ -1,0 +1,28 @@
+// distill make-teacher: a BERT teacher folder with random weights, for benchmarks without a download.
+
+import type { Command } from 'commander';
+import { choiceOption, intOption } from '../options.js';
+import { BERT_SHAPES, writeRandomTeacher, type MadeTeacher } from '../../teacher/make-teacher.js';
+
+interface MakeTeacherOptions { shape: keyof typeof BERT_SHAPES; out: string; seed: number }
+
+export function runMakeTeacher(opts: MakeTeacherOptions): MadeTeacher {
+  return writeRandomTeacher(opts.out, BERT_SHAPES[opts.shape], opts.seed);
+}
+
+export function registerMakeTeacher(program: Command): void {
+  program
+    .command('make-teacher')
+    .summary('write a random-weight BERT teacher (e.g. bert-base-cased-shaped) for benchmarks')
+    .description('Write a BERT teacher folder with random weights (BERT\'s initialisation): model.onnx (opset 17, logits only, as a\n'
+      + 'transformers export), model.safetensors (transformers\' names, for init-student), config.json and a synthetic WordPiece\n'
+      + 'vocabulary. Shapes: base = bert-base-cased (12 × 768, 12 heads, FFN 3072, vocabulary 28996, 512 positions; ~430 MB each\n'
+      + 'for the ONNX and the safetensors file), tiny = the embedded tiny teacher\'s shape. Its predictions mean nothing: it is for\n'
+      + '`distill bench --teacher DIR`. Prints {dir, parameters, onnxBytes} as JSON.')
+    .option('--shape <shape>', 'base or tiny', choiceOption('--shape', ['base', 'tiny'] as const), 'base')
+    .requiredOption('--out <dir>', 'folder to write (replaced if it exists)')
+    .option('--seed <n>', 'seed of the random weights', intOption('--seed', 0), 0)
+    .action((o: MakeTeacherOptions) => {
+      process.stdout.write(JSON.stringify(runMakeTeacher(o)) + '\n');
+    });
+}
