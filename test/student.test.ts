@@ -13,6 +13,7 @@ import { loadStudent, saveStudent } from '../student/io.js';
 import { hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
 import { lossRows } from '../losses/rows.js';
+import { teacherSoftTargets } from '../losses/fused.js';
 import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
@@ -79,6 +80,14 @@ for (const backend of ['wasm', 'cpu'] as BackendName[]) {
         expect(relDiff(restricted, reference.loss_ce_restrict_to_mask)).toBeLessThan(1e-4);
       });
     }
+
+    it('the tfjs-op losses from the teacher\'s soft targets (no logits) equal the reference within 1e-4', () => {
+      const soft = teacherSoftTargets(teacherLogits, rows.realRows, V, 2, false);
+      const values = tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows,
+        { lastHidden: teacherLast, soft }, RECIPE_LOSS_WEIGHTS, { training: false }, { fused: false }).values());
+      expect(relDiff(values.loss_ce, reference.loss_ce)).toBeLessThan(1e-4);
+      expect(relDiff(values.loss, reference.loss_total)).toBeLessThan(1e-4);
+    });
 
     for (const fused of [true, false]) it(`gradient norm within 1e-3 relative, and every per-parameter norm (${fused ? 'fused host pass' : 'tfjs ops'})`, () => {
       const { loss, grads } = gradients(student, false, fused);
