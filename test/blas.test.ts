@@ -7,7 +7,8 @@ import { selectBackend } from '../student/backend.js';
 import { blasColumnSums, kernelBeforeBlas, loadBlas, productGeometry, productsOnBlas } from '../student/blas.js';
 import { erf, geluOps } from '../student/gelu.js';
 import { gelu } from '../student/model.js';
-import { maxAbsDiff } from './helpers.js';
+import { TINY, maxAbsDiff } from './helpers.js';
+import { runCli } from './cli-helpers.js';
 
 function random(n: number, seed: number): Float32Array {
   let s = seed;
@@ -163,4 +164,19 @@ describe('GELU', () => {
       expect(y!.some((v) => v > 5)).toBe(true);
     });
   }
+});
+
+describe('choosing the BLAS library', () => {
+  it('names the library and the fix when DISTILL_BLAS cannot be loaded', () => {
+    const r = runCli(['bench', '--teacher', TINY, '--batch', '1', '--seq', '8', '--steps', '1'], { env: { DISTILL_BLAS: '/nonexistent/libblas.so' } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/DISTILL_BLAS=\/nonexistent\/libblas\.so: the library cannot be loaded/);
+    expect(r.stderr).toMatch(/hint: .*DISTILL_BLAS=off/);
+  });
+
+  it.skipIf(!blas)('rejects a thread count that is not a whole number', () => {
+    const r = runCli(['bench', '--teacher', TINY, '--batch', '1', '--seq', '8', '--steps', '1'], { env: { DISTILL_BLAS_THREADS: 'many' } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/DISTILL_BLAS_THREADS=many is not a whole number of threads/);
+  });
 });
