@@ -4,6 +4,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { guardGpu } from '../student/backend.js';
+import { heapOffset, ownsMemory, wasmSimd } from '../student/simd.js';
 
 export interface AdamWOptions {
   betas: [number, number];
@@ -25,8 +26,14 @@ export class AdamW {
     this.params = params;
     this.decay = decay;
     this.options = options;
-    this.expAvg = params.map((p) => tf.variable(tf.zerosLike(p), false));
-    this.expAvgSq = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    const zeros = (p: tf.Variable): tf.Variable => {
+      const z = tf.zerosLike(p);
+      const v = tf.variable(z, false);
+      z.dispose(); // the variable holds the memory alone (so that it may be updated in place)
+      return v;
+    };
+    this.expAvg = params.map(zeros);
+    this.expAvgSq = params.map(zeros);
   }
 
   /** One update with learning rate `lr` from `grads` (same order as the params). */
@@ -36,19 +43,29 @@ export class AdamW {
     const t = this.step;
     const stepSize = lr / (1 - b1 ** t);
     const biasCorrection2Sqrt = Math.sqrt(1 - b2 ** t);
-    // One tidy per parameter: the temporaries of one parameter are freed before the next one's are made, so
-    // the peak is a few copies of the largest parameter, not of the whole model (which ran the 4 GiB wasm
-    // heap out on a bert-base-shaped student).
+    const decayFactor = 1 - lr * this.options.weightDecay;
+    const simd = wasmSimd();
     this.params.forEach((p, i) => {
+      const g = grads[i]!;
+      const m = this.expAvg[i]!;
+      const v = this.expAvgSq[i]!;
+      const decay = this.decay[i] && this.options.weightDecay !== 0;
+      if (simd && g.dtype === 'float32' && ownsMemory(p) && ownsMemory(m) && ownsMemory(v)) {
+        // On wasm: one SIMD pass updates p, m and v where they lie (student/simd.ts), with the operations below.
+        simd.adamw(heapOffset(p), heapOffset(g), heapOffset(m), heapOffset(v), p.size, b1, 1 - b1, b2, 1 - b2,
+          biasCorrection2Sqrt, this.options.eps, stepSize, decay ? decayFactor : 1);
+        return;
+      }
+      // One tidy per parameter: the temporaries of one parameter are freed before the next one's are made, so
+      // the peak is a few copies of the largest parameter, not of the whole model.
       tf.tidy(() => {
-        const g = grads[i]!;
-        const m = tf.add(tf.mul(this.expAvg[i]!, b1), tf.mul(g, 1 - b1));
-        const v = tf.add(tf.mul(this.expAvgSq[i]!, b2), tf.mul(tf.square(g), 1 - b2));
-        this.expAvg[i]!.assign(m);
-        this.expAvgSq[i]!.assign(v);
-        const decayed = this.decay[i] && this.options.weightDecay !== 0 ? tf.mul(p, 1 - lr * this.options.weightDecay) : p;
-        const denom = tf.add(tf.div(tf.sqrt(v), biasCorrection2Sqrt), this.options.eps);
-        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize)));
+        const mNew = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));
+        const vNew = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
+        m.assign(mNew);
+        v.assign(vNew);
+        const decayed = decay ? tf.mul(p, decayFactor) : p;
+        const denom = tf.add(tf.div(tf.sqrt(vNew), biasCorrection2Sqrt), this.options.eps);
+        p.assign(tf.sub(decayed, tf.mul(tf.div(mNew, denom), stepSize)));
       });
     });
   }

@@ -145,6 +145,17 @@ const WAT = `(module
     ${passes((a) => `${set('v', a.ld('x'))}
       ${a.st('out', mul(a.ld('dy'), add(mul(splat(0.5), add(splat(1), `(call $erf ${mul(get('v'), splat(Math.SQRT1_2))})`)),
         mul(mul(get('v'), splat(1 / Math.sqrt(2 * Math.PI))), `(call $exp ${mul(mul(get('v'), get('v')), splat(-0.5))})`))))}`)})
+
+  ;; AdamW in place (src/adamw.ts; the same operations in the same order as its tfjs-op form):
+  ;; m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p = p·decay − (m / (√v / bc2 + eps))·stepSize
+  (func (export "adamw") (param $p i32) (param $g i32) (param $m i32) (param $v i32) (param $n i32)
+    (param $b1 f32) (param $omb1 f32) (param $b2 f32) (param $omb2 f32) (param $bc2 f32) (param $eps f32) (param $step f32) (param $decay f32)
+    (local $i i32) (local $e i32) (local $gv v128) (local $mv v128) (local $vv v128)
+    ${passes((a) => `${set('gv', a.ld('g'))}
+      ${set('mv', add(mul(a.ld('m'), `(f32x4.splat ${get('b1')})`), mul(get('gv'), `(f32x4.splat ${get('omb1')})`)))} ${a.st('m', get('mv'))}
+      ${set('vv', add(mul(a.ld('v'), `(f32x4.splat ${get('b2')})`), mul(mul(get('gv'), get('gv')), `(f32x4.splat ${get('omb2')})`)))} ${a.st('v', get('vv'))}
+      ${a.st('p', sub(mul(a.ld('p'), `(f32x4.splat ${get('decay')})`),
+        mul(`(f32x4.div ${get('mv')} ${add(`(f32x4.div (f32x4.sqrt ${get('vv')}) (f32x4.splat ${get('bc2')}))`, `(f32x4.splat ${get('eps')})`)})`, `(f32x4.splat ${get('step')})`)))}`)})
 )`;
 
 export interface SimdKernels {
@@ -157,6 +168,8 @@ export interface SimdKernels {
   axpy2(g: number, x: number, bias: number, n: number, s: number): void;
   mseGrad(g: number, x: number, t: number, bias: number, n: number, s: number): number;
   gelu(x: number, out: number, n: number): void;
+  adamw(p: number, g: number, m: number, v: number, n: number, b1: number, omb1: number, b2: number, omb2: number,
+    bc2: number, eps: number, stepSize: number, decay: number): void;
   geluGrad(x: number, dy: number, out: number, n: number): void;
 }
 
@@ -203,4 +216,9 @@ export function wasmSimd(): SimdKernels | null {
 /** Byte offset of a wasm-backend tensor in the shared memory. */
 export function heapOffset(t: tf.TensorInfo): number {
   return (tf.backend() as unknown as WasmModuleMemory).dataIdMap.get(t.dataId).memoryOffset;
+}
+
+/** Whether nothing else holds this tensor's memory (so it may be updated in place). */
+export function ownsMemory(t: tf.TensorInfo): boolean {
+  return (tf.backend() as unknown as { refCount(dataId: object): number }).refCount(t.dataId) === 1;
 }
