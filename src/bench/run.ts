@@ -28,8 +28,15 @@ function benchPrepare(): string {
     const ten = join(work, 'x10', 'sotu-moby-x10.txt');
     writePublicDomainText(one, ['sotu', 'moby-dick'], 1);
     writePublicDomainText(ten, ['sotu', 'moby-dick'], 10);
-    const a = runChild('prepare-child.js', [TINY, join(work, 'out1'), one]);
-    const b = runChild('prepare-child.js', [TINY, join(work, 'out10'), ten]);
+    // Peak memory is a maximum, and a short run's depends on when V8 collects: each size runs twice, in fresh
+    // processes, and the table gives the faster time and the higher peak.
+    const twice = (out: string, input: string): PrepareRun => {
+      const runs = [0, 1].map((i) => runChild('prepare-child.js', [TINY, `${out}-${i}`, input]));
+      const fast = runs[0]!.seconds <= runs[1]!.seconds ? runs[0]! : runs[1]!;
+      return { ...fast, peak_rss_mb: Math.max(runs[0]!.peak_rss_mb, runs[1]!.peak_rss_mb) };
+    };
+    const a = twice(join(work, 'out1'), one);
+    const b = twice(join(work, 'out10'), ten);
     const rows = [
       '| corpus | MB | tokens | MB/s | tokens/s | peak RSS (MB) |',
       '|---|---|---|---|---|---|',
