@@ -184,7 +184,10 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
     }
     await tf.ready();
     if (name === 'wasm') await loadWasmSimd();
-    if (name === 'webgpu') watchGpuErrors();
+    if (name === 'webgpu') {
+      watchGpuErrors();
+      registerGeluKernels('webgpu');
+    }
     const blas = name === 'wasm' || name === 'cpu' ? loadBlas() : null;
     const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : name;
     return { name, source, matmul, ...(name === 'webgpu' ? { device: webgpuDevice } : {}) };

@@ -4,7 +4,8 @@
 // In tfjs ops this is five element-wise kernels forward and about ten backward, over [B·T, 4H] tensors; on
 // `wasm` its Erf and Exp kernels alone took ~0.4 s of a ~2.8 s step on the tiny shape. On `wasm` and `cpu`
 // two kernels (DistillGelu, DistillGeluGrad) compute each in one pass over the memory: in WebAssembly SIMD
-// (student/simd.ts) on `wasm`, in JS on `cpu` or where SIMD is unavailable; elsewhere the tfjs-op form runs.
+// (student/simd.ts) on `wasm`, in JS on `cpu` or where SIMD is unavailable, in WGSL on `webgpu`; elsewhere
+// (tensorflow) the tfjs-op form runs.
 // erf is the rational approximation of Eigen/XLA (max error 7e-8 against the true erf).
 
 import * as tf from '@tensorflow/tfjs';
@@ -95,9 +96,71 @@ function cpuKernel(compute: (ins: Float32Array[], out: Float32Array) => void, na
 const forward = (ins: Float32Array[], out: Float32Array): void => geluInto(ins[0]!, out);
 const backward = (ins: Float32Array[], out: Float32Array): void => geluGradInto(ins[0]!, ins[1]!, out);
 
-/** Register DistillGelu / DistillGeluGrad for `wasm` or `cpu` (idempotent). */
-export function registerGeluKernels(backendName: 'wasm' | 'cpu'): void {
+// On `webgpu`: one WGSL program each way, in tfjs's program format (the backend adds the bindings, the
+// tensor getters and the entry point that calls main with the flat index).
+const WGSL_ERF = `
+  fn distillErf(x : f32) -> f32 {
+    let c = clamp(x, -4.0, 4.0);
+    let x2 = c * c;
+    var p : f32 = ${ALPHA[0]};
+${ALPHA.slice(1).map((a) => `    p = p * x2 + ${a};`).join('\n')}
+    var q : f32 = ${BETA[0]};
+${BETA.slice(1).map((b) => `    q = q * x2 + ${b};`).join('\n')}
+    return c * p / q;
+  }`;
+
+class GeluProgram {
+  readonly variableNames: string[];
+  readonly outputShape: number[];
+  readonly shaderKey: string;
+  readonly dispatchLayout: { x: number[] };
+  readonly dispatch: [number, number, number];
+  readonly workgroupSize: [number, number, number] = [128, 1, 1];
+  readonly size = true;
+
+  constructor(shape: number[], private readonly gradient: boolean) {
+    this.variableNames = gradient ? ['A', 'B'] : ['A'];
+    this.outputShape = shape;
+    this.shaderKey = gradient ? 'distill_gelu_grad' : 'distill_gelu';
+    this.dispatchLayout = { x: shape.map((_, i) => i) };
+    this.dispatch = [Math.ceil(shape.reduce((a, b) => a * b, 1) / this.workgroupSize[0]), 1, 1];
+  }
+
+  getUserCode(): string {
+    const body = this.gradient
+      ? `let a = getAByOutputIndex(index);
+         let phi = 0.5 * (1.0 + distillErf(a * ${INV_SQRT2}));
+         setOutputAtIndex(index, getBByOutputIndex(index) * (phi + a * ${INV_SQRT_2PI} * exp(-0.5 * a * a)));`
+      : `let a = getAByOutputIndex(index);
+         setOutputAtIndex(index, 0.5 * a * (1.0 + distillErf(a * ${INV_SQRT2})));`;
+    return `${WGSL_ERF}
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          ${body}
+        }
+      }`;
+  }
+}
+
+interface WebGpuBackendLike {
+  runWebGPUProgram(program: GeluProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType): tf.TensorInfo;
+}
+
+function webgpuKernel(gradient: boolean) {
+  return ({ inputs, backend }: KernelArgs): tf.TensorInfo => {
+    const x = inputs['x']!;
+    return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(new GeluProgram(x.shape, gradient), gradient ? [x, inputs['dy']!] : [x], 'float32');
+  };
+}
+
+/** Register DistillGelu / DistillGeluGrad for `wasm`, `cpu` or `webgpu` (idempotent). */
+export function registerGeluKernels(backendName: 'wasm' | 'cpu' | 'webgpu'): void {
   if (tf.getKernel('DistillGelu', backendName)) return;
+  if (backendName === 'webgpu') {
+    tf.registerKernel({ kernelName: 'DistillGelu', backendName, kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc });
+    tf.registerKernel({ kernelName: 'DistillGeluGrad', backendName, kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc });
+    return;
+  }
   const make = backendName === 'wasm' ? wasmKernel : cpuKernel;
   tf.registerKernel({ kernelName: 'DistillGelu', backendName, kernelFunc: make(forward, ['x']) as unknown as tf.KernelFunc });
   tf.registerKernel({ kernelName: 'DistillGeluGrad', backendName, kernelFunc: make(backward, ['x', 'dy']) as unknown as tf.KernelFunc });

@@ -16,7 +16,8 @@ import { latestCheckpoint } from '../src/checkpoint.js';
 import { hostLossPass, prefetch, selectBackend } from '../student/backend.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
 import { saveStudent } from '../student/io.js';
-import { hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
+import { gelu, hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
+import { geluOps } from '../student/gelu.js';
 import { Teacher } from '../teacher/teacher.js';
 import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
 import { teacherSoftTargets } from '../losses/fused.js';
@@ -53,6 +54,22 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     expect(tf.getBackend()).toBe('webgpu');
     expect(device.length).toBeGreaterThan(0);
     expect(hostLossPass()).toBe(false);
+  });
+
+  it('GELU runs as one WGSL program each way, equal to the tfjs-op formula (value and gradient)', async () => {
+    expect(tf.getKernel('DistillGelu', 'webgpu')).toBeDefined();
+    const x = Float32Array.from({ length: 3001 }, (_, i) => -6 + (12 * i) / 3000);
+    const w = Float32Array.from(x, (v) => Math.cos(v));
+    const outs = tf.tidy(() => {
+      const t = tf.tensor1d(x);
+      const f = (op: (u: tf.Tensor) => tf.Tensor) => tf.grad((u: tf.Tensor) => tf.sum(tf.mul(op(u), tf.tensor1d(w))));
+      return [gelu(t), f(gelu)(t), geluOps(t), f(geluOps)(t)];
+    });
+    const [y, g, yRef, gRef] = await Promise.all(outs.map((o) => o.data()));
+    tf.dispose(outs);
+    expect(maxAbsDiff(y!, yRef!)).toBeLessThan(2e-6);
+    expect(maxAbsDiff(g!, gRef!)).toBeLessThan(2e-6);
+    expect(Math.max(...(y as Float32Array))).toBeGreaterThan(5.9);
   });
 
   it('logits and hidden states equal PyTorch\'s within 1e-4', async () => {
