@@ -147,6 +147,16 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
   });
 });
 
+describe.skipIf(unavailable !== undefined)('no adapter', () => {
+  it('is an error naming the Vulkan pieces to install', () => {
+    const hidden = { VK_DRIVER_FILES: '/nonexistent/icd.json', VK_ICD_FILENAMES: '/nonexistent/icd.json' };
+    const r = runCli(['bench', '--teacher', TINY, '--backend', 'webgpu', '--batch', '1', '--seq', '8', '--steps', '1'], { env: hidden, timeoutMs: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/error: WebGPU: Dawn found no adapter/);
+    expect(r.stderr).toMatch(/hint: .*libvulkan1.*mesa-vulkan-drivers/);
+  });
+});
+
 describe.skipIf(unavailable !== undefined)('teacher on the WebGPU execution provider', () => {
   it('gives logits and hidden states within 1e-4 of the CPU provider', async () => {
     const request = { inputIds: maskedIds, attentionMask: attention, batchSize: B, seqLen: T };
