@@ -19,7 +19,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/errors.js';
 import { productsOnBlas } from '../student/blas.js';
-import { wasmSimd, type SimdKernels } from '../student/simd.js';
+import { heapOffset, wasmSimd, type SimdKernels } from '../student/simd.js';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 const F32 = new Float32Array(1);
 const F32_BITS = new Int32Array(F32.buffer);
@@ -216,13 +217,6 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, t: Teache
   };
 }
 
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-  dataIdMap: { get(dataId: object): { memoryOffset: number } };
-  disposeData(dataId: object): boolean;
-}
-
 export interface DeviceLogitLosses {
   ce: number;
   mlm: number;
@@ -242,24 +236,24 @@ export interface DeviceLogitLosses {
 export function logitLossesWasm(simd: SimdKernels, logits: tf.Tensor2D, t: TeacherSoftTargets, o: LogitLossOptions): DeviceLogitLosses {
   const [n, v] = logits.shape;
   const { tau, invTau, ceCount, mlmCount, ceScale, mseScale, mlmScale, mlmLabelOf } = lossScales(n, v, t, o);
-  const backend = tf.backend() as unknown as WasmBackendLike;
+  const backend = tf.backend() as BackendWasm;
   const probs = tf.tensor2d(t.probs, [n, v]);
   const teacherLogits = o.alpha_mse !== 0 ? tf.tensor2d(t.logits!, [n, v]) : undefined;
   const gradInfo = backend.makeOutput([n, v], 'float32');
   const biasInfo = backend.makeOutput([v], 'float32');
   const scratch = backend.makeOutput([v], 'float32');
-  const at = (x: tf.TensorInfo): number => backend.dataIdMap.get(x.dataId).memoryOffset;
   // Views after every allocation (allocating may grow the memory and detach earlier views); the SIMD
   // passes never allocate.
-  const sView = backend.typedArrayFromHeap(logits);
-  const gView = backend.typedArrayFromHeap(gradInfo);
-  backend.typedArrayFromHeap(biasInfo).fill(0);
-  const S = at(logits);
-  const P = at(probs);
-  const G = at(gradInfo);
-  const Bias = at(biasInfo);
-  const Tmp = at(scratch);
-  const Tl = teacherLogits ? at(teacherLogits) : 0;
+  const sView = backend.typedArrayFromHeap(logits) as Float32Array;
+  const gView = backend.typedArrayFromHeap(gradInfo) as Float32Array;
+  const biasView = backend.typedArrayFromHeap(biasInfo) as Float32Array;
+  biasView.fill(0);
+  const S = heapOffset(logits);
+  const P = heapOffset(probs);
+  const G = heapOffset(gradInfo);
+  const Bias = heapOffset(biasInfo);
+  const Tmp = heapOffset(scratch);
+  const Tl = teacherLogits ? heapOffset(teacherLogits) : 0;
   const rowBytes = v * 4;
   let ceSum = 0;
   let mlmSum = 0;
@@ -278,12 +272,10 @@ export function logitLossesWasm(simd: SimdKernels, logits: tf.Tensor2D, t: Teach
       mlmSum += -(sView[row * v + label]! - ms - Math.log(zr));
       simd.axpy2(g, Tmp, Bias, v, mlmScale / zr);
       gView[row * v + label]! -= mlmScale;
+      biasView[label]! -= mlmScale;
     }
     if (teacherLogits) mseSum += simd.mseGrad(g, s, Tl + row * rowBytes, Bias, v, mseScale);
   }
-  // The label terms of the bias gradient, added once per row after the passes.
-  const biasView = backend.typedArrayFromHeap(biasInfo);
-  for (let row = 0; row < n; row++) if (mlmLabelOf[row]! >= 0) biasView[mlmLabelOf[row]!]! -= mlmScale;
   backend.disposeData(scratch.dataId);
   tf.dispose([probs, ...(teacherLogits ? [teacherLogits] : [])]);
   return {

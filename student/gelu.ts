@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { expNonPositive } from '../losses/fused.js';
-import { wasmSimd } from './simd.js';
+import { heapOffset, wasmSimd } from './simd.js';
 
 const ALPHA = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5,
   -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2] as const;
@@ -59,10 +59,6 @@ interface CpuBackendLike extends tf.KernelBackend {
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
 }
 
-interface WasmOffsets {
-  dataIdMap: { get(dataId: object): { memoryOffset: number } };
-}
-
 function wasmKernel(compute: (ins: Float32Array[], out: Float32Array) => void, names: string[]) {
   return ({ inputs, backend }: KernelArgs): tf.TensorInfo => {
     const wasm = backend as BackendWasm;
@@ -71,10 +67,9 @@ function wasmKernel(compute: (ins: Float32Array[], out: Float32Array) => void, n
     const simd = wasmSimd();
     if (simd) {
       // 4 lanes at a time on the tensors' own memory (student/simd.ts).
-      const at = (t: tf.TensorInfo): number => (backend as unknown as WasmOffsets).dataIdMap.get(t.dataId).memoryOffset;
       const n = first.shape.reduce((a, b) => a * b, 1);
-      if (names.length === 1) simd.gelu(at(first), at(out), n);
-      else simd.geluGrad(at(first), at(inputs[names[1]!]!), at(out), n);
+      if (names.length === 1) simd.gelu(heapOffset(first), heapOffset(out), n);
+      else simd.geluGrad(heapOffset(first), heapOffset(inputs[names[1]!]!), heapOffset(out), n);
       return out;
     }
     // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
