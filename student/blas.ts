@@ -176,7 +176,7 @@ interface CpuBackendLike extends tf.KernelBackend {
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
 }
 
-const blasBackends = new Set<string>();
+/** The BatchMatMul kernel each backend had before the BLAS one replaced it (present: products on the BLAS). */
 const previousKernels = new Map<string, tf.KernelFunc>();
 
 /** The BatchMatMul kernel the BLAS one replaced on `backendName` (for the tests that compare them). */
@@ -186,7 +186,7 @@ export function kernelBeforeBlas(backendName: string): tf.KernelFunc | undefined
 
 /** Whether the named backend's matrix products run on the BLAS (so transposed operands cost nothing extra). */
 export function productsOnBlas(backendName: string = tf.getBackend()): boolean {
-  return blasBackends.has(backendName);
+  return previousKernels.has(backendName);
 }
 
 /**
@@ -195,13 +195,12 @@ export function productsOnBlas(backendName: string = tf.getBackend()): boolean {
  * Returns false when no BLAS library is present.
  */
 export function registerBlasMatMul(backendName: 'wasm' | 'cpu'): boolean {
-  if (blasBackends.has(backendName)) return true;
+  if (previousKernels.has(backendName)) return true;
   const blas = loadBlas();
   if (!blas) return false;
   const previous = tf.getKernel('BatchMatMul', backendName);
   if (!previous) return false;
   const fallback = previous.kernelFunc;
-  previousKernels.set(backendName, fallback);
   const kernelFunc = (args: KernelArgs): tf.TensorInfo => {
     const { inputs, backend, attrs } = args;
     const a = inputs['a']!;
@@ -225,6 +224,6 @@ export function registerBlasMatMul(backendName: 'wasm' | 'cpu'): boolean {
   tf.unregisterKernel('BatchMatMul', backendName);
   tf.registerKernel({ kernelName: 'BatchMatMul', backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc,
     setupFunc: previous.setupFunc, disposeFunc: previous.disposeFunc });
-  blasBackends.add(backendName);
+  previousKernels.set(backendName, fallback);
   return true;
 }
