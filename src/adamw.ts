@@ -4,7 +4,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { guardGpu } from '../student/backend.js';
-import { heapOffset, ownsMemory, wasmSimd } from '../student/simd.js';
+import { heapOffset, ownsMemory, rewroteInPlace, wasmSimd } from '../student/simd.js';
 
 export interface AdamWOptions {
   betas: [number, number];
@@ -54,6 +54,8 @@ export class AdamW {
         // On wasm: one SIMD pass updates p, m and v where they lie (student/simd.ts), with the operations below.
         simd.adamw(heapOffset(p), heapOffset(g), heapOffset(m), heapOffset(v), p.size, b1, 1 - b1, b2, 1 - b2,
           biasCorrection2Sqrt, this.options.eps, stepSize, decay ? decayFactor : 1);
+        // The memory of p, m and v changed under the same ids: drop what kernels cached on them (student/simd.ts).
+        for (const t of [p, m, v]) rewroteInPlace(t);
         return;
       }
       // One tidy per parameter: the temporaries of one parameter are freed before the next one's are made, so

@@ -222,3 +222,28 @@ export function heapOffset(t: tf.TensorInfo): number {
 export function ownsMemory(t: tf.TensorInfo): boolean {
   return (tf.backend() as unknown as { refCount(dataId: object): number }).refCount(t.dataId) === 1;
 }
+
+// THE IN-PLACE INVARIANT. tfjs treats a tensor's memory as immutable for as long as its id lives, and the
+// wasm backend's C++ side relies on it: its products (BatchMatMul and _FusedMatMul without a BLAS, Conv2D)
+// build an XNNPACK operator with the right operand's values packed into it, cache the operator under that
+// operand's tensor id, and drop it only when the id is disposed. Whoever writes new values into a tensor's
+// memory in place (AdamW's SIMD pass, src/adamw.ts) must therefore tell the backend, or every later product
+// multiplies by the values the cache saw first (training on stale weights: issue #12). `rewroteInPlace`
+// does that: it disposes the tensor's id on the C++ side (which runs every cache's disposal callback) and
+// registers the same id at the same memory again. The memory, the JS-side bookkeeping and the refcount are
+// untouched. The rule, in one line: no kernel's cache may outlive an in-place write, so every in-place write
+// ends with rewroteInPlace (test/stale-weights.test.ts fails without it).
+interface WasmTensorRegistry {
+  wasm: { tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void } };
+  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } | undefined };
+}
+
+/** Drop whatever the wasm backend cached under this tensor's id, after its memory was rewritten in place. */
+export function rewroteInPlace(t: tf.TensorInfo): void {
+  const backend = tf.backend() as unknown as WasmTensorRegistry;
+  const data = backend.dataIdMap.get(t.dataId);
+  if (!data) return;
+  const size = t.shape.reduce((a, b) => a * b, 1);
+  backend.wasm.tfjs.disposeData(data.id);
+  backend.wasm.tfjs.registerTensor(data.id, size, data.memoryOffset);
+}
