@@ -1,7 +1,7 @@
 // The process group of a run: alone, unless started by mpirun (OMPI_COMM_WORLD_SIZE > 1), in which case MPI
 // is bound through koffi (see the data-parallel section of the README).
 
-import type { Communicator } from './train.js';
+import { SOLO, type Communicator } from './parallel/communicator.js';
 
 export interface World extends Communicator {
   finalize?: () => void;
@@ -29,7 +29,7 @@ export async function worldFromEnvironment(): Promise<World> {
   if (world) return world;
   const size = Number(process.env['OMPI_COMM_WORLD_SIZE'] ?? process.env['PMI_SIZE'] ?? '1');
   if (!(size > 1)) {
-    world = { rank: 0, size: 1, allreduceSum: async () => undefined, broadcast: async () => undefined };
+    world = SOLO;
     return world;
   }
   placeDevicePerRank();

@@ -17,6 +17,7 @@ import { SafetensorsFile } from './io/safetensors.js';
 import { readOnnx } from './io/onnx.js';
 import { findOnnxFile } from './model-dir.js';
 import { AdamW } from './adamw.js';
+import { UpdateStep } from './train/step.js';
 
 export type Pooling = 'cls' | 'mean';
 
@@ -325,6 +326,7 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   const encoderVars = student.specs.flatMap((spec, i) => (spec.name.startsWith('vocab_') ? [] : [student.variables()[i]!]));
   const params = [...encoderVars, headW, headB];
   const optimizer = new AdamW(params, params.map(() => true), { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
+  const update = new UpdateStep(params, optimizer, { gradAccum: 1, maxGradNorm: 0 });
   const classOf = new Map(task.classes.map((c, i) => [c, i]));
   const encodeAll = (examples: { texts: string[] }[]): number[][] => examples.map((e) => encodeExample(tok, e.texts, student.config.max_position_embeddings));
   const trainIds = encodeAll(task.train);
@@ -353,16 +355,16 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
     for (let s = 0; s < order.length; s += o.batchSize) {
       const rows = order.slice(s, s + o.batchSize);
       const t0 = performance.now();
-      tf.tidy(() => {
+      // The training loop's update step (src/train/step.ts): forward + backward, then AdamW (no clipping).
+      await update.accumulate(() => {
         const { ids, mask } = batchOf(rows.map((i) => trainIds[i]!));
-        const { grads } = tf.variableGrads(() => {
-          const out = tf.add(tf.matMul(pooled(ids, mask, true, o.seed * 1000 + step), headW), headB); // [B, C]
-          if (regression) return tf.losses.meanSquaredError(tf.tensor2d(rows.map((i) => Number(task.train[i]!.label)), [rows.length, 1]), out) as tf.Scalar;
-          const y = tf.oneHot(tf.tensor1d(rows.map((i) => classOf.get(task.train[i]!.label)!), 'int32'), C);
-          return tf.losses.softmaxCrossEntropy(y, out) as tf.Scalar;
-        }, params);
-        optimizer.apply(params.map((v) => grads[v.name]!), o.lr * (1 - step / steps));
+        const out = tf.add(tf.matMul(pooled(ids, mask, true, o.seed * 1000 + step), headW), headB); // [B, C]
+        const loss = (regression
+          ? tf.losses.meanSquaredError(tf.tensor2d(rows.map((i) => Number(task.train[i]!.label)), [rows.length, 1]), out)
+          : tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(rows.map((i) => classOf.get(task.train[i]!.label)!), 'int32'), C), out)) as tf.Scalar;
+        return { loss, report: tf.reshape(loss, [1]) as tf.Tensor1D };
       });
+      await update.apply(o.lr * (1 - step / steps));
       ms += performance.now() - t0;
       tokens += rows.reduce((n, i) => n + trainIds[i]!.length, 0);
       step++;

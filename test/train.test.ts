@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadConfig, validateConfig, type TrainConfig } from '../src/config.js';
-import { train } from '../src/train.js';
+import { train } from '../src/train/loop.js';
 import { latestCheckpoint, listCheckpoints } from '../src/checkpoint.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { linearWarmupDecay } from '../src/adamw.js';

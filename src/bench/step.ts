@@ -7,17 +7,17 @@
 //   distill_tokens_per_s      whole steps as training runs them: the teacher works on the next batch
 //                             (onnxruntime's own thread) while the student trains on this one
 
-import * as tf from '@tensorflow/tfjs';
 import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, readEncoderConfig } from '../model-dir.js';
-import { hostLossPass, selectBackend, throwIfGpuError, type BackendName } from '../../student/backend.js';
+import { hostLossPass, selectBackend, type BackendName } from '../../student/backend.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
 import { lossRows } from '../../losses/rows.js';
-import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
-import { AdamW, clipByGlobalNorm } from '../adamw.js';
+import { RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
+import { AdamW } from '../adamw.js';
+import { UpdateStep, distillObjective } from '../train/step.js';
 import { Rng } from '../../corpus/rng.js';
 import { KernelProfiler, type KernelTime } from './profile.js';
 
@@ -82,19 +82,13 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const fused = o.fused ?? hostLossPass(backend.name);
   const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, temperature: 2, keepLogits: false, fullLogits: false };
 
-  // As the training loop: forward + backward, clipping (one asynchronous read of the norm), AdamW.
+  // The training loop's update step: forward + backward, clipping (one asynchronous read of the norm), AdamW.
+  const update = new UpdateStep(student.variables(), optimizer, { gradAccum: 1, maxGradNorm: 5 });
   const studentStep = async (t: RemoteTeacherOutput): Promise<void> => {
-    const list = tf.tidy(() => {
-      const idsT = tf.tensor2d(ids, [B, T], 'int32');
-      const maskT = tf.tensor2d(mask, [B, T], 'int32');
-      const { grads } = tf.variableGrads(() => distillLosses(student, idsT, maskT, rows, { logits: t.logits && t.logits.length > 0 ? t.logits : undefined, lastHidden: t.lastHidden, soft: t.soft },
-        RECIPE_LOSS_WEIGHTS, { training: o.dropout ?? false, dropoutSeed: 1 }, { fused }).loss, student.variables());
-      return student.variables().map((v) => grads[v.name]!);
-    });
-    const clipped = await clipByGlobalNorm(list, 5);
-    throwIfGpuError();
-    optimizer.apply(clipped.grads, 5e-4);
-    tf.dispose(clipped.grads);
+    const teacherTargets = { logits: t.logits && t.logits.length > 0 ? t.logits : undefined, lastHidden: t.lastHidden, soft: t.soft };
+    await update.accumulate(distillObjective(student, { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, rows, teacher: teacherTargets },
+      RECIPE_LOSS_WEIGHTS, { training: o.dropout ?? false, dropoutSeed: 1 }, fused));
+    await update.apply(5e-4);
   };
 
   const teacherTimes: number[] = [];

@@ -3,17 +3,16 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import type { Command } from 'commander';
 import { FileFormatError, MismatchError } from '../errors.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { Teacher } from '../../teacher/teacher.js';
-import { BACKEND_NAMES, hostLossPass, selectBackend, throwIfGpuError, type BackendName } from '../../student/backend.js';
-import { sumOfSquares } from '../adamw.js';
+import { BACKEND_NAMES, hostLossPass, selectBackend, type BackendName } from '../../student/backend.js';
+import { UpdateStep, distillObjective } from '../train/step.js';
 import { loadStudent } from '../../student/io.js';
 import { lossRows } from '../../losses/rows.js';
-import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type LossWeights } from '../../losses/total.js';
+import { lossNumbers, RECIPE_LOSS_WEIGHTS, type LossWeights } from '../../losses/total.js';
 
 interface EvalBatchOptions {
   teacher: string;
@@ -91,24 +90,14 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
       temperature: opts.temperature, alpha_ce: opts.alphaCe, alpha_mlm: opts.alphaMlm, alpha_cos: opts.alphaCos, alpha_mse: opts.alphaMse,
       restrict_ce_to_mask: opts.restrictCeToMask,
     };
-    let packed: tf.Tensor1D | undefined;
-    const sq = tf.tidy(() => {
-      const ids = tf.tensor2d(batch.maskedInputIds, [B, T], 'int32');
-      const mask = tf.tensor2d(batch.attentionMask, [B, T], 'int32');
-      const { grads } = tf.variableGrads(() => {
-        const l = distillLosses(student, ids, mask, rows, { logits: t.logits, lastHidden: t.hiddenStates[0]! }, weights, { training: false },
-          { fused: opts.unfused ? false : hostLossPass(backend.name) });
-        packed = tf.keep(l.packed());
-        return l.loss;
-      }, student.variables());
-      // The tied projector is one variable (the word embeddings): its gradient is counted once.
-      return sumOfSquares(Object.values(grads));
-    });
-    // Asynchronous reads: the webgpu backend cannot read synchronously.
-    const values = lossNumbers(await packed!.data());
-    const gradNorm = Math.sqrt((await sq.data())[0]!);
-    tf.dispose([packed!, sq]);
-    throwIfGpuError();
+    // The training loop's update step, measuring only (no optimizer): the gradient of loss_total, its norm.
+    const step = new UpdateStep(student.variables(), undefined, { gradAccum: 1, maxGradNorm: 0 });
+    const values = lossNumbers(await step.accumulate(distillObjective(student,
+      { inputIds: batch.maskedInputIds, attentionMask: batch.attentionMask, batchSize: B, seqLen: T, rows, teacher: { logits: t.logits, lastHidden: t.hiddenStates[0]! } },
+      weights, { training: false }, opts.unfused ? false : hostLossPass(backend.name))));
+    // The tied projector is one variable (the word embeddings): its gradient is counted once.
+    const gradNorm = await step.gradNorm();
+    step.discard();
     const result = {
       loss_ce: values.loss_ce, loss_mlm: values.loss_mlm, loss_cos: values.loss_cos, loss_mse: values.loss_mse,
       loss_total: values.loss, grad_norm: gradNorm,

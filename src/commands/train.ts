@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config.js';
 import { intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
-import { train, type TrainSummary } from '../train.js';
+import { train, type TrainSummary } from '../train/loop.js';
 import { worldFromEnvironment } from '../mpi.js';
 
 interface TrainCommandOptions {

@@ -9,29 +9,31 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { DistillError, MismatchError } from './errors.js';
-import { totalUpdates, type TrainConfig } from './config.js';
-import { AdamW, clipByGlobalNorm, linearWarmupDecay } from './adamw.js';
+import { DistillError, MismatchError } from '../errors.js';
+import { totalUpdates, type TrainConfig } from '../config.js';
+import { AdamW, linearWarmupDecay } from '../adamw.js';
+import { SOLO, type Communicator } from '../parallel/communicator.js';
+import { UpdateStep, distillObjective } from './step.js';
 import {
   latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint,
   CHECKPOINT_FORMAT, type CheckpointHooks, type TrainerState,
-} from './checkpoint.js';
-import { writeFileAtomic } from './io/safetensors.js';
-import { RemoteTeacher, type RemoteTeacherOutput } from '../teacher/remote.js';
-import { defaultTeacherEp } from '../teacher/teacher.js';
-import { WordPieceTokenizer } from '../corpus/tokenizer.js';
-import { assertModelDir, readEncoderConfig } from './model-dir.js';
-import { guardGpu, prefetch, readsSynchronously, selectBackend, throwIfGpuError, type BackendChoice } from '../student/backend.js';
-import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
-import { loadStudent } from '../student/io.js';
-import type { DistilBertStudent } from '../student/model.js';
-import { CorpusReader, sliceRows, type Cursor, type GlobalBatch } from '../corpus/reader.js';
-import { maskBatch, tokenWeights, type MaskingConfig } from '../corpus/masking.js';
-import { readTokenCounts } from '../corpus/prepare.js';
-import { Rng } from '../corpus/rng.js';
-import { ensureCorpus } from '../corpus/ensure.js';
-import { lossRows, type LossRows } from '../losses/rows.js';
-import { distillLosses, lossNumbers, type LossNumbers, type LossWeights } from '../losses/total.js';
+} from '../checkpoint.js';
+import { writeFileAtomic } from '../io/safetensors.js';
+import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
+import { defaultTeacherEp } from '../../teacher/teacher.js';
+import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { assertModelDir, readEncoderConfig } from '../model-dir.js';
+import { prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/backend.js';
+import { defaultStudentLayers, initStudentFromTeacher } from '../../student/init.js';
+import { loadStudent } from '../../student/io.js';
+import type { DistilBertStudent } from '../../student/model.js';
+import { CorpusReader, sliceRows, type Cursor, type GlobalBatch } from '../../corpus/reader.js';
+import { maskBatch, tokenWeights, type MaskingConfig } from '../../corpus/masking.js';
+import { readTokenCounts } from '../../corpus/prepare.js';
+import { Rng } from '../../corpus/rng.js';
+import { ensureCorpus } from '../../corpus/ensure.js';
+import { lossRows, type LossRows } from '../../losses/rows.js';
+import { lossNumbers, type LossWeights } from '../../losses/total.js';
 
 /** One line of metrics.jsonl. */
 export interface UpdateMetrics {
@@ -68,18 +70,6 @@ export interface TrainSummary {
   backend: string;
   checkpoint: string | undefined;
 }
-
-/** How ranks talk (MPI when launched by mpirun; alone otherwise). */
-export interface Communicator {
-  rank: number;
-  size: number;
-  /** Sum in place across ranks. */
-  allreduceSum(data: Float32Array | Float64Array): Promise<void>;
-  /** Rank 0's values to every rank, in place. */
-  broadcast(data: Float32Array): Promise<void>;
-}
-
-export const SOLO: Communicator = { rank: 0, size: 1, allreduceSum: async () => undefined, broadcast: async () => undefined };
 
 export interface TrainOptions {
   config: TrainConfig;
@@ -150,7 +140,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const teacher = await RemoteTeacher.start(config.teacher,
     { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, executionProvider: teacherEp },
     config.alpha_mse !== 0);
-  log(`teacher: onnxruntime ${teacherEp} execution provider${backend.device ? `; GPU adapter: ${backend.device}` : ''}`);
+  const placement = teacher.nodesByProvider ? ` (nodes run: ${Object.entries(teacher.nodesByProvider).map(([p, n]) => `${n} on ${p}`).join(', ')})` : '';
+  log(`teacher: onnxruntime ${teacherEp} execution provider${placement}${backend.device ? `; GPU adapter: ${backend.device}` : ''}`);
   // Rank 0 prepares the corpus when it is missing; the others wait for it (an all-reduce as a barrier).
   if (comm.rank === 0) await ensureCorpus(config, tok, log, teacherConfig.maxPositions);
   if (comm.size > 1) await comm.allreduceSum(new Float64Array(1));
@@ -185,6 +176,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
   if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
+  const update = new UpdateStep(student.variables(), optimizer, { gradAccum: config.grad_accum, maxGradNorm: config.max_grad_norm, comm });
   let step = state?.step ?? 0;
   let tokensSoFar = state?.tokens ?? 0;
   const elapsedBefore = state?.elapsed_s ?? 0;
@@ -246,7 +238,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     while (step < stopAt) {
       const updateStarted = performance.now();
       const lr = config.lr * linearWarmupDecay(step, warmup, total);
-      let acc: tf.Tensor[] | undefined;
       const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_mse: 0 };
       let updateTokens = 0;
       for (let micro = 0; micro < config.grad_accum; micro++) {
@@ -260,33 +251,16 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         const rows = current.lossRows;
         if (!rows || !t) continue; // nothing of this global batch falls to this rank
         const studentStarted = performance.now();
-        const { batch } = current;
         const dropoutSeed = Rng.derive(config.seed, step, micro, DROPOUT_STREAM).nextUint32();
-        let packed: tf.Tensor1D | undefined;
-        tf.tidy(() => {
-          const ids = tf.tensor2d(current.inputIds, [current.rows, batch.seqLen], 'int32'); // [b, T]
-          const mask = tf.tensor2d(current.attentionMask, [current.rows, batch.seqLen], 'int32');
-          const { grads } = tf.variableGrads(() => {
-            const l = distillLosses(student, ids, mask, rows, { lastHidden: t.lastHidden, soft: t.soft }, lossWeights, { training: true, dropoutSeed },
-              { ceCount: current.counts.ce, mlmCount: current.counts.mlm, cosCount: current.counts.cos });
-            packed = tf.keep(l.packed());
-            return tf.div(l.loss, config.grad_accum) as tf.Scalar;
-          }, student.variables());
-          const ordered = student.variables().map((v) => grads[v.name]!);
-          const summed = acc ? ordered.map((g, i) => tf.add(acc![i]!, g)) : ordered;
-          for (const g of summed) tf.keep(g);
-          if (acc) tf.dispose(acc);
-          acc = summed;
-        });
-        // One read of the five loss values per micro-batch, asynchronous (webgpu cannot read synchronously).
-        const parts: LossNumbers = lossNumbers(await guardGpu(packed!.data()));
-        packed!.dispose();
-        throwIfGpuError();
+        const batch = {
+          inputIds: current.inputIds, attentionMask: current.attentionMask, batchSize: current.rows, seqLen: current.batch.seqLen,
+          rows, teacher: { lastHidden: t.lastHidden, soft: t.soft }, counts: current.counts,
+        };
+        const parts = lossNumbers(await update.accumulate(distillObjective(student, batch, lossWeights, { training: true, dropoutSeed })));
         for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / config.grad_accum;
         updateTokens += rows.realRows.length;
         studentBusy += performance.now() - studentStarted;
       }
-      acc ??= student.variables().map((v) => tf.zerosLike(v));
       const commStarted = performance.now();
       if (comm.size > 1) {
         // Each rank's losses are its share of the global means: the global values are their sums.
@@ -295,16 +269,14 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         [sums.loss, sums.loss_ce, sums.loss_mlm, sums.loss_cos, sums.loss_mse] = [shared[0]!, shared[1]!, shared[2]!, shared[3]!, shared[4]!];
         updateTokens = shared[5]!;
       }
+      commMs += performance.now() - commStarted;
       if (!Number.isFinite(sums.loss)) {
-        tf.dispose(acc!);
+        update.discard();
         throw new TrainingDivergedError(`the loss is ${sums.loss} at update ${step + 1}: training stopped`,
           `the last good checkpoint is ${lastCheckpoint ?? '(none yet)'}; lower lr or raise warmup_prop, then --resume`);
       }
-      if (comm.size > 1) await allreduceSum(comm, acc!);
-      commMs += performance.now() - commStarted;
-      const { grads, norm } = await clipByGlobalNorm(acc!, config.max_grad_norm);
-      optimizer.apply(grads, lr);
-      tf.dispose(grads);
+      // All-reduce of the gradients across ranks, clipping, AdamW.
+      const norm = await update.apply(lr);
       step++;
       tokensSoFar += updateTokens;
       injectFault(comm.rank, step);
@@ -336,33 +308,11 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     elapsed_s: elapsedBefore + wall, tokens_per_s: wall > 0 ? (tokensSoFar - (state?.tokens ?? 0)) / wall : 0,
     teacher_busy: teacher.busyMs / 1000 / Math.max(wall, 1e-9), student_busy: studentBusy / 1000 / Math.max(wall, 1e-9),
     teacher_wait_s: teacherWait / 1000, backend: backend.name, checkpoint: lastCheckpoint,
-    world_size: comm.size, comm_s_per_update: step > firstStep ? commMs / 1000 / (step - firstStep) : 0,
+    world_size: comm.size, comm_s_per_update: step > firstStep ? (commMs + update.allreduceMs) / 1000 / (step - firstStep) : 0,
   };
   optimizer.dispose();
   student.dispose();
   return summary;
-}
-
-/**
- * Sum the ranks' gradients (each already divided by the global counts): one all-reduce of all of them packed
- * in one host buffer, not one call per tensor.
- */
-async function allreduceSum(comm: Communicator, grads: tf.Tensor[]): Promise<void> {
-  const sizes = grads.map((g) => g.size);
-  const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
-  let offset = 0;
-  for (const g of grads) {
-    flat.set(await g.data() as Float32Array, offset);
-    offset += g.size;
-  }
-  await comm.allreduceSum(flat);
-  offset = 0;
-  grads.forEach((g, i) => {
-    const summed = tf.tensor(flat.subarray(offset, offset + sizes[i]!), g.shape);
-    tf.dispose(g);
-    grads[i] = summed;
-    offset += sizes[i]!;
-  });
 }
 
 /**

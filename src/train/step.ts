@@ -1,0 +1,167 @@
+// THE update step: the one place where gradients are made and applied. The training loop
+// (src/train/loop.ts), `distill bench`, `distill eval-batch` and fine-tuning (src/probe.ts) all run it.
+//
+//   for each of grad_accum micro-batches:
+//     accumulate(objective)   forward + backward of objective().loss / grad_accum; gradients summed in place
+//   then
+//     apply(lr)               sum the gradients across ranks (one all-reduce) → clip at the global norm →
+//                             AdamW with this update's learning rate
+//
+// The distillation objective of one micro-batch is distillObjective(): the student forward and the weighted
+// losses against the teacher's outputs (losses/total.ts). Every tensor made here is freed before the next
+// micro-batch: the number of live tensors stays flat over updates (test/step.test.ts).
+
+import * as tf from '@tensorflow/tfjs';
+import { ShapeError } from '../errors.js';
+import { guardGpu, throwIfGpuError } from '../../student/backend.js';
+import type { DistilBertStudent, ForwardOptions } from '../../student/model.js';
+import type { LossRows } from '../../losses/rows.js';
+import { distillLosses, type LossWeights, type TeacherTargets } from '../../losses/total.js';
+import { AdamW, clipByGlobalNorm, sumOfSquares } from '../adamw.js';
+import { SOLO, type Communicator } from '../parallel/communicator.js';
+
+/** What one micro-batch's objective gives: the loss to minimise and the values to report, as one 1-D tensor. */
+export interface Objective {
+  loss: tf.Scalar;
+  /** Read asynchronously after the backward pass (webgpu cannot read synchronously). */
+  report: tf.Tensor1D;
+}
+
+export interface UpdateStepOptions {
+  /** Micro-batches per update: each loss is divided by it, so the update follows their mean. */
+  gradAccum: number;
+  /** Clip at this global L2 norm; 0 turns clipping off. */
+  maxGradNorm: number;
+  /** The ranks whose gradients are summed before clipping (default: this process alone). */
+  comm?: Communicator;
+}
+
+export class UpdateStep {
+  readonly params: tf.Variable[];
+  private readonly optimizer: AdamW | undefined;
+  private readonly options: UpdateStepOptions;
+  /** Σ of the micro-batches' gradients so far, in the order of `params`. */
+  private acc: tf.Tensor[] | undefined;
+  /** Milliseconds spent in the gradients' all-reduce so far (waiting for the slower ranks included). */
+  allreduceMs = 0;
+
+  /** `optimizer` may be undefined for a step that only measures (eval-batch): apply() then refuses. */
+  constructor(params: tf.Variable[], optimizer: AdamW | undefined, options: UpdateStepOptions) {
+    if (!(options.gradAccum >= 1)) throw new ShapeError(`grad_accum must be at least 1, got ${options.gradAccum}`);
+    this.params = params;
+    this.optimizer = optimizer;
+    this.options = options;
+  }
+
+  /** Forward + backward of one micro-batch; its gradients are added to the update's. Returns the reported values. */
+  async accumulate(objective: () => Objective): Promise<Float32Array> {
+    let report: tf.Tensor1D | undefined;
+    const scale = 1 / this.options.gradAccum;
+    tf.tidy(() => {
+      const { grads } = tf.variableGrads(() => {
+        const o = objective();
+        report = tf.keep(o.report);
+        return (scale === 1 ? o.loss : tf.mul(o.loss, scale)) as tf.Scalar;
+      }, this.params);
+      const ordered = this.params.map((v) => grads[v.name]!);
+      const summed = this.acc ? ordered.map((g, i) => tf.add(this.acc![i]!, g)) : ordered;
+      for (const g of summed) tf.keep(g);
+      if (this.acc) tf.dispose(this.acc);
+      this.acc = summed;
+    });
+    const values = await guardGpu(report!.data()) as Float32Array;
+    report!.dispose();
+    throwIfGpuError();
+    return values;
+  }
+
+  /** The global L2 norm of the gradients accumulated so far (this rank's), without applying them. */
+  async gradNorm(): Promise<number> {
+    const squared = tf.tidy(() => sumOfSquares(this.gradients()));
+    const value = (await guardGpu(squared.data()))[0]!;
+    squared.dispose();
+    return Math.sqrt(value);
+  }
+
+  /**
+   * Sum the gradients across ranks, clip them, and let AdamW update the parameters with learning rate `lr`.
+   * Returns the global gradient norm before clipping. A rank that had no rows contributes zeros.
+   */
+  async apply(lr: number): Promise<number> {
+    if (!this.optimizer) throw new Error('UpdateStep.apply: this step has no optimizer');
+    const comm = this.options.comm ?? SOLO;
+    const grads = this.gradients();
+    this.acc = undefined;
+    if (comm.size > 1) {
+      const started = performance.now();
+      await allreduceSum(comm, grads);
+      this.allreduceMs += performance.now() - started;
+    }
+    const { grads: clipped, norm } = await clipByGlobalNorm(grads, this.options.maxGradNorm);
+    this.optimizer.apply(clipped, lr);
+    tf.dispose(clipped);
+    return norm;
+  }
+
+  /** Drop the accumulated gradients (a diverged update, or a step that only measured). */
+  discard(): void {
+    if (this.acc) tf.dispose(this.acc);
+    this.acc = undefined;
+  }
+
+  private gradients(): tf.Tensor[] {
+    this.acc ??= this.params.map((v) => tf.zerosLike(v));
+    return this.acc;
+  }
+}
+
+/**
+ * Sum the ranks' gradients in place of the list (each already divided by the global counts): one all-reduce
+ * of all of them packed in one host buffer, not one call per tensor.
+ */
+async function allreduceSum(comm: Communicator, grads: tf.Tensor[]): Promise<void> {
+  const sizes = grads.map((g) => g.size);
+  const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+  let offset = 0;
+  for (const g of grads) {
+    flat.set(await g.data() as Float32Array, offset);
+    offset += g.size;
+  }
+  await comm.allreduceSum(flat);
+  offset = 0;
+  grads.forEach((g, i) => {
+    const summed = tf.tensor(flat.subarray(offset, offset + sizes[i]!), g.shape);
+    tf.dispose(g);
+    grads[i] = summed;
+    offset += sizes[i]!;
+  });
+}
+
+/** One micro-batch of distillation: the masked rows of this rank and the teacher's outputs on them. */
+export interface DistillMicroBatch {
+  /** [B, T] masked token ids, row-major. */
+  inputIds: Int32Array;
+  /** [B, T] 1 for real tokens. */
+  attentionMask: Int32Array;
+  batchSize: number;
+  seqLen: number;
+  /** Which rows each loss reads (losses/rows.ts). */
+  rows: LossRows;
+  teacher: TeacherTargets;
+  /** Divisors of the means: the whole global batch's counts in data-parallel runs (default: this batch's). */
+  counts?: { ce: number; mlm: number; cos: number };
+}
+
+/** The distillation objective of one micro-batch: reports [loss, loss_ce, loss_mlm, loss_cos, loss_mse] (lossNumbers names them). */
+export function distillObjective(student: DistilBertStudent, batch: DistillMicroBatch, weights: LossWeights,
+  forward: ForwardOptions, fused?: boolean): () => Objective {
+  return () => {
+    const ids = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32'); // [B, T]
+    const mask = tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLen], 'int32'); // [B, T]
+    const l = distillLosses(student, ids, mask, batch.rows, batch.teacher, weights, forward, {
+      ...(fused === undefined ? {} : { fused }),
+      ...(batch.counts ? { ceCount: batch.counts.ce, mlmCount: batch.counts.mlm, cosCount: batch.counts.cos } : {}),
+    });
+    return { loss: l.loss, report: l.packed() };
+  };
+}
