@@ -2,7 +2,8 @@
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
-import type { SafetensorsFile } from '../src/io/safetensors.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { selectBackend } from '../student/backend.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The embedded tiny teacher (a copy of ../shared/fixtures/tiny-bert-cased without the golden numbers). */
@@ -39,4 +40,72 @@ export function goldenBatch(ref: SafetensorsFile): {
     teacherLogits: ref.getFloat32('teacher_logits'),
     teacherLast: hidden.subarray(hidden.length - layerSize),
   };
+}
+
+/**
+ * Why WebGPU cannot run here, or undefined when it starts: only "not installed" (the optional packages) and
+ * "no adapter" (no Vulkan driver) are reasons to skip; any other error is thrown, so the test fails.
+ */
+export async function webgpuUnavailable(): Promise<string | undefined> {
+  try {
+    await selectBackend('webgpu');
+    return undefined;
+  } catch (e) {
+    const message = (e as Error).message;
+    if (/the webgpu backend is not installed|found no adapter/.test(message)) return `${message} (.ci/run installs Mesa 25's software Vulkan driver)`;
+    throw e;
+  }
+}
+
+/** A student folder's (or checkpoint's) weights by name, as stored (transformers' layout). */
+export function folderWeights(dir: string): Map<string, Float32Array> {
+  const file = SafetensorsFile.read(join(dir, 'model.safetensors'));
+  return new Map(file.names().map((n) => [n, file.getFloat32(n)]));
+}
+
+export interface WeightDifference {
+  /** Largest |w − w_ref| over all weights, in units of `lr`. */
+  maxAbsInLr: number;
+  /** Root mean square of w − w_ref over all weights, in units of `lr`. */
+  rmsInLr: number;
+}
+
+/** How far two sets of weights (same names and sizes) lie apart, in units of a learning rate. */
+export function weightDifference(weights: Map<string, Float32Array>, reference: Map<string, Float32Array>, lr: number): WeightDifference {
+  const names = [...reference.keys()].sort();
+  if (JSON.stringify([...weights.keys()].sort()) !== JSON.stringify(names)) throw new Error(`parameter names differ: ${[...weights.keys()].sort().join(',')} vs ${names.join(',')}`);
+  let max = 0;
+  let sq = 0;
+  let n = 0;
+  for (const name of names) {
+    const w = weights.get(name)!;
+    const r = reference.get(name)!;
+    if (w.length !== r.length) throw new Error(`${name}: ${w.length} values vs ${r.length}`);
+    for (let i = 0; i < w.length; i++) {
+      const d = Math.abs(w[i]! - r[i]!);
+      if (d > max) max = d;
+      sq += d * d;
+    }
+    n += w.length;
+  }
+  return { maxAbsInLr: max / lr, rmsInLr: Math.sqrt(sq / n) / lr };
+}
+
+/**
+ * Final weights of two runs that should agree up to float32 rounding, in units of lr, after updates with
+ * learning rates `lrs`. AdamW moves a weight by lr_t·m̂/(√v̂ + eps) per update, and |m̂/√v̂| ≤ 1 in the first
+ * updates (exactly 1 at the first: g/|g|) whatever the size of the gradient. Where a gradient element is
+ * float32 rounding noise (another summation order, another product blocking: another CPU, BLAS kernel,
+ * backend or number of ranks), its sign may differ and that weight may move the other way: the two runs may
+ * then lie up to 2·Σ_t lr_t apart there, and no further: a sound bound on any machine, but too loose to see a
+ * wrong step. So the aggregate is held too: the root mean square difference within 0.05·lr, i.e. at most
+ * 0.05²/(2·Σ lr_t/lr)² of the weights (3.9e-5 of them after 8 updates of the reference's schedule) may flip
+ * all the way. A wrong step (stale weights, a dropped gradient term, a transposed gradient, a wrong
+ * schedule) moves most weights differently by a sizeable fraction of lr each: stale weights measured 0.67 to
+ * 0.97 lr RMS after the reference's 8 updates, where the paths measured here stay below 3e-4 lr RMS.
+ */
+export function expectWeightsAgree(d: WeightDifference, lrs: number[], lr: number): void {
+  const sum = lrs.reduce((a, b) => a + b, 0);
+  if (!(d.maxAbsInLr <= (2 * sum) / lr)) throw new Error(`largest weight difference ${d.maxAbsInLr} lr exceeds 2·Σ lr_t = ${(2 * sum) / lr} lr`);
+  if (!(d.rmsInLr < 0.05)) throw new Error(`root mean square weight difference ${d.rmsInLr} lr exceeds 0.05 lr`);
 }

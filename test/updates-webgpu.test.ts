@@ -1,0 +1,11 @@
+// The multi-update PyTorch reference (test/updates.ts) on tfjs's webgpu backend (in CI: Mesa's software adapter),
+// with the teacher on onnxruntime's WebGPU provider as `distill train --backend webgpu` chooses. Skipped only
+// when WebGPU is not installed or finds no adapter; any other error fails.
+import { expect } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { webgpuUnavailable } from './helpers.js';
+import { describeReplay } from './updates.js';
+
+describeReplay('webgpu', 'webgpu', await webgpuUnavailable(), () => {
+  expect(tf.getBackend()).toBe('webgpu');
+});

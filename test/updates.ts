@@ -1,0 +1,136 @@
+// The multi-update reference (test/fixtures/updates/, made by make_update_references.py with the plain-PyTorch
+// peer and torch.optim.AdamW): the project's own update step (src/train/step.ts, what `distill train` runs:
+// the teacher worker's soft targets, distillObjective, gradient accumulation, clipping, AdamW, the schedule)
+// replayed over the same pre-masked micro-batches from the same initial student, on the backend the calling
+// test file chose (one path per file: backends, BLAS and SIMD are chosen once per process).
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { join } from 'node:path';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { readEncoderConfig } from '../src/model-dir.js';
+import { AdamW, linearWarmupDecay } from '../src/adamw.js';
+import { UpdateStep, distillObjective } from '../src/train/step.js';
+import { RemoteTeacher } from '../teacher/remote.js';
+import { defaultTeacherEp } from '../teacher/teacher.js';
+import { WordPieceTokenizer } from '../corpus/tokenizer.js';
+import { prefetch, selectBackend, type BackendChoice, type BackendName } from '../student/backend.js';
+import { initStudentFromTeacher } from '../student/init.js';
+import { lossRows } from '../losses/rows.js';
+import { lossNumbers, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
+import { REPO, TINY, expectWeightsAgree, relDiff, weightDifference } from './helpers.js';
+import tinyReference from './fixtures/updates/tiny.json' with { type: 'json' };
+import unseenReference from './fixtures/updates/unseen.json' with { type: 'json' };
+
+export const UNSEEN = join(REPO, 'test', 'fixtures', 'unseen-bert-uncased');
+export type ReferenceName = 'tiny' | 'unseen';
+type Reference = typeof tinyReference;
+const REFERENCES: Record<ReferenceName, { json: Reference; teacher: string }> = {
+  tiny: { json: tinyReference, teacher: TINY },
+  unseen: { json: unseenReference as Reference, teacher: UNSEEN },
+};
+
+export interface UpdateRecord { loss: number; loss_ce: number; loss_mlm: number; loss_cos: number; grad_norm: number; lr: number }
+
+export interface Replay {
+  backend: BackendChoice;
+  records: UpdateRecord[];
+  /** Final weights in transformers' layout, by name. */
+  weights: Map<string, Float32Array>;
+}
+
+/** Replay the reference's updates through the project's update step. */
+export async function replay(name: ReferenceName, backend: BackendChoice): Promise<Replay> {
+  const { json: ref, teacher: teacherDir } = REFERENCES[name];
+  const file = SafetensorsFile.read(join(REPO, 'test', 'fixtures', 'updates', `${name}.safetensors`));
+  const teacherConfig = readEncoderConfig(teacherDir);
+  const tok = WordPieceTokenizer.fromDir(teacherDir);
+  const student = initStudentFromTeacher(teacherDir, teacherConfig, ref.student_layers_from_teacher, tok.padId);
+  student.config.dropout = 0; // the reference runs without dropout
+  student.config.attention_dropout = 0;
+  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay),
+    { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: ref.weight_decay });
+  const update = new UpdateStep(student.variables(), optimizer, { gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm });
+  const weights = { ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos };
+  const teacher = await RemoteTeacher.start(teacherDir,
+    { hiddenStates: 'last', threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, executionProvider: defaultTeacherEp(backend.name) });
+  const records: UpdateRecord[] = [];
+  try {
+    for (let u = 0; u < ref.updates; u++) {
+      const lr = ref.lr * linearWarmupDecay(u, ref.warmup_updates, ref.updates);
+      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0 };
+      for (let m = 0; m < ref.grad_accum; m++) {
+        const i = u * ref.grad_accum + m;
+        const [B, T] = file.shapeOf(`batch.${i}.masked_input_ids`) as [number, number];
+        const inputIds = file.getInt32(`batch.${i}.masked_input_ids`);
+        const attentionMask = file.getInt32(`batch.${i}.attention_mask`);
+        const rows = lossRows(attentionMask, file.getInt32(`batch.${i}.mlm_labels`), B, T, teacherConfig.vocabSize);
+        const t = await teacher.forward({ inputIds, attentionMask, batchSize: B, seqLen: T, softRows: rows.realRows, temperature: ref.temperature, keepLogits: false, fullLogits: false });
+        const parts = lossNumbers(await update.accumulate(distillObjective(student,
+          { inputIds, attentionMask, batchSize: B, seqLen: T, rows, teacher: { lastHidden: t.lastHidden, soft: t.soft } },
+          weights, { training: true, dropoutSeed: i })));
+        for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / ref.grad_accum;
+      }
+      const gradNorm = await update.apply(lr);
+      records.push({ ...sums, grad_norm: gradNorm, lr });
+    }
+    await prefetch(student.variables());
+    const final = new Map([...student.hfWeights()].map(([n, w]) => [n, w.data]));
+    return { backend, records, weights: final };
+  } finally {
+    await teacher.close();
+    optimizer.dispose();
+    student.dispose();
+  }
+}
+
+/** The reference's final weights by name (transformers' layout). */
+export function referenceWeights(name: ReferenceName): Map<string, Float32Array> {
+  const file = SafetensorsFile.read(join(REPO, 'test', 'fixtures', 'updates', `${name}.safetensors`));
+  return new Map(file.names().filter((n) => n.startsWith('final.')).map((n) => [n.slice('final.'.length), file.getFloat32(n)]));
+}
+
+/**
+ * The replay against PyTorch: per-update losses within `lossRel` relative (1e-4: the golden tests' bound for
+ * one step, kept over all updates), gradient norms within 1e-3, the learning rates exactly; final weights as
+ * argued at expectWeightsAgree (test/helpers.ts).
+ */
+export function expectMatchesReference(name: ReferenceName, run: Replay, lossRel = 1e-4): void {
+  const ref = REFERENCES[name].json;
+  expect(run.records.length).toBe(ref.updates);
+  run.records.forEach((r, u) => {
+    const want = ref.records[u]!;
+    for (const k of ['loss', 'loss_ce', 'loss_mlm', 'loss_cos'] as const) {
+      expect(relDiff(r[k], want[k]), `update ${u + 1} ${k}: ${r[k]} vs PyTorch ${want[k]}`).toBeLessThan(lossRel);
+    }
+    expect(relDiff(r.grad_norm, want.grad_norm), `update ${u + 1} grad_norm: ${r.grad_norm} vs PyTorch ${want.grad_norm}`).toBeLessThan(1e-3);
+    expect(r.lr).toBeCloseTo(want.lr, 12);
+  });
+  // Final weights: within 2·Σ lr_t everywhere and 0.05 lr RMS (the reasons: expectWeightsAgree).
+  expectWeightsAgree(weightDifference(run.weights, referenceWeights(name), ref.lr), run.records.map((r) => r.lr), ref.lr);
+}
+
+/**
+ * The tests of one path: both references (the tiny teacher and the unseen one) replayed on `backendName`, as
+ * `distill train --backend NAME` starts it. `skip`: why this path cannot run here (printed), or undefined.
+ * `check`: what must hold of the started backend (e.g. that products run on the BLAS).
+ */
+export function describeReplay(path: string, backendName: BackendName, skip: string | undefined, check: (b: BackendChoice) => void): void {
+  if (skip) console.warn(`${path}: skipped: ${skip}`);
+  describe.skipIf(skip !== undefined)(`8 updates against torch.optim.AdamW: ${path}`, () => {
+    let backend: BackendChoice;
+    beforeAll(async () => {
+      backend = await selectBackend(backendName);
+      check(backend);
+    });
+    for (const name of ['tiny', 'unseen'] as ReferenceName[]) {
+      it(`${name} teacher: per-update losses, gradient norms, lr and final weights match PyTorch; no tensor left behind`, async () => {
+        const before = tf.memory().numTensors;
+        const run = await replay(name, backend);
+        const d = weightDifference(run.weights, referenceWeights(name), REFERENCES[name].json.lr);
+        console.log(JSON.stringify({ path, name, matmul: backend.matmul, ...d, losses: run.records.map((r) => r.loss) }));
+        expectMatchesReference(name, run);
+        expect(tf.memory().numTensors).toBe(before);
+      });
+    }
+  });
+}
