@@ -4,11 +4,13 @@ import { expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import { hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
+import { hfNameOfVariable, transpose2d, type DistilBertStudent } from '../student/model.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
 import { lossRows } from '../losses/rows.js';
 import { GOLDEN, goldenBatch, relDiff } from './helpers.js';
+import { expectGradientProbes } from './gradient-probe.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
+import probes from './fixtures/tiny-bert-cased/gradient_probes.json' with { type: 'json' };
 
 export const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
 export const { B, T, maskedIds, attention, labels, teacherLogits, teacherLast } = goldenBatch(ref);
@@ -17,21 +19,32 @@ export const V = 6144;
 export const rows = lossRows(attention, labels, B, T, V);
 export const targets = { logits: teacherLogits, lastHidden: teacherLast };
 
-/** The loss and each parameter's gradient norm (by Hugging Face name) on the golden batch. */
-export function goldenGradients(student: DistilBertStudent, restrict = false, fused = true): { loss: number; grads: Map<string, number> } {
+/** The loss and each parameter's gradient (transformers' layout) and its norm, by Hugging Face name, on the golden batch. */
+export function goldenGradients(student: DistilBertStudent, restrict = false, fused = true): { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> } {
   return tf.tidy(() => {
     const ids = tf.tensor2d(maskedIds, [B, T], 'int32');
     const mask = tf.tensor2d(attention, [B, T], 'int32');
     const { value, grads } = tf.variableGrads(() => distillLosses(student, ids, mask, rows, targets,
       { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: restrict }, { training: false }, { fused }).loss, student.variables());
     const norms = new Map<string, number>();
-    for (const [name, g] of Object.entries(grads)) norms.set(hfNameOfVariable(name), Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]!));
-    return { loss: value.dataSync()[0]!, grads: norms };
+    const tensors = new Map<string, Float32Array>();
+    for (const [variable, g] of Object.entries(grads)) {
+      const name = hfNameOfVariable(variable);
+      const spec = student.specs.find((s) => s.name === name)!;
+      const data = g.dataSync() as Float32Array;
+      // Linear weights are held [in, out]; transformers' layout (and PyTorch's gradient) is [out, in].
+      tensors.set(name, spec.linear ? transpose2d(data, spec.hfShape[1]!, spec.hfShape[0]!) : Float32Array.from(data));
+      norms.set(name, Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]!));
+    }
+    return { loss: value.dataSync()[0]!, grads: norms, tensors };
   });
 }
 
-/** The total loss within 1e-4 relative, every per-parameter gradient norm and the global one within 1e-3. */
-export function expectGoldenGradients({ loss, grads }: { loss: number; grads: Map<string, number> }): void {
+/**
+ * The total loss within 1e-4 relative, every per-parameter gradient norm and the global one within 1e-3, and
+ * every gradient as a whole tensor: its dot product with a fixed probe tensor as PyTorch's (gradient-probe.ts).
+ */
+export function expectGoldenGradients({ loss, grads, tensors }: { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> }): void {
   expect(relDiff(loss, reference.loss_total)).toBeLessThan(1e-4);
   const refByParam = reference.student_grad_norm_by_param as Record<string, number>;
   expect([...grads.keys()].sort()).toEqual(Object.keys(refByParam).sort());
@@ -43,4 +56,5 @@ export function expectGoldenGradients({ loss, grads }: { loss: number; grads: Ma
     expect(Math.abs(norm - expected), name).toBeLessThan(Math.max(1e-3 * expected, 1e-3));
   }
   expect(relDiff(Math.sqrt(total), reference.student_grad_norm)).toBeLessThan(1e-3);
+  expectGradientProbes(tensors, probes.params);
 }

@@ -9,12 +9,14 @@ import { readEncoderConfig } from '../src/model-dir.js';
 import { selectBackend, type BackendName } from '../student/backend.js';
 import { initStudentFromTeacher, evenlySpacedLayers, defaultStudentLayers } from '../student/init.js';
 import { loadStudent, saveStudent } from '../student/io.js';
-import type { DistilBertStudent } from '../student/model.js';
+import { transpose2d, type DistilBertStudent } from '../student/model.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
 import { teacherSoftTargets } from '../losses/fused.js';
 import { TINY, maxAbsDiff, relDiff } from './helpers.js';
 import { B, H, T, V, attention, expectGoldenGradients, goldenGradients, maskedIds, ref, rows, targets, teacherLast, teacherLogits } from './golden.js';
+import { expectGradientProbes } from './gradient-probe.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
+import probes from './fixtures/tiny-bert-cased/gradient_probes.json' with { type: 'json' };
 
 it('chooses teacher layers by the evenly spaced rule', () => {
   expect(evenlySpacedLayers(12, 6)).toEqual([0, 2, 4, 7, 9, 11]);
@@ -71,6 +73,15 @@ for (const backend of ['wasm', 'cpu'] as BackendName[]) {
 
     for (const fused of [true, false]) it(`gradient norm within 1e-3 relative, and every per-parameter norm (${fused ? 'fused host pass' : 'tfjs ops'})`, () => {
       expectGoldenGradients(goldenGradients(student, false, fused));
+    });
+
+    it('the gradient check sees a transposed gradient on a square weight (same norm, another tensor)', () => {
+      const { tensors } = goldenGradients(student);
+      const name = 'distilbert.transformer.layer.0.attention.q_lin.weight';
+      const transposed = new Map(tensors);
+      transposed.set(name, transpose2d(tensors.get(name)!, H, H));
+      expect(() => expectGradientProbes(tensors, probes.params)).not.toThrow();
+      expect(() => expectGradientProbes(transposed, probes.params)).toThrow(/q_lin.weight: gradient · probe/);
     });
 
     it('keeps tf.memory().numTensors flat over 10 forward/backward steps', () => {
