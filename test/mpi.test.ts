@@ -6,10 +6,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { latestCheckpoint, listCheckpoints } from '../src/checkpoint.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
-import { REPO, TINY } from './helpers.js';
+import { REPO, TINY, expectWeightsAgree, folderWeights, relDiff, weightDifference } from './helpers.js';
 
 const HAVE_MPIRUN = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
 if (!HAVE_MPIRUN) console.warn('mpi.test.ts: mpirun not found (apt-get install -y openmpi-bin libopenmpi-dev): the data-parallel tests are skipped');
@@ -26,24 +25,36 @@ function mpirun(ranks: number, args: string[], env: Record<string, string> = {},
   return { status: r.status, stderr: r.stderr, ms: Date.now() - started };
 }
 
-function losses(runDir: string): number[] {
-  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+interface MetricsLine { loss: number; grad_norm: number; lr: number }
+
+function metrics(runDir: string): MetricsLine[] {
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as MetricsLine);
 }
 
-/** Largest per-tensor relative difference ‖a − b‖ / ‖b‖ between two checkpoints' weights. */
-function weightDifference(a: string, b: string): number {
-  const fa = SafetensorsFile.read(join(a, 'model.safetensors'));
-  const fb = SafetensorsFile.read(join(b, 'model.safetensors'));
-  let worst = 0;
-  for (const name of fb.names()) {
-    const x = fa.getFloat32(name);
-    const y = fb.getFloat32(name);
-    let num = 0;
-    let den = 0;
-    for (let i = 0; i < y.length; i++) { num += (x[i]! - y[i]!) ** 2; den += y[i]! ** 2; }
-    worst = Math.max(worst, Math.sqrt(num / Math.max(den, 1e-30)));
-  }
-  return worst;
+function losses(runDir: string): number[] {
+  return metrics(runDir).map((m) => m.loss);
+}
+
+/**
+ * N ranks × batch b against 1 rank × batch N·b: the same sums in another order, so per-update losses and
+ * gradient norms within 1e-5 relative (float32 sums of a few thousand terms: measured ≤ 2e-7), and final
+ * weights as any two float32 runs of one step may differ (expectWeightsAgree: within 2·Σ lr_t everywhere,
+ * 0.05 lr RMS). A relative bound on the weights would not be sound: AdamW moves a weight whose gradient is
+ * rounding noise by about lr, in a direction the rounding decides.
+ */
+function expectSameRun(parallel: string, single: string): void {
+  const a = metrics(parallel);
+  const b = metrics(single);
+  expect(a.length).toBe(b.length);
+  a.forEach((m, i) => {
+    expect(relDiff(m.loss, b[i]!.loss), `update ${i + 1} loss`).toBeLessThan(1e-5);
+    expect(relDiff(m.grad_norm, b[i]!.grad_norm), `update ${i + 1} grad_norm`).toBeLessThan(1e-5);
+    expect(m.lr).toBe(b[i]!.lr);
+  });
+  const lr = Math.max(...b.map((m) => m.lr));
+  const d = weightDifference(folderWeights(latestCheckpoint(parallel)!), folderWeights(latestCheckpoint(single)!), lr);
+  console.log(`mpi.test.ts: ${parallel} vs ${single}: ${JSON.stringify(d)}`);
+  expectWeightsAgree(d, b.map((m) => m.lr), lr);
 }
 
 describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
@@ -57,18 +68,15 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     }));
   });
 
-  it('2 ranks × batch b give the weights of 1 rank × batch 2b (1e-5 relative), and the same losses', () => {
+  it('2 ranks × batch b give the run of 1 rank × batch 2b: losses and gradient norms (1e-5), weights (in units of lr)', () => {
     const one = join(work, 'one');
     const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4']);
     expect(single.status, single.stderr).toBe(0);
     const two = join(work, 'two');
     const r = mpirun(2, ['train', '--config', configPath, '--out', two]);
     expect(r.status, r.stderr).toBe(0);
-    const l1 = losses(one);
-    const l2 = losses(two);
-    expect(l2.length).toBe(4);
-    l2.forEach((l, i) => expect(Math.abs(l - l1[i]!) / Math.abs(l1[i]!)).toBeLessThan(1e-5));
-    expect(weightDifference(latestCheckpoint(two)!, latestCheckpoint(one)!)).toBeLessThan(1e-5);
+    expect(metrics(two).length).toBe(4);
+    expectSameRun(two, one);
     // Rank 0 alone wrote the run's files.
     const state = JSON.parse(readFileSync(join(latestCheckpoint(two)!, 'trainer_state.json'), 'utf8')) as { world_size: number; step: number };
     expect(state).toMatchObject({ world_size: 2, step: 4 });
@@ -91,8 +99,7 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     const three = join(work, 'seven-three');
     const r = mpirun(3, ['train', '--config', cfg, '--out', three]);
     expect(r.status, r.stderr).toBe(0);
-    losses(three).forEach((l, i) => expect(Math.abs(l - losses(one)[i]!) / Math.abs(losses(one)[i]!)).toBeLessThan(1e-5));
-    expect(weightDifference(latestCheckpoint(three)!, latestCheckpoint(one)!)).toBeLessThan(1e-5);
+    expectSameRun(three, one);
   });
 
   it('resumes a 2-rank run with 2 ranks exactly, and refuses another rank count', () => {
@@ -104,7 +111,8 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     const resumed = mpirun(2, ['train', '--config', configPath, '--out', split, '--resume']);
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(losses(split)).toEqual(losses(join(work, 'two')));
-    expect(weightDifference(latestCheckpoint(split)!, latestCheckpoint(join(work, 'two'))!)).toBe(0);
+    const d = weightDifference(folderWeights(latestCheckpoint(split)!), folderWeights(latestCheckpoint(join(work, 'two'))!), 5e-4);
+    expect(d.maxAbsInLr).toBe(0); // bit-identical
   });
 
   it('stops every rank when one dies, or hangs, keeping the last checkpoint intact for --resume', () => {
