@@ -34,13 +34,16 @@ function workerScript(): string {
 export class RemoteTeacher {
   readonly vocabSize: number;
   readonly hiddenSize: number;
+  /** On a GPU provider: the graph's nodes per provider in the first run (Teacher.nodesByProvider). */
+  readonly nodesByProvider: Record<string, number> | undefined;
   busyMs = 0;
   private readonly worker: Worker;
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
 
-  private constructor(worker: Worker, vocabSize: number, hiddenSize: number) {
+  private constructor(worker: Worker, vocabSize: number, hiddenSize: number, nodesByProvider: Record<string, number> | undefined) {
     this.worker = worker;
+    this.nodesByProvider = nodesByProvider;
     this.vocabSize = vocabSize;
     this.hiddenSize = hiddenSize;
     worker.on('message', (msg: { kind: string; id: number; message?: string; hint?: string; busyMs?: number } & RemoteTeacherOutput) => {
@@ -63,9 +66,9 @@ export class RemoteTeacher {
   static start(dir: string, options: TeacherOptions, needLogits = false): Promise<RemoteTeacher> {
     const worker = new Worker(workerScript(), { workerData: { dir, options, needLogits } });
     return new Promise((resolve, reject) => {
-      const onMessage = (msg: { kind: string; message?: string; hint?: string; vocabSize?: number; hiddenSize?: number }): void => {
+      const onMessage = (msg: { kind: string; message?: string; hint?: string; vocabSize?: number; hiddenSize?: number; nodesByProvider?: Record<string, number> }): void => {
         worker.off('message', onMessage);
-        if (msg.kind === 'ready') resolve(new RemoteTeacher(worker, msg.vocabSize!, msg.hiddenSize!));
+        if (msg.kind === 'ready') resolve(new RemoteTeacher(worker, msg.vocabSize!, msg.hiddenSize!, msg.nodesByProvider));
         else {
           void worker.terminate();
           reject(new DistillError(msg.message ?? 'the teacher worker did not start', msg.hint));

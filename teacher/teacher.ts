@@ -5,7 +5,8 @@
 // LayerNorm become graph outputs.
 
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DistillError, FileFormatError, InputError, MismatchError } from '../src/errors.js';
@@ -83,6 +84,8 @@ export class Teacher {
   /** True when the hidden states come from graph surgery on a logits-only export. */
   readonly surgery: boolean;
   readonly executionProvider: TeacherExecutionProvider;
+  /** On a GPU provider: how many of the graph's nodes onnxruntime ran on each provider in the first run. */
+  nodesByProvider: Record<string, number> | undefined;
   private readonly session: ort.InferenceSession;
   private readonly logitsName: string;
   private readonly hiddenNames: string[];
@@ -202,10 +205,14 @@ export class Teacher {
       throw new DistillError('the CUDA execution provider of onnxruntime-node is not installed',
         'reinstall with CUDA 12 present: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (see README, "CUDA execution provider")');
     }
+    // On a GPU provider, onnxruntime may place any node on the CPU (and says so only in a log line): the
+    // session profiles its first run so that the placement can be read back and checked (checkPlacement).
+    const profilePrefix = ep === 'cpu' ? undefined : join(mkdtempSync(join(tmpdir(), 'distill-ort-')), 'placement');
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
       intraOpNumThreads: options.threads ?? 0,
       executionProviders: ep === 'cpu' ? ['cpu'] : ep === 'cuda' ? [{ name: 'cuda', deviceId: options.deviceId ?? 0 }] : [{ name: 'webgpu' }, 'cpu'],
+      ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
     };
     let session: ort.InferenceSession;
     try {
@@ -216,11 +223,19 @@ export class Teacher {
     // A symbolic vocabulary dimension: check it on a two-token forward.
     const teacher = new Teacher({ dir, config, tokenizer, onnxPath, session, logitsName, hiddenNames, hiddenStateIndices: indices, surgery, inputTypes, executionProvider: ep,
       softNames, fetchLogits: options.fetchLogits ?? true });
-    if (staticVocab === undefined) {
+    if (staticVocab === undefined || profilePrefix) {
       const probe = await teacher.runRaw({ inputIds: Int32Array.from([tokenizer.clsId, tokenizer.sepId]), attentionMask: Int32Array.from([1, 1]), batchSize: 1, seqLen: 2 }, [logitsName]);
       const v = probe[0]!.dims[2];
       if (v !== config.vocabSize) {
         throw new MismatchError(`vocabulary sizes disagree: ${onnxPath} output "${logitsName}" gives ${v} logits per token, ${configPath} says vocab_size ${config.vocabSize}`);
+      }
+    }
+    if (profilePrefix) {
+      try {
+        teacher.nodesByProvider = checkPlacement(session, dirname(profilePrefix), ep, optionName);
+      } catch (e) {
+        await session.release();
+        throw e;
       }
     }
     return teacher;
@@ -261,4 +276,38 @@ export class Teacher {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+const PROVIDER_NAMES: Record<TeacherExecutionProvider, string> = {
+  cpu: 'CPUExecutionProvider', cuda: 'CUDAExecutionProvider', webgpu: 'WebGpuExecutionProvider',
+};
+
+/**
+ * Read the placement of the graph's nodes from the profile of the session's first run (onnxruntime's own
+ * record: one event per node run, with the provider that ran it), remove the profile, and fail when the
+ * provider asked for ran none of them (a silent fall-back to the CPU). Returns the node count per provider.
+ */
+function checkPlacement(session: ort.InferenceSession, profileDir: string, ep: TeacherExecutionProvider, optionName: string): Record<string, number> {
+  session.endProfiling();
+  const counts: Record<string, number> = {};
+  try {
+    for (const f of readdirSync(profileDir)) {
+      const events = JSON.parse(readFileSync(join(profileDir, f), 'utf8')) as { cat?: string; args?: { provider?: string } }[];
+      for (const e of events) if (e.cat === 'Node' && e.args?.provider) counts[e.args.provider] = (counts[e.args.provider] ?? 0) + 1;
+    }
+  } finally {
+    rmSync(profileDir, { recursive: true, force: true });
+  }
+  const error = placementError(counts, ep, optionName);
+  if (error) throw error;
+  return counts;
+}
+
+/** The error for a placement in which the provider asked for ran none of the nodes, else undefined. */
+export function placementError(counts: Record<string, number>, ep: TeacherExecutionProvider, optionName: string): DistillError | undefined {
+  if (counts[PROVIDER_NAMES[ep]]) return undefined;
+  const placed = Object.entries(counts).map(([p, n]) => `${n} on ${p}`).join(', ') || 'no nodes recorded';
+  return new DistillError(`${optionName}: the ${ep} execution provider was asked for, but onnxruntime ran none of the teacher's nodes on it (${placed})`,
+    ep === 'webgpu' ? 'check the GPU driver and Vulkan loader (distill train --backend webgpu prints the adapter), or use --teacher-ep cpu'
+      : 'check the CUDA 12 installation, or use --teacher-ep cpu');
 }

@@ -42,7 +42,7 @@ async function main(): Promise<void> {
     port.postMessage({ kind: 'error', id: -1, message: (e as Error).message, hint: e instanceof DistillError ? e.hint : undefined });
     return;
   }
-  port.postMessage({ kind: 'ready', vocabSize: teacher.config.vocabSize, hiddenSize: teacher.config.hiddenSize });
+  port.postMessage({ kind: 'ready', vocabSize: teacher.config.vocabSize, hiddenSize: teacher.config.hiddenSize, nodesByProvider: teacher.nodesByProvider });
   port.on('message', (msg: ForwardRequest | { kind: 'close' }) => {
     if (msg.kind === 'close') {
       void teacher.release().then(() => port.close());

@@ -2,7 +2,7 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Teacher } from '../teacher/teacher.js';
+import { Teacher, placementError } from '../teacher/teacher.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { MismatchError, FileFormatError } from '../src/errors.js';
 import { selectSoftRows, teacherSoftTargets } from '../losses/fused.js';
@@ -123,5 +123,15 @@ describe('model folder validation', () => {
     expect(err).toBeInstanceOf(FileFormatError);
     expect((err as Error).message).toContain('model.onnx');
     await expect(Teacher.load(join(noOnnx, 'nope'), { optionName: '--model' })).rejects.toThrow(/no such folder \(given as --model\)/);
+  });
+});
+
+describe('the teacher on a GPU provider is checked to run there', () => {
+  it('fails loudly when onnxruntime placed every node on the CPU (a silent fall-back)', () => {
+    const error = placementError({ CPUExecutionProvider: 189 }, 'webgpu', '--teacher');
+    expect(error?.message).toBe("--teacher: the webgpu execution provider was asked for, but onnxruntime ran none of the teacher's nodes on it (189 on CPUExecutionProvider)");
+    expect(error?.hint).toMatch(/--teacher-ep cpu/);
+    expect(placementError({ CPUExecutionProvider: 54, WebGpuExecutionProvider: 144 }, 'webgpu', '--teacher')).toBeUndefined();
+    expect(placementError({ CPUExecutionProvider: 189 }, 'cuda', 'teacher')?.message).toMatch(/cuda execution provider was asked for/);
   });
 });
