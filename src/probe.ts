@@ -286,10 +286,14 @@ export { loadTask };
 
 export function markdownTable(r: ProbeReport): string {
   const pct = (v: number | undefined): string => (v === undefined ? '–' : (100 * v).toFixed(1));
+  // An accuracy on n dev examples is a binomial proportion: ± its 95% interval, 1.96·√(p(1−p)/n), so that a
+  // reader sees which differences are larger than the dev set's noise.
+  const withInterval = (v: number | undefined, m: MetricName, n: number): string =>
+    v === undefined || m !== 'accuracy' ? pct(v) : `${pct(v)} ± ${(196 * Math.sqrt((v * (1 - v)) / n)).toFixed(1)}`;
   const rows = ['| task | metric | teacher | student | retention | majority class |', '|---|---|---|---|---|---|'];
   for (const t of r.tasks) {
     for (const m of Object.keys(t.metrics.teacher) as MetricName[]) {
-      rows.push(`| ${t.task} | ${m} | ${pct(t.metrics.teacher[m])} | ${pct(t.metrics.student[m])} | ${t.metrics.retention_pct[m]!.toFixed(1)}% | ${pct(t.metrics.majority[m])} |`);
+      rows.push(`| ${t.task} (dev ${t.dev}) | ${m} | ${withInterval(t.metrics.teacher[m], m, t.dev)} | ${withInterval(t.metrics.student[m], m, t.dev)} | ${t.metrics.retention_pct[m]!.toFixed(1)}% | ${pct(t.metrics.majority[m])} |`);
     }
   }
   rows.push(`| **macro** | | ${pct(r.macro.teacher)} | ${pct(r.macro.student)} | ${r.macro.retention_pct.toFixed(1)}% | |`);
@@ -312,7 +316,7 @@ export interface FinetuneOptions {
 }
 
 /** Fine-tune a copy of the student with a linear head on train (AdamW, linear decay), score dev. */
-export async function finetuneStudent(dir: string, task: Task, o: FinetuneOptions): Promise<{ metrics: Metrics; tokensPerS: number }> {
+export async function finetuneStudent(dir: string, task: Task, o: FinetuneOptions): Promise<{ metrics: Metrics; tokensPerS: number; losses: number[] }> {
   await selectBackend(o.backend);
   const student = loadStudent(dir);
   const tok = WordPieceTokenizer.fromDir(dir);
@@ -320,8 +324,14 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   const regression = task.spec.kind === 'regression';
   const C = regression ? 1 : task.classes.length;
   const rng = new Rng(o.seed);
-  const headW = tf.variable(tf.tensor2d(Float32Array.from({ length: H * C }, () => (rng.next() - 0.5) * 0.04), [H, C]), true, `probe_head_w_${o.seed}_${Date.now()}`);
-  const headB = tf.variable(tf.zeros([C]), true, `probe_head_b_${o.seed}_${Date.now()}`);
+  // The head's variables hold their memory alone (the initial tensors are freed: no leak, and AdamW may update in place).
+  const ownedVariable = (initial: tf.Tensor, name: string): tf.Variable => {
+    const v = tf.variable(initial, true, name);
+    initial.dispose();
+    return v;
+  };
+  const headW = ownedVariable(tf.tensor2d(Float32Array.from({ length: H * C }, () => (rng.next() - 0.5) * 0.04), [H, C]), `probe_head_w_${o.seed}_${Date.now()}`);
+  const headB = ownedVariable(tf.zeros([C]), `probe_head_b_${o.seed}_${Date.now()}`);
   // The encoder and the new head: the MLM head (vocab_*) takes no part in classification.
   const encoderVars = student.specs.flatMap((spec, i) => (spec.name.startsWith('vocab_') ? [] : [student.variables()[i]!]));
   const params = [...encoderVars, headW, headB];
@@ -349,6 +359,8 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   let step = 0;
   let tokens = 0;
   let ms = 0;
+  /** The training loss of each fine-tuning update. */
+  const losses: number[] = [];
   for (let epoch = 0; epoch < o.epochs; epoch++) {
     const order = trainIds.map((_, i) => i);
     Rng.derive(o.seed, epoch).shuffle(order);
@@ -356,7 +368,7 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
       const rows = order.slice(s, s + o.batchSize);
       const t0 = performance.now();
       // The training loop's update step (src/train/step.ts): forward + backward, then AdamW (no clipping).
-      await update.accumulate(() => {
+      const [loss] = await update.accumulate(() => {
         const { ids, mask } = batchOf(rows.map((i) => trainIds[i]!));
         const out = tf.add(tf.matMul(pooled(ids, mask, true, o.seed * 1000 + step), headW), headB); // [B, C]
         const loss = (regression
@@ -365,6 +377,7 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
         return { loss, report: tf.reshape(loss, [1]) as tf.Tensor1D };
       });
       await update.apply(o.lr * (1 - step / steps));
+      losses.push(loss!);
       ms += performance.now() - t0;
       tokens += rows.reduce((n, i) => n + trainIds[i]!.length, 0);
       step++;
@@ -386,5 +399,5 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   student.dispose();
   const gold = task.dev.map((e) => e.label);
   const predicted = regression ? predictions.map((p) => p[0]!) : predictions.map((p) => task.classes[p.indexOf(Math.max(...p))]!);
-  return { metrics: scoreMetrics(task, predicted, gold), tokensPerS: tokens / (ms / 1000) };
+  return { metrics: scoreMetrics(task, predicted, gold), tokensPerS: tokens / (ms / 1000), losses };
 }

@@ -5,8 +5,8 @@ import * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { hfNameOfVariable, transpose2d, type DistilBertStudent } from '../student/model.js';
-import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
-import { lossRows } from '../losses/rows.js';
+import { distillLosses, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
+import { lossRows, type LossRows } from '../losses/rows.js';
 import { GOLDEN, goldenBatch, relDiff } from './helpers.js';
 import { expectGradientProbes } from './gradient-probe.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
@@ -19,12 +19,17 @@ export const V = 6144;
 export const rows = lossRows(attention, labels, B, T, V);
 export const targets = { logits: teacherLogits, lastHidden: teacherLast };
 
-/** The loss and each parameter's gradient (transformers' layout) and its norm, by Hugging Face name, on the golden batch. */
-export function goldenGradients(student: DistilBertStudent, restrict = false, fused = true): { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> } {
+/** A golden batch: [B, T] ids and mask, the rows of each loss, and the teacher's outputs from PyTorch. */
+export interface GoldenBatch { B: number; T: number; maskedIds: Int32Array; attention: Int32Array; rows: LossRows; targets: TeacherTargets }
+
+const TINY_BATCH: GoldenBatch = { B, T, maskedIds, attention, rows, targets };
+
+/** The loss and each parameter's gradient (transformers' layout) and its norm, by Hugging Face name, on a golden batch (default: the tiny teacher's). */
+export function goldenGradients(student: DistilBertStudent, restrict = false, fused = true, batch: GoldenBatch = TINY_BATCH): { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> } {
   return tf.tidy(() => {
-    const ids = tf.tensor2d(maskedIds, [B, T], 'int32');
-    const mask = tf.tensor2d(attention, [B, T], 'int32');
-    const { value, grads } = tf.variableGrads(() => distillLosses(student, ids, mask, rows, targets,
+    const ids = tf.tensor2d(batch.maskedIds, [batch.B, batch.T], 'int32');
+    const mask = tf.tensor2d(batch.attention, [batch.B, batch.T], 'int32');
+    const { value, grads } = tf.variableGrads(() => distillLosses(student, ids, mask, batch.rows, batch.targets,
       { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: restrict }, { training: false }, { fused }).loss, student.variables());
     const norms = new Map<string, number>();
     const tensors = new Map<string, Float32Array>();

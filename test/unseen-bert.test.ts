@@ -8,7 +8,14 @@ import { join } from 'node:path';
 import { Teacher } from '../teacher/teacher.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { runCli } from './cli-helpers.js';
-import { REPO, maxAbsDiff, relDiff } from './helpers.js';
+import { REPO, goldenBatch, maxAbsDiff, relDiff } from './helpers.js';
+import { goldenGradients } from './golden.js';
+import { expectGradientProbes } from './gradient-probe.js';
+import { readEncoderConfig } from '../src/model-dir.js';
+import { selectBackend } from '../student/backend.js';
+import { initStudentFromTeacher } from '../student/init.js';
+import { lossRows } from '../losses/rows.js';
+import probes from './fixtures/unseen-bert-uncased/gradient_probes.json' with { type: 'json' };
 import golden from './fixtures/unseen-bert-uncased/golden.json' with { type: 'json' };
 
 const DIR = join(REPO, 'test', 'fixtures', 'unseen-bert-uncased');
@@ -42,6 +49,18 @@ describe('an unseen BERT export', () => {
       expect(relDiff(out['loss_total']!, golden.loss_total)).toBeLessThan(1e-4);
       expect(relDiff(out['grad_norm']!, golden.student_grad_norm)).toBeLessThan(1e-3);
     }
+  });
+
+  it('every gradient tensor equals PyTorch\'s (dot product with the probe tensor), on wasm', async () => {
+    await selectBackend('wasm');
+    const student = initStudentFromTeacher(DIR, readEncoderConfig(DIR), golden.student_layers_from_teacher, 0);
+    const batch = goldenBatch(ref);
+    const rows = lossRows(batch.attention, batch.labels, B, T, student.config.vocab_size);
+    const { loss, tensors } = goldenGradients(student, false, true,
+      { B, T, maskedIds: batch.maskedIds, attention: batch.attention, rows, targets: { logits: batch.teacherLogits, lastHidden: batch.teacherLast } });
+    student.dispose();
+    expect(relDiff(loss, golden.loss_total)).toBeLessThan(1e-4);
+    expectGradientProbes(tensors, probes.params);
   });
 
   it('fill-mask works on the uncased model with [MASK] and [mask]', () => {

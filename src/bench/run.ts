@@ -2,8 +2,8 @@
 // Each benchmark runs in a child process so that timings and peak memory are its own.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writePublicDomainText } from '../../corpus/public-domain.js';
@@ -51,8 +51,18 @@ function benchPrepare(): string {
   }
 }
 
+/** What the figures were measured on: the commit, the CPU, the BLAS kernel OpenBLAS picked, Node. */
+function machineLine(): string {
+  const git = (args: string[]): string => spawnSync('git', args, { cwd: REPO, encoding: 'utf8' }).stdout?.trim() ?? '';
+  const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
+  const dirty = git(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : '';
+  const blas = spawnSync(process.execPath, ['-e', `import('${join(REPO, 'dist', 'student', 'blas.js').replace(/\\/g, '/')}').then((m) => { const b = m.loadBlas(); console.log(b ? b.description + (b.threads ? ', ' + b.threads + ' threads' : '') : 'none'); })`], { encoding: 'utf8' }).stdout.trim();
+  return `Measured at commit ${commit}${dirty} on ${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} cores), Node ${process.version}; BLAS: ${blas || 'none'}; ${new Date().toISOString().slice(0, 10)}.`;
+}
+
 const sections = process.argv.slice(2);
 const want = (name: string): boolean => sections.length === 0 || sections.includes(name);
+process.stdout.write(`${machineLine()}\n\n`);
 if (want('prepare')) {
   process.stdout.write('### prepare (distill prepare, tiny-bert-cased tokenizer, max length 128)\n\n');
   process.stdout.write(benchPrepare() + '\n\n');
@@ -63,22 +73,34 @@ interface PeerRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: numb
 
 const PEER = join(REPO, '..', 'shared', 'peer', 'torch_distill_step.py');
 
-/** distill bench and the PyTorch peer on the same shape, one table. */
+/** One `distill bench` run in a child process (env: e.g. DISTILL_BLAS=off for a fresh install's path). */
+function distillBench(teacher: string, batch: number, steps: number, env: Record<string, string> = {}): StepRun {
+  const r = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'bench', '--teacher', teacher, '--batch', String(batch), '--seq', '128', '--steps', String(steps)],
+    { encoding: 'utf8', env: { ...process.env, ...env } });
+  if (r.status !== 0) throw new Error(`distill bench failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as StepRun;
+}
+
+/**
+ * distill bench (products on the installed BLAS, and as a fresh `npm install` runs it: no BLAS) and the
+ * PyTorch peer on the same shape, one table.
+ */
 function benchStep(teacher: string, shape: 'tiny' | 'base', batch: number, steps: number): string {
-  const ours = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'bench', '--teacher', teacher, '--batch', String(batch), '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
-  if (ours.status !== 0) throw new Error(`distill bench failed: ${ours.stderr}`);
-  const o = JSON.parse(ours.stdout.trim().split('\n').at(-1)!) as StepRun;
+  const o = distillBench(teacher, batch, steps);
+  const fresh = o.matmul !== o.backend ? distillBench(teacher, batch, steps, { DISTILL_BLAS: 'off' }) : undefined;
   const peer = spawnSync('/usr/bin/python3', [PEER, 'bench', '--shape', shape, '--batch', String(batch), '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
   const p = peer.status === 0 ? (JSON.parse(peer.stdout.trim().split('\n').at(-1)!) as PeerRun) : undefined;
   const f = (n: number): string => Math.round(n).toLocaleString('en-US');
+  const ratio = (a: number, b: number | undefined): string => (b ? (a / b).toFixed(2) : '–');
+  const products = o.matmul !== o.backend ? `products on ${o.matmul.split(' ').slice(0, 2).join(' ')}` : 'its own products';
   const rows = [
-    `| ${shape} shape, batch ${batch} × 128 | distill (tfjs ` + o.backend + (o.matmul !== o.backend ? `, products on ${o.matmul.split(' ').slice(0, 2).join(' ')}` : '') + ' + onnxruntime) | PyTorch CPU peer' + (p ? ` (torch ${p.torch}, ${p.threads} threads)` : '') + ' | ratio |',
-    '|---|---|---|---|',
-    `| whole distillation step, tokens/s | ${f(o.distill_tokens_per_s)} | ${p ? f(p.distill_tokens_per_s) : 'not run'} | ${p ? (o.distill_tokens_per_s / p.distill_tokens_per_s).toFixed(2) : '–'} |`,
-    `| teacher forward, tokens/s | ${f(o.teacher_fwd_tokens_per_s)} | ${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | ${p ? (o.teacher_fwd_tokens_per_s / p.teacher_fwd_tokens_per_s).toFixed(2) : '–'} |`,
-    `| student forward + backward + AdamW alone, tokens/s | ${f(o.student_step_tokens_per_s)} | – | – |`,
+    `| ${shape} shape, batch ${batch} × 128 | distill (tfjs ${o.backend}, ${products}) | distill, fresh npm install (tfjs ${o.backend}, no BLAS) | PyTorch CPU peer${p ? ` (torch ${p.torch}, ${p.threads} threads)` : ''} | distill / peer | fresh install / peer |`,
+    '|---|---|---|---|---|---|',
+    `| whole distillation step, tokens/s | ${f(o.distill_tokens_per_s)} | ${fresh ? f(fresh.distill_tokens_per_s) : 'same'} | ${p ? f(p.distill_tokens_per_s) : 'not run'} | ${ratio(o.distill_tokens_per_s, p?.distill_tokens_per_s)} | ${ratio((fresh ?? o).distill_tokens_per_s, p?.distill_tokens_per_s)} |`,
+    `| teacher forward, tokens/s | ${f(o.teacher_fwd_tokens_per_s)} | ${fresh ? f(fresh.teacher_fwd_tokens_per_s) : 'same'} | ${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | ${ratio(o.teacher_fwd_tokens_per_s, p?.teacher_fwd_tokens_per_s)} | – |`,
+    `| student forward + backward + AdamW alone, tokens/s | ${f(o.student_step_tokens_per_s)} | ${fresh ? f(fresh.student_step_tokens_per_s) : 'same'} | – | – | – |`,
   ];
-  rows.push('', `Student matrix products: ${o.matmul}.`);
+  rows.push('', `Student matrix products: ${o.matmul}${fresh ? '; fresh install: tfjs-wasm\'s own (XNNPACK, one thread)' : ''}.`);
   if (!p) rows.push('', `PyTorch peer not run (${PEER}: needs apt-get install -y python3-torch libopenblas0-pthread): ${peer.stderr?.split('\n').slice(-2).join(' ') ?? ''}`);
   return rows.join('\n');
 }
@@ -143,4 +165,55 @@ if (want('step-base')) {
 if (want('ranks')) {
   process.stdout.write('### data-parallel training on this machine (distill train, 1 process vs mpirun -np 2)\n\n');
   process.stdout.write(benchRanks() + '\n\n');
+}
+
+interface QuickStartRun { seconds: number; summary: { steps: number; final_loss: number; tokens_per_s: number; checkpoint: string }; first: Record<string, number>; last: Record<string, number> }
+
+/** The README's quick start (`distill train --config configs/tiny.json`), as it runs with `env`, from a prepared corpus. */
+function quickStart(out: string, env: Record<string, string>, extra: string[] = []): QuickStartRun {
+  const started = performance.now();
+  const r = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'train', '--config', join(REPO, 'configs', 'tiny.json'), '--out', out, ...extra],
+    { encoding: 'utf8', env: { ...process.env, ...env } });
+  if (r.status !== 0) throw new Error(`the quick start failed: ${r.stderr}`);
+  const seconds = (performance.now() - started) / 1000;
+  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  return { seconds, summary: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as QuickStartRun['summary'], first: lines[0]!, last: lines.at(-1)! };
+}
+
+/** The quick start with the installed BLAS and as a fresh install runs it, then the README's probe walkthrough. */
+function benchQuickStart(): string {
+  const work = mkdtempSync(join(tmpdir(), 'distill-bench-quickstart-'));
+  const cli = (args: string[]): string => {
+    const r = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`distill ${args[0]} failed: ${r.stderr}`);
+    return r.stdout;
+  };
+  try {
+    // The corpus is prepared once (by a one-update run) so that both timings are of training alone.
+    quickStart(join(work, 'warm'), {}, ['--max-steps', '1']);
+    const withBlas = quickStart(join(work, 'tiny'), {});
+    const fresh = quickStart(join(work, 'tiny-fresh'), { DISTILL_BLAS: 'off' });
+    const f2 = (n: number): string => n.toFixed(2);
+    const row = (name: string, q: QuickStartRun): string =>
+      `| ${name} | ${q.summary.steps} | ${q.seconds.toFixed(0)} | ${Math.round(q.summary.tokens_per_s).toLocaleString('en-US')} | ${f2(q.first['loss']!)} → ${f2(q.last['loss']!)} | ${f2(q.first['loss_ce']!)} → ${f2(q.last['loss_ce']!)} | ${q.first['loss_cos']!.toFixed(3)} → ${q.last['loss_cos']!.toFixed(3)} |`;
+    const rows = [
+      '| npx distill train --config configs/tiny.json | updates | wall s | training tokens/s | loss | loss_ce | loss_cos |',
+      '|---|---|---|---|---|---|---|',
+      row('with OpenBLAS (`apt-get install libopenblas0-pthread`)', withBlas),
+      row('fresh `npm install` (no BLAS: DISTILL_BLAS=off)', fresh),
+    ];
+    // The probe walkthrough on the student of the run with OpenBLAS.
+    const tasks = join(work, 'probe-tasks');
+    cli(['probe-data', tasks]);
+    const table = cli(['probe', '--teacher', TINY, '--student', withBlas.summary.checkpoint, '--task', join(tasks, 'spam-ham'), join(tasks, 'next-passage'), '--out', join(work, 'probe.json')]);
+    rows.push('', '`distill probe-data DIR` (defaults), then `distill probe --teacher teacher/tiny-bert-cased --student <the run\'s last checkpoint> --task DIR/spam-ham DIR/next-passage`:', '', table.trim());
+    return rows.join('\n');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (want('quickstart')) {
+  process.stdout.write('### the quick start and the probe walkthrough (distill train --config configs/tiny.json; distill probe)\n\n');
+  process.stdout.write(benchQuickStart() + '\n\n');
 }
