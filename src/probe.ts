@@ -315,6 +315,16 @@ export interface FinetuneOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/**
+ * One-hot float32 labels [N, C], made on the host: tfjs's webgpu OneHot kernel (4.22) emits a shader that
+ * does not compile (an i32 written where its output is f32), which stopped fine-tuning on webgpu.
+ */
+function oneHotRows(classes: number[], C: number): tf.Tensor2D {
+  const values = new Float32Array(classes.length * C);
+  classes.forEach((c, i) => { values[i * C + c] = 1; });
+  return tf.tensor2d(values, [classes.length, C]);
+}
+
 /** Fine-tune a copy of the student with a linear head on train (AdamW, linear decay), score dev. */
 export async function finetuneStudent(dir: string, task: Task, o: FinetuneOptions): Promise<{ metrics: Metrics; tokensPerS: number; losses: number[] }> {
   await selectBackend(o.backend);
@@ -341,19 +351,23 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   const encodeAll = (examples: { texts: string[] }[]): number[][] => examples.map((e) => encodeExample(tok, e.texts, student.config.max_position_embeddings));
   const trainIds = encodeAll(task.train);
   const devIds = encodeAll(task.dev);
-  const batchOf = (rows: number[][]): { ids: tf.Tensor2D; mask: tf.Tensor2D; b: number; t: number } => {
+  const batchOf = (rows: number[][]): { ids: tf.Tensor2D; mask: tf.Tensor2D; weights: tf.Tensor3D } => {
     const t = Math.max(...rows.map((r) => r.length));
     const ids = new Int32Array(rows.length * t).fill(tok.padId);
     const mask = new Int32Array(rows.length * t);
     rows.forEach((r, i) => { ids.set(r, i * t); mask.fill(1, i * t, i * t + r.length); });
-    return { ids: tf.tensor2d(ids, [rows.length, t], 'int32'), mask: tf.tensor2d(mask, [rows.length, t], 'int32'), b: rows.length, t };
+    // The pooling weights (the mask as floats) are made from the host's values, not by a cast on the device: on
+    // webgpu (tfjs 4.22) the gradient through a cast int32 mask builds a Transpose shader that fails to compile.
+    return {
+      ids: tf.tensor2d(ids, [rows.length, t], 'int32'), mask: tf.tensor2d(mask, [rows.length, t], 'int32'),
+      weights: tf.tensor3d(Float32Array.from(mask), [rows.length, t, 1]), // [B, T, 1]
+    };
   };
-  const pooled = (ids: tf.Tensor2D, mask: tf.Tensor2D, training: boolean, seed: number): tf.Tensor2D => {
+  const pooled = ({ ids, mask, weights }: { ids: tf.Tensor2D; mask: tf.Tensor2D; weights: tf.Tensor3D }, training: boolean, seed: number): tf.Tensor2D => {
     const hidden = student.encode(ids, mask, { training, dropoutSeed: seed });
     const last = hidden[hidden.length - 1]!; // [B, T, H]
     if (o.pooling === 'cls') return tf.squeeze(tf.slice(last, [0, 0, 0], [-1, 1, -1]), [1]) as tf.Tensor2D;
-    const m = tf.expandDims(tf.cast(mask, 'float32'), 2); // [B, T, 1]
-    return tf.div(tf.sum(tf.mul(last, m), 1), tf.sum(m, 1)) as tf.Tensor2D;
+    return tf.div(tf.sum(tf.mul(last, weights), 1), tf.sum(weights, 1)) as tf.Tensor2D;
   };
   const steps = o.epochs * Math.ceil(trainIds.length / o.batchSize);
   let step = 0;
@@ -369,11 +383,10 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
       const t0 = performance.now();
       // The training loop's update step (src/train/step.ts): forward + backward, then AdamW (no clipping).
       const [loss] = await update.accumulate(() => {
-        const { ids, mask } = batchOf(rows.map((i) => trainIds[i]!));
-        const out = tf.add(tf.matMul(pooled(ids, mask, true, o.seed * 1000 + step), headW), headB); // [B, C]
+        const out = tf.add(tf.matMul(pooled(batchOf(rows.map((i) => trainIds[i]!)), true, o.seed * 1000 + step), headW), headB); // [B, C]
         const loss = (regression
           ? tf.losses.meanSquaredError(tf.tensor2d(rows.map((i) => Number(task.train[i]!.label)), [rows.length, 1]), out)
-          : tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(rows.map((i) => classOf.get(task.train[i]!.label)!), 'int32'), C), out)) as tf.Scalar;
+          : tf.losses.softmaxCrossEntropy(oneHotRows(rows.map((i) => classOf.get(task.train[i]!.label)!), C), out)) as tf.Scalar;
         return { loss, report: tf.reshape(loss, [1]) as tf.Tensor1D };
       });
       await update.apply(o.lr * (1 - step / steps));
@@ -388,8 +401,7 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   for (let s = 0; s < devIds.length; s += o.batchSize) {
     const rows = devIds.slice(s, s + o.batchSize);
     const scores = tf.tidy(() => {
-      const { ids, mask } = batchOf(rows);
-      return tf.add(tf.matMul(pooled(ids, mask, false, 0), headW), headB);
+      return tf.add(tf.matMul(pooled(batchOf(rows), false, 0), headW), headB);
     });
     predictions.push(...(await scores.array() as number[][]));
     scores.dispose();
