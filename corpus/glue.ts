@@ -5,8 +5,8 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createRequire } from 'node:module';
-import { FileFormatError } from '../src/errors.js';
-import { writeFileAtomic } from '../src/io/safetensors.js';
+import { FileFormatError } from '../src/core/errors.js';
+import { writeFileAtomic } from '../src/core/safetensors.js';
 import { publicDomainParagraphs } from './public-domain.js';
 import { Rng } from './rng.js';
 

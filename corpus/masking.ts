@@ -4,8 +4,8 @@
 // - each target: word_mask → [MASK], word_keep → kept, word_rand → a uniform random id;
 // - labels: the original id at targets, -100 elsewhere.
 
-import { InputError } from '../src/errors.js';
-import { IGNORE_INDEX } from '../losses/rows.js';
+import { RECIPE } from '../src/core/recipe.js';
+import { IGNORE_INDEX } from '../src/core/labels.js';
 import type { Rng } from './rng.js';
 
 export interface MaskingConfig {
@@ -19,15 +19,10 @@ export interface MaskingConfig {
   word_rand: number;
 }
 
-export const RECIPE_MASKING: MaskingConfig = { mlm_mask_prop: 0.15, mlm_smoothing: 0.7, word_mask: 0.8, word_keep: 0.1, word_rand: 0.1 };
-
-export function validateMasking(m: MaskingConfig): void {
-  if (!(m.mlm_mask_prop > 0 && m.mlm_mask_prop <= 1)) throw new InputError(`mlm_mask_prop ${m.mlm_mask_prop} must be in (0, 1]`);
-  for (const k of ['word_mask', 'word_keep', 'word_rand'] as const) if (!(m[k] >= 0 && m[k] <= 1)) throw new InputError(`${k} ${m[k]} must be in [0, 1]`);
-  if (Math.abs(m.word_mask + m.word_keep + m.word_rand - 1) > 1e-6) {
-    throw new InputError(`word_mask + word_keep + word_rand = ${m.word_mask + m.word_keep + m.word_rand}, must be 1`);
-  }
-}
+/** The recipe's masking (src/core/recipe.ts). */
+export const RECIPE_MASKING: MaskingConfig = {
+  mlm_mask_prop: RECIPE.mlm_mask_prop, mlm_smoothing: RECIPE.mlm_smoothing, word_mask: RECIPE.word_mask, word_keep: RECIPE.word_keep, word_rand: RECIPE.word_rand,
+};
 
 /** Per-id sampling weights: max(count, 1)^-smoothing, 0 for special ids. */
 export function tokenWeights(counts: ArrayLike<number>, specialIds: Iterable<number>, smoothing: number): Float64Array {

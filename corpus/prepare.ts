@@ -14,9 +14,9 @@ import { createHash } from 'node:crypto';
 import { basename, join, relative, resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Field, Int32, List, makeData, RecordBatch, RecordBatchFileWriter, Schema, Struct } from 'apache-arrow';
-import { FileFormatError, InputError, MismatchError } from '../src/errors.js';
-import { readJsonObject } from '../src/model-dir.js';
-import { encodeSafetensors, SafetensorsFile, writeFileAtomic } from '../src/io/safetensors.js';
+import { FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
+import { readJsonObject } from '../src/core/model-dir.js';
+import { encodeSafetensors, SafetensorsFile, writeFileAtomic } from '../src/core/safetensors.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
 
 export const RECORD_BATCH_ROWS = 4096;

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../src/io/safetensors.js';
+import { writeFileAtomic } from '../src/core/safetensors.js';
 
 const require = createRequire(import.meta.url);
 

@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
-import { FileFormatError, InputError } from '../src/errors.js';
+import { FileFormatError, InputError } from '../src/core/errors.js';
 import { readCorpusMeta, RECORD_BATCH_ROWS, type CorpusMeta } from './prepare.js';
 import { Rng } from './rng.js';
 
@@ -159,7 +159,7 @@ export class CorpusReader {
     const attentionMask = new Int32Array(n * seqLen);
     rowsOfBatch.forEach((i, r) => {
       const len = offsets[i + 1]! - offsets[i]!;
-      inputIds.set(values.subarray(offsets[i]!, offsets[i + 1]!), r * seqLen);
+      inputIds.set(values.subarray(offsets[i], offsets[i + 1]), r * seqLen);
       attentionMask.fill(1, r * seqLen, r * seqLen + len);
     });
     const { rank, world } = this.options;

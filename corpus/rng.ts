@@ -45,14 +45,19 @@ export class Rng {
   /** Next 32 random bits. */
   nextUint32(): number {
     const s = this.s;
-    const result = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
-    const t = (s[1]! << 9) >>> 0;
-    s[2] ^= s[0]!;
-    s[3] ^= s[1]!;
-    s[1] ^= s[2]!;
-    s[0] ^= s[3]!;
-    s[2] ^= t;
-    s[3] = rotl(s[3]!, 11);
+    let [s0, s1, s2, s3] = [s[0]!, s[1]!, s[2]!, s[3]!];
+    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = (s1 << 9) >>> 0;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3 >>> 0, 11);
+    s[0] = s0;
+    s[1] = s1;
+    s[2] = s2;
+    s[3] = s3;
     return result;
   }
 

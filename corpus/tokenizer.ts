@@ -7,8 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { FileFormatError, InputError } from '../src/errors.js';
-import { readJsonObject } from '../src/model-dir.js';
+import { FileFormatError, InputError } from '../src/core/errors.js';
+import { readJsonObject } from '../src/core/model-dir.js';
 
 export interface SpecialTokens {
   pad: string;

@@ -1,6 +1,6 @@
 // Shape checks run before the maths of every loss.
 import type * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../src/errors.js';
+import { ShapeError } from '../src/core/errors.js';
 
 export function expectRank(loss: string, name: string, t: tf.Tensor, rank: number): void {
   if (t.rank !== rank) throw new ShapeError(`${loss}: ${name} has shape [${t.shape}], expected rank ${rank}`);

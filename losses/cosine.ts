@@ -3,7 +3,7 @@
 // cos = Σ s·t / sqrt((Σ s² + 1e-12)(Σ t² + 1e-12)).
 
 import * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../src/errors.js';
+import { ShapeError } from '../src/core/errors.js';
 import { expectRank, expectSameShape } from './check.js';
 
 const EPSILON = 1e-12;

@@ -3,7 +3,7 @@
 // student and softmax teacher, as distiller.py computes it).
 
 import * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../src/errors.js';
+import { ShapeError } from '../src/core/errors.js';
 import { expectRank, expectSameShape } from './check.js';
 
 /** s_logits, t_logits: [N, V] (the selected rows). Returns a scalar. */

@@ -2,7 +2,7 @@
 // mean over the labelled positions (the rows passed in are exactly those whose label is not -100).
 
 import * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../src/errors.js';
+import { ShapeError } from '../src/core/errors.js';
 import { expectRank } from './check.js';
 
 /** s_logits: [M, V] at the labelled positions; labels: their M token ids. Returns a scalar (0 when M = 0). */

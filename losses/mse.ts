@@ -2,7 +2,7 @@
 // divided by the number of rows (MSELoss(reduction="sum") / N).
 
 import * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../src/errors.js';
+import { ShapeError } from '../src/core/errors.js';
 import { expectRank, expectSameShape } from './check.js';
 
 /** s_logits, t_logits: [N, V]. Returns a scalar. */

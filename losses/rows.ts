@@ -1,10 +1,11 @@
 // Which rows (flattened batch positions b·T + t) each loss reads. Computed on the host from the batch's
 // attention mask and MLM labels (-100 = ignore), so that the device works on selected rows only.
 
-import { ShapeError } from '../src/errors.js';
+import { ShapeError } from '../src/core/errors.js';
+import { IGNORE_INDEX } from '../src/core/labels.js';
 
 /** The "ignore" label, as in PyTorch's CrossEntropyLoss and transformers. */
-export const IGNORE_INDEX = -100;
+
 
 export interface LossRows {
   batchSize: number;

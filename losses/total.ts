@@ -1,19 +1,21 @@
 // The weighted sum of the distillation losses, for one student forward against one teacher forward on the
 // same masked batch:  loss = α_ce·loss_ce + α_mlm·loss_mlm + α_cos·loss_cos + α_mse·loss_mse.
 // The student computes logits only for the rows a loss reads (real tokens, or masked ones with
-// restrict_ce_to_mask), never for padding. The logit losses run fused on the host by default
-// (losses/fused.ts); `fused: false` computes them with the tfjs ops of distillation.ts, mlm.ts and mse.ts.
+// restrict_ce_to_mask), never for padding. The logit losses run in one fused pass where the backend has one
+// (student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`) in the tfjs ops of
+// distillation.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../src/errors.js';
+import { ShapeError } from '../src/core/errors.js';
+import { RECIPE } from '../src/core/recipe.js';
 import { tiedProjector, type DistilBertStudent, type ForwardOptions } from '../student/model.js';
 import { cosineLoss } from './cosine.js';
 import { distillationLoss, distillationLossFromSoft } from './distillation.js';
 import { mlmLoss } from './mlm.js';
 import { logitMseLoss } from './mse.js';
 import { positionsWithin, selectRows, type LossRows } from './rows.js';
-import { hostLossPass } from '../student/backend.js';
-import { fusedHeadLosses, teacherSoftTargets, type TeacherSoftTargets } from './fused.js';
+import { fusedHeadLosses, logitLossPass } from '../student/kernels/logit-losses.js';
+import { teacherSoftTargets, type TeacherSoftTargets } from '../teacher/soft-targets.js';
 
 export interface LossWeights {
   /** Softmax temperature τ of the distillation loss (2.0). */
@@ -30,8 +32,10 @@ export interface LossWeights {
   restrict_ce_to_mask: boolean;
 }
 
+/** The recipe's loss weights (src/core/recipe.ts). */
 export const RECIPE_LOSS_WEIGHTS: LossWeights = {
-  temperature: 2.0, alpha_ce: 5.0, alpha_mlm: 2.0, alpha_cos: 1.0, alpha_mse: 0.0, restrict_ce_to_mask: false,
+  temperature: RECIPE.temperature, alpha_ce: RECIPE.alpha_ce, alpha_mlm: RECIPE.alpha_mlm, alpha_cos: RECIPE.alpha_cos,
+  alpha_mse: RECIPE.alpha_mse, restrict_ce_to_mask: RECIPE.restrict_ce_to_mask,
 };
 
 /** What the teacher gives for one batch, on the host. */
@@ -66,7 +70,7 @@ export interface DistillLossResult {
 
 export interface DistillLossOptions {
   /**
-   * Compute the logit losses and their gradient in one host pass (losses/fused.ts) rather than in tfjs ops.
+   * Compute the logit losses and their gradient in one host pass (student/kernels/logit-losses.ts) rather than in tfjs ops.
    * Default: on the CPU backends (wasm, cpu); on a GPU backend the tfjs ops keep the logits on the device.
    */
   fused?: boolean;
@@ -102,11 +106,12 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   let lossCos = cosineLoss(sHidden, tHidden);
   if (options.cosCount !== undefined) lossCos = tf.mul(lossCos, rows.realRows.length / options.cosCount) as tf.Scalar;
 
-  if (options.fused ?? hostLossPass()) {
+  const pass = options.fused === false ? undefined : options.fused === true ? fusedHeadLosses : logitLossPass();
+  if (pass) {
     const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
     if (soft.probs.length !== headRows.length * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${headRows.length}, ${V}]`);
     const { embeddings, bias } = student.projector();
-    const f = fusedHeadLosses(transformed, embeddings, bias, soft, {
+    const f = pass(transformed, embeddings, bias, soft, {
       mlmRows: mlmLocal, mlmLabels: rows.maskedLabels, alpha_ce: weights.alpha_ce, alpha_mlm: weights.alpha_mlm, alpha_mse: weights.alpha_mse,
       ceCount: options.ceCount, mlmCount: options.mlmCount,
     });

@@ -2,7 +2,7 @@
 // The distill command line: one file per command under src/commands/, one error handler here.
 
 import { Command, CommanderError } from 'commander';
-import { DistillError } from './errors.js';
+import { DistillError } from './core/errors.js';
 import { registerFillMask } from './commands/fill-mask.js';
 import { registerInitStudent } from './commands/init-student.js';
 import { registerEvalBatch } from './commands/eval-batch.js';

@@ -1,7 +1,7 @@
 // Option parsers for commander: each checks one option once, at parse time, and throws an InputError that
 // names the option and says what it takes. Commands then receive typed values.
 
-import { InputError } from './errors.js';
+import { InputError } from './core/errors.js';
 
 export function intOption(flag: string, min: number, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value: string) => {

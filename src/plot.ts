@@ -2,7 +2,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileFormatError } from './errors.js';
+import { FileFormatError } from './core/errors.js';
 
 export interface MetricsLine { step: number; [key: string]: number }
 

@@ -9,15 +9,14 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Teacher } from '../teacher/teacher.js';
 import { loadStudent } from '../student/io.js';
-import { selectBackend, type BackendName } from '../student/backend.js';
+import { selectBackend, type BackendName } from '../student/kernels/backend.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 import { accuracy, f1, loadTask, matthews, pearson, spearman, type MetricName, type Task } from '../corpus/glue.js';
 import { Rng } from '../corpus/rng.js';
-import { SafetensorsFile } from './io/safetensors.js';
-import { readOnnx } from './io/onnx.js';
-import { findOnnxFile } from './model-dir.js';
-import { AdamW } from './adamw.js';
-import { UpdateStep } from './train/step.js';
+import { SafetensorsFile } from './core/safetensors.js';
+import { readOnnx } from './core/onnx.js';
+import { findOnnxFile } from './core/model-dir.js';
+import { UpdateStep, backendAdamW } from './train/step.js';
 
 export type Pooling = 'cls' | 'mean';
 
@@ -68,7 +67,7 @@ export async function studentEncoder(dir: string, backend?: BackendName): Promis
       last.dispose();
       return values;
     },
-    close: async () => student.dispose(),
+    close: () => Promise.resolve(student.dispose()),
   };
 }
 
@@ -315,16 +314,6 @@ export interface FinetuneOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/**
- * One-hot float32 labels [N, C], made on the host: tfjs's webgpu OneHot kernel (4.22) emits a shader that
- * does not compile (an i32 written where its output is f32), which stopped fine-tuning on webgpu.
- */
-function oneHotRows(classes: number[], C: number): tf.Tensor2D {
-  const values = new Float32Array(classes.length * C);
-  classes.forEach((c, i) => { values[i * C + c] = 1; });
-  return tf.tensor2d(values, [classes.length, C]);
-}
-
 /** Fine-tune a copy of the student with a linear head on train (AdamW, linear decay), score dev. */
 export async function finetuneStudent(dir: string, task: Task, o: FinetuneOptions): Promise<{ metrics: Metrics; tokensPerS: number; losses: number[] }> {
   await selectBackend(o.backend);
@@ -345,7 +334,7 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   // The encoder and the new head: the MLM head (vocab_*) takes no part in classification.
   const encoderVars = student.specs.flatMap((spec, i) => (spec.name.startsWith('vocab_') ? [] : [student.variables()[i]!]));
   const params = [...encoderVars, headW, headB];
-  const optimizer = new AdamW(params, params.map(() => true), { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
+  const optimizer = backendAdamW(params, params.map(() => true), { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
   const update = new UpdateStep(params, optimizer, { gradAccum: 1, maxGradNorm: 0 });
   const classOf = new Map(task.classes.map((c, i) => [c, i]));
   const encodeAll = (examples: { texts: string[] }[]): number[][] => examples.map((e) => encodeExample(tok, e.texts, student.config.max_position_embeddings));
@@ -386,8 +375,8 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
         const out = tf.add(tf.matMul(pooled(batchOf(rows.map((i) => trainIds[i]!)), true, o.seed * 1000 + step), headW), headB); // [B, C]
         const loss = (regression
           ? tf.losses.meanSquaredError(tf.tensor2d(rows.map((i) => Number(task.train[i]!.label)), [rows.length, 1]), out)
-          : tf.losses.softmaxCrossEntropy(oneHotRows(rows.map((i) => classOf.get(task.train[i]!.label)!), C), out)) as tf.Scalar;
-        return { loss, report: tf.reshape(loss, [1]) as tf.Tensor1D };
+          : tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(rows.map((i) => classOf.get(task.train[i]!.label)!), 'int32'), C), out));
+        return { loss: loss as tf.Scalar, report: tf.reshape(loss, [1]) as tf.Tensor1D };
       });
       await update.apply(o.lr * (1 - step / steps));
       losses.push(loss!);

@@ -2,8 +2,8 @@
 // DistilBertConfig so that config.json round-trips.
 
 import { join } from 'node:path';
-import { FileFormatError } from '../src/errors.js';
-import { readJsonObject } from '../src/model-dir.js';
+import { FileFormatError } from '../src/core/errors.js';
+import { readJsonObject } from '../src/core/model-dir.js';
 
 export interface StudentConfig {
   /** Vocabulary size (rows of the word embeddings and of the tied projector). */

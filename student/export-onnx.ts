@@ -4,31 +4,9 @@
 // model folder like a teacher's: fill-mask and the teacher code load it as they load any BERT export.
 
 import type { StudentConfig } from './config.js';
-import { OnnxGraphBuilder } from '../src/io/onnx-writer.js';
+import { OnnxGraphBuilder } from '../src/core/onnx-writer.js';
+import { torchLayers, type HfWeights } from '../src/core/bert-onnx.js';
 import { LAYER_NORM_EPS } from './config.js';
-import { transpose2d } from './model.js';
-
-/** Weights in transformers' layout (linear weights [out, in]). */
-export type HfWeights = Map<string, Float32Array>;
-
-/** Graph layers reading PyTorch-layout weights by name: linear (W [out, in]), LayerNorm, and the raw getter. */
-export function torchLayers(g: OnnxGraphBuilder, weights: HfWeights, who: string, eps: number): {
-  w: (name: string) => Float32Array;
-  linear: (x: string, name: string, out: number, inp: number) => string;
-  layerNorm: (x: string, name: string) => string;
-} {
-  const w = (name: string): Float32Array => {
-    const v = weights.get(name);
-    if (!v) throw new Error(`${who}: no weights for ${name}`);
-    return v;
-  };
-  return {
-    w,
-    /** x @ Wᵀ + b with W [out, in] stored transposed as [in, out]. */
-    linear: (x, name, out, inp) => g.linear(x, name, transpose2d(w(`${name}.weight`), out, inp), w(`${name}.bias`), inp, out),
-    layerNorm: (x, name) => g.layerNorm(x, name, w(`${name}.weight`), w(`${name}.bias`), eps),
-  };
-}
 
 export function studentToOnnx(config: StudentConfig, weights: HfWeights): Uint8Array {
   const g = new OnnxGraphBuilder();

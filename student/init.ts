@@ -5,9 +5,9 @@
 
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { FileFormatError, InputError } from '../src/errors.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
-import type { EncoderConfig } from '../src/model-dir.js';
+import { FileFormatError, InputError } from '../src/core/errors.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
+import type { EncoderConfig } from '../src/core/model-dir.js';
 import type { StudentConfig } from './config.js';
 import { DistilBertStudent, studentParamSpecs } from './model.js';
 

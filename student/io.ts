@@ -4,8 +4,8 @@
 
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { FileFormatError } from '../src/errors.js';
-import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from '../src/io/safetensors.js';
+import { FileFormatError } from '../src/core/errors.js';
+import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from '../src/core/safetensors.js';
 import { readStudentConfig, studentConfigJson, type StudentConfig } from './config.js';
 import { DistilBertStudent, studentParamSpecs } from './model.js';
 

@@ -4,16 +4,14 @@
 //   MLM head:   vocab_transform → GELU → vocab_layer_norm → vocab_projector (tied to the word embeddings) + bias
 //
 // Parameters are tf.Variables keyed by their Hugging Face names. Linear weights are held as [in, out]
-// (PyTorch stores [out, in]) so that the forward product is a plain `x @ W`; the custom gradients of
-// `matMulFast` make every backward product a plain one too, with explicit transposes: the tfjs `wasm`
-// backend runs transposed products about 10× slower than plain ones (see ../shared/anchors.md). Where the
-// products run on a native BLAS (student/blas.ts) a transposed operand costs nothing, so the products take
-// transpose flags instead and no transposed copy is made.
+// (PyTorch stores [out, in]) so that the forward product is a plain `x @ W`. The model calls tf ops only:
+// products take transpose flags, and whatever runs them fast on each backend is behind tfjs's kernel names
+// (student/kernels/, chosen once when the backend starts).
 
 import * as tf from '@tensorflow/tfjs';
-import { MismatchError, ShapeError } from '../src/errors.js';
+import { MismatchError, ShapeError } from '../src/core/errors.js';
 import { LAYER_NORM_EPS, type StudentConfig } from './config.js';
-import { productsOnBlas } from './blas.js';
+import { transpose2d } from '../src/core/math.js';
 
 export interface ParamSpec {
   /** Hugging Face parameter name. */
@@ -64,48 +62,23 @@ export function studentParamSpecs(c: StudentConfig): ParamSpec[] {
   return specs;
 }
 
-/** PyTorch [out, in] → [in, out] (or back: the transpose is its own inverse). */
-export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
-  return out;
-}
-
-/** a @ b for 2-D or batched 3-D operands, whose gradients use only plain (untransposed) products. */
-export function matMulFast<R extends tf.Rank.R2 | tf.Rank.R3>(a: tf.Tensor<R>, b: tf.Tensor<R>): tf.Tensor<R> {
-  if (productsOnBlas()) return tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D) as tf.Tensor<R>; // tfjs's gradient: transposed products
-  const f = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([x, y]);
-    const perm = x.rank === 3 ? [0, 2, 1] : [1, 0];
-    return {
-      value: tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ys] = saved as [tf.Tensor3D, tf.Tensor3D];
-        return [tf.matMul(dy as tf.Tensor3D, tf.transpose(ys, perm)), tf.matMul(tf.transpose(xs, perm), dy as tf.Tensor3D)];
-      },
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return f(a, b) as tf.Tensor<R>;
-}
-
 /**
  * The tied projector: logits = h @ Eᵀ + b for h [N, H], E [V, H] (the word embeddings), b [V]. Its gradients
  * are arranged so that every product keeps its large operand on the left and a small one on the right
  * (the `wasm` backend repacks the right operand on every call): ∂h = g @ E, ∂E = gᵀ @ h, ∂b = 1ᵀ @ g.
  */
 export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
-  const blas = productsOnBlas();
   const f = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
     save([x, e]);
     return {
-      value: tf.add(blas ? tf.matMul(x, e, false, true) : tf.matMul(x, tf.transpose(e)), b),
+      value: tf.add(tf.matMul(x, e, false, true), b),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, es] = saved as [tf.Tensor2D, tf.Tensor2D];
         const g = dy as tf.Tensor2D; // [N, V]
         const n = g.shape[0];
         return [
           tf.matMul(g, es), // [N, H]
-          blas ? tf.matMul(g, xs, true, false) : tf.matMul(tf.transpose(g), xs), // [V, H]
+          tf.matMul(g, xs, true, false), // [V, H]
           tf.reshape(tf.matMul(tf.ones([1, n]), g), [g.shape[1]]), // [V]
         ];
       },
@@ -114,9 +87,9 @@ export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.
   return f(h, embeddings, bias) as tf.Tensor2D;
 }
 
-/** GELU, erf form (BERT's "gelu"): student/gelu.ts. */
-export { gelu } from './gelu.js';
-import { gelu } from './gelu.js';
+/** GELU, erf form (BERT's "gelu"): student/kernels/gelu.ts. */
+export { gelu } from './kernels/gelu.js';
+import { gelu } from './kernels/gelu.js';
 
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
   const { mean, variance } = tf.moments(x, -1, true);
@@ -203,7 +176,7 @@ export class DistilBertStudent {
   }
 
   private linear(x: tf.Tensor2D, name: string): tf.Tensor2D {
-    return tf.add(matMulFast(x, this.p(`${name}.weight`) as tf.Tensor2D), this.p(`${name}.bias`));
+    return tf.add(tf.matMul(x, this.p(`${name}.weight`) as tf.Tensor2D), this.p(`${name}.bias`));
   }
 
   /**
@@ -243,12 +216,11 @@ export class DistilBertStudent {
       const q = heads(tf.mul(this.linear(x, `${p}.attention.q_lin`), 1 / Math.sqrt(dh)) as tf.Tensor2D); // [B*nh, T, dh]
       const k = heads(this.linear(x, `${p}.attention.k_lin`));
       const v = heads(this.linear(x, `${p}.attention.v_lin`));
-      // Batched products: on a BLAS each is one sgemm (k transposed by flag); otherwise, on wasm,
-      // student/kernels.ts runs each of the B·nh products on XNNPACK's 2-D path.
-      const qk = productsOnBlas() ? tf.matMul(q, k, false, true) : matMulFast(q, tf.transpose(k, [0, 2, 1]) as tf.Tensor3D); // [B*nh, T, T]
+      // Batched products (B·nh of them): the kernel behind tf.matMul runs each one fast (student/kernels/products.ts).
+      const qk = tf.matMul(q, k, false, true); // [B*nh, T, T]
       const scores = tf.add(tf.reshape(qk, [B, nh, T, T]), maskBias); // [B, nh, T, T]
       const probs = dropout(tf.softmax(scores, -1), c.attention_dropout);
-      const context = matMulFast(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
+      const context = tf.matMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
       const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D; // [B*T, H]
       const sa = layerNorm(tf.add(this.linear(merged, `${p}.attention.out_lin`), x), this.p(`${p}.sa_layer_norm.weight`), this.p(`${p}.sa_layer_norm.bias`)) as tf.Tensor2D;
       const inner = gelu(this.linear(sa, `${p}.ffn.lin1`)) as tf.Tensor2D; // [B*T, F]

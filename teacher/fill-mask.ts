@@ -1,7 +1,7 @@
 // Fill-mask with an ONNX masked-LM (the teacher, or an exported student): for each [MASK] in each text,
 // the top-k tokens with their softmax probabilities, as transformers' fill-mask pipeline ranks them.
 
-import { InputError } from '../src/errors.js';
+import { InputError } from '../src/core/errors.js';
 import type { Teacher } from './teacher.js';
 
 export interface MaskPrediction {
@@ -12,8 +12,8 @@ export interface MaskPrediction {
 
 export interface FillMaskInput {
   text: string;
-  /** Where the text came from, for error messages ("--text", "inputs.json: input 3", "big.jsonl:17"). */
-  origin: string;
+  /** Where the text came from, for error messages ("--text", "inputs.json: input 3", "big.jsonl:17"; default "input"). */
+  origin?: string;
 }
 
 /** One ranked list per mask, in the order the masks appear in the text. */
@@ -29,10 +29,10 @@ export function encodeFillMaskInput(model: Teacher, input: FillMaskInput): Encod
   const ids = tok.encode(tok.normalizeMaskMarkers(input.text));
   const maskPositions = ids.flatMap((id, i) => (id === tok.maskId ? [i] : []));
   if (maskPositions.length === 0) {
-    throw new InputError(`${input.origin}: no mask token in "${truncate(input.text)}"`, `write ${tok.special.mask} (or [mask]) where the model should fill in a word`);
+    throw new InputError(`${input.origin ?? 'input'}: no mask token in "${truncate(input.text)}"`, `write ${tok.special.mask} (or [mask]) where the model should fill in a word`);
   }
   if (ids.length > model.config.maxPositions) {
-    throw new InputError(`${input.origin}: ${ids.length} tokens (with [CLS] and [SEP]) is longer than the model's ${model.config.maxPositions} positions`,
+    throw new InputError(`${input.origin ?? 'input'}: ${ids.length} tokens (with [CLS] and [SEP]) is longer than the model's ${model.config.maxPositions} positions`,
       'shorten the text around the mask');
   }
   return { ids, maskPositions };

@@ -11,11 +11,11 @@
 
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OnnxGraphBuilder } from '../src/io/onnx-writer.js';
-import { writeSafetensors } from '../src/io/safetensors.js';
+import { OnnxGraphBuilder } from '../src/core/onnx-writer.js';
+import { writeSafetensors } from '../src/core/safetensors.js';
 import { Rng } from '../corpus/rng.js';
-import { torchLayers } from '../student/export-onnx.js';
-import type { EncoderConfig } from '../src/model-dir.js';
+import { torchLayers } from '../src/core/bert-onnx.js';
+import type { EncoderConfig } from '../src/core/model-dir.js';
 
 /** The dimensions of a BERT (those of config.json that set the graph's shapes). */
 export type BertShape = Pick<EncoderConfig, 'vocabSize' | 'hiddenSize' | 'numLayers' | 'numHeads' | 'intermediateSize' | 'maxPositions'>;

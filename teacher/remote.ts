@@ -6,8 +6,8 @@ import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { DistillError } from '../src/errors.js';
-import type { TeacherSoftTargets } from '../losses/fused.js';
+import { DistillError } from '../src/core/errors.js';
+import type { TeacherSoftTargets } from './soft-targets.js';
 import type { TeacherOptions } from './teacher.js';
 import type { ForwardRequest } from './worker.js';
 

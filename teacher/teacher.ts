@@ -1,7 +1,7 @@
 // The frozen BERT teacher: an onnxruntime-node session behind a small API.
 //   ids + attention mask [B, T] → logits [B, T, V] and the hidden states asked for (each [B, T, H]).
 // When the ONNX graph outputs logits only (a default fill-mask export), the hidden states are exposed by
-// graph surgery (src/io/onnx.ts): the outputs of the embedding LayerNorm and of each layer's output
+// graph surgery (src/core/onnx.ts): the outputs of the embedding LayerNorm and of each layer's output
 // LayerNorm become graph outputs.
 
 import { createRequire } from 'node:module';
@@ -9,9 +9,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { DistillError, FileFormatError, InputError, MismatchError } from '../src/errors.js';
-import { appendToGraph, graphInfo, layerNormOutputs, readOnnx, onnx, softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT } from '../src/io/onnx.js';
-import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/model-dir.js';
+import { DistillError, FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
+import { appendToGraph, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/core/onnx.js';
+import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT } from './soft-targets.js';
+import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/core/model-dir.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 
 export type TeacherExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
@@ -56,11 +57,11 @@ const INT32 = onnx.TensorProto.DataType.INT32;
 
 /**
  * The teacher's execution provider when none is named: cuda when its provider libraries are installed, else
- * webgpu when the student runs on webgpu (a GPU run), else cpu.
+ * webgpu when the student runs on a WebGPU device (a GPU run), else cpu.
  */
-export function defaultTeacherEp(studentBackend: string): TeacherExecutionProvider {
+export function defaultTeacherEp(studentOnWebgpu: boolean): TeacherExecutionProvider {
   if (cudaProviderInstalled()) return 'cuda';
-  return studentBackend === 'webgpu' ? 'webgpu' : 'cpu';
+  return studentOnWebgpu ? 'webgpu' : 'cpu';
 }
 
 /** Whether onnxruntime-node's CUDA provider libraries were installed (they are downloaded, not bundled). */
@@ -113,7 +114,7 @@ export class Teacher {
     this.executionProvider = init.executionProvider;
   }
 
-  /** Load and validate a model folder (see src/model-dir.ts for the layout). */
+  /** Load and validate a model folder (see src/core/model-dir.ts for the layout). */
   static async load(dir: string, options: TeacherOptions = {}): Promise<Teacher> {
     const optionName = options.optionName ?? '--teacher';
     assertModelDir(dir, optionName);

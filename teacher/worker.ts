@@ -6,8 +6,8 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Teacher, type TeacherOptions } from './teacher.js';
-import { selectSoftRows, teacherSoftTargets } from '../losses/fused.js';
-import { DistillError } from '../src/errors.js';
+import { selectSoftRows, teacherSoftTargets } from './soft-targets.js';
+import { DistillError } from '../src/core/errors.js';
 
 export interface ForwardRequest {
   kind: 'forward';

@@ -1,11 +1,11 @@
-// AdamW (src/adamw.ts) against the formulas of torch.optim.AdamW computed here in float64, on the wasm
+// AdamW (src/train/adamw.ts) against the formulas of torch.optim.AdamW computed here in float64, on the wasm
 // backend's in-place SIMD pass and on the tfjs-op path (cpu), including decoupled weight decay, bias
 // correction and the parameters excluded from decay.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { AdamW } from '../src/adamw.js';
-import { selectBackend } from '../student/backend.js';
-import { wasmSimd } from '../student/simd.js';
+import { backendAdamW } from '../src/train/step.js';
+import { selectBackend } from '../student/kernels/backend.js';
+import { wasmSimd } from '../student/kernels/simd.js';
 import { maxAbsDiff } from './helpers.js';
 
 function random(n: number, seed: number): Float32Array {
@@ -51,7 +51,7 @@ describe('AdamW', () => {
       return v;
     };
     const params = [variableOf(p0), variableOf(p0)];
-    const opt = new AdamW(params, [true, false], { betas: [o.b1, o.b2], eps: o.eps, weightDecay: o.wd });
+    const opt = backendAdamW(params, [true, false], { betas: [o.b1, o.b2], eps: o.eps, weightDecay: o.wd });
     const before = tf.memory().numTensors;
     grads.forEach((g, k) => {
       const gs = [tf.tensor1d(g), tf.tensor1d(g)];

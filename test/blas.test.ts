@@ -1,11 +1,13 @@
-// The native-BLAS matrix products (student/blas.ts) and the other kernels the wasm backend gets from us
-// (student/kernels.ts: Identity and Cast sharing memory, GatherV2 by rows, Sum over leading axes;
-// student/gelu.ts), each against tfjs's own `cpu` kernels or the tfjs-op formula.
+// The native-BLAS matrix products (student/kernels/blas.ts) and the other kernels the wasm backend gets from us
+// (student/kernels/wasm-cpu.ts: Identity and Cast sharing memory, GatherV2 by rows, Sum over leading axes;
+// student/kernels/gelu.ts), each against tfjs's own `cpu` kernels or the tfjs-op formula.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/backend.js';
-import { blasColumnSums, kernelBeforeBlas, loadBlas, productGeometry, productsOnBlas } from '../student/blas.js';
-import { erf, geluOps } from '../student/gelu.js';
+import { selectBackend } from '../student/kernels/backend.js';
+import { blasColumnSums, loadBlas, productGeometry } from '../student/kernels/blas.js';
+import { kernelBeforeOurs as kernelBeforeBlas, productsOnBlas } from '../student/kernels/products.js';
+import { PRODUCT_CASES } from './product-cases.js';
+import { erf, geluOps } from '../student/kernels/gelu.js';
 import { gelu } from '../student/model.js';
 import { TINY, maxAbsDiff } from './helpers.js';
 import { runCli } from './cli-helpers.js';
@@ -23,19 +25,7 @@ const blas = loadBlas();
 if (!blas) console.warn('blas.test.ts: no BLAS library (libopenblas.so.0) found: the BLAS product tests are skipped; apt-get install libopenblas0-pthread');
 
 describe.skipIf(!blas)('BatchMatMul on a native BLAS', () => {
-  const cases: { name: string; a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
-    { name: '2-D', a: [7, 3], b: [3, 4], ta: false, tb: false },
-    { name: '2-D, a transposed', a: [3, 7], b: [3, 4], ta: true, tb: false },
-    { name: '2-D, b transposed', a: [7, 3], b: [4, 3], ta: false, tb: true },
-    { name: '2-D, both transposed', a: [3, 7], b: [4, 3], ta: true, tb: true },
-    { name: 'batched 3-D', a: [5, 7, 3], b: [5, 3, 4], ta: false, tb: false },
-    { name: 'batched, b transposed (attention scores)', a: [6, 9, 5], b: [6, 9, 5], ta: false, tb: true },
-    { name: 'batch of one broadcast against a batch', a: [1, 7, 3], b: [5, 3, 4], ta: false, tb: false },
-    { name: '2-D weight against a batch', a: [5, 7, 3], b: [3, 4], ta: false, tb: false },
-    { name: 'rank 4', a: [2, 3, 7, 3], b: [2, 3, 4, 3], ta: false, tb: true },
-    { name: 'projector-sized, a transposed', a: [64, 96], b: [64, 40], ta: true, tb: false },
-  ];
-  for (const c of cases) {
+  for (const c of PRODUCT_CASES) {
     it(`${c.name}: equals tfjs's own cpu kernel on wasm and cpu`, async () => {
       const a = random(size(c.a), c.a.length * 31 + 1);
       const b = random(size(c.b), c.b.length * 17 + 2);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
+import { SafetensorsFile, writeSafetensors } from '../src/core/safetensors.js';
 import { runCli } from './cli-helpers.js';
 import { GOLDEN, TINY, relDiff } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };

@@ -11,7 +11,7 @@ import { CorpusReader, type GlobalBatch } from '../corpus/reader.js';
 import { maskBatch, RECIPE_MASKING, tokenWeights } from '../corpus/masking.js';
 import { Rng } from '../corpus/rng.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
 import { runCli } from './cli-helpers.js';
 import { GOLDEN, TINY } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };

@@ -3,8 +3,9 @@
 import { expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
-import { SafetensorsFile } from '../src/io/safetensors.js';
-import { hfNameOfVariable, transpose2d, type DistilBertStudent } from '../student/model.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
+import { hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
+import { transpose2d } from '../src/core/math.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
 import { lossRows, type LossRows } from '../losses/rows.js';
 import { GOLDEN, goldenBatch, relDiff } from './helpers.js';

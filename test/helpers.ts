@@ -2,8 +2,8 @@
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { SafetensorsFile } from '../src/io/safetensors.js';
-import { selectBackend } from '../student/backend.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
+import { selectBackend } from '../student/kernels/backend.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The embedded tiny teacher (a copy of ../shared/fixtures/tiny-bert-cased without the golden numbers). */

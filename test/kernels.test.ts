@@ -1,8 +1,8 @@
-// The kernels we register (student/kernels.ts) against tfjs's own cpu implementation.
+// The kernels we register (student/kernels/wasm-cpu.ts) against tfjs's own cpu implementation.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/backend.js';
-import { originalCpuUnsortedSegmentSum } from '../student/kernels.js';
+import { selectBackend } from '../student/kernels/backend.js';
+import { originalCpuUnsortedSegmentSum } from '../student/kernels/wasm-cpu.js';
 import { maxAbsDiff } from './helpers.js';
 
 // These tests check the backends' own kernels and ours in JS: the BLAS products are tested in blas.test.ts.

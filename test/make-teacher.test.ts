@@ -2,16 +2,16 @@
 // gives its transformers export's logits and hidden states; a random teacher folder is usable as a teacher
 // and as the source of a student.
 import { describe, expect, it } from 'vitest';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { SafetensorsFile } from '../src/io/safetensors.js';
-import { readEncoderConfig } from '../src/model-dir.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
+import { readEncoderConfig } from '../src/core/model-dir.js';
 import { Teacher } from '../teacher/teacher.js';
 import { BERT_SHAPES, bertConfigJson, bertParamShapes, bertToOnnx, syntheticVocab, writeRandomTeacher } from '../teacher/make-teacher.js';
 import { copyTokenizerFiles } from '../student/io.js';
-import { selectBackend } from '../student/backend.js';
+import { selectBackend } from '../student/kernels/backend.js';
 import { initStudentFromTeacher } from '../student/init.js';
 import { runCli } from './cli-helpers.js';
 import { GOLDEN, TINY, maxAbsDiff } from './helpers.js';

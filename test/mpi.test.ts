@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { latestCheckpoint, listCheckpoints } from '../src/checkpoint.js';
+import { latestCheckpoint, listCheckpoints } from '../src/train/checkpoint.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
 import { REPO, TINY, expectWeightsAgree, folderWeights, relDiff, weightDifference } from './helpers.js';
@@ -136,7 +136,7 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
 
 describe('device placement per rank', () => {
   it('gives each local rank its own GPU through CUDA_VISIBLE_DEVICES', async () => {
-    const { placeDevicePerRank } = await import('../src/mpi.js');
+    const { placeDevicePerRank } = await import('../src/parallel/mpi.js');
     const env1: NodeJS.ProcessEnv = { OMPI_COMM_WORLD_LOCAL_RANK: '1', OMPI_COMM_WORLD_LOCAL_SIZE: '4' };
     expect(placeDevicePerRank(env1)).toBe(1);
     expect(env1['CUDA_VISIBLE_DEVICES']).toBe('1');

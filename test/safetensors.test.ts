@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeSafetensors, SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/io/safetensors.js';
-import { FileFormatError } from '../src/errors.js';
+import { encodeSafetensors, SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/core/safetensors.js';
+import { FileFormatError } from '../src/core/errors.js';
 import { GOLDEN, TINY } from './helpers.js';
 
 function reencode(path: string): { original: Buffer; again: Uint8Array } {

@@ -1,8 +1,8 @@
-// The WebAssembly SIMD passes (student/simd.ts) against plain float64 JS on the same data, on a memory of
+// The WebAssembly SIMD passes (student/kernels/simd.ts) against plain float64 JS on the same data, on a memory of
 // their own (the module imports any WebAssembly.Memory) and on the wasm backend's.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compileSimd, type SimdKernels } from '../student/simd.js';
-import { erf } from '../student/gelu.js';
+import { compileSimd, type SimdKernels } from '../student/kernels/simd.js';
+import { erf } from '../student/kernels/gelu.js';
 
 function random(n: number, seed: number, scale = 1): Float32Array {
   let s = seed;

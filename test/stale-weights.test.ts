@@ -1,12 +1,12 @@
-// The in-place invariant (student/simd.ts): after AdamW rewrites a weight in place, every product sees the
+// The in-place invariant (student/kernels/simd.ts): after AdamW rewrites a weight in place, every product sees the
 // new values. Run where the trap is: `wasm` without a BLAS library, whose tfjs kernels cache an XNNPACK
 // operator with the right operand packed into it under that operand's tensor id (issue #12: training on
 // the first weights it saw). Every product shape and transpose the student uses is checked.
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/backend.js';
-import { wasmSimd } from '../student/simd.js';
-import { AdamW } from '../src/adamw.js';
+import { selectBackend } from '../student/kernels/backend.js';
+import { wasmSimd } from '../student/kernels/simd.js';
+import { backendAdamW } from '../src/train/step.js';
 import { maxAbsDiff } from './helpers.js';
 
 process.env['DISTILL_BLAS'] = 'off';
@@ -36,7 +36,7 @@ describe('products after an in-place AdamW update (wasm, no BLAS)', () => {
     it(`${c.name}: the product uses the updated weight`, () => {
       const x = tf.randomNormal(c.x, 0, 1, 'float32', 1);
       const w = ownedVariable(c.w, 2);
-      const optimizer = new AdamW([w], [true], { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
+      const optimizer = backendAdamW([w], [true], { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
       const product = (): Float32Array => tf.tidy(() => (c.ta ? tf.matMul(w, x, true, false) : tf.matMul(x, w, false, c.tb)).dataSync() as Float32Array);
       const before = product(); // caches whatever the kernel caches for w
       const grad = tf.onesLike(w);

@@ -1,11 +1,11 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { copyFileSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Teacher, placementError } from '../teacher/teacher.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
-import { MismatchError, FileFormatError } from '../src/errors.js';
-import { selectSoftRows, teacherSoftTargets } from '../losses/fused.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
+import { MismatchError, FileFormatError } from '../src/core/errors.js';
+import { selectSoftRows, teacherSoftTargets } from '../teacher/soft-targets.js';
 import { GOLDEN, HAVE_SHARED, SHARED_TINY, TINY, maxAbsDiff } from './helpers.js';
 
 const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));

@@ -3,7 +3,7 @@ import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
 import { GOLDEN, TINY } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 

@@ -1,8 +1,8 @@
 // The multi-update PyTorch reference (test/updates.ts) on the path a fresh `npm install` gives: wasm without a
 // BLAS library (tfjs's own XNNPACK products, whose operator cache is what the in-place AdamW must not leave
-// stale: student/simd.ts) and with the SIMD passes.
+// stale: student/kernels/simd.ts) and with the SIMD passes.
 import { expect } from 'vitest';
-import { wasmSimd } from '../student/simd.js';
+import { wasmSimd } from '../student/kernels/simd.js';
 import { describeReplay } from './updates.js';
 
 process.env['DISTILL_BLAS'] = 'off';

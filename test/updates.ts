@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { finetuneStudent, majorityBaseline } from '../src/probe.js';
 import { loadTask, writeProbeData } from '../corpus/glue.js';
 import { copyTokenizerFiles, saveStudent } from '../student/io.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
-import { readEncoderConfig } from '../src/model-dir.js';
-import { AdamW, linearWarmupDecay } from '../src/adamw.js';
-import { UpdateStep, distillObjective } from '../src/train/step.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
+import { readEncoderConfig } from '../src/core/model-dir.js';
+import { linearWarmupDecay } from '../src/train/adamw.js';
+import { UpdateStep, backendAdamW, distillObjective } from '../src/train/step.js';
 import { RemoteTeacher } from '../teacher/remote.js';
 import { defaultTeacherEp } from '../teacher/teacher.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
-import { prefetch, selectBackend, type BackendChoice, type BackendName } from '../student/backend.js';
+import { prefetch, selectBackend, type BackendChoice, type BackendName } from '../student/kernels/backend.js';
 import { initStudentFromTeacher } from '../student/init.js';
 import { lossRows } from '../losses/rows.js';
 import { lossNumbers, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
@@ -52,12 +52,12 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
   const student = initStudentFromTeacher(teacherDir, teacherConfig, ref.student_layers_from_teacher, tok.padId);
   student.config.dropout = 0; // the reference runs without dropout
   student.config.attention_dropout = 0;
-  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay),
+  const optimizer = backendAdamW(student.variables(), student.specs.map((s) => !s.noDecay),
     { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: ref.weight_decay });
   const update = new UpdateStep(student.variables(), optimizer, { gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm });
   const weights = { ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos };
   const teacher = await RemoteTeacher.start(teacherDir,
-    { hiddenStates: 'last', threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, executionProvider: defaultTeacherEp(backend.name) });
+    { hiddenStates: 'last', threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, executionProvider: defaultTeacherEp(backend.device !== undefined) });
   const records: UpdateRecord[] = [];
   try {
     for (let u = 0; u < ref.updates; u++) {

@@ -7,20 +7,21 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile } from '../src/io/safetensors.js';
-import { readEncoderConfig } from '../src/model-dir.js';
-import { sumOfSquares } from '../src/adamw.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
+import { readEncoderConfig } from '../src/core/model-dir.js';
+import { sumOfSquares } from '../src/train/adamw.js';
 import { train } from '../src/train/loop.js';
 import { loadConfig } from '../src/config.js';
-import { latestCheckpoint } from '../src/checkpoint.js';
-import { hostLossPass, prefetch, selectBackend } from '../student/backend.js';
+import { latestCheckpoint } from '../src/train/checkpoint.js';
+import { prefetch, selectBackend } from '../student/kernels/backend.js';
+import { logitLossPass } from '../student/kernels/logit-losses.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
 import { saveStudent } from '../student/io.js';
 import { gelu, hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
-import { geluOps } from '../student/gelu.js';
+import { geluOps } from '../student/kernels/gelu.js';
 import { Teacher } from '../teacher/teacher.js';
 import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
-import { teacherSoftTargets } from '../losses/fused.js';
+import { teacherSoftTargets } from '../teacher/soft-targets.js';
 import { lossRows } from '../losses/rows.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
@@ -49,7 +50,7 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
   it('runs on the adapter found, and keeps the logit losses on the device', () => {
     expect(tf.getBackend()).toBe('webgpu');
     expect(device.length).toBeGreaterThan(0);
-    expect(hostLossPass()).toBe(false);
+    expect(logitLossPass()).toBeUndefined();
   });
 
   it('GELU runs as one WGSL program each way, equal to the tfjs-op formula (value and gradient)', async () => {

@@ -10,14 +10,13 @@
 import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { assertModelDir, readEncoderConfig } from '../model-dir.js';
-import { hostLossPass, selectBackend, type BackendName } from '../../student/backend.js';
+import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
+import { selectBackend, type BackendName } from '../../student/kernels/backend.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
 import { lossRows } from '../../losses/rows.js';
 import { RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
-import { AdamW } from '../adamw.js';
-import { UpdateStep, distillObjective } from '../train/step.js';
+import { UpdateStep, backendAdamW, distillObjective } from '../train/step.js';
 import { Rng } from '../../corpus/rng.js';
 import { KernelProfiler, type KernelTime } from './profile.js';
 
@@ -67,11 +66,11 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   assertModelDir(o.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;
-  const teacherEp = o.teacherEp ?? defaultTeacherEp(backend.name);
+  const teacherEp = o.teacherEp ?? defaultTeacherEp(backend.device !== undefined);
   const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: 'last', threads: o.threads, executionProvider: teacherEp, softTargetTemperature: 2 }, !(o.fused ?? true));
   const layers = o.studentLayers ? evenlySpacedLayers(L, o.studentLayers) : defaultStudentLayers(L);
   const student = initStudentFromTeacher(o.teacher, teacherConfig, layers, WordPieceTokenizer.fromDir(o.teacher).padId);
-  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
+  const optimizer = backendAdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
   const V = teacherConfig.vocabSize;
   const { batch: B, seq: T } = o;
   const rng = new Rng(1);
@@ -79,7 +78,6 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const mask = new Int32Array(B * T).fill(1);
   const labels = Int32Array.from(ids, (id) => (rng.next() < 0.15 ? id : -100));
   const rows = lossRows(mask, labels, B, T, V);
-  const fused = o.fused ?? hostLossPass(backend.name);
   const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, temperature: 2, keepLogits: false, fullLogits: false };
 
   // The training loop's update step: forward + backward, clipping (one asynchronous read of the norm), AdamW.
@@ -87,7 +85,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const studentStep = async (t: RemoteTeacherOutput): Promise<void> => {
     const teacherTargets = { logits: t.logits && t.logits.length > 0 ? t.logits : undefined, lastHidden: t.lastHidden, soft: t.soft };
     await update.accumulate(distillObjective(student, { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, rows, teacher: teacherTargets },
-      RECIPE_LOSS_WEIGHTS, { training: o.dropout ?? false, dropoutSeed: 1 }, fused));
+      RECIPE_LOSS_WEIGHTS, { training: o.dropout ?? false, dropoutSeed: 1 }, o.fused));
     await update.apply(5e-4);
   };
 

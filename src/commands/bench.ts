@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { choiceOption, intOption } from '../options.js';
-import { BACKEND_NAMES } from '../../student/backend.js';
+import { BACKEND_NAMES } from '../../student/kernels/backend.js';
 import { benchDistillStep } from '../bench/step.js';
 
 interface BenchCommandOptions {

@@ -4,11 +4,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { FileFormatError, MismatchError } from '../errors.js';
-import { SafetensorsFile } from '../io/safetensors.js';
+import { FileFormatError, MismatchError } from '../core/errors.js';
+import { SafetensorsFile } from '../core/safetensors.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { Teacher } from '../../teacher/teacher.js';
-import { BACKEND_NAMES, hostLossPass, selectBackend, type BackendName } from '../../student/backend.js';
+import { BACKEND_NAMES, selectBackend, type BackendName } from '../../student/kernels/backend.js';
 import { UpdateStep, distillObjective } from '../train/step.js';
 import { loadStudent } from '../../student/io.js';
 import { lossRows } from '../../losses/rows.js';
@@ -94,7 +94,7 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
     const step = new UpdateStep(student.variables(), undefined, { gradAccum: 1, maxGradNorm: 0 });
     const values = lossNumbers(await step.accumulate(distillObjective(student,
       { inputIds: batch.maskedInputIds, attentionMask: batch.attentionMask, batchSize: B, seqLen: T, rows, teacher: { logits: t.logits, lastHidden: t.hiddenStates[0]! } },
-      weights, { training: false }, opts.unfused ? false : hostLossPass(backend.name))));
+      weights, { training: false }, opts.unfused ? false : undefined)));
     // The tied projector is one variable (the word embeddings): its gradient is counted once.
     const gradNorm = await step.gradNorm();
     step.discard();

@@ -3,8 +3,8 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { FileFormatError, InputError } from '../errors.js';
-import { SafetensorsFile, writeFileAtomic } from '../io/safetensors.js';
+import { FileFormatError, InputError } from '../core/errors.js';
+import { SafetensorsFile, writeFileAtomic } from '../core/safetensors.js';
 import { choiceOption } from '../options.js';
 import { readStudentConfig } from '../../student/config.js';
 import { studentParamSpecs } from '../../student/model.js';

@@ -3,7 +3,7 @@
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import { FileFormatError, InputError } from '../errors.js';
+import { FileFormatError, InputError } from '../core/errors.js';
 import { choiceOption, intOption } from '../options.js';
 import { Teacher } from '../../teacher/teacher.js';
 import { cardFormat, fillMask, scoresFormat, type FillMaskInput, type FillMaskResult } from '../../teacher/fill-mask.js';

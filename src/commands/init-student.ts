@@ -3,14 +3,14 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { InputError, MismatchError } from '../errors.js';
-import { assertModelDir, readEncoderConfig } from '../model-dir.js';
+import { InputError, MismatchError } from '../core/errors.js';
+import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { intListOption } from '../options.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { defaultStudentLayers, studentWeightsFromTeacher } from '../../student/init.js';
 import { copyTokenizerFiles, writeStudentFolder } from '../../student/io.js';
 import { studentToOnnx } from '../../student/export-onnx.js';
-import { writeFileAtomic } from '../io/safetensors.js';
+import { writeFileAtomic } from '../core/safetensors.js';
 
 interface InitStudentOptions {
   teacher: string;

@@ -2,8 +2,8 @@
 
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { InputError } from '../errors.js';
-import { writeFileAtomic } from '../io/safetensors.js';
+import { InputError } from '../core/errors.js';
+import { writeFileAtomic } from '../core/safetensors.js';
 import { lossChartSvg, readMetrics } from '../plot.js';
 
 export function registerPlot(program: Command): void {

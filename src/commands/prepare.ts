@@ -1,13 +1,13 @@
 // distill prepare: raw text → Arrow token shards (see corpus/prepare.ts for the rules).
 
 import type { Command } from 'commander';
-import { assertModelDir } from '../model-dir.js';
+import { assertModelDir } from '../core/model-dir.js';
 import { choiceOption, intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { prepareCorpus, type CorpusMeta } from '../../corpus/prepare.js';
 
-interface PrepareCommandOptions {
+export interface PrepareCommandOptions {
   tokenizer: string;
   out: string;
   maxLength: number;

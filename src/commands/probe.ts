@@ -1,18 +1,18 @@
 // distill probe / distill probe-data: GLUE-style comparison of a student with its teacher.
 
 import type { Command } from 'commander';
-import { InputError } from '../errors.js';
-import { writeFileAtomic } from '../io/safetensors.js';
+import { InputError } from '../core/errors.js';
+import { writeFileAtomic } from '../core/safetensors.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { ProgressReporter } from '../progress.js';
-import { BACKEND_NAMES, type BackendName } from '../../student/backend.js';
+import { BACKEND_NAMES, type BackendName } from '../../student/kernels/backend.js';
 import { writeProbeData } from '../../corpus/glue.js';
 import {
   extractFeatures, finetuneStudent, linearProbe, loadTask, majorityBaseline, markdownTable, retention, studentEncoder, teacherEncoder,
   type FeatureEncoder, type Metrics, type Pooling, type ProbeReport, type ProbeTaskResult,
 } from '../probe.js';
 
-interface ProbeOptions {
+export interface ProbeOptions {
   teacher: string;
   student: string;
   task: string[];

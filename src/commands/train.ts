@@ -6,7 +6,7 @@ import { loadConfig } from '../config.js';
 import { intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
 import { train, type TrainSummary } from '../train/loop.js';
-import { worldFromEnvironment } from '../mpi.js';
+import { worldFromEnvironment } from '../parallel/mpi.js';
 
 interface TrainCommandOptions {
   config: string;
@@ -43,6 +43,7 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary>
       config, runDir, resume: opts.resume, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
       onLog: (line) => { if (isRoot) { bar.done(); process.stderr.write(`${line}\n`); } },
       onUpdate: (m, total) => {
+        injectFault(comm.rank, m.step);
         if (!isRoot) return;
         if (!started) { started = performance.now(); firstStep = m.step - 1; }
         const perUpdate = (performance.now() - started) / 1000 / Math.max(1, m.step - firstStep);
@@ -58,6 +59,19 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary>
   }
 }
 
+/**
+ * Fault injection for the tests of data-parallel failures: DISTILL_FAULT="RANK:UPDATE:kill" makes that rank
+ * die (SIGKILL) after that update, "RANK:UPDATE:hang" makes it stop answering. Unset in normal runs.
+ */
+function injectFault(rank: number, step: number): void {
+  const spec = process.env['DISTILL_FAULT'];
+  if (!spec) return;
+  const [r, u, what] = spec.split(':');
+  if (Number(r) !== rank || Number(u) !== step) return;
+  if (what === 'kill') process.kill(process.pid, 'SIGKILL');
+  if (what === 'hang') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+}
+
 export function registerTrain(program: Command): void {
   program
     .command('train')
@@ -65,7 +79,9 @@ export function registerTrain(program: Command): void {
     .description('Distil the teacher into the student as the config says (keys: see configs/distilbert-base-cased.json).\n'
       + 'Writes RUN/metrics.jsonl (one line per update), RUN/checkpoints/step-N/ (the student as a Hugging Face\n'
       + 'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n'
-      + 'latest complete checkpoint exactly. Under mpirun, every rank trains data-parallel.')
+      + 'latest complete checkpoint exactly. Under mpirun, every rank trains data-parallel.\n'
+      + 'Config keys, their meaning and defaults: configs/schema.json (a JSON Schema; editors validate and complete a\n'
+      + 'config whose "$schema" names it, as the shipped configs do).')
     .requiredOption('--config <file>', 'run configuration (JSON)')
     .option('--out <dir>', 'run folder (default: runs/CONFIG_NAME, e.g. runs/tiny)')
     .option('--max-steps <n>', 'length of the run in updates (overrides max_steps; the learning-rate schedule spans it)', intOption('--max-steps', 1))

@@ -1,4 +1,4 @@
-// How the ranks of a run talk: MPI when launched by mpirun (src/mpi-binding.ts), alone otherwise (SOLO).
+// How the ranks of a run talk: MPI when launched by mpirun (src/parallel/mpi-binding.ts), alone otherwise (SOLO).
 
 /** A process group: every rank calls each collective in the same order. */
 export interface Communicator {
@@ -11,4 +11,9 @@ export interface Communicator {
 }
 
 /** One process alone: the collectives leave the data as it is. */
-export const SOLO: Communicator = { rank: 0, size: 1, allreduceSum: async () => undefined, broadcast: async () => undefined };
+export const SOLO: Communicator = { rank: 0, size: 1, allreduceSum: () => Promise.resolve(), broadcast: () => Promise.resolve() };
+
+/** The process group of a whole run: a communicator that may need closing (MPI_Finalize) at the end. */
+export interface World extends Communicator {
+  finalize?: () => void;
+}

@@ -9,21 +9,21 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { DistillError, MismatchError } from '../errors.js';
+import { DistillError, MismatchError } from '../core/errors.js';
 import { totalUpdates, type TrainConfig } from '../config.js';
-import { AdamW, linearWarmupDecay } from '../adamw.js';
+import { linearWarmupDecay } from './adamw.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
-import { UpdateStep, distillObjective } from './step.js';
+import { UpdateStep, backendAdamW, distillObjective } from './step.js';
 import {
   latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint,
   CHECKPOINT_FORMAT, type CheckpointHooks, type TrainerState,
-} from '../checkpoint.js';
-import { writeFileAtomic } from '../io/safetensors.js';
+} from './checkpoint.js';
+import { writeFileAtomic } from '../core/safetensors.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { assertModelDir, readEncoderConfig } from '../model-dir.js';
-import { prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/backend.js';
+import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
+import { prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/kernels/backend.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../../student/init.js';
 import { loadStudent } from '../../student/io.js';
 import type { DistilBertStudent } from '../../student/model.js';
@@ -136,7 +136,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const teacherLayers = teacherConfig.numLayers;
   const tok = WordPieceTokenizer.fromDir(config.teacher);
   // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead.
-  const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.name);
+  const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.device !== undefined);
   const teacher = await RemoteTeacher.start(config.teacher,
     { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, executionProvider: teacherEp },
     config.alpha_mse !== 0);
@@ -174,7 +174,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const stopAt = Math.min(maxSteps, opts.stopAfter !== undefined ? (state?.step ?? 0) + opts.stopAfter : maxSteps);
   const warmup = Math.ceil(config.warmup_prop * total);
 
-  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
+  const optimizer = backendAdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
   if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
   const update = new UpdateStep(student.variables(), optimizer, { gradAccum: config.grad_accum, maxGradNorm: config.max_grad_norm, comm });
   let step = state?.step ?? 0;
@@ -279,7 +279,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       const norm = await update.apply(lr);
       step++;
       tokensSoFar += updateTokens;
-      injectFault(comm.rank, step);
       lastLoss = sums.loss;
       const elapsed = elapsedBefore + (performance.now() - started) / 1000;
       const m: UpdateMetrics = {
@@ -315,18 +314,6 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   return summary;
 }
 
-/**
- * Fault injection for the tests of data-parallel failures: DISTILL_FAULT="RANK:UPDATE:kill" makes that rank
- * die (SIGKILL) after that update, "RANK:UPDATE:hang" makes it stop answering. Unset in normal runs.
- */
-function injectFault(rank: number, step: number): void {
-  const spec = process.env['DISTILL_FAULT'];
-  if (!spec) return;
-  const [r, u, what] = spec.split(':');
-  if (Number(r) !== rank || Number(u) !== step) return;
-  if (what === 'kill') process.kill(process.pid, 'SIGKILL');
-  if (what === 'hang') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
-}
 
 /** Keep the first `lines` lines of metrics.jsonl (updates after the checkpoint are redone on resume). */
 function truncateMetrics(path: string, lines: number): void {

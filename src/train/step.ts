@@ -12,12 +12,13 @@
 // micro-batch: the number of live tensors stays flat over updates (test/step.test.ts).
 
 import * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../errors.js';
-import { guardGpu, throwIfGpuError } from '../../student/backend.js';
+import { ShapeError } from '../core/errors.js';
+import { guardGpu, throwIfGpuError } from '../../student/kernels/backend.js';
 import type { DistilBertStudent, ForwardOptions } from '../../student/model.js';
 import type { LossRows } from '../../losses/rows.js';
 import { distillLosses, type LossWeights, type TeacherTargets } from '../../losses/total.js';
-import { AdamW, clipByGlobalNorm, sumOfSquares } from '../adamw.js';
+import { AdamW, clipByGlobalNorm, sumOfSquares, type AdamWOptions } from './adamw.js';
+import { inPlaceAdamW } from '../../student/kernels/simd.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 
 /** What one micro-batch's objective gives: the loss to minimise and the values to report, as one 1-D tensor. */
@@ -34,6 +35,15 @@ export interface UpdateStepOptions {
   maxGradNorm: number;
   /** The ranks whose gradients are summed before clipping (default: this process alone). */
   comm?: Communicator;
+}
+
+/**
+ * AdamW over `params` (`decay[i]`: whether params[i] takes weight decay), with the in-place update of the
+ * active backend when it has one (one SIMD pass per parameter on wasm), chosen here, once.
+ */
+export function backendAdamW(params: tf.Variable[], decay: boolean[], options: Omit<AdamWOptions, 'inPlace'>): AdamW {
+  const inPlace = inPlaceAdamW();
+  return new AdamW(params, decay, inPlace ? { ...options, inPlace } : options);
 }
 
 export class UpdateStep {
@@ -61,7 +71,7 @@ export class UpdateStep {
       const { grads } = tf.variableGrads(() => {
         const o = objective();
         report = tf.keep(o.report);
-        return (scale === 1 ? o.loss : tf.mul(o.loss, scale)) as tf.Scalar;
+        return (scale === 1 ? o.loss : tf.mul(o.loss, scale));
       }, this.params);
       const ordered = this.params.map((v) => grads[v.name]!);
       const summed = this.acc ? ordered.map((g, i) => tf.add(this.acc![i]!, g)) : ordered;
@@ -124,7 +134,7 @@ async function allreduceSum(comm: Communicator, grads: tf.Tensor[]): Promise<voi
   const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
   let offset = 0;
   for (const g of grads) {
-    flat.set(await g.data() as Float32Array, offset);
+    flat.set(await g.data(), offset);
     offset += g.size;
   }
   await comm.allreduceSum(flat);

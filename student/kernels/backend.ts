@@ -5,9 +5,11 @@
 //   (a GPU's, or Mesa ≥ 25's software llvmpipe).
 
 import * as tf from '@tensorflow/tfjs';
-import { DistillError } from '../src/errors.js';
-import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './kernels.js';
-import { loadBlas, registerBlasMatMul } from './blas.js';
+import { DistillError } from '../../src/core/errors.js';
+import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
+import { loadBlas } from './blas.js';
+import { registerProducts } from './products.js';
+import { registerLogitLossPass } from './logit-losses.js';
 import { registerGeluKernels } from './gelu.js';
 import { loadWasmSimd } from './simd.js';
 
@@ -20,7 +22,7 @@ export interface BackendChoice {
   name: BackendName;
   /** Which package gave the backend, e.g. "@tensorflow/tfjs-node-gpu". */
   source: string;
-  /** What runs the matrix products: the backend itself, or a native BLAS (student/blas.ts) on wasm/cpu. */
+  /** What runs the matrix products: the backend itself, or a native BLAS (student/kernels/blas.ts) on wasm/cpu. */
   matmul: string;
   /** The GPU adapter (webgpu): vendor, architecture, device, description and its buffer limits. */
   device?: string;
@@ -34,11 +36,6 @@ export function readsSynchronously(name: string = tf.getBackend()): boolean {
 /** Read tensors to the host (asynchronously) so that later synchronous reads of them succeed on any backend. */
 export async function prefetch(tensors: tf.Tensor[]): Promise<void> {
   await Promise.all(tensors.map((t) => t.data()));
-}
-
-/** Whether the logit losses run in the host pass (losses/fused.ts): on the CPU backends, not on a GPU. */
-export function hostLossPass(name: string = tf.getBackend()): boolean {
-  return name === 'wasm' || name === 'cpu';
 }
 
 export const NO_ADAPTER_HINT = 'WebGPU needs a Vulkan driver and loader: on an NVIDIA machine the driver plus libvulkan1, libglvnd0 and '
@@ -103,7 +100,7 @@ async function loadWebgpuBackend(): Promise<string | undefined> {
   if (webgpuDevice) return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
   let dawn: DawnModule;
   try {
-    dawn = (await import('webgpu' as string)) as DawnModule;
+    dawn = (await import('webgpu' as string)) as DawnModule; // an optional dependency: typed here, not by its package
   } catch {
     return undefined;
   }
@@ -140,7 +137,8 @@ async function loadTensorflowBackend(): Promise<string | undefined> {
 async function loadWasmBackend(): Promise<boolean> {
   if (!(await tryImport('@tensorflow/tfjs-backend-wasm'))) return false;
   registerWasmTrainingKernels();
-  registerBlasMatMul('wasm');
+  registerProducts('wasm');
+  registerLogitLossPass('wasm');
   registerGeluKernels('wasm');
   return true;
 }
@@ -160,7 +158,8 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
     else if (name === 'webgpu') source = await loadWebgpuBackend();
     else {
       registerCpuTrainingKernels();
-      registerBlasMatMul('cpu');
+      registerProducts('cpu');
+      registerLogitLossPass('cpu');
       registerGeluKernels('cpu');
       source = '@tensorflow/tfjs-backend-cpu';
     }

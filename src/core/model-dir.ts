@@ -53,7 +53,7 @@ export function readEncoderConfig(dir: string): EncoderConfig {
     throw new FileFormatError(path, 'missing', 'a model folder needs the config.json that save_pretrained writes');
   }
   const c = readJsonObject(path);
-  const modelType = typeof c['model_type'] === 'string' ? (c['model_type'] as string) : 'bert';
+  const modelType = typeof c['model_type'] === 'string' ? (c['model_type']) : 'bert';
   const num = (keys: string[], dflt?: number): number => {
     for (const k of keys) {
       const v = c[k];
@@ -75,7 +75,7 @@ export function readEncoderConfig(dir: string): EncoderConfig {
       maxPositions: num(['max_position_embeddings']),
       typeVocabSize: 0,
       layerNormEps: 1e-12,
-      activation: typeof c['activation'] === 'string' ? (c['activation'] as string) : 'gelu',
+      activation: typeof c['activation'] === 'string' ? (c['activation']) : 'gelu',
     };
   }
   const cfg: EncoderConfig = {
@@ -88,7 +88,7 @@ export function readEncoderConfig(dir: string): EncoderConfig {
     maxPositions: num(['max_position_embeddings']),
     typeVocabSize: num(['type_vocab_size'], 2),
     layerNormEps: num(['layer_norm_eps'], 1e-12),
-    activation: typeof c['hidden_act'] === 'string' ? (c['hidden_act'] as string) : 'gelu',
+    activation: typeof c['hidden_act'] === 'string' ? (c['hidden_act']) : 'gelu',
   };
   if (cfg.hiddenSize % cfg.numHeads !== 0) {
     throw new FileFormatError(path, `hidden_size ${cfg.hiddenSize} is not a multiple of num_attention_heads ${cfg.numHeads}`);

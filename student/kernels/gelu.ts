@@ -4,13 +4,13 @@
 // In tfjs ops this is five element-wise kernels forward and about ten backward, over [B·T, 4H] tensors; on
 // `wasm` its Erf and Exp kernels alone took ~0.4 s of a ~2.8 s step on the tiny shape. On `wasm` and `cpu`
 // two kernels (DistillGelu, DistillGeluGrad) compute each in one pass over the memory: in WebAssembly SIMD
-// (student/simd.ts) on `wasm`, in JS on `cpu` or where SIMD is unavailable, in WGSL on `webgpu`; elsewhere
+// (student/kernels/simd.ts) on `wasm`, in JS on `cpu` or where SIMD is unavailable, in WGSL on `webgpu`; elsewhere
 // (tensorflow) the tfjs-op form runs.
 // erf is the rational approximation of Eigen/XLA (max error 7e-8 against the true erf).
 
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { expNonPositive } from '../losses/fused.js';
+import { expNonPositive } from '../../src/core/math.js';
 import { heapOffset, wasmSimd } from './simd.js';
 
 const ALPHA = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5,
@@ -66,7 +66,7 @@ function wasmKernel(compute: (ins: Float32Array[], out: Float32Array) => void, n
     const out = wasm.makeOutput(first.shape, 'float32');
     const simd = wasmSimd();
     if (simd) {
-      // 4 lanes at a time on the tensors' own memory (student/simd.ts).
+      // 4 lanes at a time on the tensors' own memory (student/kernels/simd.ts).
       const n = first.shape.reduce((a, b) => a * b, 1);
       if (names.length === 1) simd.gelu(heapOffset(first), heapOffset(out), n);
       else simd.geluGrad(heapOffset(first), heapOffset(inputs[names[1]!]!), heapOffset(out), n);
@@ -176,6 +176,6 @@ const fusedGelu = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
 
 /** GELU, erf form: one kernel each way where the backend has ours, else tfjs ops. */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (x.dtype === 'float32' && tf.getKernel('DistillGelu', tf.getBackend())) return fusedGelu(x) as tf.Tensor;
+  if (x.dtype === 'float32' && tf.getKernel('DistillGelu', tf.getBackend())) return fusedGelu(x);
   return geluOps(x);
 }

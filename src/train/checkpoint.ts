@@ -9,14 +9,15 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { FileFormatError } from './errors.js';
-import { readJsonObject } from './model-dir.js';
-import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from './io/safetensors.js';
-import type { TrainConfig } from './config.js';
+import { FileFormatError } from '../core/errors.js';
+import { readJsonObject } from '../core/model-dir.js';
+import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from '../core/safetensors.js';
+import type { TrainConfig } from '../config.js';
 import type { AdamW } from './adamw.js';
-import type { Cursor } from '../corpus/reader.js';
-import { transpose2d, type DistilBertStudent } from '../student/model.js';
-import { copyTokenizerFiles, saveStudent } from '../student/io.js';
+import type { Cursor } from '../../corpus/reader.js';
+import type { DistilBertStudent } from '../../student/model.js';
+import { transpose2d } from '../core/math.js';
+import { copyTokenizerFiles, saveStudent } from '../../student/io.js';
 
 export const CHECKPOINT_FORMAT = 1;
 

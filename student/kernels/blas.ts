@@ -5,7 +5,7 @@
 // machine does 70-165 GFLOP/s, transposed or not. So where a BLAS library can be loaded, the BatchMatMul
 // kernel of `wasm` and `cpu` is replaced by one that calls cblas_sgemm through koffi (an FFI) directly on the
 // operands' memory: on `wasm` that is the wasm heap itself, so nothing is copied. The student code is
-// unchanged: it calls tf.matMul, and only the kernel behind it differs. Without a BLAS library (or with
+// unchanged: it calls tf.matMul, and only the kernel behind it differs (student/kernels/products.ts). Without a BLAS library (or with
 // DISTILL_BLAS=off) the backends' own kernels run, and every result stays within the golden tolerances
 // either way (test/blas.test.ts compares this kernel with tfjs's `cpu` one).
 //
@@ -16,8 +16,7 @@
 
 import koffi from 'koffi';
 import { availableParallelism } from 'node:os';
-import * as tf from '@tensorflow/tfjs';
-import { DistillError } from '../src/errors.js';
+import { DistillError } from '../../src/core/errors.js';
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -61,7 +60,7 @@ export function loadBlas(): Blas | null {
     }
     let sgemm: Sgemm;
     try {
-      sgemm = lib.func('void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, _Inout_ float *C, int ldc)') as unknown as Sgemm;
+      sgemm = lib.func('void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, _Inout_ float *C, int ldc)');
     } catch (e) {
       if (requested) throw new DistillError(`DISTILL_BLAS=${requested} has no cblas_sgemm (${(e as Error).message})`, 'use an OpenBLAS library, e.g. libopenblas.so.0');
       continue;
@@ -166,64 +165,3 @@ export function blasColumnSums(x: Float32Array, rows: number, cols: number, out:
   return true;
 }
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
-
-interface WasmBackendLike extends tf.KernelBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
-interface CpuBackendLike extends tf.KernelBackend {
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-}
-
-/** The BatchMatMul kernel each backend had before the BLAS one replaced it (present: products on the BLAS). */
-const previousKernels = new Map<string, tf.KernelFunc>();
-
-/** The BatchMatMul kernel the BLAS one replaced on `backendName` (for the tests that compare them). */
-export function kernelBeforeBlas(backendName: string): tf.KernelFunc | undefined {
-  return previousKernels.get(backendName);
-}
-
-/** Whether the named backend's matrix products run on the BLAS (so transposed operands cost nothing extra). */
-export function productsOnBlas(backendName: string = tf.getBackend()): boolean {
-  return previousKernels.has(backendName);
-}
-
-/**
- * Replace BatchMatMul on `wasm` or `cpu` with the BLAS one (idempotent). Calls the BLAS cannot take (int32,
- * batch shapes that broadcast in several dimensions) go to the kernel that was registered before.
- * Returns false when no BLAS library is present.
- */
-export function registerBlasMatMul(backendName: 'wasm' | 'cpu'): boolean {
-  if (previousKernels.has(backendName)) return true;
-  const blas = loadBlas();
-  if (!blas) return false;
-  const previous = tf.getKernel('BatchMatMul', backendName);
-  if (!previous) return false;
-  const fallback = previous.kernelFunc;
-  const kernelFunc = (args: KernelArgs): tf.TensorInfo => {
-    const { inputs, backend, attrs } = args;
-    const a = inputs['a']!;
-    const b = inputs['b']!;
-    const geometry = a.dtype === 'float32' && b.dtype === 'float32'
-      ? productGeometry(a.shape, b.shape, Boolean(attrs?.['transposeA']), Boolean(attrs?.['transposeB'])) : null;
-    if (!geometry) return fallback(args as never) as tf.TensorInfo;
-    if (backendName === 'wasm') {
-      const wasm = backend as WasmBackendLike;
-      const out = wasm.makeOutput(geometry.outShape, 'float32');
-      // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
-      blasProduct(blas, geometry, wasm.typedArrayFromHeap(a) as Float32Array, wasm.typedArrayFromHeap(b) as Float32Array,
-        wasm.typedArrayFromHeap(out) as Float32Array);
-      return out;
-    }
-    const cpu = backend as CpuBackendLike;
-    const out = new Float32Array(geometry.outShape.reduce((x, y) => x * y, 1));
-    blasProduct(blas, geometry, cpu.readSync(a.dataId) as Float32Array, cpu.readSync(b.dataId) as Float32Array, out);
-    return cpu.makeTensorInfo(geometry.outShape, 'float32', out);
-  };
-  tf.unregisterKernel('BatchMatMul', backendName);
-  tf.registerKernel({ kernelName: 'BatchMatMul', backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    setupFunc: previous.setupFunc, disposeFunc: previous.disposeFunc });
-  previousKernels.set(backendName, fallback);
-  return true;
-}

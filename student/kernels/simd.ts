@@ -146,7 +146,7 @@ const WAT = `(module
       ${a.st('out', mul(a.ld('dy'), add(mul(splat(0.5), add(splat(1), `(call $erf ${mul(get('v'), splat(Math.SQRT1_2))})`)),
         mul(mul(get('v'), splat(1 / Math.sqrt(2 * Math.PI))), `(call $exp ${mul(mul(get('v'), get('v')), splat(-0.5))})`))))}`)})
 
-  ;; AdamW in place (src/adamw.ts; the same operations in the same order as its tfjs-op form):
+  ;; AdamW in place (src/train/adamw.ts; the same operations in the same order as its tfjs-op form):
   ;; m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p = p·decay − (m / (√v / bc2 + eps))·stepSize
   (func (export "adamw") (param $p i32) (param $g i32) (param $m i32) (param $v i32) (param $n i32)
     (param $b1 f32) (param $omb1 f32) (param $b2 f32) (param $omb2 f32) (param $bc2 f32) (param $eps f32) (param $step f32) (param $decay f32)
@@ -172,9 +172,6 @@ export interface SimdKernels {
     bc2: number, eps: number, stepSize: number, decay: number): void;
   geluGrad(x: number, dy: number, out: number, n: number): void;
 }
-
-/** The WebAssembly text of the module (for the tests and for reading). */
-export const SIMD_WAT = WAT;
 
 /** Compile the module against `memory`; null when this runtime has no wasm SIMD or wabt is missing. */
 export async function compileSimd(memory: WebAssembly.Memory): Promise<SimdKernels | null> {
@@ -227,7 +224,7 @@ export function ownsMemory(t: tf.TensorInfo): boolean {
 // wasm backend's C++ side relies on it: its products (BatchMatMul and _FusedMatMul without a BLAS, Conv2D)
 // build an XNNPACK operator with the right operand's values packed into it, cache the operator under that
 // operand's tensor id, and drop it only when the id is disposed. Whoever writes new values into a tensor's
-// memory in place (AdamW's SIMD pass, src/adamw.ts) must therefore tell the backend, or every later product
+// memory in place (AdamW's SIMD pass, src/train/adamw.ts) must therefore tell the backend, or every later product
 // multiplies by the values the cache saw first (training on stale weights: issue #12). `rewroteInPlace`
 // does that: it disposes the tensor's id on the C++ side (which runs every cache's disposal callback) and
 // registers the same id at the same memory again. The memory, the JS-side bookkeeping and the refcount are
@@ -246,4 +243,27 @@ export function rewroteInPlace(t: tf.TensorInfo): void {
   const size = t.shape.reduce((a, b) => a * b, 1);
   backend.wasm.tfjs.disposeData(data.id);
   backend.wasm.tfjs.registerTensor(data.id, size, data.memoryOffset);
+}
+
+/** The coefficients of one AdamW update (src/train/adamw.ts AdamWCoefficients). */
+interface AdamWStep { b1: number; b2: number; biasCorrection2Sqrt: number; eps: number; stepSize: number; decayFactor: number }
+
+/**
+ * AdamW's update of one parameter as one SIMD pass over p, g, m and v where they lie, when the wasm backend
+ * runs with the SIMD module (else undefined: the optimizer's tfjs-op form runs). The pass applies only to
+ * float32 tensors that hold their memory alone, and ends by dropping what kernels cached on the rewritten
+ * tensors (rewroteInPlace above).
+ */
+export function inPlaceAdamW(): ((p: tf.TensorInfo, g: tf.TensorInfo, m: tf.TensorInfo, v: tf.TensorInfo, c: AdamWStep) => boolean) | undefined {
+  const simd = wasmSimd();
+  if (!simd) return undefined;
+  return (p, g, m, v, c) => {
+    if (tf.getBackend() !== 'wasm' || g.dtype !== 'float32' || !ownsMemory(p) || !ownsMemory(m) || !ownsMemory(v)) return false;
+    const size = p.shape.reduce((x, y) => x * y, 1);
+    simd.adamw(heapOffset(p), heapOffset(g), heapOffset(m), heapOffset(v), size, c.b1, 1 - c.b1, c.b2, 1 - c.b2,
+      c.biasCorrection2Sqrt, c.eps, c.stepSize, c.decayFactor);
+    // The memory of p, m and v changed under the same ids: drop what kernels cached on them.
+    for (const t of [p, m, v]) rewroteInPlace(t);
+    return true;
+  };
 }

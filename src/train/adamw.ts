@@ -3,14 +3,34 @@
 // beside the parameters; their values can be read and restored exactly for checkpoints.
 
 import * as tf from '@tensorflow/tfjs';
-import { guardGpu } from '../student/backend.js';
-import { heapOffset, ownsMemory, rewroteInPlace, wasmSimd } from '../student/simd.js';
+import { guardGpu } from '../../student/kernels/backend.js';
 
 export interface AdamWOptions {
   betas: [number, number];
   eps: number;
   weightDecay: number;
+  /**
+   * An update of one parameter in place, when the backend has one (student/kernels/simd.ts inPlaceAdamW: one
+   * SIMD pass on wasm); it returns false where it cannot apply, and the tfjs-op form below runs.
+   */
+  inPlace?: InPlaceAdamW;
 }
+
+/** The coefficients of one AdamW update of one parameter (the same operations as the tfjs-op form). */
+export interface AdamWCoefficients {
+  b1: number;
+  b2: number;
+  /** √(1 − β2^t) */
+  biasCorrection2Sqrt: number;
+  eps: number;
+  /** lr / (1 − β1^t) */
+  stepSize: number;
+  /** 1 − lr·weight_decay for a decayed parameter, else 1. */
+  decayFactor: number;
+}
+
+/** Update p, m, v from g in place; false when it cannot (the caller then runs the tfjs-op form). */
+export type InPlaceAdamW = (p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.Variable, c: AdamWCoefficients) => boolean;
 
 export class AdamW {
   readonly options: AdamWOptions;
@@ -44,20 +64,13 @@ export class AdamW {
     const stepSize = lr / (1 - b1 ** t);
     const biasCorrection2Sqrt = Math.sqrt(1 - b2 ** t);
     const decayFactor = 1 - lr * this.options.weightDecay;
-    const simd = wasmSimd();
+    const inPlace = this.options.inPlace;
     this.params.forEach((p, i) => {
       const g = grads[i]!;
       const m = this.expAvg[i]!;
       const v = this.expAvgSq[i]!;
       const decay = this.decay[i] && this.options.weightDecay !== 0;
-      if (simd && g.dtype === 'float32' && ownsMemory(p) && ownsMemory(m) && ownsMemory(v)) {
-        // On wasm: one SIMD pass updates p, m and v where they lie (student/simd.ts), with the operations below.
-        simd.adamw(heapOffset(p), heapOffset(g), heapOffset(m), heapOffset(v), p.size, b1, 1 - b1, b2, 1 - b2,
-          biasCorrection2Sqrt, this.options.eps, stepSize, decay ? decayFactor : 1);
-        // The memory of p, m and v changed under the same ids: drop what kernels cached on them (student/simd.ts).
-        for (const t of [p, m, v]) rewroteInPlace(t);
-        return;
-      }
+      if (inPlace?.(p, g, m, v, { b1, b2, biasCorrection2Sqrt, eps: this.options.eps, stepSize, decayFactor: decay ? decayFactor : 1 })) return;
       // One tidy per parameter: the temporaries of one parameter are freed before the next one's are made, so
       // the peak is a few copies of the largest parameter, not of the whole model.
       tf.tidy(() => {

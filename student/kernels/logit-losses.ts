@@ -3,7 +3,7 @@
 // their gradient with respect to the logits are computed in one pass on the host. The gradient is then pushed
 // through the projector with two plain products.
 //
-// The per-loss files (distillation.ts, mlm.ts, mse.ts) say what is computed, in tfjs ops; this computes the
+// The per-loss files (losses/distillation.ts, mlm.ts, mse.ts) say what is computed, in tfjs ops; this computes the
 // same (the golden tests hold both paths to PyTorch's numbers) without a dozen [N, V] tensors on the device:
 // on the `wasm` backend the tfjs-op version spends seconds a step in Exp/Sum/logSoftmax over [N, V] and in
 // their gradients. The teacher's side (p = softmax(t/τ) and Σ p log p) is prepared once per batch, off the
@@ -17,79 +17,21 @@
 // Through the projector s = h Eᵀ + b:  ∂h = G E,  ∂E = Gᵀ h,  ∂b = Σ_rows G.
 
 import * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../src/errors.js';
-import { productsOnBlas } from '../student/blas.js';
-import { heapOffset, wasmSimd, type SimdKernels } from '../student/simd.js';
+import { ShapeError } from '../../src/core/errors.js';
+import { expNonPositive } from '../../src/core/math.js';
+import { heapOffset, wasmSimd, type SimdKernels } from './simd.js';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
-const F32 = new Float32Array(1);
-const F32_BITS = new Int32Array(F32.buffer);
-
-/** e^x for x ≤ 0 with float32 accuracy (relative error < 2e-7), about twice as fast as Math.exp in V8. */
-export function expNonPositive(x: number): number {
-  const y = x * Math.LOG2E;
-  if (y < -126) return 0;
-  const k = Math.floor(y + 0.5);
-  const r = (y - k) * Math.LN2; // |r| ≤ ln2/2
-  const p = 1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * (0.041666666666666664 + r * (0.008333333333333333 + r * 0.001388888888888889)))));
-  F32_BITS[0] = (k + 127) << 23;
-  return p * F32[0]!;
-}
-
-/** What the logit losses need of the teacher, for the selected rows. */
+/**
+ * What the logit losses need of the teacher, for the selected rows: p = softmax(t/τ) [N, V], Σ p log p [N]
+ * (float64), and the logits [N, V] when the MSE loss is on. The teacher's soft targets
+ * (teacher/soft-targets.ts) are this; the student's kernels do not import the teacher.
+ */
 export interface TeacherSoftTargets {
   temperature: number;
-  /** softmax(t/τ), [N, V]. */
   probs: Float32Array;
-  /** Σ_v p log p of each row. */
   negEntropy: Float64Array;
-  /** The raw logits of the rows, [N, V]: only kept when the MSE loss is on. */
   logits?: Float32Array;
-}
-
-/** Soft targets of the teacher rows `rows` of `logits` ([rows of width v]). */
-export function teacherSoftTargets(logits: Float32Array, rows: Int32Array, v: number, temperature: number, keepLogits: boolean): TeacherSoftTargets {
-  const n = rows.length;
-  const probs = new Float32Array(n * v);
-  const negEntropy = new Float64Array(n);
-  const kept = keepLogits ? new Float32Array(n * v) : undefined;
-  const invTau = 1 / temperature;
-  for (let i = 0; i < n; i++) {
-    const src = rows[i]! * v;
-    const dst = i * v;
-    let m = -Infinity;
-    for (let j = 0; j < v; j++) if (logits[src + j]! > m) m = logits[src + j]!;
-    let z = 0;
-    let zt = 0; // Σ e·(t − m)/τ
-    for (let j = 0; j < v; j++) {
-      const a = (logits[src + j]! - m) * invTau;
-      const e = expNonPositive(a);
-      probs[dst + j] = e;
-      z += e;
-      zt += e * a;
-    }
-    const invZ = 1 / z;
-    for (let j = 0; j < v; j++) probs[dst + j]! *= invZ;
-    // Σ p log p = Σ p (a − log z) = zt/z − log z
-    negEntropy[i] = zt * invZ - Math.log(z);
-    if (kept) kept.set(logits.subarray(src, src + v), dst);
-  }
-  return { temperature, probs, negEntropy, logits: kept };
-}
-
-/** The soft targets of rows `rows`, from p [rows of width v] and Σ p log p [one per row] computed in the teacher graph. */
-export function selectSoftRows(probs: Float32Array, negEntropy: Float32Array, rows: Int32Array, v: number, temperature: number, logits?: Float32Array): TeacherSoftTargets {
-  const n = rows.length;
-  const out = new Float32Array(n * v);
-  const ne = new Float64Array(n);
-  const kept = logits ? new Float32Array(n * v) : undefined;
-  for (let i = 0; i < n; i++) {
-    const src = rows[i]! * v;
-    out.set(probs.subarray(src, src + v), i * v);
-    ne[i] = negEntropy[rows[i]!]!;
-    if (kept) kept.set(logits!.subarray(src, src + v), i * v);
-  }
-  return { temperature, probs: out, negEntropy: ne, logits: kept };
 }
 
 export interface LogitLossOptions {
@@ -228,7 +170,7 @@ export interface DeviceLogitLosses {
 }
 
 /**
- * The same pass as logitLossesHost, on the `wasm` backend's memory with the SIMD module (student/simd.ts):
+ * The same pass as logitLossesHost, on the `wasm` backend's memory with the SIMD module (student/kernels/simd.ts):
  * the logits are read where they lie and the gradient is written into a new tensor, so neither crosses to
  * JS; only the teacher's targets are uploaded. Same formulas, per row: max; exponentials with Σ and Σ p·a;
  * KL gradient and bias; then the MLM and MSE terms where they apply.
@@ -287,22 +229,6 @@ export function logitLossesWasm(simd: SimdKernels, logits: tf.Tensor2D, t: Teach
   };
 }
 
-/** [rows, cols] → [cols, rows], in cache-sized tiles. */
-export function transposeTiled(a: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(a.length);
-  const TILE = 32;
-  for (let r0 = 0; r0 < rows; r0 += TILE) {
-    const r1 = Math.min(rows, r0 + TILE);
-    for (let c0 = 0; c0 < cols; c0 += TILE) {
-      const c1 = Math.min(cols, c0 + TILE);
-      for (let r = r0; r < r1; r++) {
-        const ro = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = a[ro + c]!;
-      }
-    }
-  }
-  return out;
-}
 
 export interface FusedHeadLosses {
   /** α_ce·loss_ce + α_mlm·loss_mlm + α_mse·loss_mse, differentiable with respect to h, E and b. */
@@ -320,14 +246,10 @@ export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: t
   const [n] = h.shape;
   const [v] = embeddings.shape;
   const values = { ce: 0, mlm: 0, mse: 0 };
-  // On a BLAS the transposed operands are free; otherwise every product is kept plain (the wasm backend
-  // runs transposed ones ~10× slower), at the cost of a transposed copy of the gradient.
-  const blas = productsOnBlas();
   const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
-    const logits = tf.tidy(() => tf.add(blas ? tf.matMul(x, e, false, true) : tf.matMul(x, tf.transpose(e)), b)) as tf.Tensor2D; // [N, V]
+    const logits = tf.tidy(() => tf.add(tf.matMul(x, e, false, true), b)) as tf.Tensor2D; // [N, V]
     const simd = wasmSimd();
     let g: tf.Tensor2D; // [N, V]
-    let gT: tf.Tensor2D; // [V, N]
     let gb: tf.Tensor1D; // [V]
     let host: { ce: number; mlm: number; mse: number };
     if (simd) {
@@ -335,28 +257,39 @@ export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: t
       host = device;
       g = device.grad;
       gb = device.biasGrad;
-      gT = blas ? g : tf.transpose(g);
     } else {
       const h = logitLossesHost(logits.dataSync() as Float32Array, n, v, targets, o);
       host = h;
       g = tf.tensor2d(h.grad, [n, v]);
-      gT = blas ? g : tf.tensor2d(transposeTiled(h.grad, n, v), [v, n]);
       gb = tf.tensor1d(h.biasGrad);
     }
     logits.dispose();
     values.ce = host.ce;
     values.mlm = host.mlm;
     values.mse = host.mse;
-    save([x, e, g, gT, gb]);
+    save([x, e, g, gb]);
     return {
       value: tf.scalar(o.alpha_ce * host.ce + o.alpha_mlm * host.mlm + o.alpha_mse * host.mse),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, es, gs, gTs, gbs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-        const eGrad = blas ? tf.matMul(gs, xs, true, false) : tf.matMul(gTs, xs); // [V, H]
+        const [xs, es, gs, gbs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        const eGrad = tf.matMul(gs, xs, true, false); // [V, H]
         return [tf.mul(tf.matMul(gs, es), dy), tf.mul(eGrad, dy), tf.mul(gbs, dy)];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   const weighted = op(h, embeddings, bias) as tf.Scalar;
   return { weighted, loss_ce: values.ce, loss_mlm: values.mlm, loss_mse: values.mse };
+}
+
+/** The backends that run the logit losses in this pass (registered when the backend starts: the CPU ones). */
+const passBackends = new Set<string>();
+
+/** Run the logit losses in the fused pass on `backendName` (wasm, cpu); other backends keep the tfjs ops on the device. */
+export function registerLogitLossPass(backendName: 'wasm' | 'cpu'): void {
+  passBackends.add(backendName);
+}
+
+/** The fused pass when the active backend has it (decided when it started), else undefined: the tfjs-op losses run. */
+export function logitLossPass(): typeof fusedHeadLosses | undefined {
+  return passBackends.has(tf.getBackend()) ? fusedHeadLosses : undefined;
 }

@@ -1,5 +1,5 @@
 // Kernels that training needs and tfjs backends lack (or run pathologically slowly), registered as JS
-// kernels. BatchMatMul on wasm is described below. Each is tested against tfjs's own `cpu` implementation (test/kernels.test.ts).
+// kernels (matrix products: student/kernels/products.ts). Each is tested against tfjs's own `cpu` implementation (test/kernels.test.ts).
 //
 // UnsortedSegmentSum, the gradient of `gather` (embedding lookups, row selection in the losses):
 //   out[s, ...] = Σ_{i : segmentIds[i] = s} x[i, ...]; ids outside [0, numSegments) are dropped, as in
@@ -65,55 +65,6 @@ function unsortedSegmentSumCpu({ inputs, backend, attrs }: KernelArgs): tf.Tenso
   return cpu.makeTensorInfo([numSegments, ...rest], x.dtype, out);
 }
 
-// BatchMatMul on `wasm`: tfjs's kernel takes XNNPACK's fast path only for a single product; a batch of
-// them ([G, M, K] @ [G, K, N], as attention has) goes through a generic loop about 10× slower. Ours runs the
-// G products one by one on the fast path, on views into the operands' wasm memory: each view is registered
-// with the wasm module under a fresh id, used, and unregistered (its memory belongs to the operand).
-interface WasmModuleLike {
-  cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
-  tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
-}
-interface BackendWasmInternals {
-  wasm: WasmModuleLike;
-  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
-  dataIdNextNumber: number;
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-}
-
-let wasmBatchMatMulFn: ((...args: unknown[]) => void) | undefined;
-let originalWasmBatchMatMul: tf.KernelFunc | undefined;
-
-function batchMatMulWasm(args: KernelArgs): tf.TensorInfo {
-  const { inputs, backend, attrs } = args;
-  const a = inputs['a']!;
-  const b = inputs['b']!;
-  const wasm = backend as unknown as BackendWasmInternals;
-  const transposed = Boolean(attrs?.['transposeA']) || Boolean(attrs?.['transposeB']);
-  const G = a.shape.length === 3 ? a.shape[0]! : 1;
-  if (transposed || a.shape.length !== 3 || b.shape.length !== 3 || a.shape[0] !== b.shape[0] || G === 1 || a.dtype !== 'float32' || b.dtype !== 'float32') {
-    return originalWasmBatchMatMul!(args as never) as tf.TensorInfo;
-  }
-  const [, M, K] = a.shape as [number, number, number];
-  const N = b.shape[2]!;
-  if (b.shape[1] !== K) throw new Error(`BatchMatMul: inner dimensions ${K} and ${b.shape[1]} differ`);
-  wasmBatchMatMulFn ??= wasm.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
-  const out = wasm.makeOutput([G, M, N], 'float32');
-  const aOffset = wasm.dataIdMap.get(a.dataId).memoryOffset;
-  const bOffset = wasm.dataIdMap.get(b.dataId).memoryOffset;
-  const outOffset = wasm.dataIdMap.get(out.dataId).memoryOffset;
-  const aShape = new Uint8Array(new Int32Array([1, M, K]).buffer);
-  const bShape = new Uint8Array(new Int32Array([1, K, N]).buffer);
-  for (let g = 0; g < G; g++) {
-    const ids = [wasm.dataIdNextNumber++, wasm.dataIdNextNumber++, wasm.dataIdNextNumber++];
-    wasm.wasm.tfjs.registerTensor(ids[0]!, M * K, aOffset + g * M * K * 4);
-    wasm.wasm.tfjs.registerTensor(ids[1]!, K * N, bOffset + g * K * N * 4);
-    wasm.wasm.tfjs.registerTensor(ids[2]!, M * N, outOffset + g * M * N * 4);
-    wasmBatchMatMulFn(ids[0], aShape, 3, ids[1], bShape, 3, false, false, ids[2]);
-    for (const id of ids) wasm.wasm.tfjs.disposeData(id);
-  }
-  return out;
-}
-
 // Identity on `wasm` copies its input; tfjs's engine calls it on every tensor an op saves for its gradient
 // (engine.clone), so a training step copied ~0.4 GB of activations (~0.45 s of a ~3.5 s step on the tiny
 // shape). Tensors are immutable (a variable's assign swaps its data for a new one), so the clone can share
@@ -124,7 +75,7 @@ interface WasmRefCounting {
 let originalWasmIdentity: tf.KernelFunc | undefined;
 function identityWasm(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
-  if (x.dtype === 'string') return originalWasmIdentity!(args as never) as tf.TensorInfo;
+  if (x.dtype === 'string') return originalWasmIdentity!(args) as tf.TensorInfo;
   (args.backend as unknown as WasmRefCounting).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
@@ -133,7 +84,7 @@ function identityWasm(args: KernelArgs): tf.TensorInfo {
 let originalWasmCast: tf.KernelFunc | undefined;
 function castWasm(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
-  if (x.dtype === 'string' || args.attrs?.['dtype'] !== x.dtype) return originalWasmCast!(args as never) as tf.TensorInfo;
+  if (x.dtype === 'string' || args.attrs?.['dtype'] !== x.dtype) return originalWasmCast!(args) as tf.TensorInfo;
   (args.backend as unknown as WasmRefCounting).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
@@ -148,7 +99,7 @@ function gatherWasm(args: KernelArgs): tf.TensorInfo {
   const axis = Number(attrs?.['axis'] ?? 0);
   const batchDims = Number(attrs?.['batchDims'] ?? 0);
   if ((axis !== 0 && axis !== -x.shape.length) || batchDims !== 0 || x.shape.length === 0 || (x.dtype !== 'float32' && x.dtype !== 'int32')) {
-    return originalWasmGather!(args as never) as tf.TensorInfo;
+    return originalWasmGather!(args) as tf.TensorInfo;
   }
   const wasm = backend as BackendWasm;
   const rows = x.shape[0]!;
@@ -180,7 +131,7 @@ function sumWasm(args: KernelArgs): tf.TensorInfo {
   const rawAxes = attrs?.['axis'];
   const axes = (Array.isArray(rawAxes) ? rawAxes : [rawAxes]).map((a) => (Number(a) + rank) % rank).sort((a, b) => a - b);
   const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
-  if (!leading || x.dtype !== 'float32' || rawAxes === undefined || rawAxes === null) return originalWasmSum!(args as never) as tf.TensorInfo;
+  if (!leading || x.dtype !== 'float32' || rawAxes === undefined || rawAxes === null) return originalWasmSum!(args) as tf.TensorInfo;
   const wasm = backend as BackendWasm;
   const keptShape = x.shape.slice(axes.length);
   const cols = keptShape.reduce((a, b) => a * b, 1);
@@ -220,13 +171,6 @@ export function registerWasmTrainingKernels(): void {
   registeredWasm = true;
   if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
     tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSumWasm as unknown as tf.KernelFunc });
-  }
-  const batchMatMul = tf.getKernel('BatchMatMul', 'wasm');
-  if (batchMatMul && !originalWasmBatchMatMul) {
-    originalWasmBatchMatMul = batchMatMul.kernelFunc;
-    tf.unregisterKernel('BatchMatMul', 'wasm');
-    tf.registerKernel({ kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: batchMatMulWasm as unknown as tf.KernelFunc,
-      setupFunc: batchMatMul.setupFunc, disposeFunc: batchMatMul.disposeFunc });
   }
   originalWasmIdentity = replaceKernel('Identity', 'wasm', identityWasm);
   originalWasmCast = replaceKernel('Cast', 'wasm', castWasm);

@@ -1,11 +1,7 @@
 // The process group of a run: alone, unless started by mpirun (OMPI_COMM_WORLD_SIZE > 1), in which case MPI
 // is bound through koffi (see the data-parallel section of the README).
 
-import { SOLO, type Communicator } from './parallel/communicator.js';
-
-export interface World extends Communicator {
-  finalize?: () => void;
-}
+import { SOLO, type World } from './communicator.js';
 
 let world: World | undefined;
 

@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import onnxProto from 'onnx-proto';
-import { FileFormatError } from '../errors.js';
+import { FileFormatError } from './errors.js';
 
 export const onnx = onnxProto.onnx;
 export type ModelProto = InstanceType<typeof onnx.ModelProto>;
@@ -78,32 +78,6 @@ export function appendToGraph(modelBytes: Uint8Array, add: GraphAddition): Uint8
   return out;
 }
 
-export const SOFT_TARGETS_OUTPUT = 'distill_soft_targets';
-export const SOFT_NEG_ENTROPY_OUTPUT = 'distill_soft_neg_entropy';
-
-/**
- * Nodes computing the distillation's soft targets inside the teacher graph, so that onnxruntime does the
- * exponentials (vectorised, off the JS thread): p = softmax(logits/τ) [B, T, V] and Σ_v p log p [B, T, 1]
- * (a product with a ones vector: no opset-dependent reduction). Softmax and LogSoftmax over the last axis mean
- * the same in every opset.
- */
-export function softTargetNodes(logits: string, vocabSize: number, temperature: number): GraphAddition {
-  const F = onnx.TensorProto.DataType.FLOAT;
-  return {
-    initializers: [
-      { name: 'distill_temperature', dataType: F, dims: [], rawData: new Uint8Array(Float32Array.from([temperature]).buffer) },
-      { name: 'distill_ones_v', dataType: F, dims: [vocabSize, 1], rawData: new Uint8Array(new Float32Array(vocabSize).fill(1).buffer) },
-    ],
-    nodes: [
-      { opType: 'Div', input: [logits, 'distill_temperature'], output: ['distill_scaled_logits'], name: 'distill_scale' },
-      { opType: 'Softmax', input: ['distill_scaled_logits'], output: [SOFT_TARGETS_OUTPUT], name: 'distill_softmax', attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] },
-      { opType: 'LogSoftmax', input: ['distill_scaled_logits'], output: ['distill_log_soft'], name: 'distill_log_softmax', attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] },
-      { opType: 'Mul', input: [SOFT_TARGETS_OUTPUT, 'distill_log_soft'], output: ['distill_p_log_p'], name: 'distill_p_log_p' },
-      { opType: 'MatMul', input: ['distill_p_log_p', 'distill_ones_v'], output: [SOFT_NEG_ENTROPY_OUTPUT], name: 'distill_neg_entropy' },
-    ],
-    outputs: [{ name: SOFT_TARGETS_OUTPUT, elemType: F }, { name: SOFT_NEG_ENTROPY_OUTPUT, elemType: F }],
-  };
-}
 
 /** A graph node, with the fields we read (protobuf leaves any of them null). */
 export interface GraphNode {

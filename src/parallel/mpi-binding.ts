@@ -8,8 +8,8 @@
 // the end of the whole job. The last checkpoint stays intact (checkpoints are written by rename).
 
 import koffi from 'koffi';
-import { DistillError } from './errors.js';
-import type { World } from './mpi.js';
+import { DistillError } from '../core/errors.js';
+import type { World } from './communicator.js';
 
 type Fn = ((...args: unknown[]) => number) & { async: (...args: unknown[]) => void };
 
@@ -54,7 +54,7 @@ export function openMpiWorld(): World {
     }, timeoutS * 1000);
     fn.async(...args, (err: unknown, rc: number) => {
       clearTimeout(watchdog);
-      if (err) rejectPromise(new DistillError(`${what} failed: ${String(err)}`));
+      if (err) rejectPromise(new DistillError(`${what} failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`));
       else if (rc !== 0) rejectPromise(new DistillError(`${what} failed with MPI error ${rc}`));
       else resolvePromise();
     });

@@ -4,7 +4,7 @@
 // https://github.com/huggingface/safetensors#format
 
 import { readFileSync, writeFileSync, renameSync, openSync, fsyncSync, closeSync } from 'node:fs';
-import { FileFormatError } from '../errors.js';
+import { FileFormatError } from './errors.js';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 

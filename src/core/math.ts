@@ -1,0 +1,24 @@
+// Small numeric helpers shared by the domain folders (the teacher's soft targets, the losses' host pass, the
+// student's kernels and its ONNX export).
+
+const F32 = new Float32Array(1);
+const F32_BITS = new Int32Array(F32.buffer);
+
+/** e^x for x ≤ 0 with float32 accuracy (relative error < 2e-7), about twice as fast as Math.exp in V8. */
+export function expNonPositive(x: number): number {
+  const y = x * Math.LOG2E;
+  if (y < -126) return 0;
+  const k = Math.floor(y + 0.5);
+  const r = (y - k) * Math.LN2; // |r| ≤ ln2/2
+  const p = 1 + r * (1 + r * (0.5 + r * (0.16666666666666666 + r * (0.041666666666666664 + r * (0.008333333333333333 + r * 0.001388888888888889)))));
+  F32_BITS[0] = (k + 127) << 23;
+  return p * F32[0]!;
+}
+
+/** PyTorch [out, in] → [in, out] (or back: the transpose is its own inverse). */
+export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  return out;
+}
+
