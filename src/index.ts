@@ -1,0 +1,14 @@
+// distill as a library: `import { train } from 'distill'`. What the CLI commands run, with their types; the
+// README's "Use from TypeScript" shows a run (test/library.test.ts runs that very example).
+
+export { train, type TrainOptions, type TrainSummary, type UpdateMetrics } from './train/loop.js';
+export { loadConfig, DEFAULT_CONFIG, type TrainConfig } from './config.js';
+export { runPrepare as prepare, type PrepareCommandOptions as PrepareOptions } from './commands/prepare.js';
+export { runProbe as probe, type ProbeOptions } from './commands/probe.js';
+export type { ProbeReport } from './probe.js';
+export { Teacher, type TeacherOptions, type TeacherOutput } from '../teacher/teacher.js';
+export { fillMask, type FillMaskInput, type FillMaskResult } from '../teacher/fill-mask.js';
+export { loadStudent, saveStudent } from '../student/io.js';
+export type { DistilBertStudent } from '../student/model.js';
+export { selectBackend, type BackendChoice, type BackendName } from '../student/kernels/backend.js';
+export { DistillError } from './core/errors.js';
