@@ -5,7 +5,7 @@ export { train, type TrainOptions, type TrainSummary, type UpdateMetrics } from 
 export { loadConfig, DEFAULT_CONFIG, type TrainConfig } from './config.js';
 export { runPrepare as prepare, type PrepareCommandOptions as PrepareOptions } from './commands/prepare.js';
 export { runProbe as probe, type ProbeOptions } from './commands/probe.js';
-export type { ProbeReport } from './probe.js';
+export type { ProbeReport } from './probe/report.js';
 export { Teacher, type TeacherOptions, type TeacherOutput } from '../teacher/teacher.js';
 export { fillMask, type FillMaskInput, type FillMaskResult } from '../teacher/fill-mask.js';
 export { loadStudent, saveStudent } from '../student/io.js';

@@ -4,8 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { accuracy, emailText, f1, loadTask, matthews, pearson, spearman, writeProbeData } from '../corpus/glue.js';
-import { extractFeatures, linearProbe, majorityBaseline, ridgeRegression, teacherEncoder } from '../src/probe.js';
+import { emailText, loadTask, writeProbeData } from '../src/probe/tasks.js';
+import { accuracy, f1, majorityBaseline, matthews, pearson, spearman } from '../src/probe/metrics.js';
+import { extractFeatures, teacherEncoder } from '../src/probe/features.js';
+import { linearProbe, ridgeRegression } from '../src/probe/linear.js';
 import { TINY } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'distill-probe-'));
@@ -101,7 +103,7 @@ describe('built-in probe tasks', () => {
 
 describe('fine-tuning mode', () => {
   it('fine-tunes a copy of the student with a head and beats the majority class, leaving the student folder as it was', async () => {
-    const { finetuneStudent } = await import('../src/probe.js');
+    const { finetuneStudent } = await import('../src/probe/finetune.js');
     const student = join(work, 'student');
     const { runCli } = await import('./cli-helpers.js');
     expect(runCli(['init-student', '--teacher', TINY, '--out', student]).status).toBe(0);

@@ -6,11 +6,12 @@ import { writeFileAtomic } from '../core/safetensors.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { ProgressReporter } from '../progress.js';
 import { BACKEND_NAMES, type BackendName } from '../../student/kernels/backend.js';
-import { writeProbeData } from '../../corpus/glue.js';
-import {
-  extractFeatures, finetuneStudent, linearProbe, loadTask, majorityBaseline, markdownTable, retention, studentEncoder, teacherEncoder,
-  type FeatureEncoder, type Metrics, type Pooling, type ProbeReport, type ProbeTaskResult,
-} from '../probe.js';
+import { loadTask, writeProbeData } from '../probe/tasks.js';
+import { extractFeatures, studentEncoder, teacherEncoder, type FeatureEncoder, type Pooling } from '../probe/features.js';
+import { linearProbe } from '../probe/linear.js';
+import { finetuneStudent } from '../probe/finetune.js';
+import { majorityBaseline, retention, type Metrics } from '../probe/metrics.js';
+import { markdownTable, type ProbeReport, type ProbeTaskResult } from '../probe/report.js';
 
 export interface ProbeOptions {
   teacher: string;

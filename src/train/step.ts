@@ -1,5 +1,5 @@
 // THE update step: the one place where gradients are made and applied. The training loop
-// (src/train/loop.ts), `distill bench`, `distill eval-batch` and fine-tuning (src/probe.ts) all run it.
+// (src/train/loop.ts), `distill bench`, `distill eval-batch` and fine-tuning (src/probe/finetune.ts) all run it.
 //
 //   for each of grad_accum micro-batches:
 //     accumulate(objective)   forward + backward of objective().loss / grad_accum; gradients summed in place

@@ -1,14 +1,14 @@
 // GLUE-style tasks: files in GLUE's own layout (train.tsv, dev.tsv or dev_matched.tsv, tab-separated, read
-// as GLUE's loaders read them: no quote processing), the metrics GLUE reports, and the built-in probe tasks
-// made from public labelled data in npm (distill probe-data).
+// as GLUE's loaders read them: no quote processing), and the built-in probe tasks made from public labelled
+// data in npm (distill probe-data).
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createRequire } from 'node:module';
-import { FileFormatError } from '../src/core/errors.js';
-import { writeFileAtomic } from '../src/core/safetensors.js';
-import { publicDomainParagraphs } from './public-domain.js';
-import { Rng } from './rng.js';
+import { FileFormatError } from '../core/errors.js';
+import { writeFileAtomic } from '../core/safetensors.js';
+import { publicDomainParagraphs } from '../../corpus/public-domain.js';
+import { Rng } from '../../corpus/rng.js';
 
 export type TaskKind = 'classification' | 'regression';
 export type MetricName = 'accuracy' | 'f1' | 'matthews' | 'pearson' | 'spearman';
@@ -96,61 +96,6 @@ export function loadTask(dir: string): Task {
     for (const e of [...train, ...dev]) if (!Number.isFinite(Number(e.label))) throw new FileFormatError(dir, `label "${e.label}" is not a number (${spec.name} is a regression task)`);
   }
   return { spec, dir, train, dev, classes };
-}
-
-// --- Metrics, as GLUE reports them. ---
-
-export function accuracy(pred: string[], gold: string[]): number {
-  return pred.filter((p, i) => p === gold[i]).length / gold.length;
-}
-
-/** F1 of the positive class ("1", as MRPC and QQP label it). */
-export function f1(pred: string[], gold: string[], positive = '1'): number {
-  let tp = 0; let fp = 0; let fn = 0;
-  pred.forEach((p, i) => {
-    if (p === positive && gold[i] === positive) tp++;
-    else if (p === positive) fp++;
-    else if (gold[i] === positive) fn++;
-  });
-  return tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn);
-}
-
-/** Matthews correlation of binary labels (positive "1"). */
-export function matthews(pred: string[], gold: string[], positive = '1'): number {
-  let tp = 0; let tn = 0; let fp = 0; let fn = 0;
-  pred.forEach((p, i) => {
-    const pp = p === positive;
-    const gp = gold[i] === positive;
-    if (pp && gp) tp++; else if (!pp && !gp) tn++; else if (pp) fp++; else fn++;
-  });
-  const den = Math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn));
-  return den === 0 ? 0 : (tp * tn - fp * fn) / den;
-}
-
-export function pearson(x: number[], y: number[]): number {
-  const n = x.length;
-  const mx = x.reduce((a, b) => a + b, 0) / n;
-  const my = y.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0; let sxx = 0; let syy = 0;
-  for (let i = 0; i < n; i++) { sxy += (x[i]! - mx) * (y[i]! - my); sxx += (x[i]! - mx) ** 2; syy += (y[i]! - my) ** 2; }
-  return sxx === 0 || syy === 0 ? 0 : sxy / Math.sqrt(sxx * syy);
-}
-
-/** Ranks with ties averaged (as scipy.stats.spearmanr). */
-function ranks(x: number[]): number[] {
-  const order = x.map((v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]);
-  const r = new Array<number>(x.length);
-  for (let i = 0; i < order.length;) {
-    let j = i;
-    while (j + 1 < order.length && order[j + 1]![0] === order[i]![0]) j++;
-    for (let k = i; k <= j; k++) r[order[k]![1]] = (i + j) / 2 + 1;
-    i = j + 1;
-  }
-  return r;
-}
-
-export function spearman(x: number[], y: number[]): number {
-  return pearson(ranks(x), ranks(y));
 }
 
 // --- Built-in probe tasks from public labelled data in npm. ---

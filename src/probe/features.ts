@@ -1,0 +1,112 @@
+// Frozen features for the probes: the last hidden layer, [CLS] or mean-pooled, from the teacher's ONNX graph
+// or the student in tfjs.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { Teacher } from '../../teacher/teacher.js';
+import { loadStudent } from '../../student/io.js';
+import { selectBackend, type BackendName } from '../../student/kernels/backend.js';
+import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { SafetensorsFile } from '../core/safetensors.js';
+import { readOnnx } from '../core/onnx.js';
+import { findOnnxFile } from '../core/model-dir.js';
+
+export type Pooling = 'cls' | 'mean';
+
+export interface FeatureEncoder {
+  label: string;
+  parameters: number;
+  maxPositions: number;
+  tokenizer: WordPieceTokenizer;
+  /** Last-layer hidden states of a padded batch, [B, T, H], on the host. */
+  hidden(ids: Int32Array, mask: Int32Array, b: number, t: number): Promise<Float32Array>;
+  hiddenSize: number;
+  close(): Promise<void>;
+}
+
+function countSafetensors(path: string): number {
+  const f = SafetensorsFile.read(path);
+  return f.names().reduce((n, k) => n + f.shapeOf(k).reduce((a, b) => a * b, 1), 0);
+}
+
+export async function teacherEncoder(dir: string, threads: number): Promise<FeatureEncoder> {
+  const teacher = await Teacher.load(dir, { hiddenStates: 'last', threads, optionName: '--teacher' });
+  const st = join(dir, 'model.safetensors');
+  let parameters: number;
+  if (existsSync(st)) parameters = countSafetensors(st);
+  else {
+    const model = readOnnx(findOnnxFile(dir, false)).model;
+    parameters = (model.graph?.initializer ?? []).reduce((n, t) => n + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1), 0);
+  }
+  return {
+    label: 'teacher', parameters, maxPositions: teacher.config.maxPositions, tokenizer: teacher.tokenizer, hiddenSize: teacher.config.hiddenSize,
+    hidden: async (ids, mask, b, t) => (await teacher.forward({ inputIds: ids, attentionMask: mask, batchSize: b, seqLen: t })).hiddenStates[0]!,
+    close: () => teacher.release(),
+  };
+}
+
+export async function studentEncoder(dir: string, backend?: BackendName): Promise<FeatureEncoder> {
+  await selectBackend(backend);
+  const student = loadStudent(dir);
+  const tokenizer = WordPieceTokenizer.fromDir(dir);
+  return {
+    label: 'student', parameters: student.parameterCount(), maxPositions: student.config.max_position_embeddings, tokenizer, hiddenSize: student.config.dim,
+    hidden: async (ids, mask, b, t) => {
+      const last = tf.tidy(() => {
+        const h = student.encode(tf.tensor2d(ids, [b, t], 'int32'), tf.tensor2d(mask, [b, t], 'int32'), { training: false });
+        return h[h.length - 1]!;
+      });
+      const values = Float32Array.from(await last.data() as Float32Array); // asynchronous: webgpu reads no other way
+      last.dispose();
+      return values;
+    },
+    close: () => Promise.resolve(student.dispose()),
+  };
+}
+
+/** [CLS] a [SEP] (b [SEP]), the longer text cut first until it fits. */
+export function encodeExample(tok: WordPieceTokenizer, texts: string[], maxPositions: number): number[] {
+  const pieces = texts.map((t) => tok.tokenizeToIds(t));
+  const budget = maxPositions - 1 - pieces.length;
+  while (pieces.reduce((n, p) => n + p.length, 0) > budget) {
+    const longest = pieces.reduce((best, p, i) => (p.length > pieces[best]!.length ? i : best), 0);
+    pieces[longest]!.pop();
+  }
+  return [tok.clsId, ...pieces.flatMap((p) => [...p, tok.sepId])];
+}
+
+export interface FeatureResult { features: Float32Array[]; tokensPerS: number }
+
+export async function extractFeatures(enc: FeatureEncoder, examples: string[][], pooling: Pooling,
+  onProgress?: (done: number, total: number) => void, batchSize = 32): Promise<FeatureResult> {
+  const encoded = examples.map((texts) => encodeExample(enc.tokenizer, texts, enc.maxPositions));
+  const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length);
+  const H = enc.hiddenSize;
+  const features = new Array<Float32Array>(examples.length);
+  let tokens = 0;
+  let ms = 0;
+  for (let start = 0; start < order.length; start += batchSize) {
+    const idx = order.slice(start, start + batchSize);
+    const T = Math.max(...idx.map((i) => encoded[i]!.length));
+    const ids = new Int32Array(idx.length * T).fill(enc.tokenizer.padId);
+    const mask = new Int32Array(idx.length * T);
+    idx.forEach((i, r) => { ids.set(encoded[i]!, r * T); mask.fill(1, r * T, r * T + encoded[i]!.length); tokens += encoded[i]!.length; });
+    const t0 = performance.now();
+    const hidden = await enc.hidden(ids, mask, idx.length, T); // [b, T, H]
+    ms += performance.now() - t0;
+    idx.forEach((i, r) => {
+      const f = new Float32Array(H);
+      const len = encoded[i]!.length;
+      if (pooling === 'cls') f.set(hidden.subarray(r * T * H, r * T * H + H));
+      else {
+        for (let t = 0; t < len; t++) for (let h = 0; h < H; h++) f[h]! += hidden[(r * T + t) * H + h]!;
+        for (let h = 0; h < H; h++) f[h]! /= len;
+      }
+      features[i] = f;
+    });
+    onProgress?.(Math.min(order.length, start + batchSize), order.length);
+  }
+  return { features, tokensPerS: tokens / (ms / 1000) };
+}
+
