@@ -15,6 +15,7 @@ interface TrainCommandOptions {
   stopAfter?: number;
   checkpointEvery?: number;
   resume: boolean;
+  force: boolean;
   set: string[];
   backend?: string;
   teacherEp?: string;
@@ -28,7 +29,7 @@ function formatDuration(s: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
 }
 
-export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary> {
+export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary & { signal?: NodeJS.Signals }> {
   // --backend and --teacher-ep are shorthands for --set backend=... / teacher_ep=... (validated with the config).
   const shorthands = [...(opts.backend ? [`backend="${opts.backend}"`] : []), ...(opts.teacherEp ? [`teacher_ep="${opts.teacherEp}"`] : [])];
   const config = loadConfig(opts.config, [...opts.set, ...shorthands]);
@@ -36,11 +37,23 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary>
   const comm = await worldFromEnvironment();
   const isRoot = comm.rank === 0;
   const bar = new ProgressReporter('train', process.stderr, 5_000);
+  // SIGINT (Ctrl-C) and SIGTERM (what a scheduler sends before it kills a job): finish the current update,
+  // checkpoint it, and stop; a second signal stops at once.
+  let signal: NodeJS.Signals | undefined;
+  const onSignal = (s: NodeJS.Signals): void => {
+    if (signal) process.exit(s === 'SIGINT' ? 130 : 143);
+    signal = s;
+    bar.done();
+    if (isRoot) process.stderr.write(`${s}: stopping after this update, with a checkpoint (${s} again stops at once)\n`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let started = 0;
   let firstStep = 0;
   try {
-    return await train({
-      config, runDir, resume: opts.resume, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
+    const summary = await train({
+      config, runDir, resume: opts.resume, force: opts.force, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
+      stopRequested: () => signal !== undefined,
       onLog: (line) => { if (isRoot) { bar.done(); process.stderr.write(`${line}\n`); } },
       onUpdate: (m, total) => {
         injectFault(comm.rank, m.step);
@@ -53,7 +66,10 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary>
         });
       },
     });
+    return { ...summary, ...(summary.stopped && signal ? { signal } : {}) };
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     bar.done();
     comm.finalize?.();
   }
@@ -88,12 +104,22 @@ export function registerTrain(program: Command): void {
     .option('--stop-after <n>', 'stop after this many updates in this invocation, with a checkpoint; --resume continues', intOption('--stop-after', 1))
     .option('--checkpoint-every <n>', 'checkpoint every N updates (overrides checkpoint_every; 0 = only at the end)', intOption('--checkpoint-every', 0))
     .option('--resume', 'continue the run in --out from its latest checkpoint (its config and architecture)', false)
+    .option('--force', 'start over in an --out that holds a run: the old run is moved to OUT.old-<time> (never deleted)', false)
     .option('--set <key=value...>', 'override config keys, e.g. --set lr=1e-4 batch_size=8', [])
     .option('--backend <name>', 'student tfjs backend: tensorflow, wasm, cpu or webgpu (the config key "backend"; default: the best installed, webgpu only when named)')
     .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (the config key "teacher_ep"; default: cuda when installed, else webgpu with the webgpu backend, else cpu)')
     .addHelpText('after', '\nExample:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --config configs/tiny.json --out runs/tiny --resume')
     .action(async (opts: TrainCommandOptions) => {
       const summary = await runTrain(opts);
-      if ((await worldFromEnvironment()).rank === 0) process.stdout.write(JSON.stringify(summary) + '\n');
+      const root = (await worldFromEnvironment()).rank === 0;
+      if (root) process.stdout.write(JSON.stringify(summary) + '\n');
+      if (summary.signal) {
+        // Stopped by a signal, after a checkpoint of the last update: say where, and how to go on.
+        if (root) {
+          process.stderr.write(`stopped by ${summary.signal} after update ${summary.steps} of ${summary.total_updates}; checkpoint: ${summary.checkpoint ?? '(none)'}\n`
+            + `continue with: distill train --config ${opts.config} --out ${summary.run_dir} --resume\n`);
+        }
+        process.exitCode = summary.signal === 'SIGINT' ? 130 : 143;
+      }
     });
 }

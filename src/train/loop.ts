@@ -14,6 +14,7 @@ import { totalUpdates, type TrainConfig } from '../config.js';
 import { linearWarmupDecay } from './adamw.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 import { UpdateStep, backendAdamW, distillObjective } from './step.js';
+import { acquireRunLock, holdsRun, moveAside } from './run-dir.js';
 import {
   latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint,
   CHECKPOINT_FORMAT, type CheckpointHooks, type TrainerState,
@@ -69,6 +70,8 @@ export interface TrainSummary {
   comm_s_per_update: number;
   backend: string;
   checkpoint: string | undefined;
+  /** True when the run stopped early because stopRequested said so (a checkpoint of the last update was written). */
+  stopped: boolean;
 }
 
 export interface TrainOptions {
@@ -81,6 +84,13 @@ export interface TrainOptions {
   stopAfter?: number;
   checkpointEvery?: number;
   comm?: Communicator;
+  /** Start over in a folder that holds a run: the old run is moved aside (RUN.old-<time>), never deleted. */
+  force?: boolean;
+  /**
+   * Asked after every update (a signal handler's flag): when true on any rank, every rank stops after the same
+   * update, with a checkpoint of it.
+   */
+  stopRequested?: () => boolean;
   onUpdate?: (m: UpdateMetrics, total: number) => void;
   onLog?: (line: string) => void;
   checkpointHooks?: CheckpointHooks;
@@ -108,7 +118,30 @@ interface Prepared {
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const comm = opts.comm ?? SOLO;
   const log = opts.onLog ?? (() => undefined);
+  // --- The run folder: one owner (a lock), and an existing run is continued or moved aside, never mixed. ---
   mkdirSync(opts.runDir, { recursive: true });
+  let releaseLock = (): void => undefined;
+  if (comm.rank === 0) {
+    releaseLock = acquireRunLock(opts.runDir, log);
+    if (!opts.resume && holdsRun(opts.runDir)) {
+      releaseLock();
+      if (!opts.force) {
+        throw new DistillError(`${opts.runDir} already holds a run (its config, metrics or checkpoints)`,
+          'continue it with --resume, start over with --force (the old run is moved aside, not deleted), or choose another --out');
+      }
+      log(`--force: the run in ${opts.runDir} was moved to ${moveAside(opts.runDir)}`);
+      mkdirSync(opts.runDir, { recursive: true });
+      releaseLock = acquireRunLock(opts.runDir, log);
+    }
+  }
+  try {
+    return await trainInFolder(opts, comm, log);
+  } finally {
+    releaseLock();
+  }
+}
+
+async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line: string) => void): Promise<TrainSummary> {
   removeIncompleteCheckpoints(opts.runDir);
 
   // --- Resume: the architecture, config and position come from the checkpoint. ---
@@ -234,6 +267,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, st, config.teacher, config.keep_checkpoints, opts.checkpointHooks);
   };
 
+  let stopped = false;
   try {
     while (step < stopAt) {
       const updateStarted = performance.now();
@@ -262,12 +296,18 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         studentBusy += performance.now() - studentStarted;
       }
       const commStarted = performance.now();
+      // Let the event loop run once per update (a signal's handler waits for it: the awaits above may all be
+      // settled already, which never yields to it), then ask whether to stop.
+      await new Promise<void>((resolveTurn) => setImmediate(resolveTurn));
+      let stopNow = opts.stopRequested?.() ?? false;
       if (comm.size > 1) {
-        // Each rank's losses are its share of the global means: the global values are their sums.
-        const shared = Float64Array.from([sums.loss, sums.loss_ce, sums.loss_mlm, sums.loss_cos, sums.loss_mse, updateTokens]);
+        // Each rank's losses are its share of the global means: the global values are their sums. A stop asked
+        // of any rank travels with them, so every rank stops after this same update.
+        const shared = Float64Array.from([sums.loss, sums.loss_ce, sums.loss_mlm, sums.loss_cos, sums.loss_mse, updateTokens, stopNow ? 1 : 0]);
         await comm.allreduceSum(shared);
         [sums.loss, sums.loss_ce, sums.loss_mlm, sums.loss_cos, sums.loss_mse] = [shared[0]!, shared[1]!, shared[2]!, shared[3]!, shared[4]!];
         updateTokens = shared[5]!;
+        stopNow = shared[6]! > 0;
       }
       commMs += performance.now() - commStarted;
       if (!Number.isFinite(sums.loss)) {
@@ -291,10 +331,14 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       }
       opts.onUpdate?.(m, maxSteps);
       const every = config.checkpoint_every;
-      if ((every > 0 && step % every === 0) || step === stopAt) {
+      if ((every > 0 && step % every === 0) || step === stopAt || stopNow) {
         // Checkpoints read the weights synchronously: bring them to the host first where reads are asynchronous.
         if (comm.rank === 0 && !readsSynchronously(backend.name)) await prefetch([...student.variables(), ...optimizer.moments()]);
         checkpointNow(next ? next.batch.position : reader.cursor);
+      }
+      if (stopNow && step < stopAt) {
+        stopped = true; // asked to stop: this update is checkpointed, the run continues with --resume
+        break;
       }
     }
   } finally {
@@ -306,7 +350,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     run_dir: opts.runDir, steps: step, total_updates: total, final_loss: lastLoss, tokens: tokensSoFar,
     elapsed_s: elapsedBefore + wall, tokens_per_s: wall > 0 ? (tokensSoFar - (state?.tokens ?? 0)) / wall : 0,
     teacher_busy: teacher.busyMs / 1000 / Math.max(wall, 1e-9), student_busy: studentBusy / 1000 / Math.max(wall, 1e-9),
-    teacher_wait_s: teacherWait / 1000, backend: backend.name, checkpoint: lastCheckpoint,
+    teacher_wait_s: teacherWait / 1000, backend: backend.name, checkpoint: lastCheckpoint, stopped,
     world_size: comm.size, comm_s_per_update: step > firstStep ? (commMs + update.allreduceMs) / 1000 / (step - firstStep) : 0,
   };
   optimizer.dispose();

@@ -1,0 +1,134 @@
+// Runs that cannot be wrecked: one owner per run folder (a lock), no fresh run over an existing one without
+// --force (which moves the old one aside, never deletes it), and SIGTERM / SIGINT finishing the current
+// update with a checkpoint from which --resume continues exactly.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { latestCheckpoint } from '../src/train/checkpoint.js';
+import { publicDomainParagraphs } from '../corpus/public-domain.js';
+import { runCli } from './cli-helpers.js';
+import { REPO, TINY, folderWeights } from './helpers.js';
+
+const work = mkdtempSync(join(tmpdir(), 'distill-run-folder-'));
+const configPath = join(work, 'config.json');
+const CLI = join(REPO, 'dist', 'src', 'cli.js');
+
+beforeAll(() => {
+  const text = join(work, 'moby.txt');
+  writeFileSync(text, publicDomainParagraphs('moby-dick').slice(0, 400).join('\n') + '\n');
+  writeFileSync(configPath, JSON.stringify({
+    teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 48,
+    batch_size: 4, grad_accum: 2, max_steps: 12, checkpoint_every: 0, keep_checkpoints: 5, backend: 'wasm', teacher_threads: 1, seed: 9,
+  }));
+  // Prepare the corpus once (a 1-update run elsewhere), so that the runs below start at once.
+  expect(runCli(['train', '--config', configPath, '--out', join(work, 'warm'), '--max-steps', '1']).status).toBe(0);
+});
+
+/** A digest of every file under `dir` (names and bytes): equal digests, nothing changed. */
+function digest(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else h.update(relative(dir, p)).update(readFileSync(p));
+    }
+  };
+  walk(dir);
+  return h.digest('hex');
+}
+
+function metricLines(runDir: string): number {
+  const path = join(runDir, 'metrics.jsonl');
+  return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n').filter((l) => l).length : 0;
+}
+
+function losses(runDir: string): number[] {
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+}
+
+/** Start `distill train` in the background; resolves with its exit code and stderr. */
+function startTrain(args: string[]): { pid: number; done: Promise<{ code: number | null; stderr: string }> } {
+  const child = spawn(process.execPath, [CLI, 'train', '--config', configPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.resume();
+  const done = new Promise<{ code: number | null; stderr: string }>((resolveDone) => child.on('exit', (code) => resolveDone({ code, stderr })));
+  return { pid: child.pid!, done };
+}
+
+async function waitFor(condition: () => boolean, what: string, ms = 120_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('one owner per run folder', () => {
+  it('refuses a fresh run over an existing one; --force moves the old run aside untouched', () => {
+    const runDir = join(work, 'existing');
+    expect(runCli(['train', '--config', configPath, '--out', runDir, '--max-steps', '2']).status).toBe(0);
+    const before = digest(runDir);
+    const again = runCli(['train', '--config', configPath, '--out', runDir, '--max-steps', '2']);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(/error: .*existing already holds a run/);
+    expect(again.stderr).toMatch(/hint: continue it with --resume, start over with --force/);
+    expect(digest(runDir)).toBe(before);
+
+    const forced = runCli(['train', '--config', configPath, '--out', runDir, '--max-steps', '2', '--force']);
+    expect(forced.status, forced.stderr).toBe(0);
+    const moved = readdirSync(dirname(runDir)).filter((n) => n.startsWith('existing.old-'));
+    expect(moved).toHaveLength(1);
+    expect(forced.stderr).toContain(`was moved to ${join(dirname(runDir), moved[0]!)}`);
+    expect(digest(join(dirname(runDir), moved[0]!))).toBe(before); // the old run, byte for byte
+    expect(metricLines(runDir)).toBe(2);
+  });
+
+  it('refuses a second train on the same folder, naming the owner; the first finishes intact and resumable', async () => {
+    const runDir = join(work, 'shared');
+    const first = startTrain(['--out', runDir, '--checkpoint-every', '4']);
+    await waitFor(() => existsSync(join(runDir, '.distill-lock')) && metricLines(runDir) >= 1, 'the first run to start');
+    const second = runCli(['train', '--config', configPath, '--out', runDir, '--resume']);
+    expect(second.status).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`is in use by another run: process ${first.pid} on `));
+    const { code, stderr } = await first.done;
+    expect(code, stderr).toBe(0);
+    expect(metricLines(runDir)).toBe(12); // one line per update: nothing interleaved
+    expect(existsSync(join(runDir, '.distill-lock'))).toBe(false); // released
+    const resumed = runCli(['train', '--config', configPath, '--out', runDir, '--resume']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(metricLines(runDir)).toBe(12);
+  });
+});
+
+describe('clean stops', () => {
+  it('SIGTERM finishes the update, checkpoints it, exits 143 saying how to resume; --resume continues exactly', async () => {
+    const straight = join(work, 'straight');
+    expect(runCli(['train', '--config', configPath, '--out', straight]).status).toBe(0);
+
+    const runDir = join(work, 'terminated');
+    const run = startTrain(['--out', runDir]);
+    await waitFor(() => metricLines(runDir) >= 2, 'two updates');
+    process.kill(run.pid, 'SIGTERM');
+    const { code, stderr } = await run.done;
+    expect(code, stderr).toBe(143);
+    const done = metricLines(runDir);
+    expect(done).toBeGreaterThanOrEqual(2);
+    expect(done).toBeLessThan(12);
+    const checkpoint = latestCheckpoint(runDir)!;
+    expect(checkpoint.endsWith(`step-${String(done).padStart(8, '0')}`)).toBe(true); // the update it was in
+    expect(stderr).toMatch(new RegExp(`stopped by SIGTERM after update ${done} of 12; checkpoint: .*step-${String(done).padStart(8, '0')}`));
+    expect(stderr).toMatch(/continue with: distill train --config .* --resume/);
+
+    const resumed = runCli(['train', '--config', configPath, '--out', runDir, '--resume']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(losses(runDir)).toEqual(losses(straight));
+    const a = folderWeights(latestCheckpoint(runDir)!);
+    const b = folderWeights(latestCheckpoint(straight)!);
+    for (const [name, w] of a) expect(Buffer.from(w.buffer).equals(Buffer.from(b.get(name)!.buffer)), name).toBe(true);
+  });
+});
