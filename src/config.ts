@@ -38,6 +38,8 @@ export interface TrainConfig extends LossWeights, MaskingConfig {
   backend: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu' | null;
   teacher_threads: number;
   teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
+  divergence_factor: number;
+  divergence_patience: number;
 }
 
 /** A fragment of JSON Schema (the subset the spec uses, checked by `problemWith`). */
@@ -104,6 +106,8 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   dropout: { doc: 'Student dropout while training (DistilBERT\'s config).', default: RECIPE.dropout, schema: { type: 'number', minimum: 0, maximum: 0.999 } },
   backend: { doc: 'Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named.', default: null, schema: { enum: ['tensorflow', 'wasm', 'cpu', 'webgpu', null] } },
   teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
+  divergence_factor: { doc: 'Stop the run when the loss, or the gradient norm, exceeds this multiple of its median over the normal updates so far (the last 20) for divergence_patience updates in a row; 0 turns the check off (a NaN or infinite loss always stops it).', default: 10, schema: { type: 'number', minimum: 0 } },
+  divergence_patience: { doc: 'Updates in a row beyond divergence_factor that stop the run.', default: 3, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
   teacher_ep: { doc: 'Teacher execution provider: "cpu", "webgpu" or "cuda"; null for the best present (cuda when installed, else webgpu with the webgpu student, else cpu).', default: null, schema: { enum: ['cpu', 'webgpu', 'cuda', null] } },
 };
 

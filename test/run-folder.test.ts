@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFile
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { latestCheckpoint } from '../src/train/checkpoint.js';
+import { DivergenceGuard } from '../src/train/divergence.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
 import { REPO, TINY, folderWeights } from './helpers.js';
@@ -130,5 +131,43 @@ describe('clean stops', () => {
     const a = folderWeights(latestCheckpoint(runDir)!);
     const b = folderWeights(latestCheckpoint(straight)!);
     for (const [name, w] of a) expect(Buffer.from(w.buffer).equals(Buffer.from(b.get(name)!.buffer)), name).toBe(true);
+  });
+});
+
+describe('divergence caught before NaN', () => {
+  it('--set lr=1e6 stops within a few updates, naming a checkpoint whose next loss was normal; later ones set aside', () => {
+    const runDir = join(work, 'diverging');
+    const r = runCli(['train', '--config', configPath, '--out', runDir, '--set', 'lr=1e6', '--checkpoint-every', '1']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/error: (the loss is (NaN|Infinity)|the loss or the gradient norm stayed above 10× its recent level for 3 updates)/);
+    const good = /the last checkpoint known to be good is (\S+?)[ ;]/.exec(r.stderr)?.[1];
+    expect(good, r.stderr).toBeDefined();
+    const goodStep = Number(/step-(\d+)$/.exec(good!)![1]);
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number });
+    expect(lines.length).toBeLessThan(8); // stopped within a few updates, not at 12
+    // The update after the named checkpoint ran on its weights, and its loss was normal (the first update's level).
+    expect(lines[goodStep]!.loss).toBeLessThan(2 * lines[0]!.loss);
+    expect(latestCheckpoint(runDir)).toBe(good); // --resume continues from it
+    const aside = readdirSync(join(runDir, 'checkpoints')).filter((n) => n.endsWith('.diverged'));
+    expect(aside.length).toBeGreaterThan(0); // the later ones, kept
+    expect(r.stderr).toMatch(/set aside as \*\.diverged, not deleted/);
+  });
+
+  it('the guard: a single spike passes, three updates beyond 10× their median stop; a checkpoint is good once the next update is normal', () => {
+    const guard = new DivergenceGuard(10, 3);
+    for (let u = 1; u <= 4; u++) expect(guard.observe(u, 20 - u, 40).diverged).toBe(false);
+    guard.wroteCheckpoint(4, 'ckpt-4');
+    expect(guard.lastGood()).toBeUndefined(); // not yet: update 5 has not run on its weights
+    expect(guard.observe(5, 19, 40).abnormal).toBe(false);
+    expect(guard.lastGood()).toBe('ckpt-4');
+    guard.wroteCheckpoint(5, 'ckpt-5');
+    expect(guard.observe(6, 500, 40)).toMatchObject({ abnormal: true, diverged: false }); // a spike
+    expect(guard.observe(7, 18, 40).abnormal).toBe(false); // back to normal: the streak ends
+    expect(guard.lastGood()).toBe('ckpt-4'); // update 6 (on ckpt-5's weights) was not normal
+    expect(guard.observe(8, 19, 900).diverged).toBe(false); // the gradient norm counts too
+    expect(guard.observe(9, 300, 40).diverged).toBe(false);
+    expect(guard.observe(10, 400, 40)).toMatchObject({ diverged: true, streakStart: 8 });
+    expect(new DivergenceGuard(10, 3).observe(1, NaN, NaN).diverged).toBe(true);
+    expect(new DivergenceGuard(0, 3).observe(3, 1e30, 1e30).diverged).toBe(false); // factor 0: off
   });
 });

@@ -73,8 +73,12 @@ export function removeIncompleteCheckpoints(runDir: string): void {
   for (const f of readdirSync(dir)) if (/\.tmp-\d+$/.test(f)) rmSync(join(dir, f), { recursive: true, force: true });
 }
 
+/**
+ * Write the checkpoint of `state.step`, then prune to the newest `keep`, never removing `protect` (the last
+ * checkpoint known to be good, while later ones are not yet).
+ */
 export function saveCheckpoint(runDir: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string,
-  keep: number, hooks: CheckpointHooks = {}): string {
+  keep: number, hooks: CheckpointHooks = {}, protect?: string): string {
   const dir = checkpointsDir(runDir);
   mkdirSync(dir, { recursive: true });
   const final = join(dir, checkpointName(state.step));
@@ -97,8 +101,23 @@ export function saveCheckpoint(runDir: string, student: DistilBertStudent, optim
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   const all = listCheckpoints(runDir);
-  for (const old of all.slice(0, Math.max(0, all.length - keep))) rmSync(old, { recursive: true, force: true });
+  for (const old of all.slice(0, Math.max(0, all.length - keep))) if (old !== protect) rmSync(old, { recursive: true, force: true });
   return final;
+}
+
+/**
+ * Set aside (rename to step-N.diverged, never delete) every complete checkpoint written after `good` (all of
+ * them when `good` is undefined), so that --resume continues from `good`. Returns the new paths.
+ */
+export function setAsideCheckpointsAfter(runDir: string, good: string | undefined): string[] {
+  const moved: string[] = [];
+  const all = listCheckpoints(runDir);
+  const goodIndex = good ? all.indexOf(good) : -1;
+  for (const path of all.slice(goodIndex + 1)) {
+    renameSync(path, `${path}.diverged`);
+    moved.push(`${path}.diverged`);
+  }
+  return moved;
 }
 
 export function readTrainerState(checkpoint: string): TrainerState {

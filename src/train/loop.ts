@@ -10,13 +10,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } fr
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError, MismatchError } from '../core/errors.js';
-import { totalUpdates, type TrainConfig } from '../config.js';
+import { DEFAULT_CONFIG, totalUpdates, type TrainConfig } from '../config.js';
 import { linearWarmupDecay } from './adamw.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 import { UpdateStep, backendAdamW, distillObjective } from './step.js';
 import { acquireRunLock, holdsRun, moveAside } from './run-dir.js';
+import { DivergenceGuard } from './divergence.js';
 import {
-  latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint,
+  latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint, setAsideCheckpointsAfter,
   CHECKPOINT_FORMAT, type CheckpointHooks, type TrainerState,
 } from './checkpoint.js';
 import { writeFileAtomic } from '../core/safetensors.js';
@@ -155,7 +156,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
     if (state.world_size !== comm.size) {
       throw new MismatchError(`--resume: the checkpoint was written by ${state.world_size} process(es), this run has ${comm.size}`, `launch with the same number of ranks (mpirun -np ${state.world_size})`);
     }
-    config = { ...state.config };
+    config = { ...DEFAULT_CONFIG, ...state.config }; // keys added since the checkpoint was written take their defaults
     log(`resuming from ${resumeFrom} (update ${state.step})`);
   }
   if (opts.maxSteps !== undefined) config = { ...config, max_steps: opts.maxSteps };
@@ -258,13 +259,25 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   let next = step < stopAt ? prepareNext() : undefined;
   let lastCheckpoint: string | undefined = resumeFrom;
   let lastLoss = NaN;
+  // Divergence: a loss or gradient norm far above its recent level for a few updates in a row stops the run,
+  // naming the last checkpoint known to be good (the update after it was normal) and setting later ones aside.
+  const guard = new DivergenceGuard(config.divergence_factor, config.divergence_patience, resumeFrom);
+  const diverged = (message: string): TrainingDivergedError => {
+    const good = guard.lastGood();
+    const setAside = comm.rank === 0 ? setAsideCheckpointsAfter(opts.runDir, good) : [];
+    const aside = setAside.length > 0 ? ` (${setAside.length} later checkpoint${setAside.length > 1 ? 's' : ''} set aside as *.diverged, not deleted)` : '';
+    return new TrainingDivergedError(`${message}: training stopped`, good
+      ? `the last checkpoint known to be good is ${good}${aside}; --resume continues from it, or start over with a lower lr or a longer warmup_prop (--force moves this run aside)`
+      : `no checkpoint was written before it${aside}; start over with a lower lr or a longer warmup_prop (--force moves this run aside)`);
+  };
   const checkpointNow = (cursor: Cursor): void => {
     if (comm.rank !== 0) return;
     const st: TrainerState = {
       format_version: CHECKPOINT_FORMAT, step, total_updates: total, cursor, tokens: tokensSoFar,
       elapsed_s: elapsedBefore + (performance.now() - started) / 1000, metrics_lines: metricsLines, config, world_size: comm.size,
     };
-    lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, st, config.teacher, config.keep_checkpoints, opts.checkpointHooks);
+    lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, st, config.teacher, config.keep_checkpoints, opts.checkpointHooks, guard.lastGood());
+    guard.wroteCheckpoint(step, lastCheckpoint);
   };
 
   let stopped = false;
@@ -312,12 +325,18 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       commMs += performance.now() - commStarted;
       if (!Number.isFinite(sums.loss)) {
         update.discard();
-        throw new TrainingDivergedError(`the loss is ${sums.loss} at update ${step + 1}: training stopped`,
-          `the last good checkpoint is ${lastCheckpoint ?? '(none yet)'}; lower lr or raise warmup_prop, then --resume`);
+        guard.observe(step + 1, sums.loss, NaN);
+        throw diverged(`the loss is ${sums.loss} at update ${step + 1}`);
       }
       // All-reduce of the gradients across ranks, clipping, AdamW.
       const norm = await update.apply(lr);
       step++;
+      const verdict = guard.observe(step, sums.loss, norm);
+      if (verdict.diverged) {
+        throw diverged(`the loss or the gradient norm stayed above ${config.divergence_factor}× its recent level for ${config.divergence_patience} updates `
+          + `(updates ${verdict.streakStart}–${step}: loss ${sums.loss.toPrecision(4)} against a median of ${verdict.medianLoss.toPrecision(4)}, `
+          + `gradient norm ${norm.toPrecision(4)} against ${verdict.medianGradNorm.toPrecision(4)})`);
+      }
       tokensSoFar += updateTokens;
       lastLoss = sums.loss;
       const elapsed = elapsedBefore + (performance.now() - started) / 1000;
@@ -331,7 +350,8 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       }
       opts.onUpdate?.(m, maxSteps);
       const every = config.checkpoint_every;
-      if ((every > 0 && step % every === 0) || step === stopAt || stopNow) {
+      // No periodic checkpoint while the loss is abnormal: it would push good ones out.
+      if ((every > 0 && step % every === 0 && !guard.inStreak()) || step === stopAt || stopNow) {
         // Checkpoints read the weights synchronously: bring them to the host first where reads are asynchronous.
         if (comm.rank === 0 && !readsSynchronously(backend.name)) await prefetch([...student.variables(), ...optimizer.moments()]);
         checkpointNow(next ? next.batch.position : reader.cursor);
