@@ -1,6 +1,6 @@
 // The teacher's soft targets: softmax(t/τ) of the rows a logit loss reads and Σ p log p, computed inside the
 // teacher's ONNX graph (softTargetNodes, appended to any export) or on the host from its logits
-// (teacherSoftTargets), and the rows kept (selectSoftRows). The losses (losses/fused.ts, losses/total.ts) read
+// (teacherSoftTargets), and the rows kept (selectSoftRows). The losses (losses/total.ts and its fused pass, student/kernels/logit-losses.ts) read
 // them; the teacher's worker (teacher/worker.ts) makes them.
 
 import { onnx, type GraphAddition } from '../src/core/onnx.js';

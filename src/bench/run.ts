@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writePublicDomainText } from '../../corpus/public-domain.js';
 import { writeFileAtomic } from '../core/safetensors.js';
+import { loadBlas } from '../../student/kernels/blas.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..', '..');
@@ -56,8 +57,9 @@ function machineLine(): string {
   const git = (args: string[]): string => spawnSync('git', args, { cwd: REPO, encoding: 'utf8' }).stdout?.trim() ?? '';
   const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
   const dirty = git(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : '';
-  const blas = spawnSync(process.execPath, ['-e', `import('${join(REPO, 'dist', 'student', 'kernels', 'blas.js').replace(/\\/g, '/')}').then((m) => { const b = m.loadBlas(); console.log(b ? b.description + (b.threads ? ', ' + b.threads + ' threads' : '') : 'none'); })`], { encoding: 'utf8' }).stdout.trim();
-  return `Measured at commit ${commit}${dirty} on ${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} cores), Node ${process.version}; BLAS: ${blas || 'none'}; ${new Date().toISOString().slice(0, 10)}.`;
+  const blas = loadBlas();
+  const library = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : 'none';
+  return `Measured at commit ${commit}${dirty} on ${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} cores), Node ${process.version}; BLAS: ${library}; ${new Date().toISOString().slice(0, 10)}.`;
 }
 
 const sections = process.argv.slice(2);

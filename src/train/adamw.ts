@@ -4,6 +4,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { guardGpu } from '../../student/kernels/backend.js';
+import type { AdamWCoefficients } from '../../student/kernels/simd.js';
 
 export interface AdamWOptions {
   betas: [number, number];
@@ -16,20 +17,6 @@ export interface AdamWOptions {
   inPlace?: InPlaceAdamW;
 }
 
-/** The coefficients of one AdamW update of one parameter (the same operations as the tfjs-op form). */
-export interface AdamWCoefficients {
-  b1: number;
-  b2: number;
-  /** √(1 − β2^t) */
-  biasCorrection2Sqrt: number;
-  eps: number;
-  /** lr / (1 − β1^t) */
-  stepSize: number;
-  /** 1 − lr·weight_decay for a decayed parameter, else 1. */
-  decayFactor: number;
-}
-
-/** Update p, m, v from g in place; false when it cannot (the caller then runs the tfjs-op form). */
 export type InPlaceAdamW = (p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.Variable, c: AdamWCoefficients) => boolean;
 
 export class AdamW {

@@ -9,7 +9,7 @@
 //
 // The distillation objective of one micro-batch is distillObjective(): the student forward and the weighted
 // losses against the teacher's outputs (losses/total.ts). Every tensor made here is freed before the next
-// micro-batch: the number of live tensors stays flat over updates (test/step.test.ts).
+// micro-batch: the number of live tensors stays flat over updates (test/updates.ts checks it on every path).
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../core/errors.js';

@@ -245,8 +245,20 @@ export function rewroteInPlace(t: tf.TensorInfo): void {
   backend.wasm.tfjs.registerTensor(data.id, size, data.memoryOffset);
 }
 
-/** The coefficients of one AdamW update (src/train/adamw.ts AdamWCoefficients). */
-interface AdamWStep { b1: number; b2: number; biasCorrection2Sqrt: number; eps: number; stepSize: number; decayFactor: number }
+/** The coefficients of one AdamW update of one parameter (the same operations as the tfjs-op form). */
+export interface AdamWCoefficients {
+  b1: number;
+  b2: number;
+  /** √(1 − β2^t) */
+  biasCorrection2Sqrt: number;
+  eps: number;
+  /** lr / (1 − β1^t) */
+  stepSize: number;
+  /** 1 − lr·weight_decay for a decayed parameter, else 1. */
+  decayFactor: number;
+}
+
+/** Update p, m, v from g in place; false when it cannot (the caller then runs the tfjs-op form). */
 
 /**
  * AdamW's update of one parameter as one SIMD pass over p, g, m and v where they lie, when the wasm backend
@@ -254,7 +266,7 @@ interface AdamWStep { b1: number; b2: number; biasCorrection2Sqrt: number; eps: 
  * float32 tensors that hold their memory alone, and ends by dropping what kernels cached on the rewritten
  * tensors (rewroteInPlace above).
  */
-export function inPlaceAdamW(): ((p: tf.TensorInfo, g: tf.TensorInfo, m: tf.TensorInfo, v: tf.TensorInfo, c: AdamWStep) => boolean) | undefined {
+export function inPlaceAdamW(): ((p: tf.TensorInfo, g: tf.TensorInfo, m: tf.TensorInfo, v: tf.TensorInfo, c: AdamWCoefficients) => boolean) | undefined {
   const simd = wasmSimd();
   if (!simd) return undefined;
   return (p, g, m, v, c) => {
