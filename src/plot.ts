@@ -6,17 +6,19 @@ import { FileFormatError } from './core/errors.js';
 
 export interface MetricsLine { step: number; [key: string]: number }
 
+/** The update lines of a run's metrics.jsonl (event lines, such as {"event":"resume",...}, are left out). */
 export function readMetrics(runDir: string): MetricsLine[] {
   const path = join(runDir, 'metrics.jsonl');
   if (!existsSync(path)) throw new FileFormatError(path, 'missing: is this a run folder (distill train --out)?');
   const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.trim().length > 0);
-  return lines.map((l, i) => {
+  const parsed = lines.map((l, i) => {
     try {
-      return JSON.parse(l) as MetricsLine;
+      return JSON.parse(l) as MetricsLine & { event?: string };
     } catch (e) {
       throw new FileFormatError(`${path}:${i + 1}`, `not valid JSON (${(e as Error).message})`);
     }
   });
+  return parsed.filter((m) => m.event === undefined);
 }
 
 const SERIES: { key: string; label: string; color: string }[] = [

@@ -106,6 +106,72 @@ describe('one owner per run folder', () => {
   });
 });
 
+describe('resume that says what it does', () => {
+  const lrs = (runDir: string): number[] => readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n')
+    .map((l) => JSON.parse(l) as { lr?: number }).filter((m) => m.lr !== undefined).map((m) => m.lr!);
+
+  it('--resume --set lr and max_steps: changed, printed, recorded; the longer run follows the schedule of a run planned that long', () => {
+    const runDir = join(work, 'extended');
+    expect(runCli(['train', '--config', configPath, '--out', runDir, '--max-steps', '6']).status).toBe(0);
+    const r = runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--set', 'lr=2e-4', 'max_steps=10']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain('resuming from');
+    expect(r.stderr).toContain('changed: lr 0.0005 → 0.0002, max_steps 6 → 10');
+    expect(r.stderr).toMatch(/the schedule now ends at update 10 \(was 6\)/);
+    // metrics.jsonl: updates 1–6, the resume's record, updates 7–10.
+    const lines = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(11);
+    expect(lines[6]).toMatchObject({ event: 'resume', step: 6, changed: { lr: { from: 5e-4, to: 2e-4 }, max_steps: { from: 6, to: 10 } } });
+    const state = JSON.parse(readFileSync(join(latestCheckpoint(runDir)!, 'trainer_state.json'), 'utf8')) as Record<string, unknown>;
+    expect(state['resumes']).toEqual([expect.objectContaining({ step: 6, changed: { lr: { from: 5e-4, to: 2e-4 }, max_steps: { from: 6, to: 10 } } })]);
+    expect(state).toMatchObject({ step: 10, total_updates: 10, schedule: { total: 10 }, config: { lr: 2e-4, max_steps: 10 } });
+    // Updates 7–10 at the lr a 10-update run has there (warm-up ⌈0.05·6⌉ = 1 update kept), scaled to the new peak:
+    // 2e-4 · (10 − d)/9 after d updates; not 0, which the old schedule (ended at 6) would give.
+    expect(lrs(runDir).slice(6)).toEqual([4, 3, 2, 1].map((k) => 2e-4 * k / 9).map((x) => expect.closeTo(x, 15)));
+    // Without a change, --resume continues exactly and records nothing.
+    const again = runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--max-steps', '12']);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toContain('changed: max_steps 10 → 12');
+    expect(again.stderr).toContain('the config given differs in lr: ignored'); // the file says 5e-4; the run goes on at 2e-4
+    expect(lrs(runDir).slice(10)).toEqual([2, 1].map((k) => 2e-4 * k / 11).map((x) => expect.closeTo(x, 15)));
+  });
+
+  it('refuses keys that would make another run, naming why, and changes nothing', () => {
+    const runDir = join(work, 'refused');
+    expect(runCli(['train', '--config', configPath, '--out', runDir, '--max-steps', '2']).status).toBe(0);
+    const before = digest(runDir);
+    for (const [set, why] of [
+      ['batch_size=8', /cannot change "batch_size" \(4 in the checkpoint, 8 asked\): the batches .* would change/],
+      ['seed=1', /cannot change "seed" .*the batches/],
+      [`teacher=${join(work, 'other-teacher')}`, /cannot change "teacher" .*another teacher makes another run/],
+      ['student=[0]', /cannot change "student" .*takes the student .* from the checkpoint/],
+      ['mlm_mask_prop=0.2', /cannot change "mlm_mask_prop" .*masking/],
+      ['betas=[0.8,0.9]', /cannot change "betas" .*moments/],
+    ] as const) {
+      const r = runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--set', set]);
+      expect(r.status, set).toBe(1);
+      expect(r.stderr, set).toMatch(why);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    }
+    const shorter = runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--max-steps', '1']);
+    expect(shorter.status).toBe(1);
+    expect(shorter.stderr).toContain('the run has done 2 updates; a length of 1 would end it before now');
+    expect(digest(runDir)).toBe(before);
+  });
+
+  it('--resume --set lr=1e6 stops within a few updates, naming the checkpoint it resumed from (judged against the run\'s recorded levels)', () => {
+    const runDir = join(work, 'resumed-diverging');
+    expect(runCli(['train', '--config', configPath, '--out', runDir, '--max-steps', '6']).status).toBe(0);
+    const r = runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--set', 'lr=1e6', 'max_steps=12', 'checkpoint_every=1']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/error: (the loss is (NaN|Infinity)|the loss or the gradient norm stayed above 10× its recent level for 3 updates)/);
+    const good = /the last checkpoint known to be good is (\S+?)[ ;]/.exec(r.stderr)?.[1];
+    expect(good).toBe(join(runDir, 'checkpoints', 'step-00000006'));
+    expect(latestCheckpoint(runDir)).toBe(good);
+    expect(metricLines(runDir)).toBeLessThan(6 + 1 + 5); // a few updates after the resume, not six
+  });
+});
+
 describe('clean stops', () => {
   it('SIGTERM finishes the update, checkpoints it, exits 143 saying how to resume; --resume continues exactly', async () => {
     const straight = join(work, 'straight');

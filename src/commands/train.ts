@@ -2,7 +2,7 @@
 
 import { basename, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../config.js';
+import { loadConfig, parseOverride, type TrainConfig } from '../config.js';
 import { intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
 import { train, type TrainSummary } from '../train/loop.js';
@@ -32,7 +32,10 @@ function formatDuration(s: number): string {
 export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary & { signal?: NodeJS.Signals }> {
   // --backend and --teacher-ep are shorthands for --set backend=... / teacher_ep=... (validated with the config).
   const shorthands = [...(opts.backend ? [`backend="${opts.backend}"`] : []), ...(opts.teacherEp ? [`teacher_ep="${opts.teacherEp}"`] : [])];
-  const config = loadConfig(opts.config, [...opts.set, ...shorthands]);
+  const overrides = [...opts.set, ...shorthands];
+  const config = loadConfig(opts.config, overrides);
+  // The keys asked for on the command line: on --resume, these (and only these) change the run.
+  const overridden = overrides.map((o) => parseOverride(o)[0] as keyof TrainConfig);
   const runDir = resolve(opts.out ?? join('runs', basename(opts.config, extname(opts.config))));
   const comm = await worldFromEnvironment();
   const isRoot = comm.rank === 0;
@@ -52,7 +55,7 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
   let firstStep = 0;
   try {
     const summary = await train({
-      config, runDir, resume: opts.resume, force: opts.force, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
+      config, overridden, runDir, resume: opts.resume, force: opts.force, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
       stopRequested: () => signal !== undefined,
       onLog: (line) => { if (isRoot) { bar.done(); process.stderr.write(`${line}\n`); } },
       onUpdate: (m, total) => {
@@ -95,7 +98,11 @@ export function registerTrain(program: Command): void {
     .description('Distil the teacher into the student as the config says (keys: see configs/distilbert-base-cased.json).\n'
       + 'Writes RUN/metrics.jsonl (one line per update), RUN/checkpoints/step-N/ (the student as a Hugging Face\n'
       + 'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n'
-      + 'latest complete checkpoint exactly. Under mpirun, every rank trains data-parallel.\n'
+      + 'latest complete checkpoint exactly, with the config recorded in it (not --config\'s). --resume --set KEY=VALUE\n'
+      + 'changes the keys that may change (lr, max_steps, checkpoint_every, loss weights, ...; printed and recorded in\n'
+      + 'trainer_state.json and metrics.jsonl) and refuses the others (teacher, corpus, student, batches, masking),\n'
+      + 'saying why. A longer (or shorter) max_steps on resume keeps the warm-up and decays the learning rate linearly\n'
+      + 'from its current value to 0 at the new last update. Under mpirun, every rank trains data-parallel.\n'
       + 'Config keys, their meaning and defaults: configs/schema.json (a JSON Schema; editors validate and complete a\n'
       + 'config whose "$schema" names it, as the shipped configs do).')
     .requiredOption('--config <file>', 'run configuration (JSON)')
@@ -103,12 +110,13 @@ export function registerTrain(program: Command): void {
     .option('--max-steps <n>', 'length of the run in updates (overrides max_steps; the learning-rate schedule spans it)', intOption('--max-steps', 1))
     .option('--stop-after <n>', 'stop after this many updates in this invocation, with a checkpoint; --resume continues', intOption('--stop-after', 1))
     .option('--checkpoint-every <n>', 'checkpoint every N updates (overrides checkpoint_every; 0 = only at the end)', intOption('--checkpoint-every', 0))
-    .option('--resume', 'continue the run in --out from its latest checkpoint (its config and architecture)', false)
+    .option('--resume', 'continue the run in --out from its latest checkpoint (its config and architecture; --set changes what may change)', false)
     .option('--force', 'start over in an --out that holds a run: the old run is moved to OUT.old-<time> (never deleted)', false)
     .option('--set <key=value...>', 'override config keys, e.g. --set lr=1e-4 batch_size=8', [])
     .option('--backend <name>', 'student tfjs backend: tensorflow, wasm, cpu or webgpu (the config key "backend"; default: the best installed, webgpu only when named)')
     .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (the config key "teacher_ep"; default: cuda when installed, else webgpu with the webgpu backend, else cpu)')
-    .addHelpText('after', '\nExample:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --config configs/tiny.json --out runs/tiny --resume')
+    .addHelpText('after', '\nExamples:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --config configs/tiny.json --out runs/tiny --resume\n'
+      + '  distill train --config configs/tiny.json --out runs/tiny --resume --set lr=1e-4 max_steps=400')
     .action(async (opts: TrainCommandOptions) => {
       const summary = await runTrain(opts);
       const root = (await worldFromEnvironment()).rank === 0;

@@ -89,6 +89,22 @@ export function linearWarmupDecay(done: number, warmupUpdates: number, totalUpda
 }
 
 /**
+ * The run's learning-rate schedule, as its checkpoints record it: linear warm-up over `warmup` updates, then
+ * linear decay to 0 at update `total`. A resumed run whose length changes (`--resume --set max_steps=N`) keeps
+ * its warm-up and from then on follows the schedule of a run planned with N updates from the start: the
+ * multiplier moves at once to that schedule's value (up when the run is extended) and decays to 0 at update N.
+ */
+export interface Schedule {
+  warmup: number;
+  total: number;
+}
+
+/** The multiplier of the peak lr for the update after `done` updates. */
+export function scheduleFactor(done: number, s: Schedule): number {
+  return linearWarmupDecay(done, s.warmup, s.total);
+}
+
+/**
  * Σ over the tensors of Σ x², as a scalar. Added four at a time: one AddN over every parameter would bind more
  * buffers than a WebGPU shader stage may (8 on some adapters).
  */

@@ -13,7 +13,8 @@ import { FileFormatError } from '../core/errors.js';
 import { readJsonObject } from '../core/model-dir.js';
 import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from '../core/safetensors.js';
 import type { TrainConfig } from '../config.js';
-import type { AdamW } from './adamw.js';
+import type { AdamW, Schedule } from './adamw.js';
+import type { GuardHistory } from './divergence.js';
 import type { Cursor } from '../../corpus/reader.js';
 import type { DistilBertStudent } from '../../student/model.js';
 import { transpose2d } from '../core/math.js';
@@ -27,6 +28,12 @@ export interface TrainerState {
   step: number;
   /** Updates the schedule runs over (warm-up and decay are fractions of it). */
   total_updates: number;
+  /** The learning-rate schedule (absent in checkpoints written before resumes could change it: warm-up from warmup_prop). */
+  schedule?: Schedule;
+  /** The divergence guard's recent normal levels, so a resumed run is judged against them. */
+  divergence_history?: GuardHistory;
+  /** What each resume changed (`--resume --set`), oldest first. */
+  resumes?: ResumeRecord[];
   /** Where the next micro-batch comes from. Every random draw (data order, masks, dropout) derives from (seed, position), so this and the seed are the whole RNG state. */
   cursor: Cursor;
   /** Real tokens trained on so far (all ranks). */
@@ -37,6 +44,13 @@ export interface TrainerState {
   metrics_lines: number;
   config: TrainConfig;
   world_size: number;
+}
+
+/** One resume that changed the run: at which update, and each changed key's old and new value. */
+export interface ResumeRecord {
+  step: number;
+  time: string;
+  changed: Record<string, { from: unknown; to: unknown }>;
 }
 
 export interface CheckpointHooks {

@@ -18,6 +18,12 @@ export interface Verdict {
   medianGradNorm: number;
 }
 
+/** The recent levels a guard compares with. */
+export interface GuardHistory {
+  losses: number[];
+  grad_norms: number[];
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]!;
@@ -31,9 +37,21 @@ export class DivergenceGuard {
   private pending: { step: number; path: string } | undefined;
   private good: string | undefined;
 
-  /** `factor` 0 turns the comparison off (a non-finite loss still diverges). `resumedFrom`: known good. */
-  constructor(private readonly factor: number, private readonly patience: number, resumedFrom?: string) {
+  /**
+   * `factor` 0 turns the comparison off (a non-finite loss still diverges). `resumedFrom`: known good, with the
+   * recent levels recorded in its checkpoint (`history()` then), so a resumed run judges its first updates too.
+   */
+  constructor(private readonly factor: number, private readonly patience: number, resumedFrom?: string, history?: GuardHistory) {
     this.good = resumedFrom;
+    if (history) {
+      this.losses.push(...history.losses.slice(-WINDOW));
+      this.norms.push(...history.grad_norms.slice(-WINDOW));
+    }
+  }
+
+  /** The normal updates' recent losses and gradient norms (saved in checkpoints). */
+  history(): GuardHistory {
+    return { losses: [...this.losses], grad_norms: [...this.norms] };
   }
 
   /** The loss and gradient norm of update `step` (computed with the weights after update step − 1). */

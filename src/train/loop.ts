@@ -9,16 +9,17 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { DistillError, MismatchError } from '../core/errors.js';
-import { DEFAULT_CONFIG, totalUpdates, type TrainConfig } from '../config.js';
-import { linearWarmupDecay } from './adamw.js';
+import { DistillError, InputError, MismatchError } from '../core/errors.js';
+import { totalUpdates, type TrainConfig } from '../config.js';
+import { scheduleFactor, type Schedule } from './adamw.js';
+import { describeChanges, resumedConfig } from './resume.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 import { UpdateStep, backendAdamW, distillObjective } from './step.js';
 import { acquireRunLock, holdsRun, moveAside } from './run-dir.js';
 import { DivergenceGuard } from './divergence.js';
 import {
   latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint, setAsideCheckpointsAfter,
-  CHECKPOINT_FORMAT, type CheckpointHooks, type TrainerState,
+  CHECKPOINT_FORMAT, type CheckpointHooks, type ResumeRecord, type TrainerState,
 } from './checkpoint.js';
 import { writeFileAtomic } from '../core/safetensors.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
@@ -79,6 +80,11 @@ export interface TrainOptions {
   config: TrainConfig;
   runDir: string;
   resume: boolean;
+  /**
+   * The config keys the user set explicitly (--set, --backend, ...): on --resume these change the run where they
+   * may (src/train/resume.ts); every other key continues as the checkpoint recorded it.
+   */
+  overridden?: (keyof TrainConfig)[];
   /** Override of max_steps: the run's length, which the learning-rate schedule spans. */
   maxSteps?: number;
   /** Stop (with a checkpoint) after this many updates in this invocation; --resume continues the same schedule. */
@@ -145,10 +151,14 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
 async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line: string) => void): Promise<TrainSummary> {
   removeIncompleteCheckpoints(opts.runDir);
 
-  // --- Resume: the architecture, config and position come from the checkpoint. ---
+  // --- Resume: the architecture, config and position come from the checkpoint; only keys asked for change. ---
+  const asked = new Set(opts.overridden ?? []);
   let config = opts.config;
+  if (opts.maxSteps !== undefined) { config = { ...config, max_steps: opts.maxSteps }; asked.add('max_steps'); }
+  if (opts.checkpointEvery !== undefined) { config = { ...config, checkpoint_every: opts.checkpointEvery }; asked.add('checkpoint_every'); }
   let resumeFrom: string | undefined;
   let state: TrainerState | undefined;
+  let changed: ResumeRecord['changed'] = {};
   if (opts.resume) {
     resumeFrom = latestCheckpoint(opts.runDir);
     if (!resumeFrom) throw new DistillError(`--resume: ${join(opts.runDir, 'checkpoints')} holds no complete checkpoint`, 'start without --resume, or point --out at the run folder');
@@ -156,11 +166,14 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
     if (state.world_size !== comm.size) {
       throw new MismatchError(`--resume: the checkpoint was written by ${state.world_size} process(es), this run has ${comm.size}`, `launch with the same number of ranks (mpirun -np ${state.world_size})`);
     }
-    config = { ...DEFAULT_CONFIG, ...state.config }; // keys added since the checkpoint was written take their defaults
-    log(`resuming from ${resumeFrom} (update ${state.step})`);
+    const resumed = resumedConfig(state.config, config, asked);
+    ({ config, changed } = resumed);
+    if (resumed.ignored.length > 0) {
+      log(`--resume continues with the run's own config (from its checkpoint); the config given differs in ${resumed.ignored.join(', ')}: ignored `
+        + '(--resume --set KEY=VALUE changes the keys that may change)');
+    }
+    log(`resuming from ${resumeFrom} (update ${state.step}); ${Object.keys(changed).length > 0 ? `changed: ${describeChanges(changed)}` : 'nothing changed'}`);
   }
-  if (opts.maxSteps !== undefined) config = { ...config, max_steps: opts.maxSteps };
-  if (opts.checkpointEvery !== undefined) config = { ...config, checkpoint_every: opts.checkpointEvery };
 
   // --- Backend, teacher, corpus, student. ---
   const backend: BackendChoice = await selectBackend(config.backend ?? undefined);
@@ -203,10 +216,27 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
     batchSize: config.batch_size, rank: comm.rank, world: comm.size, seed: config.seed, bucketWidth: config.bucket_width, padId: tok.padId,
   });
   const weights = tokenWeights(readTokenCounts(config.corpus), tok.specialIds, config.mlm_smoothing);
-  const total = state?.total_updates ?? totalUpdates(config, reader.batchesPerEpoch());
-  const maxSteps = config.max_steps ?? total;
-  const stopAt = Math.min(maxSteps, opts.stopAfter !== undefined ? (state?.step ?? 0) + opts.stopAfter : maxSteps);
-  const warmup = Math.ceil(config.warmup_prop * total);
+  // The learning-rate schedule: warm-up then linear decay to 0 at the run's last update. A resume that changes
+  // the run's length keeps the warm-up and continues on the schedule of a run planned that long (adamw.ts).
+  let schedule: Schedule;
+  if (state) {
+    const recorded = state.schedule ?? { warmup: Math.ceil(config.warmup_prop * state.total_updates), total: state.total_updates };
+    const wanted = 'max_steps' in changed || 'epochs' in changed ? totalUpdates(config, reader.batchesPerEpoch()) : recorded.total;
+    if (wanted < state.step) {
+      throw new InputError(`--resume: the run has done ${state.step} updates; a length of ${wanted} would end it before now`, `give max_steps ≥ ${state.step}`);
+    }
+    schedule = { warmup: recorded.warmup, total: wanted };
+    if (wanted !== recorded.total) {
+      const before = state.config.lr * scheduleFactor(Math.max(0, state.step - 1), recorded);
+      log(`the schedule now ends at update ${wanted} (was ${recorded.total}), as if the run had been planned that long: the learning rate `
+        + `goes from ${before.toPrecision(3)} (update ${state.step}) to ${(config.lr * scheduleFactor(state.step, schedule)).toPrecision(3)} (update ${state.step + 1}), then decays linearly to 0 at update ${wanted}`);
+    }
+  } else {
+    const updates = totalUpdates(config, reader.batchesPerEpoch());
+    schedule = { warmup: Math.ceil(config.warmup_prop * updates), total: updates };
+  }
+  const total = schedule.total;
+  const stopAt = Math.min(total, opts.stopAfter !== undefined ? (state?.step ?? 0) + opts.stopAfter : total);
 
   const optimizer = backendAdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
   if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
@@ -220,6 +250,15 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   if (comm.rank === 0) truncateMetrics(metricsPath, state?.metrics_lines ?? 0);
   let metricsLines = state?.metrics_lines ?? 0;
   if (comm.rank === 0) writeFileAtomic(join(opts.runDir, 'config.json'), JSON.stringify(config, null, 1) + '\n');
+  // A resume that changed the run is recorded: in every later checkpoint's trainer_state.json, and as a line of
+  // metrics.jsonl ({"event":"resume",...}) between the updates before and after it.
+  const resumes: ResumeRecord[] = [...(state?.resumes ?? [])];
+  if (state && Object.keys(changed).length > 0) {
+    const record: ResumeRecord = { step: state.step, time: new Date().toISOString(), changed };
+    resumes.push(record);
+    if (comm.rank === 0) appendFileSync(metricsPath, JSON.stringify({ event: 'resume', ...record }) + '\n');
+    metricsLines++;
+  }
 
   // The config carries the loss weights and the masking split under their reference names.
   const lossWeights: LossWeights = config;
@@ -261,7 +300,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   let lastLoss = NaN;
   // Divergence: a loss or gradient norm far above its recent level for a few updates in a row stops the run,
   // naming the last checkpoint known to be good (the update after it was normal) and setting later ones aside.
-  const guard = new DivergenceGuard(config.divergence_factor, config.divergence_patience, resumeFrom);
+  const guard = new DivergenceGuard(config.divergence_factor, config.divergence_patience, resumeFrom, state?.divergence_history);
   const diverged = (message: string): TrainingDivergedError => {
     const good = guard.lastGood();
     const setAside = comm.rank === 0 ? setAsideCheckpointsAfter(opts.runDir, good) : [];
@@ -273,8 +312,9 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const checkpointNow = (cursor: Cursor): void => {
     if (comm.rank !== 0) return;
     const st: TrainerState = {
-      format_version: CHECKPOINT_FORMAT, step, total_updates: total, cursor, tokens: tokensSoFar,
+      format_version: CHECKPOINT_FORMAT, step, total_updates: total, schedule, cursor, tokens: tokensSoFar,
       elapsed_s: elapsedBefore + (performance.now() - started) / 1000, metrics_lines: metricsLines, config, world_size: comm.size,
+      divergence_history: guard.history(), resumes,
     };
     lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, st, config.teacher, config.keep_checkpoints, opts.checkpointHooks, guard.lastGood());
     guard.wroteCheckpoint(step, lastCheckpoint);
@@ -284,7 +324,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   try {
     while (step < stopAt) {
       const updateStarted = performance.now();
-      const lr = config.lr * linearWarmupDecay(step, warmup, total);
+      const lr = config.lr * scheduleFactor(step, schedule);
       const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_mse: 0 };
       let updateTokens = 0;
       for (let micro = 0; micro < config.grad_accum; micro++) {
@@ -348,7 +388,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
         appendFileSync(metricsPath, JSON.stringify(m) + '\n');
         metricsLines++;
       }
-      opts.onUpdate?.(m, maxSteps);
+      opts.onUpdate?.(m, total);
       const every = config.checkpoint_every;
       // No periodic checkpoint while the loss is abnormal: it would push good ones out.
       if ((every > 0 && step % every === 0 && !guard.inStreak()) || step === stopAt || stopNow) {
