@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileFormatError, MismatchError } from '../src/core/errors.js';
 import { prepareCorpus, readCorpusMeta, type CorpusMeta } from './prepare.js';
+import { validateShards } from './shards.js';
 import { writePublicDomainText, type PublicCorpusName } from './public-domain.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
 
@@ -45,5 +46,10 @@ export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer
     throw new MismatchError(`${join(config.corpus, 'meta.json')}: the corpus was prepared with another tokenizer than the teacher's (${tok.info.source})`,
       'prepare it again with the teacher folder as --tokenizer');
   }
+  if (maxPositions !== undefined && meta.max_length > maxPositions) {
+    throw new MismatchError(`${join(config.corpus, 'meta.json')}: the corpus holds sequences of up to ${meta.max_length} tokens, the teacher has ${maxPositions} positions`,
+      `prepare it again with --max-length ${maxPositions} (or less)`);
+  }
+  await validateShards(config.corpus, meta);
   return meta;
 }

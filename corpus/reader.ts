@@ -102,8 +102,11 @@ export class CorpusReader {
       } catch (e) {
         throw new FileFormatError(path, `cannot read: ${(e as Error).message}`, 'prepare the corpus again');
       }
-      const reader = RecordBatchReader.from(bytes);
-      this.shardCache = { shard: unit.shard, batches: [...reader] };
+      try {
+        this.shardCache = { shard: unit.shard, batches: [...RecordBatchReader.from(bytes)] };
+      } catch (e) {
+        throw new FileFormatError(path, `not a readable Arrow file: ${(e as Error).message}`, 'the shard is damaged: prepare the corpus again');
+      }
     }
     const rb = this.shardCache.batches[unit.recordBatch];
     if (!rb) throw new FileFormatError(join(this.dir, this.meta.shards[unit.shard]!.file), `record batch ${unit.recordBatch} is missing`, 'prepare the corpus again');
@@ -118,6 +121,13 @@ export class CorpusReader {
     const data = column.data[0]!;
     const offsets = data.valueOffsets as Int32Array;
     const values = data.children[0]!.values as Int32Array;
+    // Ids outside the vocabulary would reach the teacher's embedding lookup as an onnxruntime error.
+    const vocab = this.meta.tokenizer.vocab_size;
+    for (let i = 0; i < values.length; i++) {
+      if (values[i]! < 0 || values[i]! >= vocab) {
+        throw new FileFormatError(join(this.dir, this.meta.shards[unit.shard]!.file), `record batch ${unit.recordBatch} holds token id ${values[i]}, outside the vocabulary (0…${vocab - 1})`, 'the shard is damaged: prepare the corpus again');
+      }
+    }
     return { offsets: offsets.subarray(data.offset, data.offset + data.length + 1), values, count: data.length };
   }
 

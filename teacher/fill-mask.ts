@@ -2,7 +2,16 @@
 // the top-k tokens with their softmax probabilities, as transformers' fill-mask pipeline ranks them.
 
 import { InputError } from '../src/core/errors.js';
-import type { Teacher } from './teacher.js';
+import type { TeacherBatch } from './teacher.js';
+import type { WordPieceTokenizer } from '../corpus/tokenizer.js';
+
+/** What fill-mask needs of a model: the teacher (ONNX), an exported student, or a student run in tfjs. */
+export interface MaskedLanguageModel {
+  tokenizer: WordPieceTokenizer;
+  config: { maxPositions: number; vocabSize: number };
+  /** Logits [B, T, V], row-major. */
+  forward(batch: TeacherBatch): Promise<{ logits: Float32Array }>;
+}
 
 export interface MaskPrediction {
   token: string;
@@ -24,7 +33,7 @@ export interface EncodedInput {
   maskPositions: number[];
 }
 
-export function encodeFillMaskInput(model: Teacher, input: FillMaskInput): EncodedInput {
+export function encodeFillMaskInput(model: MaskedLanguageModel, input: FillMaskInput): EncodedInput {
   const tok = model.tokenizer;
   const ids = tok.encode(tok.normalizeMaskMarkers(input.text));
   const maskPositions = ids.flatMap((id, i) => (id === tok.maskId ? [i] : []));
@@ -61,7 +70,7 @@ export function topKSoftmax(row: Float32Array, k: number): { id: number; score: 
 }
 
 /** Run a batch of inputs (right-padded to the longest) and rank the tokens at every mask. */
-export async function fillMask(model: Teacher, inputs: FillMaskInput[], topK: number): Promise<FillMaskResult[]> {
+export async function fillMask(model: MaskedLanguageModel, inputs: FillMaskInput[], topK: number): Promise<FillMaskResult[]> {
   if (!Number.isInteger(topK) || topK < 1 || topK > model.config.vocabSize) {
     throw new InputError(`top-k ${topK} must be a whole number from 1 to the vocabulary size ${model.config.vocabSize}`);
   }

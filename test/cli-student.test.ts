@@ -37,7 +37,8 @@ describe('distill init-student', () => {
   it('refuses a non-empty --out without --force, and a layer the teacher lacks', () => {
     const again = runCli(['init-student', '--teacher', TINY, '--out', studentDir]);
     expect(again.status).toBe(1);
-    expect(again.stderr).toMatch(/already exists and is not empty/);
+    expect(again.stderr).toMatch(/already exists and holds files \(given as --out\)/);
+    expect(again.stderr).toMatch(/hint: choose another --out, or pass --force to move the old folder aside/);
     const bad = runCli(['init-student', '--teacher', TINY, '--out', join(work, 'bad'), '--layers', '0,4']);
     expect(bad.stderr).toMatch(/teacher layer 4 does not exist \(the teacher has layers 0\.\.3\)/);
   });

@@ -1,7 +1,8 @@
 // Paths and small helpers shared by the tests.
 import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, join, relative } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { selectBackend } from '../student/kernels/backend.js';
 
@@ -108,4 +109,18 @@ export function expectWeightsAgree(d: WeightDifference, lrs: number[], lr: numbe
   const sum = lrs.reduce((a, b) => a + b, 0);
   if (!(d.maxAbsInLr <= (2 * sum) / lr)) throw new Error(`largest weight difference ${d.maxAbsInLr} lr exceeds 2·Σ lr_t = ${(2 * sum) / lr} lr`);
   if (!(d.rmsInLr < 0.05)) throw new Error(`root mean square weight difference ${d.rmsInLr} lr exceeds 0.05 lr`);
+}
+
+/** A digest of every file under `dir` (names and bytes): equal digests, nothing changed. */
+export function folderDigest(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else h.update(relative(dir, p)).update(readFileSync(p));
+    }
+  };
+  walk(dir);
+  return h.digest('hex');
 }

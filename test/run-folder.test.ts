@@ -3,15 +3,14 @@
 // update with a checkpoint from which --resume continues exactly.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { latestCheckpoint } from '../src/train/checkpoint.js';
 import { DivergenceGuard } from '../src/train/divergence.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
-import { REPO, TINY, folderWeights } from './helpers.js';
+import { REPO, TINY, folderDigest, folderWeights } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'distill-run-folder-'));
 const configPath = join(work, 'config.json');
@@ -28,19 +27,7 @@ beforeAll(() => {
   expect(runCli(['train', '--config', configPath, '--out', join(work, 'warm'), '--max-steps', '1']).status).toBe(0);
 });
 
-/** A digest of every file under `dir` (names and bytes): equal digests, nothing changed. */
-function digest(dir: string): string {
-  const h = createHash('sha256');
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else h.update(relative(dir, p)).update(readFileSync(p));
-    }
-  };
-  walk(dir);
-  return h.digest('hex');
-}
+const digest = folderDigest;
 
 function metricLines(runDir: string): number {
   const path = join(runDir, 'metrics.jsonl');

@@ -70,6 +70,28 @@ export function readBatchFile(path: string): BatchFile {
   };
 }
 
+/**
+ * The batch's values against the vocabulary, before the teacher sees them (an id outside it would surface as
+ * onnxruntime's Gather error): input ids in [0, V), attention 0 or 1, labels -100 or in [0, V).
+ */
+function checkBatchValues(path: string, batch: BatchFile, vocabSize: number, vocabSource: string): void {
+  const T = batch.seqLen;
+  const where = (i: number): string => `[${Math.floor(i / T)}, ${i % T}]`;
+  for (let i = 0; i < batch.maskedInputIds.length; i++) {
+    const id = batch.maskedInputIds[i]!;
+    if (id < 0 || id >= vocabSize) {
+      throw new FileFormatError(path, `masked_input_ids${where(i)} is ${id}, outside the vocabulary of ${vocabSize} tokens (${vocabSource})`,
+        'the batch was made with another tokenizer, or for another teacher: make it with this teacher\'s tokenizer');
+    }
+    const a = batch.attentionMask[i]!;
+    if (a !== 0 && a !== 1) throw new FileFormatError(path, `attention_mask${where(i)} is ${a}`, 'attention_mask holds 1 for real tokens and 0 for padding');
+    const label = batch.mlmLabels[i]!;
+    if (label !== -100 && (label < 0 || label >= vocabSize)) {
+      throw new FileFormatError(path, `mlm_labels${where(i)} is ${label}, neither -100 (not a target) nor a token id below ${vocabSize}`);
+    }
+  }
+}
+
 export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchResult> {
   const backend = await selectBackend(opts.backend);
   const batch = readBatchFile(opts.batch);
@@ -82,6 +104,7 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
       throw new MismatchError(`teacher and student do not fit: ${join(opts.teacher, 'config.json')} has vocab_size ${tc.vocabSize}, hidden_size ${tc.hiddenSize}; `
         + `${join(opts.student, 'config.json')} has vocab_size ${sc.vocab_size}, dim ${sc.dim}`, 'initialise the student from this teacher: distill init-student');
     }
+    checkBatchValues(opts.batch, batch, tc.vocabSize, join(opts.teacher, 'config.json'));
     const { batchSize: B, seqLen: T } = batch;
     const rows = lossRows(batch.attentionMask, batch.mlmLabels, B, T, sc.vocab_size);
     const t = await teacher.forward({ inputIds: batch.maskedInputIds, attentionMask: batch.attentionMask, batchSize: B, seqLen: T });

@@ -1,31 +1,34 @@
 // distill export: the student as ONNX, in a model folder that fill-mask and --teacher accept.
 
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FileFormatError, InputError } from '../core/errors.js';
 import { SafetensorsFile, writeFileAtomic } from '../core/safetensors.js';
+import { claimOutputFolder } from '../core/folders.js';
 import { choiceOption } from '../options.js';
 import { readStudentConfig } from '../../student/config.js';
 import { studentParamSpecs } from '../../student/model.js';
 import { copyTokenizerFiles } from '../../student/io.js';
 import { studentToOnnx } from '../../student/export-onnx.js';
 
-interface ExportOptions { student: string; format: 'onnx'; out: string }
+interface ExportOptions { student: string; format: 'onnx'; out: string; force: boolean }
 
-export function runExport(opts: ExportOptions): { out: string; bytes: number } {
+export function runExport(opts: ExportOptions): { out: string; bytes: number; moved_aside?: string } {
   const config = readStudentConfig(opts.student);
   const path = join(opts.student, 'model.safetensors');
   if (!existsSync(path)) throw new FileFormatError(path, 'missing', 'a student folder holds model.safetensors (init-student or a checkpoint)');
   const file = SafetensorsFile.read(path);
   const weights = new Map(studentParamSpecs(config).map((s) => [s.name, file.getFloat32(s.name, s.hfShape)]));
-  if (opts.out === opts.student) throw new InputError('--out must differ from --student');
-  mkdirSync(opts.out, { recursive: true });
+  if (resolve(opts.out) === resolve(opts.student)) throw new InputError('--out must differ from --student', 'export into a new folder, e.g. --out STUDENT-onnx');
+  // A folder with files is never overwritten in place: a stale model-hidden.onnx left there would be preferred
+  // over the new model.onnx by --teacher.
+  const moved = claimOutputFolder(opts.out, opts.force, '--out');
   const bytes = studentToOnnx(config, weights);
   writeFileAtomic(join(opts.out, 'model.onnx'), bytes);
   copyFileSync(join(opts.student, 'config.json'), join(opts.out, 'config.json'));
   copyTokenizerFiles(opts.student, opts.out);
-  return { out: opts.out, bytes: bytes.byteLength };
+  return { out: opts.out, bytes: bytes.byteLength, ...(moved ? { moved_aside: moved } : {}) };
 }
 
 export function registerExport(program: Command): void {
@@ -37,6 +40,7 @@ export function registerExport(program: Command): void {
       + 'folder works as --model for fill-mask and as --teacher.')
     .requiredOption('--student <dir>', 'student folder (config.json + model.safetensors)')
     .option('--format <format>', 'export format', choiceOption('--format', ['onnx'] as const), 'onnx')
-    .requiredOption('--out <dir>', 'output folder')
+    .requiredOption('--out <dir>', 'output folder (new or empty)')
+    .option('--force', 'export into an --out that holds files: the old folder is moved to OUT.old-<time> first (never deleted)', false)
     .action((opts: ExportOptions) => { process.stdout.write(JSON.stringify(runExport(opts)) + '\n'); });
 }

@@ -5,8 +5,14 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { FileFormatError, InputError } from '../core/errors.js';
 import { choiceOption, intOption } from '../options.js';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { Teacher } from '../../teacher/teacher.js';
-import { cardFormat, fillMask, scoresFormat, type FillMaskInput, type FillMaskResult } from '../../teacher/fill-mask.js';
+import { cardFormat, fillMask, scoresFormat, type FillMaskInput, type FillMaskResult, type MaskedLanguageModel } from '../../teacher/fill-mask.js';
+import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { loadStudent } from '../../student/io.js';
+import { selectBackend } from '../../student/kernels/backend.js';
 
 interface FillMaskOptions {
   model: string;
@@ -43,7 +49,7 @@ function format(result: FillMaskResult, scores: boolean): unknown {
 }
 
 /** Stream a JSONL file, one {"text": ...} per line, writing one JSON result per line as batches finish. */
-async function streamJsonl(model: Teacher, file: string, opts: FillMaskOptions): Promise<number> {
+async function streamJsonl(model: MaskedLanguageModel, file: string, opts: FillMaskOptions): Promise<number> {
   if (!existsSync(file)) throw new FileFormatError(file, 'no such file (given as --input)');
   const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
   let pending: FillMaskInput[] = [];
@@ -73,10 +79,39 @@ async function streamJsonl(model: Teacher, file: string, opts: FillMaskOptions):
   return count;
 }
 
+/** A student folder without ONNX (init-student's output, a training checkpoint): the student run in tfjs. */
+async function studentMaskedLM(dir: string): Promise<MaskedLanguageModel & { release(): Promise<void> }> {
+  await selectBackend(undefined);
+  const student = loadStudent(dir);
+  const tokenizer = WordPieceTokenizer.fromDir(dir);
+  return {
+    tokenizer,
+    config: { maxPositions: student.config.max_position_embeddings, vocabSize: student.config.vocab_size },
+    forward: async ({ inputIds, attentionMask, batchSize, seqLen }) => {
+      const logits = tf.tidy(() => student.forward(tf.tensor2d(inputIds, [batchSize, seqLen], 'int32'), tf.tensor2d(attentionMask, [batchSize, seqLen], 'int32'), { training: false }).logits);
+      const values = Float32Array.from(await logits.data() as Float32Array);
+      logits.dispose();
+      return { logits: values };
+    },
+    release: () => Promise.resolve(student.dispose()),
+  };
+}
+
+/** Whether `dir` holds an ONNX graph onnxruntime can run (else a student folder is run in tfjs). */
+function hasOnnx(dir: string): boolean {
+  return ['model.onnx', 'model-hidden.onnx', join('onnx', 'model.onnx')].some((f) => existsSync(join(dir, f)));
+}
+
 export async function runFillMask(opts: FillMaskOptions): Promise<void> {
   if (!opts.text && !opts.input) throw new InputError('give --text "..." or --input FILE', 'e.g. --text "Paris is the [MASK] of France."');
   if (opts.text && opts.input) throw new InputError('give either --text or --input, not both');
-  const model = await Teacher.load(opts.model, { hiddenStates: 'none', threads: opts.threads, optionName: '--model' });
+  assertModelDir(opts.model, '--model');
+  const isStudentFolder = !hasOnnx(opts.model) && existsSync(join(opts.model, 'model.safetensors')) && readEncoderConfig(opts.model).modelType === 'distilbert';
+  if (isStudentFolder) {
+    process.stderr.write(`${opts.model} holds a student without ONNX (a checkpoint or init-student's folder): running it with tfjs `
+      + `(distill export --student ${opts.model} --out DIR gives an ONNX folder onnxruntime runs faster)\n`);
+  }
+  const model = isStudentFolder ? await studentMaskedLM(opts.model) : await Teacher.load(opts.model, { hiddenStates: 'none', threads: opts.threads, optionName: '--model' });
   try {
     if (opts.input && opts.inputFormat === 'jsonl') {
       await streamJsonl(model, opts.input, opts);
@@ -101,10 +136,11 @@ export function registerFillMask(program: Command): void {
   program
     .command('fill-mask')
     .summary('rank the tokens a masked-LM puts at each [MASK]')
-    .description('Rank the tokens a masked-LM (a teacher, or an exported student) puts at each [MASK].\n'
+    .description('Rank the tokens a masked-LM puts at each [MASK]: a teacher or an exported student (ONNX, onnxruntime), or a\n'
+      + 'student folder without ONNX, such as a training checkpoint (run with tfjs).\n'
       + 'Prints a JSON array, one entry per input: {"0": best token, "1": next, ...} (one such object per mask\n'
       + 'when an input has several). [MASK] and [mask] both work, for cased and uncased models.')
-    .requiredOption('--model <dir>', 'model folder: config.json, tokenizer.json or vocab.txt, model.onnx')
+    .requiredOption('--model <dir>', 'model folder: config.json, tokenizer.json or vocab.txt, and model.onnx (or a student\'s model.safetensors)')
     .option('--text <text...>', 'one or more texts with [MASK] in them')
     .option('--input <file>', 'a file of inputs: the model card\'s {"inputs": {"input_string": [...]}} JSON, or JSONL (see --input-format)')
     .option('--input-format <format>', 'card: the JSON above; jsonl: one {"text": ...} per line, streamed, results written line by line',

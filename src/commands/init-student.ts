@@ -1,9 +1,10 @@
 // distill init-student: a DistilBERT student folder initialised from a BERT teacher (extract_distilbert.py).
 
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { InputError, MismatchError } from '../core/errors.js';
+import { MismatchError } from '../core/errors.js';
+import { claimOutputFolder } from '../core/folders.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { intListOption } from '../options.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
@@ -25,6 +26,8 @@ export interface InitStudentSummary {
   teacher_layers: number[];
   parameters: number;
   config: Record<string, unknown>;
+  /** Where the folder that was at --out went (--force). */
+  moved_aside?: string;
 }
 
 export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
@@ -34,11 +37,9 @@ export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
   if (tokenizer.vocabSize !== teacherConfig.vocabSize) {
     throw new MismatchError(`vocabulary sizes disagree: ${tokenizer.info.source} has ${tokenizer.vocabSize} tokens, ${join(opts.teacher, 'config.json')} says vocab_size ${teacherConfig.vocabSize}`);
   }
-  if (existsSync(opts.out) && readdirSync(opts.out).length > 0 && !opts.force) {
-    throw new InputError(`${opts.out} already exists and is not empty`, 'choose another --out, or pass --force to overwrite the student files in it');
-  }
   const layers = opts.layers ?? defaultStudentLayers(teacherConfig.numLayers);
   const { config, weights } = studentWeightsFromTeacher(opts.teacher, teacherConfig, layers, tokenizer.padId);
+  const moved = claimOutputFolder(opts.out, opts.force, '--out');
   writeStudentFolder(config, weights, opts.out, { distill_teacher_layers: layers.join(',') });
   copyTokenizerFiles(opts.teacher, opts.out);
   if (opts.onnx) {
@@ -47,7 +48,7 @@ export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
     writeFileAtomic(join(opts.out, 'onnx', 'model.onnx'), studentToOnnx(config, weights));
   }
   const parameters = [...weights.values()].reduce((n, w) => n + w.length, 0);
-  return { out: opts.out, teacher_layers: layers, parameters, config: { ...config } };
+  return { out: opts.out, teacher_layers: layers, parameters, config: { ...config }, ...(moved ? { moved_aside: moved } : {}) };
 }
 
 export function registerInitStudent(program: Command): void {
@@ -60,7 +61,7 @@ export function registerInitStudent(program: Command): void {
     .requiredOption('--teacher <dir>', 'teacher folder with config.json, model.safetensors and the tokenizer')
     .requiredOption('--out <dir>', 'where to write the student folder')
     .option('--layers <list>', 'teacher layers to copy, comma-separated (default: half the depth, evenly spaced)', intListOption('--layers'))
-    .option('--force', 'overwrite the student files in a non-empty --out', false)
+    .option('--force', 'write into an --out that holds files: the old folder is moved to OUT.old-<time> first (never deleted)', false)
     .option('--no-onnx', 'do not write onnx/model.onnx (the ONNX graph transformers.js loads)')
     .action((opts: InitStudentOptions) => {
       const summary = runInitStudent(opts);

@@ -2,12 +2,14 @@
 
 import type { Command } from 'commander';
 import { choiceOption, intOption } from '../options.js';
+import { claimOutputFolder } from '../core/folders.js';
 import { BERT_SHAPES, writeRandomTeacher, type MadeTeacher } from '../../teacher/make-teacher.js';
 
-interface MakeTeacherOptions { shape: keyof typeof BERT_SHAPES; out: string; seed: number }
+interface MakeTeacherOptions { shape: keyof typeof BERT_SHAPES; out: string; seed: number; force: boolean }
 
-export function runMakeTeacher(opts: MakeTeacherOptions): MadeTeacher {
-  return writeRandomTeacher(opts.out, BERT_SHAPES[opts.shape], opts.seed);
+export function runMakeTeacher(opts: MakeTeacherOptions): MadeTeacher & { moved_aside?: string } {
+  const moved = claimOutputFolder(opts.out, opts.force, '--out');
+  return { ...writeRandomTeacher(opts.out, BERT_SHAPES[opts.shape], opts.seed), ...(moved ? { moved_aside: moved } : {}) };
 }
 
 export function registerMakeTeacher(program: Command): void {
@@ -20,7 +22,8 @@ export function registerMakeTeacher(program: Command): void {
       + 'for the ONNX and the safetensors file), tiny = the embedded tiny teacher\'s shape. Its predictions mean nothing: it is for\n'
       + '`distill bench --teacher DIR`. Prints {dir, parameters, onnxBytes} as JSON.')
     .option('--shape <shape>', 'base or tiny', choiceOption('--shape', ['base', 'tiny'] as const), 'base')
-    .requiredOption('--out <dir>', 'folder to write (replaced if it exists)')
+    .requiredOption('--out <dir>', 'folder to write (new or empty)')
+    .option('--force', 'write into an --out that holds files: the old folder is moved to OUT.old-<time> first (never deleted)', false)
     .option('--seed <n>', 'seed of the random weights', intOption('--seed', 0), 0)
     .action((o: MakeTeacherOptions) => {
       process.stdout.write(JSON.stringify(runMakeTeacher(o)) + '\n');

@@ -1,7 +1,10 @@
 // distill prepare: raw text → Arrow token shards (see corpus/prepare.ts for the rules).
 
 import type { Command } from 'commander';
-import { assertModelDir } from '../core/model-dir.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../core/errors.js';
+import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { choiceOption, intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
@@ -10,7 +13,8 @@ import { prepareCorpus, type CorpusMeta } from '../../corpus/prepare.js';
 export interface PrepareCommandOptions {
   tokenizer: string;
   out: string;
-  maxLength: number;
+  /** Absent: the tokenizer folder's model positions (config.json max_position_embeddings), else 512. */
+  maxLength?: number;
   shardSequences: number;
   minLength: number;
   onBadLine: 'error' | 'skip';
@@ -19,9 +23,20 @@ export interface PrepareCommandOptions {
 export async function runPrepare(inputs: string[], opts: PrepareCommandOptions): Promise<CorpusMeta> {
   assertModelDir(opts.tokenizer, '--tokenizer');
   const tok = WordPieceTokenizer.fromDir(opts.tokenizer);
+  // The sequences must fit the model the tokenizer belongs to: at most its positions.
+  const positions = existsSync(join(opts.tokenizer, 'config.json')) ? readEncoderConfig(opts.tokenizer).maxPositions : undefined;
+  const maxLength = opts.maxLength ?? positions ?? 512;
+  if (positions !== undefined && maxLength > positions) {
+    throw new InputError(`--max-length ${maxLength} is more than the ${positions} positions of the model in ${opts.tokenizer} (config.json max_position_embeddings)`,
+      `leave --max-length out (it defaults to ${positions}) or give at most ${positions}`);
+  }
+  if (maxLength < opts.minLength) {
+    throw new InputError(`--max-length ${maxLength} is below --min-length ${opts.minLength}: every sequence would be cut into pieces too short to keep`,
+      `raise --max-length (the model takes up to ${positions ?? 512} tokens) or lower --min-length`);
+  }
   const bar = new ProgressReporter('prepare');
   const meta = await prepareCorpus(tok, {
-    outDir: opts.out, inputs, maxLength: opts.maxLength, shardSequences: opts.shardSequences, minLength: opts.minLength, onBadLine: opts.onBadLine,
+    outDir: opts.out, inputs, maxLength, shardSequences: opts.shardSequences, minLength: opts.minLength, onBadLine: opts.onBadLine,
     onProgress: (p) => bar.update({
       fraction: p.totalBytes ? p.bytesRead / p.totalBytes : undefined,
       text: `${(p.bytesRead / 1e6 / Math.max(p.elapsedS, 1e-3)).toFixed(1)} MB/s  ${formatCount(p.tokens / Math.max(p.elapsedS, 1e-3))} tok/s  ${formatCount(p.sequences)} seqs`,
@@ -43,7 +58,7 @@ export function registerPrepare(program: Command): void {
     .argument('<inputs...>', 'text files or folders')
     .requiredOption('--tokenizer <dir>', 'folder with tokenizer.json or vocab.txt (a teacher folder)')
     .requiredOption('--out <dir>', 'output folder for the shards')
-    .option('--max-length <n>', 'longest sequence in tokens, [CLS]/[SEP] included (the model\'s positions)', intOption('--max-length', 3, 1 << 20), 512)
+    .option('--max-length <n>', 'longest sequence in tokens, [CLS]/[SEP] included (default: the positions of the model in --tokenizer, e.g. 512 for BERT; 512 without its config.json)', intOption('--max-length', 3, 1 << 20))
     .option('--min-length <n>', 'drop sequences shorter than this, [CLS]/[SEP] included (12: the reference drops ≤ 11)', intOption('--min-length', 0), 12)
     .option('--shard-sequences <n>', 'sequences per shard file', intOption('--shard-sequences', 1), 50_000)
     .option('--on-bad-line <what>', 'a line that is binary, not UTF-8 or broken JSONL: error (stop, naming file:line) or skip (counted in meta.json)',

@@ -31,7 +31,14 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeReport> {
   if (o.task.length === 0) throw new InputError('give at least one --task DIR', 'make the built-in tasks with: distill probe-data DIR');
   const tasks = o.task.map((dir) => {
     const t = loadTask(dir);
-    if (o.limit) { t.train = t.train.slice(0, o.limit); t.dev = t.dev.slice(0, Math.ceil(o.limit / 2)); }
+    if (o.limit) {
+      t.train = t.train.slice(0, o.limit);
+      t.dev = t.dev.slice(0, Math.ceil(o.limit / 2));
+      const present = new Set(t.train.map((e) => e.label));
+      if (t.spec.kind === 'classification' && present.size < 2) {
+        throw new InputError(`--limit ${o.limit}: the first ${t.train.length} training examples of ${t.spec.name} all have the label "${t.train[0]!.label}"`, 'raise --limit so that the examples cover at least two classes');
+      }
+    }
     return t;
   });
   const bar = new ProgressReporter('probe');

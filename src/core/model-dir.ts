@@ -105,6 +105,9 @@ export function findOnnxFile(dir: string, wantHiddenStates: boolean): string {
     const p = join(dir, c);
     if (existsSync(p)) return p;
   }
-  throw new FileFormatError(join(dir, 'model.onnx'), 'missing (and so are model-hidden.onnx and onnx/model.onnx)',
-    'export the teacher to ONNX: `optimum-cli export onnx --model NAME --task fill-mask DIR`, or torch.onnx.export of BertForMaskedLM');
+  // A student folder (init-student's output, a training checkpoint) has weights but no ONNX until exported.
+  const isStudent = existsSync(join(dir, 'model.safetensors')) && existsSync(join(dir, 'config.json')) && readJsonObject(join(dir, 'config.json'))['model_type'] === 'distilbert';
+  throw new FileFormatError(join(dir, 'model.onnx'), 'missing (and so are model-hidden.onnx and onnx/model.onnx)', isStudent
+    ? `this is a student folder (a checkpoint or init-student's output): export it first with \`distill export --student ${dir} --out ${dir}-onnx\`, then use ${dir}-onnx`
+    : 'export the teacher to ONNX: `optimum-cli export onnx --model NAME --task fill-mask DIR`, or torch.onnx.export of BertForMaskedLM');
 }

@@ -22,6 +22,8 @@ export interface TaskSpec {
   header: boolean;
   metrics: MetricName[];
   devFile: string;
+  /** The task's labels (GLUE's); absent: the labels train.tsv holds. */
+  labels?: string[];
 }
 
 export interface Example { texts: string[]; label: string }
@@ -35,14 +37,16 @@ export interface Task {
   classes: string[];
 }
 
+const BINARY = ['0', '1'];
+
 const KNOWN: Record<string, Omit<TaskSpec, 'name'>> = {
-  'sst-2': { kind: 'classification', text: ['sentence'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv' },
-  cola: { kind: 'classification', text: [3], label: 1, header: false, metrics: ['matthews'], devFile: 'dev.tsv' },
-  mrpc: { kind: 'classification', text: ['#1 String', '#2 String'], label: 'Quality', header: true, metrics: ['accuracy', 'f1'], devFile: 'dev.tsv' },
-  qqp: { kind: 'classification', text: ['question1', 'question2'], label: 'is_duplicate', header: true, metrics: ['accuracy', 'f1'], devFile: 'dev.tsv' },
-  rte: { kind: 'classification', text: ['sentence1', 'sentence2'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv' },
-  qnli: { kind: 'classification', text: ['question', 'sentence'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv' },
-  mnli: { kind: 'classification', text: ['sentence1', 'sentence2'], label: 'gold_label', header: true, metrics: ['accuracy'], devFile: 'dev_matched.tsv' },
+  'sst-2': { kind: 'classification', text: ['sentence'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv', labels: BINARY },
+  cola: { kind: 'classification', text: [3], label: 1, header: false, metrics: ['matthews'], devFile: 'dev.tsv', labels: BINARY },
+  mrpc: { kind: 'classification', text: ['#1 String', '#2 String'], label: 'Quality', header: true, metrics: ['accuracy', 'f1'], devFile: 'dev.tsv', labels: BINARY },
+  qqp: { kind: 'classification', text: ['question1', 'question2'], label: 'is_duplicate', header: true, metrics: ['accuracy', 'f1'], devFile: 'dev.tsv', labels: BINARY },
+  rte: { kind: 'classification', text: ['sentence1', 'sentence2'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv', labels: ['entailment', 'not_entailment'] },
+  qnli: { kind: 'classification', text: ['question', 'sentence'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv', labels: ['entailment', 'not_entailment'] },
+  mnli: { kind: 'classification', text: ['sentence1', 'sentence2'], label: 'gold_label', header: true, metrics: ['accuracy'], devFile: 'dev_matched.tsv', labels: ['contradiction', 'entailment', 'neutral'] },
   'sts-b': { kind: 'regression', text: ['sentence1', 'sentence2'], label: 'score', header: true, metrics: ['pearson', 'spearman'], devFile: 'dev.tsv' },
 };
 
@@ -69,7 +73,12 @@ export function readTsv(path: string, spec: TaskSpec): Example[] {
   if (!existsSync(path)) throw new FileFormatError(path, 'missing', `a ${spec.name} folder holds train.tsv and ${spec.devFile}`);
   const lines = readFileSync(path, 'utf8').split(/\r?\n/).filter((l) => l.length > 0);
   let columns: string[] = [];
-  if (spec.header) columns = lines.shift()!.split('\t');
+  if (spec.header) {
+    const header = lines.shift();
+    if (header === undefined) throw new FileFormatError(path, 'empty: no header line and no examples', `a ${spec.name} file starts with the header line of GLUE's ${spec.name} files, then one example per line`);
+    columns = header.split('\t');
+  }
+  if (lines.length === 0) throw new FileFormatError(path, 'no examples', 'one example per line, tab-separated, after the header');
   const index = (c: string | number, what: string): number => {
     if (typeof c === 'number') return c;
     const i = columns.indexOf(c);
@@ -88,12 +97,44 @@ export function readTsv(path: string, spec: TaskSpec): Example[] {
 
 export function loadTask(dir: string): Task {
   const spec = taskSpecFor(dir);
-  const train = readTsv(join(dir, 'train.tsv'), spec);
-  const dev = readTsv(join(dir, spec.devFile), spec);
-  if (train.length === 0 || dev.length === 0) throw new FileFormatError(dir, `no examples (train ${train.length}, dev ${dev.length})`);
-  const classes = spec.kind === 'classification' ? [...new Set(train.map((e) => e.label))].sort() : [];
+  const trainPath = join(dir, 'train.tsv');
+  const devPath = join(dir, spec.devFile);
+  const train = readTsv(trainPath, spec);
+  const dev = readTsv(devPath, spec);
+  // Line numbers of the examples in their file (the header counts).
+  const at = (path: string, i: number): string => `${path}:${i + 1 + (spec.header ? 1 : 0)}`;
   if (spec.kind === 'regression') {
-    for (const e of [...train, ...dev]) if (!Number.isFinite(Number(e.label))) throw new FileFormatError(dir, `label "${e.label}" is not a number (${spec.name} is a regression task)`);
+    for (const [path, examples] of [[trainPath, train], [devPath, dev]] as const) {
+      const bad = examples.findIndex((e) => !Number.isFinite(Number(e.label)) || e.label === '');
+      if (bad >= 0) throw new FileFormatError(at(path, bad), `label "${examples[bad]!.label}" is not a number (${spec.name} is a regression task)`);
+    }
+    return { spec, dir, train, dev, classes: [] };
+  }
+  // Classification: the labels are the task's (GLUE's set), or else those of train.tsv, which must not mix whole
+  // numbers with words (a "spam" among 0/1 labels is a typo, not a third class).
+  let classes: string[];
+  if (spec.labels) {
+    classes = [...spec.labels];
+  } else {
+    classes = [...new Set(train.map((e) => e.label))].sort();
+    const numeric = classes.filter((c) => /^-?\d+$/.test(c));
+    if (numeric.length > 0 && numeric.length < classes.length) {
+      const odd = train.findIndex((e) => !/^-?\d+$/.test(e.label));
+      throw new FileFormatError(at(trainPath, odd), `label "${train[odd]!.label}" is not a whole number like the task's other labels (${numeric.join(', ')})`,
+        'fix the label; a classification task\'s labels are all whole numbers or all words');
+    }
+  }
+  for (const [path, examples] of [[trainPath, train], [devPath, dev]] as const) {
+    const bad = examples.findIndex((e) => !classes.includes(e.label));
+    if (bad >= 0) {
+      throw new FileFormatError(at(path, bad), `label "${examples[bad]!.label}" is not one of the task's labels (${classes.join(', ')})`,
+        spec.labels ? `${spec.name}'s labels are GLUE's: ${classes.join(', ')}` : 'every dev label must occur in train.tsv');
+    }
+  }
+  const present = new Set(train.map((e) => e.label));
+  if (present.size < 2) {
+    throw new FileFormatError(trainPath, `every example has the label "${train[0]!.label}": a classifier needs at least two classes to learn`,
+      'give train.tsv examples of each class');
   }
   return { spec, dir, train, dev, classes };
 }

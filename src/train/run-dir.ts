@@ -4,10 +4,11 @@
 // says what they want: --resume (continue it) or --force (start over, with the old run moved aside, never
 // deleted).
 
-import { existsSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, readdirSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { DistillError } from '../core/errors.js';
+export { moveAside } from '../core/folders.js';
 
 const LOCK = '.distill-lock';
 
@@ -71,13 +72,4 @@ export function holdsRun(runDir: string): boolean {
   if (!existsSync(runDir)) return false;
   return ['config.json', 'metrics.jsonl'].some((f) => existsSync(join(runDir, f)))
     || (existsSync(join(runDir, 'checkpoints')) && readdirSync(join(runDir, 'checkpoints')).length > 0);
-}
-
-/** Move a run folder aside (never deleted): RUN → RUN.old-<timestamp>. Returns where it went. */
-export function moveAside(runDir: string): string {
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  let target = join(dirname(runDir), `${basename(runDir)}.old-${stamp}`);
-  for (let i = 1; existsSync(target); i++) target = join(dirname(runDir), `${basename(runDir)}.old-${stamp}-${i}`);
-  renameSync(runDir, target);
-  return target;
 }
