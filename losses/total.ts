@@ -110,6 +110,8 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   if (pass) {
     const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
     if (soft.probs.length !== headRows.length * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${headRows.length}, ${V}]`);
+    // One temperature: the teacher's soft targets were made at it (in its graph), the loss scales by it.
+    if (soft.temperature !== weights.temperature) throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${weights.temperature}`);
     const { embeddings, bias } = student.projector();
     const f = pass(transformed, embeddings, bias, soft, {
       mlmRows: mlmLocal, mlmLabels: rows.maskedLabels, alpha_ce: weights.alpha_ce, alpha_mlm: weights.alpha_mlm, alpha_mse: weights.alpha_mse,
@@ -126,6 +128,7 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   // The same in tfjs ops, one loss per file: from the teacher's logits, or from its soft targets.
   const soft = teacher.logits ? undefined : teacher.soft!;
   if (soft && soft.probs.length !== headRows.length * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${headRows.length}, ${V}]`);
+  if (soft && soft.temperature !== weights.temperature) throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${weights.temperature}`);
   const { embeddings, bias } = student.projector();
   const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
   const tLogits = teacher.logits ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]

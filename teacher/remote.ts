@@ -63,7 +63,8 @@ export class RemoteTeacher {
   }
 
   /** Start the worker; `needLogits`: requests may ask for raw logits (MSE loss, unfused losses). */
-  static start(dir: string, options: TeacherOptions, needLogits = false): Promise<RemoteTeacher> {
+  /** `softTargetTemperature`: the temperature of every soft target this teacher gives (built into its graph). */
+  static start(dir: string, options: TeacherOptions & { softTargetTemperature: number }, needLogits = false): Promise<RemoteTeacher> {
     const worker = new Worker(workerScript(), { workerData: { dir, options, needLogits } });
     return new Promise((resolve, reject) => {
       const onMessage = (msg: { kind: string; message?: string; hint?: string; vocabSize?: number; hiddenSize?: number; nodesByProvider?: Record<string, number> }): void => {

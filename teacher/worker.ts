@@ -1,12 +1,13 @@
 // The teacher in a worker thread: runs the ONNX forward and prepares the soft targets of the KL rows, so
 // the main thread (the student) never waits for either while the next batch is in flight. Messages:
-//   in:  { kind: 'forward', id, inputIds, attentionMask, batchSize, seqLen, softRows, temperature, keepLogits, fullLogits }
+//   in:  { kind: 'forward', id, inputIds, attentionMask, batchSize, seqLen, softRows, keepLogits, fullLogits }
+// The temperature of the soft targets is the worker's, fixed when it starts (built into the teacher's graph).
 //   out: { kind: 'result', id, lastHidden, soft, logits?, busyMs } | { kind: 'error', id, message, hint }
 // Large arrays travel as transferred buffers (no copy).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Teacher, type TeacherOptions } from './teacher.js';
-import { selectSoftRows, teacherSoftTargets } from './soft-targets.js';
+import { selectSoftRows } from './soft-targets.js';
 import { DistillError } from '../src/core/errors.js';
 
 export interface ForwardRequest {
@@ -18,7 +19,6 @@ export interface ForwardRequest {
   seqLen: number;
   /** Rows (b·T + t) whose soft targets the KL needs. */
   softRows: Int32Array;
-  temperature: number;
   /** Keep the raw logits of softRows (the MSE loss needs them). */
   keepLogits: boolean;
   /** Send the full [B, T, V] logits back too. */
@@ -27,7 +27,8 @@ export interface ForwardRequest {
 
 interface WorkerInit {
   dir: string;
-  options: TeacherOptions;
+  /** softTargetTemperature is set: the soft targets are computed inside the teacher's graph at it. */
+  options: TeacherOptions & { softTargetTemperature: number };
   needLogits: boolean;
 }
 
@@ -53,9 +54,8 @@ async function main(): Promise<void> {
       .then((out) => {
         const V = teacher.config.vocabSize;
         // The graph computed p = softmax(t/τ) and Σ p log p (softTargetNodes); keep the requested rows.
-        const soft = out.soft && msg.temperature === init.options.softTargetTemperature
-          ? selectSoftRows(out.soft.probs, out.soft.negEntropy, msg.softRows, V, msg.temperature, msg.keepLogits ? out.logits : undefined)
-          : teacherSoftTargets(out.logits, msg.softRows, V, msg.temperature, msg.keepLogits);
+        if (!out.soft) throw new DistillError('the teacher graph gave no soft targets (softTargetNodes were not added)');
+        const soft = selectSoftRows(out.soft.probs, out.soft.negEntropy, msg.softRows, V, init.options.softTargetTemperature, msg.keepLogits ? out.logits : undefined);
         const lastHidden = out.hiddenStates[out.hiddenStates.length - 1]!;
         const transfer: ArrayBuffer[] = [lastHidden.buffer as ArrayBuffer, soft.probs.buffer as ArrayBuffer, soft.negEntropy.buffer as ArrayBuffer];
         if (soft.logits) transfer.push(soft.logits.buffer as ArrayBuffer);

@@ -70,6 +70,12 @@ for (const backend of ['wasm', 'cpu'] as BackendName[]) {
         { lastHidden: teacherLast, soft }, RECIPE_LOSS_WEIGHTS, { training: false }, { fused: false }).values());
       expect(relDiff(values.loss_ce, reference.loss_ce)).toBeLessThan(1e-4);
       expect(relDiff(values.loss, reference.loss_total)).toBeLessThan(1e-4);
+      // One temperature: soft targets made at τ = 2 are refused by a loss at τ = 3, on both routes.
+      for (const fused of [true, false]) {
+        expect(() => tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows,
+          { lastHidden: teacherLast, soft }, { ...RECIPE_LOSS_WEIGHTS, temperature: 3 }, { training: false }, { fused })))
+          .toThrow(/teacher soft targets are at temperature 2, the loss is at 3/);
+      }
     });
 
     for (const fused of [true, false]) it(`gradient norm within 1e-3 relative, and every per-parameter norm (${fused ? 'fused host pass' : 'tfjs ops'})`, () => {

@@ -70,7 +70,7 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
         const inputIds = file.getInt32(`batch.${i}.masked_input_ids`);
         const attentionMask = file.getInt32(`batch.${i}.attention_mask`);
         const rows = lossRows(attentionMask, file.getInt32(`batch.${i}.mlm_labels`), B, T, teacherConfig.vocabSize);
-        const t = await teacher.forward({ inputIds, attentionMask, batchSize: B, seqLen: T, softRows: rows.realRows, temperature: ref.temperature, keepLogits: false, fullLogits: false });
+        const t = await teacher.forward({ inputIds, attentionMask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: false, fullLogits: false });
         const parts = lossNumbers(await update.accumulate(distillObjective(student,
           { inputIds, attentionMask, batchSize: B, seqLen: T, rows, teacher: { lastHidden: t.lastHidden, soft: t.soft } },
           weights, { training: true, dropoutSeed: i })));

@@ -78,7 +78,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const mask = new Int32Array(B * T).fill(1);
   const labels = Int32Array.from(ids, (id) => (rng.next() < 0.15 ? id : -100));
   const rows = lossRows(mask, labels, B, T, V);
-  const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, temperature: 2, keepLogits: false, fullLogits: false };
+  const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: false, fullLogits: false };
 
   // The training loop's update step: forward + backward, clipping (one asynchronous read of the norm), AdamW.
   const update = new UpdateStep(student.variables(), optimizer, { gradAccum: 1, maxGradNorm: 5 });

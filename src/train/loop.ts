@@ -288,7 +288,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
     const run = rowsOfLoss
       ? teacher.forward({
         inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen, softRows: config.restrict_ce_to_mask ? rowsOfLoss.maskedRows : rowsOfLoss.realRows,
-        temperature: config.temperature, keepLogits: config.alpha_mse !== 0, fullLogits: false,
+        keepLogits: config.alpha_mse !== 0, fullLogits: false,
       })
       : Promise.resolve(undefined);
     return { batch, inputIds, attentionMask, labels, rows, lossRows: rowsOfLoss, counts, teacher: run };
