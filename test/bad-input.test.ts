@@ -164,4 +164,14 @@ describe('folders are never overwritten without asking', () => {
     expect(readdirSync(out).sort()).toEqual(['config.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt'].filter((f) => existsSync(join(student, f)) || f === 'model.onnx'));
     expect(existsSync(join(out, 'model-hidden.onnx'))).toBe(false); // no stale graph left for --teacher to prefer
   });
+
+  it('probe-data and make-teacher refuse a folder with files the same way', () => {
+    const dir = join(work, 'my-tasks');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'notes.txt'), 'mine');
+    const before = folderDigest(dir);
+    expectCleanError(runCli(['probe-data', dir]), /my-tasks already exists and holds files \(given as DIR\)/);
+    expectCleanError(runCli(['make-teacher', '--shape', 'tiny', '--out', dir]), /my-tasks already exists and holds files \(given as --out\)/);
+    expect(folderDigest(dir)).toBe(before);
+  });
 });

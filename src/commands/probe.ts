@@ -7,6 +7,7 @@ import { choiceOption, floatOption, intOption } from '../options.js';
 import { ProgressReporter } from '../progress.js';
 import { BACKEND_NAMES, type BackendName } from '../../student/kernels/backend.js';
 import { loadTask, writeProbeData } from '../probe/tasks.js';
+import { claimOutputFolder } from '../core/folders.js';
 import { extractFeatures, studentEncoder, teacherEncoder, type FeatureEncoder, type Pooling } from '../probe/features.js';
 import { linearProbe } from '../probe/linear.js';
 import { finetuneStudent } from '../probe/finetune.js';
@@ -121,9 +122,11 @@ export function registerProbe(program: Command): void {
     .description('Write the built-in probe tasks in GLUE layout: spam-ham (SpamAssassin e-mails, single sentence, label 1 = spam)\n'
       + 'and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the second follows\n'
       + 'the first). Deterministic splits.')
-    .argument('<dir>', 'output folder')
+    .argument('<dir>', 'output folder (new or empty)')
     .option('--per-class <n>', 'training examples per class (dev gets half as many)', intOption('--per-class', 10), 400)
-    .action((dir: string, o: { perClass: number }) => {
+    .option('--force', 'write into a DIR that holds files: the old folder is moved to DIR.old-<time> first (never deleted)', false)
+    .action((dir: string, o: { perClass: number; force: boolean }) => {
+      claimOutputFolder(dir, o.force, 'DIR');
       process.stdout.write(JSON.stringify(writeProbeData(dir, o.perClass)) + '\n');
     });
 }
