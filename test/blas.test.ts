@@ -5,52 +5,19 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../student/kernels/backend.js';
 import { blasColumnSums, loadBlas, productGeometry } from '../student/kernels/blas.js';
-import { kernelBeforeOurs as kernelBeforeBlas, productsOnBlas } from '../student/kernels/products.js';
-import { PRODUCT_CASES } from './product-cases.js';
+import { describeProductCases } from './product-cases.js';
 import { erf, geluOps } from '../student/kernels/gelu.js';
 import { gelu } from '../student/model.js';
 import { TINY, maxAbsDiff } from './helpers.js';
 import { runCli } from './cli-helpers.js';
 
-function random(n: number, seed: number): Float32Array {
-  let s = seed;
-  return Float32Array.from({ length: n }, () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648 - 0.5;
-  });
-}
-const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
+import { random } from './product-cases.js';
 
 const blas = loadBlas();
 if (!blas) console.warn('blas.test.ts: no BLAS library (libopenblas.so.0) found: the BLAS product tests are skipped; apt-get install libopenblas0-pthread');
 
-describe.skipIf(!blas)('BatchMatMul on a native BLAS', () => {
-  for (const c of PRODUCT_CASES) {
-    it(`${c.name}: equals tfjs's own cpu kernel on wasm and cpu`, async () => {
-      const a = random(size(c.a), c.a.length * 31 + 1);
-      const b = random(size(c.b), c.b.length * 17 + 2);
-      // tfjs's own cpu kernel, the reference.
-      await selectBackend('cpu');
-      expect(productsOnBlas('cpu')).toBe(true);
-      const original = kernelBeforeBlas('cpu')!;
-      const expected = tf.tidy(() => {
-        const info = original({ inputs: { a: tf.tensor(a, c.a), b: tf.tensor(b, c.b) }, backend: tf.backend(), attrs: { transposeA: c.ta, transposeB: c.tb } } as never) as tf.TensorInfo;
-        const t = tf.engine().makeTensorFromTensorInfo(info);
-        return { shape: t.shape, values: Float32Array.from(t.dataSync() as Float32Array) };
-      });
-      for (const backend of ['cpu', 'wasm'] as const) {
-        await selectBackend(backend);
-        expect(productsOnBlas(backend)).toBe(true);
-        const got = tf.tidy(() => {
-          const t = tf.matMul(tf.tensor(a, c.a), tf.tensor(b, c.b), c.ta, c.tb);
-          return { shape: t.shape, values: Float32Array.from(t.dataSync() as Float32Array) };
-        });
-        expect(got.shape, backend).toEqual(expected.shape);
-        expect(maxAbsDiff(got.values, expected.values), backend).toBeLessThan(1e-5);
-      }
-      expect(expected.values.some((v) => Math.abs(v) > 0.01)).toBe(true);
-    });
-  }
+describe.skipIf(!blas)(`BatchMatMul on the product engine (${blas?.description ?? 'none'})`, () => {
+  describeProductCases();
 
   it('gradients through transposed products equal those of the plain formulation', async () => {
     await selectBackend('wasm');

@@ -84,25 +84,29 @@ function distillBench(teacher: string, batch: number, steps: number, env: Record
 }
 
 /**
- * distill bench (products on the installed BLAS, and as a fresh `npm install` runs it: no BLAS) and the
- * PyTorch peer on the same shape, one table.
+ * distill bench three ways: products on the engine this machine picks (OpenBLAS where installed), as a fresh
+ * `npm install` runs it (no system BLAS: onnxruntime's MLAS, DISTILL_BLAS=ort), and on tfjs-wasm's own kernels
+ * (DISTILL_BLAS=off, the last resort); then the PyTorch peer on the same shape. One table.
  */
 function benchStep(teacher: string, shape: 'tiny' | 'base', batch: number, steps: number): string {
   const o = distillBench(teacher, batch, steps);
-  const fresh = o.matmul !== o.backend ? distillBench(teacher, batch, steps, { DISTILL_BLAS: 'off' }) : undefined;
+  const onOrt = o.matmul.startsWith('onnxruntime');
+  const fresh = onOrt ? o : distillBench(teacher, batch, steps, { DISTILL_BLAS: 'ort' });
+  const own = distillBench(teacher, batch, steps, { DISTILL_BLAS: 'off' });
   const peer = spawnSync('/usr/bin/python3', [PEER, 'bench', '--shape', shape, '--batch', String(batch), '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
   const p = peer.status === 0 ? (JSON.parse(peer.stdout.trim().split('\n').at(-1)!) as PeerRun) : undefined;
   const f = (n: number): string => Math.round(n).toLocaleString('en-US');
   const ratio = (a: number, b: number | undefined): string => (b ? (a / b).toFixed(2) : '–');
-  const products = o.matmul !== o.backend ? `products on ${o.matmul.split(' ').slice(0, 2).join(' ')}` : 'its own products';
+  const installed = onOrt ? 'no system BLAS installed' : `products on ${o.matmul.split(' ').slice(0, 2).join(' ')}`;
+  const cells = (k: keyof StepRun & `${string}_per_s`): string => `${onOrt ? 'same as fresh install' : f(o[k])} | ${f(fresh[k])} | ${f(own[k])}`;
   const rows = [
-    `| ${shape} shape, batch ${batch} × 128 | distill (tfjs ${o.backend}, ${products}) | distill, fresh npm install (tfjs ${o.backend}, no BLAS) | PyTorch CPU peer${p ? ` (torch ${p.torch}, ${p.threads} threads)` : ''} | distill / peer | fresh install / peer |`,
-    '|---|---|---|---|---|---|',
-    `| whole distillation step, tokens/s | ${f(o.distill_tokens_per_s)} | ${fresh ? f(fresh.distill_tokens_per_s) : 'same'} | ${p ? f(p.distill_tokens_per_s) : 'not run'} | ${ratio(o.distill_tokens_per_s, p?.distill_tokens_per_s)} | ${ratio((fresh ?? o).distill_tokens_per_s, p?.distill_tokens_per_s)} |`,
-    `| teacher forward, tokens/s | ${f(o.teacher_fwd_tokens_per_s)} | ${fresh ? f(fresh.teacher_fwd_tokens_per_s) : 'same'} | ${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | ${ratio(o.teacher_fwd_tokens_per_s, p?.teacher_fwd_tokens_per_s)} | – |`,
-    `| student forward + backward + AdamW alone, tokens/s | ${f(o.student_step_tokens_per_s)} | ${fresh ? f(fresh.student_step_tokens_per_s) : 'same'} | – | – | – |`,
+    `| ${shape} shape, batch ${batch} × 128 | distill (tfjs ${o.backend}, ${installed}) | distill, fresh npm install (products on onnxruntime's MLAS) | distill, tfjs-wasm's own products (DISTILL_BLAS=off) | PyTorch CPU peer${p ? ` (torch ${p.torch}, ${p.threads} threads)` : ''} | fresh install / OpenBLAS | fresh install / peer |`,
+    '|---|---|---|---|---|---|---|',
+    `| whole distillation step, tokens/s | ${cells('distill_tokens_per_s')} | ${p ? f(p.distill_tokens_per_s) : 'not run'} | ${onOrt ? '–' : ratio(fresh.distill_tokens_per_s, o.distill_tokens_per_s)} | ${ratio(fresh.distill_tokens_per_s, p?.distill_tokens_per_s)} |`,
+    `| teacher forward, tokens/s | ${cells('teacher_fwd_tokens_per_s')} | ${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | – | – |`,
+    `| student forward + backward + AdamW alone, tokens/s | ${cells('student_step_tokens_per_s')} | – | ${onOrt ? '–' : ratio(fresh.student_step_tokens_per_s, o.student_step_tokens_per_s)} | – |`,
   ];
-  rows.push('', `Student matrix products: ${o.matmul}${fresh ? '; fresh install: tfjs-wasm\'s own (XNNPACK, one thread)' : ''}.`);
+  rows.push('', `Student matrix products: ${o.matmul}; fresh install: ${fresh.matmul}; DISTILL_BLAS=off: tfjs-wasm's own (XNNPACK, one thread).`);
   if (!p) rows.push('', `PyTorch peer not run (${PEER}: needs apt-get install -y python3-torch libopenblas0-pthread): ${peer.stderr?.split('\n').slice(-2).join(' ') ?? ''}`);
   return rows.join('\n');
 }
@@ -194,15 +198,17 @@ function benchQuickStart(): string {
     // The corpus is prepared once (by a one-update run) so that both timings are of training alone.
     quickStart(join(work, 'warm'), {}, ['--max-steps', '1']);
     const withBlas = quickStart(join(work, 'tiny'), {});
-    const fresh = quickStart(join(work, 'tiny-fresh'), { DISTILL_BLAS: 'off' });
+    const fresh = quickStart(join(work, 'tiny-fresh'), { DISTILL_BLAS: 'ort' });
+    const own = quickStart(join(work, 'tiny-own'), { DISTILL_BLAS: 'off' });
     const f2 = (n: number): string => n.toFixed(2);
     const row = (name: string, q: QuickStartRun): string =>
       `| ${name} | ${q.summary.steps} | ${q.seconds.toFixed(0)} | ${Math.round(q.summary.tokens_per_s).toLocaleString('en-US')} | ${f2(q.first['loss']!)} → ${f2(q.last['loss']!)} | ${f2(q.first['loss_ce']!)} → ${f2(q.last['loss_ce']!)} | ${q.first['loss_cos']!.toFixed(3)} → ${q.last['loss_cos']!.toFixed(3)} |`;
     const rows = [
       '| npx distill train --config configs/tiny.json | updates | wall s | training tokens/s | loss | loss_ce | loss_cos |',
       '|---|---|---|---|---|---|---|',
-      row('with OpenBLAS (`apt-get install libopenblas0-pthread`)', withBlas),
-      row('fresh `npm install` (no BLAS: DISTILL_BLAS=off)', fresh),
+      row(`as installed here (products: ${loadBlas()?.description ?? 'tfjs\'s own'})`, withBlas),
+      row('fresh `npm install` (no system BLAS: products on onnxruntime\'s MLAS, DISTILL_BLAS=ort)', fresh),
+      row('tfjs-wasm\'s own products (DISTILL_BLAS=off)', own),
     ];
     // The probe walkthrough on the student of the run with OpenBLAS.
     const tasks = join(work, 'probe-tasks');

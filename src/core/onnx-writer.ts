@@ -48,11 +48,11 @@ export class OnnxGraphBuilder {
     this.outputs.push(valueInfo(name, elemType, dims));
   }
 
-  /** Add a node; returns its (first) output name. */
-  node(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, output?: string): string {
+  /** Add a node (of the standard domain, or e.g. onnxruntime's 'com.microsoft'); returns its (first) output name. */
+  node(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, output?: string, domain?: string): string {
     const out = output ?? this.name(opType.toLowerCase());
     this.nodes.push({
-      opType, input: inputs, output: [out], name: this.name(`node_${opType}`),
+      opType, input: inputs, output: [out], name: this.name(`node_${opType}`), ...(domain ? { domain } : {}),
       attribute: Object.entries(attributes).map(([name, v]) => attribute(name, v)),
     });
     return out;
@@ -106,11 +106,12 @@ export class OnnxGraphBuilder {
     return this.node('Reshape', [this.node('Transpose', [context], { perm: [0, 2, 1, 3] }), mergedShape]); // [B, T, H]
   }
 
-  encode(graphName: string, opset: number, producer: string): Uint8Array {
+  /** The model's bytes; `domains` adds opset imports for other domains (e.g. { 'com.microsoft': 1 }). */
+  encode(graphName: string, opset: number, producer: string, domains: Record<string, number> = {}): Uint8Array {
     return onnx.ModelProto.encode({
       irVersion: 8,
       producerName: producer,
-      opsetImport: [{ domain: '', version: opset }],
+      opsetImport: [{ domain: '', version: opset }, ...Object.entries(domains).map(([domain, version]) => ({ domain, version }))],
       graph: { name: graphName, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs },
     }).finish();
   }

@@ -10,13 +10,16 @@
 // either way (test/blas.test.ts compares this kernel with tfjs's `cpu` one).
 //
 // Which library: DISTILL_BLAS=/path/to/lib (any library exporting cblas_sgemm), else the first of
-// libopenblas.so.0 / libopenblas.so / libopenblas.dylib / Accelerate that loads. Threads: DISTILL_BLAS_THREADS,
-// else OpenBLAS's own default (OPENBLAS_NUM_THREADS, else one per core), divided between the ranks that
+// libopenblas.so.0 / libopenblas.so / libopenblas.dylib / Accelerate that loads, else onnxruntime's MLAS
+// (ort-gemm.ts: the GEMM inside onnxruntime-node, which every install has; DISTILL_BLAS=ort forces it).
+// DISTILL_BLAS=off: the tfjs backends' own kernels. Threads: DISTILL_BLAS_THREADS, else OpenBLAS's own default
+// (OPENBLAS_NUM_THREADS, else one per core) or one per core for onnxruntime, divided between the ranks that
 // mpirun starts on one machine.
 
 import koffi from 'koffi';
 import { availableParallelism } from 'node:os';
 import { DistillError } from '../../src/core/errors.js';
+import { loadOrtGemm } from './ort-gemm.js';
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -28,11 +31,13 @@ type Sgemm = (order: number, transA: number, transB: number, M: number, N: numbe
 export interface Blas {
   /** The library file that was loaded. */
   library: string;
-  /** OpenBLAS's build description (e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX"), else the library name. */
+  /** OpenBLAS's build description (e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX"), "onnxruntime 1.30.0 MLAS", else the library name. */
   description: string;
   /** Threads the library uses per product (0 when it does not say). */
   threads: number;
   sgemm: Sgemm;
+  /** A whole batch of products in one call, where the engine has it (onnxruntime); else one sgemm per product. */
+  batchedProduct?: (g: ProductGeometry, a: Float32Array, b: Float32Array, out: Float32Array) => void;
 }
 
 const CANDIDATES = ['libopenblas.so.0', 'libopenblas.so', 'libopenblas.dylib',
@@ -46,6 +51,11 @@ export function loadBlas(): Blas | null {
   loaded = null;
   const requested = process.env['DISTILL_BLAS'];
   if (requested === 'off' || requested === '0') return loaded;
+  if (requested === 'ort' || requested === 'onnxruntime') {
+    loaded = loadOrtGemm(productThreads());
+    if (!loaded) throw new DistillError(`DISTILL_BLAS=${requested}: onnxruntime's library (inside onnxruntime-node) cannot be loaded`, 'reinstall the dependencies (npm install), or set DISTILL_BLAS=off');
+    return loaded;
+  }
   const names = requested ? [requested] : CANDIDATES;
   for (const library of names) {
     let lib: ReturnType<typeof koffi.load>;
@@ -90,7 +100,21 @@ export function loadBlas(): Blas | null {
     loaded = { library, description, threads, sgemm };
     return loaded;
   }
+  // No system BLAS: onnxruntime's MLAS, which every install has (ort-gemm.ts).
+  loaded = loadOrtGemm(productThreads());
   return loaded;
+}
+
+/** Threads for a product engine that does not choose its own: DISTILL_BLAS_THREADS, else the cores shared between mpirun's local ranks. */
+function productThreads(): number {
+  const wanted = process.env['DISTILL_BLAS_THREADS'];
+  if (wanted !== undefined) {
+    const n = Number(wanted);
+    if (!Number.isInteger(n) || n < 1) throw new DistillError(`DISTILL_BLAS_THREADS=${wanted} is not a whole number of threads`, 'set it to 1 or more, or unset it');
+    return n;
+  }
+  const localRanks = Number(process.env['OMPI_COMM_WORLD_LOCAL_SIZE'] ?? 1);
+  return Math.max(1, Math.floor(availableParallelism() / Math.max(1, localRanks)));
 }
 
 /** Geometry of one BatchMatMul call: out[g] = op(a[g]) @ op(b[g]), with a batch of 1 broadcast. */
@@ -136,6 +160,10 @@ export function blasProduct(blas: Blas, g: ProductGeometry, a: Float32Array, b: 
   if (M === 0 || N === 0) return;
   if (K === 0) {
     out.fill(0);
+    return;
+  }
+  if (g.batch > 1 && blas.batchedProduct) {
+    blas.batchedProduct(g, a, b, out);
     return;
   }
   const lda = g.transposeA ? M : K;

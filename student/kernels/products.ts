@@ -1,11 +1,12 @@
 // Matrix products: the one BatchMatMul kernel of each CPU backend, chosen once at start (registerProducts).
 //
-//   wasm + a BLAS   cblas_sgemm on the operands' wasm memory, transposed operands by flag (blas.ts)
+//   wasm + a BLAS   cblas_sgemm on the operands' wasm memory, transposed operands by flag (blas.ts); without a
+//                   system BLAS the same call goes to onnxruntime's MLAS (ort-gemm.ts), which every install has
 //   wasm alone      XNNPACK's 2-D path, product by product: tfjs-wasm's own kernel takes that fast path only
 //                   for one untransposed product and is ~10× slower for transposed operands and batches
 //                   (../shared/anchors.md). A transposed operand is first copied transposed (tfjs-wasm's
 //                   Transpose kernel), then each product of the batch runs on views into the operands.
-//   cpu + a BLAS    cblas_sgemm on the operands' values
+//   cpu + a BLAS    cblas_sgemm (or MLAS) on the operands' values
 //   cpu alone       tfjs's own kernel
 //
 // So the student, the losses and their gradients call tf.matMul with transpose flags and nothing else. On

@@ -1,0 +1,35 @@
+// The fresh-install product engine: onnxruntime's MLAS through its C API (student/kernels/ort-gemm.ts),
+// forced here with DISTILL_BLAS=ort even where OpenBLAS is installed. Every product shape the student uses
+// against tfjs's own cpu kernel; the multi-update PyTorch reference on this path is updates-wasm-ort.test.ts.
+import { describe, expect, it } from 'vitest';
+import { loadBlas } from '../student/kernels/blas.js';
+import { describeProductCases } from './product-cases.js';
+import { runCli } from './cli-helpers.js';
+import { TINY } from './helpers.js';
+
+process.env['DISTILL_BLAS'] = 'ort';
+
+describe('BatchMatMul on onnxruntime\'s MLAS', () => {
+  it('is the engine DISTILL_BLAS=ort loads, named as onnxruntime with its version and threads', () => {
+    const engine = loadBlas()!;
+    expect(engine.description).toMatch(/^onnxruntime \d+\.\d+\.\d+ MLAS$/);
+    expect(engine.library).toMatch(/onnxruntime/);
+    expect(engine.threads).toBeGreaterThanOrEqual(1);
+  });
+
+  describeProductCases();
+
+  it('refuses arguments it does not implement (alpha ≠ 1, beta ≠ 0, strided operands) instead of computing something else', () => {
+    const { sgemm } = loadBlas()!;
+    const a = new Float32Array(6);
+    const c = new Float32Array(4);
+    expect(() => sgemm(101, 111, 111, 2, 2, 3, 2, a, 3, a, 2, 0, c, 2)).toThrow(/alpha 1 and beta 0 only|alpha 2/);
+    expect(() => sgemm(101, 111, 111, 2, 2, 3, 1, a, 4, a, 2, 0, c, 2)).toThrow(/lda 4/);
+  });
+
+  it('distill bench names it as the engine of the products', () => {
+    const r = runCli(['bench', '--teacher', TINY, '--batch', '2', '--seq', '16', '--steps', '1', '--backend', 'wasm'], { env: { DISTILL_BLAS: 'ort' } });
+    expect(r.status, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { matmul: string }).matmul).toMatch(/^onnxruntime \d+\.\d+\.\d+ MLAS, \d+ threads$/);
+  });
+});
