@@ -19,7 +19,7 @@
 import koffi from 'koffi';
 import { availableParallelism } from 'node:os';
 import { DistillError } from '../../src/core/errors.js';
-import { loadOrtGemm } from './ort-gemm.js';
+import { loadOrtGemm, type BatchGeometry } from './ort-gemm.js';
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -118,15 +118,7 @@ function productThreads(): number {
 }
 
 /** Geometry of one BatchMatMul call: out[g] = op(a[g]) @ op(b[g]), with a batch of 1 broadcast. */
-export interface ProductGeometry {
-  batch: number;
-  batchA: number;
-  batchB: number;
-  M: number;
-  K: number;
-  N: number;
-  transposeA: boolean;
-  transposeB: boolean;
+export interface ProductGeometry extends BatchGeometry {
   outShape: number[];
 }
 

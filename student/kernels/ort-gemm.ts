@@ -59,7 +59,7 @@ export interface OrtGemm {
   batchedProduct: (g: BatchGeometry, a: Float32Array, b: Float32Array, out: Float32Array) => void;
 }
 
-/** What a batched product needs of blas.ts's ProductGeometry. */
+/** out[i] = op(a[i]) op(b[i]) over a batch (batchA or batchB may be 1: broadcast); blas.ts's ProductGeometry adds the output shape. */
 export interface BatchGeometry {
   batch: number;
   batchA: number;
