@@ -4,8 +4,9 @@
 // pre-allocated one (a 4096 × 6144 product output cost ~330 ms of copying, against ~20 ms of arithmetic). So
 // this file calls onnxruntime's C API (the library inside onnxruntime-node) through koffi, as blas.ts calls a
 // BLAS: each operand and the output are wrapped as tensors over their own memory (on `wasm`, the wasm heap;
-// CreateTensorWithDataAsOrtValue copies nothing) and one Gemm node runs on them, writing the product in place.
-// One inference session per transpose combination, created on first use and kept; shapes are symbolic.
+// CreateTensorWithDataAsOrtValue copies nothing) and one Gemm node (a batch: one FusedMatMul) runs on them,
+// writing the product in place. One inference session per transpose combination and rank, created on first use
+// and kept; shapes are symbolic.
 //
 // The OrtApi table is append-only (its order is onnxruntime's ABI), so the indices below hold for every
 // version that has them; version 16 of the table is asked for (onnxruntime ≥ 1.16).
