@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { loadBlas } from '../student/kernels/blas.js';
 import { describeProductCases } from './product-cases.js';
 import { runCli } from './cli-helpers.js';
-import { TINY } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { REPO, TINY } from './helpers.js';
 
 process.env['DISTILL_BLAS'] = 'ort';
 
@@ -25,6 +27,23 @@ describe('BatchMatMul on onnxruntime\'s MLAS', () => {
     const c = new Float32Array(4);
     expect(() => sgemm(101, 111, 111, 2, 2, 3, 2, a, 3, a, 2, 0, c, 2)).toThrow(/alpha 1 and beta 0 only|alpha 2/);
     expect(() => sgemm(101, 111, 111, 2, 2, 3, 1, a, 4, a, 2, 0, c, 2)).toThrow(/lda 4/);
+  });
+
+  it('works in a fresh process that starts the wasm backend first (the engine loads before it; a first session made after tfjs-wasm and wabt crashed)', () => {
+    const script = [
+      `const { selectBackend } = await import(${JSON.stringify(join(REPO, 'dist', 'student', 'kernels', 'backend.js'))});`,
+      'const choice = await selectBackend("wasm");',
+      `const { loadBlas } = await import(${JSON.stringify(join(REPO, 'dist', 'student', 'kernels', 'blas.js'))});`,
+      'const c = new Float32Array(4);',
+      'loadBlas().sgemm(101, 111, 111, 2, 2, 3, 1, Float32Array.from([1, 2, 3, 4, 5, 6]), 3, Float32Array.from([1, 0, 0, 1, 1, 1]), 2, 0, c, 2);',
+      'console.log(JSON.stringify({ matmul: choice.matmul, backend: choice.name, values: Array.from(c) }));',
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, encoding: 'utf8', env: { ...process.env, DISTILL_BLAS: 'ort' } });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim()) as { matmul: string; backend: string; values: number[] };
+    expect(out.backend).toBe('wasm');
+    expect(out.matmul).toMatch(/^onnxruntime /);
+    expect(out.values).toEqual([4, 5, 10, 11]); // [1 2 3; 4 5 6] · [1 0; 0 1; 1 1]
   });
 
   it('distill bench names it as the engine of the products', () => {

@@ -151,6 +151,8 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
   // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
   tf.env().set('PROD', true);
   const order: BackendName[] = requested ? [requested] : DEFAULT_ORDER;
+  // The CPU backends' product engine first, before any backend's WebAssembly starts (see ort-gemm.ts).
+  if (order.includes('wasm') || order.includes('cpu')) loadBlas();
   for (const name of order) {
     let source: string | undefined;
     if (name === 'tensorflow') source = await loadTensorflowBackend();

@@ -177,5 +177,9 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
       tensor(a, [g.batchA, ...(g.transposeA ? [K, M] : [M, K])]), tensor(b, [g.batchB, ...(g.transposeB ? [N, K] : [K, N])]),
       tensor(c, [g.batch, M, N]), 'Run (FusedMatMul)');
   };
+  // Every session now, not on first use: onnxruntime's first session creation initialises the library, and made
+  // later in a process that has since started tfjs-wasm and wabt's modules it crashed (SIGSEGV inside the call,
+  // reproduced with koffi 2 and onnxruntime 1.30). selectBackend loads this engine before any backend starts.
+  for (const transA of [false, true]) for (const transB of [false, true]) for (const batched of [false, true]) session(transA, transB, batched);
   return { library, description: `onnxruntime ${version} MLAS`, threads, sgemm, batchedProduct };
 }
