@@ -15,7 +15,8 @@ import { scheduleFactor, type Schedule } from './adamw.js';
 import { describeChanges, resumedConfig } from './resume.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 import { UpdateStep, backendAdamW, distillObjective } from './step.js';
-import { acquireRunLock, holdsRun, moveAside } from './run-dir.js';
+import { acquireRunLock, holdsRun } from './run-dir.js';
+import { moveAside } from '../core/folders.js';
 import { DivergenceGuard } from './divergence.js';
 import {
   latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint, setAsideCheckpointsAfter,

@@ -8,7 +8,6 @@ import { existsSync, openSync, readFileSync, readdirSync, rmSync, writeSync, clo
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { DistillError } from '../core/errors.js';
-export { moveAside } from '../core/folders.js';
 
 const LOCK = '.distill-lock';
 

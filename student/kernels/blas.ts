@@ -81,16 +81,9 @@ export function loadBlas(): Blas | null {
       const config = lib.func('const char *openblas_get_config()') as unknown as () => string;
       const setThreads = lib.func('void openblas_set_num_threads(int)') as unknown as (n: number) => void;
       const getThreads = lib.func('int openblas_get_num_threads()') as unknown as () => number;
-      const wanted = process.env['DISTILL_BLAS_THREADS'];
-      const localRanks = Number(process.env['OMPI_COMM_WORLD_LOCAL_SIZE'] ?? 1);
-      if (wanted !== undefined) {
-        const n = Number(wanted);
-        if (!Number.isInteger(n) || n < 1) throw new DistillError(`DISTILL_BLAS_THREADS=${wanted} is not a whole number of threads`, 'set it to 1 or more, or unset it');
-        setThreads(n);
-      } else if (localRanks > 1 && !process.env['OPENBLAS_NUM_THREADS']) {
-        // Several ranks on one machine (mpirun): share the cores between them rather than oversubscribe.
-        setThreads(Math.max(1, Math.floor(availableParallelism() / localRanks)));
-      }
+      const wanted = requestedThreads();
+      if (wanted !== undefined) setThreads(wanted);
+      else if (localRanks() > 1 && !process.env['OPENBLAS_NUM_THREADS']) setThreads(coresPerRank());
       description = config().trim();
       threads = getThreads();
     } catch (e) {
@@ -105,16 +98,28 @@ export function loadBlas(): Blas | null {
   return loaded;
 }
 
-/** Threads for a product engine that does not choose its own: DISTILL_BLAS_THREADS, else the cores shared between mpirun's local ranks. */
-function productThreads(): number {
+/** DISTILL_BLAS_THREADS when set (a DistillError unless it is a whole number ≥ 1). */
+function requestedThreads(): number | undefined {
   const wanted = process.env['DISTILL_BLAS_THREADS'];
-  if (wanted !== undefined) {
-    const n = Number(wanted);
-    if (!Number.isInteger(n) || n < 1) throw new DistillError(`DISTILL_BLAS_THREADS=${wanted} is not a whole number of threads`, 'set it to 1 or more, or unset it');
-    return n;
-  }
-  const localRanks = Number(process.env['OMPI_COMM_WORLD_LOCAL_SIZE'] ?? 1);
-  return Math.max(1, Math.floor(availableParallelism() / Math.max(1, localRanks)));
+  if (wanted === undefined) return undefined;
+  const n = Number(wanted);
+  if (!Number.isInteger(n) || n < 1) throw new DistillError(`DISTILL_BLAS_THREADS=${wanted} is not a whole number of threads`, 'set it to 1 or more, or unset it');
+  return n;
+}
+
+/** Processes mpirun started on this machine (1 alone). */
+function localRanks(): number {
+  return Math.max(1, Number(process.env['OMPI_COMM_WORLD_LOCAL_SIZE'] ?? 1));
+}
+
+/** This machine's cores shared between mpirun's local ranks, so that they do not oversubscribe them. */
+function coresPerRank(): number {
+  return Math.max(1, Math.floor(availableParallelism() / localRanks()));
+}
+
+/** Threads for a product engine that does not choose its own (onnxruntime): DISTILL_BLAS_THREADS, else coresPerRank. */
+function productThreads(): number {
+  return requestedThreads() ?? coresPerRank();
 }
 
 /** Geometry of one BatchMatMul call: out[g] = op(a[g]) @ op(b[g]), with a batch of 1 broadcast. */
