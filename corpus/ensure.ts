@@ -36,20 +36,25 @@ export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer
       if (!existsSync(path)) writePublicDomainText(path, [name]);
       return path;
     });
+    const maxLength = config.max_length ?? maxPositions ?? 512;
+    assertFitsPositions(config.corpus, maxLength, maxPositions); // before hours of preparing, not after
     log(`preparing the corpus in ${config.corpus} from ${config.corpus_inputs.join(', ')}`);
-    await prepareCorpus(tok, {
-      outDir: config.corpus, inputs, maxLength: config.max_length ?? maxPositions ?? 512, shardSequences: 50_000, onBadLine: 'error',
-    });
+    await prepareCorpus(tok, { outDir: config.corpus, inputs, maxLength, shardSequences: 50_000, onBadLine: 'error' });
   }
   const meta = readCorpusMeta(config.corpus);
   if (meta.tokenizer.vocab_hash !== tok.vocabHash) {
     throw new MismatchError(`${join(config.corpus, 'meta.json')}: the corpus was prepared with another tokenizer than the teacher's (${tok.info.source})`,
       'prepare it again with the teacher folder as --tokenizer');
   }
-  if (maxPositions !== undefined && meta.max_length > maxPositions) {
-    throw new MismatchError(`${join(config.corpus, 'meta.json')}: the corpus holds sequences of up to ${meta.max_length} tokens, the teacher has ${maxPositions} positions`,
-      `prepare it again with --max-length ${maxPositions} (or less)`);
-  }
+  assertFitsPositions(config.corpus, meta.max_length, maxPositions);
   await validateShards(config.corpus, meta);
   return meta;
+}
+
+/** Sequences of up to `maxLength` tokens fit a teacher with `maxPositions` positions (unknown: not checked). */
+function assertFitsPositions(corpus: string, maxLength: number, maxPositions: number | undefined): void {
+  if (maxPositions !== undefined && maxLength > maxPositions) {
+    throw new MismatchError(`${join(corpus, 'meta.json')}: sequences of up to ${maxLength} tokens do not fit the teacher's ${maxPositions} positions`,
+      `prepare it again with --max-length ${maxPositions} (or less), or set "max_length" to at most ${maxPositions}`);
+  }
 }

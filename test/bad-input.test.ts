@@ -144,6 +144,11 @@ describe('prepare fits the sequences to the model', () => {
     expectCleanError(short, /--max-length 3 is below --min-length 12: every sequence would be cut into pieces too short to keep/);
     expect(short.stderr).toMatch(/hint: raise --max-length \(the model takes up to 128 tokens\) or lower --min-length/);
     expect(existsSync(join(work, 'prep-long'))).toBe(false);
+    // train preparing its own corpus: refused before preparing anything, not after.
+    const config = join(work, 'config-long.json');
+    writeFileSync(config, JSON.stringify({ teacher: TINY, corpus: join(work, 'corpus-long'), corpus_inputs: [text], max_length: 512, max_steps: 1, backend: 'cpu' }));
+    expectCleanError(runCli(['train', '--config', config, '--out', join(work, 'run-long')]), /sequences of up to 512 tokens do not fit the teacher's 128 positions/);
+    expect(existsSync(join(work, 'corpus-long'))).toBe(false);
   });
 });
 
