@@ -1,9 +1,9 @@
 // The weighted sum of the distillation losses, for one student forward against one teacher forward on the
 // same masked batch:  loss = α_ce·loss_ce + α_mlm·loss_mlm + α_cos·loss_cos + α_mse·loss_mse.
 // The student computes logits only for the rows a loss reads (real tokens, or masked ones with
-// restrict_ce_to_mask), never for padding. The logit losses run in one fused pass where the backend has one
-// (student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`) in the tfjs ops of
-// distillation.ts, mlm.ts and mse.ts.
+// restrict_ce_to_mask), never for padding. The logit losses run as one kernel where the backend registered it
+// (DistillLogitLosses, student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`) in the
+// tfjs ops of distillation.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/core/errors.js';
@@ -14,7 +14,8 @@ import { distillationLoss, distillationLossFromSoft } from './distillation.js';
 import { mlmLoss } from './mlm.js';
 import { logitMseLoss } from './mse.js';
 import { positionsWithin, selectRows, type LossRows } from './rows.js';
-import { fusedHeadLosses, logitLossPass } from '../student/kernels/logit-losses.js';
+import { fusedHeadLosses, hasLogitLossKernel } from '../student/kernels/logit-losses.js';
+import { IGNORE_INDEX } from '../src/core/labels.js';
 import { teacherSoftTargets, type TeacherSoftTargets } from '../teacher/soft-targets.js';
 
 export interface LossWeights {
@@ -70,8 +71,8 @@ export interface DistillLossResult {
 
 export interface DistillLossOptions {
   /**
-   * Compute the logit losses and their gradient in one host pass (student/kernels/logit-losses.ts) rather than in tfjs ops.
-   * Default: on the CPU backends (wasm, cpu); on a GPU backend the tfjs ops keep the logits on the device.
+   * false: the logit losses in tfjs ops even where the backend has the DistillLogitLosses kernel (the kernel
+   * runs by default where registered: wasm, cpu; on a GPU backend the tfjs ops keep the logits on the device).
    */
   fused?: boolean;
   /** Divisors of the means: global counts in data-parallel runs (default: this batch's). */
@@ -106,56 +107,65 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   let lossCos = cosineLoss(sHidden, tHidden);
   if (options.cosCount !== undefined) lossCos = tf.mul(lossCos, rows.realRows.length / options.cosCount) as tf.Scalar;
 
-  const pass = options.fused === false ? undefined : options.fused === true ? fusedHeadLosses : logitLossPass();
-  if (pass) {
-    const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
-    if (soft.probs.length !== headRows.length * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${headRows.length}, ${V}]`);
-    // One temperature: the teacher's soft targets were made at it (in its graph), the loss scales by it.
-    if (soft.temperature !== weights.temperature) throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${weights.temperature}`);
-    const { embeddings, bias } = student.projector();
-    const f = pass(transformed, embeddings, bias, soft, {
-      mlmRows: mlmLocal, mlmLabels: rows.maskedLabels, alpha_ce: weights.alpha_ce, alpha_mlm: weights.alpha_mlm, alpha_mse: weights.alpha_mse,
-      ceCount: options.ceCount, mlmCount: options.mlmCount,
-    });
-    const loss = tf.add(f.weighted, tf.mul(lossCos, weights.alpha_cos)) as tf.Scalar;
-    return {
-      loss,
-      values: () => ({ loss: loss.dataSync()[0]!, loss_ce: f.loss_ce, loss_mlm: f.loss_mlm, loss_cos: lossCos.dataSync()[0]!, loss_mse: f.loss_mse }),
-      packed: () => tf.concat([tf.reshape(loss, [1]), tf.tensor1d([f.loss_ce, f.loss_mlm]), tf.reshape(lossCos, [1]), tf.tensor1d([f.loss_mse])]) as tf.Tensor1D,
-    };
-  }
-
-  // The same in tfjs ops, one loss per file: from the teacher's logits, or from its soft targets.
-  const soft = teacher.logits ? undefined : teacher.soft!;
-  if (soft && soft.probs.length !== headRows.length * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${headRows.length}, ${V}]`);
-  if (soft && soft.temperature !== weights.temperature) throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${weights.temperature}`);
+  let loss: tf.Scalar;
+  let parts: tf.Scalar[]; // [loss_ce, loss_mlm, loss_mse]
   const { embeddings, bias } = student.projector();
-  const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
-  const tLogits = teacher.logits ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]
-    : soft!.logits ? tf.tensor2d(soft!.logits, [headRows.length, V]) : undefined;
-  let lossCe = soft
-    ? distillationLossFromSoft(sLogits, tf.tensor2d(soft.probs, [headRows.length, V]), tf.tensor1d(Float32Array.from(soft.negEntropy)), weights.temperature)
-    : distillationLoss(sLogits, tLogits!, weights.temperature);
-  if (options.ceCount !== undefined) lossCe = tf.mul(lossCe, headRows.length / options.ceCount) as tf.Scalar;
-  let lossMse: tf.Scalar = tf.scalar(0);
-  if (weights.alpha_mse !== 0) {
-    if (!tLogits) throw new ShapeError('loss_mse needs the teacher logits (keepLogits)');
-    lossMse = logitMseLoss(sLogits, tLogits);
-    if (options.ceCount !== undefined) lossMse = tf.mul(lossMse, headRows.length / options.ceCount) as tf.Scalar;
+  if (options.fused !== false && hasLogitLossKernel()) {
+    // One kernel: projector, the three logit losses and their gradient (student/kernels/logit-losses.ts).
+    const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
+    checkSoftTargets(soft, headRows.length, V, weights.temperature);
+    const labels = new Int32Array(headRows.length).fill(IGNORE_INDEX); // [N]: the MLM label of each head row
+    mlmLocal.forEach((r, i) => { labels[r] = rows.maskedLabels[i]!; });
+    const head = fusedHeadLosses(transformed, embeddings, bias, soft, labels, {
+      temperature: weights.temperature, alpha_ce: weights.alpha_ce, alpha_mlm: weights.alpha_mlm, alpha_mse: weights.alpha_mse,
+      ceCount: options.ceCount ?? headRows.length, mlmCount: options.mlmCount ?? rows.maskedRows.length, negEntropy: Array.from(soft.negEntropy),
+    }); // [4]: weighted, ce, mlm, mse
+    const at = (i: number): tf.Scalar => tf.reshape(tf.slice(head, [i], [1]), []) as tf.Scalar;
+    loss = tf.add(at(0), tf.mul(lossCos, weights.alpha_cos)) as tf.Scalar;
+    parts = [at(1), at(2), at(3)];
+  } else {
+    // The same in tfjs ops, one loss per file: from the teacher's logits, or from its soft targets.
+    const soft = teacher.logits ? undefined : teacher.soft!;
+    if (soft) checkSoftTargets(soft, headRows.length, V, weights.temperature);
+    const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
+    const tLogits = teacher.logits ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]
+      : soft!.logits ? tf.tensor2d(soft!.logits, [headRows.length, V]) : undefined;
+    let lossCe = soft
+      ? distillationLossFromSoft(sLogits, tf.tensor2d(soft.probs, [headRows.length, V]), tf.tensor1d(Float32Array.from(soft.negEntropy)), weights.temperature)
+      : distillationLoss(sLogits, tLogits!, weights.temperature);
+    if (options.ceCount !== undefined) lossCe = tf.mul(lossCe, headRows.length / options.ceCount) as tf.Scalar;
+    let lossMse: tf.Scalar = tf.scalar(0);
+    if (weights.alpha_mse !== 0) {
+      if (!tLogits) throw new ShapeError('loss_mse needs the teacher logits (keepLogits)');
+      lossMse = logitMseLoss(sLogits, tLogits);
+      if (options.ceCount !== undefined) lossMse = tf.mul(lossMse, headRows.length / options.ceCount) as tf.Scalar;
+    }
+    let lossMlm: tf.Scalar = tf.scalar(0);
+    if (rows.maskedRows.length > 0) {
+      lossMlm = mlmLoss(tf.gather(sLogits, tf.tensor1d(mlmLocal, 'int32')) as tf.Tensor2D, rows.maskedLabels);
+      if (options.mlmCount !== undefined) lossMlm = tf.mul(lossMlm, rows.maskedRows.length / Math.max(options.mlmCount, 1)) as tf.Scalar;
+    }
+    loss = tf.addN([
+      tf.mul(lossCe, weights.alpha_ce), tf.mul(lossMlm, weights.alpha_mlm), tf.mul(lossCos, weights.alpha_cos), tf.mul(lossMse, weights.alpha_mse),
+    ]) as tf.Scalar;
+    parts = [lossCe, lossMlm, lossMse];
   }
-  let lossMlm: tf.Scalar = tf.scalar(0);
-  if (rows.maskedRows.length > 0) {
-    lossMlm = mlmLoss(tf.gather(sLogits, tf.tensor1d(mlmLocal, 'int32')) as tf.Tensor2D, rows.maskedLabels);
-    if (options.mlmCount !== undefined) lossMlm = tf.mul(lossMlm, rows.maskedRows.length / Math.max(options.mlmCount, 1)) as tf.Scalar;
-  }
-  const loss = tf.addN([
-    tf.mul(lossCe, weights.alpha_ce), tf.mul(lossMlm, weights.alpha_mlm), tf.mul(lossCos, weights.alpha_cos), tf.mul(lossMse, weights.alpha_mse),
-  ]) as tf.Scalar;
+  const packed = (): tf.Tensor1D => tf.stack([loss, parts[0]!, parts[1]!, lossCos, parts[2]!]) as tf.Tensor1D;
   return {
-    loss,
-    values: () => ({ loss: loss.dataSync()[0]!, loss_ce: lossCe.dataSync()[0]!, loss_mlm: lossMlm.dataSync()[0]!, loss_cos: lossCos.dataSync()[0]!, loss_mse: lossMse.dataSync()[0]! }),
-    packed: () => tf.stack([loss, lossCe, lossMlm, lossCos, lossMse]) as tf.Tensor1D,
+    loss, packed,
+    values: () => {
+      const t = packed();
+      const v = lossNumbers(t.dataSync());
+      t.dispose();
+      return v;
+    },
   };
+}
+
+/** The teacher's soft targets must cover the head rows and be made at the loss's temperature (one temperature). */
+function checkSoftTargets(soft: TeacherSoftTargets, rows: number, V: number, temperature: number): void {
+  if (soft.probs.length !== rows * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${rows}, ${V}]`);
+  if (soft.temperature !== temperature) throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${temperature}`);
 }
 
 /** Name the values of DistillLossResult.packed(). */

@@ -1,11 +1,12 @@
 // AdamW (src/train/adamw.ts) against the formulas of torch.optim.AdamW computed here in float64, on the wasm
-// backend's in-place SIMD pass and on the tfjs-op path (cpu), including decoupled weight decay, bias
-// correction and the parameters excluded from decay.
+// backend's DistillAdamW kernel (one in-place SIMD pass) and on the tfjs-op path (cpu), including decoupled
+// weight decay, bias correction and the parameters excluded from decay.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { backendAdamW } from '../src/train/step.js';
+import { AdamW } from '../src/train/adamw.js';
 import { selectBackend } from '../student/kernels/backend.js';
-import { wasmSimd } from '../student/kernels/simd.js';
+import { ADAMW_KERNEL, wasmSimd } from '../student/kernels/simd.js';
+import { adamwUpdate } from '../src/train/adamw.js';
 import { maxAbsDiff } from './helpers.js';
 
 function random(n: number, seed: number): Float32Array {
@@ -51,14 +52,17 @@ describe('AdamW', () => {
       return v;
     };
     const params = [variableOf(p0), variableOf(p0)];
-    const opt = backendAdamW(params, [true, false], { betas: [o.b1, o.b2], eps: o.eps, weightDecay: o.wd });
+    const opt = new AdamW(params, [true, false], { betas: [o.b1, o.b2], eps: o.eps, weightDecay: o.wd });
     const before = tf.memory().numTensors;
+    const ids = params.map((q) => q.dataId);
     grads.forEach((g, k) => {
       const gs = [tf.tensor1d(g), tf.tensor1d(g)];
       opt.apply(gs, lrs[k]!);
       tf.dispose(gs);
     });
     expect(tf.memory().numTensors).toBe(before);
+    // On wasm the kernel wrote in place: the variables kept their memory; on cpu the ops made new tensors.
+    expect(params.map((q, i) => q.dataId === ids[i])).toEqual([backend === 'wasm', backend === 'wasm']);
     const out = params.map((q) => Float32Array.from(q.dataSync() as Float32Array));
     const moments = opt.moments().map((q) => q.dataSync()[7]!);
     expect(moments.every((x) => x !== 0)).toBe(true);
@@ -82,5 +86,21 @@ describe('AdamW', () => {
     const [cpuDecayed, cpuPlain] = await run('cpu');
     expect(maxAbsDiff(wasmDecayed!, cpuDecayed!)).toBeLessThan(1e-7);
     expect(maxAbsDiff(wasmPlain!, cpuPlain!)).toBeLessThan(1e-7);
+  });
+
+  it('wasm: on tensors that share their memory the kernel works on copies and leaves its inputs as they were', async () => {
+    await selectBackend('wasm');
+    expect(tf.getKernel(ADAMW_KERNEL, 'wasm')).toBeDefined();
+    const c = { b1: o.b1, b2: o.b2, biasCorrection2Sqrt: Math.sqrt(1 - o.b2), eps: o.eps, stepSize: 1e-3 / (1 - o.b1), decayFactor: 1 - 1e-3 * o.wd };
+    const [p, g, m, v] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x));
+    const shared = tf.clone(p); // a second holder of p's memory: p may not be written in place
+    const kernel = adamwUpdate(p!, g!, m!, v!, c).map((t) => Float32Array.from(t.dataSync()));
+    expect(Float32Array.from(p!.dataSync())).toEqual(p0); // unchanged
+    await selectBackend('cpu');
+    const [pc, gc, mc, vc] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x));
+    const ops = adamwUpdate(pc!, gc!, mc!, vc!, c).map((t) => t.dataSync());
+    kernel.forEach((k, i) => expect(maxAbsDiff(k, ops[i]!)).toBeLessThan(1e-7));
+    expect(maxAbsDiff(kernel[0]!, p0)).toBeGreaterThan(1e-4); // the update moved p
+    shared.dispose();
   });
 });

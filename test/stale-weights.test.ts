@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../student/kernels/backend.js';
 import { wasmSimd } from '../student/kernels/simd.js';
-import { backendAdamW } from '../src/train/step.js';
+import { AdamW } from '../src/train/adamw.js';
 import { maxAbsDiff } from './helpers.js';
 
 process.env['DISTILL_BLAS'] = 'off';
@@ -36,7 +36,7 @@ describe('products after an in-place AdamW update (wasm, no BLAS)', () => {
     it(`${c.name}: the product uses the updated weight`, () => {
       const x = tf.randomNormal(c.x, 0, 1, 'float32', 1);
       const w = ownedVariable(c.w, 2);
-      const optimizer = backendAdamW([w], [true], { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
+      const optimizer = new AdamW([w], [true], { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
       const product = (): Float32Array => tf.tidy(() => (c.ta ? tf.matMul(w, x, true, false) : tf.matMul(x, w, false, c.tb)).dataSync() as Float32Array);
       const before = product(); // caches whatever the kernel caches for w
       const grad = tf.onesLike(w);

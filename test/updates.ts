@@ -14,8 +14,8 @@ import { loadTask, writeProbeData } from '../src/probe/tasks.js';
 import { copyTokenizerFiles, saveStudent } from '../student/io.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { readEncoderConfig } from '../src/core/model-dir.js';
-import { linearWarmupDecay } from '../src/train/adamw.js';
-import { UpdateStep, backendAdamW, distillObjective } from '../src/train/step.js';
+import { UpdateStep, distillObjective } from '../src/train/step.js';
+import { AdamW, linearWarmupDecay } from '../src/train/adamw.js';
 import { RemoteTeacher } from '../teacher/remote.js';
 import { defaultTeacherEp } from '../teacher/teacher.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
@@ -53,7 +53,7 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
   const student = initStudentFromTeacher(teacherDir, teacherConfig, ref.student_layers_from_teacher, tok.padId);
   student.config.dropout = 0; // the reference runs without dropout
   student.config.attention_dropout = 0;
-  const optimizer = backendAdamW(student.variables(), student.specs.map((s) => !s.noDecay),
+  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay),
     { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: ref.weight_decay });
   const update = new UpdateStep(student.variables(), optimizer, { gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm });
   const weights = { ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos };

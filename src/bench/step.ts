@@ -16,7 +16,8 @@ import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
 import { lossRows } from '../../losses/rows.js';
 import { RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
-import { UpdateStep, backendAdamW, distillObjective } from '../train/step.js';
+import { UpdateStep, distillObjective } from '../train/step.js';
+import { AdamW } from '../train/adamw.js';
 import { Rng } from '../../corpus/rng.js';
 import { KernelProfiler, type KernelTime } from './profile.js';
 
@@ -70,7 +71,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: 'last', threads: o.threads, executionProvider: teacherEp, softTargetTemperature: 2 }, !(o.fused ?? true));
   const layers = o.studentLayers ? evenlySpacedLayers(L, o.studentLayers) : defaultStudentLayers(L);
   const student = initStudentFromTeacher(o.teacher, teacherConfig, layers, WordPieceTokenizer.fromDir(o.teacher).padId);
-  const optimizer = backendAdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
+  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
   const V = teacherConfig.vocabSize;
   const { batch: B, seq: T } = o;
   const rng = new Rng(1);

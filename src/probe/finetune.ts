@@ -6,7 +6,8 @@ import { loadStudent } from '../../student/io.js';
 import { selectBackend, type BackendName } from '../../student/kernels/backend.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { Rng } from '../../corpus/rng.js';
-import { UpdateStep, backendAdamW } from '../train/step.js';
+import { UpdateStep } from '../train/step.js';
+import { AdamW } from '../train/adamw.js';
 import { encodeExample, type Pooling } from './features.js';
 import { scoreMetrics, type Metrics } from './metrics.js';
 import type { Task } from './tasks.js';
@@ -41,7 +42,7 @@ export async function finetuneStudent(dir: string, task: Task, o: FinetuneOption
   // The encoder and the new head: the MLM head (vocab_*) takes no part in classification.
   const encoderVars = student.specs.flatMap((spec, i) => (spec.name.startsWith('vocab_') ? [] : [student.variables()[i]!]));
   const params = [...encoderVars, headW, headB];
-  const optimizer = backendAdamW(params, params.map(() => true), { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
+  const optimizer = new AdamW(params, params.map(() => true), { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
   const update = new UpdateStep(params, optimizer, { gradAccum: 1, maxGradNorm: 0 });
   const classOf = new Map(task.classes.map((c, i) => [c, i]));
   const encodeAll = (examples: { texts: string[] }[]): number[][] => examples.map((e) => encodeExample(tok, e.texts, student.config.max_position_embeddings));

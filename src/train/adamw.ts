@@ -4,20 +4,28 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { guardGpu } from '../../student/kernels/backend.js';
-import type { AdamWCoefficients } from '../../student/kernels/simd.js';
+import { ADAMW_KERNEL, type AdamWCoefficients } from '../../student/kernels/simd.js';
 
 export interface AdamWOptions {
   betas: [number, number];
   eps: number;
   weightDecay: number;
-  /**
-   * An update of one parameter in place, when the backend has one (student/kernels/simd.ts inPlaceAdamW: one
-   * SIMD pass on wasm); it returns false where it cannot apply, and the tfjs-op form below runs.
-   */
-  inPlace?: InPlaceAdamW;
 }
 
-export type InPlaceAdamW = (p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.Variable, c: AdamWCoefficients) => boolean;
+/**
+ * One parameter's AdamW update as an op: [p', m', v'] from p, g, m, v. Where the backend registered the kernel
+ * DistillAdamW (student/kernels/simd.ts: one SIMD pass on wasm, in place) it runs; elsewhere these tfjs ops.
+ */
+export function adamwUpdate(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, c: AdamWCoefficients): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  if (p.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(ADAMW_KERNEL, tf.getBackend())) {
+    return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad: g, m, v }, { ...c }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
+  }
+  const mNew = tf.add(tf.mul(m, c.b1), tf.mul(g, 1 - c.b1));
+  const vNew = tf.add(tf.mul(v, c.b2), tf.mul(tf.square(g), 1 - c.b2));
+  const decayed = c.decayFactor === 1 ? p : tf.mul(p, c.decayFactor);
+  const denom = tf.add(tf.div(tf.sqrt(vNew), c.biasCorrection2Sqrt), c.eps);
+  return [tf.sub(decayed, tf.mul(tf.div(mNew, denom), c.stepSize)), mNew, vNew];
+}
 
 export class AdamW {
   readonly options: AdamWOptions;
@@ -51,23 +59,18 @@ export class AdamW {
     const stepSize = lr / (1 - b1 ** t);
     const biasCorrection2Sqrt = Math.sqrt(1 - b2 ** t);
     const decayFactor = 1 - lr * this.options.weightDecay;
-    const inPlace = this.options.inPlace;
     this.params.forEach((p, i) => {
-      const g = grads[i]!;
-      const m = this.expAvg[i]!;
-      const v = this.expAvgSq[i]!;
       const decay = this.decay[i] && this.options.weightDecay !== 0;
-      if (inPlace?.(p, g, m, v, { b1, b2, biasCorrection2Sqrt, eps: this.options.eps, stepSize, decayFactor: decay ? decayFactor : 1 })) return;
+      const c: AdamWCoefficients = { b1, b2, biasCorrection2Sqrt, eps: this.options.eps, stepSize, decayFactor: decay ? decayFactor : 1 };
       // One tidy per parameter: the temporaries of one parameter are freed before the next one's are made, so
       // the peak is a few copies of the largest parameter, not of the whole model.
       tf.tidy(() => {
-        const mNew = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));
-        const vNew = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
+        const m = this.expAvg[i]!;
+        const v = this.expAvgSq[i]!;
+        const [pNew, mNew, vNew] = adamwUpdate(p, grads[i]!, m, v, c);
         m.assign(mNew);
         v.assign(vNew);
-        const decayed = decay ? tf.mul(p, decayFactor) : p;
-        const denom = tf.add(tf.div(tf.sqrt(vNew), biasCorrection2Sqrt), this.options.eps);
-        p.assign(tf.sub(decayed, tf.mul(tf.div(mNew, denom), stepSize)));
+        p.assign(pNew);
       });
     });
   }

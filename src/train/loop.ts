@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError, InputError, MismatchError } from '../core/errors.js';
 import { totalUpdates, type TrainConfig } from '../config.js';
-import { scheduleFactor, type Schedule } from './adamw.js';
+import { AdamW, scheduleFactor, type Schedule } from './adamw.js';
 import { describeChanges, resumedConfig } from './resume.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
-import { UpdateStep, backendAdamW, distillObjective } from './step.js';
+import { UpdateStep, distillObjective } from './step.js';
 import { acquireRunLock, holdsRun } from './run-dir.js';
 import { moveAside } from '../core/folders.js';
 import { DivergenceGuard } from './divergence.js';
@@ -239,7 +239,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const total = schedule.total;
   const stopAt = Math.min(total, opts.stopAfter !== undefined ? (state?.step ?? 0) + opts.stopAfter : total);
 
-  const optimizer = backendAdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
+  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
   if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
   const update = new UpdateStep(student.variables(), optimizer, { gradAccum: config.grad_accum, maxGradNorm: config.max_grad_norm, comm });
   let step = state?.step ?? 0;

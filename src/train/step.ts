@@ -17,8 +17,7 @@ import { guardGpu, throwIfGpuError } from '../../student/kernels/backend.js';
 import type { DistilBertStudent, ForwardOptions } from '../../student/model.js';
 import type { LossRows } from '../../losses/rows.js';
 import { distillLosses, type LossWeights, type TeacherTargets } from '../../losses/total.js';
-import { AdamW, clipByGlobalNorm, sumOfSquares, type AdamWOptions } from './adamw.js';
-import { inPlaceAdamW } from '../../student/kernels/simd.js';
+import { type AdamW, clipByGlobalNorm, sumOfSquares } from './adamw.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 
 /** What one micro-batch's objective gives: the loss to minimise and the values to report, as one 1-D tensor. */
@@ -35,15 +34,6 @@ export interface UpdateStepOptions {
   maxGradNorm: number;
   /** The ranks whose gradients are summed before clipping (default: this process alone). */
   comm?: Communicator;
-}
-
-/**
- * AdamW over `params` (`decay[i]`: whether params[i] takes weight decay), with the in-place update of the
- * active backend when it has one (one SIMD pass per parameter on wasm), chosen here, once.
- */
-export function backendAdamW(params: tf.Variable[], decay: boolean[], options: Omit<AdamWOptions, 'inPlace'>): AdamW {
-  const inPlace = inPlaceAdamW();
-  return new AdamW(params, decay, inPlace ? { ...options, inPlace } : options);
 }
 
 export class UpdateStep {

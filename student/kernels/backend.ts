@@ -9,9 +9,9 @@ import { DistillError } from '../../src/core/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
 import { loadBlas } from './blas.js';
 import { registerProducts } from './products.js';
-import { registerLogitLossPass } from './logit-losses.js';
+import { registerLogitLossKernel } from './logit-losses.js';
 import { registerGeluKernels } from './gelu.js';
-import { loadWasmSimd } from './simd.js';
+import { loadWasmSimd, registerAdamWKernel } from './simd.js';
 
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu', 'webgpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -138,7 +138,7 @@ async function loadWasmBackend(): Promise<boolean> {
   if (!(await tryImport('@tensorflow/tfjs-backend-wasm'))) return false;
   registerWasmTrainingKernels();
   registerProducts('wasm');
-  registerLogitLossPass('wasm');
+  registerLogitLossKernel('wasm');
   registerGeluKernels('wasm');
   return true;
 }
@@ -161,7 +161,7 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
     else {
       registerCpuTrainingKernels();
       registerProducts('cpu');
-      registerLogitLossPass('cpu');
+      registerLogitLossKernel('cpu');
       registerGeluKernels('cpu');
       source = '@tensorflow/tfjs-backend-cpu';
     }
@@ -184,7 +184,10 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
       }
     }
     await tf.ready();
-    if (name === 'wasm') await loadWasmSimd();
+    if (name === 'wasm') {
+      await loadWasmSimd();
+      registerAdamWKernel();
+    }
     if (name === 'webgpu') {
       watchGpuErrors();
       registerGeluKernels('webgpu');

@@ -1,49 +1,46 @@
-// The tied projector and the three logit losses (distillation KL, masked-LM cross-entropy, optional MSE) as
-// one custom-gradient op: the student's logits are computed on the device, read once, and the losses and
-// their gradient with respect to the logits are computed in one pass on the host. The gradient is then pushed
-// through the projector with two plain products.
-//
-// The per-loss files (losses/distillation.ts, mlm.ts, mse.ts) say what is computed, in tfjs ops; this computes the
-// same (the golden tests hold both paths to PyTorch's numbers) without a dozen [N, V] tensors on the device:
-// on the `wasm` backend the tfjs-op version spends seconds a step in Exp/Sum/logSoftmax over [N, V] and in
-// their gradients. The teacher's side (p = softmax(t/τ) and Σ p log p) is prepared once per batch, off the
-// student's path (teacherSoftTargets).
+// The three logit losses (distillation KL, masked-LM cross-entropy, optional MSE) and their gradient with
+// respect to the student's logits as one kernel, DistillLogitLosses, registered on the CPU backends (`wasm`:
+// one pass per row in WebAssembly SIMD on the backend's own memory, or in JS where SIMD is off; `cpu`: in JS).
+// fusedHeadLosses() below is the op: the tied projector s = h Eᵀ + b, then the kernel, with its own gradient.
+// Where no kernel is registered (webgpu, tensorflow) losses/total.ts runs the per-loss files
+// (losses/distillation.ts, mlm.ts, mse.ts) in tfjs ops instead: they say what is computed, this computes the
+// same (the golden tests hold both paths to PyTorch's numbers) without a dozen [N, V] tensors: on `wasm` the
+// tfjs-op version spends seconds a step in Exp/Sum/logSoftmax over [N, V] and in their gradients. The
+// teacher's side (p = softmax(t/τ) and Σ p log p) is prepared once per batch, off the student's path
+// (teacher/soft-targets.ts).
 //
 // With p = softmax(t/τ), q = softmax(s/τ), r = softmax(s), over the selected rows:
 //   loss_ce  = τ²/N_ce  Σ_rows Σ_v p (log p − log q)      ∂/∂s = τ/N_ce (q − p)
 //   loss_mlm = −1/N_mlm Σ_mlm rows log r[label]          ∂/∂s = (r − onehot(label))/N_mlm
 //   loss_mse = 1/N_ce   Σ_rows Σ_v (s − t)²               ∂/∂s = 2(s − t)/N_ce
 // N_ce and N_mlm are the row counts to average over (global counts in data-parallel runs).
-// Through the projector s = h Eᵀ + b:  ∂h = G E,  ∂E = Gᵀ h,  ∂b = Σ_rows G.
+// Through the projector s = h Eᵀ + b:  ∂h = G E,  ∂E = Gᵀ h,  ∂b = Σ_rows G (the kernel sums it in its pass).
+//
+// The kernel: inputs {logits [N, V], probs [N, V], labels [N] int32 (-100: no MLM label), teacherLogits [N, V]
+// (only with α_mse ≠ 0)}; attributes LogitLossAttrs; outputs [losses [4] = (α-weighted sum, ce, mlm, mse),
+// grad [N, V] = ∂(weighted sum)/∂s, biasGrad [V] = Σ_rows grad].
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../../src/core/errors.js';
+import { IGNORE_INDEX } from '../../src/core/labels.js';
 import { expNonPositive } from '../../src/core/math.js';
 import { heapOffset, wasmSimd, type SimdKernels } from './simd.js';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
-/**
- * What the logit losses need of the teacher, for the selected rows: p = softmax(t/τ) [N, V], Σ p log p [N]
- * (float64), and the logits [N, V] when the MSE loss is on. The teacher's soft targets
- * (teacher/soft-targets.ts) are this; the student's kernels do not import the teacher.
- */
-export interface TeacherSoftTargets {
-  temperature: number;
-  probs: Float32Array;
-  negEntropy: Float64Array;
-  logits?: Float32Array;
-}
+export const LOGIT_LOSSES_KERNEL = 'DistillLogitLosses';
 
-export interface LogitLossOptions {
+/** The kernel's attributes. */
+export interface LogitLossAttrs {
+  /** τ, the temperature the teacher's probabilities were made at. */
+  temperature: number;
   alpha_ce: number;
   alpha_mlm: number;
   alpha_mse: number;
-  /** Rows (indices into the selected rows) that carry an MLM label, and the labels. */
-  mlmRows: Int32Array;
-  mlmLabels: Int32Array;
-  /** Divisors of the means (default: this batch's rows and labels). */
-  ceCount?: number;
-  mlmCount?: number;
+  /** Divisors of the means: N_ce and N_mlm. */
+  ceCount: number;
+  mlmCount: number;
+  /** Σ_v p log p of each row, [N] (float64: it cancels against Σ p log q). */
+  negEntropy: number[];
 }
 
 export interface HostLogitLosses {
@@ -59,49 +56,47 @@ export interface HostLogitLosses {
 interface LossScales {
   tau: number;
   invTau: number;
-  ceCount: number;
-  mlmCount: number;
   /** ∂(α_ce·ce)/∂s = ceScale·(q − p). */
   ceScale: number;
   /** ∂(α_mse·mse)/∂s = mseScale·(s − t). */
   mseScale: number;
   /** ∂(α_mlm·mlm)/∂s = mlmScale·(r − onehot). */
   mlmScale: number;
-  /** The MLM label of each selected row, −1 where none. */
-  mlmLabelOf: Int32Array;
 }
 
 /** Check the inputs of the logit losses and work out their scales (shared by the host and wasm passes). */
-function lossScales(n: number, v: number, t: TeacherSoftTargets, o: LogitLossOptions): LossScales {
-  if (t.probs.length !== n * v) throw new ShapeError(`logit losses: teacher targets hold ${t.probs.length} values, expected [${n}, ${v}]`);
-  if (o.mlmRows.length !== o.mlmLabels.length) throw new ShapeError(`logit losses: ${o.mlmRows.length} MLM rows but ${o.mlmLabels.length} labels`);
-  if (o.alpha_mse !== 0 && !t.logits) throw new ShapeError('logit losses: the MSE loss needs the teacher logits kept (keepLogits)');
-  const tau = t.temperature;
-  const ceCount = o.ceCount ?? n;
-  const mlmCount = o.mlmCount ?? o.mlmRows.length;
-  const mlmLabelOf = new Int32Array(n).fill(-1);
-  o.mlmRows.forEach((r, i) => {
-    const label = o.mlmLabels[i]!;
-    if (label < 0 || label >= v) throw new ShapeError(`loss_mlm: label ${label} outside the vocabulary of ${v}`);
-    if (r < 0 || r >= n) throw new ShapeError(`loss_mlm: row ${r} outside the ${n} selected rows`);
-    mlmLabelOf[r] = label;
-  });
+function lossScales(n: number, v: number, probs: number, labels: Int32Array, hasTeacherLogits: boolean, a: LogitLossAttrs): LossScales {
+  if (probs !== n * v) throw new ShapeError(`logit losses: teacher targets hold ${probs} values, expected [${n}, ${v}]`);
+  if (labels.length !== n) throw new ShapeError(`logit losses: ${labels.length} labels for ${n} rows`);
+  if (a.negEntropy.length !== n) throw new ShapeError(`logit losses: ${a.negEntropy.length} teacher entropies for ${n} rows`);
+  if (a.alpha_mse !== 0 && !hasTeacherLogits) throw new ShapeError('logit losses: the MSE loss needs the teacher logits kept (keepLogits)');
+  for (const label of labels) {
+    if (label !== IGNORE_INDEX && (label < 0 || label >= v)) throw new ShapeError(`loss_mlm: label ${label} outside the vocabulary of ${v}`);
+  }
+  const tau = a.temperature;
   return {
-    tau, invTau: 1 / tau, ceCount, mlmCount, mlmLabelOf,
-    ceScale: (tau / ceCount) * o.alpha_ce,
-    mseScale: (2 / ceCount) * o.alpha_mse,
-    mlmScale: o.alpha_mlm / Math.max(mlmCount, 1),
+    tau, invTau: 1 / tau,
+    ceScale: (tau / a.ceCount) * a.alpha_ce,
+    mseScale: (2 / a.ceCount) * a.alpha_mse,
+    mlmScale: a.alpha_mlm / Math.max(a.mlmCount, 1),
   };
 }
 
-/** Loss values and their gradient for host logits s [N, V]. */
-export function logitLossesHost(s: Float32Array, n: number, v: number, t: TeacherSoftTargets, o: LogitLossOptions): HostLogitLosses {
-  const { tau, invTau, ceCount, mlmCount, ceScale, mseScale, mlmScale, mlmLabelOf } = lossScales(n, v, t, o);
+/** The three means from the sums (shared by both passes). */
+function means(sums: { ce: number; mlm: number; mse: number }, a: LogitLossAttrs, tau: number): { ce: number; mlm: number; mse: number } {
+  return {
+    ce: (tau * tau * sums.ce) / a.ceCount,
+    mlm: a.mlmCount > 0 ? sums.mlm / a.mlmCount : 0,
+    mse: a.alpha_mse !== 0 ? sums.mse / a.ceCount : 0,
+  };
+}
+
+/** Loss values and their gradient for host logits s [N, V] (labels [N], -100 where a row has no MLM label). */
+export function logitLossesHost(s: Float32Array, n: number, v: number, p: Float32Array, labels: Int32Array,
+  teacherLogits: Float32Array | undefined, a: LogitLossAttrs): HostLogitLosses {
+  const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, p.length, labels, teacherLogits !== undefined, a);
   const grad = new Float32Array(n * v);
-  let ceSum = 0;
-  let mlmSum = 0;
-  let mseSum = 0;
-  const p = t.probs;
+  const sums = { ce: 0, mlm: 0, mse: 0 };
   const biasGrad = new Float32Array(v);
   // Distillation KL for every row: three tight passes (max; exponentials, dot with p; gradient).
   for (let row = 0; row < n; row++) {
@@ -111,26 +106,26 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, t: Teache
     let zq = 0;
     let dot = 0; // Σ p (s − ms)/τ
     for (let j = o0; j < o0 + v; j++) {
-      const a = (s[j]! - ms) * invTau;
-      const e = expNonPositive(a);
+      const x = (s[j]! - ms) * invTau;
+      const e = expNonPositive(x);
       grad[j] = e; // exp((s − ms)/τ), until the gradient pass
       zq += e;
-      dot += p[j]! * a;
+      dot += p[j]! * x;
     }
     // KL(p‖q) = Σ p log p − Σ p log q, with log q = (s − ms)/τ − log zq
-    ceSum += t.negEntropy[row]! - (dot - Math.log(zq));
+    sums.ce += a.negEntropy[row]! - (dot - Math.log(zq));
     const qScale = ceScale / zq;
     for (let j = 0; j < v; j++) {
       const g = qScale * grad[o0 + j]! - ceScale * p[o0 + j]!;
       grad[o0 + j] = g;
       biasGrad[j]! += g;
     }
-    const label = mlmLabelOf[row]!;
-    if (label >= 0) {
+    const label = labels[row]!;
+    if (label !== IGNORE_INDEX) {
       // Masked-LM cross-entropy on this row: r = softmax(s).
       let zr = 0;
       for (let j = o0; j < o0 + v; j++) zr += expNonPositive(s[j]! - ms);
-      mlmSum += -(s[o0 + label]! - ms - Math.log(zr));
+      sums.mlm += -(s[o0 + label]! - ms - Math.log(zr));
       const rScale = mlmScale / zr;
       for (let j = 0; j < v; j++) {
         const g = rScale * expNonPositive(s[o0 + j]! - ms);
@@ -140,156 +135,153 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, t: Teache
       grad[o0 + label]! -= mlmScale;
       biasGrad[label]! -= mlmScale;
     }
-    if (o.alpha_mse !== 0) {
-      const tl = t.logits!;
+    if (teacherLogits && a.alpha_mse !== 0) {
       for (let j = 0; j < v; j++) {
-        const d = s[o0 + j]! - tl[o0 + j]!;
-        mseSum += d * d;
+        const d = s[o0 + j]! - teacherLogits[o0 + j]!;
+        sums.mse += d * d;
         grad[o0 + j]! += mseScale * d;
         biasGrad[j]! += mseScale * d;
       }
     }
   }
-  return {
-    ce: (tau * tau * ceSum) / ceCount,
-    mlm: mlmCount > 0 ? mlmSum / mlmCount : 0,
-    mse: o.alpha_mse !== 0 ? mseSum / ceCount : 0,
-    grad,
-    biasGrad,
-  };
-}
-
-export interface DeviceLogitLosses {
-  ce: number;
-  mlm: number;
-  mse: number;
-  /** ∂(weighted losses)/∂s, [N, V], on the device. */
-  grad: tf.Tensor2D;
-  /** Its sum over the rows, [V]. */
-  biasGrad: tf.Tensor1D;
+  return { ...means(sums, a, tau), grad, biasGrad };
 }
 
 /**
  * The same pass as logitLossesHost, on the `wasm` backend's memory with the SIMD module (student/kernels/simd.ts):
- * the logits are read where they lie and the gradient is written into a new tensor, so neither crosses to
- * JS; only the teacher's targets are uploaded. Same formulas, per row: max; exponentials with Σ and Σ p·a;
- * KL gradient and bias; then the MLM and MSE terms where they apply.
+ * the logits are read where they lie and the gradient is written into the output, so neither crosses to JS.
+ * Same formulas, per row: max; exponentials with Σ and Σ p·a; KL gradient and bias; then the MLM and MSE terms
+ * where they apply. `grad` and `biasGrad` are the kernel's outputs, `scratch` a [V] buffer.
  */
-export function logitLossesWasm(simd: SimdKernels, logits: tf.Tensor2D, t: TeacherSoftTargets, o: LogitLossOptions): DeviceLogitLosses {
-  const [n, v] = logits.shape;
-  const { tau, invTau, ceCount, mlmCount, ceScale, mseScale, mlmScale, mlmLabelOf } = lossScales(n, v, t, o);
-  const backend = tf.backend() as BackendWasm;
-  const probs = tf.tensor2d(t.probs, [n, v]);
-  const teacherLogits = o.alpha_mse !== 0 ? tf.tensor2d(t.logits!, [n, v]) : undefined;
-  const gradInfo = backend.makeOutput([n, v], 'float32');
-  const biasInfo = backend.makeOutput([v], 'float32');
-  const scratch = backend.makeOutput([v], 'float32');
-  // Views after every allocation (allocating may grow the memory and detach earlier views); the SIMD
-  // passes never allocate.
-  const sView = backend.typedArrayFromHeap(logits) as Float32Array;
-  const gView = backend.typedArrayFromHeap(gradInfo) as Float32Array;
-  const biasView = backend.typedArrayFromHeap(biasInfo) as Float32Array;
+function logitLossesSimd(simd: SimdKernels, backend: BackendWasm, ins: { logits: tf.TensorInfo; probs: tf.TensorInfo; teacherLogits?: tf.TensorInfo },
+  labels: Int32Array, out: { grad: tf.TensorInfo; biasGrad: tf.TensorInfo; scratch: tf.TensorInfo }, a: LogitLossAttrs): { ce: number; mlm: number; mse: number } {
+  const [n, v] = ins.logits.shape as [number, number];
+  const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, ins.probs.shape[0]! * ins.probs.shape[1]!, labels, ins.teacherLogits !== undefined, a);
+  const sView = backend.typedArrayFromHeap(ins.logits) as Float32Array;
+  const gView = backend.typedArrayFromHeap(out.grad) as Float32Array;
+  const biasView = backend.typedArrayFromHeap(out.biasGrad) as Float32Array;
   biasView.fill(0);
-  const S = heapOffset(logits);
-  const P = heapOffset(probs);
-  const G = heapOffset(gradInfo);
-  const Bias = heapOffset(biasInfo);
-  const Tmp = heapOffset(scratch);
-  const Tl = teacherLogits ? heapOffset(teacherLogits) : 0;
+  const S = heapOffset(ins.logits);
+  const P = heapOffset(ins.probs);
+  const G = heapOffset(out.grad);
+  const Bias = heapOffset(out.biasGrad);
+  const Tmp = heapOffset(out.scratch);
+  const Tl = ins.teacherLogits && a.alpha_mse !== 0 ? heapOffset(ins.teacherLogits) : undefined;
   const rowBytes = v * 4;
-  let ceSum = 0;
-  let mlmSum = 0;
-  let mseSum = 0;
+  const sums = { ce: 0, mlm: 0, mse: 0 };
   for (let row = 0; row < n; row++) {
     const s = S + row * rowBytes;
     const g = G + row * rowBytes;
     const p = P + row * rowBytes;
     const ms = simd.max(s, v);
     const zq = simd.expSumDot(s, g, p, v, ms, invTau);
-    ceSum += t.negEntropy[row]! - (simd.second() - Math.log(zq));
+    sums.ce += a.negEntropy[row]! - (simd.second() - Math.log(zq));
     simd.klGrad(g, p, Bias, v, ceScale / zq, ceScale);
-    const label = mlmLabelOf[row]!;
-    if (label >= 0) {
+    const label = labels[row]!;
+    if (label !== IGNORE_INDEX) {
       const zr = simd.expSum(s, Tmp, v, ms, 1);
-      mlmSum += -(sView[row * v + label]! - ms - Math.log(zr));
+      sums.mlm += -(sView[row * v + label]! - ms - Math.log(zr));
       simd.axpy2(g, Tmp, Bias, v, mlmScale / zr);
       gView[row * v + label]! -= mlmScale;
       biasView[label]! -= mlmScale;
     }
-    if (teacherLogits) mseSum += simd.mseGrad(g, s, Tl + row * rowBytes, Bias, v, mseScale);
+    if (Tl !== undefined) sums.mse += simd.mseGrad(g, s, Tl + row * rowBytes, Bias, v, mseScale);
   }
-  backend.disposeData(scratch.dataId);
-  tf.dispose([probs, ...(teacherLogits ? [teacherLogits] : [])]);
-  return {
-    ce: (tau * tau * ceSum) / ceCount,
-    mlm: mlmCount > 0 ? mlmSum / mlmCount : 0,
-    mse: o.alpha_mse !== 0 ? mseSum / ceCount : 0,
-    grad: tf.engine().makeTensorFromTensorInfo(gradInfo) as tf.Tensor2D,
-    biasGrad: tf.engine().makeTensorFromTensorInfo(biasInfo) as tf.Tensor1D,
-  };
+  return means(sums, a, tau);
 }
 
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend };
+type LossInputs = { logits: tf.TensorInfo; probs: tf.TensorInfo; labels: tf.TensorInfo; teacherLogits?: tf.TensorInfo };
 
-export interface FusedHeadLosses {
-  /** α_ce·loss_ce + α_mlm·loss_mlm + α_mse·loss_mse, differentiable with respect to h, E and b. */
-  weighted: tf.Scalar;
-  loss_ce: number;
-  loss_mlm: number;
-  loss_mse: number;
+const weightedSum = (l: { ce: number; mlm: number; mse: number }, a: LogitLossAttrs): Float32Array =>
+  Float32Array.from([a.alpha_ce * l.ce + a.alpha_mlm * l.mlm + a.alpha_mse * l.mse, l.ce, l.mlm, l.mse]);
+
+function wasmKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
+  const wasm = backend as BackendWasm;
+  const ins = inputs as unknown as LossInputs;
+  const a = attrs as unknown as LogitLossAttrs;
+  const [n, v] = ins.logits.shape as [number, number];
+  const losses = wasm.makeOutput([4], 'float32');
+  const grad = wasm.makeOutput([n, v], 'float32');
+  const biasGrad = wasm.makeOutput([v], 'float32');
+  const simd = wasmSimd();
+  const scratch = simd ? wasm.makeOutput([v], 'float32') : undefined;
+  // Views after every allocation (allocating may grow the memory and detach earlier views).
+  const labels = Int32Array.from(wasm.typedArrayFromHeap(ins.labels) as Int32Array);
+  let values: { ce: number; mlm: number; mse: number };
+  if (simd && scratch) {
+    values = logitLossesSimd(simd, wasm, ins, labels, { grad, biasGrad, scratch }, a);
+    wasm.disposeData(scratch.dataId);
+  } else {
+    const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t) as Float32Array;
+    const h = logitLossesHost(view(ins.logits), n, v, view(ins.probs), labels, ins.teacherLogits ? view(ins.teacherLogits) : undefined, a);
+    view(grad).set(h.grad);
+    view(biasGrad).set(h.biasGrad);
+    values = h;
+  }
+  (wasm.typedArrayFromHeap(losses) as Float32Array).set(weightedSum(values, a));
+  return [losses, grad, biasGrad];
+}
+
+interface CpuBackendLike extends tf.KernelBackend {
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
+}
+
+function cpuKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
+  const cpu = backend as CpuBackendLike;
+  const ins = inputs as unknown as LossInputs;
+  const a = attrs as unknown as LogitLossAttrs;
+  const [n, v] = ins.logits.shape as [number, number];
+  const read = (t: tf.TensorInfo): Float32Array => cpu.readSync(t.dataId) as Float32Array;
+  const h = logitLossesHost(read(ins.logits), n, v, read(ins.probs), cpu.readSync(ins.labels.dataId) as Int32Array,
+    ins.teacherLogits ? read(ins.teacherLogits) : undefined, a);
+  return [cpu.makeTensorInfo([4], 'float32', weightedSum(h, a)), cpu.makeTensorInfo([n, v], 'float32', h.grad), cpu.makeTensorInfo([v], 'float32', h.biasGrad)];
+}
+
+/** Register DistillLogitLosses on `wasm` or `cpu` (idempotent); other backends keep the tfjs ops on the device. */
+export function registerLogitLossKernel(backendName: 'wasm' | 'cpu'): void {
+  if (tf.getKernel(LOGIT_LOSSES_KERNEL, backendName)) return;
+  tf.registerKernel({ kernelName: LOGIT_LOSSES_KERNEL, backendName, kernelFunc: (backendName === 'wasm' ? wasmKernel : cpuKernel) as unknown as tf.KernelFunc });
+}
+
+/** Whether the active backend has the kernel (decided when it started). */
+export function hasLogitLossKernel(): boolean {
+  return tf.getKernel(LOGIT_LOSSES_KERNEL, tf.getBackend()) !== undefined;
+}
+
+/** The teacher's side of the logit losses for the selected rows, on the host. */
+export interface LogitLossTargets {
+  /** softmax(t/τ), [N, V]. */
+  probs: Float32Array;
+  /** The teacher's logits [N, V], needed when α_mse ≠ 0. */
+  logits?: Float32Array;
 }
 
 /**
- * Logits s = h Eᵀ + b for the selected rows (h [N, H] from the vocab transform, E [V, H] the word embeddings,
- * b [V]) and the weighted logit losses against the teacher's soft targets, as one op.
+ * The op: logits s = h Eᵀ + b for the selected rows (h [N, H] from the vocab transform, E [V, H] the word
+ * embeddings, b [V]), then the kernel. Returns [4]: (α-weighted sum, ce, mlm, mse); the gradient flows through
+ * the first value only (the other three are reported, not trained on). Call only where hasLogitLossKernel().
  */
-export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D, targets: TeacherSoftTargets, o: LogitLossOptions): FusedHeadLosses {
+export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D, targets: LogitLossTargets,
+  labels: Int32Array, attrs: LogitLossAttrs): tf.Tensor1D {
   const [n] = h.shape;
   const [v] = embeddings.shape;
-  const values = { ce: 0, mlm: 0, mse: 0 };
   const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
-    const logits = tf.tidy(() => tf.add(tf.matMul(x, e, false, true), b)) as tf.Tensor2D; // [N, V]
-    const simd = wasmSimd();
-    let g: tf.Tensor2D; // [N, V]
-    let gb: tf.Tensor1D; // [V]
-    let host: { ce: number; mlm: number; mse: number };
-    if (simd) {
-      const device = logitLossesWasm(simd, logits, targets, o);
-      host = device;
-      g = device.grad;
-      gb = device.biasGrad;
-    } else {
-      const h = logitLossesHost(logits.dataSync() as Float32Array, n, v, targets, o);
-      host = h;
-      g = tf.tensor2d(h.grad, [n, v]);
-      gb = tf.tensor1d(h.biasGrad);
-    }
-    logits.dispose();
-    values.ce = host.ce;
-    values.mlm = host.mlm;
-    values.mse = host.mse;
-    save([x, e, g, gb]);
+    const logits = tf.add(tf.matMul(x, e, false, true), b) as tf.Tensor2D; // [N, V]
+    const inputs: tf.NamedTensorMap = {
+      logits, probs: tf.tensor2d(targets.probs, [n, v]), labels: tf.tensor1d(labels, 'int32'),
+      ...(attrs.alpha_mse !== 0 && targets.logits ? { teacherLogits: tf.tensor2d(targets.logits, [n, v]) } : {}),
+    };
+    const [losses, grad, biasGrad] = tf.engine().runKernel(LOGIT_LOSSES_KERNEL, inputs, { ...attrs }) as unknown as [tf.Tensor1D, tf.Tensor2D, tf.Tensor1D];
+    save([x, e, grad, biasGrad]);
     return {
-      value: tf.scalar(o.alpha_ce * host.ce + o.alpha_mlm * host.mlm + o.alpha_mse * host.mse),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      value: losses,
+      gradFunc: (dy: tf.Tensor1D, saved: tf.Tensor[]) => {
         const [xs, es, gs, gbs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-        const eGrad = tf.matMul(gs, xs, true, false); // [V, H]
-        return [tf.mul(tf.matMul(gs, es), dy), tf.mul(eGrad, dy), tf.mul(gbs, dy)];
+        const d = tf.reshape(tf.slice(dy, [0], [1]), []); // ∂L/∂(weighted sum)
+        return [tf.mul(tf.matMul(gs, es), d), tf.mul(tf.matMul(gs, xs, true, false), d), tf.mul(gbs, d)]; // [N, H], [V, H], [V]
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  const weighted = op(h, embeddings, bias) as tf.Scalar;
-  return { weighted, loss_ce: values.ce, loss_mlm: values.mlm, loss_mse: values.mse };
-}
-
-/** The backends that run the logit losses in this pass (registered when the backend starts: the CPU ones). */
-const passBackends = new Set<string>();
-
-/** Run the logit losses in the fused pass on `backendName` (wasm, cpu); other backends keep the tfjs ops on the device. */
-export function registerLogitLossPass(backendName: 'wasm' | 'cpu'): void {
-  passBackends.add(backendName);
-}
-
-/** The fused pass when the active backend has it (decided when it started), else undefined: the tfjs-op losses run. */
-export function logitLossPass(): typeof fusedHeadLosses | undefined {
-  return passBackends.has(tf.getBackend()) ? fusedHeadLosses : undefined;
+  return op(h, embeddings, bias) as tf.Tensor1D;
 }

@@ -258,24 +258,49 @@ export interface AdamWCoefficients {
   decayFactor: number;
 }
 
-/** Update p, m, v from g in place; false when it cannot (the caller then runs the tfjs-op form). */
+// AdamW's update of one parameter, behind the kernel name DistillAdamW (registered on `wasm` when the SIMD module
+// loaded; src/train/adamw.ts's adamwUpdate() runs the tfjs-op form elsewhere). Inputs {param, grad, m, v}, the
+// coefficients as attributes; outputs [param', m', v']. One SIMD pass over the four where they lie: in place
+// when p, m and v hold their memory alone (the optimizer's variables do), returning the same tensor ids (the
+// caller's assign() then keeps them); otherwise on fresh copies, so that the kernel never changes a tensor that
+// something else still reads. An in-place pass ends by dropping what kernels cached on the rewritten tensors
+// (rewroteInPlace above).
+export const ADAMW_KERNEL = 'DistillAdamW';
 
-/**
- * AdamW's update of one parameter as one SIMD pass over p, g, m and v where they lie, when the wasm backend
- * runs with the SIMD module (else undefined: the optimizer's tfjs-op form runs). The pass applies only to
- * float32 tensors that hold their memory alone, and ends by dropping what kernels cached on the rewritten
- * tensors (rewroteInPlace above).
- */
-export function inPlaceAdamW(): ((p: tf.TensorInfo, g: tf.TensorInfo, m: tf.TensorInfo, v: tf.TensorInfo, c: AdamWCoefficients) => boolean) | undefined {
-  const simd = wasmSimd();
-  if (!simd) return undefined;
-  return (p, g, m, v, c) => {
-    if (tf.getBackend() !== 'wasm' || g.dtype !== 'float32' || !ownsMemory(p) || !ownsMemory(m) || !ownsMemory(v)) return false;
-    const size = p.shape.reduce((x, y) => x * y, 1);
-    simd.adamw(heapOffset(p), heapOffset(g), heapOffset(m), heapOffset(v), size, c.b1, 1 - c.b1, c.b2, 1 - c.b2,
+interface WasmOutputs {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  incRef(dataId: object): void;
+}
+
+function adamwKernel(simd: SimdKernels) {
+  return ({ inputs, attrs, backend }: { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend }): tf.TensorInfo[] => {
+    const wasm = backend as unknown as WasmOutputs;
+    const { param, grad, m, v } = inputs as Record<'param' | 'grad' | 'm' | 'v', tf.TensorInfo>;
+    const c = attrs as unknown as AdamWCoefficients;
+    const inPlace = ownsMemory(param) && ownsMemory(m) && ownsMemory(v);
+    let outs: tf.TensorInfo[];
+    if (inPlace) {
+      outs = [param, m, v].map((t) => {
+        wasm.incRef(t.dataId);
+        return { dataId: t.dataId, shape: t.shape, dtype: t.dtype };
+      });
+    } else {
+      outs = [param, m, v].map((t) => wasm.makeOutput(t.shape, 'float32'));
+      // Views after every allocation (allocating may grow the memory and detach earlier views).
+      outs.forEach((o, i) => wasm.typedArrayFromHeap(o).set(wasm.typedArrayFromHeap([param, m, v][i]!)));
+    }
+    const size = param.shape.reduce((x, y) => x * y, 1);
+    simd.adamw(heapOffset(outs[0]!), heapOffset(grad), heapOffset(outs[1]!), heapOffset(outs[2]!), size, c.b1, 1 - c.b1, c.b2, 1 - c.b2,
       c.biasCorrection2Sqrt, c.eps, c.stepSize, c.decayFactor);
     // The memory of p, m and v changed under the same ids: drop what kernels cached on them.
-    for (const t of [p, m, v]) rewroteInPlace(t);
-    return true;
+    if (inPlace) for (const t of outs) rewroteInPlace(t);
+    return outs;
   };
+}
+
+/** Register DistillAdamW on `wasm` when the SIMD module loaded (call after loadWasmSimd; idempotent). */
+export function registerAdamWKernel(): void {
+  if (!kernels || tf.getKernel(ADAMW_KERNEL, 'wasm')) return;
+  tf.registerKernel({ kernelName: ADAMW_KERNEL, backendName: 'wasm', kernelFunc: adamwKernel(kernels) as unknown as tf.KernelFunc });
 }
