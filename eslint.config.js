@@ -1,14 +1,15 @@
 // eslint with typescript-eslint (npm run lint): the type-checked rules on the sources (src/, teacher/,
-// student/, losses/, corpus/); the tests get the rules that need no type information (test files were never
-// compiled with the sources' tsconfig, and tfjs's tidy() types reject their plain-object results).
+// student/, losses/, corpus/) and on the tests, which are type-checked with tsconfig.test.json (the sources'
+// settings, no output).
 import tseslint from 'typescript-eslint';
 
 const SOURCES = ['src/**/*.ts', 'teacher/**/*.ts', 'student/**/*.ts', 'losses/**/*.ts', 'corpus/**/*.ts'];
+const TESTS = ['test/**/*.ts'];
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'runs/', '.tmp/', '.tmp-*/', '.device-pack/', 'test/fixtures/', '**/*.cjs', 'eslint.config.js', 'vitest.config.ts'] },
   { files: SOURCES, extends: [...tseslint.configs.recommendedTypeChecked], languageOptions: { parserOptions: { project: './tsconfig.json', tsconfigRootDir: import.meta.dirname } } },
-  { files: ['test/**/*.ts'], extends: [...tseslint.configs.recommended] },
+  { files: TESTS, extends: [...tseslint.configs.recommendedTypeChecked], languageOptions: { parserOptions: { project: './tsconfig.test.json', tsconfigRootDir: import.meta.dirname } } },
   {
     rules: {
       // Module boundaries: no `any` crossing them, and unused code is an error.
@@ -17,7 +18,7 @@ export default tseslint.config(
     },
   },
   {
-    files: SOURCES,
+    files: [...SOURCES, ...TESTS],
     rules: {
       // A promise must be awaited or explicitly voided (a forgotten await loses an error).
       '@typescript-eslint/no-floating-promises': 'error',

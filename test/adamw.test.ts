@@ -92,13 +92,13 @@ describe('AdamW', () => {
     await selectBackend('wasm');
     expect(tf.getKernel(ADAMW_KERNEL, 'wasm')).toBeDefined();
     const c = { b1: o.b1, b2: o.b2, biasCorrection2Sqrt: Math.sqrt(1 - o.b2), eps: o.eps, stepSize: 1e-3 / (1 - o.b1), decayFactor: 1 - 1e-3 * o.wd };
-    const [p, g, m, v] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x));
+    const [p, g, m, v] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x)) as [tf.Tensor1D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
     const shared = tf.clone(p); // a second holder of p's memory: p may not be written in place
-    const kernel = adamwUpdate(p!, g!, m!, v!, c).map((t) => Float32Array.from(t.dataSync()));
-    expect(Float32Array.from(p!.dataSync())).toEqual(p0); // unchanged
+    const kernel = adamwUpdate(p, g, m, v, c).map((t) => Float32Array.from(t.dataSync()));
+    expect(Float32Array.from(p.dataSync())).toEqual(p0); // unchanged
     await selectBackend('cpu');
-    const [pc, gc, mc, vc] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x));
-    const ops = adamwUpdate(pc!, gc!, mc!, vc!, c).map((t) => t.dataSync());
+    const [pc, gc, mc, vc] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x)) as [tf.Tensor1D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
+    const ops = adamwUpdate(pc, gc, mc, vc, c).map((t) => t.dataSync());
     kernel.forEach((k, i) => expect(maxAbsDiff(k, ops[i]!)).toBeLessThan(1e-7));
     expect(maxAbsDiff(kernel[0]!, p0)).toBeGreaterThan(1e-4); // the update moved p
     shared.dispose();

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeData, RecordBatch, RecordBatchFileWriter, RecordBatchReader, Struct, type List, type Int32 } from 'apache-arrow';
+import { makeData, RecordBatch, RecordBatchFileWriter, RecordBatchReader, Struct, type Data, type List, type Int32 } from 'apache-arrow';
 import { writeSafetensors } from '../src/core/safetensors.js';
 import { loadTask } from '../src/probe/tasks.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
@@ -73,11 +73,11 @@ describe('a damaged corpus is named when the run opens it', () => {
       const path = join(d, file);
       const batches = [...RecordBatchReader.from(readFileSync(path))];
       const rewritten = batches.map((rb, i) => {
-        const list = rb.getChildAt(0)!.data[0]! as unknown as ReturnType<typeof makeData<List<Int32>>>;
+        const list = rb.getChildAt(0)!.data[0]! as unknown as Data<List<Int32>>;
         const values = Int32Array.from(list.children[0]!.values as Int32Array);
         if (i === 0) values.fill(999_999, 0, values.length); // every id of the first record batch
         const child = makeData({ type: list.children[0]!.type as Int32, length: values.length, data: values });
-        const data = makeData({ type: list.type, length: list.length, nullCount: 0, valueOffsets: list.valueOffsets, child });
+        const data = makeData({ type: list.type, length: list.length, nullCount: 0, valueOffsets: list.valueOffsets as Int32Array, child });
         return new RecordBatch(rb.schema, makeData({ type: new Struct(rb.schema.fields), length: list.length, nullCount: 0, children: [data] }));
       });
       writeFileSync(path, RecordBatchFileWriter.writeAll(rewritten).toUint8Array(true));

@@ -8,7 +8,7 @@ import { hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
 import { transpose2d } from '../src/core/math.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
 import { lossRows, type LossRows } from '../losses/rows.js';
-import { GOLDEN, goldenBatch, relDiff } from './helpers.js';
+import { GOLDEN, goldenBatch, relDiff, tidy } from './helpers.js';
 import { expectGradientProbes } from './gradient-probe.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 import probes from './fixtures/tiny-bert-cased/gradient_probes.json' with { type: 'json' };
@@ -27,7 +27,7 @@ const TINY_BATCH: GoldenBatch = { B, T, maskedIds, attention, rows, targets };
 
 /** The loss and each parameter's gradient (transformers' layout) and its norm, by Hugging Face name, on a golden batch (default: the tiny teacher's). */
 export function goldenGradients(student: DistilBertStudent, restrict = false, fused = true, batch: GoldenBatch = TINY_BATCH): { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> } {
-  return tf.tidy(() => {
+  return tidy(() => {
     const ids = tf.tensor2d(batch.maskedIds, [batch.B, batch.T], 'int32');
     const mask = tf.tensor2d(batch.attention, [batch.B, batch.T], 'int32');
     const { value, grads } = tf.variableGrads(() => distillLosses(student, ids, mask, batch.rows, batch.targets,

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { dirname, join, relative } from 'node:path';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { selectBackend } from '../student/kernels/backend.js';
 
@@ -123,4 +124,12 @@ export function folderDigest(dir: string): string {
   };
   walk(dir);
   return h.digest('hex');
+}
+
+/**
+ * tf.tidy for any result: tensors made inside are freed except those the result holds (tf.tidy does this for
+ * objects at run time; its types accept only tensor containers, not the numbers and records tests return).
+ */
+export function tidy<T>(fn: () => T): T {
+  return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as T;
 }

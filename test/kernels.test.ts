@@ -42,7 +42,7 @@ describe('UnsortedSegmentSum', () => {
         const ids = Int32Array.from(c.ids);
         const expected = await referenceSegmentSum(x, c.xShape, ids, c.idsShape, c.numSegments);
         await selectBackend(backend);
-        const got = tf.tidy(() => tf.unsortedSegmentSum(tf.tensor(x, c.xShape), tf.tensor(ids, c.idsShape, 'int32'), c.numSegments).dataSync() as Float32Array);
+        const got = tf.tidy(() => tf.unsortedSegmentSum(tf.tensor(x, c.xShape), tf.tensor1d(ids, 'int32'), c.numSegments).dataSync() as Float32Array);
         expect(got.length).toBe(expected.length);
         expect(maxAbsDiff(got, expected)).toBeLessThan(1e-6);
         expect(expected.some((v) => v !== 0)).toBe(true);

@@ -114,13 +114,13 @@ describe('resume that says what it does', () => {
     expect(state).toMatchObject({ step: 10, total_updates: 10, schedule: { total: 10 }, config: { lr: 2e-4, max_steps: 10 } });
     // Updates 7–10 at the lr a 10-update run has there (warm-up ⌈0.05·6⌉ = 1 update kept), scaled to the new peak:
     // 2e-4 · (10 − d)/9 after d updates; not 0, which the old schedule (ended at 6) would give.
-    expect(lrs(runDir).slice(6)).toEqual([4, 3, 2, 1].map((k) => 2e-4 * k / 9).map((x) => expect.closeTo(x, 15)));
+    expect(lrs(runDir).slice(6)).toEqual([4, 3, 2, 1].map((k) => 2e-4 * k / 9).map((x): unknown => expect.closeTo(x, 15)));
     // Without a change, --resume continues exactly and records nothing.
     const again = runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--max-steps', '12']);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stderr).toContain('changed: max_steps 10 → 12');
     expect(again.stderr).toContain('the config given differs in lr: ignored'); // the file says 5e-4; the run goes on at 2e-4
-    expect(lrs(runDir).slice(10)).toEqual([2, 1].map((k) => 2e-4 * k / 11).map((x) => expect.closeTo(x, 15)));
+    expect(lrs(runDir).slice(10)).toEqual([2, 1].map((k) => 2e-4 * k / 11).map((x): unknown => expect.closeTo(x, 15)));
   });
 
   it('refuses keys that would make another run, naming why, and changes nothing', () => {

@@ -13,7 +13,7 @@ import type { DistilBertStudent } from '../student/model.js';
 import { transpose2d } from '../src/core/math.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
 import { teacherSoftTargets } from '../teacher/soft-targets.js';
-import { TINY, maxAbsDiff, relDiff } from './helpers.js';
+import { TINY, maxAbsDiff, relDiff, tidy } from './helpers.js';
 import { B, H, T, V, attention, expectGoldenGradients, goldenGradients, maskedIds, ref, rows, targets, teacherLast, teacherLogits } from './golden.js';
 import { expectGradientProbes } from './gradient-probe.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
@@ -52,7 +52,7 @@ for (const backend of ['wasm', 'cpu'] as BackendName[]) {
     for (const fused of [true, false]) {
       const path = fused ? 'fused host pass' : 'tfjs ops';
       it(`each loss is within 1e-4 relative of the reference (${path})`, () => {
-        const values = tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets,
+        const values = tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows, targets,
           RECIPE_LOSS_WEIGHTS, { training: false }, { fused }).values());
         expect(relDiff(values.loss_ce, reference.loss_ce)).toBeLessThan(1e-4);
         expect(relDiff(values.loss_mlm, reference.loss_mlm)).toBeLessThan(1e-4);
@@ -66,13 +66,13 @@ for (const backend of ['wasm', 'cpu'] as BackendName[]) {
 
     it('the tfjs-op losses from the teacher\'s soft targets (no logits) equal the reference within 1e-4', () => {
       const soft = teacherSoftTargets(teacherLogits, rows.realRows, V, 2, false);
-      const values = tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows,
+      const values = tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows,
         { lastHidden: teacherLast, soft }, RECIPE_LOSS_WEIGHTS, { training: false }, { fused: false }).values());
       expect(relDiff(values.loss_ce, reference.loss_ce)).toBeLessThan(1e-4);
       expect(relDiff(values.loss, reference.loss_total)).toBeLessThan(1e-4);
       // One temperature: soft targets made at τ = 2 are refused by a loss at τ = 3, on both routes.
       for (const fused of [true, false]) {
-        expect(() => tf.tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows,
+        expect(() => tidy(() => distillLosses(student, tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), rows,
           { lastHidden: teacherLast, soft }, { ...RECIPE_LOSS_WEIGHTS, temperature: 3 }, { training: false }, { fused })))
           .toThrow(/teacher soft targets are at temperature 2, the loss is at 3/);
       }

@@ -86,7 +86,7 @@ describe('model folder validation', () => {
 
   it('names config.json and both sizes when vocab_size disagrees with the tokenizer', async () => {
     const dir = copyTiny();
-    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { vocab_size: number };
     cfg.vocab_size = 6000;
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
     const err = await Teacher.load(dir).catch((e: unknown) => e);
@@ -98,10 +98,10 @@ describe('model folder validation', () => {
   it('names the ONNX file when its logits disagree with config and tokenizer', async () => {
     const dir = copyTiny();
     // Drop the last 44 tokens from the tokenizer and config: the ONNX graph still gives 6144 logits.
-    const tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
-    for (const [t, id] of Object.entries(tj.model.vocab)) if ((id as number) >= 6100) delete tj.model.vocab[t];
+    const tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } };
+    for (const [t, id] of Object.entries(tj.model.vocab)) if (id >= 6100) delete tj.model.vocab[t];
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
-    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { vocab_size: number };
     cfg.vocab_size = 6100;
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
     const err = await Teacher.load(dir).catch((e: unknown) => e);

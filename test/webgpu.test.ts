@@ -25,7 +25,7 @@ import { teacherSoftTargets } from '../teacher/soft-targets.js';
 import { lossRows } from '../losses/rows.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
-import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, webgpuUnavailable } from './helpers.js';
+import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, tidy, webgpuUnavailable } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
 // Skipped only where WebGPU is not installed or finds no adapter; any other error fails the file.
@@ -70,7 +70,7 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
   });
 
   it('logits and hidden states equal PyTorch\'s within 1e-4', async () => {
-    const out = tf.tidy(() => student.forward(tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), { training: false }));
+    const out = tidy(() => student.forward(tf.tensor2d(maskedIds, [B, T], 'int32'), tf.tensor2d(attention, [B, T], 'int32'), { training: false }));
     const logits = await out.logits.data();
     const hidden = await Promise.all(out.hiddenStates.map((h) => h.data()));
     tf.dispose([out.logits, ...out.hiddenStates]);
