@@ -41,13 +41,24 @@ export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer
     log(`preparing the corpus in ${config.corpus} from ${config.corpus_inputs.join(', ')}`);
     await prepareCorpus(tok, { outDir: config.corpus, inputs, maxLength, shardSequences: 50_000, onBadLine: 'error' });
   }
-  const meta = readCorpusMeta(config.corpus);
-  if (meta.tokenizer.vocab_hash !== tok.vocabHash) {
-    throw new MismatchError(`${join(config.corpus, 'meta.json')}: the corpus was prepared with another tokenizer than the teacher's (${tok.info.source})`,
-      'prepare it again with the teacher folder as --tokenizer');
+  return openCorpus(config.corpus, tok, maxPositions, 'the teacher\'s');
+}
+
+/**
+ * A prepared corpus checked for use with a model: prepared with its tokenizer, sequences that fit its
+ * positions, shards as meta.json lists them. `whose` names the model in errors ("the teacher's", "the model's").
+ */
+export async function openCorpus(dir: string, tok: WordPieceTokenizer, maxPositions: number | undefined, whose: string): Promise<CorpusMeta> {
+  if (!existsSync(join(dir, 'meta.json'))) {
+    throw new FileFormatError(join(dir, 'meta.json'), 'missing: not a prepared corpus', `prepare one: distill prepare --tokenizer MODEL_DIR --out ${dir} INPUT...`);
   }
-  assertFitsPositions(config.corpus, meta.max_length, maxPositions);
-  await validateShards(config.corpus, meta);
+  const meta = readCorpusMeta(dir);
+  if (meta.tokenizer.vocab_hash !== tok.vocabHash) {
+    throw new MismatchError(`${join(dir, 'meta.json')}: the corpus was prepared with another tokenizer than ${whose} (${tok.info.source})`,
+      `prepare it again with ${whose === 'the teacher\'s' ? 'the teacher folder' : 'that model folder'} as --tokenizer`);
+  }
+  assertFitsPositions(dir, meta.max_length, maxPositions);
+  await validateShards(dir, meta);
   return meta;
 }
 

@@ -9,6 +9,10 @@
 //
 // The cursor (epoch, unit, batch) says where the next batch comes from. Every random draw derives from
 // (seed, epoch, unit[, batch]), so a restored cursor continues the batch sequence exactly.
+//
+// A validation split (`heldOut`) holds whole record batches back: heldOutUnits() picks them from the seed
+// alone, so the training reader (part 'train') never sees them, the validation reader (part 'valid') sees only
+// them, and a resumed run holds back the same ones.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +38,24 @@ export interface ReaderOptions {
   /** Sequences whose lengths fall in the same bucket of this many tokens are batched together (4). */
   bucketWidth: number;
   padId: number;
+  /** Read only the training part or only the held-out part of a split (absent: every record batch). */
+  heldOut?: { fraction: number; part: 'train' | 'valid' };
 }
+
+/** The record batches held out for validation: round(fraction · units), at least 1, drawn from the seed. */
+export function heldOutUnits(units: number, fraction: number, seed: number): Set<number> {
+  if (!(fraction > 0)) return new Set();
+  const count = Math.max(1, Math.round(fraction * units));
+  if (count >= units) {
+    throw new InputError(`valid_fraction ${fraction} holds back ${count} of the corpus's ${units} record batches (${RECORD_BATCH_ROWS} sequences each), leaving none to train on`,
+      'lower valid_fraction, prepare more text, or give a separate prepared corpus as valid_corpus');
+  }
+  const order = Array.from({ length: units }, (_, i) => i);
+  Rng.derive(seed, HELD_OUT_STREAM).shuffle(order);
+  return new Set(order.slice(0, count));
+}
+
+const HELD_OUT_STREAM = 0x76616c69;
 
 export interface GlobalBatch {
   /** [rows, seqLen] right-padded ids of the whole global batch (all ranks). */
@@ -52,7 +73,7 @@ export interface GlobalBatch {
   next: Cursor;
 }
 
-interface Unit { shard: number; recordBatch: number }
+interface Unit { shard: number; recordBatch: number; rows: number }
 
 export class CorpusReader {
   readonly dir: string;
@@ -71,8 +92,12 @@ export class CorpusReader {
       throw new InputError(`rank ${options.rank} of world size ${options.world} is not a valid partition`);
     }
     if (!Number.isInteger(options.batchSize) || options.batchSize < 1) throw new InputError(`batch_size ${options.batchSize} must be a positive whole number`);
-    this.units = this.meta.shards.flatMap((s, shard) => Array.from({ length: s.record_batches }, (_, recordBatch) => ({ shard, recordBatch })));
-    if (this.units.length === 0) throw new FileFormatError(join(dir, 'meta.json'), 'the corpus has no shards');
+    const all = this.meta.shards.flatMap((s, shard) => Array.from({ length: s.record_batches }, (_, recordBatch) =>
+      ({ shard, recordBatch, rows: Math.max(0, Math.min(RECORD_BATCH_ROWS, s.sequences - recordBatch * RECORD_BATCH_ROWS)) })));
+    if (all.length === 0) throw new FileFormatError(join(dir, 'meta.json'), 'the corpus has no shards');
+    const split = options.heldOut;
+    const held = split ? heldOutUnits(all.length, split.fraction, options.seed) : new Set<number>();
+    this.units = split && held.size > 0 ? all.filter((_, i) => held.has(i) === (split.part === 'valid')) : all;
   }
 
   get cursor(): Cursor {
@@ -83,8 +108,14 @@ export class CorpusReader {
     this.cursorValue = { ...cursor };
   }
 
+  /** The record batches this reader reads ("shard:record batch"), e.g. to check that a split's parts are disjoint. */
+  recordBatches(): string[] {
+    return this.units.map((u) => `${u.shard}:${u.recordBatch}`);
+  }
+
+  /** Sequences this reader reads in one epoch (its part of a split). */
   get sequences(): number {
-    return this.meta.sequences.kept;
+    return this.units.reduce((n, u) => n + u.rows, 0);
   }
 
   private unitOrder(epoch: number): number[] {
@@ -184,16 +215,7 @@ export class CorpusReader {
   /** Global batches in one epoch. */
   batchesPerEpoch(): number {
     const global = this.options.batchSize * this.options.world;
-    return this.meta.shards.reduce((n, s) => {
-      let left = s.sequences;
-      let count = 0;
-      for (let r = 0; r < s.record_batches; r++) {
-        const rows = Math.min(left, RECORD_BATCH_ROWS);
-        count += Math.ceil(rows / global);
-        left -= rows;
-      }
-      return n + count;
-    }, 0);
+    return this.units.reduce((n, u) => n + Math.ceil(u.rows / global), 0);
   }
 }
 

@@ -13,6 +13,7 @@ import { registerMakeTeacher } from './commands/make-teacher.js';
 import { registerPlot } from './commands/plot.js';
 import { registerExport } from './commands/export.js';
 import { registerProbe } from './commands/probe.js';
+import { registerEval } from './commands/eval.js';
 
 const program = new Command();
 program
@@ -29,6 +30,7 @@ registerInitStudent(program);
 registerEvalBatch(program);
 registerFillMask(program);
 registerProbe(program);
+registerEval(program);
 registerExport(program);
 registerPlot(program);
 registerBench(program);

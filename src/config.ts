@@ -40,6 +40,10 @@ export interface TrainConfig extends LossWeights, MaskingConfig {
   teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
   divergence_factor: number;
   divergence_patience: number;
+  valid_corpus: string | null;
+  valid_fraction: number;
+  eval_every: number;
+  eval_sequences: number;
 }
 
 /** A fragment of JSON Schema (the subset the spec uses, checked by `problemWith`). */
@@ -81,6 +85,7 @@ const FIXED = {
   MASKING: 'the masking is part of the data stream the run continues',
   MOMENTS: 'the optimizer\'s moments in the checkpoint were accumulated with these',
   WARMUP: 'the warm-up is fixed when the run starts; change the schedule\'s length with max_steps (or epochs)',
+  VALIDATION: 'the best checkpoint is the one with the lowest val_loss on this validation set: another set would make the losses incomparable',
 } as const;
 
 /** Every key of a run config: meaning, default (the recipe's values from src/core/recipe.ts) and allowed values. */
@@ -121,6 +126,10 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
   divergence_factor: { doc: 'Stop the run when the loss, or the gradient norm, exceeds this multiple of its median over the normal updates so far (the last 20) for divergence_patience updates in a row; 0 turns the check off (a NaN or infinite loss always stops it).', default: 10, schema: { type: 'number', minimum: 0 } },
   divergence_patience: { doc: 'Updates in a row beyond divergence_factor that stop the run.', default: 3, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
+  valid_corpus: { doc: 'A prepared corpus folder to validate on (prepared with the teacher\'s tokenizer); relative to the config file. null: none, or the held-out part of `corpus` (valid_fraction).', default: null, fixedOnResume: FIXED.VALIDATION, schema: nullable({ type: 'string', minLength: 1 }) },
+  valid_fraction: { doc: 'Share of the corpus\'s record batches (4096 sequences each, at least one) held back from training, chosen by the seed, to validate on; 0: none.', default: 0, fixedOnResume: FIXED.DATA, schema: { type: 'number', minimum: 0, maximum: 0.5 } },
+  eval_every: { doc: 'With a validation set: evaluate every this many updates and at the end (val_* lines in metrics.jsonl; the lowest val_loss is kept as checkpoints/best); 0: only at the end.', default: 1000, schema: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } },
+  eval_sequences: { doc: 'Sequences of the validation set (fewer when it holds fewer); masked once, from the seed.', default: 512, fixedOnResume: FIXED.VALIDATION, schema: { type: 'integer', minimum: 1, maximum: 1 << 24 } },
   teacher_ep: { doc: 'Teacher execution provider: "cpu", "webgpu" or "cuda"; null for the best present (cuda when installed, else webgpu with the webgpu student, else cpu).', default: null, schema: { enum: ['cpu', 'webgpu', 'cuda', null] } },
 };
 
@@ -198,6 +207,7 @@ export function validateConfig(raw: Record<string, unknown>, source: string): Tr
     throw new FileFormatError(source, `keys "word_mask" + "word_keep" + "word_rand" sum to ${c.word_mask + c.word_keep + c.word_rand}, expected 1`);
   }
   if (c.max_steps === null && !(c.epochs > 0)) throw new FileFormatError(source, 'set "max_steps" or a positive "epochs"');
+  if (c.valid_corpus !== null && c.valid_fraction > 0) throw new FileFormatError(source, 'keys "valid_corpus" and "valid_fraction" are both set', 'validate on a separate corpus or on a held-out share of "corpus", not both');
   return c;
 }
 
@@ -237,6 +247,7 @@ export function resolveConfigPaths(c: TrainConfig, base: string): TrainConfig {
     corpus: abs(c.corpus),
     corpus_inputs: c.corpus_inputs.map((p) => (PACKAGE_INPUT.test(p) ? p : abs(p))),
     student: typeof c.student === 'string' ? abs(c.student) : c.student,
+    valid_corpus: c.valid_corpus === null ? null : abs(c.valid_corpus),
   };
 }
 

@@ -26,6 +26,10 @@ const SERIES: { key: string; label: string; color: string }[] = [
   { key: 'loss_ce', label: 'loss_ce (distillation KL)', color: '#d62728' },
   { key: 'loss_mlm', label: 'loss_mlm (masked LM)', color: '#1f77b4' },
   { key: 'loss_cos', label: 'loss_cos (hidden-state cosine)', color: '#2ca02c' },
+  // Validation (val_* lines, when the run has a validation set): one point per evaluation.
+  { key: 'val_loss', label: 'val_loss (held-out masked LM)', color: '#9467bd' },
+  { key: 'val_agree', label: 'val_agree (top-1 agreement with the teacher)', color: '#8c564b' },
+  { key: 'val_kl', label: 'val_kl (KL(teacher‖student), τ = 1)', color: '#e377c2' },
 ];
 
 function escapeXml(s: string): string {
@@ -40,7 +44,8 @@ export function lossChartSvg(metrics: MetricsLine[], title: string): string {
   const right = 20;
   const top = 40;
   const gap = 40;
-  const height = top + SERIES.length * (panelH + gap);
+  const shown = SERIES.filter((series) => metrics.some((m) => Number.isFinite(m[series.key])));
+  const height = top + shown.length * (panelH + gap);
   const steps = metrics.map((m) => m.step);
   const x0 = Math.min(...steps);
   const x1 = Math.max(...steps, x0 + 1);
@@ -50,7 +55,7 @@ export function lossChartSvg(metrics: MetricsLine[], title: string): string {
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(title)}</text>`,
   ];
-  SERIES.forEach((series, i) => {
+  shown.forEach((series, i) => {
     const y0 = top + i * (panelH + gap);
     const values = metrics.map((m) => m[series.key]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
     let lo = Math.min(...values);
@@ -66,6 +71,9 @@ export function lossChartSvg(metrics: MetricsLine[], title: string): string {
     }
     const points = metrics.filter((m) => Number.isFinite(m[series.key])).map((m) => `${sx(m.step).toFixed(1)},${sy(m[series.key]!).toFixed(1)}`).join(' ');
     parts.push(`<polyline fill="none" stroke="${series.color}" stroke-width="1.5" points="${points}"/>`);
+    if (series.key.startsWith('val_')) {
+      for (const m of metrics.filter((x) => Number.isFinite(x[series.key]))) parts.push(`<circle cx="${sx(m.step).toFixed(1)}" cy="${sy(m[series.key]!).toFixed(1)}" r="3" fill="${series.color}"/>`);
+    }
     parts.push(`<text x="${width - right - 8}" y="${y0 + 16}" text-anchor="end" fill="${series.color}">${escapeXml(series.label)}</text>`);
     parts.push(`<text x="${left}" y="${y0 + panelH + 16}">${x0}</text><text x="${width - right}" y="${y0 + panelH + 16}" text-anchor="end">update ${x1}</text>`);
   });

@@ -262,9 +262,9 @@ export class Teacher {
     return fetches.map((f) => result[f]!);
   }
 
-  /** Logits and the hidden states of `hiddenStateIndices` for one batch. */
-  async forward(batch: TeacherBatch): Promise<TeacherOutput> {
-    const fetches = [...new Set([...(this.fetchLogits ? [this.logitsName] : []), ...this.hiddenNames, ...this.softNames])];
+  /** Logits and the hidden states of `hiddenStateIndices` for one batch; `fetch.logits` fetches the logits this time even when the teacher was loaded without them. */
+  async forward(batch: TeacherBatch, fetch: { logits?: boolean } = {}): Promise<TeacherOutput> {
+    const fetches = [...new Set([...(this.fetchLogits || fetch.logits ? [this.logitsName] : []), ...this.hiddenNames, ...this.softNames])];
     const tensors = await this.runRaw(batch, fetches);
     const byName = new Map(fetches.map((f, i) => [f, tensors[i]!.data as Float32Array]));
     return {

@@ -50,7 +50,7 @@ async function main(): Promise<void> {
       return;
     }
     const started = performance.now();
-    teacher.forward({ inputIds: msg.inputIds, attentionMask: msg.attentionMask, batchSize: msg.batchSize, seqLen: msg.seqLen })
+    teacher.forward({ inputIds: msg.inputIds, attentionMask: msg.attentionMask, batchSize: msg.batchSize, seqLen: msg.seqLen }, { logits: msg.fullLogits })
       .then((out) => {
         const V = teacher.config.vocabSize;
         // The graph computed p = softmax(t/τ) and Σ p log p (softTargetNodes); keep the requested rows.

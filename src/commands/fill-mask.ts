@@ -5,9 +5,8 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { FileFormatError, InputError } from '../core/errors.js';
 import { choiceOption, intOption } from '../options.js';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
+import { assertModelDir, isTfjsStudentFolder } from '../core/model-dir.js';
 import { Teacher } from '../../teacher/teacher.js';
 import { cardFormat, fillMask, scoresFormat, type FillMaskInput, type FillMaskResult, type MaskedLanguageModel } from '../../teacher/fill-mask.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
@@ -97,16 +96,11 @@ async function studentMaskedLM(dir: string): Promise<MaskedLanguageModel & { rel
   };
 }
 
-/** Whether `dir` holds an ONNX graph onnxruntime can run (else a student folder is run in tfjs). */
-function hasOnnx(dir: string): boolean {
-  return ['model.onnx', 'model-hidden.onnx', join('onnx', 'model.onnx')].some((f) => existsSync(join(dir, f)));
-}
-
 export async function runFillMask(opts: FillMaskOptions): Promise<void> {
   if (!opts.text && !opts.input) throw new InputError('give --text "..." or --input FILE', 'e.g. --text "Paris is the [MASK] of France."');
   if (opts.text && opts.input) throw new InputError('give either --text or --input, not both');
   assertModelDir(opts.model, '--model');
-  const isStudentFolder = !hasOnnx(opts.model) && existsSync(join(opts.model, 'model.safetensors')) && readEncoderConfig(opts.model).modelType === 'distilbert';
+  const isStudentFolder = isTfjsStudentFolder(opts.model);
   if (isStudentFolder) {
     process.stderr.write(`${opts.model} holds a student without ONNX (a checkpoint or init-student's folder): running it with tfjs `
       + `(distill export --student ${opts.model} --out DIR gives an ONNX folder onnxruntime runs faster)\n`);

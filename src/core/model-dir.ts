@@ -111,3 +111,13 @@ export function findOnnxFile(dir: string, wantHiddenStates: boolean): string {
     ? `this is a student folder (a checkpoint or init-student's output): export it first with \`distill export --student ${dir} --out ${dir}-onnx\`, then use ${dir}-onnx`
     : 'export the teacher to ONNX: `optimum-cli export onnx --model NAME --task fill-mask DIR`, or torch.onnx.export of BertForMaskedLM');
 }
+
+/** Whether `dir` holds an ONNX graph onnxruntime can run. */
+function hasOnnx(dir: string): boolean {
+  return ['model.onnx', 'model-hidden.onnx', join('onnx', 'model.onnx')].some((f) => existsSync(join(dir, f)));
+}
+
+/** A student folder without ONNX (a checkpoint, or init-student's output): run in tfjs rather than onnxruntime. */
+export function isTfjsStudentFolder(dir: string): boolean {
+  return !hasOnnx(dir) && existsSync(join(dir, 'model.safetensors')) && readEncoderConfig(dir).modelType === 'distilbert';
+}

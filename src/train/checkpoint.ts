@@ -3,7 +3,8 @@
 //     config.json, model.safetensors, tokenizer files   the student, a Hugging Face DistilBERT folder
 //     optimizer.safetensors                              AdamW moments (exp_avg.NAME, exp_avg_sq.NAME; HF layout)
 //     trainer_state.json                                 step, schedule, data cursor, RNG seed, run config (last)
-// A checkpoint is written into step-N.tmp-PID/ and renamed when complete: a folder without the .tmp suffix
+//   RUN/checkpoints/best/                                the same, at the evaluation with the lowest val_loss so far
+// A checkpoint is written into NAME.tmp-PID/ and renamed when complete: a folder without the .tmp suffix
 // is always whole, and an interrupted write leaves only a .tmp folder, which is never loaded.
 
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
@@ -44,6 +45,8 @@ export interface TrainerState {
   metrics_lines: number;
   config: TrainConfig;
   world_size: number;
+  /** The evaluation with the lowest val_loss so far (checkpoints/best holds its weights). */
+  best?: { step: number; val_loss: number };
 }
 
 /** One resume that changed the run: at which update, and each changed key's old and new value. */
@@ -80,6 +83,11 @@ export function latestCheckpoint(runDir: string): string | undefined {
   return listCheckpoints(runDir).at(-1);
 }
 
+/** The folder of the best checkpoint (the lowest val_loss so far). */
+export function bestCheckpointDir(runDir: string): string {
+  return join(checkpointsDir(runDir), 'best');
+}
+
 /** Remove folders left by interrupted checkpoint writes. */
 export function removeIncompleteCheckpoints(runDir: string): void {
   const dir = checkpointsDir(runDir);
@@ -93,9 +101,20 @@ export function removeIncompleteCheckpoints(runDir: string): void {
  */
 export function saveCheckpoint(runDir: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string,
   keep: number, hooks: CheckpointHooks = {}, protect?: string): string {
-  const dir = checkpointsDir(runDir);
-  mkdirSync(dir, { recursive: true });
-  const final = join(dir, checkpointName(state.step));
+  const final = writeCheckpointFolder(join(checkpointsDir(runDir), checkpointName(state.step)), student, optimizer, state, tokenizerDir, hooks);
+  const all = listCheckpoints(runDir);
+  for (const old of all.slice(0, Math.max(0, all.length - keep))) if (old !== protect) rmSync(old, { recursive: true, force: true });
+  return final;
+}
+
+/** Write checkpoints/best (replacing the one before): the state of the evaluation with the lowest val_loss. */
+export function saveBestCheckpoint(runDir: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string): string {
+  return writeCheckpointFolder(bestCheckpointDir(runDir), student, optimizer, state, tokenizerDir, {});
+}
+
+/** Write one complete checkpoint folder at `final`, atomically (NAME.tmp-PID, then renamed). */
+function writeCheckpointFolder(final: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string, hooks: CheckpointHooks): string {
+  mkdirSync(join(final, '..'), { recursive: true });
   const tmp = `${final}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   saveStudent(student, tmp, { distill_step: String(state.step) });
@@ -114,8 +133,6 @@ export function saveCheckpoint(runDir: string, student: DistilBertStudent, optim
   writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 1) + '\n');
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
-  const all = listCheckpoints(runDir);
-  for (const old of all.slice(0, Math.max(0, all.length - keep))) if (old !== protect) rmSync(old, { recursive: true, force: true });
   return final;
 }
 

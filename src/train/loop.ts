@@ -19,7 +19,7 @@ import { acquireRunLock, holdsRun } from './run-dir.js';
 import { moveAside } from '../core/folders.js';
 import { DivergenceGuard } from './divergence.js';
 import {
-  latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveCheckpoint, setAsideCheckpointsAfter,
+  bestCheckpointDir, latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveBestCheckpoint, saveCheckpoint, setAsideCheckpointsAfter,
   CHECKPOINT_FORMAT, type CheckpointHooks, type ResumeRecord, type TrainerState,
 } from './checkpoint.js';
 import { writeFileAtomic } from '../core/safetensors.js';
@@ -35,7 +35,11 @@ import { CorpusReader, sliceRows, type Cursor, type GlobalBatch } from '../../co
 import { maskBatch, tokenWeights, type MaskingConfig } from '../../corpus/masking.js';
 import { readTokenCounts } from '../../corpus/prepare.js';
 import { Rng } from '../../corpus/rng.js';
-import { ensureCorpus } from '../../corpus/ensure.js';
+import { ensureCorpus, openCorpus } from '../../corpus/ensure.js';
+import { validationBatches, type EvalBatch } from '../eval/data.js';
+import { evaluate } from '../eval/evaluate.js';
+import { remoteTeacherEvalModel, studentEvalModel } from '../eval/models.js';
+import type { EvalMetrics } from '../eval/metrics.js';
 import { lossRows, type LossRows } from '../../losses/rows.js';
 import { lossNumbers, type LossWeights } from '../../losses/total.js';
 
@@ -174,6 +178,11 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
         + '(--resume --set KEY=VALUE changes the keys that may change)');
     }
     log(`resuming from ${resumeFrom} (update ${state.step}); ${Object.keys(changed).length > 0 ? `changed: ${describeChanges(changed)}` : 'nothing changed'}`);
+    // A best checkpoint written after the one resumed from belongs to updates that are now redone: set aside.
+    const bestDir = bestCheckpointDir(opts.runDir);
+    if (comm.rank === 0 && existsSync(join(bestDir, 'trainer_state.json')) && readTrainerState(bestDir).step > state.step) {
+      log(`${bestDir} is from update ${readTrainerState(bestDir).step}, after the checkpoint resumed from: moved to ${moveAside(bestDir)}`);
+    }
   }
 
   // --- Backend, teacher, corpus, student. ---
@@ -215,7 +224,20 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
 
   const reader = new CorpusReader(config.corpus, {
     batchSize: config.batch_size, rank: comm.rank, world: comm.size, seed: config.seed, bucketWidth: config.bucket_width, padId: tok.padId,
+    ...(config.valid_fraction > 0 ? { heldOut: { fraction: config.valid_fraction, part: 'train' as const } } : {}),
   });
+  // --- Validation: a fixed set of masked batches (src/eval/data.ts), from a separate corpus or held back. ---
+  let validation: EvalBatch[] | undefined;
+  if (config.valid_corpus !== null || config.valid_fraction > 0) {
+    if (config.valid_corpus !== null) await openCorpus(config.valid_corpus, tok, teacherConfig.maxPositions, 'the teacher\'s');
+    validation = validationBatches({
+      corpus: config.valid_corpus ?? config.corpus, seed: config.seed, sequences: config.eval_sequences,
+      ...(config.valid_fraction > 0 ? { heldOut: { fraction: config.valid_fraction } } : {}),
+    }, tok, config);
+    const sequences = validation.reduce((n, b) => n + b.batchSize, 0);
+    log(`validation: ${sequences} sequences of ${config.valid_corpus ?? `the record batches held back from ${config.corpus} (valid_fraction ${config.valid_fraction}; ${reader.sequences} sequences left to train on)`}, `
+      + `masked once; every ${config.eval_every > 0 ? `${config.eval_every} updates and ` : ''}at the end`);
+  }
   const weights = tokenWeights(readTokenCounts(config.corpus), tok.specialIds, config.mlm_smoothing);
   // The learning-rate schedule: warm-up then linear decay to 0 at the run's last update. A resume that changes
   // the run's length keeps the warm-up and continues on the schedule of a run planned that long (adamw.ts).
@@ -310,15 +332,39 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       ? `the last checkpoint known to be good is ${good}${aside}; --resume continues from it, or start over with a lower lr or a longer warmup_prop (--force moves this run aside)`
       : `no checkpoint was written before it${aside}; start over with a lower lr or a longer warmup_prop (--force moves this run aside)`);
   };
+  const trainerState = (cursor: Cursor): TrainerState => ({
+    format_version: CHECKPOINT_FORMAT, step, total_updates: total, schedule, cursor, tokens: tokensSoFar,
+    elapsed_s: elapsedBefore + (performance.now() - started) / 1000, metrics_lines: metricsLines, config, world_size: comm.size,
+    divergence_history: guard.history(), resumes, ...(best ? { best } : {}),
+  });
   const checkpointNow = (cursor: Cursor): void => {
     if (comm.rank !== 0) return;
-    const st: TrainerState = {
-      format_version: CHECKPOINT_FORMAT, step, total_updates: total, schedule, cursor, tokens: tokensSoFar,
-      elapsed_s: elapsedBefore + (performance.now() - started) / 1000, metrics_lines: metricsLines, config, world_size: comm.size,
-      divergence_history: guard.history(), resumes,
-    };
-    lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, st, config.teacher, config.keep_checkpoints, opts.checkpointHooks, guard.lastGood());
+    lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, trainerState(cursor), config.teacher, config.keep_checkpoints, opts.checkpointHooks, guard.lastGood());
     guard.wroteCheckpoint(step, lastCheckpoint);
+  };
+
+  // The evaluation: the student and the teacher (its worker) on the validation set; rank 0 logs the val_* line
+  // and keeps the lowest val_loss as checkpoints/best.
+  let best = state?.best;
+  const validate = async (): Promise<EvalMetrics> => {
+    const metrics = await evaluate(studentEvalModel(student), remoteTeacherEvalModel(teacher), validation!, { comm });
+    const line = { step, ...metrics };
+    if (comm.rank === 0) {
+      appendFileSync(metricsPath, JSON.stringify(line) + '\n');
+      metricsLines++;
+    }
+    const improved = best === undefined || metrics.val_loss < best.val_loss;
+    log(`validation at update ${step}: val_loss ${metrics.val_loss.toFixed(4)} (ppl ${metrics.val_ppl.toFixed(2)}), accuracy ${metrics.val_acc.toFixed(4)}, `
+      + `agreement with the teacher ${metrics.val_agree!.toFixed(4)}, KL ${metrics.val_kl!.toFixed(4)}, hidden cosine ${metrics.val_cos!.toFixed(4)}`
+      + `${improved ? ' (best so far)' : ` (best: ${best!.val_loss.toFixed(4)} at update ${best!.step})`}`);
+    if (improved) {
+      best = { step, val_loss: metrics.val_loss };
+      if (comm.rank === 0) {
+        if (!readsSynchronously(backend.name)) await prefetch([...student.variables(), ...optimizer.moments()]);
+        saveBestCheckpoint(opts.runDir, student, optimizer, trainerState(next ? next.batch.position : reader.cursor), config.teacher);
+      }
+    }
+    return metrics;
   };
 
   let stopped = false;
@@ -390,6 +436,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
         metricsLines++;
       }
       opts.onUpdate?.(m, total);
+      if (validation && !stopNow && ((config.eval_every > 0 && step % config.eval_every === 0) || step === stopAt)) await validate();
       const every = config.checkpoint_every;
       // No periodic checkpoint while the loss is abnormal: it would push good ones out.
       if ((every > 0 && step % every === 0 && !guard.inStreak()) || step === stopAt || stopNow) {

@@ -1,0 +1,38 @@
+// One evaluation: the model (and the teacher, when given) over the validation batches, the sums of
+// src/eval/metrics.ts, and their means. Under MPI each rank takes every size-th batch from its rank on, and the
+// sums are added with one all-reduce.
+
+import type { Communicator } from '../parallel/communicator.js';
+import { MismatchError } from '../core/errors.js';
+import type { EvalBatch } from './data.js';
+import { addBatch, emptySums, metricsOf, packSums, unpackSums, type EvalMetrics } from './metrics.js';
+import type { EvalModel } from './models.js';
+
+export interface EvaluateOptions {
+  comm?: Communicator;
+  /** Called after each batch this rank evaluates (done, of this rank's total). */
+  onBatch?: (done: number, total: number) => void;
+}
+
+export async function evaluate(model: EvalModel, teacher: EvalModel | undefined, batches: EvalBatch[], options: EvaluateOptions = {}): Promise<EvalMetrics> {
+  if (teacher && (teacher.vocabSize !== model.vocabSize || teacher.hiddenSize !== model.hiddenSize)) {
+    throw new MismatchError(`the model (vocab ${model.vocabSize}, hidden ${model.hiddenSize}) and the teacher (vocab ${teacher.vocabSize}, hidden ${teacher.hiddenSize}) do not share a vocabulary and hidden size`,
+      'evaluate a student against the teacher it was distilled from');
+  }
+  const rank = options.comm?.rank ?? 0;
+  const size = options.comm?.size ?? 1;
+  const mine = batches.filter((_, i) => i % size === rank);
+  const sums = emptySums();
+  for (const [i, b] of mine.entries()) {
+    const [s, t] = await Promise.all([model.outputs(b), teacher?.outputs(b)]);
+    addBatch(sums, s, t, b.labels, model.vocabSize, model.hiddenSize, b.batchSize);
+    options.onBatch?.(i + 1, mine.length);
+  }
+  let total = sums;
+  if (size > 1) {
+    const packed = packSums(sums);
+    await options.comm!.allreduceSum(packed);
+    total = unpackSums(packed);
+  }
+  return metricsOf(total, teacher !== undefined);
+}

@@ -1,0 +1,86 @@
+// The models an evaluation runs, behind one interface: a student in tfjs (a live training run's, or a checkpoint
+// folder's), any ONNX model folder in onnxruntime (an exported student, the teacher itself), and the training
+// run's teacher worker. Each gives, for one validation batch, the logits at its masked positions [M, V] and the
+// last hidden states at its real tokens [R, H].
+
+import * as tf from '@tensorflow/tfjs';
+import { selectRows } from '../../losses/rows.js';
+import { loadStudent } from '../../student/io.js';
+import { tiedProjector, type DistilBertStudent } from '../../student/model.js';
+import { Teacher } from '../../teacher/teacher.js';
+import type { RemoteTeacher } from '../../teacher/remote.js';
+import { isTfjsStudentFolder } from '../core/model-dir.js';
+import type { EvalBatch } from './data.js';
+import type { EvalOutputs } from './metrics.js';
+
+export interface EvalModel {
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  /** What runs, for the report: "tfjs student" or "onnxruntime". */
+  readonly runtime: string;
+  outputs(batch: EvalBatch): Promise<EvalOutputs>;
+  release(): Promise<void>;
+}
+
+/** A tfjs student; `release` disposes it only when `owned` (a live training run keeps its student). */
+export function studentEvalModel(student: DistilBertStudent, owned = false): EvalModel {
+  const H = student.config.dim;
+  return {
+    vocabSize: student.config.vocab_size, hiddenSize: H, runtime: 'tfjs student',
+    outputs: async (b) => {
+      const [logits, hidden] = tf.tidy(() => {
+        const ids = tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32');
+        const mask = tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], 'int32');
+        const states = student.encode(ids, mask, { training: false });
+        const last = tf.reshape(states[states.length - 1]!, [b.batchSize * b.seqLen, H]) as tf.Tensor2D; // [B*T, H]
+        const { embeddings, bias } = student.projector();
+        const atMasked = student.vocabTransform(tf.gather(last, tf.tensor1d(b.maskedRows, 'int32')) as tf.Tensor2D); // [M, H]
+        return [tiedProjector(atMasked, embeddings, bias), tf.gather(last, tf.tensor1d(b.realRows, 'int32'))]; // [M, V], [R, H]
+      });
+      const out = { logits: Float32Array.from(await logits.data() as Float32Array), hidden: Float32Array.from(await hidden.data() as Float32Array) };
+      tf.dispose([logits, hidden]);
+      return out;
+    },
+    release: () => {
+      if (owned) student.dispose();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Any model folder onnxruntime runs (BERT or DistilBERT export, with or without hidden-state outputs). */
+export async function onnxEvalModel(dir: string, threads: number, optionName: string): Promise<EvalModel> {
+  const model = await Teacher.load(dir, { hiddenStates: 'last', threads, optionName });
+  const V = model.config.vocabSize;
+  const H = model.config.hiddenSize;
+  return {
+    vocabSize: V, hiddenSize: H, runtime: 'onnxruntime',
+    outputs: async (b) => {
+      const out = await model.forward(b, { logits: true });
+      return { logits: selectRows(out.logits, b.maskedRows, V), hidden: selectRows(out.hiddenStates[out.hiddenStates.length - 1]!, b.realRows, H) };
+    },
+    release: () => model.release(),
+  };
+}
+
+/** A model folder: a student without ONNX runs in tfjs (the backend must be selected), anything else in onnxruntime. */
+export async function loadEvalModel(dir: string, threads: number, optionName: string): Promise<EvalModel> {
+  return isTfjsStudentFolder(dir) ? studentEvalModel(loadStudent(dir), true) : onnxEvalModel(dir, threads, optionName);
+}
+
+/** The training run's teacher worker (its logits fetched for these batches only). */
+export function remoteTeacherEvalModel(teacher: RemoteTeacher): EvalModel {
+  const V = teacher.vocabSize;
+  const H = teacher.hiddenSize;
+  return {
+    vocabSize: V, hiddenSize: H, runtime: 'onnxruntime (teacher worker)',
+    outputs: async (b) => {
+      const out = await teacher.forward({
+        inputIds: b.inputIds, attentionMask: b.attentionMask, batchSize: b.batchSize, seqLen: b.seqLen,
+        softRows: new Int32Array(0), keepLogits: false, fullLogits: true,
+      });
+      return { logits: selectRows(out.logits!, b.maskedRows, V), hidden: selectRows(out.lastHidden, b.realRows, H) };
+    },
+    release: () => Promise.resolve(),
+  };
+}
