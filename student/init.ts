@@ -104,3 +104,31 @@ export function initStudentFromTeacher(teacherDir: string, teacher: EncoderConfi
   const { config, weights } = studentWeightsFromTeacher(teacherDir, teacher, layers, padTokenId);
   return DistilBertStudent.fromHfWeights(config, (name) => weights.get(name)!);
 }
+
+/**
+ * Random weights for a student of `config`, as transformers initialises DistilBERT (_init_weights): every
+ * matrix and embedding normal(0, initializer_range), the padding row of the word embeddings 0, biases 0,
+ * LayerNorm weight 1 and bias 0. Seeded: the same seed gives the same weights (the ablation's "random
+ * initialisation" baseline, beside the teacher-layer initialisation of DistilBERT).
+ */
+export function randomStudentWeights(config: StudentConfig, seed: number): StudentWeights {
+  let state = seed >>> 0;
+  const uniform = (): number => { // mulberry32
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296; // (0, 1)
+  };
+  const normal = (): number => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()); // Box–Muller
+  const weights = new Map<string, Float32Array>();
+  for (const spec of studentParamSpecs(config)) {
+    const size = spec.hfShape.reduce((a, b) => a * b, 1);
+    const values = new Float32Array(size);
+    if (/(LayerNorm|layer_norm)\.weight$/.test(spec.name)) values.fill(1);
+    else if (!spec.name.endsWith('.bias')) for (let i = 0; i < size; i++) values[i] = normal() * config.initializer_range;
+    if (spec.name === 'distilbert.embeddings.word_embeddings.weight') values.fill(0, config.pad_token_id * config.dim, (config.pad_token_id + 1) * config.dim);
+    weights.set(spec.name, values);
+  }
+  return { config, weights };
+}

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { writePublicDomainText } from '../../corpus/public-domain.js';
 import { writeFileAtomic } from '../core/safetensors.js';
 import { loadBlas } from '../../student/kernels/blas.js';
+import { benchAblation } from './ablation.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..', '..');
@@ -63,7 +64,8 @@ function machineLine(): string {
 }
 
 const sections = process.argv.slice(2);
-const want = (name: string): boolean => sections.length === 0 || sections.includes(name);
+// `npm run bench` runs every section but the ablation (about 45 minutes): `npm run bench ablation` runs it.
+const want = (name: string): boolean => (sections.length === 0 && name !== 'ablation') || sections.includes(name);
 process.stdout.write(`${machineLine()}\n\n`);
 if (want('prepare')) {
   process.stdout.write('### prepare (distill prepare, tiny-bert-cased tokenizer, max length 128)\n\n');
@@ -182,7 +184,7 @@ function quickStart(out: string, env: Record<string, string>, extra: string[] = 
     { encoding: 'utf8', env: { ...process.env, ...env } });
   if (r.status !== 0) throw new Error(`the quick start failed: ${r.stderr}`);
   const seconds = (performance.now() - started) / 1000;
-  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).filter((l) => 'loss' in l); // updates, not val_* lines
   return { seconds, summary: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as QuickStartRun['summary'], first: lines[0]!, last: lines.at(-1)! };
 }
 
@@ -224,4 +226,9 @@ function benchQuickStart(): string {
 if (want('quickstart')) {
   process.stdout.write('### the quick start and the probe walkthrough (distill train --config configs/tiny.json; distill probe)\n\n');
   process.stdout.write(benchQuickStart() + '\n\n');
+}
+
+if (want('ablation')) {
+  process.stdout.write('### DistilBERT\'s ablation (its Table 4) on the tiny teacher (npm run bench ablation)\n\n');
+  process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n')) + '\n\n');
 }
