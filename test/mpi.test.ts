@@ -28,7 +28,12 @@ function mpirun(ranks: number, args: string[], env: Record<string, string> = {},
 interface MetricsLine { loss: number; grad_norm: number; lr: number }
 
 function metrics(runDir: string): MetricsLine[] {
-  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as MetricsLine);
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as MetricsLine).filter((l) => 'loss' in l);
+}
+
+/** The evaluations' lines (val_*) of a run. */
+function validation(runDir: string): Record<string, number>[] {
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).filter((l) => 'val_loss' in l);
 }
 
 function losses(runDir: string): number[] {
@@ -80,6 +85,31 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     // Rank 0 alone wrote the run's files.
     const state = JSON.parse(readFileSync(join(latestCheckpoint(two)!, 'trainer_state.json'), 'utf8')) as { world_size: number; step: number };
     expect(state).toMatchObject({ world_size: 2, step: 4 });
+  });
+
+  it('validation: each rank evaluates its share and the sums are added once, giving the metrics of 1 rank', () => {
+    const validText = join(work, 'valid.txt');
+    writeFileSync(validText, publicDomainParagraphs('moby-dick').slice(400, 460).join('\n') + '\n');
+    const validCorpus = join(work, 'valid-corpus');
+    expect(runCli(['prepare', '--tokenizer', TINY, '--out', validCorpus, '--max-length', '48', validText]).status).toBe(0);
+    const set = ['--set', `valid_corpus=${validCorpus}`, '--set', 'eval_every=2', '--set', 'eval_sequences=40'];
+    const one = join(work, 'val-one');
+    const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4', ...set]);
+    expect(single.status, single.stderr).toBe(0);
+    const two = join(work, 'val-two');
+    const r = mpirun(2, ['train', '--config', configPath, '--out', two, ...set]);
+    expect(r.status, r.stderr).toBe(0);
+    const [a, b] = [validation(two), validation(one)];
+    expect(a.map((l) => l['step'])).toEqual([2, 4]);
+    expect(a.map((l) => l['val_sequences'])).toEqual([40, 40]); // 40 sequences in all, not 40 per rank
+    // The same sequences and masks; the weights of the two runs agree as expectSameRun says (a few float32
+    // roundings apart), so the losses agree far within 1e-4 relative, the counts exactly, and a top-1 count by
+    // at most one position (two logits that tie within the roundings may swap).
+    a.forEach((l, i) => {
+      expect(l['val_masked']).toBe(b[i]!['val_masked']);
+      for (const k of ['val_loss', 'val_kl', 'val_cos'] as const) expect(relDiff(l[k]!, b[i]![k]!), `${k} at update ${l['step']}`).toBeLessThan(1e-4);
+      for (const k of ['val_acc', 'val_agree'] as const) expect(Math.abs(l[k]! - b[i]![k]!), `${k} at update ${l['step']}`).toBeLessThanOrEqual(1 / l['val_masked']! + 1e-12);
+    });
   });
 
   it('handles global batches smaller than the world (ranks with no rows) and still equals 1 rank', () => {

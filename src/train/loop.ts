@@ -192,13 +192,6 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const teacherConfig = readEncoderConfig(config.teacher);
   const teacherLayers = teacherConfig.numLayers;
   const tok = WordPieceTokenizer.fromDir(config.teacher);
-  // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead.
-  const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.device !== undefined);
-  const teacher = await RemoteTeacher.start(config.teacher,
-    { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, executionProvider: teacherEp },
-    config.alpha_mse !== 0);
-  const placement = teacher.nodesByProvider ? ` (nodes run: ${Object.entries(teacher.nodesByProvider).map(([p, n]) => `${n} on ${p}`).join(', ')})` : '';
-  log(`teacher: onnxruntime ${teacherEp} execution provider${placement}${backend.device ? `; GPU adapter: ${backend.device}` : ''}`);
   // Rank 0 prepares the corpus when it is missing; the others wait for it (an all-reduce as a barrier).
   if (comm.rank === 0) await ensureCorpus(config, tok, log, teacherConfig.maxPositions);
   if (comm.size > 1) await comm.allreduceSum(new Float64Array(1));
@@ -317,8 +310,16 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
     return { batch, inputIds, attentionMask, labels, rows, lossRows: rowsOfLoss, counts, teacher: run };
   };
 
+  // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead. It starts
+  // last, so that nothing before the loop can fail and leave its thread running.
+  const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.device !== undefined);
+  const teacher = await RemoteTeacher.start(config.teacher,
+    { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, executionProvider: teacherEp },
+    config.alpha_mse !== 0);
+  const placement = teacher.nodesByProvider ? ` (nodes run: ${Object.entries(teacher.nodesByProvider).map(([p, n]) => `${n} on ${p}`).join(', ')})` : '';
+  log(`teacher: onnxruntime ${teacherEp} execution provider${placement}${backend.device ? `; GPU adapter: ${backend.device}` : ''}`);
   const started = performance.now();
-  let next = step < stopAt ? prepareNext() : undefined;
+  let next: Prepared | undefined;
   let lastCheckpoint: string | undefined = resumeFrom;
   let lastLoss = NaN;
   // Divergence: a loss or gradient norm far above its recent level for a few updates in a row stops the run,
@@ -369,6 +370,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
 
   let stopped = false;
   try {
+    next = step < stopAt ? prepareNext() : undefined;
     while (step < stopAt) {
       const updateStarted = performance.now();
       const lr = config.lr * scheduleFactor(step, schedule);
@@ -436,7 +438,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
         metricsLines++;
       }
       opts.onUpdate?.(m, total);
-      if (validation && !stopNow && ((config.eval_every > 0 && step % config.eval_every === 0) || step === stopAt)) await validate();
+      if (validation && !stopNow && ((config.eval_every > 0 && step % config.eval_every === 0) || step === total)) await validate();
       const every = config.checkpoint_every;
       // No periodic checkpoint while the loss is abnormal: it would push good ones out.
       if ((every > 0 && step % every === 0 && !guard.inStreak()) || step === stopAt || stopNow) {
