@@ -31,7 +31,7 @@ beforeAll(() => {
 });
 
 function losses(runDir: string): number[] {
-  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss?: number }).filter((l) => l.loss !== undefined).map((l) => l.loss!);
 }
 
 function weightsOf(checkpoint: string): Map<string, Float32Array> {
@@ -163,6 +163,9 @@ describe('training', () => {
     const meta = JSON.parse(readFileSync(join(corpus, 'meta.json'), 'utf8')) as { sequences: { kept: number }; tokens: number };
     expect(meta.sequences.kept).toBeGreaterThan(20_000);
     expect(losses(runDir).length).toBe(2);
+    // The quick start validates: on the record batches it held back, at its last update (here 2).
+    expect(r.stderr).toMatch(/validation at update 2: val_loss \d/);
+    expect(readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; val_loss?: number }).filter((l) => l.val_loss !== undefined).map((l) => l.step)).toEqual([2]);
     const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { steps: number; backend: string };
     expect(summary).toMatchObject({ steps: 2, backend: 'wasm' });
   });

@@ -26,7 +26,7 @@ import { writeFileAtomic } from '../core/safetensors.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
+import { assertModelDir, findOnnxFile, readEncoderConfig } from '../core/model-dir.js';
 import { prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/kernels/backend.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../../student/init.js';
 import { loadStudent } from '../../student/io.js';
@@ -189,6 +189,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const backend: BackendChoice = await selectBackend(config.backend ?? undefined);
   log(`student backend: ${backend.name} (${backend.source}); matrix products: ${backend.matmul}`);
   assertModelDir(config.teacher, 'teacher (config)');
+  findOnnxFile(config.teacher, true); // the teacher runs in onnxruntime: a folder without a graph is named now, before any corpus work
   const teacherConfig = readEncoderConfig(config.teacher);
   const teacherLayers = teacherConfig.numLayers;
   const tok = WordPieceTokenizer.fromDir(config.teacher);
