@@ -10,20 +10,12 @@ import { makeData, RecordBatch, RecordBatchFileWriter, RecordBatchReader, Struct
 import { writeSafetensors } from '../src/core/safetensors.js';
 import { loadTask } from '../src/probe/tasks.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
-import { runCli, type CliResult } from './cli-helpers.js';
+import { expectCleanError, runCli, type CliResult } from './cli-helpers.js';
 import { TINY, folderDigest } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'distill-bad-input-'));
 const text = join(work, 'moby.txt');
 const corpus = join(work, 'corpus');
-
-/** Exit 1 with `message` on stderr, a hint, and no stack trace. */
-function expectCleanError(r: CliResult, message: RegExp): void {
-  expect(r.status, r.stderr).toBe(1);
-  expect(r.stderr).toMatch(message);
-  expect(r.stderr).toMatch(/\nhint: /);
-  expect(r.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
-}
 
 beforeAll(() => {
   writeFileSync(text, publicDomainParagraphs('moby-dick').slice(0, 300).join('\n') + '\n');

@@ -1,5 +1,6 @@
 // Run the built CLI (dist/src/cli.js, built by `npm test` before vitest starts) as a user would.
 import { spawnSync } from 'node:child_process';
+import { expect } from 'vitest';
 import { join } from 'node:path';
 import { REPO } from './helpers.js';
 
@@ -14,4 +15,12 @@ export function runCli(args: string[], options: { cwd?: string; env?: Record<str
     maxBuffer: 256 * 1024 * 1024,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A failure as users should see it: exit 1, the message, a hint line, and no stack trace. */
+export function expectCleanError(r: CliResult, message: RegExp): void {
+  expect(r.status, r.stderr).toBe(1);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).toMatch(/\nhint: /);
+  expect(r.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
 }
