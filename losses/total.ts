@@ -2,8 +2,8 @@
 // same masked batch:  loss = α_ce·loss_ce + α_mlm·loss_mlm + α_cos·loss_cos + α_mse·loss_mse.
 // The student computes logits only for the rows a loss reads (real tokens, or masked ones with
 // restrict_ce_to_mask), never for padding. The logit losses run as one kernel where the backend registered it
-// (DistillLogitLosses, student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`) in the
-// tfjs ops of distillation.ts, mlm.ts and mse.ts.
+// (DistillLogitLosses, student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`, or with
+// top-k soft targets) in the tfjs ops of distillation.ts / distillation-topk.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/core/errors.js';
@@ -11,6 +11,7 @@ import { RECIPE } from '../src/core/recipe.js';
 import { tiedProjector, type DistilBertStudent, type ForwardOptions } from '../student/model.js';
 import { cosineLoss } from './cosine.js';
 import { distillationLoss, distillationLossFromSoft } from './distillation.js';
+import { distillationLossTopK } from './distillation-topk.js';
 import { mlmLoss } from './mlm.js';
 import { logitMseLoss } from './mse.js';
 import { positionsWithin, selectRows, type LossRows } from './rows.js';
@@ -110,7 +111,9 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   let loss: tf.Scalar;
   let parts: tf.Scalar[]; // [loss_ce, loss_mlm, loss_mse]
   const { embeddings, bias } = student.projector();
-  if (options.fused !== false && hasLogitLossKernel()) {
+  const topk = teacher.soft?.topkIds !== undefined;
+  if (topk && weights.alpha_mse !== 0) throw new ShapeError('loss_mse needs the teacher\'s full logits: top-k soft targets carry only k per token (set alpha_mse 0 or soft_targets_topk 0)');
+  if (options.fused !== false && !topk && hasLogitLossKernel()) {
     // One kernel: projector, the three logit losses and their gradient (student/kernels/logit-losses.ts).
     const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
     checkSoftTargets(soft, headRows.length, V, weights.temperature);
@@ -130,7 +133,10 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
     const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
     const tLogits = teacher.logits ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]
       : soft!.logits ? tf.tensor2d(soft!.logits, [headRows.length, V]) : undefined;
-    let lossCe = soft
+    let lossCe = soft?.topkIds
+      ? distillationLossTopK(sLogits, tf.tensor2d(soft.probs, [headRows.length, soft.probs.length / Math.max(headRows.length, 1)]),
+        tf.tensor2d(soft.topkIds, [headRows.length, soft.topkIds.length / Math.max(headRows.length, 1)], 'int32'), tf.tensor1d(Float32Array.from(soft.negEntropy)), weights.temperature)
+      : soft
       ? distillationLossFromSoft(sLogits, tf.tensor2d(soft.probs, [headRows.length, V]), tf.tensor1d(Float32Array.from(soft.negEntropy)), weights.temperature)
       : distillationLoss(sLogits, tLogits!, weights.temperature);
     if (options.ceCount !== undefined) lossCe = tf.mul(lossCe, headRows.length / options.ceCount) as tf.Scalar;
@@ -164,7 +170,12 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
 
 /** The teacher's soft targets must cover the head rows and be made at the loss's temperature (one temperature). */
 function checkSoftTargets(soft: TeacherSoftTargets, rows: number, V: number, temperature: number): void {
-  if (soft.probs.length !== rows * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${rows}, ${V}]`);
+  if (soft.negEntropy.length !== rows) throw new ShapeError(`teacher soft targets cover ${soft.negEntropy.length} rows, the loss reads ${rows}`);
+  if (soft.topkIds) {
+    if (soft.topkIds.length !== soft.probs.length || soft.probs.length % Math.max(rows, 1) !== 0) {
+      throw new ShapeError(`teacher top-k soft targets: ${soft.probs.length} values and ${soft.topkIds.length} ids for ${rows} rows`);
+    }
+  } else if (soft.probs.length !== rows * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${rows}, ${V}]`);
   if (soft.temperature !== temperature) throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${temperature}`);
 }
 

@@ -30,6 +30,7 @@ export interface TrainConfig extends LossWeights, MaskingConfig {
   max_steps: number | null;
   epochs: number;
   max_grad_norm: number;
+  soft_targets_topk: number;
   seed: number;
   checkpoint_every: number;
   keep_checkpoints: number;
@@ -111,6 +112,10 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   alpha_mlm: { doc: 'Weight of the masked-LM cross-entropy.', default: RECIPE.alpha_mlm, schema: weight },
   alpha_cos: { doc: 'Weight of the cosine loss on the last hidden states.', default: RECIPE.alpha_cos, schema: weight },
   alpha_mse: { doc: 'Weight of the logit MSE (0: off).', default: RECIPE.alpha_mse, schema: weight },
+  soft_targets_topk: {
+    doc: 'Keep only the teacher\'s k largest soft targets per token (the rest of the vocabulary is one bucket of the KL: losses/distillation-topk.ts); 0: the whole vocabulary. Cuts what leaves the teacher from [B, T, V] to [B, T, k] values and ids: for GPU runs.',
+    default: 0, schema: { type: 'integer', minimum: 0, maximum: 1 << 20 },
+  },
   restrict_ce_to_mask: { doc: 'The KL over masked positions only, instead of every real token.', default: RECIPE.restrict_ce_to_mask, schema: { type: 'boolean' } },
   mlm_mask_prop: { doc: 'Share of real tokens chosen as MLM targets.', default: RECIPE.mlm_mask_prop, fixedOnResume: FIXED.MASKING, schema: { type: 'number', minimum: 1e-9, maximum: 1 } },
   mlm_smoothing: { doc: 'Targets are drawn with weight max(count, 1)^-mlm_smoothing (counts over the whole corpus).', default: RECIPE.mlm_smoothing, fixedOnResume: FIXED.MASKING, schema: { type: 'number', minimum: 0 } },
@@ -205,6 +210,9 @@ export function validateConfig(raw: Record<string, unknown>, source: string): Tr
   const c = merged as unknown as TrainConfig;
   if (Math.abs(c.word_mask + c.word_keep + c.word_rand - 1) > 1e-6) {
     throw new FileFormatError(source, `keys "word_mask" + "word_keep" + "word_rand" sum to ${c.word_mask + c.word_keep + c.word_rand}, expected 1`);
+  }
+  if (c.soft_targets_topk > 0 && c.alpha_mse !== 0) {
+    throw new FileFormatError(source, `keys "soft_targets_topk" (${c.soft_targets_topk}) and "alpha_mse" (${c.alpha_mse}) are both set`, 'the logit MSE needs the teacher\'s full logits: set soft_targets_topk 0, or alpha_mse 0');
   }
   if (c.max_steps === null && !(c.epochs > 0)) throw new FileFormatError(source, 'set "max_steps" or a positive "epochs"');
   if (c.valid_corpus !== null && c.valid_fraction > 0) throw new FileFormatError(source, 'keys "valid_corpus" and "valid_fraction" are both set', 'validate on a separate corpus or on a held-out share of "corpus", not both');

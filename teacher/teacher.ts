@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DistillError, FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
 import { appendToGraph, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/core/onnx.js';
-import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT } from './soft-targets.js';
+import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT } from './soft-targets.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/core/model-dir.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 
@@ -29,6 +29,8 @@ export interface TeacherOptions {
   optionName?: string;
   /** Also compute the distillation's soft targets at this temperature inside the graph (see softTargetNodes). */
   softTargetTemperature?: number;
+  /** With softTargetTemperature: keep only the k largest soft targets of each token (0 or absent: all V). */
+  softTargetTopK?: number;
   /** Fetch the logits (default true; the soft targets may be all a training run needs). */
   fetchLogits?: boolean;
 }
@@ -45,8 +47,11 @@ export interface TeacherBatch {
 export interface TeacherOutput {
   /** [B, T, V]; empty when fetchLogits is false. */
   logits: Float32Array;
-  /** softmax(logits/τ) [B, T, V] and Σ p log p [B, T], when softTargetTemperature is set. */
-  soft?: { probs: Float32Array; negEntropy: Float32Array };
+  /**
+   * softmax(logits/τ) [B, T, V] and Σ p log p [B, T], when softTargetTemperature is set; with softTargetTopK
+   * = k, the k largest of each token [B, T, k] and their ids [B, T, k] instead (no negEntropy).
+   */
+  soft?: { probs: Float32Array; negEntropy?: Float32Array; topkIds?: BigInt64Array };
   /** The requested hidden states in the order of `hiddenStateIndices`, each [B, T, H]. */
   hiddenStates: Float32Array[];
 }
@@ -197,8 +202,13 @@ export class Teacher {
 
     const softNames: string[] = [];
     if (options.softTargetTemperature !== undefined) {
-      bytes = appendToGraph(bytes, softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature));
-      softNames.push(SOFT_TARGETS_OUTPUT, SOFT_NEG_ENTROPY_OUTPUT);
+      const topk = options.softTargetTopK ?? 0;
+      if (!Number.isInteger(topk) || topk < 0 || topk >= config.vocabSize) {
+        throw new InputError(`soft_targets_topk ${topk} must be a whole number from 1 to ${config.vocabSize - 1}, or 0 for the whole vocabulary (${configPath} has vocab_size ${config.vocabSize})`);
+      }
+      const opset = Number(file.model.opsetImport?.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 17);
+      bytes = appendToGraph(bytes, softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, topk, opset));
+      softNames.push(SOFT_TARGETS_OUTPUT, topk > 0 ? SOFT_TOPK_IDS_OUTPUT : SOFT_NEG_ENTROPY_OUTPUT);
     }
 
     const ep = options.executionProvider ?? 'cpu';
@@ -267,10 +277,11 @@ export class Teacher {
     const fetches = [...new Set([...(this.fetchLogits || fetch.logits ? [this.logitsName] : []), ...this.hiddenNames, ...this.softNames])];
     const tensors = await this.runRaw(batch, fetches);
     const byName = new Map(fetches.map((f, i) => [f, tensors[i]!.data as Float32Array]));
+    const topkIds = this.softNames.includes(SOFT_TOPK_IDS_OUTPUT) ? tensors[fetches.indexOf(SOFT_TOPK_IDS_OUTPUT)]!.data as BigInt64Array : undefined;
     return {
       logits: byName.get(this.logitsName) ?? new Float32Array(0),
       hiddenStates: this.hiddenNames.map((n) => byName.get(n)!),
-      soft: this.softNames.length ? { probs: byName.get(SOFT_TARGETS_OUTPUT)!, negEntropy: byName.get(SOFT_NEG_ENTROPY_OUTPUT)! } : undefined,
+      soft: this.softNames.length ? { probs: byName.get(SOFT_TARGETS_OUTPUT)!, negEntropy: byName.get(SOFT_NEG_ENTROPY_OUTPUT), topkIds } : undefined,
     };
   }
 

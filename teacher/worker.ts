@@ -1,13 +1,14 @@
 // The teacher in a worker thread: runs the ONNX forward and prepares the soft targets of the KL rows, so
 // the main thread (the student) never waits for either while the next batch is in flight. Messages:
 //   in:  { kind: 'forward', id, inputIds, attentionMask, batchSize, seqLen, softRows, keepLogits, fullLogits }
-// The temperature of the soft targets is the worker's, fixed when it starts (built into the teacher's graph).
+// The temperature of the soft targets (and their top-k, if any) is the worker's, fixed when it starts (built
+// into the teacher's graph).
 //   out: { kind: 'result', id, lastHidden, soft, logits?, busyMs } | { kind: 'error', id, message, hint }
 // Large arrays travel as transferred buffers (no copy).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Teacher, type TeacherOptions } from './teacher.js';
-import { selectSoftRows } from './soft-targets.js';
+import { selectSoftRows, selectTopkRows } from './soft-targets.js';
 import { DistillError } from '../src/core/errors.js';
 
 export interface ForwardRequest {
@@ -55,9 +56,13 @@ async function main(): Promise<void> {
         const V = teacher.config.vocabSize;
         // The graph computed p = softmax(t/τ) and Σ p log p (softTargetNodes); keep the requested rows.
         if (!out.soft) throw new DistillError('the teacher graph gave no soft targets (softTargetNodes were not added)');
-        const soft = selectSoftRows(out.soft.probs, out.soft.negEntropy, msg.softRows, V, init.options.softTargetTemperature, msg.keepLogits ? out.logits : undefined);
+        const tau = init.options.softTargetTemperature;
+        const soft = out.soft.topkIds
+          ? selectTopkRows(out.soft.probs, out.soft.topkIds, msg.softRows, init.options.softTargetTopK!, tau)
+          : selectSoftRows(out.soft.probs, out.soft.negEntropy!, msg.softRows, V, tau, msg.keepLogits ? out.logits : undefined);
         const lastHidden = out.hiddenStates[out.hiddenStates.length - 1]!;
         const transfer: ArrayBuffer[] = [lastHidden.buffer as ArrayBuffer, soft.probs.buffer as ArrayBuffer, soft.negEntropy.buffer as ArrayBuffer];
+        if (soft.topkIds) transfer.push(soft.topkIds.buffer as ArrayBuffer);
         if (soft.logits) transfer.push(soft.logits.buffer as ArrayBuffer);
         const logits = msg.fullLogits ? out.logits : undefined;
         if (logits) transfer.push(logits.buffer as ArrayBuffer);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Teacher, placementError } from '../teacher/teacher.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { MismatchError, FileFormatError } from '../src/core/errors.js';
-import { selectSoftRows, teacherSoftTargets } from '../teacher/soft-targets.js';
+import { selectSoftRows, selectTopkRows, teacherSoftTargets, topkOfSoftTargets } from '../teacher/soft-targets.js';
 import { GOLDEN, HAVE_SHARED, SHARED_TINY, TINY, maxAbsDiff } from './helpers.js';
 
 const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
@@ -58,10 +58,39 @@ describe('soft targets computed inside the teacher graph', () => {
     await teacher.release();
     const rows = Int32Array.from({ length: B * T }, (_, i) => i);
     const host = teacherSoftTargets(out.logits, rows, 6144, 2, false); // from the same logits
-    const graph = selectSoftRows(out.soft!.probs, out.soft!.negEntropy, rows, 6144, 2);
+    const graph = selectSoftRows(out.soft!.probs, out.soft!.negEntropy!, rows, 6144, 2);
     expect(maxAbsDiff(graph.probs, host.probs)).toBeLessThan(1e-5); // onnxruntime's vectorised exp: float32 rounding
     expect(maxAbsDiff(graph.negEntropy, host.negEntropy)).toBeLessThan(1e-4);
     expect(host.negEntropy.every((v) => v <= 0)).toBe(true);
+  });
+
+  it('with soft_targets_topk: the graph gives the k largest soft targets and their ids, for the rows asked', async () => {
+    const k = 8;
+    const teacher = await Teacher.load(TINY, { hiddenStates: [4], softTargetTemperature: 2, softTargetTopK: k });
+    const out = await teacher.forward(batch);
+    await teacher.release();
+    expect(out.soft!.probs.length).toBe(B * T * k); // [B, T, k], not [B, T, V]
+    expect(out.soft!.negEntropy).toBeUndefined();
+    const rows = Int32Array.from([3, 0, B * T - 1]); // any rows, in any order
+    const full = teacherSoftTargets(out.logits, rows, 6144, 2, false); // softmax on the host, [3, V]
+    const host = topkOfSoftTargets(full, 6144, k);
+    const graph = selectTopkRows(out.soft!.probs, out.soft!.topkIds!, rows, k, 2);
+    // Each id the graph kept has the probability it reports, and is among the top k up to float32 rounding
+    // (1e-5: onnxruntime's and the host's exp differ by rounding; two near-equal values may swap places).
+    for (let r = 0; r < rows.length; r++) {
+      const kth = host.probs[r * k + k - 1]!;
+      for (let j = 0; j < k; j++) {
+        const id = graph.topkIds![r * k + j]!;
+        expect(Math.abs(full.probs[r * 6144 + id]! - graph.probs[r * k + j]!)).toBeLessThan(1e-5);
+        expect(graph.probs[r * k + j]!).toBeGreaterThan(kth - 1e-5);
+        if (j > 0) expect(graph.probs[r * k + j]!).toBeLessThanOrEqual(graph.probs[r * k + j - 1]!); // sorted, largest first
+      }
+      expect(new Set(graph.topkIds!.subarray(r * k, r * k + k)).size).toBe(k);
+    }
+    expect(maxAbsDiff(graph.negEntropy, host.negEntropy)).toBeLessThan(1e-5);
+    // Merging the tail into one bucket lowers the entropy: Σ p̃ log p̃ ≥ Σ p log p, and both are ≤ 0.
+    expect(graph.negEntropy.every((v, r) => v <= 0 && v >= full.negEntropy[r]! - 1e-6)).toBe(true);
+    await expect(Teacher.load(TINY, { softTargetTemperature: 2, softTargetTopK: 6144 })).rejects.toThrow(/soft_targets_topk 6144 must be a whole number from 1 to 6143/);
   });
 });
 

@@ -6,4 +6,4 @@ import { describeReplay } from './updates.js';
 
 describeReplay('cpu', 'cpu', undefined, () => {
   expect(tf.getBackend()).toBe('cpu');
-});
+}, ['tiny', 'unseen', 'unseen-topk8']);

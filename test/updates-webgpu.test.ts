@@ -8,4 +8,4 @@ import { describeReplay } from './updates.js';
 
 describeReplay('webgpu', 'webgpu', await webgpuUnavailable(), () => {
   expect(tf.getBackend()).toBe('webgpu');
-});
+}, ['tiny', 'unseen', 'unseen-topk8']);

@@ -26,13 +26,16 @@ import { lossNumbers, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
 import { REPO, TINY, expectWeightsAgree, relDiff, weightDifference } from './helpers.js';
 import tinyReference from './fixtures/updates/tiny.json' with { type: 'json' };
 import unseenReference from './fixtures/updates/unseen.json' with { type: 'json' };
+import unseenTopkReference from './fixtures/updates/unseen-topk8.json' with { type: 'json' };
 
 export const UNSEEN = join(REPO, 'test', 'fixtures', 'unseen-bert-uncased');
-export type ReferenceName = 'tiny' | 'unseen';
+/** unseen-topk8: the unseen teacher's run with the KL on its top-8 soft targets (soft_targets_topk: 8). */
+export type ReferenceName = 'tiny' | 'unseen' | 'unseen-topk8';
 type Reference = typeof tinyReference;
 const REFERENCES: Record<ReferenceName, { json: Reference; teacher: string }> = {
   tiny: { json: tinyReference, teacher: TINY },
   unseen: { json: unseenReference as Reference, teacher: UNSEEN },
+  'unseen-topk8': { json: unseenTopkReference as Reference, teacher: UNSEEN },
 };
 
 export interface UpdateRecord { loss: number; loss_ce: number; loss_mlm: number; loss_cos: number; grad_norm: number; lr: number }
@@ -58,7 +61,7 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
   const update = new UpdateStep(student.variables(), optimizer, { gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm });
   const weights = { ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos };
   const teacher = await RemoteTeacher.start(teacherDir,
-    { hiddenStates: 'last', threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, executionProvider: defaultTeacherEp(backend.device !== undefined) });
+    { hiddenStates: 'last', threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, softTargetTopK: ref.soft_targets_topk, executionProvider: defaultTeacherEp(backend.device !== undefined) });
   const records: UpdateRecord[] = [];
   try {
     for (let u = 0; u < ref.updates; u++) {
@@ -116,11 +119,12 @@ export function expectMatchesReference(name: ReferenceName, run: Replay, lossRel
 }
 
 /**
- * The tests of one path: both references (the tiny teacher and the unseen one) replayed on `backendName`, as
+ * The tests of one path: the references (default: the tiny teacher and the unseen one) replayed on `backendName`, as
  * `distill train --backend NAME` starts it. `skip`: why this path cannot run here (printed), or undefined.
  * `check`: what must hold of the started backend (e.g. that products run on the BLAS).
  */
-export function describeReplay(path: string, backendName: BackendName, skip: string | undefined, check: (b: BackendChoice) => void): void {
+export function describeReplay(path: string, backendName: BackendName, skip: string | undefined, check: (b: BackendChoice) => void,
+  references: ReferenceName[] = ['tiny', 'unseen']): void {
   if (skip) console.warn(`${path}: skipped: ${skip}`);
   describe.skipIf(skip !== undefined)(`8 updates against torch.optim.AdamW: ${path}`, () => {
     let backend: BackendChoice;
@@ -151,7 +155,7 @@ export function describeReplay(path: string, backendName: BackendName, skip: str
       expect(tf.memory().numTensors).toBe(before);
     }, 600_000); // tfjs's pure-JS cpu backend without a BLAS takes minutes here; the other paths seconds
 
-    for (const name of ['tiny', 'unseen'] as ReferenceName[]) {
+    for (const name of references) {
       it(`${name} teacher: per-update losses, gradient norms, lr and final weights match PyTorch; no tensor left behind`, async () => {
         const before = tf.memory().numTensors;
         const run = await replay(name, backend);

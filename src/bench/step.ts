@@ -36,6 +36,8 @@ export interface BenchOptions {
   fused?: boolean;
   /** Dropout as in training (default off: the PyTorch peer's step has none). */
   dropout?: boolean;
+  /** Top-k soft targets (soft_targets_topk; 0 or absent: the whole vocabulary). */
+  topk?: number;
 }
 
 export interface BenchResult {
@@ -53,6 +55,10 @@ export interface BenchResult {
   seq: number;
   steps: number;
   student_layers: number[];
+  /** soft_targets_topk (0: the whole vocabulary). */
+  topk: number;
+  /** Bytes the teacher's graph hands out per batch: its soft targets (+ ids or entropies) and last hidden state. */
+  teacher_out_bytes_per_batch: number;
   /** With `profile`: one student step's time by kernel, and the time outside kernels. */
   profile?: { step_ms: number; outside_kernels_ms: number; kernels: KernelTime[] };
 }
@@ -68,7 +74,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;
   const teacherEp = o.teacherEp ?? defaultTeacherEp(backend.device !== undefined);
-  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: 'last', threads: o.threads, executionProvider: teacherEp, softTargetTemperature: 2 }, !(o.fused ?? true));
+  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: 'last', threads: o.threads, executionProvider: teacherEp, softTargetTemperature: 2, softTargetTopK: o.topk ?? 0 }, !(o.fused ?? true));
   const layers = o.studentLayers ? evenlySpacedLayers(L, o.studentLayers) : defaultStudentLayers(L);
   const student = initStudentFromTeacher(o.teacher, teacherConfig, layers, WordPieceTokenizer.fromDir(o.teacher).padId);
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
@@ -126,11 +132,15 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   optimizer.dispose();
   student.dispose();
   const tokens = B * T;
+  const k = o.topk ?? 0;
+  // float32 values, int64 ids (top-k) or one float32 Σ p log p per token (full), float32 hidden states.
+  const teacherOutBytes = tokens * ((k > 0 ? k * (4 + 8) : V * 4 + 4) + teacherConfig.hiddenSize * 4);
   return {
     distill_tokens_per_s: tokens / (median(wholeTimes) / 1000),
     teacher_fwd_tokens_per_s: tokens / (median(teacherTimes) / 1000),
     student_step_tokens_per_s: tokens / (median(studentTimes) / 1000),
     backend: backend.name, matmul: backend.matmul, ...(backend.device ? { device: backend.device } : {}), teacher_ep: teacherEp, batch: B, seq: T, steps: o.steps, student_layers: layers,
+    topk: k, teacher_out_bytes_per_batch: teacherOutBytes,
     ...(profile ? { profile } : {}),
   };
 }

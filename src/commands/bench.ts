@@ -15,6 +15,7 @@ interface BenchCommandOptions {
   threads: number;
   teacherEp?: 'cpu' | 'cuda' | 'webgpu';
   profile?: boolean;
+  topk: number;
 }
 
 export function registerBench(program: Command): void {
@@ -33,10 +34,11 @@ export function registerBench(program: Command): void {
     .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0), 1)
     .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (default: cuda when installed, else webgpu with --backend webgpu, else cpu)',
       choiceOption('--teacher-ep', ['cpu', 'cuda', 'webgpu'] as const))
+    .option('--topk <k>', 'top-k soft targets, as soft_targets_topk (0 = the whole vocabulary)', intOption('--topk', 0), 0)
     .option('--profile', 'also time one student step kernel by kernel: adds "profile" to the JSON line')
     .action(async (o: BenchCommandOptions) => {
       const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,
-        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile });
+        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk });
       process.stdout.write(JSON.stringify(r) + '\n');
     });
 }

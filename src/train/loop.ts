@@ -315,7 +315,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   // last, so that nothing before the loop can fail and leave its thread running.
   const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.device !== undefined);
   const teacher = await RemoteTeacher.start(config.teacher,
-    { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, executionProvider: teacherEp },
+    { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, softTargetTopK: config.soft_targets_topk, executionProvider: teacherEp },
     config.alpha_mse !== 0);
   const placement = teacher.nodesByProvider ? ` (nodes run: ${Object.entries(teacher.nodesByProvider).map(([p, n]) => `${n} on ${p}`).join(', ')})` : '';
   log(`teacher: onnxruntime ${teacherEp} execution provider${placement}${backend.device ? `; GPU adapter: ${backend.device}` : ''}`);
