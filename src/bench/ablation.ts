@@ -28,13 +28,19 @@ interface Variant {
   paper?: number;
 }
 
-const VARIANTS: Variant[] = [
+export const ABLATION_VARIANTS: Variant[] = [
   { name: 'full recipe (α_ce 5, α_mlm 2, α_cos 1, τ 2, teacher layers)', set: {} },
   { name: 'without the distillation KL (α_ce 0)', set: { alpha_ce: 0 }, paper: -2.96 },
   { name: 'without the cosine loss (α_cos 0)', set: { alpha_cos: 0 }, paper: -1.46 },
   { name: 'without the masked-LM loss (α_mlm 0)', set: { alpha_mlm: 0 }, paper: -0.31 },
   { name: 'random initialisation instead of teacher layers', set: {}, random: true, paper: -3.69 },
   { name: 'temperature 1 instead of 2', set: { temperature: 1 } },
+];
+
+/** `npm run bench topk`: what top-k soft targets (soft_targets_topk) cost in quality against the full KL. */
+export const TOPK_VARIANTS: Variant[] = [
+  { name: 'full soft targets (the whole vocabulary, 6144)', set: {} },
+  ...[128, 32, 8].map((k) => ({ name: `top-${k} soft targets + one tail bucket`, set: { soft_targets_topk: k } })),
 ];
 
 interface RunResult { val_loss: number; val_acc: number; val_agree: number; val_kl: number; val_cos: number; macro: number; seconds: number }
@@ -49,7 +55,8 @@ const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 /** Sample standard deviation (n − 1). */
 const sd = (xs: number[]): number => Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / Math.max(1, xs.length - 1));
 
-export function benchAblation(teacher: string, log: (line: string) => void): string {
+/** Train and score every variant (the first is the reference of the Δ columns) on every seed; a Markdown table. */
+export function benchAblation(teacher: string, log: (line: string) => void, VARIANTS: Variant[] = ABLATION_VARIANTS): string {
   const started = performance.now();
   const work = mkdtempSync(join(tmpdir(), 'distill-bench-ablation-'));
   try {
@@ -90,15 +97,17 @@ export function benchAblation(teacher: string, log: (line: string) => void): str
     const full = results.get(VARIANTS[0]!.name)!;
     const pm = (xs: number[], digits: number, scale = 1): string => `${(scale * mean(xs)).toFixed(digits)} ± ${(scale * sd(xs)).toFixed(digits)}`;
     const delta = (rs: RunResult[], k: keyof RunResult): number[] => rs.map((r, i) => r[k] - full[i]![k]);
+    const paper = VARIANTS.some((v) => v.paper !== undefined);
     const rows = [
-      `| variant (${b.seeds.length} seeds: mean ± sd) | val_loss | Δ val_loss | top-1 agreement with the teacher (%) | Δ agreement | KL(teacher‖student) | probe macro (%) | Δ probe macro | paper's Δ GLUE macro |`,
-      '|---|---|---|---|---|---|---|---|---|',
+      `| variant (${b.seeds.length} seeds: mean ± sd) | val_loss | Δ val_loss | top-1 agreement with the teacher (%) | Δ agreement | KL(teacher‖student) | probe macro (%) | Δ probe macro |${paper ? ' paper\'s Δ GLUE macro |' : ''}`,
+      `|---|---|---|---|---|---|---|---|${paper ? '---|' : ''}`,
     ];
     for (const v of VARIANTS) {
       const rs = results.get(v.name)!;
       const isFull = v === VARIANTS[0];
       rows.push(`| ${v.name} | ${pm(rs.map((r) => r.val_loss), 3)} | ${isFull ? '–' : pm(delta(rs, 'val_loss'), 3)} | ${pm(rs.map((r) => r.val_agree), 1, 100)} | ${isFull ? '–' : pm(delta(rs, 'val_agree'), 1, 100)} `
-        + `| ${pm(rs.map((r) => r.val_kl), 3)} | ${pm(rs.map((r) => r.macro), 1, 100)} | ${isFull ? '–' : pm(delta(rs, 'macro'), 1, 100)} | ${v.paper === undefined ? (isFull ? '–' : 'not in the paper') : v.paper.toFixed(2)} |`);
+        + `| ${pm(rs.map((r) => r.val_kl), 3)} | ${pm(rs.map((r) => r.macro), 1, 100)} | ${isFull ? '–' : pm(delta(rs, 'macro'), 1, 100)} |`
+        + (paper ? ` ${v.paper === undefined ? (isFull ? '–' : 'not in the paper') : v.paper.toFixed(2)} |` : ''));
     }
     const minutes = (performance.now() - started) / 60_000;
     rows.push('', `Budget per run: ${b.updates} updates of ${b.batch_size} sequences (≤ ${b.max_length} tokens) from SOTU + Moby Dick, the seed's data order; `
