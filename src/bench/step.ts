@@ -11,7 +11,7 @@ import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
-import { selectBackend, type BackendName } from '../../student/kernels/backend.js';
+import { activeGpuDevice, selectBackend, type BackendName } from '../../student/kernels/backend.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
 import { lossRows } from '../../losses/rows.js';
@@ -20,6 +20,7 @@ import { UpdateStep, distillObjective } from '../train/step.js';
 import { AdamW } from '../train/adamw.js';
 import { Rng } from '../../corpus/rng.js';
 import { KernelProfiler, type KernelTime } from './profile.js';
+import { GpuTrafficCounter, type GpuTraffic } from './gpu-traffic.js';
 
 export interface BenchOptions {
   teacher: string;
@@ -59,8 +60,12 @@ export interface BenchResult {
   topk: number;
   /** Bytes the teacher's graph hands out per batch: its soft targets (+ ids or entropies) and last hidden state. */
   teacher_out_bytes_per_batch: number;
-  /** With `profile`: one student step's time by kernel, and the time outside kernels. */
-  profile?: { step_ms: number; outside_kernels_ms: number; kernels: KernelTime[] };
+  /**
+   * With `profile`: one student step's time by kernel, and the time outside kernels (host time: on webgpu a
+   * kernel call only records work, so its time is encoding plus any wait for the GPU); on webgpu also what one
+   * whole update (upload of the teacher's outputs, forward, backward, AdamW, the loss read) asks of the GPU.
+   */
+  profile?: { step_ms: number; outside_kernels_ms: number; kernels: KernelTime[]; gpu_traffic_per_update?: GpuTraffic };
 }
 
 function median(xs: number[]): number {
@@ -119,6 +124,15 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const last = await pending;
   let profile: BenchResult['profile'];
   if (o.profile) {
+    const device = activeGpuDevice();
+    let traffic: GpuTraffic | undefined;
+    if (device) {
+      // After the warm-up and the timed steps: pipelines created now are ones the warm-up did not make.
+      const counter = new GpuTrafficCounter(device);
+      await studentStep(last);
+      traffic = counter.report();
+      counter.dispose();
+    }
     const profiler = new KernelProfiler(backend.name);
     const t0 = performance.now();
     await studentStep(last);
@@ -126,7 +140,8 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     const kernels = profiler.report();
     profiler.dispose();
     const inKernels = kernels.reduce((a, k) => a + k.ms, 0);
-    profile = { step_ms: stepMs, outside_kernels_ms: stepMs - inKernels, kernels: kernels.map((k) => ({ ...k, ms: Math.round(k.ms * 10) / 10 })) };
+    profile = { step_ms: stepMs, outside_kernels_ms: stepMs - inKernels, kernels: kernels.map((k) => ({ ...k, ms: Math.round(k.ms * 10) / 10 })),
+      ...(traffic ? { gpu_traffic_per_update: traffic } : {}) };
   }
   await teacher.close();
   optimizer.dispose();

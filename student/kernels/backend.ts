@@ -85,6 +85,11 @@ function watchGpuErrors(): void {
   void device?.lost?.then((info) => record(`the WebGPU device was lost: ${info.message ?? ''}`));
 }
 
+/** The GPUDevice of tfjs's webgpu backend when it is the active backend (for counting its traffic), else undefined. */
+export function activeGpuDevice(): object | undefined {
+  return tf.getBackend() === 'webgpu' ? (tf.backend() as unknown as { device?: object }).device : undefined;
+}
+
 /** Throw if the GPU reported an error since start (call after each step of work on webgpu). */
 export function throwIfGpuError(): void {
   if (gpuError) throw gpuErrorOf(gpuError);
