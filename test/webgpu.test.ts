@@ -123,6 +123,29 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     expect(relDiff(out['grad_norm'] as number, reference.student_grad_norm)).toBeLessThan(1e-3);
   });
 
+  // What one update asks of the GPU once warm (distill bench --profile counts it at Dawn's GPUDevice): the
+  // uploads are the batch and the teacher's outputs and nothing the size of an activation or of the logits
+  // (tfjs's own Sum/Mean gradients uploaded a host-made ones(x.shape) per reduction: 7.8 MB here, not 3.3);
+  // the reads are the losses and the gradient norm; no shader is compiled after the warm-up.
+  for (const topk of [0, 8]) {
+    it(`one warm update uploads only the batch and the teacher's outputs, reads back ≤ 1 KB, compiles nothing (top-k ${topk})`, () => {
+      const [b, t] = [4, 32];
+      const r = runCli(['bench', '--teacher', TINY, '--backend', 'webgpu', '--teacher-ep', 'webgpu', '--batch', String(b), '--seq', String(t), '--steps', '1', '--profile', '--topk', String(topk)]);
+      expect(r.status, r.stderr).toBe(0);
+      const traffic = (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { profile: { gpu_traffic_per_update: Record<string, number> } }).profile.gpu_traffic_per_update;
+      const tokens = b * t; // every position is real in the bench's batch: every token is a loss row
+      // hidden + soft targets (top-k: values and int32 ids) + one Σ p log p per row
+      const teacherOut = tokens * H * 4 + (topk ? tokens * topk * 8 : tokens * V * 4) + tokens * 4;
+      const batch = 8 * tokens * 4; // ids, mask, labels and the row-index vectors, int32, [B·T] at most each
+      expect(traffic['uploaded_bytes']! - traffic['uniform_bytes']!).toBeGreaterThanOrEqual(teacherOut);
+      expect(traffic['uploaded_bytes']! - traffic['uniform_bytes']!).toBeLessThanOrEqual(teacherOut + batch + 4096); // + scalars
+      expect(traffic['read_back_bytes']!).toBeLessThanOrEqual(1024);
+      expect(traffic['host_syncs']!).toBeLessThanOrEqual(2);
+      expect(traffic['pipelines_created']).toBe(0);
+      expect(traffic['dispatches']!).toBeGreaterThan(100);
+    });
+  }
+
   it('trains two updates on webgpu with the teacher on the WebGPU provider, and checkpoints', async () => {
     const work = mkdtempSync(join(tmpdir(), 'distill-webgpu-train-'));
     const text = join(work, 'moby.txt');

@@ -4,6 +4,7 @@
 //   webgpu backend on Dawn (npm `webgpu`, prebuilt), both optional dependencies; it needs a Vulkan driver
 //   (a GPU's, or Mesa ≥ 25's software llvmpipe).
 
+import { registerDeviceReductionGrads } from './reduction-grads.js';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
@@ -155,6 +156,7 @@ async function loadWasmBackend(): Promise<boolean> {
 export async function selectBackend(requested?: BackendName): Promise<BackendChoice> {
   // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
   tf.env().set('PROD', true);
+  registerDeviceReductionGrads();
   const order: BackendName[] = requested ? [requested] : DEFAULT_ORDER;
   // The CPU backends' product engine first, before any backend's WebAssembly starts (see ort-gemm.ts).
   if (order.includes('wasm') || order.includes('cpu')) loadBlas();
