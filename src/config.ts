@@ -37,6 +37,7 @@ export interface TrainConfig extends LossWeights, MaskingConfig {
   bucket_width: number;
   dropout: number;
   backend: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu' | null;
+  gpu_adapters: string[];
   teacher_threads: number;
   teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
   divergence_factor: number;
@@ -127,6 +128,10 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   keep_checkpoints: { doc: 'How many checkpoints to keep (the newest).', default: 3, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
   bucket_width: { doc: 'Sequences whose lengths fall in the same bucket of this many tokens are batched together.', default: 4, fixedOnResume: FIXED.BATCH, schema: { type: 'integer', minimum: 1, maximum: 1 << 16 } },
   dropout: { doc: 'Student dropout while training (DistilBERT\'s config).', default: RECIPE.dropout, schema: { type: 'number', minimum: 0, maximum: 0.999 } },
+  gpu_adapters: {
+    doc: 'With backend "webgpu": the GPU of each MPI rank, as a part of its adapter name (rank r takes entry r mod the list\'s length; [] = the default adapter). Identical GPUs share a name: give each rank its own from outside (README, "Several GPUs").',
+    default: [], schema: { type: 'array', items: { type: 'string', minLength: 1 } },
+  },
   backend: { doc: 'Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named.', default: null, schema: { enum: ['tensorflow', 'wasm', 'cpu', 'webgpu', null] } },
   teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
   divergence_factor: { doc: 'Stop the run when the loss, or the gradient norm, exceeds this multiple of its median over the normal updates so far (the last 20) for divergence_patience updates in a row; 0 turns the check off (a NaN or infinite loss always stops it).', default: 10, schema: { type: 'number', minimum: 0 } },

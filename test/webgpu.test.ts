@@ -13,7 +13,7 @@ import { sumOfSquares } from '../src/train/adamw.js';
 import { train } from '../src/train/loop.js';
 import { loadConfig } from '../src/config.js';
 import { latestCheckpoint } from '../src/train/checkpoint.js';
-import { prefetch, selectBackend } from '../student/kernels/backend.js';
+import { adapterForRank, noMatchingAdapterError, prefetch, selectBackend } from '../student/kernels/backend.js';
 import { LOGIT_LOSSES_KERNEL } from '../student/kernels/logit-losses.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
 import { saveStudent } from '../student/io.js';
@@ -24,7 +24,7 @@ import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } 
 import { teacherSoftTargets } from '../teacher/soft-targets.js';
 import { lossRows } from '../losses/rows.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
-import { runCli } from './cli-helpers.js';
+import { expectCleanError, runCli } from './cli-helpers.js';
 import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, tidy, webgpuUnavailable } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
@@ -164,6 +164,29 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     expect(metrics.length).toBe(2);
     for (const m of metrics) expect(m.loss > 0 && Number.isFinite(m.grad_norm)).toBe(true);
     expect(existsSync(join(latestCheckpoint(runDir)!, 'model.safetensors'))).toBe(true);
+  });
+});
+
+describe('choosing the adapter (gpu_adapters, --gpu-adapter)', () => {
+  it('rank r takes entry r mod the list\'s length; an empty list leaves the choice to Dawn', () => {
+    expect(adapterForRank([], 3)).toBeUndefined();
+    expect([0, 1, 2, 3].map((r) => adapterForRank(['H100 #a', 'H100 #b'], r))).toEqual(['H100 #a', 'H100 #b', 'H100 #a', 'H100 #b']);
+  });
+
+  it('a filter that matches nothing is an error listing the adapters Dawn found', () => {
+    // Dawn's rejection text, as its node binding words it (seen with the software adapter here).
+    const dawn = "no suitable backends found\nAvailable adapters:\n * backend: 'vulkan', name: 'NVIDIA H100 80GB HBM3'\n * backend: 'vulkan', name: 'llvmpipe (LLVM 15.0.6, 256 bits)'\n";
+    const e = noMatchingAdapterError('A100', dawn, '--gpu-adapter');
+    expect(e.message).toBe('WebGPU: no adapter\'s name contains "A100" (--gpu-adapter); adapters found: "NVIDIA H100 80GB HBM3", "llvmpipe (LLVM 15.0.6, 256 bits)"');
+    expect(e.hint).toMatch(/set --gpu-adapter to a part of one of these names/);
+  });
+
+  it.skipIf(unavailable !== undefined)('on this machine: a part of the software adapter\'s name picks it; another name fails cleanly, naming it', () => {
+    const args = ['bench', '--teacher', TINY, '--backend', 'webgpu', '--teacher-ep', 'cpu', '--batch', '2', '--seq', '8', '--steps', '1'];
+    const ok = runCli([...args, '--gpu-adapter', 'llvmpipe']);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect((JSON.parse(ok.stdout.trim().split('\n').at(-1)!) as { device: string }).device).toMatch(/llvmpipe/);
+    expectCleanError(runCli([...args, '--gpu-adapter', 'no such GPU']), /no adapter's name contains "no such GPU" \(--gpu-adapter\); adapters found: "llvmpipe/);
   });
 });
 

@@ -16,7 +16,12 @@ base=${TMPDIR:-/tmp}/distill-bert-base-random
 # random-weight teacher of the same shape stands in, which times the same.
 tiny=teacher/tiny-bert-cased
 if [ ! -f "$tiny/model.onnx" ]; then tiny=${TMPDIR:-/tmp}/distill-tiny-random; [ -f "$tiny/model.onnx" ] || distill make-teacher --shape tiny --out "$tiny"; fi
-# WebGPU student + WebGPU teacher, then the teacher on the CPU provider for comparison; tiny and base shapes.
-distill bench --teacher "$tiny" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 || echo "bench failed: --teacher "$tiny" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5"
-distill bench --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --profile || echo "bench failed: --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --profile"
-distill bench --teacher "$base" --backend webgpu --teacher-ep cpu --threads 0 --batch 32 --seq 128 --steps 3 || echo "bench failed: --teacher "$base" --backend webgpu --teacher-ep cpu --batch 32 --seq 128 --steps 3"
+# WebGPU student + WebGPU teacher, with the full soft targets and with top-k ones (soft_targets_topk), with
+# --profile (kernel times and the GPU traffic of one update); then the teacher on the CPU provider. Tiny and base.
+run() { distill bench "$@" || echo "bench failed: $*"; }
+run --teacher "$tiny" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5
+run --teacher "$tiny" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --topk 32
+run --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --profile
+run --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --profile --topk 32
+run --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --topk 8
+run --teacher "$base" --backend webgpu --teacher-ep cpu --threads 0 --batch 32 --seq 128 --steps 3 --topk 32

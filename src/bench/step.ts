@@ -39,6 +39,8 @@ export interface BenchOptions {
   dropout?: boolean;
   /** Top-k soft targets (soft_targets_topk; 0 or absent: the whole vocabulary). */
   topk?: number;
+  /** On webgpu: a part of the adapter's name (gpu_adapters). */
+  gpuAdapter?: string;
 }
 
 export interface BenchResult {
@@ -52,6 +54,8 @@ export interface BenchResult {
   device?: string;
   /** The teacher's onnxruntime execution provider. */
   teacher_ep: string;
+  /** On a GPU provider: how many of the teacher graph's nodes each provider ran (onnxruntime's own record). */
+  teacher_nodes?: Record<string, number>;
   batch: number;
   seq: number;
   steps: number;
@@ -74,7 +78,7 @@ function median(xs: number[]): number {
 }
 
 export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
-  const backend = await selectBackend(o.backend);
+  const backend = await selectBackend(o.backend, { gpuAdapter: o.gpuAdapter, gpuAdapterOption: '--gpu-adapter' });
   assertModelDir(o.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;
@@ -154,7 +158,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     distill_tokens_per_s: tokens / (median(wholeTimes) / 1000),
     teacher_fwd_tokens_per_s: tokens / (median(teacherTimes) / 1000),
     student_step_tokens_per_s: tokens / (median(studentTimes) / 1000),
-    backend: backend.name, matmul: backend.matmul, ...(backend.device ? { device: backend.device } : {}), teacher_ep: teacherEp, batch: B, seq: T, steps: o.steps, student_layers: layers,
+    backend: backend.name, matmul: backend.matmul, ...(backend.device ? { device: backend.device } : {}), teacher_ep: teacherEp, ...(teacher.nodesByProvider ? { teacher_nodes: teacher.nodesByProvider } : {}), batch: B, seq: T, steps: o.steps, student_layers: layers,
     topk: k, teacher_out_bytes_per_batch: teacherOutBytes,
     ...(profile ? { profile } : {}),
   };

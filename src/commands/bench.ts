@@ -16,6 +16,7 @@ interface BenchCommandOptions {
   teacherEp?: 'cpu' | 'cuda' | 'webgpu';
   profile?: boolean;
   topk: number;
+  gpuAdapter?: string;
 }
 
 export function registerBench(program: Command): void {
@@ -35,10 +36,11 @@ export function registerBench(program: Command): void {
     .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (default: cuda when installed, else webgpu with --backend webgpu, else cpu)',
       choiceOption('--teacher-ep', ['cpu', 'cuda', 'webgpu'] as const))
     .option('--topk <k>', 'top-k soft targets, as soft_targets_topk (0 = the whole vocabulary)', intOption('--topk', 0), 0)
+    .option('--gpu-adapter <name>', 'with --backend webgpu: the adapter whose name contains this (the error lists the adapters found)')
     .option('--profile', 'also time one student step kernel by kernel: adds "profile" to the JSON line')
     .action(async (o: BenchCommandOptions) => {
       const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,
-        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk });
+        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk, gpuAdapter: o.gpuAdapter });
       process.stdout.write(JSON.stringify(r) + '\n');
     });
 }

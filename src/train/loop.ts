@@ -27,7 +27,7 @@ import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig } from '../core/model-dir.js';
-import { prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/kernels/backend.js';
+import { adapterForRank, prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/kernels/backend.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../../student/init.js';
 import { loadStudent } from '../../student/io.js';
 import type { DistilBertStudent } from '../../student/model.js';
@@ -186,7 +186,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   }
 
   // --- Backend, teacher, corpus, student. ---
-  const backend: BackendChoice = await selectBackend(config.backend ?? undefined);
+  const backend: BackendChoice = await selectBackend(config.backend ?? undefined, { gpuAdapter: adapterForRank(config.gpu_adapters, comm.rank) });
   log(`student backend: ${backend.name} (${backend.source}); matrix products: ${backend.matmul}`);
   assertModelDir(config.teacher, 'teacher (config)');
   findOnnxFile(config.teacher, true); // the teacher runs in onnxruntime: a folder without a graph is named now, before any corpus work

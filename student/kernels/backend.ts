@@ -101,9 +101,32 @@ export function guardGpu<T>(p: Promise<T>): Promise<T> {
   return tf.getBackend() === 'webgpu' ? Promise.race([p, gpuFailure]) : p;
 }
 
-/** Install Dawn's navigator.gpu, find an adapter, and load tfjs's webgpu backend; undefined when not installed. */
-async function loadWebgpuBackend(): Promise<string | undefined> {
-  if (webgpuDevice) return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
+/**
+ * The error for an adapter filter that matched nothing. Dawn rejects requestAdapter with "no suitable backends
+ * found" followed by "Available adapters:" and one " * backend: 'vulkan', name: '...'" line per adapter.
+ */
+export function noMatchingAdapterError(filter: string, dawnMessage: string, optionName = 'gpu_adapters'): DistillError {
+  const names = [...dawnMessage.matchAll(/name: '([^']*)'/g)].map((m) => m[1]!);
+  return new DistillError(`WebGPU: no adapter's name contains "${filter}" (${optionName}); adapters found: ${names.length ? names.map((n) => `"${n}"`).join(', ') : 'none'}`,
+    names.length ? `set ${optionName} to a part of one of these names (identical GPUs share a name: see README, "Several GPUs")` : NO_ADAPTER_HINT);
+}
+
+/** The adapter of MPI rank `rank` from the config's gpu_adapters list (entry rank mod length); undefined: Dawn's default. */
+export function adapterForRank(adapters: readonly string[], rank: number): string | undefined {
+  return adapters.length ? adapters[rank % adapters.length] : undefined;
+}
+
+let webgpuAdapterFilter: string | undefined;
+
+/**
+ * Install Dawn's navigator.gpu, find an adapter (the first whose name contains `adapterFilter`, Dawn's
+ * `adapter=` option, when given), and load tfjs's webgpu backend; undefined when not installed. Once per process.
+ */
+async function loadWebgpuBackend(adapterFilter?: string, optionName?: string): Promise<string | undefined> {
+  if (webgpuDevice) {
+    if (adapterFilter !== webgpuAdapterFilter) throw new DistillError(`WebGPU: this process already uses the adapter ${webgpuDevice}; it cannot switch to "${adapterFilter ?? 'the default'}"`);
+    return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
+  }
   let dawn: DawnModule;
   try {
     dawn = (await import('webgpu' as string)) as DawnModule; // an optional dependency: typed here, not by its package
@@ -111,11 +134,18 @@ async function loadWebgpuBackend(): Promise<string | undefined> {
     return undefined;
   }
   Object.assign(globalThis, dawn.globals);
-  const gpu = dawn.create([]);
+  const gpu = dawn.create(adapterFilter ? [`adapter=${adapterFilter}`] : []);
   // Node 21+ has a read-only global navigator: define it rather than assign.
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
-  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  let adapter: GpuAdapterLike | null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch (e) {
+    if (adapterFilter && /Available adapters/.test((e as Error).message)) throw noMatchingAdapterError(adapterFilter, (e as Error).message, optionName);
+    throw e;
+  }
   if (!adapter) throw new DistillError('WebGPU: Dawn found no adapter', NO_ADAPTER_HINT);
+  webgpuAdapterFilter = adapterFilter;
   if (!(await tryImport('@tensorflow/tfjs-backend-webgpu'))) return undefined;
   const i = adapter.info ?? {};
   const gib = (n: number): string => `${(n / 2 ** 30).toFixed(1)} GiB`;
@@ -151,9 +181,9 @@ async function loadWasmBackend(): Promise<boolean> {
 
 /**
  * Pick and start the backend. `requested` undefined means the best present. Throws a DistillError naming
- * what to install when a requested backend is absent.
+ * what to install when a requested backend is absent. `gpuAdapter`: on webgpu, a part of the adapter's name.
  */
-export async function selectBackend(requested?: BackendName): Promise<BackendChoice> {
+export async function selectBackend(requested?: BackendName, options: { gpuAdapter?: string; gpuAdapterOption?: string } = {}): Promise<BackendChoice> {
   // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
   tf.env().set('PROD', true);
   registerDeviceReductionGrads();
@@ -164,7 +194,7 @@ export async function selectBackend(requested?: BackendName): Promise<BackendCho
     let source: string | undefined;
     if (name === 'tensorflow') source = await loadTensorflowBackend();
     else if (name === 'wasm') source = (await loadWasmBackend()) ? '@tensorflow/tfjs-backend-wasm' : undefined;
-    else if (name === 'webgpu') source = await loadWebgpuBackend();
+    else if (name === 'webgpu') source = await loadWebgpuBackend(options.gpuAdapter, options.gpuAdapterOption);
     else {
       registerCpuTrainingKernels();
       registerProducts('cpu');
