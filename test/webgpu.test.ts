@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { readEncoderConfig } from '../src/core/model-dir.js';
-import { sumOfSquares } from '../src/train/adamw.js';
+import { adamwOps, adamwUpdate, sumOfSquares } from '../src/train/adamw.js';
+import { ADAMW_KERNEL } from '../student/kernels/simd.js';
 import { train } from '../src/train/loop.js';
 import { loadConfig } from '../src/config.js';
 import { latestCheckpoint } from '../src/train/checkpoint.js';
@@ -67,6 +68,23 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     expect(maxAbsDiff(y!, yRef!)).toBeLessThan(2e-6);
     expect(maxAbsDiff(g!, gRef!)).toBeLessThan(2e-6);
     expect(Math.max(...(y as Float32Array))).toBeGreaterThan(5.9);
+  });
+
+  it('AdamW runs as three WGSL programs per parameter (DistillAdamW), equal to the tfjs-op form', async () => {
+    expect(tf.getKernel(ADAMW_KERNEL, 'webgpu')).toBeDefined();
+    const n = 3001;
+    const wave = (k: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * k) * 0.5);
+    const c = { b1: 0.9, b2: 0.98, biasCorrection2Sqrt: Math.sqrt(1 - 0.98 ** 3), eps: 1e-6, stepSize: 1e-3 / (1 - 0.9 ** 3), decayFactor: 1 - 1e-3 * 0.01 };
+    const outs = tf.tidy(() => {
+      const [p, g, m] = [wave(0.37), wave(1.3), wave(0.11)].map((x) => tf.tensor1d(x));
+      const v = tf.tensor1d(wave(0.7).map((x) => x * x)); // a second moment is ≥ 0
+      return [...adamwUpdate(p!, g!, m!, v, c), ...adamwOps(p!, g!, m!, v, c)];
+    });
+    const values = await Promise.all(outs.map((t) => t.data()));
+    tf.dispose(outs);
+    // p', m', v' from the kernel against the ops: a float32 rounding or two (the compiler may fuse a multiply-add).
+    for (let i = 0; i < 3; i++) expect(maxAbsDiff(values[i]!, values[i + 3]!)).toBeLessThan(1e-6);
+    expect(maxAbsDiff(values[0]!, wave(0.37))).toBeGreaterThan(1e-4); // the update moved p
   });
 
   it('logits and hidden states equal PyTorch\'s within 1e-4', async () => {

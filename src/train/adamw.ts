@@ -20,6 +20,11 @@ export function adamwUpdate(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tens
   if (p.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(ADAMW_KERNEL, tf.getBackend())) {
     return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad: g, m, v }, { ...c }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
   }
+  return adamwOps(p, g, m, v, c);
+}
+
+/** The tfjs-op form of one AdamW update (what DistillAdamW computes where it is registered). */
+export function adamwOps(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, c: AdamWCoefficients): [tf.Tensor, tf.Tensor, tf.Tensor] {
   const mNew = tf.add(tf.mul(m, c.b1), tf.mul(g, 1 - c.b1));
   const vNew = tf.add(tf.mul(v, c.b2), tf.mul(tf.square(g), 1 - c.b2));
   const decayed = c.decayFactor === 1 ? p : tf.mul(p, c.decayFactor);

@@ -5,6 +5,7 @@
 //   (a GPU's, or Mesa ≥ 25's software llvmpipe).
 
 import { registerDeviceReductionGrads } from './reduction-grads.js';
+import { registerAdamWWebgpuKernel } from './adamw-webgpu.js';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
@@ -228,6 +229,7 @@ export async function selectBackend(requested?: BackendName, options: { gpuAdapt
     if (name === 'webgpu') {
       watchGpuErrors();
       registerGeluKernels('webgpu');
+      registerAdamWWebgpuKernel();
     }
     const blas = name === 'wasm' || name === 'cpu' ? loadBlas() : null;
     const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : name;
