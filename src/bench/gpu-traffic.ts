@@ -72,7 +72,8 @@ export class GpuTrafficCounter {
     const probe = d.createBuffer({ size: 4, usage: MAP_READ | 0x0008 /* COPY_DST */ });
     const bufferProto = Object.getPrototypeOf(probe) as BufferLike;
     probe.destroy();
-    const mapAsync = bufferProto.mapAsync;
+    // Called with each buffer as `this` (a prototype method, not bound to one buffer).
+    const mapAsync = Reflect.get(bufferProto, 'mapAsync') as (this: BufferLike, mode: number, offset?: number, size?: number) => Promise<void>;
     bufferProto.mapAsync = function (this: BufferLike, mode: number, offset?: number, size?: number): Promise<void> {
       if (mode & MAP_READ) {
         c().read_back_bytes += size ?? this.size - (offset ?? 0);
