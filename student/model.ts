@@ -90,10 +90,11 @@ export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.
 /** GELU, erf form (BERT's "gelu"): student/kernels/gelu.ts. */
 export { gelu } from './kernels/gelu.js';
 import { gelu } from './kernels/gelu.js';
+import { layerNorm as layerNormKernel } from './kernels/layer-norm.js';
 
+/** LayerNorm over the last axis (student/kernels/layer-norm.ts: WGSL programs on webgpu, tfjs ops elsewhere). */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta);
+  return layerNormKernel(x, gamma, beta, eps);
 }
 
 export interface ForwardOptions {

@@ -11,6 +11,8 @@ import { SafetensorsFile } from '../src/core/safetensors.js';
 import { readEncoderConfig } from '../src/core/model-dir.js';
 import { adamwOps, adamwUpdate, sumOfSquares } from '../src/train/adamw.js';
 import { ADAMW_KERNEL } from '../student/kernels/simd.js';
+import { LAYER_NORM_KERNEL, layerNorm, layerNormOps } from '../student/kernels/layer-norm.js';
+import { SUM_SQUARES_KERNEL } from '../student/kernels/sum-squares.js';
 import { train } from '../src/train/loop.js';
 import { loadConfig } from '../src/config.js';
 import { latestCheckpoint } from '../src/train/checkpoint.js';
@@ -68,6 +70,49 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     expect(maxAbsDiff(y!, yRef!)).toBeLessThan(2e-6);
     expect(maxAbsDiff(g!, gRef!)).toBeLessThan(2e-6);
     expect(Math.max(...(y as Float32Array))).toBeGreaterThan(5.9);
+  });
+
+  it('LayerNorm runs as WGSL programs (DistillLayerNorm), equal to the tfjs ops in value and gradient; no tensor left behind', async () => {
+    expect(tf.getKernel(LAYER_NORM_KERNEL, 'webgpu')).toBeDefined();
+    const [rows, width] = [37, 192];
+    const wave = (n: number, k: number, shift = 0): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * k) * 2 + shift + (i % 7) * 0.1);
+    const x = tf.tensor2d(wave(rows * width, 0.37, 3), [rows, width]); // mean ≈ 3: the centring matters
+    const gamma = tf.tensor1d(wave(width, 1.3, 1));
+    const beta = tf.tensor1d(wave(width, 0.7));
+    const dy = tf.tensor2d(wave(rows * width, 0.11), [rows, width]);
+    const before = tf.memory().numTensors;
+    const both = (f: typeof layerNormOps): tf.Tensor[] => tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(f(xv, gv, bv, 1e-12), dy)) as tf.Scalar, [xv, gv, bv]);
+      return [f(x, gamma, beta, 1e-12), value, grads[xv.name]!, grads[gv.name]!, grads[bv.name]!];
+    });
+    const [xv, gv, bv] = [tf.variable(x), tf.variable(gamma), tf.variable(beta)];
+    const fused = both(layerNorm);
+    const ops = both(layerNormOps);
+    const [fv, ov] = [await Promise.all(fused.map((t) => t.data())), await Promise.all(ops.map((t) => t.data()))];
+    tf.dispose([...fused, ...ops, xv, gv, bv]);
+    expect(tf.memory().numTensors).toBe(before);
+    // y = x̂·γ + β is O(3): float32 rounding of the statistics (summed in another order) gives ~1e-6.
+    ['y', 'Σ y·dy', 'dx', 'dγ', 'dβ'].forEach((what, i) => {
+      const scale = Math.max(1, ...Array.from(ov[i]!, Math.abs));
+      expect(maxAbsDiff(fv[i]!, ov[i]!) / scale, what).toBeLessThan(1e-5);
+    });
+    tf.dispose([x, gamma, beta, dy]);
+  });
+
+  it('the gradient norm\'s Σ x² runs four tensors per dispatch (DistillSumSquares), equal to a float64 sum', async () => {
+    expect(tf.getKernel(SUM_SQUARES_KERNEL, 'webgpu')).toBeDefined();
+    // Sizes below, at and above one dispatch's 64 × 256 invocations; 6 tensors: a group of 4 and one of 2.
+    const sizes = [1, 7, 16384, 16385, 70001, 300];
+    const values = sizes.map((n, k) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7 + k) * (k + 1)));
+    const tensors = values.map((v) => tf.tensor1d(v));
+    const before = tf.memory().numTensors;
+    const squared = tidy(() => sumOfSquares(tensors));
+    const got = (await squared.data())[0]!;
+    squared.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    const want = values.reduce((a, v) => a + v.reduce((b, x) => b + x * x, 0), 0);
+    expect(relDiff(got, want)).toBeLessThan(1e-6); // float32 partial sums of ~1e5 terms
+    tf.dispose(tensors);
   });
 
   it('AdamW runs as three WGSL programs per parameter (DistillAdamW), equal to the tfjs-op form', async () => {

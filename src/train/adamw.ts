@@ -4,6 +4,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { guardGpu } from '../../student/kernels/backend.js';
+import { sumSquaresPartials } from '../../student/kernels/sum-squares.js';
 import { ADAMW_KERNEL, type AdamWCoefficients } from '../../student/kernels/simd.js';
 
 export interface AdamWOptions {
@@ -117,14 +118,16 @@ export function scheduleFactor(done: number, s: Schedule): number {
  * buffers than a WebGPU shader stage may (8 on some adapters).
  */
 export function sumOfSquares(tensors: tf.Tensor[]): tf.Scalar {
-  let parts: tf.Tensor[] = tensors.map((g) => tf.sum(tf.square(g)));
+  // On webgpu one dispatch per four tensors gives [64] partial sums each (student/kernels/sum-squares.ts).
+  const partials = sumSquaresPartials(tensors);
+  let parts: tf.Tensor[] = partials ?? tensors.map((g) => tf.sum(tf.square(g)));
   if (parts.length === 0) return tf.scalar(0);
   while (parts.length > 1) {
     const next: tf.Tensor[] = [];
     for (let i = 0; i < parts.length; i += 4) next.push(parts.length - i === 1 ? parts[i]! : tf.addN(parts.slice(i, i + 4)));
     parts = next;
   }
-  return parts[0] as tf.Scalar;
+  return (partials ? tf.sum(parts[0]!) : parts[0]) as tf.Scalar;
 }
 
 /**

@@ -6,6 +6,8 @@
 
 import { registerDeviceReductionGrads } from './reduction-grads.js';
 import { registerAdamWWebgpuKernel } from './adamw-webgpu.js';
+import { registerLayerNormWebgpuKernel } from './layer-norm.js';
+import { registerSumSquaresWebgpuKernel } from './sum-squares.js';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
@@ -230,6 +232,8 @@ export async function selectBackend(requested?: BackendName, options: { gpuAdapt
       watchGpuErrors();
       registerGeluKernels('webgpu');
       registerAdamWWebgpuKernel();
+      registerLayerNormWebgpuKernel();
+      registerSumSquaresWebgpuKernel();
     }
     const blas = name === 'wasm' || name === 'cpu' ? loadBlas() : null;
     const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : name;

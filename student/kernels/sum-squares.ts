@@ -1,0 +1,77 @@
+// Σ x² over up to four tensors in one dispatch (the global gradient norm, src/train/adamw.ts sumOfSquares), behind
+// the kernel name DistillSumSquares, registered on `webgpu`: 64 workgroups of 256 invocations stride over the
+// four inputs and each workgroup writes one partial sum, so the output is [64] partial sums to be added up by
+// the caller. tfjs's ops take a Square and a Sum (itself one or more dispatches) per tensor; with a hundred
+// parameters that was a tenth of a bert-base update's dispatches (distill bench --profile). The order of the
+// additions differs from tfjs's: the norm agrees to float32 rounding (test/webgpu.test.ts).
+
+import * as tf from '@tensorflow/tfjs';
+
+export const SUM_SQUARES_KERNEL = 'DistillSumSquares';
+/** Partial sums per dispatch (workgroups). */
+const SUM_SQUARES_PARTS = 64;
+const THREADS = 256;
+const NAMES = ['A', 'B', 'C', 'D'] as const;
+
+class SumSquaresProgram {
+  readonly variableNames: string[];
+  readonly outputShape = [SUM_SQUARES_PARTS];
+  readonly shaderKey: string;
+  readonly dispatchLayout = { x: [0] };
+  readonly dispatch: [number, number, number] = [SUM_SQUARES_PARTS, 1, 1];
+  readonly workgroupSize: [number, number, number] = [THREADS, 1, 1];
+  readonly uniforms: string;
+
+  constructor(private readonly count: number) {
+    this.variableNames = NAMES.slice(0, count) as unknown as string[];
+    this.shaderKey = `distill_sum_squares_${count}`;
+    this.uniforms = NAMES.slice(0, count).map((n) => `size${n} : i32,`).join(' ');
+  }
+
+  getUserCode(): string {
+    const loops = NAMES.slice(0, this.count).map((n) => `
+        for (var i = start; i < uniforms.size${n}; i = i + stride) { let v = ${n}[i]; s = s + v * v; }`).join('');
+    return `
+      var<workgroup> partial : array<f32, ${THREADS}>;
+      fn main(index : i32) {
+        let stride = ${THREADS * SUM_SQUARES_PARTS};
+        let start = i32(workgroupId.x) * ${THREADS} + i32(localIndex);
+        var s = 0.0;${loops}
+        partial[localIndex] = s;
+        workgroupBarrier();
+        for (var half = ${THREADS / 2}u; half > 0u; half = half / 2u) {
+          if (localIndex < half) { partial[localIndex] = partial[localIndex] + partial[localIndex + half]; }
+          workgroupBarrier();
+        }
+        if (localIndex == 0u) { setOutputAtIndex(i32(workgroupId.x), partial[0]); }
+      }`;
+  }
+}
+
+interface WebGpuBackendLike {
+  runWebGPUProgram(program: SumSquaresProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms: { type: 'int32'; data: number[] }[]): tf.TensorInfo;
+}
+
+function sumSquaresWebgpu({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend }): tf.TensorInfo {
+  const list = NAMES.map((n) => inputs[n]).filter((t): t is tf.TensorInfo => t !== undefined);
+  const program = new SumSquaresProgram(list.length);
+  return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(program, list, 'float32',
+    list.map((t) => ({ type: 'int32' as const, data: [t.shape.reduce((a, b) => a * b, 1)] })));
+}
+
+/** Register DistillSumSquares on `webgpu` (idempotent). */
+export function registerSumSquaresWebgpuKernel(): void {
+  if (tf.getKernel(SUM_SQUARES_KERNEL, 'webgpu')) return;
+  tf.registerKernel({ kernelName: SUM_SQUARES_KERNEL, backendName: 'webgpu', kernelFunc: sumSquaresWebgpu as unknown as tf.KernelFunc });
+}
+
+/** Σ x² over `tensors` (four per dispatch) where the kernel is registered: [64] partial sums per group of four. */
+export function sumSquaresPartials(tensors: tf.Tensor[]): tf.Tensor[] | undefined {
+  if (!tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) || tensors.some((t) => t.dtype !== 'float32')) return undefined;
+  const out: tf.Tensor[] = [];
+  for (let i = 0; i < tensors.length; i += 4) {
+    const group = tensors.slice(i, i + 4);
+    out.push(tf.engine().runKernel(SUM_SQUARES_KERNEL, Object.fromEntries(group.map((t, j) => [NAMES[j]!, t])), {}) as tf.Tensor);
+  }
+  return out;
+}
