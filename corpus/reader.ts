@@ -39,16 +39,16 @@ export interface ReaderOptions {
   bucketWidth: number;
   padId: number;
   /** Read only the training part or only the held-out part of a split (absent: every record batch). */
-  heldOut?: { fraction: number; part: 'train' | 'valid' };
+  heldOut?: { fraction: number; part: 'train' | 'valid'; /** How errors name the fraction (default valid_fraction). */ optionName?: string };
 }
 
 /** The record batches held out for validation: round(fraction · units), at least 1, drawn from the seed. */
-export function heldOutUnits(units: number, fraction: number, seed: number): Set<number> {
+export function heldOutUnits(units: number, fraction: number, seed: number, optionName = 'valid_fraction'): Set<number> {
   if (!(fraction > 0)) return new Set();
   const count = Math.max(1, Math.round(fraction * units));
   if (count >= units) {
-    throw new InputError(`valid_fraction ${fraction} holds back ${count} of the corpus's ${units} record batches (${RECORD_BATCH_ROWS} sequences each), leaving none to train on`,
-      'lower valid_fraction, prepare more text, or give a separate prepared corpus as valid_corpus');
+    throw new InputError(`${optionName} ${fraction} holds back ${count} of the corpus's ${units} record batches (${RECORD_BATCH_ROWS} sequences each), leaving none to train on`,
+      `lower ${optionName}, prepare more text, or give a separate prepared corpus${optionName === 'valid_fraction' ? ' as valid_corpus' : ''}`);
   }
   const order = Array.from({ length: units }, (_, i) => i);
   Rng.derive(seed, HELD_OUT_STREAM).shuffle(order);
@@ -96,7 +96,7 @@ export class CorpusReader {
       ({ shard, recordBatch, rows: Math.max(0, Math.min(RECORD_BATCH_ROWS, s.sequences - recordBatch * RECORD_BATCH_ROWS)) })));
     if (all.length === 0) throw new FileFormatError(join(dir, 'meta.json'), 'the corpus has no shards');
     const split = options.heldOut;
-    const held = split ? heldOutUnits(all.length, split.fraction, options.seed) : new Set<number>();
+    const held = split ? heldOutUnits(all.length, split.fraction, options.seed, split.optionName) : new Set<number>();
     this.units = split && held.size > 0 ? all.filter((_, i) => held.has(i) === (split.part === 'valid')) : all;
   }
 

@@ -97,7 +97,8 @@ describe('validation in train, distill eval', () => {
     expect([...heldOutUnits(units.length, 0.3, 7)]).toEqual([...heldOutUnits(units.length, 0.3, 7)]);
     const choices = new Set([1, 2, 3, 4, 5, 6, 7, 8].map((seed) => [...heldOutUnits(units.length, 0.3, seed)].join()));
     expect(choices.size).toBeGreaterThan(1);
-    expect(() => heldOutUnits(1, 0.1, 7)).toThrow(/leaving none to train on/); // a corpus of one record batch cannot be split
+    expect(() => heldOutUnits(1, 0.1, 7)).toThrow(/^valid_fraction 0.1 holds back 1 of the corpus's 1 record batches .*leaving none to train on/); // a corpus of one record batch cannot be split
+    expect(() => heldOutUnits(1, 0.1, 7, '--valid-fraction')).toThrow(/^--valid-fraction 0.1 holds back/); // named as the user gave it
   });
 
   it('logs val_* lines every eval_every updates and at the end; a run stopped and resumed logs the same values', () => {

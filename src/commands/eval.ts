@@ -47,7 +47,7 @@ export async function runEval(o: EvalOptions): Promise<EvalReport> {
   if (isTfjsStudentFolder(o.model) || (o.teacher && isTfjsStudentFolder(o.teacher))) await selectBackend(o.backend);
   const batches = validationBatches({
     corpus: o.corpus, seed: o.seed, sequences: o.sequences, batchSize: o.batchSize, bucketWidth: o.bucketWidth,
-    ...(o.validFraction ? { heldOut: { fraction: o.validFraction } } : {}),
+    ...(o.validFraction ? { heldOut: { fraction: o.validFraction, optionName: '--valid-fraction' } } : {}),
   }, tok, RECIPE_MASKING);
   const started = performance.now();
   const model = await loadEvalModel(o.model, o.threads, '--model');

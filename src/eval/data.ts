@@ -29,7 +29,7 @@ export interface ValidationSource {
   /** Prepared corpus folder. */
   corpus: string;
   /** Read only the held-out record batches of this split (absent: the whole corpus). */
-  heldOut?: { fraction: number };
+  heldOut?: { fraction: number; optionName?: string };
   /** Seed of the split, the order and the masking. */
   seed: number;
   /** Sequences to evaluate on (fewer when the source holds fewer). */
@@ -56,7 +56,7 @@ export const EVAL_BUCKET_WIDTH = 4;
 export function validationBatches(src: ValidationSource, tok: TokenizerIds, masking: MaskingConfig): EvalBatch[] {
   const options: ReaderOptions = {
     batchSize: src.batchSize ?? EVAL_BATCH_SIZE, rank: 0, world: 1, seed: src.seed, bucketWidth: src.bucketWidth ?? EVAL_BUCKET_WIDTH, padId: tok.padId,
-    ...(src.heldOut ? { heldOut: { fraction: src.heldOut.fraction, part: 'valid' as const } } : {}),
+    ...(src.heldOut ? { heldOut: { fraction: src.heldOut.fraction, part: 'valid' as const, optionName: src.heldOut.optionName } } : {}),
   };
   const reader = new CorpusReader(src.corpus, options);
   const weights = tokenWeights(readTokenCounts(src.corpus), tok.specialIds, masking.mlm_smoothing);
