@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addBatch, emptySums, metricsOf, packSums, unpackSums } from '../src/eval/metrics.js';
+import { cachedEvalModel, type EvalModel } from '../src/eval/models.js';
+import type { EvalBatch } from '../src/eval/data.js';
 import { loadConfig, type TrainConfig } from '../src/config.js';
 import { train } from '../src/train/loop.js';
 import { bestCheckpointDir, readTrainerState } from '../src/train/checkpoint.js';
@@ -13,6 +15,27 @@ import { CorpusReader, heldOutUnits } from '../corpus/reader.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { expectCleanError, runCli } from './cli-helpers.js';
 import { TINY } from './helpers.js';
+
+describe('the teacher\'s outputs on the validation batches', () => {
+  it('are computed once per batch while they fit the budget, and again for the batches beyond it', async () => {
+    const calls: number[] = [];
+    const batch = (i: number): EvalBatch => ({ inputIds: Int32Array.of(i), attentionMask: Int32Array.of(1), batchSize: 1, seqLen: 1, maskedRows: Int32Array.of(0), labels: Int32Array.of(0), realRows: Int32Array.of(0) });
+    const teacher: EvalModel = {
+      vocabSize: 3, hiddenSize: 2, runtime: 'counted',
+      outputs: (b) => {
+        calls.push(b.inputIds[0]!);
+        return Promise.resolve({ logits: Float32Array.of(b.inputIds[0]!, 0, 0), hidden: Float32Array.of(1, 1) }); // 20 bytes a batch
+      },
+      release: () => Promise.resolve(),
+    };
+    const cached = cachedEvalModel(teacher, 45); // room for two batches' outputs
+    const batches = [batch(0), batch(1), batch(2)];
+    for (let evaluation = 0; evaluation < 3; evaluation++) {
+      for (const b of batches) expect((await cached.outputs(b)).logits[0]).toBe(b.inputIds[0]);
+    }
+    expect(calls).toEqual([0, 1, 2, 2, 2]); // batches 0 and 1 kept; batch 2 over the budget, run every time
+  });
+});
 
 describe('validation metrics', () => {
   // V = 3, two masked positions, H = 2, two real tokens. Model logits: row 0 [0, ln 2, 0] → q = (1/4, 1/2, 1/4),

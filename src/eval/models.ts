@@ -84,3 +84,35 @@ export function remoteTeacherEvalModel(teacher: RemoteTeacher): EvalModel {
     release: () => Promise.resolve(),
   };
 }
+
+/** What a run keeps of the teacher's outputs on its fixed validation batches (256 MiB). */
+export const TEACHER_EVAL_CACHE_BYTES = 256 * 2 ** 20;
+
+/**
+ * The frozen teacher's outputs on fixed batches do not change between evaluations: keep them, batch by batch,
+ * while they fit in `budgetBytes` (the masked rows' logits and the real tokens' hidden states), and run the
+ * teacher again only for the batches beyond. The quick start's 128 sequences take ~60 MB; the base config's
+ * 2,048 × 128 tokens would take ~4.6 GB, so most of its batches are recomputed.
+ */
+export function cachedEvalModel(model: EvalModel, budgetBytes = TEACHER_EVAL_CACHE_BYTES): EvalModel {
+  const kept = new Map<EvalBatch, EvalOutputs>();
+  let used = 0;
+  return {
+    vocabSize: model.vocabSize, hiddenSize: model.hiddenSize, runtime: model.runtime,
+    outputs: async (b) => {
+      const hit = kept.get(b);
+      if (hit) return hit;
+      const out = await model.outputs(b);
+      const bytes = out.logits.byteLength + out.hidden.byteLength;
+      if (used + bytes <= budgetBytes) {
+        kept.set(b, out);
+        used += bytes;
+      }
+      return out;
+    },
+    release: () => {
+      kept.clear();
+      return model.release();
+    },
+  };
+}

@@ -38,7 +38,7 @@ import { Rng } from '../../corpus/rng.js';
 import { ensureCorpus, openCorpus } from '../../corpus/ensure.js';
 import { validationBatches, type EvalBatch } from '../eval/data.js';
 import { evaluate } from '../eval/evaluate.js';
-import { remoteTeacherEvalModel, studentEvalModel } from '../eval/models.js';
+import { cachedEvalModel, remoteTeacherEvalModel, studentEvalModel } from '../eval/models.js';
 import type { EvalMetrics } from '../eval/metrics.js';
 import { lossRows, type LossRows } from '../../losses/rows.js';
 import { lossNumbers, type LossWeights } from '../../losses/total.js';
@@ -348,8 +348,9 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   // The evaluation: the student and the teacher (its worker) on the validation set; rank 0 logs the val_* line
   // and keeps the lowest val_loss as checkpoints/best.
   let best = state?.best;
+  const teacherOnValidation = cachedEvalModel(remoteTeacherEvalModel(teacher)); // the same batches every time
   const validate = async (): Promise<EvalMetrics> => {
-    const metrics = await evaluate(studentEvalModel(student), remoteTeacherEvalModel(teacher), validation!, { comm });
+    const metrics = await evaluate(studentEvalModel(student), teacherOnValidation, validation!, { comm });
     const line = { step, ...metrics };
     if (comm.rank === 0) {
       appendFileSync(metricsPath, JSON.stringify(line) + '\n');
