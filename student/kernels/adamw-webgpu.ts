@@ -7,28 +7,18 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { ADAMW_KERNEL, type AdamWCoefficients } from './simd.js';
+import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 
 type Part = 'm' | 'v' | 'p';
 
 const MOMENT_M = 'let mNew = getMByOutputIndex(index) * uniforms.b1 + getGByOutputIndex(index) * uniforms.oneMinusB1;';
 const MOMENT_V = 'let g = getGByOutputIndex(index); let vNew = getVByOutputIndex(index) * uniforms.b2 + (g * g) * uniforms.oneMinusB2;';
 
-class AdamWProgram {
-  readonly variableNames: string[];
-  readonly outputShape: number[];
-  readonly shaderKey: string;
-  readonly dispatchLayout: { x: number[] };
-  readonly dispatch: [number, number, number];
-  readonly workgroupSize: [number, number, number] = [128, 1, 1];
-  readonly size = true;
+class AdamWProgram extends WgslProgram {
   readonly uniforms = 'b1 : f32, oneMinusB1 : f32, b2 : f32, oneMinusB2 : f32, bc2Sqrt : f32, eps : f32, stepSize : f32, decayFactor : f32,';
 
   constructor(shape: number[], private readonly part: Part) {
-    this.variableNames = part === 'm' ? ['M', 'G'] : part === 'v' ? ['V', 'G'] : ['P', 'G', 'M', 'V'];
-    this.outputShape = shape;
-    this.shaderKey = `distill_adamw_${part}`;
-    this.dispatchLayout = { x: shape.map((_, i) => i) };
-    this.dispatch = [Math.ceil(shape.reduce((a, b) => a * b, 1) / this.workgroupSize[0]), 1, 1];
+    super(part === 'm' ? ['M', 'G'] : part === 'v' ? ['V', 'G'] : ['P', 'G', 'M', 'V'], shape, `distill_adamw_${part}`);
   }
 
   getUserCode(): string {
@@ -44,10 +34,6 @@ class AdamWProgram {
         }
       }`;
   }
-}
-
-interface WebGpuBackendLike {
-  runWebGPUProgram(program: AdamWProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms: { type: 'float32'; data: number[] }[]): tf.TensorInfo;
 }
 
 function adamwWebgpu({ inputs, attrs, backend }: { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend }): tf.TensorInfo[] {

@@ -9,6 +9,7 @@
 // erf is the rational approximation of Eigen/XLA (max error 7e-8 against the true erf).
 
 import * as tf from '@tensorflow/tfjs';
+import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { expNonPositive } from '../../src/core/math.js';
 import { heapOffset, wasmSimd } from './simd.js';
@@ -104,21 +105,9 @@ ${BETA.slice(1).map((b) => `    q = q * x2 + ${b};`).join('\n')}
     return c * p / q;
   }`;
 
-class GeluProgram {
-  readonly variableNames: string[];
-  readonly outputShape: number[];
-  readonly shaderKey: string;
-  readonly dispatchLayout: { x: number[] };
-  readonly dispatch: [number, number, number];
-  readonly workgroupSize: [number, number, number] = [128, 1, 1];
-  readonly size = true;
-
+class GeluProgram extends WgslProgram {
   constructor(shape: number[], private readonly gradient: boolean) {
-    this.variableNames = gradient ? ['A', 'B'] : ['A'];
-    this.outputShape = shape;
-    this.shaderKey = gradient ? 'distill_gelu_grad' : 'distill_gelu';
-    this.dispatchLayout = { x: shape.map((_, i) => i) };
-    this.dispatch = [Math.ceil(shape.reduce((a, b) => a * b, 1) / this.workgroupSize[0]), 1, 1];
+    super(gradient ? ['A', 'B'] : ['A'], shape, gradient ? 'distill_gelu_grad' : 'distill_gelu');
   }
 
   getUserCode(): string {
@@ -135,10 +124,6 @@ class GeluProgram {
         }
       }`;
   }
-}
-
-interface WebGpuBackendLike {
-  runWebGPUProgram(program: GeluProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType): tf.TensorInfo;
 }
 
 function webgpuKernel(gradient: boolean) {

@@ -8,6 +8,7 @@
 // ops run (layerNormOps), unchanged.
 
 import * as tf from '@tensorflow/tfjs';
+import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 
 export const LAYER_NORM_KERNEL = 'DistillLayerNorm';
 
@@ -39,24 +40,16 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: 
 // The programs, in tfjs's webgpu program format (the backend adds bindings, getters and the entry point).
 type Part = 'stats' | 'forward' | 'gradSums' | 'dx' | 'dgamma' | 'dbeta';
 
-class LayerNormProgram {
-  readonly variableNames: string[];
-  readonly outputShape: number[];
-  readonly shaderKey: string;
-  readonly dispatchLayout: { x: number[] };
-  readonly dispatch: [number, number, number];
-  readonly workgroupSize: [number, number, number] = [64, 1, 1];
-  readonly size = true;
+class LayerNormProgram extends WgslProgram {
   readonly uniforms = 'rows : i32, width : i32, eps : f32,';
 
   constructor(private readonly part: Part, rows: number, width: number) {
-    // X: x [rows, H]; G: γ [H]; S: (μ, r) [rows, 2]; D: dy [rows, H]; R: (Σg, Σg·x̂) [rows, 2]
-    this.variableNames = { stats: ['X'], forward: ['X', 'G', 'B', 'S'], gradSums: ['X', 'G', 'S', 'D'], dx: ['X', 'G', 'S', 'D', 'R'], dgamma: ['X', 'S', 'D'], dbeta: ['D'] }[part];
-    this.outputShape = part === 'stats' || part === 'gradSums' ? [rows, 2] : part === 'dgamma' || part === 'dbeta' ? [width] : [rows, width];
-    this.shaderKey = `distill_layer_norm_${part}`;
-    this.dispatchLayout = { x: this.outputShape.map((_, i) => i) };
-    const n = this.outputShape.reduce((a, b) => a * b, 1) / (part === 'stats' || part === 'gradSums' ? 2 : 1); // one invocation per row / element / column
-    this.dispatch = [Math.ceil(n / this.workgroupSize[0]), 1, 1];
+    // X: x [rows, H]; G: γ [H]; B: β [H]; S: (μ, r) [rows, 2]; D: dy [rows, H]; R: (Σg, Σg·x̂) [rows, 2].
+    // The statistics and the row sums take one invocation per row, dγ and dβ one per column.
+    const perRow = part === 'stats' || part === 'gradSums';
+    const shape = perRow ? [rows, 2] : part === 'dgamma' || part === 'dbeta' ? [width] : [rows, width];
+    super({ stats: ['X'], forward: ['X', 'G', 'B', 'S'], gradSums: ['X', 'G', 'S', 'D'], dx: ['X', 'G', 'S', 'D', 'R'], dgamma: ['X', 'S', 'D'], dbeta: ['D'] }[part],
+      shape, `distill_layer_norm_${part}`, 64, perRow ? rows : shape.reduce((a, b) => a * b, 1));
   }
 
   getUserCode(): string {
@@ -123,10 +116,6 @@ class LayerNormProgram {
         ${body[this.part]}
       }`;
   }
-}
-
-interface WebGpuBackendLike {
-  runWebGPUProgram(program: LayerNormProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms: { type: 'int32' | 'float32'; data: number[] }[]): tf.TensorInfo;
 }
 
 function layerNormWebgpu({ inputs, attrs, backend }: { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend }): tf.TensorInfo[] {

@@ -6,6 +6,7 @@
 // additions differs from tfjs's: the norm agrees to float32 rounding (test/webgpu.test.ts).
 
 import * as tf from '@tensorflow/tfjs';
+import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 
 export const SUM_SQUARES_KERNEL = 'DistillSumSquares';
 /** Partial sums per dispatch (workgroups). */
@@ -13,18 +14,12 @@ const SUM_SQUARES_PARTS = 64;
 const THREADS = 256;
 const NAMES = ['A', 'B', 'C', 'D'] as const;
 
-class SumSquaresProgram {
-  readonly variableNames: string[];
-  readonly outputShape = [SUM_SQUARES_PARTS];
-  readonly shaderKey: string;
-  readonly dispatchLayout = { x: [0] };
-  readonly dispatch: [number, number, number] = [SUM_SQUARES_PARTS, 1, 1];
-  readonly workgroupSize: [number, number, number] = [THREADS, 1, 1];
+class SumSquaresProgram extends WgslProgram {
   readonly uniforms: string;
 
   constructor(private readonly count: number) {
-    this.variableNames = NAMES.slice(0, count) as unknown as string[];
-    this.shaderKey = `distill_sum_squares_${count}`;
+    // One output per workgroup: SUM_SQUARES_PARTS workgroups of THREADS invocations.
+    super(NAMES.slice(0, count) as unknown as string[], [SUM_SQUARES_PARTS], `distill_sum_squares_${count}`, THREADS, THREADS * SUM_SQUARES_PARTS);
     this.uniforms = NAMES.slice(0, count).map((n) => `size${n} : i32,`).join(' ');
   }
 
@@ -46,10 +41,6 @@ class SumSquaresProgram {
         if (localIndex == 0u) { setOutputAtIndex(i32(workgroupId.x), partial[0]); }
       }`;
   }
-}
-
-interface WebGpuBackendLike {
-  runWebGPUProgram(program: SumSquaresProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms: { type: 'int32'; data: number[] }[]): tf.TensorInfo;
 }
 
 function sumSquaresWebgpu({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend }): tf.TensorInfo {
