@@ -189,7 +189,6 @@ async function loadWasmBackend(): Promise<boolean> {
 export async function selectBackend(requested?: BackendName, options: { gpuAdapter?: string; gpuAdapterOption?: string } = {}): Promise<BackendChoice> {
   // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
   tf.env().set('PROD', true);
-  registerDeviceReductionGrads();
   const order: BackendName[] = requested ? [requested] : DEFAULT_ORDER;
   // The CPU backends' product engine first, before any backend's WebAssembly starts (see ort-gemm.ts).
   if (order.includes('wasm') || order.includes('cpu')) loadBlas();
@@ -231,6 +230,7 @@ export async function selectBackend(requested?: BackendName, options: { gpuAdapt
     if (name === 'webgpu') {
       watchGpuErrors();
       registerGeluKernels('webgpu');
+      registerDeviceReductionGrads('webgpu');
       registerAdamWWebgpuKernel();
       registerLayerNormWebgpuKernel();
       registerSumSquaresWebgpuKernel();

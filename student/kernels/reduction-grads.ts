@@ -1,24 +1,30 @@
-// The gradients of Sum and Mean without a host-made tensor. tfjs's own (tfjs-core's sumGradConfig and
-// meanGradConfig) broadcast dy to x's shape by multiplying with `ones(x.shape)`, and `ones` fills a typed array
-// on the host: on a GPU backend every backward pass then uploads one array of x's size per reduction (the KL's
-// per-row sums over [N, V] logits: 475 MB a step at bert-base shape, batch 32 × 128). Here dy is broadcast by
-// the backend itself (BroadcastTo → Tile, a device kernel). The values are the same: multiplying by 1 is exact,
-// so every backend's numbers are unchanged bit for bit.
+// The gradients of Sum and Mean without a host-made tensor on GPU backends. tfjs's own (tfjs-core's
+// sumGradConfig and meanGradConfig) broadcast dy to x's shape by multiplying with `ones(x.shape)`, and `ones`
+// fills a typed array on the host: on a GPU backend every backward pass then uploads one array of x's size per
+// reduction (the KL's per-row sums over [N, V] logits: 475 MB a step at bert-base shape, batch 32 × 128). On
+// the backends registered here (webgpu) dy is broadcast by the backend itself (BroadcastTo → Tile, a device
+// kernel); elsewhere the gradient is tfjs's own form, which is faster on the CPU backends (tfjs-wasm's Tile took
+// the tiny student's step from 6,800 to 4,000 tokens/s: measured A/B with distill bench). The values are the
+// same either way: multiplying by 1 is exact, so every backend's numbers are unchanged bit for bit.
 
 import * as tf from '@tensorflow/tfjs';
 
 let registered = false;
+/** Backends whose tensors live on a device: there dy is broadcast by a kernel, not multiplied by host-made ones. */
+const deviceBackends = new Set<string>();
 
 /** dy [reduced shape] broadcast back over the reduced axes of x [x.shape]. */
 function broadcastOverAxes(dy: tf.Tensor, x: tf.Tensor, axis: number | number[]): tf.Tensor {
   const axes = tf.util.parseAxisParam(axis, x.shape);
   const expanded = x.shape.slice();
   for (const a of axes) expanded[a] = 1;
-  return tf.broadcastTo(tf.reshape(dy, expanded), x.shape);
+  const reshaped = tf.reshape(dy, expanded);
+  return deviceBackends.has(tf.getBackend()) ? tf.broadcastTo(reshaped, x.shape) : tf.mul(reshaped, tf.ones(x.shape, 'float32')); // the latter: tfjs's own
 }
 
-/** Replace tfjs's Sum and Mean gradients (once per process; for every backend). */
-export function registerDeviceReductionGrads(): void {
+/** Replace tfjs's Sum and Mean gradients (registered once per process); on `backendName` dy is broadcast on the device. */
+export function registerDeviceReductionGrads(backendName: 'webgpu'): void {
+  deviceBackends.add(backendName);
   if (registered) return;
   registered = true;
   tf.registerGradient({
