@@ -27,24 +27,19 @@ export function registerDeviceReductionGrads(backendName: 'webgpu'): void {
   deviceBackends.add(backendName);
   if (registered) return;
   registered = true;
-  tf.registerGradient({
-    kernelName: tf.Sum,
-    inputsToSave: ['x'],
-    gradFunc: (dy, saved, attrs) => {
-      const [x] = saved as tf.Tensor[];
-      const { axis } = attrs as unknown as tf.SumAttrs;
-      return { x: () => broadcastOverAxes(dy as tf.Tensor, x!, axis) };
-    },
-  });
-  tf.registerGradient({
-    kernelName: tf.Mean,
-    inputsToSave: ['x'],
-    gradFunc: (dy, saved, attrs) => {
-      const [x] = saved as tf.Tensor[];
-      const { axis } = attrs as unknown as tf.MeanAttrs;
-      const axes = tf.util.parseAxisParam(axis, x!.shape);
-      const reduceSize = axes.reduce((n, a) => n * x!.shape[a]!, 1);
-      return { x: () => tf.div(broadcastOverAxes(dy as tf.Tensor, x!, axis), reduceSize) };
-    },
-  });
+  // Sum: dy broadcast over the reduced axes; Mean: the same, divided by the number of values each mean took.
+  for (const [kernelName, mean] of [[tf.Sum, false], [tf.Mean, true]] as const) {
+    tf.registerGradient({
+      kernelName,
+      inputsToSave: ['x'],
+      gradFunc: (dy, saved, attrs) => {
+        const [x] = saved as [tf.Tensor];
+        const { axis } = attrs as unknown as tf.SumAttrs; // MeanAttrs has the same `axis`
+        const broadcast = (): tf.Tensor => broadcastOverAxes(dy as tf.Tensor, x, axis);
+        if (!mean) return { x: broadcast };
+        const reduceSize = tf.util.parseAxisParam(axis, x.shape).reduce((n, a) => n * x.shape[a]!, 1);
+        return { x: () => tf.div(broadcast(), reduceSize) };
+      },
+    });
+  }
 }
