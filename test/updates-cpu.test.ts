@@ -2,8 +2,8 @@
 // where one is installed, as `distill train --backend cpu` runs them).
 import { expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { describeReplay } from './updates.js';
+import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 
 describeReplay('cpu', 'cpu', undefined, () => {
   expect(tf.getBackend()).toBe('cpu');
-}, ['tiny', 'unseen', 'unseen-topk8']);
+}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES]);

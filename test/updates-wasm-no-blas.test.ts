@@ -3,10 +3,10 @@
 // stale: student/kernels/simd.ts) and with the SIMD passes.
 import { expect } from 'vitest';
 import { wasmSimd } from '../student/kernels/simd.js';
-import { describeReplay } from './updates.js';
+import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 
 process.env['DISTILL_BLAS'] = 'off';
 describeReplay('wasm without BLAS', 'wasm', undefined, (b) => {
   expect(b.matmul).toBe('wasm');
   expect(wasmSimd()).not.toBeNull();
-});
+}, ['tiny', 'unseen', ...INTERMEDIATE_REFERENCES]);

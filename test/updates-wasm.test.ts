@@ -4,10 +4,10 @@
 import { expect } from 'vitest';
 import { loadBlas } from '../student/kernels/blas.js';
 import { wasmSimd } from '../student/kernels/simd.js';
-import { describeReplay } from './updates.js';
+import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 
 const skip = loadBlas() ? undefined : 'no product engine loads (DISTILL_BLAS=off): updates-wasm-no-blas.test.ts covers that path';
 describeReplay('wasm + product engine + SIMD', 'wasm', skip, (b) => {
   expect(b.matmul).not.toBe('wasm');
   expect(wasmSimd()).not.toBeNull();
-}, ['tiny', 'unseen', 'unseen-topk8']);
+}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES]);

@@ -4,8 +4,8 @@
 import { expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { webgpuUnavailable } from './helpers.js';
-import { describeReplay } from './updates.js';
+import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 
 describeReplay('webgpu', 'webgpu', await webgpuUnavailable(), () => {
   expect(tf.getBackend()).toBe('webgpu');
-}, ['tiny', 'unseen', 'unseen-topk8']);
+}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES]);

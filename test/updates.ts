@@ -27,18 +27,41 @@ import { REPO, TINY, expectWeightsAgree, relDiff, weightDifference } from './hel
 import tinyReference from './fixtures/updates/tiny.json' with { type: 'json' };
 import unseenReference from './fixtures/updates/unseen.json' with { type: 'json' };
 import unseenTopkReference from './fixtures/updates/unseen-topk8.json' with { type: 'json' };
+import tinyNarrowReference from './fixtures/updates/tiny-narrow.json' with { type: 'json' };
+import unseenRelationsReference from './fixtures/updates/unseen-relations.json' with { type: 'json' };
+import { DistilBertStudent } from '../student/model.js';
+import { studentConfigFromTeacher } from '../student/init.js';
+import { intermediatePlan } from '../losses/layer-map.js';
 
 export const UNSEEN = join(REPO, 'test', 'fixtures', 'unseen-bert-uncased');
-/** unseen-topk8: the unseen teacher's run with the KL on its top-8 soft targets (soft_targets_topk: 8). */
-export type ReferenceName = 'tiny' | 'unseen' | 'unseen-topk8';
-type Reference = typeof tinyReference;
+/**
+ * unseen-topk8: the unseen teacher's run with the KL on its top-8 soft targets (soft_targets_topk: 8).
+ * tiny-narrow, unseen-relations: students of another shape (random weights, half the teacher's width, a learned
+ * projection) with the intermediate-layer losses (alpha_hidden, alpha_attention, alpha_value_relation all 1):
+ * attention per head (tiny: 4 heads each) and over relation heads (unseen: 6 teacher heads, 4 student heads).
+ */
+export type ReferenceName = 'tiny' | 'unseen' | 'unseen-topk8' | 'tiny-narrow' | 'unseen-relations';
+interface Reference extends Omit<typeof tinyReference, 'student_layers_from_teacher' | 'records'> {
+  student_layers_from_teacher: number[] | null;
+  records: (typeof tinyReference.records[number] & { loss_hidden?: number; loss_att?: number; loss_vr?: number })[];
+  student_shape?: { layers: number; hidden: number; heads: number; intermediate: number };
+  layer_map?: number[];
+  relation_heads?: number | null;
+  alpha_hidden?: number;
+  alpha_attention?: number;
+  alpha_value_relation?: number;
+}
 const REFERENCES: Record<ReferenceName, { json: Reference; teacher: string }> = {
   tiny: { json: tinyReference, teacher: TINY },
   unseen: { json: unseenReference as Reference, teacher: UNSEEN },
   'unseen-topk8': { json: unseenTopkReference as Reference, teacher: UNSEEN },
+  'tiny-narrow': { json: tinyNarrowReference as Reference, teacher: TINY },
+  'unseen-relations': { json: unseenRelationsReference as Reference, teacher: UNSEEN },
 };
+/** The references with students of another shape and the intermediate-layer losses. */
+export const INTERMEDIATE_REFERENCES: ReferenceName[] = ['tiny-narrow', 'unseen-relations'];
 
-export interface UpdateRecord { loss: number; loss_ce: number; loss_mlm: number; loss_cos: number; grad_norm: number; lr: number }
+export interface UpdateRecord { loss: number; loss_ce: number; loss_mlm: number; loss_cos: number; loss_hidden: number; loss_att: number; loss_vr: number; grad_norm: number; lr: number }
 
 export interface Replay {
   backend: BackendChoice;
@@ -53,20 +76,34 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
   const file = SafetensorsFile.read(join(REPO, 'test', 'fixtures', 'updates', `${name}.safetensors`));
   const teacherConfig = readEncoderConfig(teacherDir);
   const tok = WordPieceTokenizer.fromDir(teacherDir);
-  const student = initStudentFromTeacher(teacherDir, teacherConfig, ref.student_layers_from_teacher, tok.padId);
+  const shape = ref.student_shape;
+  // A student of another shape starts from the reference's own random weights (its projection included).
+  const student = shape
+    ? DistilBertStudent.fromHfWeights({ ...studentConfigFromTeacher(teacherConfig, [], tok.padId), dim: shape.hidden, n_layers: shape.layers, n_heads: shape.heads,
+      hidden_dim: shape.intermediate, projection_dim: teacherConfig.hiddenSize }, (name) => file.getFloat32(`initial.${name}`))
+    : initStudentFromTeacher(teacherDir, teacherConfig, ref.student_layers_from_teacher!, tok.padId);
   student.config.dropout = 0; // the reference runs without dropout
   student.config.attention_dropout = 0;
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay),
     { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: ref.weight_decay });
   const update = new UpdateStep(student.variables(), optimizer, { gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm });
-  const weights = { ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos };
-  const teacher = await RemoteTeacher.start(teacherDir,
-    { hiddenStates: 'last', threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, softTargetTopK: ref.soft_targets_topk, executionProvider: defaultTeacherEp(backend.device !== undefined) });
+  const weights = {
+    ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos,
+    alpha_hidden: ref.alpha_hidden ?? 0, alpha_attention: ref.alpha_attention ?? 0, alpha_value_relation: ref.alpha_value_relation ?? 0,
+  };
+  const plan = intermediatePlan({ layers: student.config.n_layers, hidden: student.config.dim, heads: student.config.n_heads },
+    { layers: teacherConfig.numLayers, hidden: teacherConfig.hiddenSize, heads: teacherConfig.numHeads }, { ...weights, layer_map: null, relation_heads: ref.relation_heads ?? null });
+  if (plan) expect(plan.layerMap).toEqual(ref.layer_map); // the uniform map is the reference's
+  const L = teacherConfig.numLayers;
+  const teacher = await RemoteTeacher.start(teacherDir, {
+    hiddenStates: [...(plan?.teacher.hiddenStates ?? []).filter((h) => h !== L), L], attentionLayers: plan?.teacher.attentionLayers, projections: plan?.teacher.projections,
+    threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, softTargetTopK: ref.soft_targets_topk, executionProvider: defaultTeacherEp(backend.device !== undefined),
+  });
   const records: UpdateRecord[] = [];
   try {
     for (let u = 0; u < ref.updates; u++) {
       const lr = ref.lr * linearWarmupDecay(u, ref.warmup_updates, ref.updates);
-      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0 };
+      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_hidden: 0, loss_att: 0, loss_vr: 0 };
       for (let m = 0; m < ref.grad_accum; m++) {
         const i = u * ref.grad_accum + m;
         const [B, T] = file.shapeOf(`batch.${i}.masked_input_ids`) as [number, number];
@@ -75,7 +112,7 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
         const rows = lossRows(attentionMask, file.getInt32(`batch.${i}.mlm_labels`), B, T, teacherConfig.vocabSize);
         const t = await teacher.forward({ inputIds, attentionMask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: false, fullLogits: false });
         const parts = lossNumbers(await update.accumulate(distillObjective(student,
-          { inputIds, attentionMask, batchSize: B, seqLen: T, rows, teacher: { lastHidden: t.lastHidden, soft: t.soft } },
+          { inputIds, attentionMask, batchSize: B, seqLen: T, rows, teacher: { lastHidden: t.lastHidden, soft: t.soft, ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}) } },
           weights, { training: true, dropoutSeed: i })));
         for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / ref.grad_accum;
       }
@@ -108,8 +145,10 @@ export function expectMatchesReference(name: ReferenceName, run: Replay, lossRel
   expect(run.records.length).toBe(ref.updates);
   run.records.forEach((r, u) => {
     const want = ref.records[u]!;
-    for (const k of ['loss', 'loss_ce', 'loss_mlm', 'loss_cos'] as const) {
-      expect(relDiff(r[k], want[k]), `update ${u + 1} ${k}: ${r[k]} vs PyTorch ${want[k]}`).toBeLessThan(lossRel);
+    for (const k of ['loss', 'loss_ce', 'loss_mlm', 'loss_cos', 'loss_hidden', 'loss_att', 'loss_vr'] as const) {
+      const w = want[k];
+      if (w === undefined) continue; // the references without the intermediate-layer losses
+      expect(relDiff(r[k], w), `update ${u + 1} ${k}: ${r[k]} vs PyTorch ${w}`).toBeLessThan(lossRel);
     }
     expect(relDiff(r.grad_norm, want.grad_norm), `update ${u + 1} grad_norm: ${r.grad_norm} vs PyTorch ${want.grad_norm}`).toBeLessThan(1e-3);
     expect(r.lr).toBeCloseTo(want.lr, 12);

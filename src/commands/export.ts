@@ -1,13 +1,13 @@
 // distill export: the student as ONNX, in a model folder that fill-mask and --teacher accept.
 
-import { copyFileSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FileFormatError, InputError } from '../core/errors.js';
 import { SafetensorsFile, writeFileAtomic } from '../core/safetensors.js';
 import { claimOutputFolder } from '../core/folders.js';
 import { choiceOption } from '../options.js';
-import { readStudentConfig } from '../../student/config.js';
+import { readStudentConfig, studentConfigJson } from '../../student/config.js';
 import { studentParamSpecs } from '../../student/model.js';
 import { copyTokenizerFiles } from '../../student/io.js';
 import { studentToOnnx } from '../../student/export-onnx.js';
@@ -19,14 +19,15 @@ export function runExport(opts: ExportOptions): { out: string; bytes: number; mo
   const path = join(opts.student, 'model.safetensors');
   if (!existsSync(path)) throw new FileFormatError(path, 'missing', 'a student folder holds model.safetensors (init-student or a checkpoint)');
   const file = SafetensorsFile.read(path);
-  const weights = new Map(studentParamSpecs(config).map((s) => [s.name, file.getFloat32(s.name, s.hfShape)]));
+  // The model only: a training-time projection (distill_projection.safetensors) stays behind.
+  const weights = new Map(studentParamSpecs(config).filter((s) => !s.aux).map((s) => [s.name, file.getFloat32(s.name, s.hfShape)]));
   if (resolve(opts.out) === resolve(opts.student)) throw new InputError('--out must differ from --student', 'export into a new folder, e.g. --out STUDENT-onnx');
   // A folder with files is never overwritten in place: a stale model-hidden.onnx left there would be preferred
   // over the new model.onnx by --teacher.
   const moved = claimOutputFolder(opts.out, opts.force, '--out');
   const bytes = studentToOnnx(config, weights);
   writeFileAtomic(join(opts.out, 'model.onnx'), bytes);
-  copyFileSync(join(opts.student, 'config.json'), join(opts.out, 'config.json'));
+  writeFileAtomic(join(opts.out, 'config.json'), JSON.stringify(studentConfigJson(config, true), null, 2) + '\n');
   copyTokenizerFiles(opts.student, opts.out);
   return { out: opts.out, bytes: bytes.byteLength, ...(moved ? { moved_aside: moved } : {}) };
 }

@@ -165,3 +165,77 @@ export function layerNormOutputs(graph: GraphInfo): string[] {
   }
   return out;
 }
+
+/** The tensors of one self-attention inside a graph: its probabilities and its query/key/value projections. */
+export interface AttentionTensors {
+  /** The Softmax output [B, heads, T, T]. */
+  probs: string;
+  /** The projections before the split into heads (bias added): [B, T, H]. */
+  query: string;
+  key: string;
+  value: string;
+}
+
+/** onnxruntime's fused attention operators: the probabilities never exist as a tensor in such a graph. */
+const FUSED_ATTENTION_OPS = new Set(['Attention', 'MultiHeadAttention', 'PackedAttention', 'PackedMultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention']);
+
+/**
+ * The self-attentions of a BERT graph, in execution order, found by structure (names are never used): each
+ * Softmax whose output is the left operand of a MatMul (probabilities · values). Its values are that MatMul's right
+ * operand; its queries and keys the operands of the MatMul that made the scores (walking up from the Softmax
+ * through the scale and the mask). Each operand is traced back through the split into heads (Reshape, Transpose)
+ * and any scaling by a constant to the projection's own output. Throws when the graph fuses attention into one
+ * operator (the returned error names it) or when a pattern does not hold.
+ */
+export function attentionTensors(graph: GraphInfo, path: string): AttentionTensors[] {
+  const fused = graph.nodes.find((n) => FUSED_ATTENTION_OPS.has(n.opType));
+  if (fused) {
+    throw new FileFormatError(path, `self-attention is fused into onnxruntime's "${fused.opType}" operator, so its probabilities, queries, keys and values are not tensors of the graph`,
+      'attention objectives need the plain export: torch.onnx.export, or optimum-cli export onnx without --optimize (no O2+ / fused-attention optimisation)');
+  }
+  const producer = new Map<string, GraphNode>();
+  const consumers = new Map<string, GraphNode[]>();
+  for (const n of graph.nodes) {
+    for (const o of n.outputs) producer.set(o, n);
+    for (const i of n.inputs) {
+      const list = consumers.get(i);
+      if (list) list.push(n); else consumers.set(i, [n]);
+    }
+  }
+  const isConstant = (t: string): boolean => !producer.has(t) || producer.get(t)!.opType === 'Constant';
+  // Up through the head split and constant scaling to the projection's output.
+  const projection = (tensor: string): string => {
+    let t = tensor;
+    for (let guard = 0; guard < 16; guard++) {
+      const p = producer.get(t);
+      if (!p) break;
+      if (p.opType === 'Transpose' || p.opType === 'Reshape' || p.opType === 'Squeeze' || p.opType === 'Unsqueeze') t = p.inputs[0]!;
+      else if ((p.opType === 'Mul' || p.opType === 'Div') && isConstant(p.inputs[1]!)) t = p.inputs[0]!;
+      else if (p.opType === 'Mul' && isConstant(p.inputs[0]!)) t = p.inputs[1]!;
+      else break;
+    }
+    return t;
+  };
+  // Up from the Softmax's input through the scale and the mask to the MatMul of queries and keys.
+  const scoresMatMul = (tensor: string): GraphNode | undefined => {
+    const queue = [tensor];
+    for (let seen = 0; queue.length > 0 && seen < 16; seen++) {
+      const p = producer.get(queue.shift()!);
+      if (!p) continue;
+      if (p.opType === 'MatMul' && !isConstant(p.inputs[0]!) && !isConstant(p.inputs[1]!)) return p;
+      if (['Add', 'Mul', 'Div', 'Where', 'Cast', 'Sub'].includes(p.opType)) queue.push(...p.inputs.filter((i) => !isConstant(i)));
+    }
+    return undefined;
+  };
+  const out: AttentionTensors[] = [];
+  for (const n of graph.nodes) {
+    if (n.opType !== 'Softmax') continue;
+    const probs = n.outputs[0]!;
+    const context = (consumers.get(probs) ?? []).find((c) => c.opType === 'MatMul' && c.inputs[0] === probs);
+    if (!context) continue;
+    const scores = scoresMatMul(n.inputs[0]!);
+    if (!scores) throw new FileFormatError(path, `the Softmax producing "${probs}" is not fed by a product of queries and keys`, 'export BertForMaskedLM with torch.onnx.export (the attention unfused)');
+    out.push({ probs, query: projection(scores.inputs[0]!), key: projection(scores.inputs[1]!), value: projection(context.inputs[1]!) });
+  }
+  return out;
+}

@@ -26,7 +26,8 @@ export interface EvalModel {
 export function studentEvalModel(student: DistilBertStudent, owned = false): EvalModel {
   const H = student.config.dim;
   return {
-    vocabSize: student.config.vocab_size, hiddenSize: H, runtime: 'tfjs student',
+    // A student narrower than its teacher gives its hidden states through its learned projection (the cosine's).
+    vocabSize: student.config.vocab_size, hiddenSize: student.config.projection_dim ?? H, runtime: 'tfjs student',
     outputs: async (b) => {
       const [logits, hidden] = tf.tidy(() => {
         const ids = tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32');
@@ -35,7 +36,7 @@ export function studentEvalModel(student: DistilBertStudent, owned = false): Eva
         const last = tf.reshape(states[states.length - 1]!, [b.batchSize * b.seqLen, H]) as tf.Tensor2D; // [B*T, H]
         const { embeddings, bias } = student.projector();
         const atMasked = student.vocabTransform(tf.gather(last, tf.tensor1d(b.maskedRows, 'int32')) as tf.Tensor2D); // [M, H]
-        return [tiedProjector(atMasked, embeddings, bias), tf.gather(last, tf.tensor1d(b.realRows, 'int32'))]; // [M, V], [R, H]
+        return [tiedProjector(atMasked, embeddings, bias), student.projectHidden(tf.gather(last, tf.tensor1d(b.realRows, 'int32')) as tf.Tensor2D)]; // [M, V], [R, Ht]
       });
       const out = { logits: Float32Array.from(await logits.data() as Float32Array), hidden: Float32Array.from(await hidden.data() as Float32Array) };
       tf.dispose([logits, hidden]);

@@ -28,9 +28,9 @@ import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig } from '../core/model-dir.js';
 import { adapterForRank, prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/kernels/backend.js';
-import { defaultStudentLayers, initStudentFromTeacher } from '../../student/init.js';
+import { initialStudentWeights, withNewProjection } from '../../student/init.js';
 import { loadStudent } from '../../student/io.js';
-import type { DistilBertStudent } from '../../student/model.js';
+import { DistilBertStudent } from '../../student/model.js';
 import { CorpusReader, sliceRows, type Cursor, type GlobalBatch } from '../../corpus/reader.js';
 import { maskBatch, tokenWeights, type MaskingConfig } from '../../corpus/masking.js';
 import { readTokenCounts } from '../../corpus/prepare.js';
@@ -42,6 +42,7 @@ import { cachedEvalModel, remoteTeacherEvalModel, studentEvalModel } from '../ev
 import type { EvalMetrics } from '../eval/metrics.js';
 import { lossRows, type LossRows } from '../../losses/rows.js';
 import { lossNumbers, type LossWeights } from '../../losses/total.js';
+import { intermediatePlan } from '../../losses/layer-map.js';
 
 /** One line of metrics.jsonl. */
 export interface UpdateMetrics {
@@ -52,6 +53,10 @@ export interface UpdateMetrics {
   loss_mlm: number;
   loss_cos: number;
   loss_mse: number;
+  /** The intermediate-layer losses: present when one of alpha_hidden, alpha_attention, alpha_value_relation is set. */
+  loss_hidden?: number;
+  loss_att?: number;
+  loss_vr?: number;
   grad_norm: number;
   /** Real tokens in this update (all micro-batches, all ranks). */
   tokens: number;
@@ -198,14 +203,35 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   if (comm.size > 1) await comm.allreduceSum(new Float64Array(1));
   if (comm.rank !== 0) await ensureCorpus(config, tok, () => undefined, teacherConfig.maxPositions);
 
+  // The student: from the checkpoint (architecture included), a folder, teacher layers, or an architecture.
   let student: DistilBertStudent;
   if (resumeFrom) student = loadStudent(resumeFrom);
   else if (typeof config.student === 'string') student = loadStudent(config.student);
-  else student = initStudentFromTeacher(config.teacher, teacherConfig, config.student ?? defaultStudentLayers(teacherLayers), tok.padId);
+  else {
+    const { config: sc, weights: sw } = initialStudentWeights(config.teacher, teacherConfig, config.student, tok.padId, config.seed, 'student (config)');
+    student = DistilBertStudent.fromHfWeights(sc, (name) => sw.get(name)!);
+  }
   student.config.dropout = config.dropout;
   student.config.attention_dropout = config.dropout;
-  if (student.config.vocab_size !== teacherConfig.vocabSize || student.config.dim !== teacherConfig.hiddenSize) {
-    throw new MismatchError(`the student (vocab ${student.config.vocab_size}, dim ${student.config.dim}) does not fit the teacher (vocab ${teacherConfig.vocabSize}, hidden ${teacherConfig.hiddenSize})`);
+  if (student.config.vocab_size !== teacherConfig.vocabSize) {
+    throw new MismatchError(`the student's vocabulary (${student.config.vocab_size}) is not the teacher's (${teacherConfig.vocabSize})`, 'a student is distilled from the teacher whose tokenizer it shares');
+  }
+  // A student narrower than the teacher compares hidden states through a learned projection (made here when a folder lacks one).
+  if (student.config.dim !== teacherConfig.hiddenSize && student.config.projection_dim === undefined) student = withNewProjection(student, teacherConfig.hiddenSize, config.seed);
+  if ((student.config.projection_dim ?? student.config.dim) !== teacherConfig.hiddenSize) {
+    throw new MismatchError(`the student's projection maps to width ${student.config.projection_dim}, the teacher's hidden size is ${teacherConfig.hiddenSize}`);
+  }
+  if (student.config.max_position_embeddings < (config.max_length ?? teacherConfig.maxPositions)) {
+    log(`note: the student takes ${student.config.max_position_embeddings} positions, fewer than the corpus's sequences may hold`);
+  }
+  // Which layers the intermediate losses match, and what the teacher outputs for them (losses/layer-map.ts).
+  const plan = intermediatePlan({ layers: student.config.n_layers, hidden: student.config.dim, heads: student.config.n_heads },
+    { layers: teacherLayers, hidden: teacherConfig.hiddenSize, heads: teacherConfig.numHeads }, config, 'config');
+  if (plan) {
+    log(`intermediate losses: student layer i ↔ teacher layer [${plan.layerMap.join(', ')}]; `
+      + `${[config.alpha_hidden > 0 ? `hidden MSE (α ${config.alpha_hidden}${student.config.projection_dim ? `, through a ${student.config.dim}→${student.config.projection_dim} projection` : ''})` : '',
+        config.alpha_attention > 0 ? `attention KL (α ${config.alpha_attention}, ${plan.attentionPerHead ? 'per head' : `${plan.relationHeads} relation heads`})` : '',
+        config.alpha_value_relation > 0 ? `value relations (α ${config.alpha_value_relation}, ${plan.relationHeads} heads)` : ''].filter(Boolean).join(', ')}`);
   }
   // Every rank starts from rank 0's weights.
   if (comm.size > 1) {
@@ -315,7 +341,11 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   // last, so that nothing before the loop can fail and leave its thread running.
   const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.device !== undefined);
   const teacher = await RemoteTeacher.start(config.teacher,
-    { hiddenStates: 'last', threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, softTargetTopK: config.soft_targets_topk, executionProvider: teacherEp },
+    {
+      hiddenStates: [...(plan?.teacher.hiddenStates ?? []).filter((h) => h !== teacherLayers), teacherLayers], // the last one last: the cosine loss's
+      attentionLayers: plan?.teacher.attentionLayers ?? [], projections: plan?.teacher.projections ?? [],
+      threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, softTargetTopK: config.soft_targets_topk, executionProvider: teacherEp,
+    },
     config.alpha_mse !== 0);
   const placement = teacher.nodesByProvider ? ` (nodes run: ${Object.entries(teacher.nodesByProvider).map(([p, n]) => `${n} on ${p}`).join(', ')})` : '';
   log(`teacher: onnxruntime ${teacherEp} execution provider${placement}${backend.device ? `; GPU adapter: ${backend.device}` : ''}`);
@@ -376,7 +406,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
     while (step < stopAt) {
       const updateStarted = performance.now();
       const lr = config.lr * scheduleFactor(step, schedule);
-      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_mse: 0 };
+      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_mse: 0, loss_hidden: 0, loss_att: 0, loss_vr: 0 };
       let updateTokens = 0;
       for (let micro = 0; micro < config.grad_accum; micro++) {
         const current = next!;
@@ -392,7 +422,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
         const dropoutSeed = Rng.derive(config.seed, step, micro, DROPOUT_STREAM).nextUint32();
         const batch = {
           inputIds: current.inputIds, attentionMask: current.attentionMask, batchSize: current.rows, seqLen: current.batch.seqLen,
-          rows, teacher: { lastHidden: t.lastHidden, soft: t.soft }, counts: current.counts,
+          rows, teacher: { lastHidden: t.lastHidden, soft: t.soft, ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}) }, counts: current.counts,
         };
         const parts = lossNumbers(await update.accumulate(distillObjective(student, batch, lossWeights, { training: true, dropoutSeed })));
         for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / config.grad_accum;
@@ -407,11 +437,12 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       if (comm.size > 1) {
         // Each rank's losses are its share of the global means: the global values are their sums. A stop asked
         // of any rank travels with them, so every rank stops after this same update.
-        const shared = Float64Array.from([sums.loss, sums.loss_ce, sums.loss_mlm, sums.loss_cos, sums.loss_mse, updateTokens, stopNow ? 1 : 0]);
+        const keys = Object.keys(sums) as (keyof typeof sums)[];
+        const shared = Float64Array.from([...keys.map((k) => sums[k]), updateTokens, stopNow ? 1 : 0]);
         await comm.allreduceSum(shared);
-        [sums.loss, sums.loss_ce, sums.loss_mlm, sums.loss_cos, sums.loss_mse] = [shared[0]!, shared[1]!, shared[2]!, shared[3]!, shared[4]!];
-        updateTokens = shared[5]!;
-        stopNow = shared[6]! > 0;
+        keys.forEach((k, i) => { sums[k] = shared[i]!; });
+        updateTokens = shared[keys.length]!;
+        stopNow = shared[keys.length + 1]! > 0;
       }
       commMs += performance.now() - commStarted;
       if (!Number.isFinite(sums.loss)) {
@@ -433,6 +464,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       const elapsed = elapsedBefore + (performance.now() - started) / 1000;
       const m: UpdateMetrics = {
         step, lr, loss: sums.loss, loss_ce: sums.loss_ce, loss_mlm: sums.loss_mlm, loss_cos: sums.loss_cos, loss_mse: sums.loss_mse,
+        ...(plan ? { loss_hidden: sums.loss_hidden, loss_att: sums.loss_att, loss_vr: sums.loss_vr } : {}),
         grad_norm: norm, tokens: updateTokens, tokens_per_s: updateTokens / ((performance.now() - updateStarted) / 1000), elapsed_s: elapsed,
       };
       if (comm.rank === 0) {

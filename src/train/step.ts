@@ -63,7 +63,8 @@ export class UpdateStep {
         report = tf.keep(o.report);
         return (scale === 1 ? o.loss : tf.mul(o.loss, scale));
       }, this.params);
-      const ordered = this.params.map((v) => grads[v.name]!);
+      // A parameter no loss of this objective reads (the projection with alpha_cos and alpha_hidden 0) gets a zero gradient.
+      const ordered = this.params.map((v) => grads[v.name] ?? tf.zerosLike(v));
       const summed = this.acc ? ordered.map((g, i) => tf.add(this.acc![i]!, g)) : ordered;
       for (const g of summed) tf.keep(g);
       if (this.acc) tf.dispose(this.acc);
@@ -152,7 +153,7 @@ export interface DistillMicroBatch {
   counts?: { ce: number; mlm: number; cos: number };
 }
 
-/** The distillation objective of one micro-batch: reports [loss, loss_ce, loss_mlm, loss_cos, loss_mse] (lossNumbers names them). */
+/** The distillation objective of one micro-batch: reports [loss, loss_ce, loss_mlm, loss_cos, loss_mse, loss_hidden, loss_att, loss_vr] (lossNumbers names them). */
 export function distillObjective(student: DistilBertStudent, batch: DistillMicroBatch, weights: LossWeights,
   forward: ForwardOptions, fused?: boolean): () => Objective {
   return () => {
