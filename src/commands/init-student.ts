@@ -3,12 +3,13 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { MismatchError } from '../core/errors.js';
+import { InputError, MismatchError } from '../core/errors.js';
 import { claimOutputFolder } from '../core/folders.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { intListOption, intOption } from '../options.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { defaultStudentLayers, randomStudentWeights, studentConfigFromTeacher, studentWeightsFromTeacher } from '../../student/init.js';
+import { defaultStudentLayers, initialStudentWeights, randomStudentWeights, studentConfigFromTeacher, studentWeightsFromTeacher } from '../../student/init.js';
+import { studentParamSpecs } from '../../student/model.js';
 import { copyTokenizerFiles, writeStudentFolder } from '../../student/io.js';
 import { studentToOnnx } from '../../student/export-onnx.js';
 import { writeFileAtomic } from '../core/safetensors.js';
@@ -19,6 +20,8 @@ interface InitStudentOptions {
   layers?: number[];
   /** Random weights from this seed instead of the teacher's layers (the architecture stays the teacher's, --layers' depth). */
   randomInit?: number;
+  /** Another shape: [layers, hidden, heads, intermediate], from random weights (--random-init's seed, default 0). */
+  shape?: number[];
   force: boolean;
   onnx: boolean;
 }
@@ -41,11 +44,23 @@ export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
     throw new MismatchError(`vocabulary sizes disagree: ${tokenizer.info.source} has ${tokenizer.vocabSize} tokens, ${join(opts.teacher, 'config.json')} says vocab_size ${teacherConfig.vocabSize}`);
   }
   const layers = opts.layers ?? defaultStudentLayers(teacherConfig.numLayers);
-  const { config, weights } = opts.randomInit === undefined
-    ? studentWeightsFromTeacher(opts.teacher, teacherConfig, layers, tokenizer.padId)
-    : randomStudentWeights(studentConfigFromTeacher(teacherConfig, layers, tokenizer.padId), opts.randomInit);
+  if (opts.shape && opts.layers) throw new InputError('--shape and --layers both given', '--shape makes a student of another shape from random weights; --layers copies teacher layers');
+  if (opts.shape && opts.shape.length !== 4) throw new InputError(`--shape ${opts.shape.join(',')}: expected four numbers, layers,hidden,heads,intermediate`, 'e.g. --shape 2,96,4,384');
+  const random = opts.randomInit ?? (opts.shape ? 0 : undefined);
+  let { config, weights } = opts.shape
+    ? initialStudentWeights(opts.teacher, teacherConfig, { layers: opts.shape[0]!, hidden: opts.shape[1]!, heads: opts.shape[2]!, intermediate: opts.shape[3]! }, tokenizer.padId, random!, '--shape')
+    : random === undefined
+      ? studentWeightsFromTeacher(opts.teacher, teacherConfig, layers, tokenizer.padId)
+      : randomStudentWeights(studentConfigFromTeacher(teacherConfig, layers, tokenizer.padId), random);
+  // A narrower student's projection to the teacher's width is made when training starts (from the run's seed).
+  if (config.projection_dim !== undefined) {
+    const specs = studentParamSpecs(config);
+    config = { ...config };
+    delete config.projection_dim;
+    weights = new Map([...weights].filter(([name]) => !specs.find((s) => s.name === name)?.aux));
+  }
   const moved = claimOutputFolder(opts.out, opts.force, '--out');
-  writeStudentFolder(config, weights, opts.out, opts.randomInit === undefined ? { distill_teacher_layers: layers.join(',') } : { distill_random_init_seed: String(opts.randomInit) });
+  writeStudentFolder(config, weights, opts.out, random === undefined ? { distill_teacher_layers: layers.join(',') } : { distill_random_init_seed: String(random) });
   copyTokenizerFiles(opts.teacher, opts.out);
   if (opts.onnx) {
     // transformers.js loads a model folder's onnx/model.onnx.
@@ -54,7 +69,7 @@ export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
   }
   const parameters = [...weights.values()].reduce((n, w) => n + w.length, 0);
   return {
-    out: opts.out, teacher_layers: opts.randomInit === undefined ? layers : [], ...(opts.randomInit === undefined ? {} : { random_init_seed: opts.randomInit }),
+    out: opts.out, teacher_layers: random === undefined ? layers : [], ...(random === undefined ? {} : { random_init_seed: random }),
     parameters, config: { ...config }, ...(moved ? { moved_aside: moved } : {}),
   };
 }
@@ -70,6 +85,7 @@ export function registerInitStudent(program: Command): void {
     .requiredOption('--out <dir>', 'where to write the student folder')
     .option('--layers <list>', 'teacher layers to copy, comma-separated (default: half the depth, evenly spaced)', intListOption('--layers'))
     .option('--random-init <seed>', 'random weights from this seed (as transformers initialises DistilBERT: normal(0, 0.02), zero biases) instead of the teacher\'s layers; the same architecture and depth', intOption('--random-init', 0, 2 ** 32 - 1))
+    .option('--shape <L,H,A,F>', 'a student of another shape: layers, hidden size, attention heads, feed-forward size (e.g. 2,96,4,384), from random weights (--random-init\'s seed, default 0); a narrower student learns a projection to the teacher\'s width when trained', intListOption('--shape'))
     .option('--force', 'write into an --out that holds files: the old folder is moved to OUT.old-<time> first (never deleted)', false)
     .option('--no-onnx', 'do not write onnx/model.onnx (the ONNX graph transformers.js loads)')
     .action((opts: InitStudentOptions) => {
