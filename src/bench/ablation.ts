@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../core/safetensors.js';
+import { readStudentConfig } from '../../student/config.js';
+import { studentParamSpecs } from '../../student/model.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'cli.js');
@@ -43,7 +45,22 @@ export const TOPK_VARIANTS: Variant[] = [
   ...[128, 32, 8].map((k) => ({ name: `top-${k} soft targets + one tail bucket`, set: { soft_targets_topk: k } })),
 ];
 
-interface RunResult { val_loss: number; val_acc: number; val_agree: number; val_kl: number; val_cos: number; macro: number; seconds: number }
+/**
+ * `npm run bench ablation-intermediate`: the ablation extended past DistilBERT's recipe (#17): attention transfer,
+ * hidden-state MSE and value relations added to the recipe, and a student of half the width (same depth, random
+ * weights) trained with the recipe's losses alone (equal parameters) and with attention transfer and value relations.
+ */
+const HALF_WIDTH = { layers: 2, hidden: 96, heads: 4, intermediate: 384 } as const;
+export const INTERMEDIATE_VARIANTS: Variant[] = [
+  { name: 'DistilBERT recipe (2 teacher layers, width 192)', set: {} },
+  { name: '+ attention transfer (α_attention 1)', set: { alpha_attention: 1 } },
+  { name: '+ hidden-state MSE (α_hidden 1)', set: { alpha_hidden: 1 } },
+  { name: '+ value relations (α_value_relation 1)', set: { alpha_value_relation: 1 } },
+  { name: 'half width (2 × 96, 4 heads, random init), recipe losses', set: { student: HALF_WIDTH } },
+  { name: 'half width + attention transfer + value relations', set: { student: HALF_WIDTH, alpha_attention: 1, alpha_value_relation: 1 } },
+];
+
+interface RunResult { val_loss: number; val_acc: number; val_agree: number; val_kl: number; val_cos: number; macro: number; seconds: number; parameters: number }
 
 function cli(args: string[]): string {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -88,7 +105,11 @@ export function benchAblation(teacher: string, log: (line: string) => void, VARI
         const probeJson = join(work, `probe-${seed}-${VARIANTS.indexOf(v)}.json`);
         cli(['probe', '--teacher', teacher, '--student', summary.checkpoint, '--task', join(tasks, 'spam-ham'), join(tasks, 'next-passage'), '--out', probeJson]);
         const macro = (JSON.parse(readFileSync(probeJson, 'utf8')) as { macro: { student: number } }).macro.student;
-        const r: RunResult = { val_loss: val['val_loss']!, val_acc: val['val_acc']!, val_agree: val['val_agree']!, val_kl: val['val_kl']!, val_cos: val['val_cos']!, macro, seconds: (performance.now() - t0) / 1000 };
+        const parameters = studentParamSpecs(readStudentConfig(summary.checkpoint)).filter((s) => !s.aux).reduce((n, s) => n + s.hfShape.reduce((a, c) => a * c, 1), 0);
+        const r: RunResult = {
+          val_loss: val['val_loss']!, val_acc: val['val_acc']!, val_agree: val['val_agree']!, val_kl: val['val_kl']!, val_cos: val['val_cos']!, macro,
+          seconds: (performance.now() - t0) / 1000, parameters,
+        };
         results.set(v.name, [...(results.get(v.name) ?? []), r]);
         log(`ablation: seed ${seed}, ${v.name}: ${JSON.stringify(r)}`);
         rmSync(out, { recursive: true, force: true });
@@ -98,14 +119,15 @@ export function benchAblation(teacher: string, log: (line: string) => void, VARI
     const pm = (xs: number[], digits: number, scale = 1): string => `${(scale * mean(xs)).toFixed(digits)} ± ${(scale * sd(xs)).toFixed(digits)}`;
     const delta = (rs: RunResult[], k: keyof RunResult): number[] => rs.map((r, i) => r[k] - full[i]![k]);
     const paper = VARIANTS.some((v) => v.paper !== undefined);
+    const shapes = new Set(VARIANTS.map((v) => JSON.stringify(v.set['student'] ?? null))).size > 1; // a parameters column when students differ
     const rows = [
-      `| variant (${b.seeds.length} seeds: mean ± sd) | val_loss | Δ val_loss | top-1 agreement with the teacher (%) | Δ agreement | KL(teacher‖student) | probe macro (%) | Δ probe macro |${paper ? ' paper\'s Δ GLUE macro |' : ''}`,
-      `|---|---|---|---|---|---|---|---|${paper ? '---|' : ''}`,
+      `| variant (${b.seeds.length} seeds: mean ± sd) |${shapes ? ' student parameters |' : ''} val_loss | Δ val_loss | top-1 agreement with the teacher (%) | Δ agreement | KL(teacher‖student) | probe macro (%) | Δ probe macro |${paper ? ' paper\'s Δ GLUE macro |' : ''}`,
+      `|---|---|---|---|---|---|---|---|${shapes ? '---|' : ''}${paper ? '---|' : ''}`,
     ];
     for (const v of VARIANTS) {
       const rs = results.get(v.name)!;
       const isFull = v === VARIANTS[0];
-      rows.push(`| ${v.name} | ${pm(rs.map((r) => r.val_loss), 3)} | ${isFull ? '–' : pm(delta(rs, 'val_loss'), 3)} | ${pm(rs.map((r) => r.val_agree), 1, 100)} | ${isFull ? '–' : pm(delta(rs, 'val_agree'), 1, 100)} `
+      rows.push(`| ${v.name} |${shapes ? ` ${rs[0]!.parameters.toLocaleString('en-US')} |` : ''} ${pm(rs.map((r) => r.val_loss), 3)} | ${isFull ? '–' : pm(delta(rs, 'val_loss'), 3)} | ${pm(rs.map((r) => r.val_agree), 1, 100)} | ${isFull ? '–' : pm(delta(rs, 'val_agree'), 1, 100)} `
         + `| ${pm(rs.map((r) => r.val_kl), 3)} | ${pm(rs.map((r) => r.macro), 1, 100)} | ${isFull ? '–' : pm(delta(rs, 'macro'), 1, 100)} |`
         + (paper ? ` ${v.paper === undefined ? (isFull ? '–' : 'not in the paper') : v.paper.toFixed(2)} |` : ''));
     }

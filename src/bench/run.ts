@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { writePublicDomainText } from '../../corpus/public-domain.js';
 import { writeFileAtomic } from '../core/safetensors.js';
 import { loadBlas } from '../../student/kernels/blas.js';
-import { benchAblation, TOPK_VARIANTS } from './ablation.js';
+import { benchAblation, INTERMEDIATE_VARIANTS, TOPK_VARIANTS } from './ablation.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..', '..');
@@ -64,9 +64,10 @@ function machineLine(): string {
 }
 
 const sections = process.argv.slice(2);
-// `npm run bench` runs every section but the ablation and the top-k comparison (about 50 and 35 minutes):
-// `npm run bench ablation`, `npm run bench topk` run them.
-const want = (name: string): boolean => (sections.length === 0 && name !== 'ablation' && name !== 'topk') || sections.includes(name);
+// `npm run bench` runs every section but the ablations and the top-k comparison (about an hour each):
+// `npm run bench ablation`, `npm run bench ablation-intermediate`, `npm run bench topk` run them.
+const LONG = ['ablation', 'ablation-intermediate', 'topk'];
+const want = (name: string): boolean => (sections.length === 0 && !LONG.includes(name)) || sections.includes(name);
 process.stdout.write(`${machineLine()}\n\n`);
 if (want('prepare')) {
   process.stdout.write('### prepare (distill prepare, tiny-bert-cased tokenizer, max length 128)\n\n');
@@ -234,6 +235,10 @@ if (want('ablation')) {
   process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n')) + '\n\n');
 }
 
+if (want('ablation-intermediate')) {
+  process.stdout.write('### Beyond the recipe: intermediate-layer objectives and a half-width student on the tiny teacher (npm run bench ablation-intermediate)\n\n');
+  process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n'), INTERMEDIATE_VARIANTS) + '\n\n');
+}
 if (want('topk')) {
   process.stdout.write('### Top-k soft targets against the full KL on the tiny teacher (npm run bench topk)\n\n');
   process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n'), TOPK_VARIANTS) + '\n\n');
