@@ -199,16 +199,20 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   } else {
     // The same in tfjs ops, one loss per file: from the teacher's logits, or from its soft targets.
     const soft = teacher.logits ? undefined : teacher.soft!;
-    if (soft) checkSoftTargets(soft, headRows.length, V, weights.temperature);
+    const N = headRows.length;
+    const k = soft ? checkSoftTargets(soft, N, V, weights.temperature) : V; // soft targets per row: k (top-k) or V
     const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
     const tLogits = teacher.logits ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]
       : soft!.logits ? tf.tensor2d(soft!.logits, [headRows.length, V]) : undefined;
-    let lossCe = soft?.topkIds
-      ? distillationLossTopK(sLogits, tf.tensor2d(soft.probs, [headRows.length, soft.probs.length / Math.max(headRows.length, 1)]),
-        tf.tensor2d(soft.topkIds, [headRows.length, soft.topkIds.length / Math.max(headRows.length, 1)], 'int32'), tf.tensor1d(Float32Array.from(soft.negEntropy)), weights.temperature)
-      : soft
-      ? distillationLossFromSoft(sLogits, tf.tensor2d(soft.probs, [headRows.length, V]), tf.tensor1d(Float32Array.from(soft.negEntropy)), weights.temperature)
-      : distillationLoss(sLogits, tLogits!, weights.temperature);
+    let lossCe: tf.Scalar;
+    if (!soft) lossCe = distillationLoss(sLogits, tLogits!, weights.temperature);
+    else {
+      const probs = tf.tensor2d(soft.probs, [N, k]); // [N, k]
+      const negEntropy = tf.tensor1d(Float32Array.from(soft.negEntropy)); // [N]
+      lossCe = soft.topkIds
+        ? distillationLossTopK(sLogits, probs, tf.tensor2d(soft.topkIds, [N, k], 'int32'), negEntropy, weights.temperature)
+        : distillationLossFromSoft(sLogits, probs, negEntropy, weights.temperature);
+    }
     if (options.ceCount !== undefined) lossCe = tf.mul(lossCe, headRows.length / options.ceCount) as tf.Scalar;
     let lossMse: tf.Scalar = tf.scalar(0);
     if (weights.alpha_mse !== 0) {
@@ -239,15 +243,21 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   };
 }
 
-/** The teacher's soft targets must cover the head rows and be made at the loss's temperature (one temperature). */
-function checkSoftTargets(soft: TeacherSoftTargets, rows: number, V: number, temperature: number): void {
+/**
+ * The teacher's soft targets must cover the head rows and be made at the loss's temperature (one temperature).
+ * Returns the number of targets per row: V, or k for top-k soft targets.
+ */
+function checkSoftTargets(soft: TeacherSoftTargets, rows: number, V: number, temperature: number): number {
   if (soft.negEntropy.length !== rows) throw new ShapeError(`teacher soft targets cover ${soft.negEntropy.length} rows, the loss reads ${rows}`);
-  if (soft.topkIds) {
-    if (soft.topkIds.length !== soft.probs.length || soft.probs.length % Math.max(rows, 1) !== 0) {
-      throw new ShapeError(`teacher top-k soft targets: ${soft.probs.length} values and ${soft.topkIds.length} ids for ${rows} rows`);
-    }
-  } else if (soft.probs.length !== rows * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${rows}, ${V}]`);
   if (soft.temperature !== temperature) throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${temperature}`);
+  if (!soft.topkIds) {
+    if (soft.probs.length !== rows * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${rows}, ${V}]`);
+    return V;
+  }
+  if (soft.topkIds.length !== soft.probs.length || soft.probs.length % Math.max(rows, 1) !== 0) {
+    throw new ShapeError(`teacher top-k soft targets: ${soft.probs.length} values and ${soft.topkIds.length} ids for ${rows} rows`);
+  }
+  return soft.probs.length / Math.max(rows, 1);
 }
 
 /** Name the values of DistillLossResult.packed(). */
