@@ -136,6 +136,17 @@ describe('a 2-layer, half-width student with alpha_attention 1 (the acceptance r
     expect(exported.status, exported.stderr).toBe(0);
     expect(existsSync(join(onnxDir, 'distill_projection.safetensors'))).toBe(false);
     expect(JSON.parse(readFileSync(join(onnxDir, 'config.json'), 'utf8'))).not.toHaveProperty('distill_projection_dim');
+    // distill eval against the teacher: the checkpoint (tfjs) compares hidden states through its projection; the
+    // export (no projection, width 96 against 192) gives the same losses and agreement, and no cosine.
+    const evalArgs = ['--teacher', TINY, '--corpus', join(work, 'corpus'), '--sequences', '16', '--seed', '3'];
+    const viaTfjs = runCli(['eval', '--model', ck, ...evalArgs]);
+    expect(viaTfjs.status, viaTfjs.stderr).toBe(0);
+    const viaOnnx = runCli(['eval', '--model', onnxDir, ...evalArgs]);
+    expect(viaOnnx.status, viaOnnx.stderr).toBe(0);
+    const [mt, mo] = [JSON.parse(viaTfjs.stdout), JSON.parse(viaOnnx.stdout)] as Record<string, number | null>[];
+    expect(mt!['val_cos']).toBeGreaterThan(-1);
+    expect(mo!['val_cos']).toBeNull();
+    for (const k of ['val_loss', 'val_acc', 'val_agree', 'val_kl']) expect(Math.abs(mo![k]! - mt![k]!), k).toBeLessThan(1e-4);
     const r = runCli(['fill-mask', '--model', onnxDir, '--text', 'Call me [MASK].', '--scores', '--top-k', '3']);
     expect(r.status, r.stderr).toBe(0);
     const preds = JSON.parse(r.stdout) as { token: string; score: number }[][];

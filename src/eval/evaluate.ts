@@ -15,17 +15,19 @@ export interface EvaluateOptions {
 }
 
 export async function evaluate(model: EvalModel, teacher: EvalModel | undefined, batches: EvalBatch[], options: EvaluateOptions = {}): Promise<EvalMetrics> {
-  if (teacher && (teacher.vocabSize !== model.vocabSize || teacher.hiddenSize !== model.hiddenSize)) {
-    throw new MismatchError(`the model (vocab ${model.vocabSize}, hidden ${model.hiddenSize}) and the teacher (vocab ${teacher.vocabSize}, hidden ${teacher.hiddenSize}) do not share a vocabulary and hidden size`,
+  if (teacher && teacher.vocabSize !== model.vocabSize) {
+    throw new MismatchError(`the model (vocab ${model.vocabSize}) and the teacher (vocab ${teacher.vocabSize}) do not share a vocabulary`,
       'evaluate a student against the teacher it was distilled from');
   }
+  // A student narrower than its teacher (exported without its training-time projection): no hidden cosine (val_cos null).
+  const cosine = teacher !== undefined && teacher.hiddenSize === model.hiddenSize;
   const rank = options.comm?.rank ?? 0;
   const size = options.comm?.size ?? 1;
   const mine = batches.filter((_, i) => i % size === rank);
   const sums = emptySums();
   for (const [i, b] of mine.entries()) {
     const [s, t] = await Promise.all([model.outputs(b), teacher?.outputs(b)]);
-    addBatch(sums, s, t, b.labels, model.vocabSize, model.hiddenSize, b.batchSize);
+    addBatch(sums, s, t, b.labels, model.vocabSize, model.hiddenSize, b.batchSize, cosine);
     options.onBatch?.(i + 1, mine.length);
   }
   let total = sums;
@@ -34,5 +36,5 @@ export async function evaluate(model: EvalModel, teacher: EvalModel | undefined,
     await options.comm!.allreduceSum(packed);
     total = unpackSums(packed);
   }
-  return metricsOf(total, teacher !== undefined);
+  return metricsOf(total, teacher !== undefined, cosine);
 }
