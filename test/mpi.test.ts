@@ -87,6 +87,21 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     expect(state).toMatchObject({ world_size: 2, step: 4 });
   });
 
+  it('a half-width student with the intermediate-layer losses: 2 ranks give the run of 1 rank (each loss scaled to the global token count)', () => {
+    const set = ['--set', 'student={"layers":2,"hidden":96,"heads":2,"intermediate":192}', '--set', 'alpha_attention=1', '--set', 'alpha_hidden=1', '--set', 'alpha_value_relation=1'];
+    const one = join(work, 'narrow-one');
+    const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4', ...set]);
+    expect(single.status, single.stderr).toBe(0);
+    const two = join(work, 'narrow-two');
+    const r = mpirun(2, ['train', '--config', configPath, '--out', two, ...set]);
+    expect(r.status, r.stderr).toBe(0);
+    expectSameRun(two, one);
+    const [a, b] = [metrics(two) as unknown as Record<string, number>[], metrics(one) as unknown as Record<string, number>[]];
+    a.forEach((m, i) => {
+      for (const k of ['loss_hidden', 'loss_att', 'loss_vr']) expect(relDiff(m[k]!, b[i]![k]!), `update ${i + 1} ${k}`).toBeLessThan(1e-5);
+    });
+  });
+
   it('validation: each rank evaluates its share and the sums are added once, giving the metrics of 1 rank', () => {
     const validText = join(work, 'valid.txt');
     writeFileSync(validText, publicDomainParagraphs('moby-dick').slice(400, 460).join('\n') + '\n');

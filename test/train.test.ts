@@ -65,13 +65,14 @@ describe('config', () => {
   it('ships configs that validate, with relative paths resolved against the config', () => {
     const tiny = loadConfig(join(REPO, 'configs', 'tiny.json'));
     expect(tiny.teacher).toBe(TINY);
+    expect(loadConfig(join(REPO, 'configs', 'tiny-narrow.json'))).toMatchObject({ student: { layers: 2, hidden: 96, heads: 4, intermediate: 384 }, alpha_attention: 1, alpha_value_relation: 1 });
     const base = loadConfig(join(REPO, 'configs', 'distilbert-base-cased.json'));
     expect(base).toMatchObject({ batch_size: 5, grad_accum: 50, lr: 5e-4, betas: [0.9, 0.98], eps: 1e-6, student: [0, 2, 4, 7, 9, 11], seed: 56, alpha_ce: 5, alpha_mlm: 2, alpha_cos: 1 });
   });
 
   it('configs/schema.json is generated from the config spec, and the shipped configs name it', () => {
     expect(JSON.parse(readFileSync(join(REPO, 'configs', 'schema.json'), 'utf8'))).toEqual(configJsonSchema());
-    for (const name of ['tiny.json', 'distilbert-base-cased.json']) {
+    for (const name of ['tiny.json', 'tiny-narrow.json', 'distilbert-base-cased.json']) {
       expect((JSON.parse(readFileSync(join(REPO, 'configs', name), 'utf8')) as { $schema: string }).$schema).toBe('./schema.json');
     }
     const schema = configJsonSchema() as { properties: Record<string, { description?: string }> };
