@@ -133,7 +133,7 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   alpha_hidden: { doc: 'Weight of the MSE between student and teacher hidden states of the mapped layers (layer_map) and the embeddings, through the learned projection when the widths differ (losses/hidden-mse.ts); 0: off.', default: 0, schema: weight },
   alpha_attention: { doc: 'Weight of the KL between teacher and student self-attention distributions of the mapped layers, per head when the head counts match, else over relation_heads query-key relation heads (losses/attention.ts); 0: off.', default: 0, schema: weight },
   alpha_value_relation: { doc: 'Weight of MiniLM\'s value-relation KL on the last mapped layer pair, over relation_heads heads (losses/value-relation.ts); 0: off.', default: 0, schema: weight },
-  layer_map: { doc: 'For each student layer, the teacher layer (0-based) its intermediate losses match; null: uniform, student layer i ↔ teacher layer ⌈(i+1)·Lt/Ls⌉−1 (the last ↔ the last).', default: null, fixedOnResume: FIXED.STUDENT,
+  layer_map: { doc: 'For each student layer, the teacher layer (0-based) its intermediate losses match; null: uniform, student layer i ↔ teacher layer ⌈(i+1)·Lt/Ls⌉−1 (the last ↔ the last).', default: null,
     schema: nullable({ type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 }) },
   relation_heads: { doc: 'Heads of the relations (MiniLM-v2): the value relations, and the attention KL when the head counts differ; both widths must be multiples of it. null: the teacher\'s number of attention heads.', default: null,
     schema: nullable({ type: 'integer', minimum: 1, maximum: 4096 }) },
