@@ -9,6 +9,8 @@ import { valueRelationLoss } from '../losses/value-relation.js';
 import { relationKl } from '../losses/relation.js';
 import { intermediatePlan, uniformLayerMap } from '../losses/layer-map.js';
 
+await tf.setBackend('cpu'); // hand-worked values; the replays of test/updates.ts run these losses on every backend
+
 const value = (t: tf.Scalar): number => { const v = t.dataSync()[0]!; t.dispose(); return v; };
 
 describe('relation KL and attention transfer', () => {
