@@ -87,3 +87,14 @@ export function intermediatePlan(student: ModelShape, teacher: ModelShape, w: In
     layerMap, hiddenPairs, attentionPerHead, relationHeads, teacher: { hiddenStates, attentionLayers, projections }, keys,
   };
 }
+
+/**
+ * What a teacher is started with for a run: the hidden states the losses read with the last one last (the cosine
+ * loss's), and the attention tensors of the plan (none without one).
+ */
+export function teacherOutputs(plan: IntermediatePlan | undefined, teacherLayers: number): IntermediatePlan['teacher'] {
+  return {
+    hiddenStates: [...(plan?.teacher.hiddenStates ?? []).filter((h) => h !== teacherLayers), teacherLayers],
+    attentionLayers: plan?.teacher.attentionLayers ?? [], projections: plan?.teacher.projections ?? [],
+  };
+}

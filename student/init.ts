@@ -9,7 +9,7 @@ import { FileFormatError, InputError } from '../src/core/errors.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import type { EncoderConfig } from '../src/core/model-dir.js';
 import type { StudentConfig } from './config.js';
-import { DistilBertStudent, studentParamSpecs } from './model.js';
+import { DistilBertStudent, studentParamSpecs, type ParamSpec } from './model.js';
 
 /**
  * The evenly spaced layer choice of RECIPE.md: round_half_up(i·(Lt−1)/(Ls−1)) for i = 0..Ls−1.
@@ -109,9 +109,9 @@ export function initStudentFromTeacher(teacherDir: string, teacher: EncoderConfi
  * Random weights for a student of `config`, as transformers initialises DistilBERT (_init_weights): every
  * matrix and embedding normal(0, initializer_range), the padding row of the word embeddings 0, biases 0,
  * LayerNorm weight 1 and bias 0. Seeded: the same seed gives the same weights (the ablation's "random
- * initialisation" baseline, beside the teacher-layer initialisation of DistilBERT).
+ * initialisation" baseline, beside the teacher-layer initialisation of DistilBERT). `only`: draw these parameters alone.
  */
-export function randomStudentWeights(config: StudentConfig, seed: number): StudentWeights {
+export function randomStudentWeights(config: StudentConfig, seed: number, only: (spec: ParamSpec) => boolean = () => true): StudentWeights {
   let state = seed >>> 0;
   const uniform = (): number => { // mulberry32
     state = (state + 0x6d2b79f5) >>> 0;
@@ -122,7 +122,7 @@ export function randomStudentWeights(config: StudentConfig, seed: number): Stude
   };
   const normal = (): number => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()); // Box–Muller
   const weights = new Map<string, Float32Array>();
-  for (const spec of studentParamSpecs(config)) {
+  for (const spec of studentParamSpecs(config).filter(only)) {
     const size = spec.hfShape.reduce((a, b) => a * b, 1);
     const values = new Float32Array(size);
     if (/(LayerNorm|layer_norm)\.weight$/.test(spec.name)) values.fill(1);
@@ -180,7 +180,7 @@ export function initialStudentWeights(teacherDir: string, teacher: EncoderConfig
  */
 export function withNewProjection(student: DistilBertStudent, teacherHidden: number, seed: number): DistilBertStudent {
   const config: StudentConfig = { ...student.config, projection_dim: teacherHidden };
-  const fresh = randomStudentWeights(config, seed).weights;
+  const fresh = randomStudentWeights(config, seed, (spec) => spec.aux === true).weights; // the projection alone
   const own = student.hfWeights();
   student.dispose();
   return DistilBertStudent.fromHfWeights(config, (name) => own.get(name)?.data ?? fresh.get(name)!);

@@ -31,7 +31,7 @@ import tinyNarrowReference from './fixtures/updates/tiny-narrow.json' with { typ
 import unseenRelationsReference from './fixtures/updates/unseen-relations.json' with { type: 'json' };
 import { DistilBertStudent } from '../student/model.js';
 import { studentConfigFromTeacher } from '../student/init.js';
-import { intermediatePlan } from '../losses/layer-map.js';
+import { intermediatePlan, teacherOutputs } from '../losses/layer-map.js';
 
 export const UNSEEN = join(REPO, 'test', 'fixtures', 'unseen-bert-uncased');
 /**
@@ -94,9 +94,8 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
   const plan = intermediatePlan({ layers: student.config.n_layers, hidden: student.config.dim, heads: student.config.n_heads },
     { layers: teacherConfig.numLayers, hidden: teacherConfig.hiddenSize, heads: teacherConfig.numHeads }, { ...weights, layer_map: null, relation_heads: ref.relation_heads ?? null });
   if (plan) expect(plan.layerMap).toEqual(ref.layer_map); // the uniform map is the reference's
-  const L = teacherConfig.numLayers;
   const teacher = await RemoteTeacher.start(teacherDir, {
-    hiddenStates: [...(plan?.teacher.hiddenStates ?? []).filter((h) => h !== L), L], attentionLayers: plan?.teacher.attentionLayers, projections: plan?.teacher.projections,
+    ...teacherOutputs(plan, teacherConfig.numLayers),
     threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, softTargetTopK: ref.soft_targets_topk, executionProvider: defaultTeacherEp(backend.device !== undefined),
   });
   const records: UpdateRecord[] = [];

@@ -42,7 +42,7 @@ import { cachedEvalModel, remoteTeacherEvalModel, studentEvalModel } from '../ev
 import type { EvalMetrics } from '../eval/metrics.js';
 import { lossRows, type LossRows } from '../../losses/rows.js';
 import { lossNumbers, type LossWeights } from '../../losses/total.js';
-import { intermediatePlan } from '../../losses/layer-map.js';
+import { intermediatePlan, teacherOutputs } from '../../losses/layer-map.js';
 
 /** One line of metrics.jsonl. */
 export interface UpdateMetrics {
@@ -342,8 +342,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.device !== undefined);
   const teacher = await RemoteTeacher.start(config.teacher,
     {
-      hiddenStates: [...(plan?.teacher.hiddenStates ?? []).filter((h) => h !== teacherLayers), teacherLayers], // the last one last: the cosine loss's
-      attentionLayers: plan?.teacher.attentionLayers ?? [], projections: plan?.teacher.projections ?? [],
+      ...teacherOutputs(plan, teacherLayers),
       threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, softTargetTopK: config.soft_targets_topk, executionProvider: teacherEp,
     },
     config.alpha_mse !== 0);
