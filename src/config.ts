@@ -39,6 +39,8 @@ export interface TrainConfig extends LossWeights, IntermediateMatch, MaskingConf
   bucket_width: number;
   dropout: number;
   backend: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu' | null;
+  precision: 'fp32' | 'fp16-mixed';
+  loss_scale: number;
   gpu_adapters: string[];
   teacher_threads: number;
   teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
@@ -157,6 +159,14 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
     default: [], schema: { type: 'array', items: { type: 'string', minLength: 1 } },
   },
   backend: { doc: 'Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named.', default: null, schema: { enum: ['tensorflow', 'wasm', 'cpu', 'webgpu', null] } },
+  precision: {
+    doc: 'Arithmetic of the student\'s matrix products: "fp32", or "fp16-mixed" (backend "webgpu" on an adapter with shader-f16): both operands of every product rounded to f16, products summed in fp32; the weights, AdamW, every other kernel and the losses stay fp32 (README, "Mixed precision").',
+    default: 'fp32', schema: { enum: ['fp32', 'fp16-mixed'] },
+  },
+  loss_scale: {
+    doc: 'With precision "fp16-mixed": the loss is multiplied by this power of 2 before the backward pass and the gradients divided by it after, so that small gradients keep f16\'s precision (its normal range starts at 6.1e-5); if the gradients overflow f16 the run stops and says to lower it. Ignored with "fp32".',
+    default: 1024, schema: { type: 'number', minimum: 1, maximum: 2 ** 24 },
+  },
   teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
   divergence_factor: { doc: 'Stop the run when the loss, or the gradient norm, exceeds this multiple of its median over the normal updates so far (the last 20) for divergence_patience updates in a row; 0 turns the check off (a NaN or infinite loss always stops it).', default: 10, schema: { type: 'number', minimum: 0 } },
   divergence_patience: { doc: 'Updates in a row beyond divergence_factor that stop the run.', default: 3, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
@@ -249,6 +259,12 @@ export function validateConfig(raw: Record<string, unknown>, source: string): Tr
   }
   if (c.soft_targets_topk > 0 && c.alpha_mse !== 0) {
     throw new FileFormatError(source, `keys "soft_targets_topk" (${c.soft_targets_topk}) and "alpha_mse" (${c.alpha_mse}) are both set`, 'the logit MSE needs the teacher\'s full logits: set soft_targets_topk 0, or alpha_mse 0');
+  }
+  if (2 ** Math.round(Math.log2(c.loss_scale)) !== c.loss_scale) {
+    throw new FileFormatError(source, `key "loss_scale" is ${c.loss_scale}: expected a power of 2`, 'a power of 2 scales the loss and the gradients exactly, e.g. 1024 (the default), 256 or 1');
+  }
+  if (c.precision === 'fp16-mixed' && c.backend !== 'webgpu') {
+    throw new FileFormatError(source, `key "precision" is "fp16-mixed" but "backend" is ${JSON.stringify(c.backend)}`, 'f16 products run on the webgpu backend: set "backend": "webgpu", or "precision": "fp32"');
   }
   if (c.max_steps === null && !(c.epochs > 0)) throw new FileFormatError(source, 'set "max_steps" or a positive "epochs"');
   if (c.valid_corpus !== null && c.valid_fraction > 0) throw new FileFormatError(source, 'keys "valid_corpus" and "valid_fraction" are both set', 'validate on a separate corpus or on a held-out share of "corpus", not both');

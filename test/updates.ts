@@ -19,7 +19,7 @@ import { AdamW, linearWarmupDecay } from '../src/train/adamw.js';
 import { RemoteTeacher } from '../teacher/remote.js';
 import { defaultTeacherEp } from '../teacher/teacher.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
-import { prefetch, selectBackend, type BackendChoice, type BackendName } from '../student/kernels/backend.js';
+import { prefetch, selectBackend, type BackendChoice, type BackendName, type Precision } from '../student/kernels/backend.js';
 import { initStudentFromTeacher } from '../student/init.js';
 import { lossRows } from '../losses/rows.js';
 import { lossNumbers, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
@@ -29,6 +29,7 @@ import unseenReference from './fixtures/updates/unseen.json' with { type: 'json'
 import unseenTopkReference from './fixtures/updates/unseen-topk8.json' with { type: 'json' };
 import tinyNarrowReference from './fixtures/updates/tiny-narrow.json' with { type: 'json' };
 import unseenRelationsReference from './fixtures/updates/unseen-relations.json' with { type: 'json' };
+import tinyHalfReference from './fixtures/updates/tiny-f16.json' with { type: 'json' };
 import { DistilBertStudent } from '../student/model.js';
 import { studentConfigFromTeacher } from '../student/init.js';
 import { intermediatePlan, teacherOutputs } from '../losses/layer-map.js';
@@ -39,8 +40,9 @@ export const UNSEEN = join(REPO, 'test', 'fixtures', 'unseen-bert-uncased');
  * tiny-narrow, unseen-relations: students of another shape (random weights, half the teacher's width, a learned
  * projection) with the intermediate-layer losses (alpha_hidden, alpha_attention, alpha_value_relation all 1):
  * attention per head (tiny: 4 heads each) and over relation heads (unseen: 6 teacher heads, 4 student heads).
+ * tiny-f16: the tiny run with precision "fp16-mixed" (every student product with f16 operands, loss_scale 1024).
  */
-export type ReferenceName = 'tiny' | 'unseen' | 'unseen-topk8' | 'tiny-narrow' | 'unseen-relations';
+export type ReferenceName = 'tiny' | 'unseen' | 'unseen-topk8' | 'tiny-narrow' | 'unseen-relations' | 'tiny-f16';
 interface Reference extends Omit<typeof tinyReference, 'student_layers_from_teacher' | 'records'> {
   student_layers_from_teacher: number[] | null;
   records: (typeof tinyReference.records[number] & { loss_hidden?: number; loss_att?: number; loss_vr?: number })[];
@@ -50,6 +52,8 @@ interface Reference extends Omit<typeof tinyReference, 'student_layers_from_teac
   alpha_hidden?: number;
   alpha_attention?: number;
   alpha_value_relation?: number;
+  precision?: string;
+  loss_scale?: number;
 }
 const REFERENCES: Record<ReferenceName, { json: Reference; teacher: string }> = {
   tiny: { json: tinyReference, teacher: TINY },
@@ -57,6 +61,7 @@ const REFERENCES: Record<ReferenceName, { json: Reference; teacher: string }> = 
   'unseen-topk8': { json: unseenTopkReference as Reference, teacher: UNSEEN },
   'tiny-narrow': { json: tinyNarrowReference as Reference, teacher: TINY },
   'unseen-relations': { json: unseenRelationsReference as Reference, teacher: UNSEEN },
+  'tiny-f16': { json: tinyHalfReference as Reference, teacher: TINY },
 };
 /** The references with students of another shape and the intermediate-layer losses. */
 export const INTERMEDIATE_REFERENCES: ReferenceName[] = ['tiny-narrow', 'unseen-relations'];
@@ -86,7 +91,9 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
   student.config.attention_dropout = 0;
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay),
     { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: ref.weight_decay });
-  const update = new UpdateStep(student.variables(), optimizer, { gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm });
+  const update = new UpdateStep(student.variables(), optimizer, {
+    gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm, ...(ref.precision === 'fp16-mixed' ? { lossScale: ref.loss_scale! } : {}),
+  });
   const weights = {
     ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos,
     alpha_hidden: ref.alpha_hidden ?? 0, alpha_attention: ref.alpha_attention ?? 0, alpha_value_relation: ref.alpha_value_relation ?? 0,
@@ -128,6 +135,11 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
   }
 }
 
+/** A reference's per-update records and settings (test/fixtures/updates/NAME.json). */
+export function referenceJson(name: ReferenceName): Reference {
+  return REFERENCES[name].json;
+}
+
 /** The reference's final weights by name (transformers' layout). */
 export function referenceWeights(name: ReferenceName): Map<string, Float32Array> {
   const file = SafetensorsFile.read(join(REPO, 'test', 'fixtures', 'updates', `${name}.safetensors`));
@@ -162,12 +174,12 @@ export function expectMatchesReference(name: ReferenceName, run: Replay, lossRel
  * `check`: what must hold of the started backend (e.g. that products run on the BLAS).
  */
 export function describeReplay(path: string, backendName: BackendName, skip: string | undefined, check: (b: BackendChoice) => void,
-  references: ReferenceName[] = ['tiny', 'unseen']): void {
+  references: ReferenceName[] = ['tiny', 'unseen'], precision: Precision = 'fp32'): void {
   if (skip) console.warn(`${path}: skipped: ${skip}`);
   describe.skipIf(skip !== undefined)(`8 updates against torch.optim.AdamW: ${path}`, () => {
     let backend: BackendChoice;
     beforeAll(async () => {
-      backend = await selectBackend(backendName);
+      backend = await selectBackend(backendName, { precision });
       check(backend);
     });
     it('probe --mode finetune trains on this path: the loss falls and dev beats the majority class', async () => {

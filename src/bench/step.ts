@@ -11,7 +11,7 @@ import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
-import { activeGpuDevice, selectBackend, type BackendName } from '../../student/kernels/backend.js';
+import { activeGpuDevice, selectBackend, type BackendName, type Precision } from '../../student/kernels/backend.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
 import { lossRows } from '../../losses/rows.js';
@@ -19,6 +19,7 @@ import { RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
 import { UpdateStep, distillObjective } from '../train/step.js';
 import { AdamW } from '../train/adamw.js';
 import { Rng } from '../../corpus/rng.js';
+import { DEFAULT_CONFIG } from '../config.js';
 import { KernelProfiler, type KernelTime } from './profile.js';
 import { GpuTrafficCounter, type GpuTraffic } from './gpu-traffic.js';
 
@@ -41,6 +42,8 @@ export interface BenchOptions {
   topk?: number;
   /** On webgpu: a part of the adapter's name (gpu_adapters). */
   gpuAdapter?: string;
+  /** The student's products (config key precision); fp16-mixed scales the loss by the default loss_scale. */
+  precision?: Precision;
 }
 
 export interface BenchResult {
@@ -78,7 +81,7 @@ function median(xs: number[]): number {
 }
 
 export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
-  const backend = await selectBackend(o.backend, { gpuAdapter: o.gpuAdapter, gpuAdapterOption: '--gpu-adapter' });
+  const backend = await selectBackend(o.backend, { gpuAdapter: o.gpuAdapter, gpuAdapterOption: '--gpu-adapter', precision: o.precision ?? 'fp32' });
   assertModelDir(o.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;
@@ -97,7 +100,9 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: false, fullLogits: false };
 
   // The training loop's update step: forward + backward, clipping (one asynchronous read of the norm), AdamW.
-  const update = new UpdateStep(student.variables(), optimizer, { gradAccum: 1, maxGradNorm: 5 });
+  const update = new UpdateStep(student.variables(), optimizer, {
+    gradAccum: 1, maxGradNorm: 5, ...(o.precision === 'fp16-mixed' ? { lossScale: DEFAULT_CONFIG.loss_scale } : {}),
+  });
   const studentStep = async (t: RemoteTeacherOutput): Promise<void> => {
     const teacherTargets = { logits: t.logits && t.logits.length > 0 ? t.logits : undefined, lastHidden: t.lastHidden, soft: t.soft };
     await update.accumulate(distillObjective(student, { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, rows, teacher: teacherTargets },

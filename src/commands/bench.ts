@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { choiceOption, intOption } from '../options.js';
-import { BACKEND_NAMES } from '../../student/kernels/backend.js';
+import { BACKEND_NAMES, PRECISIONS, type Precision } from '../../student/kernels/backend.js';
 import { benchDistillStep } from '../bench/step.js';
 
 interface BenchCommandOptions {
@@ -17,6 +17,7 @@ interface BenchCommandOptions {
   profile?: boolean;
   topk: number;
   gpuAdapter?: string;
+  precision: Precision;
 }
 
 export function registerBench(program: Command): void {
@@ -37,10 +38,12 @@ export function registerBench(program: Command): void {
       choiceOption('--teacher-ep', ['cpu', 'cuda', 'webgpu'] as const))
     .option('--topk <k>', 'top-k soft targets, as soft_targets_topk (0 = the whole vocabulary)', intOption('--topk', 0), 0)
     .option('--gpu-adapter <name>', 'with --backend webgpu: the adapter whose name contains this (the error lists the adapters found)')
+    .option('--precision <p>', 'the student\'s products: fp32, or fp16-mixed (with --backend webgpu: f16 operands, fp32 sums; loss scale 1024)',
+      choiceOption('--precision', PRECISIONS), 'fp32')
     .option('--profile', 'also time one student step kernel by kernel: adds "profile" to the JSON line')
     .action(async (o: BenchCommandOptions) => {
       const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,
-        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk, gpuAdapter: o.gpuAdapter });
+        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk, gpuAdapter: o.gpuAdapter, precision: o.precision });
       process.stdout.write(JSON.stringify(r) + '\n');
     });
 }

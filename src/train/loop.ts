@@ -191,7 +191,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   }
 
   // --- Backend, teacher, corpus, student. ---
-  const backend: BackendChoice = await selectBackend(config.backend ?? undefined, { gpuAdapter: adapterForRank(config.gpu_adapters, comm.rank) });
+  const backend: BackendChoice = await selectBackend(config.backend ?? undefined, { gpuAdapter: adapterForRank(config.gpu_adapters, comm.rank), precision: config.precision });
   log(`student backend: ${backend.name} (${backend.source}); matrix products: ${backend.matmul}`);
   assertModelDir(config.teacher, 'teacher (config)');
   findOnnxFile(config.teacher, true); // the teacher runs in onnxruntime: a folder without a graph is named now, before any corpus work
@@ -283,7 +283,10 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
 
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
   if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
-  const update = new UpdateStep(student.variables(), optimizer, { gradAccum: config.grad_accum, maxGradNorm: config.max_grad_norm, comm });
+  const update = new UpdateStep(student.variables(), optimizer, {
+    gradAccum: config.grad_accum, maxGradNorm: config.max_grad_norm, comm,
+    ...(config.precision === 'fp16-mixed' ? { lossScale: config.loss_scale } : {}),
+  });
   let step = state?.step ?? 0;
   let tokensSoFar = state?.tokens ?? 0;
   const elapsedBefore = state?.elapsed_s ?? 0;

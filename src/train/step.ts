@@ -12,7 +12,7 @@
 // micro-batch: the number of live tensors stays flat over updates (test/updates.ts checks it on every path).
 
 import * as tf from '@tensorflow/tfjs';
-import { ShapeError } from '../core/errors.js';
+import { DistillError, ShapeError } from '../core/errors.js';
 import { guardGpu, throwIfGpuError } from '../../student/kernels/backend.js';
 import type { DistilBertStudent, ForwardOptions } from '../../student/model.js';
 import type { LossRows } from '../../losses/rows.js';
@@ -34,6 +34,13 @@ export interface UpdateStepOptions {
   maxGradNorm: number;
   /** The ranks whose gradients are summed before clipping (default: this process alone). */
   comm?: Communicator;
+  /**
+   * Precision "fp16-mixed" (student/kernels/matmul-f16.ts): the loss is multiplied by this power of 2 before the
+   * backward pass and the gradients divided by it after the all-reduce (exact), so that small gradients keep
+   * f16's precision in the products; a non-finite gradient norm then stops the update (an f16 overflow) with
+   * the hint to lower it. Absent: fp32, no scaling.
+   */
+  lossScale?: number;
 }
 
 export class UpdateStep {
@@ -56,7 +63,7 @@ export class UpdateStep {
   /** Forward + backward of one micro-batch; its gradients are added to the update's. Returns the reported values. */
   async accumulate(objective: () => Objective): Promise<Float32Array> {
     let report: tf.Tensor1D | undefined;
-    const scale = 1 / this.options.gradAccum;
+    const scale = (this.options.lossScale ?? 1) / this.options.gradAccum;
     tf.tidy(() => {
       const { grads } = tf.variableGrads(() => {
         const o = objective();
@@ -81,7 +88,7 @@ export class UpdateStep {
     const squared = tf.tidy(() => sumOfSquares(this.gradients()));
     const value = (await guardGpu(squared.data()))[0]!;
     squared.dispose();
-    return Math.sqrt(value);
+    return Math.sqrt(value) / (this.options.lossScale ?? 1);
   }
 
   /**
@@ -91,14 +98,24 @@ export class UpdateStep {
   async apply(lr: number): Promise<number> {
     if (!this.optimizer) throw new Error('UpdateStep.apply: this step has no optimizer');
     const comm = this.options.comm ?? SOLO;
-    const grads = this.gradients();
+    let grads = this.gradients();
     this.acc = undefined;
     if (comm.size > 1) {
       const started = performance.now();
       await allreduceSum(comm, grads);
       this.allreduceMs += performance.now() - started;
     }
+    const lossScale = this.options.lossScale;
+    if (lossScale !== undefined && lossScale !== 1) {
+      const scaled = grads;
+      grads = tf.tidy(() => scaled.map((g) => tf.mul(g, 1 / lossScale)));
+      tf.dispose(scaled);
+    }
     const { grads: clipped, norm } = await clipByGlobalNorm(grads, this.options.maxGradNorm);
+    if (lossScale !== undefined && !Number.isFinite(norm)) {
+      tf.dispose(clipped);
+      throw new HalfPrecisionOverflow(lossScale);
+    }
     this.optimizer.apply(clipped, lr);
     tf.dispose(clipped);
     return norm;
@@ -113,6 +130,15 @@ export class UpdateStep {
   private gradients(): tf.Tensor[] {
     this.acc ??= this.params.map((v) => tf.zerosLike(v));
     return this.acc;
+  }
+}
+
+/** precision "fp16-mixed": the gradients overflowed f16 (nothing was applied). */
+export class HalfPrecisionOverflow extends DistillError {
+  constructor(readonly lossScale: number) {
+    super(`precision "fp16-mixed": the gradients are not finite with loss_scale ${lossScale} (an operand of a product beyond f16's range, 65504); the update was not applied`,
+      lossScale > 1 ? `resume from the last checkpoint with a lower loss_scale, e.g. --resume RUN --set loss_scale=${lossScale / 4}, or use precision "fp32"`
+        : 'the activations themselves overflow f16: use precision "fp32"');
   }
 }
 

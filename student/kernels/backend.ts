@@ -8,6 +8,7 @@ import { registerDeviceReductionGrads } from './reduction-grads.js';
 import { registerAdamWWebgpuKernel } from './adamw-webgpu.js';
 import { registerLayerNormWebgpuKernel } from './layer-norm.js';
 import { registerSumSquaresWebgpuKernel } from './sum-squares.js';
+import { F16_MARKER, registerHalfProductKernel, setHalfProducts } from './matmul-f16.js';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
@@ -46,9 +47,22 @@ export const NO_ADAPTER_HINT = 'WebGPU needs a Vulkan driver and loader: on an N
   + 'libglx0 (point VK_DRIVER_FILES at the driver\'s nvidia_icd.json if the loader does not find it); without a GPU, '
   + 'Mesa >= 25 (Debian: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1) gives the software adapter llvmpipe';
 
+/** Arithmetic of the student's matrix products: fp32, or f16 operands with fp32 accumulation on webgpu (matmul-f16.ts). */
+export const PRECISIONS = ['fp32', 'fp16-mixed'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+type GpuLimitName = 'maxComputeWorkgroupStorageSize' | 'maxComputeWorkgroupsPerDimension' | 'maxStorageBufferBindingSize'
+  | 'maxBufferSize' | 'maxComputeWorkgroupSizeX' | 'maxComputeInvocationsPerWorkgroup';
+interface GpuShaderModuleDescriptor { code: string; label?: string }
+interface GpuDeviceHandle {
+  features: { has(name: string): boolean };
+  createShaderModule(descriptor: GpuShaderModuleDescriptor): unknown;
+}
 interface GpuAdapterLike {
   info?: { vendor?: string; architecture?: string; device?: string; description?: string };
-  limits: { maxBufferSize: number; maxStorageBufferBindingSize: number };
+  features: { has(name: string): boolean };
+  limits: Record<GpuLimitName, number>;
+  requestDevice(descriptor: { requiredFeatures: string[]; requiredLimits: Partial<Record<GpuLimitName, number>> }): Promise<GpuDeviceHandle>;
 }
 interface DawnModule {
   create(options: string[]): { requestAdapter(o?: { powerPreference?: string }): Promise<GpuAdapterLike | null> };
@@ -122,6 +136,31 @@ export function adapterForRank(adapters: readonly string[], rank: number): strin
 let webgpuAdapterFilter: string | undefined;
 
 /**
+ * tfjs's webgpu backend, on a device we ask for ourselves: tfjs's own factory asks for no `shader-f16`, which the
+ * f16 products need (matmul-f16.ts). Otherwise as tfjs does it: the adapter's limits, `timestamp-query` where
+ * offered. WGSL wants `enable f16;` before every declaration, and tfjs writes a program's preamble itself: the
+ * device puts the directive in front of the modules whose code carries F16_MARKER.
+ */
+function registerWebgpuBackend(adapter: GpuAdapterLike, WebGPUBackend: new (device: unknown, info: unknown) => tf.KernelBackend): void {
+  if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', async () => {
+    const requiredFeatures = ['timestamp-query', 'shader-f16'].filter((f) => adapter.features.has(f));
+    const names: GpuLimitName[] = ['maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension', 'maxStorageBufferBindingSize',
+      'maxBufferSize', 'maxComputeWorkgroupSizeX', 'maxComputeInvocationsPerWorkgroup'];
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits: Object.fromEntries(names.map((n) => [n, adapter.limits[n]])) });
+    const create = device.createShaderModule.bind(device);
+    device.createShaderModule = (d) => create(d.code.includes(F16_MARKER) ? { ...d, code: `enable f16;\n${d.code}` } : d);
+    return new WebGPUBackend(device, adapter.info);
+  }, 3);
+}
+
+/** Whether the webgpu device has `shader-f16` (f16 arithmetic in WGSL), for precision "fp16-mixed". */
+function gpuHasF16(): boolean {
+  const device = (tf.backend() as unknown as { device?: GpuDeviceHandle }).device;
+  return device?.features.has('shader-f16') ?? false;
+}
+
+/**
  * Install Dawn's navigator.gpu, find an adapter (the first whose name contains `adapterFilter`, Dawn's
  * `adapter=` option, when given), and load tfjs's webgpu backend; undefined when not installed. Once per process.
  */
@@ -149,7 +188,13 @@ async function loadWebgpuBackend(adapterFilter?: string, optionName?: string): P
   }
   if (!adapter) throw new DistillError('WebGPU: Dawn found no adapter', NO_ADAPTER_HINT);
   webgpuAdapterFilter = adapterFilter;
-  if (!(await tryImport('@tensorflow/tfjs-backend-webgpu'))) return undefined;
+  let backendModule: { WebGPUBackend: new (device: unknown, info: unknown) => tf.KernelBackend };
+  try {
+    backendModule = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as typeof backendModule;
+  } catch {
+    return undefined;
+  }
+  registerWebgpuBackend(adapter, backendModule.WebGPUBackend);
   const i = adapter.info ?? {};
   const gib = (n: number): string => `${(n / 2 ** 30).toFixed(1)} GiB`;
   webgpuDevice = `${[i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' / ') || 'unnamed adapter'}`
@@ -186,7 +231,13 @@ async function loadWasmBackend(): Promise<boolean> {
  * Pick and start the backend. `requested` undefined means the best present. Throws a DistillError naming
  * what to install when a requested backend is absent. `gpuAdapter`: on webgpu, a part of the adapter's name.
  */
-export async function selectBackend(requested?: BackendName, options: { gpuAdapter?: string; gpuAdapterOption?: string } = {}): Promise<BackendChoice> {
+export async function selectBackend(requested?: BackendName,
+  options: { gpuAdapter?: string; gpuAdapterOption?: string; precision?: Precision } = {}): Promise<BackendChoice> {
+  const precision = options.precision ?? 'fp32';
+  if (precision === 'fp16-mixed' && requested !== 'webgpu') {
+    throw new DistillError(`precision "fp16-mixed" runs on the webgpu backend only (the backend is ${requested ? `"${requested}"` : 'not set'})`,
+      'set backend to "webgpu" (a GPU, or Mesa\'s software adapter), or precision to "fp32"');
+  }
   // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
   tf.env().set('PROD', true);
   const order: BackendName[] = requested ? [requested] : DEFAULT_ORDER;
@@ -234,9 +285,16 @@ export async function selectBackend(requested?: BackendName, options: { gpuAdapt
       registerAdamWWebgpuKernel();
       registerLayerNormWebgpuKernel();
       registerSumSquaresWebgpuKernel();
+      registerHalfProductKernel();
+      if (precision === 'fp16-mixed' && !gpuHasF16()) {
+        throw new DistillError(`precision "fp16-mixed": the adapter ${webgpuDevice ?? ''} has no shader-f16 (f16 arithmetic in shaders)`,
+          'set precision to "fp32", or choose an adapter that has it (gpu_adapters)');
+      }
+      setHalfProducts(precision === 'fp16-mixed');
     }
     const blas = name === 'wasm' || name === 'cpu' ? loadBlas() : null;
-    const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : name;
+    const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}`
+      : name === 'webgpu' && precision === 'fp16-mixed' ? 'webgpu, f16 operands with fp32 accumulation' : name;
     return { name, source, matmul, ...(name === 'webgpu' ? { device: webgpuDevice } : {}) };
   }
   throw new DistillError('no tfjs backend could be started', 'reinstall the project dependencies: npm install');
