@@ -98,8 +98,9 @@ export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.
 
 /** GELU, erf form (BERT's "gelu"): student/kernels/gelu.ts. */
 export { gelu } from './kernels/gelu.js';
-import { gelu } from './kernels/gelu.js';
+import { biasGelu } from './kernels/gelu.js';
 import { layerNorm as layerNormKernel } from './kernels/layer-norm.js';
+import { maskedSoftmax } from './kernels/attention-softmax.js';
 
 /** LayerNorm over the last axis (student/kernels/layer-norm.ts: WGSL programs on webgpu, tfjs ops elsewhere). */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
@@ -115,8 +116,8 @@ export interface ForwardOptions {
 
 /** What one layer's self-attention computed (encodeWithInternals). */
 export interface LayerInternals {
-  /** q·kᵀ/√d_head + the mask's bias, before the softmax: [B, heads, T, T]. */
-  scores: tf.Tensor4D;
+  /** q·kᵀ/√d_head + the mask's bias, before the softmax: [B, heads, T, T], made when called (inside the caller's tidy). */
+  scores: () => tf.Tensor4D;
   /** The query, key and value projections (bias added, before the split into heads): [B·T, dim]. */
   query: tf.Tensor2D;
   key: tf.Tensor2D;
@@ -196,7 +197,12 @@ export class DistilBertStudent {
   }
 
   private linear(x: tf.Tensor2D, name: string): tf.Tensor2D {
-    return tf.add(tf.matMul(x, this.p(`${name}.weight`) as tf.Tensor2D), this.p(`${name}.bias`));
+    return tf.add(this.product(x, name), this.p(`${name}.bias`));
+  }
+
+  /** x @ W of the linear layer `name`, its bias not added: [N, in] → [N, out]. */
+  private product(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    return tf.matMul(x, this.p(`${name}.weight`) as tf.Tensor2D);
   }
 
   /**
@@ -250,13 +256,14 @@ export class DistilBertStudent {
       const v = heads(value);
       // Batched products (B·nh of them): the kernel behind tf.matMul runs each one fast (student/kernels/products.ts).
       const qk = tf.matMul(q, k, false, true); // [B*nh, T, T]
-      const scores = tf.add(tf.reshape(qk, [B, nh, T, T]), maskBias) as tf.Tensor4D; // [B, nh, T, T]
-      layers.push({ scores, query, key, value });
-      const probs = dropout(tf.softmax(scores, -1), c.attention_dropout);
+      const qk4 = tf.reshape(qk, [B, nh, T, T]) as tf.Tensor4D; // [B, nh, T, T]
+      // The scores with the mask's bias are made only if a loss reads them: the softmax adds the bias itself.
+      layers.push({ scores: () => tf.add(qk4, maskBias) as tf.Tensor4D, query, key, value });
+      const probs = dropout(maskedSoftmax(qk4, maskBias as tf.Tensor4D), c.attention_dropout); // [B, nh, T, T]
       const context = tf.matMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
       const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D; // [B*T, H]
       const sa = layerNorm(tf.add(this.linear(merged, `${p}.attention.out_lin`), x), this.p(`${p}.sa_layer_norm.weight`), this.p(`${p}.sa_layer_norm.bias`)) as tf.Tensor2D;
-      const inner = gelu(this.linear(sa, `${p}.ffn.lin1`)) as tf.Tensor2D; // [B*T, F]
+      const inner = biasGelu(this.product(sa, `${p}.ffn.lin1`), this.p(`${p}.ffn.lin1.bias`) as tf.Tensor1D); // [B*T, F]
       const ffn = dropout(this.linear(inner, `${p}.ffn.lin2`), c.dropout);
       x = layerNorm(tf.add(ffn, sa), this.p(`${p}.output_layer_norm.weight`), this.p(`${p}.output_layer_norm.bias`)) as tf.Tensor2D;
       hidden.push(tf.reshape(x, [B, T, H]));
@@ -274,7 +281,7 @@ export class DistilBertStudent {
 
   /** The MLM head before the projector: vocab_transform → GELU → vocab_layer_norm, [N, H] → [N, H]. */
   vocabTransform(h: tf.Tensor2D): tf.Tensor2D {
-    return layerNorm(gelu(this.linear(h, 'vocab_transform')), this.p('vocab_layer_norm.weight'), this.p('vocab_layer_norm.bias')) as tf.Tensor2D;
+    return layerNorm(biasGelu(this.product(h, 'vocab_transform'), this.p('vocab_transform.bias') as tf.Tensor1D), this.p('vocab_layer_norm.weight'), this.p('vocab_layer_norm.bias')) as tf.Tensor2D;
   }
 
   /** The word embeddings [V, H] and the vocab bias [V]: the tied projector. */

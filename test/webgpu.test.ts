@@ -21,7 +21,8 @@ import { LOGIT_LOSSES_KERNEL } from '../student/kernels/logit-losses.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
 import { saveStudent } from '../student/io.js';
 import { gelu, hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
-import { geluOps } from '../student/kernels/gelu.js';
+import { biasGelu, geluOps } from '../student/kernels/gelu.js';
+import { MASKED_SOFTMAX_KERNEL, maskedSoftmax, maskedSoftmaxOps } from '../student/kernels/attention-softmax.js';
 import { Teacher } from '../teacher/teacher.js';
 import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
 import { teacherSoftTargets } from '../teacher/soft-targets.js';
@@ -70,6 +71,59 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     expect(maxAbsDiff(y!, yRef!)).toBeLessThan(2e-6);
     expect(maxAbsDiff(g!, gRef!)).toBeLessThan(2e-6);
     expect(Math.max(...(y as Float32Array))).toBeGreaterThan(5.9);
+  });
+
+  it('bias + GELU runs as one WGSL program each way (DistillBiasGelu), equal to gelu(x + b) in tfjs ops (value, ∂x, ∂b), at two widths', async () => {
+    // Two widths in a row: tfjs caches a pipeline by the program's key, so a width written into the code would
+    // reuse the first width's program for the second (the student's FFN and its MLM head differ so).
+    for (const [n, width] of [[29, 70], [13, 33]] as const) {
+      const x = tf.tensor2d(Float32Array.from({ length: n * width }, (_, i) => Math.sin(i * 0.37) * 4), [n, width]);
+      const b = tf.tensor1d(Float32Array.from({ length: width }, (_, i) => Math.cos(i * 1.1)));
+      const w = tf.tensor2d(Float32Array.from({ length: n * width }, (_, i) => Math.cos(i * 0.05)), [n, width]);
+      const before = tf.memory().numTensors;
+      const both = (f: (x: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor): tf.Tensor[] => tf.tidy(() => {
+        const g = tf.grads((u: tf.Tensor, v: tf.Tensor) => tf.sum(tf.mul(f(u as tf.Tensor2D, v as tf.Tensor1D), w)))([x, b]);
+        return [f(x, b), ...g];
+      });
+      const fused = both(biasGelu);
+      const ops = both((u, v) => geluOps(tf.add(u, v)));
+      const [fv, ov] = [await Promise.all(fused.map((t) => t.data())), await Promise.all(ops.map((t) => t.data()))];
+      tf.dispose([...fused, ...ops]);
+      expect(tf.memory().numTensors).toBe(before);
+      // The same formula in float32 (the erf approximations differ by < 1e-7): values and ∂x within 2e-6 as GELU's
+      // own test; ∂b sums n ≤ 29 rows of ∂x (|∂x| ≤ 1.2) in another order, within 29·2e-6 ≈ 6e-5. A dropped or
+      // misaligned bias moves values by up to |b| = 1, a wrong ∂b by O(1).
+      expect(maxAbsDiff(fv[0]!, ov[0]!), `width ${width}`).toBeLessThan(2e-6);
+      expect(maxAbsDiff(fv[1]!, ov[1]!), `width ${width}`).toBeLessThan(2e-6);
+      expect(maxAbsDiff(fv[2]!, ov[2]!), `width ${width}`).toBeLessThan(6e-5);
+      tf.dispose([x, b, w]);
+    }
+  });
+
+  it('the attention softmax with its mask runs as one WGSL program each way (DistillMaskedSoftmax), equal to softmax(s + m) in tfjs ops', async () => {
+    expect(tf.getKernel(MASKED_SOFTMAX_KERNEL, 'webgpu')).toBeDefined();
+    const [b, heads, t] = [3, 2, 9];
+    const s = tf.tensor4d(Float32Array.from({ length: b * heads * t * t }, (_, i) => Math.sin(i * 0.61) * 6), [b, heads, t, t]);
+    // Sequences of 9, 5 and 1 real tokens: the padded keys get −1e9, as the student's mask bias.
+    const lengths = [9, 5, 1];
+    const m = tf.tensor4d(Float32Array.from({ length: b * t }, (_, i) => (i % t < lengths[Math.floor(i / t)]! ? 0 : -1e9)), [b, 1, 1, t]);
+    const w = tf.tensor4d(Float32Array.from({ length: b * heads * t * t }, (_, i) => Math.cos(i * 0.3)), [b, heads, t, t]);
+    const before = tf.memory().numTensors;
+    const both = (f: typeof maskedSoftmaxOps): tf.Tensor[] => tf.tidy(() => [f(s, m), tf.grad((u: tf.Tensor) => tf.sum(tf.mul(f(u as tf.Tensor4D, m), w)))(s)]);
+    const fused = both(maskedSoftmax);
+    const ops = both(maskedSoftmaxOps);
+    const [fv, ov] = [await Promise.all(fused.map((x) => x.data())), await Promise.all(ops.map((x) => x.data()))];
+    tf.dispose([...fused, ...ops]);
+    expect(tf.memory().numTensors).toBe(before);
+    // Probabilities ≤ 1: a row's max and sum of ≤ 9 exps in another order agree within a few float32 ulps (1e-6
+    // with margin); the gradient y·(dy − Σ dy·y) with |dy| ≤ 1 the same. A padded key given weight, or the wrong
+    // row's mask, moves a probability by O(0.1).
+    expect(maxAbsDiff(fv[0]!, ov[0]!)).toBeLessThan(1e-6);
+    expect(maxAbsDiff(fv[1]!, ov[1]!)).toBeLessThan(1e-6);
+    const probs = fv[0] as Float32Array;
+    expect(probs[(2 * heads * t + 3) * t + 0]).toBeCloseTo(1, 6); // the third sequence: one real key takes it all
+    expect(probs[(1 * heads * t) * t + 7]).toBe(0); // the second: key 7 is padding
+    tf.dispose([s, m, w]);
   });
 
   it('LayerNorm runs as WGSL programs (DistillLayerNorm), equal to the tfjs ops in value and gradient; no tensor left behind', async () => {
@@ -135,6 +189,23 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     // p', m', v' from the kernel against the ops: a float32 rounding or two (the compiler may fuse a multiply-add).
     for (let i = 0; i < 3; i++) expect(maxAbsDiff(values[i]!, values[i + 3]!)).toBeLessThan(1e-6);
     expect(maxAbsDiff(values[0]!, wave(0.37))).toBeGreaterThan(1e-4); // the update moved p
+  });
+
+  it('AdamW takes the gradients times gradScale (1/loss_scale, precision fp16-mixed) as the tfjs ops do on g·gradScale', async () => {
+    // Gradients 1024 times too large with gradScale 2⁻¹⁰, and small enough (~1e-6 after scaling) that ε matters
+    // (Adam's m/√v alone is blind to a gradient's scale): a kernel that ignored gradScale moves p' by ~1e-4.
+    const n = 1001;
+    const wave = (k: number, a: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * k) * a);
+    const c = { b1: 0.9, b2: 0.98, biasCorrection2Sqrt: Math.sqrt(1 - 0.98), eps: 1e-6, stepSize: 1e-3 / (1 - 0.9), decayFactor: 1 };
+    const outs = tf.tidy(() => {
+      const [p, m, v] = [tf.tensor1d(wave(0.37, 0.5)), tf.zeros([n]), tf.zeros([n])];
+      const g = tf.tensor1d(wave(1.3, 1024 * 2e-6));
+      return [...adamwUpdate(p, g, m, v, c, 2 ** -10), ...adamwOps(p, tf.mul(g, 2 ** -10), m, v, c), adamwUpdate(p, g, m, v, c)[0]];
+    });
+    const values = await Promise.all(outs.map((t) => t.data()));
+    tf.dispose(outs);
+    for (let i = 0; i < 3; i++) expect(maxAbsDiff(values[i]!, values[i + 3]!)).toBeLessThan(1e-9);
+    expect(maxAbsDiff(values[0]!, values[6]!)).toBeGreaterThan(1e-5); // without the scale the step differs
   });
 
   it('logits and hidden states equal PyTorch\'s within 1e-4', async () => {

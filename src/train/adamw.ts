@@ -17,11 +17,15 @@ export interface AdamWOptions {
  * One parameter's AdamW update as an op: [p', m', v'] from p, g, m, v. Where the backend registered the kernel
  * DistillAdamW (student/kernels/simd.ts: one SIMD pass on wasm, in place) it runs; elsewhere these tfjs ops.
  */
-export function adamwUpdate(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, c: AdamWCoefficients): [tf.Tensor, tf.Tensor, tf.Tensor] {
-  if (p.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(ADAMW_KERNEL, tf.getBackend())) {
-    return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad: g, m, v }, { ...c }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
+export function adamwUpdate(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, c: AdamWCoefficients, gradScale = 1): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  const kernel = p.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(ADAMW_KERNEL, tf.getBackend()) !== undefined;
+  // `gradScale` (a power of 2: 1/loss_scale) multiplies g first, exactly; webgpu's programs take it as a uniform.
+  if (kernel && tf.getBackend() === 'webgpu') {
+    return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad: g, m, v }, { ...c, gradScale }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
   }
-  return adamwOps(p, g, m, v, c);
+  const grad = gradScale === 1 ? g : tf.mul(g, gradScale);
+  if (kernel) return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad, m, v }, { ...c }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
+  return adamwOps(p, grad, m, v, c);
 }
 
 /** The tfjs-op form of one AdamW update (what DistillAdamW computes where it is registered). */
@@ -57,8 +61,11 @@ export class AdamW {
     this.expAvgSq = params.map(zeros);
   }
 
-  /** One update with learning rate `lr` from `grads` (same order as the params). */
-  apply(grads: tf.Tensor[], lr: number): void {
+  /**
+   * One update with learning rate `lr` from `grads` (same order as the params), each multiplied by `gradScale`
+   * first (1/loss_scale with precision fp16-mixed: a power of 2, so exactly as if the gradients had been divided).
+   */
+  apply(grads: tf.Tensor[], lr: number, gradScale = 1): void {
     const [b1, b2] = this.options.betas;
     this.step++;
     const t = this.step;
@@ -73,7 +80,7 @@ export class AdamW {
       tf.tidy(() => {
         const m = this.expAvg[i]!;
         const v = this.expAvgSq[i]!;
-        const [pNew, mNew, vNew] = adamwUpdate(p, grads[i]!, m, v, c);
+        const [pNew, mNew, vNew] = adamwUpdate(p, grads[i]!, m, v, c, gradScale);
         m.assign(mNew);
         v.assign(vNew);
         p.assign(pNew);
@@ -133,10 +140,13 @@ export function sumOfSquares(tensors: tf.Tensor[]): tf.Scalar {
 /**
  * Clip by the global L2 norm in place of the list (torch.nn.utils.clip_grad_norm_); returns the norm before
  * clipping. The norm is read asynchronously (one scalar), so it works on backends that cannot read synchronously.
+ * `gradScale`: the gradients are `grads` × gradScale (a power of 2, 1/loss_scale): the norm is theirs (exactly:
+ * a power-of-2 scale commutes with the sums, the square root and their roundings) and so is the clipping
+ * coefficient; the list returned stays unscaled by it (AdamW.apply takes the same gradScale).
  */
-export async function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): Promise<{ grads: tf.Tensor[]; norm: number }> {
+export async function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number, gradScale = 1): Promise<{ grads: tf.Tensor[]; norm: number }> {
   const squared = tf.tidy(() => sumOfSquares(grads));
-  const norm = Math.sqrt((await guardGpu(squared.data()))[0]!);
+  const norm = Math.sqrt((await guardGpu(squared.data()))[0]!) * gradScale;
   squared.dispose();
   if (maxNorm <= 0 || !Number.isFinite(norm)) return { grads, norm };
   const coef = maxNorm / (norm + 1e-6);

@@ -98,25 +98,23 @@ export class UpdateStep {
   async apply(lr: number): Promise<number> {
     if (!this.optimizer) throw new Error('UpdateStep.apply: this step has no optimizer');
     const comm = this.options.comm ?? SOLO;
-    let grads = this.gradients();
+    const grads = this.gradients();
     this.acc = undefined;
     if (comm.size > 1) {
       const started = performance.now();
       await allreduceSum(comm, grads);
       this.allreduceMs += performance.now() - started;
     }
+    // With a loss scale the gradients stay scaled: the norm, the clipping and AdamW take 1/loss_scale as a factor
+    // (exact for a power of 2), so that unscaling costs no pass of its own over every parameter.
     const lossScale = this.options.lossScale;
-    if (lossScale !== undefined && lossScale !== 1) {
-      const scaled = grads;
-      grads = tf.tidy(() => scaled.map((g) => tf.mul(g, 1 / lossScale)));
-      tf.dispose(scaled);
-    }
-    const { grads: clipped, norm } = await clipByGlobalNorm(grads, this.options.maxGradNorm);
+    const gradScale = 1 / (lossScale ?? 1);
+    const { grads: clipped, norm } = await clipByGlobalNorm(grads, this.options.maxGradNorm, gradScale);
     if (lossScale !== undefined && !Number.isFinite(norm)) {
       tf.dispose(clipped);
       throw new HalfPrecisionOverflow(lossScale);
     }
-    this.optimizer.apply(clipped, lr);
+    this.optimizer.apply(clipped, lr, gradScale);
     tf.dispose(clipped);
     return norm;
   }

@@ -8,6 +8,7 @@ import { registerDeviceReductionGrads } from './reduction-grads.js';
 import { registerAdamWWebgpuKernel } from './adamw-webgpu.js';
 import { registerLayerNormWebgpuKernel } from './layer-norm.js';
 import { registerSumSquaresWebgpuKernel } from './sum-squares.js';
+import { registerMaskedSoftmaxWebgpuKernels } from './attention-softmax.js';
 import { F16_MARKER, registerHalfProductKernel, setHalfProducts } from './matmul-f16.js';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
@@ -285,6 +286,7 @@ export async function selectBackend(requested?: BackendName,
       registerAdamWWebgpuKernel();
       registerLayerNormWebgpuKernel();
       registerSumSquaresWebgpuKernel();
+      registerMaskedSoftmaxWebgpuKernels();
       registerHalfProductKernel();
       if (precision === 'fp16-mixed' && !gpuHasF16()) {
         throw new DistillError(`precision "fp16-mixed": the adapter ${webgpuDevice ?? ''} has no shader-f16 (f16 arithmetic in shaders)`,

@@ -89,6 +89,8 @@ function cpuKernel(compute: (ins: Float32Array[], out: Float32Array) => void, na
   };
 }
 
+const BIAS_GELU_KERNEL = 'DistillBiasGelu';
+
 const forward = (ins: Float32Array[], out: Float32Array): void => geluInto(ins[0]!, out);
 const backward = (ins: Float32Array[], out: Float32Array): void => geluGradInto(ins[0]!, ins[1]!, out);
 
@@ -106,16 +108,23 @@ ${BETA.slice(1).map((b) => `    q = q * x2 + ${b};`).join('\n')}
   }`;
 
 class GeluProgram extends WgslProgram {
-  constructor(shape: number[], private readonly gradient: boolean) {
-    super(gradient ? ['A', 'B'] : ['A'], shape, gradient ? 'distill_gelu_grad' : 'distill_gelu');
+  /** With the bias: its width as a uniform (the code, and so the pipeline tfjs caches by shaderKey, fits every width). */
+  readonly uniforms: string | undefined;
+
+  /** `withBias`: gelu(x + b) with b [width] broadcast over the rows (DistillBiasGelu), the bias add fused in. */
+  constructor(shape: number[], private readonly gradient: boolean, private readonly withBias = false) {
+    super([...(gradient ? ['A', 'B'] : ['A']), ...(withBias ? ['C'] : [])], shape,
+      `distill${withBias ? '_bias' : ''}_gelu${gradient ? '_grad' : ''}`);
+    this.uniforms = withBias ? 'width : i32,' : undefined;
   }
 
   getUserCode(): string {
+    const a = this.withBias ? 'getAByOutputIndex(index) + C[index % uniforms.width]' : 'getAByOutputIndex(index)';
     const body = this.gradient
-      ? `let a = getAByOutputIndex(index);
+      ? `let a = ${a};
          let phi = 0.5 * (1.0 + distillErf(a * ${INV_SQRT2}));
          setOutputAtIndex(index, getBByOutputIndex(index) * (phi + a * ${INV_SQRT_2PI} * exp(-0.5 * a * a)));`
-      : `let a = getAByOutputIndex(index);
+      : `let a = ${a};
          setOutputAtIndex(index, 0.5 * a * (1.0 + distillErf(a * ${INV_SQRT2})));`;
     return `${WGSL_ERF}
       fn main(index : i32) {
@@ -126,10 +135,12 @@ class GeluProgram extends WgslProgram {
   }
 }
 
-function webgpuKernel(gradient: boolean) {
+function webgpuKernel(gradient: boolean, withBias = false) {
   return ({ inputs, backend }: KernelArgs): tf.TensorInfo => {
     const x = inputs['x']!;
-    return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(new GeluProgram(x.shape, gradient), gradient ? [x, inputs['dy']!] : [x], 'float32');
+    const ins = [x, ...(gradient ? [inputs['dy']!] : []), ...(withBias ? [inputs['bias']!] : [])];
+    return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(new GeluProgram(x.shape, gradient, withBias), ins, 'float32',
+      withBias ? [{ type: 'int32', data: [x.shape[x.shape.length - 1]!] }] : undefined);
   };
 }
 
@@ -139,6 +150,8 @@ export function registerGeluKernels(backendName: 'wasm' | 'cpu' | 'webgpu'): voi
   if (backendName === 'webgpu') {
     tf.registerKernel({ kernelName: 'DistillGelu', backendName, kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc });
     tf.registerKernel({ kernelName: 'DistillGeluGrad', backendName, kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc });
+    tf.registerKernel({ kernelName: BIAS_GELU_KERNEL, backendName, kernelFunc: webgpuKernel(false, true) as unknown as tf.KernelFunc });
+    tf.registerKernel({ kernelName: 'DistillBiasGeluGrad', backendName, kernelFunc: webgpuKernel(true, true) as unknown as tf.KernelFunc });
     return;
   }
   const make = backendName === 'wasm' ? wasmKernel : cpuKernel;
@@ -158,6 +171,26 @@ const fusedGelu = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel('DistillGeluGrad', { x: saved[0]!, dy }) as tf.Tensor,
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]);
+
+/**
+ * gelu(x + bias) for x [N, F] and bias [F] (the FFN's first layer, the MLM head's transform): on webgpu one
+ * program each way with the bias add fused in (the backward pass recomputes x + bias; ∂bias = Σ_rows ∂(x + bias));
+ * elsewhere gelu(tf.add(x, bias)), unchanged.
+ */
+export function biasGelu(x: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  if (x.dtype !== 'float32' || !tf.getKernel(BIAS_GELU_KERNEL, tf.getBackend())) return gelu(tf.add(x, bias)) as tf.Tensor2D;
+  const f = tf.customGrad(((x2: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
+    save([x2, b]);
+    return {
+      value: tf.engine().runKernel(BIAS_GELU_KERNEL, { x: x2, bias: b }) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dz = tf.engine().runKernel('DistillBiasGeluGrad', { x: saved[0]!, dy, bias: saved[1]! }) as tf.Tensor2D; // [N, F]
+        return [dz, tf.sum(dz, 0)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(x, bias) as tf.Tensor2D;
+}
 
 /** GELU, erf form: one kernel each way where the backend has ours, else tfjs ops. */
 export function gelu(x: tf.Tensor): tf.Tensor {
