@@ -158,8 +158,9 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
       plan.layerMap.forEach((tl, i) => {
         const s = layers[i]!;
         if (plan.attentionPerHead) {
-          const A = s.scores.shape[1];
-          sScores.push(s.scores); // [B, A, T, T]
+          const scores = s.scores(); // [B, A, T, T]
+          const A = scores.shape[1];
+          sScores.push(scores);
           tProbs.push(tf.tensor4d(get(`attention.${tl}`, B * A * T * T), [B, A, T, T]));
         } else {
           sScores.push(relationScores('loss_att', s.query, s.key, B, T, R, bias)); // [B, R, T, T]
