@@ -266,11 +266,13 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
   // uploads are the batch and the teacher's outputs and nothing the size of an activation or of the logits
   // (tfjs's own Sum/Mean gradients uploaded a host-made ones(x.shape) per reduction: 7.8 MB here, not 3.3);
   // the reads are the losses and the gradient norm; no shader is compiled after the warm-up.
-  for (const topk of [0, 8]) {
-    it(`one warm update uploads only the batch and the teacher's outputs, reads back ≤ 1 KB, compiles nothing (top-k ${topk})`, () => {
+  for (const [topk, precision] of [[0, 'fp32'], [8, 'fp32'], [8, 'fp16-mixed']] as const) {
+    it(`one warm update uploads only the batch and the teacher's outputs, reads back ≤ 1 KB, compiles nothing (top-k ${topk}, ${precision})`, () => {
       const [b, t] = [4, 32];
-      const r = runCli(['bench', '--teacher', TINY, '--backend', 'webgpu', '--teacher-ep', 'webgpu', '--batch', String(b), '--seq', String(t), '--steps', '1', '--profile', '--topk', String(topk)]);
+      const r = runCli(['bench', '--teacher', TINY, '--backend', 'webgpu', '--teacher-ep', 'webgpu', '--batch', String(b), '--seq', String(t), '--steps', '1', '--profile',
+        '--topk', String(topk), '--precision', precision]);
       expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout.trim().split('\n').at(-1)!).matmul).toBe(precision === 'fp32' ? 'webgpu' : 'webgpu, f16 operands with fp32 accumulation');
       const traffic = (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { profile: { gpu_traffic_per_update: Record<string, number> } }).profile.gpu_traffic_per_update;
       const tokens = b * t; // every position is real in the bench's batch: every token is a loss row
       // hidden + soft targets (top-k: values and int32 ids) + one Σ p log p per row
