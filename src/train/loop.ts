@@ -450,7 +450,8 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       if (!Number.isFinite(sums.loss)) {
         update.discard();
         guard.observe(step + 1, sums.loss, NaN);
-        throw diverged(`the loss is ${sums.loss} at update ${step + 1}`);
+        throw diverged(`the loss is ${sums.loss} at update ${step + 1}${config.precision === 'fp16-mixed'
+          ? ' (precision fp16-mixed: an operand of a product beyond f16\'s range, 65504, also gives NaN; if a lower lr does not help, use precision "fp32")' : ''}`);
       }
       // All-reduce of the gradients across ranks, clipping, AdamW.
       const norm = await update.apply(lr);
