@@ -33,6 +33,7 @@ export interface TrainConfig extends LossWeights, IntermediateMatch, MaskingConf
   epochs: number;
   max_grad_norm: number;
   soft_targets_topk: number;
+  teacher_cache: string | null;
   seed: number;
   checkpoint_every: number;
   keep_checkpoints: number;
@@ -142,6 +143,10 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   soft_targets_topk: {
     doc: 'Keep only the teacher\'s k largest soft targets per token (the rest of the vocabulary is one bucket of the KL: losses/distillation-topk.ts); 0: the whole vocabulary. Cuts what leaves the teacher from [B, T, V] to [B, T, k] values and ids: for GPU runs.',
     default: 0, schema: { type: 'integer', minimum: 0, maximum: 1 << 20 },
+  },
+  teacher_cache: {
+    doc: 'A folder for the teacher\'s outputs on the training batches (top-k soft targets, last hidden state, what the intermediate losses read), one Arrow file per batch named by a hash of the masked batch, in a subfolder named by a hash of the teacher\'s model.onnx, temperature, k and execution provider: a resumed run, a rerun or another variant on the same batches (same corpus, seed, masking, batch size) reads them instead of running the teacher. Relative to the config file; null: off. Needs soft_targets_topk > 0.',
+    default: null, schema: nullable({ type: 'string', minLength: 1 }),
   },
   restrict_ce_to_mask: { doc: 'The KL over masked positions only, instead of every real token.', default: RECIPE.restrict_ce_to_mask, schema: { type: 'boolean' } },
   mlm_mask_prop: { doc: 'Share of real tokens chosen as MLM targets.', default: RECIPE.mlm_mask_prop, fixedOnResume: FIXED.MASKING, schema: { type: 'number', minimum: 1e-9, maximum: 1 } },
@@ -266,6 +271,9 @@ export function validateConfig(raw: Record<string, unknown>, source: string): Tr
   if (c.precision === 'fp16-mixed' && c.backend !== 'webgpu') {
     throw new FileFormatError(source, `key "precision" is "fp16-mixed" but "backend" is ${JSON.stringify(c.backend)}`, 'f16 products run on the webgpu backend: set "backend": "webgpu", or "precision": "fp32"');
   }
+  if (c.teacher_cache !== null && !(c.soft_targets_topk > 0)) {
+    throw new FileFormatError(source, `key "teacher_cache" is set but "soft_targets_topk" is ${c.soft_targets_topk}`, 'the cache keeps top-k soft targets (the full vocabulary would be V floats per token): set soft_targets_topk, e.g. 32, or teacher_cache null');
+  }
   if (c.max_steps === null && !(c.epochs > 0)) throw new FileFormatError(source, 'set "max_steps" or a positive "epochs"');
   if (c.valid_corpus !== null && c.valid_fraction > 0) throw new FileFormatError(source, 'keys "valid_corpus" and "valid_fraction" are both set', 'validate on a separate corpus or on a held-out share of "corpus", not both');
   return c;
@@ -308,6 +316,7 @@ export function resolveConfigPaths(c: TrainConfig, base: string): TrainConfig {
     corpus_inputs: c.corpus_inputs.map((p) => (PACKAGE_INPUT.test(p) ? p : abs(p))),
     student: typeof c.student === 'string' ? abs(c.student) : c.student,
     valid_corpus: c.valid_corpus === null ? null : abs(c.valid_corpus),
+    teacher_cache: c.teacher_cache === null ? null : abs(c.teacher_cache),
   };
 }
 

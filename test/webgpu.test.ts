@@ -272,7 +272,7 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
       const r = runCli(['bench', '--teacher', TINY, '--backend', 'webgpu', '--teacher-ep', 'webgpu', '--batch', String(b), '--seq', String(t), '--steps', '1', '--profile',
         '--topk', String(topk), '--precision', precision]);
       expect(r.status, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout.trim().split('\n').at(-1)!).matmul).toBe(precision === 'fp32' ? 'webgpu' : 'webgpu, f16 operands with fp32 accumulation');
+      expect((JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { matmul: string }).matmul).toBe(precision === 'fp32' ? 'webgpu' : 'webgpu, f16 operands with fp32 accumulation');
       const traffic = (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { profile: { gpu_traffic_per_update: Record<string, number> } }).profile.gpu_traffic_per_update;
       const tokens = b * t; // every position is real in the bench's batch: every token is a loss row
       // hidden + soft targets (top-k: values and int32 ids) + one Σ p log p per row

@@ -23,6 +23,7 @@ import {
   CHECKPOINT_FORMAT, type CheckpointHooks, type ResumeRecord, type TrainerState,
 } from './checkpoint.js';
 import { writeFileAtomic } from '../core/safetensors.js';
+import { TeacherCache } from '../../teacher/cache.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
@@ -84,6 +85,8 @@ export interface TrainSummary {
   checkpoint: string | undefined;
   /** True when the run stopped early because stopRequested said so (a checkpoint of the last update was written). */
   stopped: boolean;
+  /** With teacher_cache: its folder, and the training batches read from it (hits) or computed and stored (misses). */
+  teacher_cache?: { dir: string; hits: number; misses: number };
 }
 
 export interface TrainOptions {
@@ -331,18 +334,23 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       if (masked.mlmLabels[i] !== -100) maskedCount++;
     }
     const counts = { ce: config.restrict_ce_to_mask ? maskedCount : real, mlm: maskedCount, cos: real };
-    const run = rowsOfLoss
-      ? teacher.forward({
-        inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen, softRows: config.restrict_ce_to_mask ? rowsOfLoss.maskedRows : rowsOfLoss.realRows,
-        keepLogits: config.alpha_mse !== 0, fullLogits: false,
-      })
-      : Promise.resolve(undefined);
+    const request = rowsOfLoss && {
+      inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen, softRows: config.restrict_ce_to_mask ? rowsOfLoss.maskedRows : rowsOfLoss.realRows,
+      keepLogits: config.alpha_mse !== 0, fullLogits: false,
+    };
+    // From the teacher cache when the run has one and it holds this batch (teacher/cache.ts), else the teacher.
+    const run = request ? (cache ? cache.forward(request, () => teacher.forward(request)) : teacher.forward(request)) : Promise.resolve(undefined);
     return { batch, inputIds, attentionMask, labels, rows, lossRows: rowsOfLoss, counts, teacher: run };
   };
 
   // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead. It starts
   // last, so that nothing before the loop can fail and leave its thread running.
   const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.device !== undefined);
+  const cache = config.teacher_cache === null ? undefined : TeacherCache.open(config.teacher_cache, {
+    teacherDir: config.teacher, temperature: config.temperature, topk: config.soft_targets_topk, executionProvider: teacherEp,
+    outputs: [JSON.stringify(teacherOutputs(plan, teacherLayers))],
+  });
+  if (cache) log(`teacher cache: ${cache.dir}`);
   const teacher = await RemoteTeacher.start(config.teacher,
     {
       ...teacherOutputs(plan, teacherLayers),
@@ -499,7 +507,9 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
     teacher_busy: teacher.busyMs / 1000 / Math.max(wall, 1e-9), student_busy: studentBusy / 1000 / Math.max(wall, 1e-9),
     teacher_wait_s: teacherWait / 1000, backend: backend.name, checkpoint: lastCheckpoint, stopped,
     world_size: comm.size, comm_s_per_update: step > firstStep ? (commMs + update.allreduceMs) / 1000 / (step - firstStep) : 0,
+    ...(cache ? { teacher_cache: { dir: cache.dir, hits: cache.hits, misses: cache.misses } } : {}),
   };
+  if (cache) log(`teacher cache: ${cache.hits} batches read, ${cache.misses} computed and stored (${cache.dir})`);
   optimizer.dispose();
   student.dispose();
   return summary;
