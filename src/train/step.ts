@@ -36,9 +36,9 @@ export interface UpdateStepOptions {
   comm?: Communicator;
   /**
    * Precision "fp16-mixed" (student/kernels/matmul-f16.ts): the loss is multiplied by this power of 2 before the
-   * backward pass and the gradients divided by it after the all-reduce (exact), so that small gradients keep
-   * f16's precision in the products; a non-finite gradient norm then stops the update (an f16 overflow) with
-   * the hint to lower it. Absent: fp32, no scaling.
+   * backward pass, so that small gradients keep f16's precision in the products, and the gradient norm, the
+   * clipping and AdamW take 1/lossScale as a factor (exact); a non-finite gradient norm then stops the update
+   * (an f16 overflow) with the hint to lower it. Absent: fp32, no scaling.
    */
   lossScale?: number;
 }
@@ -135,7 +135,7 @@ export class UpdateStep {
 export class HalfPrecisionOverflow extends DistillError {
   constructor(readonly lossScale: number) {
     super(`precision "fp16-mixed": the gradients are not finite with loss_scale ${lossScale} (an operand of a product beyond f16's range, 65504); the update was not applied`,
-      lossScale > 1 ? `resume from the last checkpoint with a lower loss_scale, e.g. --resume RUN --set loss_scale=${lossScale / 4}, or use precision "fp32"`
+      lossScale > 1 ? `continue from the last checkpoint with a lower loss_scale: distill train --out RUN --resume --set loss_scale=${lossScale / 4}; or use precision "fp32"`
         : 'the activations themselves overflow f16: use precision "fp32"');
   }
 }
