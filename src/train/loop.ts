@@ -346,14 +346,15 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   // The teacher runs in a worker thread (its ONNX session and its soft targets), one batch ahead. It starts
   // last, so that nothing before the loop can fail and leave its thread running.
   const teacherEp = config.teacher_ep ?? defaultTeacherEp(backend.device !== undefined);
+  const outputs = teacherOutputs(plan, teacherLayers); // what the teacher's graph gives besides its soft targets
   const cache = config.teacher_cache === null ? undefined : TeacherCache.open(config.teacher_cache, {
     teacherDir: config.teacher, temperature: config.temperature, topk: config.soft_targets_topk, executionProvider: teacherEp,
-    outputs: [JSON.stringify(teacherOutputs(plan, teacherLayers))],
+    outputs: [JSON.stringify(outputs)],
   });
   if (cache) log(`teacher cache: ${cache.dir}`);
   const teacher = await RemoteTeacher.start(config.teacher,
     {
-      ...teacherOutputs(plan, teacherLayers),
+      ...outputs,
       threads: config.teacher_threads, optionName: 'teacher', softTargetTemperature: config.temperature, softTargetTopK: config.soft_targets_topk, executionProvider: teacherEp,
     },
     config.alpha_mse !== 0);
