@@ -42,6 +42,7 @@ export interface TrainConfig extends LossWeights, IntermediateMatch, MaskingConf
   backend: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu' | null;
   precision: 'fp32' | 'fp16-mixed';
   loss_scale: number;
+  loss_scale_growth_interval: number;
   gpu_adapters: string[];
   teacher_threads: number;
   teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
@@ -169,8 +170,12 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
     default: 'fp32', schema: { enum: ['fp32', 'fp16-mixed'] },
   },
   loss_scale: {
-    doc: 'With precision "fp16-mixed": the loss is multiplied by this power of 2 before the backward pass and the gradients divided by it after, so that small gradients keep f16\'s precision (its normal range starts at 6.1e-5); if the gradients overflow f16 the run stops and says to lower it. Ignored with "fp32".',
+    doc: 'With precision "fp16-mixed": the loss is multiplied by this power of 2 before the backward pass and the gradients divided by it after, so that small gradients keep f16\'s precision (its normal range starts at 6.1e-5). The starting scale: see loss_scale_growth_interval. Ignored with "fp32".',
     default: 1024, schema: { type: 'number', minimum: 1, maximum: 2 ** 24 },
+  },
+  loss_scale_growth_interval: {
+    doc: 'With precision "fp16-mixed": a dynamic loss scale, as PyTorch\'s GradScaler: an update whose gradients overflow f16 is skipped (nothing applied) and the scale halves; after this many finite updates in a row it doubles (up to 2^24); the scale reached is saved in checkpoints. 0: loss_scale stays fixed and an overflow stops the run, naming the fix.',
+    default: 2000, schema: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
   },
   teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
   divergence_factor: { doc: 'Stop the run when the loss, or the gradient norm, exceeds this multiple of its median over the normal updates so far (the last 20) for divergence_patience updates in a row; 0 turns the check off (a NaN or infinite loss always stops it).', default: 10, schema: { type: 'number', minimum: 0 } },

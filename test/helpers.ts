@@ -2,10 +2,12 @@
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { dirname, join, relative } from 'node:path';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { selectBackend } from '../student/kernels/backend.js';
+import { publicDomainParagraphs } from '../corpus/public-domain.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The embedded tiny teacher (a copy of ../shared/fixtures/tiny-bert-cased without the golden numbers). */
@@ -132,4 +134,17 @@ export function folderDigest(dir: string): string {
  */
 export function tidy<T>(fn: () => T): T {
   return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as T;
+}
+
+/**
+ * A small training run on the tiny teacher in a new scratch folder: 60 paragraphs of Moby-Dick as the corpus
+ * text, sequences of 32, batches of 4, with `keys` on top. Returns the folder and the config file's path.
+ */
+export function tinyRunConfig(name: string, keys: Record<string, unknown>): { work: string; configPath: string } {
+  const work = mkdtempSync(join(tmpdir(), `distill-${name}-`));
+  const text = join(work, 'moby.txt');
+  writeFileSync(text, publicDomainParagraphs('moby-dick').slice(0, 60).join('\n') + '\n');
+  const configPath = join(work, 'config.json');
+  writeFileSync(configPath, JSON.stringify({ teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 32, batch_size: 4, grad_accum: 1, ...keys }));
+  return { work, configPath };
 }

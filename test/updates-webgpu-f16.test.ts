@@ -10,8 +10,14 @@ import { selectBackend, type BackendChoice } from '../student/kernels/backend.js
 import { halfProductsOn, setHalfProducts } from '../student/kernels/matmul-f16.js';
 import { HalfPrecisionOverflow, UpdateStep } from '../src/train/step.js';
 import { AdamW } from '../src/train/adamw.js';
+import { LossScale } from '../src/train/loss-scale.js';
 import { DistillError } from '../src/core/errors.js';
-import { validateConfig } from '../src/config.js';
+import { loadConfig, validateConfig } from '../src/config.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { train } from '../src/train/loop.js';
+import { latestCheckpoint } from '../src/train/checkpoint.js';
+import { tinyRunConfig } from './helpers.js';
 
 /** x rounded to the nearest f16 (ties to even; subnormals kept; beyond 65504: Infinity), as a number. */
 function toHalf(x: number): number {
@@ -133,12 +139,12 @@ describe.skipIf(skip !== undefined)('precision fp16-mixed on webgpu', () => {
     tf.dispose([a, b]);
   });
 
-  it('a gradient beyond f16 stops the update with the loss_scale hint, and the weights stay as they were', async () => {
+  it('a gradient beyond f16: a static scale stops with the loss_scale hint, a dynamic one skips and halves; the weights stay as they were', async () => {
     const w = tf.variable(tf.tensor2d([[0.5, -0.25], [0.125, 1]]), true, 'f16-test-w');
     const before = Array.from(await w.data());
     const optimizer = new AdamW([w], [true], { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
     // ∂loss/∂y = 100 · 2¹⁰ per element: the product of the backward pass gets an operand above 65504.
-    const step = new UpdateStep([w], optimizer, { gradAccum: 1, maxGradNorm: 0, lossScale: 1024 });
+    const step = new UpdateStep([w], optimizer, { gradAccum: 1, maxGradNorm: 0, lossScale: new LossScale(1024, 0) });
     await step.accumulate(() => {
       const loss = tf.mul(tf.sum(tf.matMul(tf.ones([3, 2]), w)), 100) as tf.Scalar;
       return { loss, report: tf.stack([loss]) as tf.Tensor1D };
@@ -147,13 +153,24 @@ describe.skipIf(skip !== undefined)('precision fp16-mixed on webgpu', () => {
     expect(error).toBeInstanceOf(HalfPrecisionOverflow);
     expect((error as DistillError).hint).toContain('loss_scale=256');
     expect(Array.from(await w.data())).toEqual(before);
-    // The same with loss_scale 1 fits f16, and the update applies.
-    const small = new UpdateStep([w], optimizer, { gradAccum: 1, maxGradNorm: 0, lossScale: 1 });
-    await small.accumulate(() => {
-      const loss = tf.mul(tf.sum(tf.matMul(tf.ones([3, 2]), w)), 100) as tf.Scalar;
-      return { loss, report: tf.stack([loss]) as tf.Tensor1D };
-    });
-    expect(await small.apply(1e-3)).toBeCloseTo(Math.sqrt(4 * 300 * 300), 3);
+    // A dynamic scale skips instead: at 1024 the update overflows (100·1024 > 65504) and is skipped, the scale
+    // halves, and at 512 (100·512 = 51200 < 65504) the update applies with the unscaled gradient.
+    const dynamic = new UpdateStep([w], optimizer, { gradAccum: 1, maxGradNorm: 0, lossScale: new LossScale(1024, 2000) });
+    const skipped: boolean[] = [];
+    const norms: number[] = [];
+    for (let u = 0; u < 2; u++) {
+      await dynamic.accumulate(() => {
+        const loss = tf.mul(tf.sum(tf.matMul(tf.ones([3, 2]), w)), 100) as tf.Scalar;
+        return { loss, report: tf.stack([loss]) as tf.Tensor1D };
+      });
+      const applied = await dynamic.apply(1e-3);
+      skipped.push(applied.skipped);
+      norms.push(applied.norm);
+      if (u === 0) expect(Array.from(await w.data())).toEqual(before);
+    }
+    expect(skipped).toEqual([true, false]);
+    expect(norms[1]).toBeCloseTo(Math.sqrt(4 * 300 * 300), 3);
+    expect(optimizer.step).toBe(1);
     expect(Array.from(await w.data())).not.toEqual(before);
     optimizer.dispose();
     w.dispose();
@@ -181,6 +198,51 @@ describe.skipIf(skip !== undefined)('precision fp16-mixed on webgpu', () => {
       }
       expect(relDiff(r.grad_norm, fp32[u]!.grad_norm), `update ${u + 1} grad_norm against fp32`).toBeLessThan(2e-3);
     });
+  });
+
+  it('a whole run with a dynamic loss scale skips the updates that overflow, grows the scale back, and a stop + resume repeats it exactly', async () => {
+    // At 2¹⁹ the backward products' incoming gradients pass 65504 (the mean losses' per-token gradients times the
+    // scale: on these batches 2¹⁸ is the highest that fits, measured), so the first update overflows; growth after
+    // 2 finite updates brings the scale back into overflow, so halving and growth both happen within 8 updates.
+    const { work, configPath } = tinyRunConfig('f16-run', {
+      max_steps: 8, checkpoint_every: 0, backend: 'webgpu', precision: 'fp16-mixed', loss_scale: 2 ** 19, loss_scale_growth_interval: 2,
+      teacher_ep: 'cpu', teacher_threads: 1, seed: 3,
+    });
+    const straight = join(work, 'straight');
+    const split = join(work, 'split');
+    await train({ config: loadConfig(configPath), runDir: straight, resume: false });
+    await train({ config: loadConfig(configPath), runDir: split, resume: false, stopAfter: 2 }); // mid-count: scale 2¹⁸, 1 finite update
+    expect((JSON.parse(readFileSync(join(latestCheckpoint(split)!, 'trainer_state.json'), 'utf8')) as { loss_scale: unknown }).loss_scale).toBeDefined();
+    await train({ config: loadConfig(configPath), runDir: split, resume: true });
+
+    type Line = { step: number; loss: number; grad_norm: number | null; loss_scale: number; skipped?: true };
+    const lines = (dir: string): Line[] => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Line);
+    const run = lines(straight);
+    console.log(JSON.stringify(run.map((m) => [m.loss_scale, m.skipped ?? false, m.loss])));
+    expect(run.length).toBe(8);
+    // The rule, line by line: a skipped update (grad_norm null: not finite) halves the next scale; the second
+    // finite update in a row doubles it; otherwise it stays.
+    let finiteInARow = 0;
+    for (let i = 0; i + 1 < run.length; i++) {
+      const m = run[i]!;
+      expect(m.skipped === true, `update ${m.step}`).toBe(m.grad_norm === null);
+      expect(Number.isFinite(m.loss)).toBe(true);
+      finiteInARow = m.skipped ? 0 : finiteInARow + 1;
+      const expected = m.skipped ? m.loss_scale / 2 : finiteInARow === 2 ? m.loss_scale * 2 : m.loss_scale;
+      if (finiteInARow === 2) finiteInARow = 0;
+      expect(run[i + 1]!.loss_scale, `the scale after update ${m.step}`).toBe(expected);
+    }
+    expect(run[0]!.loss_scale).toBe(2 ** 19);
+    expect(run[0]!.skipped).toBe(true);
+    expect(run.some((m) => !m.skipped)).toBe(true);
+    expect(run.some((m, i) => i > 0 && m.loss_scale > run[i - 1]!.loss_scale)).toBe(true); // it grew at least once
+
+    // Stopped after 2 updates and resumed: the same lines (scales, skips, losses) and the same weights and moments.
+    const timeless = (ls: Line[]): Line[] => ls.map((m) => ({ ...m, tokens_per_s: 0, elapsed_s: 0 })); // the timings differ, nothing else may
+    expect(timeless(lines(split))).toEqual(timeless(run));
+    for (const file of ['model.safetensors', 'optimizer.safetensors']) {
+      expect(readFileSync(join(latestCheckpoint(split)!, file)).equals(readFileSync(join(latestCheckpoint(straight)!, file))), file).toBe(true);
+    }
   });
 
   it('fp16-mixed is refused off webgpu, and by the config without backend webgpu or with a loss_scale not a power of 2', async () => {

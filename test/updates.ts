@@ -16,6 +16,7 @@ import { SafetensorsFile } from '../src/core/safetensors.js';
 import { readEncoderConfig } from '../src/core/model-dir.js';
 import { UpdateStep, distillObjective } from '../src/train/step.js';
 import { AdamW, linearWarmupDecay } from '../src/train/adamw.js';
+import { LossScale } from '../src/train/loss-scale.js';
 import { RemoteTeacher } from '../teacher/remote.js';
 import { defaultTeacherEp } from '../teacher/teacher.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
@@ -92,7 +93,7 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay),
     { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: ref.weight_decay });
   const update = new UpdateStep(student.variables(), optimizer, {
-    gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm, ...(ref.precision === 'fp16-mixed' ? { lossScale: ref.loss_scale! } : {}),
+    gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm, ...(ref.precision === 'fp16-mixed' ? { lossScale: new LossScale(ref.loss_scale!, 0) } : {}),
   });
   const weights = {
     ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos,
@@ -122,8 +123,9 @@ export async function replay(name: ReferenceName, backend: BackendChoice): Promi
           weights, { training: true, dropoutSeed: i })));
         for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / ref.grad_accum;
       }
-      const gradNorm = await update.apply(lr);
-      records.push({ ...sums, grad_norm: gradNorm, lr });
+      const applied = await update.apply(lr);
+      expect(applied.skipped).toBe(false); // a static scale throws instead of skipping
+      records.push({ ...sums, grad_norm: applied.norm, lr });
     }
     await prefetch(student.variables());
     const final = new Map([...student.hfWeights()].map(([n, w]) => [n, w.data]));

@@ -4,7 +4,7 @@
 // with the reason printed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../src/core/safetensors.js';
@@ -27,9 +27,8 @@ import { Teacher } from '../teacher/teacher.js';
 import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
 import { teacherSoftTargets } from '../teacher/soft-targets.js';
 import { lossRows } from '../losses/rows.js';
-import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { expectCleanError, runCli } from './cli-helpers.js';
-import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, tidy, webgpuUnavailable } from './helpers.js';
+import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, tidy, tinyRunConfig, webgpuUnavailable } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
 // Skipped only where WebGPU is not installed or finds no adapter; any other error fails the file.
@@ -288,14 +287,9 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
   }
 
   it('trains two updates on webgpu with the teacher on the WebGPU provider, and checkpoints', async () => {
-    const work = mkdtempSync(join(tmpdir(), 'distill-webgpu-train-'));
-    const text = join(work, 'moby.txt');
-    writeFileSync(text, publicDomainParagraphs('moby-dick').slice(0, 60).join('\n') + '\n');
-    const configPath = join(work, 'config.json');
-    writeFileSync(configPath, JSON.stringify({
-      teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 32, batch_size: 4, grad_accum: 1,
+    const { work, configPath } = tinyRunConfig('webgpu-train', {
       max_steps: 2, checkpoint_every: 2, backend: 'webgpu', teacher_ep: 'webgpu', teacher_threads: 1, seed: 3,
-    }));
+    });
     const runDir = join(work, 'run');
     const summary = await train({ config: loadConfig(configPath), runDir, resume: false });
     expect(summary.backend).toBe('webgpu');

@@ -18,6 +18,7 @@ import { lossRows } from '../../losses/rows.js';
 import { RECIPE_LOSS_WEIGHTS } from '../../losses/total.js';
 import { UpdateStep, distillObjective } from '../train/step.js';
 import { AdamW } from '../train/adamw.js';
+import { LossScale } from '../train/loss-scale.js';
 import { Rng } from '../../corpus/rng.js';
 import { DEFAULT_CONFIG } from '../config.js';
 import { KernelProfiler, type KernelTime } from './profile.js';
@@ -101,7 +102,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
 
   // The training loop's update step: forward + backward, clipping (one asynchronous read of the norm), AdamW.
   const update = new UpdateStep(student.variables(), optimizer, {
-    gradAccum: 1, maxGradNorm: 5, ...(o.precision === 'fp16-mixed' ? { lossScale: DEFAULT_CONFIG.loss_scale } : {}),
+    gradAccum: 1, maxGradNorm: 5, ...(o.precision === 'fp16-mixed' ? { lossScale: new LossScale(DEFAULT_CONFIG.loss_scale, 0) } : {}),
   });
   const studentStep = async (t: RemoteTeacherOutput): Promise<void> => {
     const teacherTargets = { logits: t.logits && t.logits.length > 0 ? t.logits : undefined, lastHidden: t.lastHidden, soft: t.soft };

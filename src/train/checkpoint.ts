@@ -16,6 +16,7 @@ import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite 
 import type { TrainConfig } from '../config.js';
 import type { AdamW, Schedule } from './adamw.js';
 import type { GuardHistory } from './divergence.js';
+import type { LossScaleState } from './loss-scale.js';
 import type { Cursor } from '../../corpus/reader.js';
 import type { DistilBertStudent } from '../../student/model.js';
 import { transpose2d } from '../core/math.js';
@@ -47,6 +48,8 @@ export interface TrainerState {
   world_size: number;
   /** The evaluation with the lowest val_loss so far (checkpoints/best holds its weights). */
   best?: { step: number; val_loss: number };
+  /** precision fp16-mixed: the loss scale reached (the next update's) and its count of finite updates. */
+  loss_scale?: LossScaleState;
 }
 
 /** One resume that changed the run: at which update, and each changed key's old and new value. */

@@ -15,6 +15,7 @@ import { AdamW, scheduleFactor, type Schedule } from './adamw.js';
 import { describeChanges, resumedConfig } from './resume.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 import { UpdateStep, distillObjective } from './step.js';
+import { LossScale } from './loss-scale.js';
 import { acquireRunLock, holdsRun } from './run-dir.js';
 import { moveAside } from '../core/folders.js';
 import { DivergenceGuard } from './divergence.js';
@@ -58,7 +59,12 @@ export interface UpdateMetrics {
   loss_hidden?: number;
   loss_att?: number;
   loss_vr?: number;
+  /** Not finite (null in the file) when the update was skipped. */
   grad_norm: number;
+  /** precision fp16-mixed: the loss scale this update used (src/train/loss-scale.ts). */
+  loss_scale?: number;
+  /** precision fp16-mixed: the gradients overflowed f16, nothing was applied and the loss scale halved. */
+  skipped?: true;
   /** Real tokens in this update (all micro-batches, all ranks). */
   tokens: number;
   tokens_per_s: number;
@@ -286,9 +292,11 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
 
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
   if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
+  // fp16-mixed: the loss scale goes on from the one the checkpoint reached, unless the resume sets loss_scale.
+  const lossScale = config.precision !== 'fp16-mixed' ? undefined
+    : new LossScale(config.loss_scale, config.loss_scale_growth_interval, 'loss_scale' in changed ? undefined : state?.loss_scale);
   const update = new UpdateStep(student.variables(), optimizer, {
-    gradAccum: config.grad_accum, maxGradNorm: config.max_grad_norm, comm,
-    ...(config.precision === 'fp16-mixed' ? { lossScale: config.loss_scale } : {}),
+    gradAccum: config.grad_accum, maxGradNorm: config.max_grad_norm, comm, ...(lossScale ? { lossScale } : {}),
   });
   let step = state?.step ?? 0;
   let tokensSoFar = state?.tokens ?? 0;
@@ -378,7 +386,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const trainerState = (cursor: Cursor): TrainerState => ({
     format_version: CHECKPOINT_FORMAT, step, total_updates: total, schedule, cursor, tokens: tokensSoFar,
     elapsed_s: elapsedBefore + (performance.now() - started) / 1000, metrics_lines: metricsLines, config, world_size: comm.size,
-    divergence_history: guard.history(), resumes, ...(best ? { best } : {}),
+    divergence_history: guard.history(), resumes, ...(best ? { best } : {}), ...(lossScale ? { loss_scale: lossScale.state() } : {}),
   });
   const checkpointNow = (cursor: Cursor): void => {
     if (comm.rank !== 0) return;
@@ -463,21 +471,27 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
           ? ' (precision fp16-mixed: an operand of a product beyond f16\'s range, 65504, also gives NaN; if a lower lr does not help, use precision "fp32")' : ''}`);
       }
       // All-reduce of the gradients across ranks, clipping, AdamW.
-      const norm = await update.apply(lr);
+      const scaleUsed = lossScale?.value;
+      const { norm, skipped } = await update.apply(lr);
       step++;
-      const verdict = guard.observe(step, sums.loss, norm);
-      if (verdict.diverged) {
+      if (skipped) {
+        // fp16-mixed: the gradients overflowed f16; nothing was applied and the scale halved (loss-scale.ts).
+        // The update's batch is used up, as in PyTorch's GradScaler; the divergence guard does not judge it.
+        log(`update ${step}: the gradients overflow f16 with loss_scale ${scaleUsed}: skipped (nothing applied); loss_scale now ${lossScale!.value}`);
+      }
+      const verdict = skipped ? undefined : guard.observe(step, sums.loss, norm);
+      if (verdict?.diverged) {
         throw diverged(`the loss or the gradient norm stayed above ${config.divergence_factor}× its recent level for ${config.divergence_patience} updates `
           + `(updates ${verdict.streakStart}–${step}: loss ${sums.loss.toPrecision(4)} against a median of ${verdict.medianLoss.toPrecision(4)}, `
           + `gradient norm ${norm.toPrecision(4)} against ${verdict.medianGradNorm.toPrecision(4)})`);
       }
-      tokensSoFar += updateTokens;
+      if (!skipped) tokensSoFar += updateTokens;
       lastLoss = sums.loss;
       const elapsed = elapsedBefore + (performance.now() - started) / 1000;
       const m: UpdateMetrics = {
         step, lr, loss: sums.loss, loss_ce: sums.loss_ce, loss_mlm: sums.loss_mlm, loss_cos: sums.loss_cos, loss_mse: sums.loss_mse,
         ...(plan ? { loss_hidden: sums.loss_hidden, loss_att: sums.loss_att, loss_vr: sums.loss_vr } : {}),
-        grad_norm: norm, tokens: updateTokens, tokens_per_s: updateTokens / ((performance.now() - updateStarted) / 1000), elapsed_s: elapsed,
+        grad_norm: norm, ...(scaleUsed !== undefined ? { loss_scale: scaleUsed } : {}), ...(skipped ? { skipped: true as const } : {}), tokens: updateTokens, tokens_per_s: updateTokens / ((performance.now() - updateStarted) / 1000), elapsed_s: elapsed,
       };
       if (comm.rank === 0) {
         appendFileSync(metricsPath, JSON.stringify(m) + '\n');

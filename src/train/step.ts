@@ -19,6 +19,7 @@ import type { LossRows } from '../../losses/rows.js';
 import { distillLosses, type LossWeights, type TeacherTargets } from '../../losses/total.js';
 import { type AdamW, clipByGlobalNorm, sumOfSquares } from './adamw.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
+import type { LossScale } from './loss-scale.js';
 
 /** What one micro-batch's objective gives: the loss to minimise and the values to report, as one 1-D tensor. */
 export interface Objective {
@@ -35,11 +36,22 @@ export interface UpdateStepOptions {
   /** The ranks whose gradients are summed before clipping (default: this process alone). */
   comm?: Communicator;
   /**
-   * Precision "fp16-mixed" (student/kernels/matmul-f16.ts): the loss is multiplied by this power of 2 before the
-   * backward pass, so that small gradients keep f16's precision in the products, and the gradient norm, the
-   * clipping and AdamW take 1/lossScale as a factor (exact); a non-finite gradient norm then stops the update
-   * (an f16 overflow) with the hint to lower it. Absent: fp32, no scaling.
+   * Precision "fp16-mixed" (student/kernels/matmul-f16.ts): the loss is multiplied by its value (a power of 2)
+   * before the backward pass, so that small gradients keep f16's precision in the products, and the gradient
+   * norm, the clipping and AdamW take 1/value as a factor (exact). A non-finite gradient norm (an f16 overflow)
+   * skips the update and halves a dynamic scale, or stops with the hint to lower a static one (loss-scale.ts).
+   * Absent: fp32, no scaling.
    */
+  lossScale?: LossScale;
+}
+
+/** What apply() did. */
+export interface AppliedUpdate {
+  /** The global gradient norm before clipping (not finite when the update was skipped). */
+  norm: number;
+  /** The gradients overflowed f16 and nothing was applied; the loss scale halved (`lossScale` is the new one). */
+  skipped: boolean;
+  /** The loss scale the next update uses (precision fp16-mixed). */
   lossScale?: number;
 }
 
@@ -63,7 +75,7 @@ export class UpdateStep {
   /** Forward + backward of one micro-batch; its gradients are added to the update's. Returns the reported values. */
   async accumulate(objective: () => Objective): Promise<Float32Array> {
     let report: tf.Tensor1D | undefined;
-    const scale = (this.options.lossScale ?? 1) / this.options.gradAccum;
+    const scale = (this.options.lossScale?.value ?? 1) / this.options.gradAccum;
     tf.tidy(() => {
       const { grads } = tf.variableGrads(() => {
         const o = objective();
@@ -88,14 +100,15 @@ export class UpdateStep {
     const squared = tf.tidy(() => sumOfSquares(this.gradients()));
     const value = (await guardGpu(squared.data()))[0]!;
     squared.dispose();
-    return Math.sqrt(value) / (this.options.lossScale ?? 1);
+    return Math.sqrt(value) / (this.options.lossScale?.value ?? 1);
   }
 
   /**
    * Sum the gradients across ranks, clip them, and let AdamW update the parameters with learning rate `lr`.
-   * Returns the global gradient norm before clipping. A rank that had no rows contributes zeros.
+   * Returns the global gradient norm before clipping. A rank that had no rows contributes zeros. Every rank
+   * sees the same summed norm, so with fp16-mixed they all skip an overflowed update, or all apply it.
    */
-  async apply(lr: number): Promise<number> {
+  async apply(lr: number): Promise<AppliedUpdate> {
     if (!this.optimizer) throw new Error('UpdateStep.apply: this step has no optimizer');
     const comm = this.options.comm ?? SOLO;
     const grads = this.gradients();
@@ -108,15 +121,18 @@ export class UpdateStep {
     // With a loss scale the gradients stay scaled: the norm, the clipping and AdamW take 1/loss_scale as a factor
     // (exact for a power of 2), so that unscaling costs no pass of its own over every parameter.
     const lossScale = this.options.lossScale;
-    const gradScale = 1 / (lossScale ?? 1);
+    const gradScale = 1 / (lossScale?.value ?? 1);
     const { grads: clipped, norm } = await clipByGlobalNorm(grads, this.options.maxGradNorm, gradScale);
-    if (lossScale !== undefined && !Number.isFinite(norm)) {
+    if (lossScale && !Number.isFinite(norm)) {
       tf.dispose(clipped);
-      throw new HalfPrecisionOverflow(lossScale);
+      const overflowedAt = lossScale.value;
+      if (!lossScale.overflow()) throw new HalfPrecisionOverflow(overflowedAt, lossScale.dynamic);
+      return { norm, skipped: true, lossScale: lossScale.value };
     }
     this.optimizer.apply(clipped, lr, gradScale);
     tf.dispose(clipped);
-    return norm;
+    lossScale?.finite();
+    return { norm, skipped: false, ...(lossScale ? { lossScale: lossScale.value } : {}) };
   }
 
   /** Drop the accumulated gradients (a diverged update, or a step that only measured). */
@@ -131,11 +147,13 @@ export class UpdateStep {
   }
 }
 
-/** precision "fp16-mixed": the gradients overflowed f16 (nothing was applied). */
+/** precision "fp16-mixed": the gradients overflowed f16 and the scale cannot go lower (nothing was applied). */
 export class HalfPrecisionOverflow extends DistillError {
-  constructor(readonly lossScale: number) {
+  constructor(readonly lossScale: number, dynamic = false) {
     super(`precision "fp16-mixed": the gradients are not finite with loss_scale ${lossScale} (an operand of a product beyond f16's range, 65504); the update was not applied`,
-      lossScale > 1 ? `continue from the last checkpoint with a lower loss_scale: distill train --out RUN --resume --set loss_scale=${lossScale / 4}; or use precision "fp32"`
+      lossScale > 1 && !dynamic
+        ? `continue from the last checkpoint with a lower loss_scale: distill train --out RUN --resume --set loss_scale=${lossScale / 4}, `
+          + 'or let it adapt (--set loss_scale_growth_interval=2000); or use precision "fp32"'
         : 'the activations themselves overflow f16: use precision "fp32"');
   }
 }
