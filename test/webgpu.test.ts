@@ -11,12 +11,14 @@ import { SafetensorsFile } from '../src/core/safetensors.js';
 import { readEncoderConfig } from '../src/core/model-dir.js';
 import { adamwOps, adamwUpdate, sumOfSquares } from '../src/train/adamw.js';
 import { ADAMW_KERNEL } from '../student/kernels/simd.js';
+import { adamwGrid, setAdamWInPlace } from '../student/kernels/adamw-webgpu.js';
+import { GpuTrafficCounter } from '../src/bench/gpu-traffic.js';
 import { LAYER_NORM_KERNEL, layerNorm, layerNormOps } from '../student/kernels/layer-norm.js';
 import { SUM_SQUARES_KERNEL } from '../student/kernels/sum-squares.js';
 import { train } from '../src/train/loop.js';
 import { loadConfig } from '../src/config.js';
 import { latestCheckpoint } from '../src/train/checkpoint.js';
-import { adapterForRank, noMatchingAdapterError, prefetch, selectBackend } from '../student/kernels/backend.js';
+import { activeGpuDevice, adapterForRank, noMatchingAdapterError, prefetch, selectBackend } from '../student/kernels/backend.js';
 import { LOGIT_LOSSES_KERNEL } from '../student/kernels/logit-losses.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';
 import { saveStudent } from '../student/io.js';
@@ -173,21 +175,81 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     tf.dispose(tensors);
   });
 
-  it('AdamW runs as three WGSL programs per parameter (DistillAdamW), equal to the tfjs-op form', async () => {
+  it('AdamW (DistillAdamW) in place, one dispatch, and as three programs on fresh outputs: both equal to the tfjs-op form', async () => {
     expect(tf.getKernel(ADAMW_KERNEL, 'webgpu')).toBeDefined();
     const n = 3001;
     const wave = (k: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * k) * 0.5);
     const c = { b1: 0.9, b2: 0.98, biasCorrection2Sqrt: Math.sqrt(1 - 0.98 ** 3), eps: 1e-6, stepSize: 1e-3 / (1 - 0.9 ** 3), decayFactor: 1 - 1e-3 * 0.01 };
-    const outs = tf.tidy(() => {
-      const [p, g, m] = [wave(0.37), wave(1.3), wave(0.11)].map((x) => tf.tensor1d(x));
-      const v = tf.tensor1d(wave(0.7).map((x) => x * x)); // a second moment is ≥ 0
-      return [...adamwUpdate(p!, g!, m!, v, c), ...adamwOps(p!, g!, m!, v, c)];
-    });
-    const values = await Promise.all(outs.map((t) => t.data()));
-    tf.dispose(outs);
-    // p', m', v' from the kernel against the ops: a float32 rounding or two (the compiler may fuse a multiply-add).
-    for (let i = 0; i < 3; i++) expect(maxAbsDiff(values[i]!, values[i + 3]!)).toBeLessThan(1e-6);
-    expect(maxAbsDiff(values[0]!, wave(0.37))).toBeGreaterThan(1e-4); // the update moved p
+    // p, g, m, v: fresh tensors each (the in-place form rewrites the ones that hold their memory alone).
+    const inputs = (): tf.Tensor[] => [tf.tensor1d(wave(0.37)), tf.tensor1d(wave(1.3)), tf.tensor1d(wave(0.11)), tf.tensor1d(wave(0.7).map((x) => x * x))]; // v ≥ 0
+    const read = (ts: tf.Tensor[]): Promise<Float32Array[]> => Promise.all(ts.map((t) => t.data() as Promise<Float32Array>));
+    const opsIn = inputs();
+    const ops = tf.tidy(() => adamwOps(opsIn[0]!, opsIn[1]!, opsIn[2]!, opsIn[3]!, c));
+    const want = await read(ops);
+    tf.dispose([...opsIn, ...ops]);
+
+    // Three programs: new ids, the inputs untouched.
+    setAdamWInPlace(false);
+    const [p3, g3, m3, v3] = inputs();
+    const three = adamwUpdate(p3!, g3!, m3!, v3!, c);
+    const threeValues = await read(three);
+    expect(three[0]!.dataId).not.toBe(p3!.dataId);
+    expect(Array.from(await p3!.data())).toEqual(Array.from(Float32Array.from(wave(0.37))));
+    tf.dispose([p3!, g3!, m3!, v3!, ...three]);
+    setAdamWInPlace(true);
+
+    // In place: the same ids back, rewritten, after a read that left a host copy of p's old values beside its buffer.
+    const [p0, g, m, v] = inputs();
+    const p = tf.tidy(() => tf.mul(p0!, 1)); // computed on the GPU, as the optimizer's weights are after an update
+    p0!.dispose();
+    const before = Float32Array.from(await p.data()); // the read leaves a host copy beside the buffer (as a checkpoint's does)
+    const traffic = new GpuTrafficCounter(activeGpuDevice());
+    const outs = adamwUpdate(p, g!, m!, v!, c);
+    const inPlace = await read(outs);
+    const counted = traffic.report();
+    traffic.dispose();
+    expect(outs.map((t) => t.dataId)).toEqual([p.dataId, m!.dataId, v!.dataId]);
+    expect(counted.dispatches).toBe(1);
+    expect(Array.from(await p.data())).toEqual(Array.from(inPlace[0]!));
+    expect(maxAbsDiff(inPlace[0]!, before)).toBeGreaterThan(1e-4); // the update moved p (not the stale host copy)
+    tf.dispose([p, g!, m!, v!, ...outs]);
+
+    // Against the ops: a float32 rounding or two (the compiler may fuse a multiply-add).
+    for (let i = 0; i < 3; i++) {
+      expect(maxAbsDiff(threeValues[i]!, want[i]!)).toBeLessThan(1e-6);
+      expect(maxAbsDiff(inPlace[i]!, want[i]!)).toBeLessThan(1e-6);
+    }
+  });
+
+  it('AdamW leaves a tensor that shares its memory alone: a variable made from p and p both keep their values', async () => {
+    const p = tf.tensor1d([0.5, -0.5, 0.25]);
+    const shared = tf.variable(p, false); // holds p's memory too (refcount 2)
+    const [g, m, v] = [tf.tensor1d([1, 1, 1]), tf.zeros([3]), tf.zeros([3])];
+    const c = { b1: 0.9, b2: 0.98, biasCorrection2Sqrt: Math.sqrt(1 - 0.98), eps: 1e-6, stepSize: 1e-2 / (1 - 0.9), decayFactor: 1 };
+    const outs = adamwUpdate(p, g, m, v, c);
+    expect(outs[0]!.dataId).not.toBe(p.dataId);
+    expect(maxAbsDiff(await outs[0]!.data(), [0.49, -0.51, 0.24])).toBeLessThan(1e-6); // Adam's first step: p − lr (g = 1)
+    expect(Array.from(await p.data())).toEqual([0.5, -0.5, 0.25]);
+    expect(Array.from(await shared.data())).toEqual([0.5, -0.5, 0.25]);
+    tf.dispose([p, shared, g, m, v, ...outs]);
+  });
+
+  it('AdamW in place beyond 65535 × 256 elements: the workgroups go in a 2-D grid and every element is updated', async () => {
+    expect(adamwGrid(28996 * 768, 65535)).toEqual([65535, 2]); // bert-base's word embeddings, on a 65535 adapter
+    expect(adamwGrid(1000, 65535)).toEqual([4, 1]);
+    const limit = (activeGpuDevice() as { limits: { maxComputeWorkgroupsPerDimension: number } }).limits.maxComputeWorkgroupsPerDimension;
+    const n = limit * 256 + 1000; // one row of workgroups cannot hold it
+    const [p, g, m, v] = [tf.fill([n], 0.5), tf.fill([n], 1), tf.zeros([n]), tf.zeros([n])];
+    const c = { b1: 0.9, b2: 0.98, biasCorrection2Sqrt: Math.sqrt(1 - 0.98), eps: 1e-6, stepSize: 1e-2 / (1 - 0.9), decayFactor: 1 };
+    const outs = adamwUpdate(p, g, m, v, c);
+    const values = await outs[0]!.data();
+    // Adam's first step with g = 1: m̂/√v̂ = 1/(1 + ε/√0.02·…) ≈ 1, so p' = 0.5 − 0.01 everywhere, the last element too.
+    expect(Math.abs(values[0]! - 0.49)).toBeLessThan(1e-6);
+    expect(Math.abs(values[n - 1]! - 0.49)).toBeLessThan(1e-6);
+    let wrong = 0;
+    for (let i = 0; i < n; i++) if (Math.abs(values[i]! - 0.49) > 1e-6) wrong++;
+    expect(wrong).toBe(0);
+    tf.dispose([p, g, m, v, ...outs]);
   });
 
   it('AdamW takes the gradients times gradScale (1/loss_scale, precision fp16-mixed) as the tfjs ops do on g·gradScale', async () => {
@@ -196,15 +258,23 @@ describe.skipIf(unavailable !== undefined)('student on webgpu', () => {
     const n = 1001;
     const wave = (k: number, a: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * k) * a);
     const c = { b1: 0.9, b2: 0.98, biasCorrection2Sqrt: Math.sqrt(1 - 0.98), eps: 1e-6, stepSize: 1e-3 / (1 - 0.9), decayFactor: 1 };
-    const outs = tf.tidy(() => {
-      const [p, m, v] = [tf.tensor1d(wave(0.37, 0.5)), tf.zeros([n]), tf.zeros([n])];
-      const g = tf.tensor1d(wave(1.3, 1024 * 2e-6));
-      return [...adamwUpdate(p, g, m, v, c, 2 ** -10), ...adamwOps(p, tf.mul(g, 2 ** -10), m, v, c), adamwUpdate(p, g, m, v, c)[0]];
-    });
-    const values = await Promise.all(outs.map((t) => t.data()));
-    tf.dispose(outs);
-    for (let i = 0; i < 3; i++) expect(maxAbsDiff(values[i]!, values[i + 3]!)).toBeLessThan(1e-9);
-    expect(maxAbsDiff(values[0]!, values[6]!)).toBeGreaterThan(1e-5); // without the scale the step differs
+    const inputs = (): [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor] => [tf.tensor1d(wave(0.37, 0.5)), tf.tensor1d(wave(1.3, 1024 * 2e-6)), tf.zeros([n]), tf.zeros([n])];
+    const run = async (f: (p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor) => tf.Tensor[]): Promise<Float32Array[]> => {
+      const ins = inputs();
+      const outs = f(...ins);
+      const values = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
+      tf.dispose([...ins, ...outs]);
+      return values;
+    };
+    const want = await run((p, g, m, v) => tf.tidy(() => adamwOps(p, tf.mul(g, 2 ** -10), m, v, c)));
+    const unscaled = await run((p, g, m, v) => adamwUpdate(p, g, m, v, c));
+    for (const inPlace of [true, false]) {
+      setAdamWInPlace(inPlace);
+      const got = await run((p, g, m, v) => adamwUpdate(p, g, m, v, c, 2 ** -10));
+      for (let i = 0; i < 3; i++) expect(maxAbsDiff(got[i]!, want[i]!), `in place: ${inPlace}`).toBeLessThan(1e-9);
+      expect(maxAbsDiff(got[0]!, unscaled[0]!)).toBeGreaterThan(1e-5); // without the scale the step differs
+    }
+    setAdamWInPlace(true);
   });
 
   it('logits and hidden states equal PyTorch\'s within 1e-4', async () => {
