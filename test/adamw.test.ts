@@ -18,10 +18,11 @@ function random(n: number, seed: number): Float32Array {
 }
 
 /** torch.optim.AdamW, float64. */
-function reference(p0: Float32Array, grads: Float32Array[], lrs: number[], decay: boolean, o: { b1: number; b2: number; eps: number; wd: number }): Float64Array {
+function reference(p0: Float32Array, grads: Float32Array[], lrs: number[], decay: boolean, o: { b1: number; b2: number; eps: number; wd: number },
+  moments?: { m: Float64Array; v: Float64Array }): Float64Array {
   const p = Float64Array.from(p0);
-  const m = new Float64Array(p.length);
-  const v = new Float64Array(p.length);
+  const m = moments?.m ?? new Float64Array(p.length);
+  const v = moments?.v ?? new Float64Array(p.length);
   grads.forEach((g, k) => {
     const t = k + 1;
     const lr = lrs[k]!;
@@ -78,6 +79,33 @@ describe('AdamW', () => {
       expect(maxAbsDiff(decayed!, reference(p0, grads, lrs, true, o))).toBeLessThan(1e-6);
       expect(maxAbsDiff(plain!, reference(p0, grads, lrs, false, o))).toBeLessThan(1e-6);
       expect(maxAbsDiff(decayed!, plain!)).toBeGreaterThan(1e-7); // the decay did something
+    });
+  }
+
+  for (const backend of ['wasm', 'cpu'] as const) {
+    it(`${backend}: the gradient's factor (gradScale: a clipping coefficient times 1/loss_scale) is applied in the update: moments and weights as torch's on g·gradScale`, async () => {
+      // Adam's step is nearly blind to a gradient's scale (m/√v), its moments are not: they are what would show a
+      // factor dropped (here m would be 1/0.046 ≈ 22 times too large).
+      await selectBackend(backend);
+      const gradScale = Math.fround(0.37) * 2 ** -3;
+      const t = tf.tensor1d(p0);
+      const param = tf.variable(t);
+      t.dispose();
+      const opt = new AdamW([param], [true], { betas: [o.b1, o.b2], eps: o.eps, weightDecay: o.wd });
+      grads.forEach((g, k) => {
+        const gt = tf.tensor1d(g);
+        opt.apply([gt], lrs[k]!, gradScale);
+        gt.dispose();
+      });
+      const moments = { m: new Float64Array(n), v: new Float64Array(n) };
+      const want = reference(p0, grads.map((g) => g.map((x) => x * gradScale)), lrs, true, o, moments);
+      expect(maxAbsDiff(param.dataSync(), want)).toBeLessThan(1e-6);
+      // m ~ 0.5·0.046 and v ~ (0.5·0.046)²: float32 rounding of each, far below these bounds.
+      expect(maxAbsDiff(opt.expAvg[0]!.dataSync(), moments.m)).toBeLessThan(1e-8);
+      expect(maxAbsDiff(opt.expAvgSq[0]!.dataSync(), moments.v)).toBeLessThan(1e-10);
+      expect(maxAbsDiff(opt.expAvg[0]!.dataSync(), moments.m.map((x) => x / gradScale))).toBeGreaterThan(1e-3);
+      opt.dispose();
+      param.dispose();
     });
   }
 

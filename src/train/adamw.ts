@@ -15,17 +15,15 @@ export interface AdamWOptions {
 
 /**
  * One parameter's AdamW update as an op: [p', m', v'] from p, g, m, v. Where the backend registered the kernel
- * DistillAdamW (student/kernels/simd.ts: one SIMD pass on wasm, in place) it runs; elsewhere these tfjs ops.
+ * DistillAdamW (student/kernels/simd.ts: one SIMD pass on wasm, in place; adamw-webgpu.ts: one dispatch on webgpu,
+ * in place) it runs; elsewhere these tfjs ops.
  */
 export function adamwUpdate(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, c: AdamWCoefficients, gradScale = 1): [tf.Tensor, tf.Tensor, tf.Tensor] {
   const kernel = p.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(ADAMW_KERNEL, tf.getBackend()) !== undefined;
-  // `gradScale` (a power of 2: 1/loss_scale) multiplies g first, exactly; webgpu's programs take it as a uniform.
-  if (kernel && tf.getBackend() === 'webgpu') {
-    return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad: g, m, v }, { ...c, gradScale }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
-  }
-  const grad = gradScale === 1 ? g : tf.mul(g, gradScale);
-  if (kernel) return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad, m, v }, { ...c }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
-  return adamwOps(p, grad, m, v, c);
+  // `gradScale` (the clipping coefficient times 1/loss_scale) multiplies g first: the kernels in their one pass
+  // (a float32 multiplication, as tf.mul's), the ops form by a multiplication of its own.
+  if (kernel) return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad: g, m, v }, { ...c, gradScale: Math.fround(gradScale) }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
+  return adamwOps(p, gradScale === 1 ? g : tf.mul(g, gradScale), m, v, c);
 }
 
 /** The tfjs-op form of one AdamW update (what DistillAdamW computes where it is registered). */
@@ -63,7 +61,8 @@ export class AdamW {
 
   /**
    * One update with learning rate `lr` from `grads` (same order as the params), each multiplied by `gradScale`
-   * first (1/loss_scale with precision fp16-mixed: a power of 2, so exactly as if the gradients had been divided).
+   * first: the clipping coefficient (globalNormClip) times 1/loss_scale with precision fp16-mixed. A power-of-2
+   * part changes no rounding, so g·(c·2⁻ᵏ) is exactly (g·c)·2⁻ᵏ: clipped, then unscaled.
    */
   apply(grads: tf.Tensor[], lr: number, gradScale = 1): void {
     const [b1, b2] = this.options.betas;
@@ -138,20 +137,18 @@ export function sumOfSquares(tensors: tf.Tensor[]): tf.Scalar {
 }
 
 /**
- * Clip by the global L2 norm in place of the list (torch.nn.utils.clip_grad_norm_); returns the norm before
- * clipping. The norm is read asynchronously (one scalar), so it works on backends that cannot read synchronously.
- * `gradScale`: the gradients are `grads` × gradScale (a power of 2, 1/loss_scale): the norm is theirs (exactly:
- * a power-of-2 scale commutes with the sums, the square root and their roundings) and so is the clipping
- * coefficient; the list returned stays unscaled by it (AdamW.apply takes the same gradScale).
+ * Clipping by the global L2 norm (torch.nn.utils.clip_grad_norm_), as a factor: returns the norm before clipping
+ * and the coefficient the gradients are to be multiplied by (1 when under `maxNorm`), which AdamW.apply takes
+ * with the loss scale's 1/S as one factor instead of a pass over every gradient. The norm is read asynchronously
+ * (one scalar), so it works on backends that cannot read synchronously. `gradScale`: the gradients are `grads` ×
+ * gradScale (a power of 2, 1/loss_scale): the norm is theirs (exactly: a power-of-2 scale commutes with the sums,
+ * the square root and their roundings).
  */
-export async function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number, gradScale = 1): Promise<{ grads: tf.Tensor[]; norm: number }> {
+export async function globalNormClip(grads: tf.Tensor[], maxNorm: number, gradScale = 1): Promise<{ norm: number; coef: number }> {
   const squared = tf.tidy(() => sumOfSquares(grads));
   const norm = Math.sqrt((await guardGpu(squared.data()))[0]!) * gradScale;
   squared.dispose();
-  if (maxNorm <= 0 || !Number.isFinite(norm)) return { grads, norm };
-  const coef = maxNorm / (norm + 1e-6);
-  if (coef >= 1) return { grads, norm };
-  const clipped = grads.map((g) => tf.mul(g, coef));
-  tf.dispose(grads);
-  return { grads: clipped, norm };
+  if (maxNorm <= 0 || !Number.isFinite(norm)) return { norm, coef: 1 };
+  // PyTorch multiplies by clamp(max_norm / (norm + 1e-6), max=1), a float32 number: so does every path here.
+  return { norm, coef: Math.min(1, Math.fround(maxNorm / (norm + 1e-6))) };
 }

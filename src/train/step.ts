@@ -17,7 +17,7 @@ import { guardGpu, throwIfGpuError } from '../../student/kernels/backend.js';
 import type { DistilBertStudent, ForwardOptions } from '../../student/model.js';
 import type { LossRows } from '../../losses/rows.js';
 import { distillLosses, type LossWeights, type TeacherTargets } from '../../losses/total.js';
-import { type AdamW, clipByGlobalNorm, sumOfSquares } from './adamw.js';
+import { type AdamW, globalNormClip, sumOfSquares } from './adamw.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 import type { LossScale } from './loss-scale.js';
 
@@ -118,19 +118,20 @@ export class UpdateStep {
       await allreduceSum(comm, grads);
       this.allreduceMs += performance.now() - started;
     }
-    // With a loss scale the gradients stay scaled: the norm, the clipping and AdamW take 1/loss_scale as a factor
-    // (exact for a power of 2), so that unscaling costs no pass of its own over every parameter.
+    // With a loss scale the gradients stay scaled, and clipping does not rewrite them either: the norm takes
+    // 1/loss_scale as a factor (exact for a power of 2), and AdamW takes the clipping coefficient times 1/loss_scale
+    // as one factor on g, so neither costs a pass of its own over every parameter.
     const lossScale = this.options.lossScale;
     const gradScale = 1 / (lossScale?.value ?? 1);
-    const { grads: clipped, norm } = await clipByGlobalNorm(grads, this.options.maxGradNorm, gradScale);
+    const { norm, coef } = await globalNormClip(grads, this.options.maxGradNorm, gradScale);
     if (lossScale && !Number.isFinite(norm)) {
-      tf.dispose(clipped);
+      tf.dispose(grads);
       const overflowedAt = lossScale.value;
       if (!lossScale.overflow()) throw new HalfPrecisionOverflow(overflowedAt, lossScale.dynamic);
       return { norm, skipped: true, lossScale: lossScale.value };
     }
-    this.optimizer.apply(clipped, lr, gradScale);
-    tf.dispose(clipped);
+    this.optimizer.apply(grads, lr, coef * gradScale);
+    tf.dispose(grads);
     lossScale?.finite();
     return { norm, skipped: false, ...(lossScale ? { lossScale: lossScale.value } : {}) };
   }

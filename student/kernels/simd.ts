@@ -146,12 +146,13 @@ const WAT = `(module
       ${a.st('out', mul(a.ld('dy'), add(mul(splat(0.5), add(splat(1), `(call $erf ${mul(get('v'), splat(Math.SQRT1_2))})`)),
         mul(mul(get('v'), splat(1 / Math.sqrt(2 * Math.PI))), `(call $exp ${mul(mul(get('v'), get('v')), splat(-0.5))})`))))}`)})
 
-  ;; AdamW in place (src/train/adamw.ts; the same operations in the same order as its tfjs-op form):
+  ;; AdamW in place (src/train/adamw.ts; the same operations in the same order as its tfjs-op form), g = grad·gs
+  ;; (gs: the clipping coefficient times 1/loss_scale; a multiplication by 1 changes nothing):
   ;; m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p = p·decay − (m / (√v / bc2 + eps))·stepSize
   (func (export "adamw") (param $p i32) (param $g i32) (param $m i32) (param $v i32) (param $n i32)
-    (param $b1 f32) (param $omb1 f32) (param $b2 f32) (param $omb2 f32) (param $bc2 f32) (param $eps f32) (param $step f32) (param $decay f32)
+    (param $b1 f32) (param $omb1 f32) (param $b2 f32) (param $omb2 f32) (param $bc2 f32) (param $eps f32) (param $step f32) (param $decay f32) (param $gs f32)
     (local $i i32) (local $e i32) (local $gv v128) (local $mv v128) (local $vv v128)
-    ${passes((a) => `${set('gv', a.ld('g'))}
+    ${passes((a) => `${set('gv', mul(a.ld('g'), `(f32x4.splat ${get('gs')})`))}
       ${set('mv', add(mul(a.ld('m'), `(f32x4.splat ${get('b1')})`), mul(get('gv'), `(f32x4.splat ${get('omb1')})`)))} ${a.st('m', get('mv'))}
       ${set('vv', add(mul(a.ld('v'), `(f32x4.splat ${get('b2')})`), mul(mul(get('gv'), get('gv')), `(f32x4.splat ${get('omb2')})`)))} ${a.st('v', get('vv'))}
       ${a.st('p', sub(mul(a.ld('p'), `(f32x4.splat ${get('decay')})`),
@@ -169,7 +170,7 @@ export interface SimdKernels {
   mseGrad(g: number, x: number, t: number, bias: number, n: number, s: number): number;
   gelu(x: number, out: number, n: number): void;
   adamw(p: number, g: number, m: number, v: number, n: number, b1: number, omb1: number, b2: number, omb2: number,
-    bc2: number, eps: number, stepSize: number, decay: number): void;
+    bc2: number, eps: number, stepSize: number, decay: number, gradScale: number): void;
   geluGrad(x: number, dy: number, out: number, n: number): void;
 }
 
@@ -260,7 +261,7 @@ export interface AdamWCoefficients {
 
 // AdamW's update of one parameter, behind the kernel name DistillAdamW (registered on `wasm` when the SIMD module
 // loaded; src/train/adamw.ts's adamwUpdate() runs the tfjs-op form elsewhere). Inputs {param, grad, m, v}, the
-// coefficients as attributes; outputs [param', m', v']. One SIMD pass over the four where they lie: in place
+// coefficients and gradScale (the gradient's factor) as attributes; outputs [param', m', v']. One SIMD pass over the four where they lie: in place
 // when p, m and v hold their memory alone (the optimizer's variables do), returning the same tensor ids (the
 // caller's assign() then keeps them); otherwise on fresh copies, so that the kernel never changes a tensor that
 // something else still reads. An in-place pass ends by dropping what kernels cached on the rewritten tensors
@@ -277,7 +278,7 @@ function adamwKernel(simd: SimdKernels) {
   return ({ inputs, attrs, backend }: { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend }): tf.TensorInfo[] => {
     const wasm = backend as unknown as WasmOutputs;
     const { param, grad, m, v } = inputs as Record<'param' | 'grad' | 'm' | 'v', tf.TensorInfo>;
-    const c = attrs as unknown as AdamWCoefficients;
+    const c = attrs as unknown as AdamWCoefficients & { gradScale?: number };
     const inPlace = ownsMemory(param) && ownsMemory(m) && ownsMemory(v);
     let outs: tf.TensorInfo[];
     if (inPlace) {
@@ -292,7 +293,7 @@ function adamwKernel(simd: SimdKernels) {
     }
     const size = param.shape.reduce((x, y) => x * y, 1);
     simd.adamw(heapOffset(outs[0]!), heapOffset(grad), heapOffset(outs[1]!), heapOffset(outs[2]!), size, c.b1, 1 - c.b1, c.b2, 1 - c.b2,
-      c.biasCorrection2Sqrt, c.eps, c.stepSize, c.decayFactor);
+      c.biasCorrection2Sqrt, c.eps, c.stepSize, c.decayFactor, c.gradScale ?? 1);
     // The memory of p, m and v changed under the same ids: drop what kernels cached on them.
     if (inPlace) for (const t of outs) rewroteInPlace(t);
     return outs;
