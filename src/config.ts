@@ -43,6 +43,7 @@ export interface TrainConfig extends LossWeights, IntermediateMatch, MaskingConf
   precision: 'fp32' | 'fp16-mixed';
   loss_scale: number;
   loss_scale_growth_interval: number;
+  webgpu_products: 'tfjs' | 'tiled';
   gpu_adapters: string[];
   teacher_threads: number;
   teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
@@ -177,6 +178,10 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
     doc: 'With precision "fp16-mixed": a dynamic loss scale, as PyTorch\'s GradScaler: an update whose gradients overflow f16 is skipped (nothing applied) and the scale halves; after this many finite updates in a row it doubles (up to 2^24); the scale reached is saved in checkpoints. 0: loss_scale stays fixed and an overflow stops the run, naming the fix.',
     default: 2000, schema: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
   },
+  webgpu_products: {
+    doc: 'With backend "webgpu" and precision "fp32": who computes the student\'s matrix products: "tfjs" (tfjs\'s own kernel) or "tiled" (distill\'s tiled WGSL program, 128 × 128 output blocks, the one fp16-mixed uses; README, "What one update asks of the GPU"). Not yet timed against each other on a GPU.',
+    default: 'tfjs', schema: { enum: ['tfjs', 'tiled'] },
+  },
   teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
   divergence_factor: { doc: 'Stop the run when the loss, or the gradient norm, exceeds this multiple of its median over the normal updates so far (the last 20) for divergence_patience updates in a row; 0 turns the check off (a NaN or infinite loss always stops it).', default: 10, schema: { type: 'number', minimum: 0 } },
   divergence_patience: { doc: 'Updates in a row beyond divergence_factor that stop the run.', default: 3, schema: { type: 'integer', minimum: 1, maximum: 1 << 20 } },
@@ -275,6 +280,9 @@ export function validateConfig(raw: Record<string, unknown>, source: string): Tr
   }
   if (c.precision === 'fp16-mixed' && c.backend !== 'webgpu') {
     throw new FileFormatError(source, `key "precision" is "fp16-mixed" but "backend" is ${JSON.stringify(c.backend)}`, 'f16 products run on the webgpu backend: set "backend": "webgpu", or "precision": "fp32"');
+  }
+  if (c.webgpu_products === 'tiled' && c.backend !== 'webgpu') {
+    throw new FileFormatError(source, `key "webgpu_products" is "tiled" but "backend" is ${JSON.stringify(c.backend)}`, 'the tiled products run on the webgpu backend: set "backend": "webgpu", or "webgpu_products": "tfjs"');
   }
   if (c.teacher_cache !== null && !(c.soft_targets_topk > 0)) {
     throw new FileFormatError(source, `key "teacher_cache" is set but "soft_targets_topk" is ${c.soft_targets_topk}`, 'the cache keeps top-k soft targets (the full vocabulary would be V floats per token): set soft_targets_topk, e.g. 32, or teacher_cache null');

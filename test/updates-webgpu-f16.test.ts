@@ -1,4 +1,4 @@
-// Precision "fp16-mixed" on webgpu (student/kernels/matmul-f16.ts), on Mesa's software adapter in CI (it offers
+// Precision "fp16-mixed" on webgpu (student/kernels/matmul-webgpu.ts), on Mesa's software adapter in CI (it offers
 // shader-f16): the product kernel against f16-rounded operands summed in float64, and 8 whole updates against
 // PyTorch with the same arithmetic (test/fixtures/updates/tiny-f16, make_update_references.py run_half) and
 // against the fp32 run of the same batches (tiny). Skipped only when WebGPU is not installed or finds no adapter.
@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { relDiff, webgpuUnavailable, weightDifference } from './helpers.js';
 import { expectMatchesReference, referenceJson, referenceWeights, replay } from './updates.js';
 import { selectBackend, type BackendChoice } from '../student/kernels/backend.js';
-import { halfProductsOn, setHalfProducts } from '../student/kernels/matmul-f16.js';
+import { halfProductsOn, setHalfProducts, setTiledProducts } from '../student/kernels/matmul-webgpu.js';
 import { HalfPrecisionOverflow, UpdateStep } from '../src/train/step.js';
 import { AdamW } from '../src/train/adamw.js';
 import { LossScale } from '../src/train/loss-scale.js';
@@ -78,16 +78,20 @@ describe.skipIf(skip !== undefined)('precision fp16-mixed on webgpu', () => {
     expect(toHalf(-0.1)).toBe(-0.0999755859375);
   });
 
-  it('the product kernel: f16 operands, float32 sums, every transpose, broadcast batches, ragged tiles', async () => {
-    expect(backend.matmul).toContain('f16');
-    expect(halfProductsOn()).toBe(true);
-    // [batchA, batchB], M, K, N, transposeA, transposeB: sizes off the 64 × 64 × 16 tiles, one operand broadcast.
-    const cases: [[number, number], number, number, number, boolean, boolean][] = [
-      [[3, 3], 70, 33, 90, false, false], [[3, 3], 65, 17, 64, true, false], [[2, 2], 5, 100, 129, false, true],
-      [[2, 2], 64, 48, 7, true, true], [[4, 1], 31, 40, 50, false, false], [[1, 4], 1, 200, 3, false, true],
-    ];
-    const rng = tf.randomUniform([1], 0, 1, 'float32', 7); // warm the RNG seed path
-    rng.dispose();
+  // [batchA, batchB], M, K, N, transposeA, transposeB: sizes off the 64 × 64 × 16 and 128 × 128 × 8 tiles, one
+  // operand broadcast, each transpose on each tile size.
+  const cases: [[number, number], number, number, number, boolean, boolean][] = [
+    [[3, 3], 70, 33, 90, false, false], [[3, 3], 65, 17, 64, true, false], [[2, 2], 5, 100, 129, false, true],
+    [[2, 2], 64, 48, 7, true, true], [[4, 1], 31, 40, 50, false, false], [[1, 4], 1, 200, 3, false, true],
+    [[2, 2], 130, 40, 200, false, false], [[2, 1], 128, 9, 128, true, false], [[1, 3], 257, 24, 129, false, true],
+    [[1, 1], 200, 300, 150, true, true],
+  ];
+
+  /**
+   * Every case through tf.matMul against float64 sums of the operands (f16-rounded when `half`): within the
+   * float32 summation bound. Returns how many outputs differ from the fp32 products by more than 4 bounds, of how many.
+   */
+  async function checkProducts(half: boolean): Promise<{ beyondFp32: number; outputs: number }> {
     let seed = 11;
     let beyondFp32 = 0;
     let outputs = 0;
@@ -101,24 +105,72 @@ describe.skipIf(skip !== undefined)('precision fp16-mixed on webgpu', () => {
       const got = await y.data();
       const av = await a.data() as Float32Array;
       const bv = await b.data() as Float32Array;
-      const half = reference(av, bv, batch, M, K, N, ta, tb, true);
-      const exact = reference(av, bv, batch, M, K, N, ta, tb, false);
-      // The products of f16 values are exact in float32 (22 significant bits): what remains is the float32
-      // summation, |error| ≤ γ_K·Σ|a·b| with γ_K = K·2⁻²⁴/(1 − K·2⁻²⁴) (Higham, sequential sums), plus the one
-      // rounding of the result (2⁻²⁴ of it). The f16 rounding of the operands is 2⁻¹¹ relative each, far above that:
-      // some outputs must differ from the fp32 products by more than the bound, or the operands were not rounded.
-      const gamma = (K * 2 ** -24) / (1 - K * 2 ** -24);
+      const want = reference(av, bv, batch, M, K, N, ta, tb, half);
+      const exact = half ? reference(av, bv, batch, M, K, N, ta, tb, false) : want;
+      // The products of f16 values are exact in float32 (22 significant bits), those of float32 values carry one
+      // rounding each (2⁻²⁴ relative, inside γ_K's K terms): what remains is the float32 summation,
+      // |error| ≤ γ_K·Σ|a·b| with γ_K = K·2⁻²⁴/(1 − K·2⁻²⁴) (Higham, sequential sums, products rounded included
+      // by taking γ_{K+1}), plus the one rounding of the result (2⁻²⁴ of it).
+      const gamma = ((K + 1) * 2 ** -24) / (1 - (K + 1) * 2 ** -24);
       let worst = 0;
       outputs += got.length;
       for (let i = 0; i < got.length; i++) {
-        const bound = gamma * half.magnitude[i]! + 2 ** -24 * Math.abs(half.out[i]!) + 1e-30;
-        worst = Math.max(worst, Math.abs(got[i]! - half.out[i]!) / bound);
+        const bound = gamma * want.magnitude[i]! + 2 ** -24 * Math.abs(want.out[i]!) + 1e-30;
+        worst = Math.max(worst, Math.abs(got[i]! - want.out[i]!) / bound);
         if (Math.abs(got[i]! - exact.out[i]!) > 4 * bound) beyondFp32++;
       }
       expect(worst, `case ${JSON.stringify([batch, M, K, N, ta, tb])}`).toBeLessThanOrEqual(1);
       tf.dispose([a, b, y]);
     }
+    return { beyondFp32, outputs };
+  }
+
+  /** The shader keys tfjs compiled so far (its pipeline cache), to tell which program ran. */
+  const compiledPrograms = (): string[] => Object.keys((tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache);
+
+  it('the product kernel: f16 operands, float32 sums, every transpose, broadcast batches, ragged tiles, both tile sizes', async () => {
+    expect(backend.matmul).toContain('f16');
+    expect(halfProductsOn()).toBe(true);
+    const { beyondFp32, outputs } = await checkProducts(true);
+    // The f16 rounding of the operands is 2⁻¹¹ relative each, far above the bound: some outputs must differ from
+    // the fp32 products by more than it, or the operands were not rounded.
     expect(beyondFp32).toBeGreaterThan(outputs / 4);
+    expect(compiledPrograms().some((k) => k.includes('distill_matmul_f16_128_'))).toBe(true);
+  });
+
+  it('webgpu_products "tiled": the same program on float32 operands, within the float32 summation bound of exact sums', async () => {
+    setHalfProducts(false);
+    setTiledProducts(true);
+    try {
+      expect(compiledPrograms().some((k) => k.includes('distill_matmul_f32_'))).toBe(false);
+      await checkProducts(false);
+      // It ran (not tfjs's kernel): both tile sizes, all four transpose combinations compiled.
+      const compiled = compiledPrograms();
+      for (const name of [64, 128].flatMap((t) => ['NN', 'NT', 'TN', 'TT'].map((f) => `distill_matmul_f32_${t}_${f}`))) {
+        expect(compiled.some((k) => k.includes(name)), name).toBe(true);
+      }
+    } finally {
+      setTiledProducts(false);
+      setHalfProducts(true);
+    }
+  });
+
+  it('webgpu_products "tiled": 8 updates of the tiny and unseen references match PyTorch\'s fp32 run; no tensor left behind', async () => {
+    setHalfProducts(false);
+    setTiledProducts(true);
+    try {
+      for (const name of ['tiny', 'unseen'] as const) {
+        const tensors = tf.memory().numTensors;
+        const run = await replay(name, backend);
+        const d = weightDifference(run.weights, referenceWeights(name), referenceJson(name).lr);
+        console.log(JSON.stringify({ path: 'webgpu tiled fp32', name, ...d, losses: run.records.map((r) => r.loss) }));
+        expectMatchesReference(name, run);
+        expect(tf.memory().numTensors).toBe(tensors);
+      }
+    } finally {
+      setTiledProducts(false);
+      setHalfProducts(true);
+    }
   });
 
   it('an operand beyond f16\'s range makes its tile\'s outputs NaN (not a wrong number); fp32 keeps tfjs\'s kernel', async () => {
@@ -245,10 +297,12 @@ describe.skipIf(skip !== undefined)('precision fp16-mixed on webgpu', () => {
     }
   });
 
-  it('fp16-mixed is refused off webgpu, and by the config without backend webgpu or with a loss_scale not a power of 2', async () => {
+  it('fp16-mixed is refused off webgpu, and by the config without backend webgpu or with a loss_scale not a power of 2; tiled products without webgpu too', async () => {
     await expect(selectBackend('wasm', { precision: 'fp16-mixed' })).rejects.toThrow(/runs on the webgpu backend only/);
     expect(() => validateConfig({ teacher: 't', corpus: 'c', precision: 'fp16-mixed' }, 'run.json')).toThrow(/"precision" is "fp16-mixed" but "backend" is null/);
     expect(() => validateConfig({ teacher: 't', corpus: 'c', backend: 'webgpu', precision: 'fp16-mixed', loss_scale: 1000 }, 'run.json')).toThrow(/"loss_scale" is 1000: expected a power of 2/);
     expect(validateConfig({ teacher: 't', corpus: 'c', backend: 'webgpu', precision: 'fp16-mixed', loss_scale: 256 }, 'run.json').loss_scale).toBe(256);
+    expect(() => validateConfig({ teacher: 't', corpus: 'c', webgpu_products: 'tiled' }, 'run.json')).toThrow(/"webgpu_products" is "tiled" but "backend" is null/);
+    expect(validateConfig({ teacher: 't', corpus: 'c', backend: 'webgpu', webgpu_products: 'tiled' }, 'run.json').webgpu_products).toBe('tiled');
   });
 });

@@ -24,6 +24,8 @@ run --teacher "$tiny" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 
 run --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --profile
 run --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --profile --topk 32
 run --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --topk 8
-# Mixed precision (f16 operands, fp32 sums: student/kernels/matmul-f16.ts) against the fp32 line above it.
+# Mixed precision (f16 operands, fp32 sums: student/kernels/matmul-webgpu.ts) against the fp32 line above it.
 run --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --topk 32 --precision fp16-mixed
+# distill's tiled fp32 product program (webgpu_products "tiled") against tfjs's kernel (the top-32 fp32 line above).
+run --teacher "$base" --backend webgpu --teacher-ep webgpu --batch 32 --seq 128 --steps 5 --topk 32 --products tiled
 run --teacher "$base" --backend webgpu --teacher-ep cpu --threads 0 --batch 32 --seq 128 --steps 3 --topk 32

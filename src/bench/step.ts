@@ -11,7 +11,7 @@ import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
-import { activeGpuDevice, selectBackend, type BackendName, type Precision } from '../../student/kernels/backend.js';
+import { activeGpuDevice, selectBackend, type BackendName, type GpuProducts, type Precision } from '../../student/kernels/backend.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
 import { lossRows } from '../../losses/rows.js';
@@ -45,6 +45,8 @@ export interface BenchOptions {
   gpuAdapter?: string;
   /** The student's products (config key precision); fp16-mixed scales the loss by the default loss_scale. */
   precision?: Precision;
+  /** On webgpu with fp32: who computes the products (config key webgpu_products). */
+  gpuProducts?: GpuProducts;
 }
 
 export interface BenchResult {
@@ -82,7 +84,7 @@ function median(xs: number[]): number {
 }
 
 export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
-  const backend = await selectBackend(o.backend, { gpuAdapter: o.gpuAdapter, gpuAdapterOption: '--gpu-adapter', precision: o.precision ?? 'fp32' });
+  const backend = await selectBackend(o.backend, { gpuAdapter: o.gpuAdapter, gpuAdapterOption: '--gpu-adapter', precision: o.precision ?? 'fp32', gpuProducts: o.gpuProducts ?? 'tfjs' });
   assertModelDir(o.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;

@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { choiceOption, intOption } from '../options.js';
-import { BACKEND_NAMES, PRECISIONS, type Precision } from '../../student/kernels/backend.js';
+import { BACKEND_NAMES, GPU_PRODUCTS, PRECISIONS, type GpuProducts, type Precision } from '../../student/kernels/backend.js';
 import { benchDistillStep } from '../bench/step.js';
 
 interface BenchCommandOptions {
@@ -18,6 +18,7 @@ interface BenchCommandOptions {
   topk: number;
   gpuAdapter?: string;
   precision: Precision;
+  products: GpuProducts;
 }
 
 export function registerBench(program: Command): void {
@@ -40,10 +41,12 @@ export function registerBench(program: Command): void {
     .option('--gpu-adapter <name>', 'with --backend webgpu: the adapter whose name contains this (the error lists the adapters found)')
     .option('--precision <p>', 'the student\'s products: fp32, or fp16-mixed (with --backend webgpu: f16 operands, fp32 sums; loss scale 1024)',
       choiceOption('--precision', PRECISIONS), 'fp32')
+    .option('--products <p>', 'with --backend webgpu and fp32: the matrix products by tfjs\'s kernel (tfjs) or by distill\'s tiled program (tiled), as webgpu_products',
+      choiceOption('--products', GPU_PRODUCTS), 'tfjs')
     .option('--profile', 'also time one student step kernel by kernel: adds "profile" to the JSON line')
     .action(async (o: BenchCommandOptions) => {
       const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,
-        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk, gpuAdapter: o.gpuAdapter, precision: o.precision });
+        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk, gpuAdapter: o.gpuAdapter, precision: o.precision, gpuProducts: o.products });
       process.stdout.write(JSON.stringify(r) + '\n');
     });
 }

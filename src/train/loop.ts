@@ -200,7 +200,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   }
 
   // --- Backend, teacher, corpus, student. ---
-  const backend: BackendChoice = await selectBackend(config.backend ?? undefined, { gpuAdapter: adapterForRank(config.gpu_adapters, comm.rank), precision: config.precision });
+  const backend: BackendChoice = await selectBackend(config.backend ?? undefined, { gpuAdapter: adapterForRank(config.gpu_adapters, comm.rank), precision: config.precision, gpuProducts: config.webgpu_products });
   log(`student backend: ${backend.name} (${backend.source}); matrix products: ${backend.matmul}`);
   assertModelDir(config.teacher, 'teacher (config)');
   findOnnxFile(config.teacher, true); // the teacher runs in onnxruntime: a folder without a graph is named now, before any corpus work

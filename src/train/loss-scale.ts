@@ -1,4 +1,4 @@
-// The loss scale of precision "fp16-mixed" (student/kernels/matmul-f16.ts), dynamic as PyTorch's GradScaler:
+// The loss scale of precision "fp16-mixed" (student/kernels/matmul-webgpu.ts), dynamic as PyTorch's GradScaler:
 //
 //   the loss is multiplied by `scale` (a power of 2) before the backward pass, so that small gradients keep
 //   f16's precision in the products (its normal range starts at 6.1e-5); the gradients stay scaled and the norm,

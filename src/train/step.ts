@@ -36,7 +36,7 @@ export interface UpdateStepOptions {
   /** The ranks whose gradients are summed before clipping (default: this process alone). */
   comm?: Communicator;
   /**
-   * Precision "fp16-mixed" (student/kernels/matmul-f16.ts): the loss is multiplied by its value (a power of 2)
+   * Precision "fp16-mixed" (student/kernels/matmul-webgpu.ts): the loss is multiplied by its value (a power of 2)
    * before the backward pass, so that small gradients keep f16's precision in the products, and the gradient
    * norm, the clipping and AdamW take 1/value as a factor (exact). A non-finite gradient norm (an f16 overflow)
    * skips the update and halves a dynamic scale, or stops with the hint to lower a static one (loss-scale.ts).

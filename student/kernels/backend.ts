@@ -9,7 +9,8 @@ import { registerAdamWWebgpuKernel } from './adamw-webgpu.js';
 import { registerLayerNormWebgpuKernel } from './layer-norm.js';
 import { registerSumSquaresWebgpuKernel } from './sum-squares.js';
 import { registerMaskedSoftmaxWebgpuKernels } from './attention-softmax.js';
-import { F16_MARKER, registerHalfProductKernel, setHalfProducts } from './matmul-f16.js';
+import { F16_MARKER, registerProductKernel, setHalfProducts, setTiledProducts, type GpuProducts } from './matmul-webgpu.js';
+export { GPU_PRODUCTS, type GpuProducts } from './matmul-webgpu.js';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
@@ -48,7 +49,7 @@ export const NO_ADAPTER_HINT = 'WebGPU needs a Vulkan driver and loader: on an N
   + 'libglx0 (point VK_DRIVER_FILES at the driver\'s nvidia_icd.json if the loader does not find it); without a GPU, '
   + 'Mesa >= 25 (Debian: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1) gives the software adapter llvmpipe';
 
-/** Arithmetic of the student's matrix products: fp32, or f16 operands with fp32 accumulation on webgpu (matmul-f16.ts). */
+/** Arithmetic of the student's matrix products: fp32, or f16 operands with fp32 accumulation on webgpu (matmul-webgpu.ts). */
 export const PRECISIONS = ['fp32', 'fp16-mixed'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
@@ -138,7 +139,7 @@ let webgpuAdapterFilter: string | undefined;
 
 /**
  * tfjs's webgpu backend, on a device we ask for ourselves: tfjs's own factory asks for no `shader-f16`, which the
- * f16 products need (matmul-f16.ts). Otherwise as tfjs does it: the adapter's limits, `timestamp-query` where
+ * f16 products need (matmul-webgpu.ts). Otherwise as tfjs does it: the adapter's limits, `timestamp-query` where
  * offered. WGSL wants `enable f16;` before every declaration, and tfjs writes a program's preamble itself: the
  * device puts the directive in front of the modules whose code carries F16_MARKER.
  */
@@ -233,8 +234,9 @@ async function loadWasmBackend(): Promise<boolean> {
  * what to install when a requested backend is absent. `gpuAdapter`: on webgpu, a part of the adapter's name.
  */
 export async function selectBackend(requested?: BackendName,
-  options: { gpuAdapter?: string; gpuAdapterOption?: string; precision?: Precision } = {}): Promise<BackendChoice> {
+  options: { gpuAdapter?: string; gpuAdapterOption?: string; precision?: Precision; gpuProducts?: GpuProducts } = {}): Promise<BackendChoice> {
   const precision = options.precision ?? 'fp32';
+  const gpuProducts = options.gpuProducts ?? 'tfjs';
   if (precision === 'fp16-mixed' && requested !== 'webgpu') {
     throw new DistillError(`precision "fp16-mixed" runs on the webgpu backend only (the backend is ${requested ? `"${requested}"` : 'not set'})`,
       'set backend to "webgpu" (a GPU, or Mesa\'s software adapter), or precision to "fp32"');
@@ -287,16 +289,18 @@ export async function selectBackend(requested?: BackendName,
       registerLayerNormWebgpuKernel();
       registerSumSquaresWebgpuKernel();
       registerMaskedSoftmaxWebgpuKernels();
-      registerHalfProductKernel();
+      registerProductKernel();
       if (precision === 'fp16-mixed' && !gpuHasF16()) {
         throw new DistillError(`precision "fp16-mixed": the adapter ${webgpuDevice ?? ''} has no shader-f16 (f16 arithmetic in shaders)`,
           'set precision to "fp32", or choose an adapter that has it (gpu_adapters)');
       }
       setHalfProducts(precision === 'fp16-mixed');
+      setTiledProducts(gpuProducts === 'tiled');
     }
     const blas = name === 'wasm' || name === 'cpu' ? loadBlas() : null;
     const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}`
-      : name === 'webgpu' && precision === 'fp16-mixed' ? 'webgpu, f16 operands with fp32 accumulation' : name;
+      : name === 'webgpu' && precision === 'fp16-mixed' ? 'webgpu, f16 operands with fp32 accumulation (distill\'s tiled program)'
+        : name === 'webgpu' && gpuProducts === 'tiled' ? 'webgpu, distill\'s tiled fp32 program' : name;
     return { name, source, matmul, ...(name === 'webgpu' ? { device: webgpuDevice } : {}) };
   }
   throw new DistillError('no tfjs backend could be started', 'reinstall the project dependencies: npm install');
