@@ -299,7 +299,7 @@ export async function selectBackend(requested?: BackendName,
     }
     const blas = name === 'wasm' || name === 'cpu' ? loadBlas() : null;
     const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}`
-      : name === 'webgpu' && precision === 'fp16-mixed' ? 'webgpu, f16 operands with fp32 accumulation (distill\'s tiled program)'
+      : name === 'webgpu' && precision === 'fp16-mixed' ? 'webgpu, f16 operands with fp32 accumulation'
         : name === 'webgpu' && gpuProducts === 'tiled' ? 'webgpu, distill\'s tiled fp32 program' : name;
     return { name, source, matmul, ...(name === 'webgpu' ? { device: webgpuDevice } : {}) };
   }
