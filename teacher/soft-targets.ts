@@ -17,27 +17,24 @@ export const SOFT_TOPK_IDS_OUTPUT = 'distill_soft_topk_ids';
  * Nodes computing the distillation's soft targets inside the teacher graph, so that onnxruntime does the
  * exponentials (vectorised, off the JS thread): p = softmax(logits/τ) [B, T, V] and Σ_v p log p [B, T, 1]
  * (a product with a ones vector: no opset-dependent reduction). Softmax and LogSoftmax over the last axis mean
- * the same in every opset.
+ * the same in every opset. With `topk`, the k largest p and their ids; `topkGroup` splits that TopK in two
+ * stages over groups of that many values (topkNodes; WEBGPU_TOPK_GROUP for the WebGPU provider).
  */
-export function softTargetNodes(logits: string, vocabSize: number, temperature: number, topk = 0, opset = 17): GraphAddition {
+export function softTargetNodes(logits: string, vocabSize: number, temperature: number, topk = 0, opset = 17, topkGroup = Infinity): GraphAddition {
   const F = onnx.TensorProto.DataType.FLOAT;
+  const INT64 = onnx.TensorProto.DataType.INT64;
   if (topk > 0) {
-    // p = softmax(logits/τ), then its k largest values and their ids (TopK sorts them, largest first). TopK
-    // takes k as an input from opset 10, as an attribute before.
-    const INT64 = onnx.TensorProto.DataType.INT64;
-    const kAsInput = opset >= 10;
+    // p = softmax(logits/τ), then its k largest values and their ids, largest first (topkNodes).
+    const top = topkNodes('distill_soft_full', vocabSize, topk, opset, topkGroup);
     return {
       initializers: [
         { name: 'distill_temperature', dataType: F, dims: [], rawData: new Uint8Array(Float32Array.from([temperature]).buffer) },
-        ...(kAsInput ? [{ name: 'distill_topk_k', dataType: INT64, dims: [1], rawData: new Uint8Array(BigInt64Array.from([BigInt(topk)]).buffer) }] : []),
+        ...top.initializers,
       ],
       nodes: [
         { opType: 'Div', input: [logits, 'distill_temperature'], output: ['distill_scaled_logits'], name: 'distill_scale' },
         { opType: 'Softmax', input: ['distill_scaled_logits'], output: ['distill_soft_full'], name: 'distill_softmax', attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] },
-        {
-          opType: 'TopK', input: kAsInput ? ['distill_soft_full', 'distill_topk_k'] : ['distill_soft_full'], output: [SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT], name: 'distill_topk',
-          attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }, ...(kAsInput ? [] : [{ name: 'k', type: onnx.AttributeProto.AttributeType.INT, i: topk }])],
-        },
+        ...top.nodes,
       ],
       outputs: [{ name: SOFT_TARGETS_OUTPUT, elemType: F }, { name: SOFT_TOPK_IDS_OUTPUT, elemType: INT64 }],
     };
@@ -55,6 +52,72 @@ export function softTargetNodes(logits: string, vocabSize: number, temperature: 
       { opType: 'MatMul', input: ['distill_p_log_p', 'distill_ones_v'], output: [SOFT_NEG_ENTROPY_OUTPUT], name: 'distill_neg_entropy' },
     ],
     outputs: [{ name: SOFT_TARGETS_OUTPUT, elemType: F }, { name: SOFT_NEG_ENTROPY_OUTPUT, elemType: F }],
+  };
+}
+
+/**
+ * The longest rows that onnxruntime's WebGPU provider's TopK sorts in one dispatch, in workgroup memory: it pads
+ * a row to a power of two and, up to 2048, sorts it in one workgroup; above, it runs a bitonic sort over the whole
+ * padded row in global memory, whatever k: for bert-base-cased's vocabulary (28,996 → 32,768) 120 dispatches, each
+ * reading the whole [B·T, 32768] values and ids. In two stages of rows ≤ 2048 (topkNodes) the same top 32 of
+ * [1024, 28996] took 9.8–12.3 s instead of 25.0–27.5 s on Mesa's software adapter (two runs). Not on the CPU
+ * provider, whose TopK selects without sorting the row: there two stages took 365–457 ms instead of 88–109 ms
+ * ([4096, 28996], 2 threads). Measured with the soft-target nodes alone on random logits, 2026-11-28.
+ */
+export const WEBGPU_TOPK_GROUP = 2048;
+
+type GraphNodeProto = NonNullable<GraphAddition['nodes']>[number];
+type TensorProto = NonNullable<GraphAddition['initializers']>[number];
+type Attribute = NonNullable<GraphNodeProto['attribute']>[number];
+const intAttr = (name: string, i: number): Attribute => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
+const int64s = (name: string, dims: number[], values: number[]): TensorProto =>
+  ({ name, dataType: onnx.TensorProto.DataType.INT64, dims, rawData: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
+
+/**
+ * Nodes taking the k largest values of `input` [B, T, V] along its last axis, largest first, into
+ * SOFT_TARGETS_OUTPUT and their ids into SOFT_TOPK_IDS_OUTPUT (int64), ties to the lower id as ONNX's TopK.
+ * When V > `group` (and k ≤ group, opset ≥ 11): in two stages, so that each TopK sorts rows of at most `group`
+ * values: the row padded with −1 (below any probability) to G groups of `group`, the top k of each group
+ * [..., G, k], then the top k of those G·k candidates, whose ids are gathered. Exact: each of the k largest is
+ * among its group's k largest; ties keep the lower id (within a group TopK orders them so, across groups the
+ * candidate of the lower group has the lower position and the lower id).
+ */
+function topkNodes(input: string, vocabSize: number, k: number, opset: number, group: number): Required<Pick<GraphAddition, 'nodes' | 'initializers'>> {
+  const kAsInput = opset >= 10;
+  const topk = (name: string, x: string, outputs: [string, string]): GraphNodeProto => ({
+    opType: 'TopK', input: kAsInput ? [x, 'distill_topk_k'] : [x], output: outputs, name,
+    attribute: [intAttr('axis', -1), ...(kAsInput ? [] : [intAttr('k', k)])],
+  });
+  const kInit = kAsInput ? [int64s('distill_topk_k', [1], [k])] : [];
+  if (vocabSize <= group || k > group || opset < 11) {
+    return { initializers: kInit, nodes: [topk('distill_topk', input, [SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT])] };
+  }
+  const G = Math.ceil(vocabSize / group);
+  const F = onnx.TensorProto.DataType.FLOAT;
+  return {
+    initializers: [
+      ...kInit,
+      int64s('distill_topk_pads', [6], [0, 0, 0, 0, 0, G * group - vocabSize]), // [B, T, V] → [B, T, G·group]
+      { name: 'distill_topk_pad_value', dataType: F, dims: [], rawData: new Uint8Array(Float32Array.from([-1]).buffer) },
+      int64s('distill_topk_groups_shape', [4], [0, 0, G, group]),
+      int64s('distill_topk_candidates_shape', [3], [0, 0, G * k]),
+      { name: 'distill_topk_local_table', dataType: F, dims: [group], rawData: new Uint8Array(Float32Array.from({ length: group }, (_, i) => i).buffer) },
+      { name: 'distill_topk_group_start', dataType: F, dims: [G, 1], rawData: new Uint8Array(Float32Array.from({ length: G }, (_, g) => g * group).buffer) },
+    ],
+    nodes: [
+      { opType: 'Pad', input: [input, 'distill_topk_pads', 'distill_topk_pad_value'], output: ['distill_topk_padded'], name: 'distill_topk_pad', attribute: [{ name: 'mode', type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode('constant') }] },
+      { opType: 'Reshape', input: ['distill_topk_padded', 'distill_topk_groups_shape'], output: ['distill_topk_groups'], name: 'distill_topk_groups' }, // [B, T, G, group]
+      topk('distill_topk_stage1', 'distill_topk_groups', ['distill_topk_group_values', 'distill_topk_group_local_ids']), // [B, T, G, k]
+      // ids within the group → vocabulary ids, as float32 (exact below 2^24): onnxruntime's WebGPU provider has no
+      // Cast and no arithmetic from int64, but gathers with int64 indices, here from the table 0, 1, …, group − 1.
+      { opType: 'Gather', input: ['distill_topk_local_table', 'distill_topk_group_local_ids'], output: ['distill_topk_group_local_f'], name: 'distill_topk_local_f', attribute: [intAttr('axis', 0)] },
+      { opType: 'Add', input: ['distill_topk_group_local_f', 'distill_topk_group_start'], output: ['distill_topk_group_ids_f'], name: 'distill_topk_ids_f' },
+      { opType: 'Reshape', input: ['distill_topk_group_values', 'distill_topk_candidates_shape'], output: ['distill_topk_candidates'], name: 'distill_topk_candidates' }, // [B, T, G·k]
+      { opType: 'Reshape', input: ['distill_topk_group_ids_f', 'distill_topk_candidates_shape'], output: ['distill_topk_candidate_ids_f'], name: 'distill_topk_candidate_ids' },
+      topk('distill_topk_stage2', 'distill_topk_candidates', [SOFT_TARGETS_OUTPUT, 'distill_topk_positions']), // [B, T, k]
+      { opType: 'GatherElements', input: ['distill_topk_candidate_ids_f', 'distill_topk_positions'], output: ['distill_topk_ids_f'], name: 'distill_topk_gather', attribute: [intAttr('axis', -1)] },
+      { opType: 'Cast', input: ['distill_topk_ids_f'], output: [SOFT_TOPK_IDS_OUTPUT], name: 'distill_topk_ids', attribute: [intAttr('to', onnx.TensorProto.DataType.INT64)] },
+    ],
   };
 }
 

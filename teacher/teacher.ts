@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DistillError, FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
 import { appendToGraph, attentionTensors, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/core/onnx.js';
-import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT } from './soft-targets.js';
+import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT, WEBGPU_TOPK_GROUP } from './soft-targets.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/core/model-dir.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 
@@ -236,7 +236,8 @@ export class Teacher {
         throw new InputError(`soft_targets_topk ${topk} must be a whole number from 1 to ${config.vocabSize - 1}, or 0 for the whole vocabulary (${configPath} has vocab_size ${config.vocabSize})`);
       }
       const opset = Number(file.model.opsetImport?.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 17);
-      bytes = appendToGraph(bytes, softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, topk, opset));
+      const topkGroup = options.executionProvider === 'webgpu' ? WEBGPU_TOPK_GROUP : Infinity; // see WEBGPU_TOPK_GROUP
+      bytes = appendToGraph(bytes, softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, topk, opset, topkGroup));
       softNames.push(SOFT_TARGETS_OUTPUT, topk > 0 ? SOFT_TOPK_IDS_OUTPUT : SOFT_NEG_ENTROPY_OUTPUT);
     }
 
@@ -330,19 +331,31 @@ const PROVIDER_NAMES: Record<TeacherExecutionProvider, string> = {
  * provider asked for ran none of them (a silent fall-back to the CPU). Returns the node count per provider.
  */
 function checkPlacement(session: ort.InferenceSession, profileDir: string, ep: TeacherExecutionProvider, optionName: string): Record<string, number> {
-  session.endProfiling();
   const counts: Record<string, number> = {};
+  for (const provider of profiledPlacement(session, profileDir).values()) counts[provider] = (counts[provider] ?? 0) + 1;
+  const error = placementError(counts, ep, optionName);
+  if (error) throw error;
+  return counts;
+}
+
+/**
+ * The provider that ran each node (by node name) in the runs of a session created with `enableProfiling` and a
+ * `profileFilePrefix` inside `profileDir`, from onnxruntime's profile, which this ends and removes with the folder.
+ */
+export function profiledPlacement(session: ort.InferenceSession, profileDir: string): Map<string, string> {
+  session.endProfiling();
+  const placement = new Map<string, string>();
   try {
     for (const f of readdirSync(profileDir)) {
-      const events = JSON.parse(readFileSync(join(profileDir, f), 'utf8')) as { cat?: string; args?: { provider?: string } }[];
-      for (const e of events) if (e.cat === 'Node' && e.args?.provider) counts[e.args.provider] = (counts[e.args.provider] ?? 0) + 1;
+      const events = JSON.parse(readFileSync(join(profileDir, f), 'utf8')) as { cat?: string; name?: string; args?: { provider?: string } }[];
+      for (const e of events) {
+        if (e.cat === 'Node' && e.args?.provider && e.name?.endsWith('_kernel_time')) placement.set(e.name.slice(0, -'_kernel_time'.length), e.args.provider);
+      }
     }
   } finally {
     rmSync(profileDir, { recursive: true, force: true });
   }
-  const error = placementError(counts, ep, optionName);
-  if (error) throw error;
-  return counts;
+  return placement;
 }
 
 /** The error for a placement in which the provider asked for ran none of the nodes, else undefined. */

@@ -8,6 +8,10 @@ import * as tf from '@tensorflow/tfjs';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { selectBackend } from '../student/kernels/backend.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
+import { Rng } from '../corpus/rng.js';
+import { OnnxGraphBuilder } from '../src/core/onnx-writer.js';
+import { appendToGraph } from '../src/core/onnx.js';
+import { softTargetNodes } from '../teacher/soft-targets.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The embedded tiny teacher (a copy of ../shared/fixtures/tiny-bert-cased without the golden numbers). */
@@ -147,4 +151,21 @@ export function tinyRunConfig(name: string, keys: Record<string, unknown>): { wo
   const configPath = join(work, 'config.json');
   writeFileSync(configPath, JSON.stringify({ teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 32, batch_size: 4, grad_accum: 1, ...keys }));
   return { work, configPath };
+}
+
+/**
+ * The soft-target nodes alone as a model on an input `logits` [1, N, V] (teacher/soft-targets.ts), with top-k in one
+ * stage (topkGroup Infinity) or in two stages over groups of `topkGroup`, and logits for it that hold exact ties
+ * spread over the row: steps of 1/400 from 0 to 10 (4001 values, about 1.5 copies of each in a row of 6144), so
+ * equal probabilities meet in most rows' top k, and the largest lie anywhere in the row.
+ */
+export function softTargetModel(n: number, v: number, k: number, topkGroup: number, opset = 17): Uint8Array {
+  const builder = new OnnxGraphBuilder();
+  builder.input('logits', 'float', [1, n, v]);
+  return appendToGraph(builder.encode('soft_targets', opset, 'distill-test'), softTargetNodes('logits', v, 2, k, opset, topkGroup));
+}
+
+export function tiedLogits(n: number, v: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n * v }, () => rng.int(4001) / 400);
 }

@@ -6,7 +6,9 @@ import { Teacher, placementError } from '../teacher/teacher.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { MismatchError, FileFormatError } from '../src/core/errors.js';
 import { selectSoftRows, selectTopkRows, teacherSoftTargets, topkOfSoftTargets } from '../teacher/soft-targets.js';
-import { GOLDEN, HAVE_SHARED, SHARED_TINY, TINY, maxAbsDiff } from './helpers.js';
+import * as ort from 'onnxruntime-node';
+import { onnx } from '../src/core/onnx.js';
+import { GOLDEN, HAVE_SHARED, SHARED_TINY, TINY, maxAbsDiff, softTargetModel, tiedLogits } from './helpers.js';
 
 const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
 const [B, T] = ref.shapeOf('masked_input_ids') as [number, number];
@@ -162,5 +164,44 @@ describe('the teacher on a GPU provider is checked to run there', () => {
     expect(error?.hint).toMatch(/--teacher-ep cpu/);
     expect(placementError({ CPUExecutionProvider: 54, WebGpuExecutionProvider: 144 }, 'webgpu', '--teacher')).toBeUndefined();
     expect(placementError({ CPUExecutionProvider: 189 }, 'cuda', 'teacher')?.message).toMatch(/cuda execution provider was asked for/);
+  });
+});
+
+describe('top-k soft targets in two stages (the form the WebGPU provider gets)', () => {
+  const topkCount = (model: Uint8Array): number => onnx.ModelProto.decode(model).graph!.node!.filter((n) => n.opType === 'TopK').length;
+
+  it('gives exactly the one-stage TopK, ties to the lower id included, also when the last group is shorter than k', async () => {
+    // V 6144 in groups of 1000: padded to 7000, the last group holds 144 real values, so with k = 200 padding
+    // enters that group's candidates (and must never win the second stage).
+    const [n, v] = [48, 6144];
+    const logits = new ort.Tensor('float32', tiedLogits(n, v, 7), [1, n, v]);
+    for (const k of [8, 200]) {
+      const run = async (group: number): Promise<{ probs: Float32Array; ids: BigInt64Array }> => {
+        const model = softTargetModel(n, v, k, group);
+        expect(topkCount(model)).toBe(group === Infinity ? 1 : 2);
+        const session = await ort.InferenceSession.create(model, { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+        const out = await session.run({ logits });
+        await session.release();
+        return { probs: out['distill_soft_targets']!.data as Float32Array, ids: out['distill_soft_topk_ids']!.data as BigInt64Array };
+      };
+      const one = await run(Infinity);
+      const two = await run(1000);
+      expect(two.probs).toEqual(one.probs);
+      expect(two.ids).toEqual(one.ids);
+      // The case is the one meant: ties inside the top k, ids from every group, none from the padding.
+      let ties = 0;
+      for (let r = 0; r < n; r++) for (let j = 1; j < k; j++) if (one.probs[r * k + j] === one.probs[r * k + j - 1]) ties++;
+      expect(ties).toBeGreaterThan(n);
+      const groups = new Set(Array.from(two.ids, (id) => Math.floor(Number(id) / 1000)));
+      expect([...groups].sort()).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      expect(Array.from(two.ids).every((id) => id < BigInt(v))).toBe(true);
+    }
+  });
+
+  it('stays one stage where two cannot help or cannot be written: V within a group, k above the group, opset below 11', () => {
+    expect(topkCount(softTargetModel(4, 6144, 8, 1000))).toBe(2);
+    expect(topkCount(softTargetModel(4, 6144, 8, 8192))).toBe(1);
+    expect(topkCount(softTargetModel(4, 6144, 1001, 1000))).toBe(1);
+    expect(topkCount(softTargetModel(4, 6144, 8, 1000, 10))).toBe(1);
   });
 });

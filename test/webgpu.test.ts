@@ -25,12 +25,13 @@ import { saveStudent } from '../student/io.js';
 import { gelu, hfNameOfVariable, type DistilBertStudent } from '../student/model.js';
 import { biasGelu, geluOps } from '../student/kernels/gelu.js';
 import { MASKED_SOFTMAX_KERNEL, maskedSoftmax, maskedSoftmaxOps } from '../student/kernels/attention-softmax.js';
-import { Teacher } from '../teacher/teacher.js';
+import { Teacher, profiledPlacement } from '../teacher/teacher.js';
+import * as ort from 'onnxruntime-node';
 import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
 import { teacherSoftTargets } from '../teacher/soft-targets.js';
 import { lossRows } from '../losses/rows.js';
 import { expectCleanError, runCli } from './cli-helpers.js';
-import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, tidy, tinyRunConfig, webgpuUnavailable } from './helpers.js';
+import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, softTargetModel, tidy, tiedLogits, tinyRunConfig, webgpuUnavailable } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
 // Skipped only where WebGPU is not installed or finds no adapter; any other error fails the file.
@@ -421,5 +422,30 @@ describe.skipIf(unavailable !== undefined)('teacher on the WebGPU execution prov
     expect(maxAbsDiff(b.logits, a.logits)).toBeLessThan(1e-4);
     expect(maxAbsDiff(b.hiddenStates[0]!, a.hiddenStates[0]!)).toBeLessThan(1e-4);
     expect(maxAbsDiff(a.logits, teacherLogits)).toBeLessThan(1e-4);
+  });
+
+  it('runs top-k soft targets in two stages on the GPU, every node of them there, exactly as the one-stage TopK', async () => {
+    // The provider's TopK sorts rows above 2048 values in global memory (WEBGPU_TOPK_GROUP); the two-stage form
+    // must give the same values and ids, bit for bit (both use this provider's softmax), and add no CPU node.
+    const [n, v] = [8, 6144];
+    const logits = new ort.Tensor('float32', tiedLogits(n, v, 11), [1, n, v]);
+    for (const k of [8, 200]) {
+      const run = async (group: number): Promise<{ probs: Float32Array; ids: BigInt64Array; placement: Map<string, string> }> => {
+        const profileDir = mkdtempSync(join(tmpdir(), 'distill-topk-profile-'));
+        const session = await ort.InferenceSession.create(softTargetModel(n, v, k, group),
+          { executionProviders: [{ name: 'webgpu' }, 'cpu'], enableProfiling: true, profileFilePrefix: join(profileDir, 'p') });
+        const out = await session.run({ logits });
+        const placement = profiledPlacement(session, profileDir);
+        await session.release();
+        return { probs: out['distill_soft_targets']!.data as Float32Array, ids: out['distill_soft_topk_ids']!.data as BigInt64Array, placement };
+      };
+      const one = await run(Infinity);
+      const two = await run(1000);
+      expect(two.probs).toEqual(one.probs);
+      expect(two.ids).toEqual(one.ids);
+      const topkNodes = [...two.placement].filter(([name]) => name.startsWith('distill_topk'));
+      expect(topkNodes.length).toBe(10); // Pad, 3 Reshape, 2 TopK, Gather, Add, GatherElements, Cast
+      expect(topkNodes.filter(([, provider]) => provider !== 'WebGpuExecutionProvider')).toEqual([]);
+    }
   });
 });
