@@ -13,41 +13,63 @@ export const SOFT_TARGETS_OUTPUT = 'distill_soft_targets';
 export const SOFT_NEG_ENTROPY_OUTPUT = 'distill_soft_neg_entropy';
 export const SOFT_TOPK_IDS_OUTPUT = 'distill_soft_topk_ids';
 
+/** How the soft-target nodes are written (softTargetNodes). */
+export interface SoftTargetGraphOptions {
+  /** The k largest soft targets and their ids instead of all V (soft_targets_topk); 0: all. */
+  topk?: number;
+  /** The teacher graph's ONNX opset (TopK takes k as an input from 10; Pad takes its pads as one from 11). */
+  opset?: number;
+  /**
+   * Written for onnxruntime's WebGPU provider: log p as Log(max(p, 2⁻¹²⁶)), since it has no LogSoftmax (it would
+   * run on the CPU, with [B, T, V] copied down and back every batch), and TopK in two stages (topkGroup).
+   * Elsewhere LogSoftmax (on the CPU provider Max + Log made the tiny teacher's forward ~5% slower).
+   */
+  webgpu?: boolean;
+  /** Take the top k in two stages over groups of this many values (topkNodes); default WEBGPU_TOPK_GROUP with `webgpu`, else one stage. */
+  topkGroup?: number;
+}
+
 /**
  * Nodes computing the distillation's soft targets inside the teacher graph, so that onnxruntime does the
  * exponentials (vectorised, off the JS thread): p = softmax(logits/τ) [B, T, V] and Σ_v p log p [B, T, 1]
- * (a product with a ones vector: no opset-dependent reduction). Softmax and LogSoftmax over the last axis mean
- * the same in every opset. With `topk`, the k largest p and their ids; `topkGroup` splits that TopK in two
- * stages over groups of that many values (topkNodes; WEBGPU_TOPK_GROUP for the WebGPU provider).
+ * (a product with a ones vector: no opset-dependent reduction); with `topk`, the k largest p and their ids
+ * (topkNodes). Softmax and LogSoftmax over the last axis mean the same in every opset.
  */
-export function softTargetNodes(logits: string, vocabSize: number, temperature: number, topk = 0, opset = 17, topkGroup = Infinity): GraphAddition {
+export function softTargetNodes(logits: string, vocabSize: number, temperature: number, options: SoftTargetGraphOptions = {}): GraphAddition {
+  const { topk = 0, opset = 17, webgpu = false, topkGroup = webgpu ? WEBGPU_TOPK_GROUP : Infinity } = options;
   const F = onnx.TensorProto.DataType.FLOAT;
   const INT64 = onnx.TensorProto.DataType.INT64;
+  const temperatureInit = { name: 'distill_temperature', dataType: F, dims: [], rawData: new Uint8Array(Float32Array.from([temperature]).buffer) };
+  const scale = { opType: 'Div', input: [logits, 'distill_temperature'], output: ['distill_scaled_logits'], name: 'distill_scale' };
+  const softmax = (output: string): GraphNodeProto =>
+    ({ opType: 'Softmax', input: ['distill_scaled_logits'], output: [output], name: 'distill_softmax', attribute: [intAttr('axis', -1)] });
   if (topk > 0) {
     // p = softmax(logits/τ), then its k largest values and their ids, largest first (topkNodes).
     const top = topkNodes('distill_soft_full', vocabSize, topk, opset, topkGroup);
     return {
-      initializers: [
-        { name: 'distill_temperature', dataType: F, dims: [], rawData: new Uint8Array(Float32Array.from([temperature]).buffer) },
-        ...top.initializers,
-      ],
-      nodes: [
-        { opType: 'Div', input: [logits, 'distill_temperature'], output: ['distill_scaled_logits'], name: 'distill_scale' },
-        { opType: 'Softmax', input: ['distill_scaled_logits'], output: ['distill_soft_full'], name: 'distill_softmax', attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] },
-        ...top.nodes,
-      ],
+      initializers: [temperatureInit, ...top.initializers],
+      nodes: [scale, softmax('distill_soft_full'), ...top.nodes],
       outputs: [{ name: SOFT_TARGETS_OUTPUT, elemType: F }, { name: SOFT_TOPK_IDS_OUTPUT, elemType: INT64 }],
     };
   }
+  const logOfSoft: GraphNodeProto[] = webgpu
+    ? [
+      // log p from p, floored at the smallest normal float32 so that p = 0 (an exp that underflowed) gives
+      // 0·(−87.3) = 0, not 0·(−∞); a p below the floor adds under 1e-36 to the sum.
+      { opType: 'Max', input: [SOFT_TARGETS_OUTPUT, 'distill_smallest_normal'], output: ['distill_soft_floored'], name: 'distill_soft_floor' },
+      { opType: 'Log', input: ['distill_soft_floored'], output: ['distill_log_soft'], name: 'distill_log_soft' },
+    ]
+    : [{ opType: 'LogSoftmax', input: ['distill_scaled_logits'], output: ['distill_log_soft'], name: 'distill_log_softmax', attribute: [intAttr('axis', -1)] }];
   return {
     initializers: [
-      { name: 'distill_temperature', dataType: F, dims: [], rawData: new Uint8Array(Float32Array.from([temperature]).buffer) },
+      temperatureInit,
       { name: 'distill_ones_v', dataType: F, dims: [vocabSize, 1], rawData: new Uint8Array(new Float32Array(vocabSize).fill(1).buffer) },
+      ...(webgpu ? [{ name: 'distill_smallest_normal', dataType: F, dims: [], rawData: new Uint8Array(Float32Array.from([2 ** -126]).buffer) }] : []),
     ],
     nodes: [
-      { opType: 'Div', input: [logits, 'distill_temperature'], output: ['distill_scaled_logits'], name: 'distill_scale' },
-      { opType: 'Softmax', input: ['distill_scaled_logits'], output: [SOFT_TARGETS_OUTPUT], name: 'distill_softmax', attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] },
-      { opType: 'LogSoftmax', input: ['distill_scaled_logits'], output: ['distill_log_soft'], name: 'distill_log_softmax', attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] },
+      scale,
+      softmax(SOFT_TARGETS_OUTPUT),
+      ...logOfSoft,
       { opType: 'Mul', input: [SOFT_TARGETS_OUTPUT, 'distill_log_soft'], output: ['distill_p_log_p'], name: 'distill_p_log_p' },
       { opType: 'MatMul', input: ['distill_p_log_p', 'distill_ones_v'], output: [SOFT_NEG_ENTROPY_OUTPUT], name: 'distill_neg_entropy' },
     ],

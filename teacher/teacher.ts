@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DistillError, FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
 import { appendToGraph, attentionTensors, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/core/onnx.js';
-import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT, WEBGPU_TOPK_GROUP } from './soft-targets.js';
+import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT } from './soft-targets.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/core/model-dir.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 
@@ -236,8 +236,7 @@ export class Teacher {
         throw new InputError(`soft_targets_topk ${topk} must be a whole number from 1 to ${config.vocabSize - 1}, or 0 for the whole vocabulary (${configPath} has vocab_size ${config.vocabSize})`);
       }
       const opset = Number(file.model.opsetImport?.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 17);
-      const topkGroup = options.executionProvider === 'webgpu' ? WEBGPU_TOPK_GROUP : Infinity; // see WEBGPU_TOPK_GROUP
-      bytes = appendToGraph(bytes, softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, topk, opset, topkGroup));
+      bytes = appendToGraph(bytes, softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, { topk, opset, webgpu: options.executionProvider === 'webgpu' }));
       softNames.push(SOFT_TARGETS_OUTPUT, topk > 0 ? SOFT_TOPK_IDS_OUTPUT : SOFT_NEG_ENTROPY_OUTPUT);
     }
 

@@ -155,17 +155,41 @@ export function tinyRunConfig(name: string, keys: Record<string, unknown>): { wo
 
 /**
  * The soft-target nodes alone as a model on an input `logits` [1, N, V] (teacher/soft-targets.ts), with top-k in one
- * stage (topkGroup Infinity) or in two stages over groups of `topkGroup`, and logits for it that hold exact ties
+ * stage (topkGroup Infinity) or in two stages over groups of `topkGroup` (with `webgpu`, the WebGPU provider's form
+ * of log p), and logits for it that hold exact ties
  * spread over the row: steps of 1/400 from 0 to 10 (4001 values, about 1.5 copies of each in a row of 6144), so
  * equal probabilities meet in most rows' top k, and the largest lie anywhere in the row.
  */
-export function softTargetModel(n: number, v: number, k: number, topkGroup: number, opset = 17): Uint8Array {
+export function softTargetModel(n: number, v: number, k: number, topkGroup: number, opset = 17, webgpu = false): Uint8Array {
   const builder = new OnnxGraphBuilder();
   builder.input('logits', 'float', [1, n, v]);
-  return appendToGraph(builder.encode('soft_targets', opset, 'distill-test'), softTargetNodes('logits', v, 2, k, opset, topkGroup));
+  return appendToGraph(builder.encode('soft_targets', opset, 'distill-test'), softTargetNodes('logits', v, 2, { topk: k, opset, topkGroup, webgpu }));
 }
 
 export function tiedLogits(n: number, v: number, seed: number): Float32Array {
   const rng = new Rng(seed);
   return Float32Array.from({ length: n * v }, () => rng.int(4001) / 400);
+}
+
+/**
+ * Logits [n, v] whose softmax at τ = 2 spans the float32 range: per row one token at 0, a spread from −2 to −40, and
+ * a third of the row at −400, whose exp(−200) underflows to p = 0 (where a naive p·log p is 0·(−∞) = NaN).
+ */
+export function underflowingLogits(n: number, v: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n * v }, (_, i) => (i % v === 0 ? 0 : i % 3 === 0 ? -400 : -2 - rng.int(3801) / 100));
+}
+
+/**
+ * A bound on |computed − exact| for Σ_v p log p from float32 p (each within 2 ulps of exact, so p log p within
+ * 2^-22·|p (1 + log p)|) summed in float32 over v terms (at most (v − 1)·2^-24·Σ|p log p| of rounding): the
+ * bound is (v + 4)·2^-24·Σ(|p log p| + p), from the exact p (float64).
+ */
+export function negEntropyBound(probs: ArrayLike<number>, from: number, v: number): number {
+  let s = 0;
+  for (let j = 0; j < v; j++) {
+    const p = probs[from + j]!;
+    if (p > 0) s += Math.abs(p * Math.log(p)) + p;
+  }
+  return (v + 4) * 2 ** -24 * s;
 }

@@ -8,7 +8,7 @@ import { MismatchError, FileFormatError } from '../src/core/errors.js';
 import { selectSoftRows, selectTopkRows, teacherSoftTargets, topkOfSoftTargets } from '../teacher/soft-targets.js';
 import * as ort from 'onnxruntime-node';
 import { onnx } from '../src/core/onnx.js';
-import { GOLDEN, HAVE_SHARED, SHARED_TINY, TINY, maxAbsDiff, softTargetModel, tiedLogits } from './helpers.js';
+import { GOLDEN, HAVE_SHARED, SHARED_TINY, TINY, maxAbsDiff, negEntropyBound, softTargetModel, tiedLogits, underflowingLogits } from './helpers.js';
 
 const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
 const [B, T] = ref.shapeOf('masked_input_ids') as [number, number];
@@ -195,6 +195,23 @@ describe('top-k soft targets in two stages (the form the WebGPU provider gets)',
       const groups = new Set(Array.from(two.ids, (id) => Math.floor(Number(id) / 1000)));
       expect([...groups].sort()).toEqual([0, 1, 2, 3, 4, 5, 6]);
       expect(Array.from(two.ids).every((id) => id < BigInt(v))).toBe(true);
+    }
+  });
+
+  it('full soft targets, both forms of log p: Σ p log p finite and within float32 rounding where exp(t/τ) underflows to p = 0', async () => {
+    const [n, v] = [4, 6144];
+    const x = underflowingLogits(n, v, 3);
+    const host = teacherSoftTargets(x, Int32Array.from({ length: n }, (_, i) => i), v, 2, false); // float64 sums
+    for (const webgpu of [false, true]) { // LogSoftmax; Log(max(p, 2^-126)), the WebGPU provider's form
+      const session = await ort.InferenceSession.create(softTargetModel(n, v, 0, Infinity, 17, webgpu), { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+      const out = await session.run({ logits: new ort.Tensor('float32', x, [1, n, v]) });
+      await session.release();
+      const graph = out['distill_soft_neg_entropy']!.data as Float32Array;
+      expect(Array.from((out['distill_soft_targets']!.data as Float32Array).subarray(0, v)).filter((p) => p === 0).length).toBeGreaterThan(v / 4);
+      for (let r = 0; r < n; r++) {
+        expect(Number.isFinite(graph[r]!)).toBe(true);
+        expect(Math.abs(graph[r]! - host.negEntropy[r]!)).toBeLessThanOrEqual(negEntropyBound(host.probs, r * v, v));
+      }
     }
   });
 

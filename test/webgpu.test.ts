@@ -31,7 +31,7 @@ import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } 
 import { teacherSoftTargets } from '../teacher/soft-targets.js';
 import { lossRows } from '../losses/rows.js';
 import { expectCleanError, runCli } from './cli-helpers.js';
-import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, softTargetModel, tidy, tiedLogits, tinyRunConfig, webgpuUnavailable } from './helpers.js';
+import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, negEntropyBound, softTargetModel, tidy, tiedLogits, tinyRunConfig, underflowingLogits, webgpuUnavailable } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
 // Skipped only where WebGPU is not installed or finds no adapter; any other error fails the file.
@@ -447,5 +447,20 @@ describe.skipIf(unavailable !== undefined)('teacher on the WebGPU execution prov
       expect(topkNodes.length).toBe(10); // Pad, 3 Reshape, 2 TopK, Gather, Add, GatherElements, Cast
       expect(topkNodes.filter(([, provider]) => provider !== 'WebGpuExecutionProvider')).toEqual([]);
     }
+  });
+
+  it('computes full soft targets and Σ p log p on the GPU (no LogSoftmax, which would run on the CPU), finite where p underflows', async () => {
+    const [n, v] = [4, 6144];
+    const x = underflowingLogits(n, v, 5);
+    const profileDir = mkdtempSync(join(tmpdir(), 'distill-soft-profile-'));
+    const session = await ort.InferenceSession.create(softTargetModel(n, v, 0, Infinity, 17, true),
+      { executionProviders: [{ name: 'webgpu' }, 'cpu'], enableProfiling: true, profileFilePrefix: join(profileDir, 'p') });
+    const out = await session.run({ logits: new ort.Tensor('float32', x, [1, n, v]) });
+    const placement = profiledPlacement(session, profileDir);
+    await session.release();
+    expect([...placement].filter(([name, provider]) => name.startsWith('distill_') && provider !== 'WebGpuExecutionProvider')).toEqual([]);
+    const graph = out['distill_soft_neg_entropy']!.data as Float32Array;
+    const host = teacherSoftTargets(x, Int32Array.from({ length: n }, (_, i) => i), v, 2, false);
+    for (let r = 0; r < n; r++) expect(Math.abs(graph[r]! - host.negEntropy[r]!)).toBeLessThanOrEqual(negEntropyBound(host.probs, r * v, v));
   });
 });
