@@ -20,9 +20,19 @@ import { ownsMemory } from './simd.js';
 
 type Part = 'm' | 'v' | 'p';
 
-// g is the gradient times gradScale (1, or 1/loss_scale with precision fp16-mixed: a power of 2, exact).
-const MOMENT_M = 'let mNew = getMByOutputIndex(index) * uniforms.b1 + (getGByOutputIndex(index) * uniforms.gradScale) * uniforms.oneMinusB1;';
-const MOMENT_V = 'let g = getGByOutputIndex(index) * uniforms.gradScale; let vNew = getVByOutputIndex(index) * uniforms.b2 + (g * g) * uniforms.oneMinusB2;';
+/**
+ * The update's WGSL, given how each input is read at `index` (both forms write the same expressions, in the same
+ * order); g is the gradient times gradScale (1/loss_scale with precision fp16-mixed, times the clipping coefficient).
+ */
+function adamwExpressions(read: Record<'p' | 'g' | 'm' | 'v', string>): Record<'m' | 'v' | 'p', string> {
+  return {
+    m: `let mNew = ${read.m} * uniforms.b1 + (${read.g} * uniforms.gradScale) * uniforms.oneMinusB1;`,
+    v: `let g = ${read.g} * uniforms.gradScale; let vNew = ${read.v} * uniforms.b2 + (g * g) * uniforms.oneMinusB2;`,
+    p: `let denom = sqrt(vNew) / uniforms.bc2Sqrt + uniforms.eps; let pNew = ${read.p} * uniforms.decayFactor - (mNew / denom) * uniforms.stepSize;`,
+  };
+}
+const BY_TFJS_GETTERS = adamwExpressions({ p: 'getPByOutputIndex(index)', g: 'getGByOutputIndex(index)', m: 'getMByOutputIndex(index)', v: 'getVByOutputIndex(index)' });
+const BY_ARRAYS = adamwExpressions({ p: 'p[index]', g: 'grad[index]', m: 'm[index]', v: 'v[index]' });
 
 class AdamWProgram extends WgslProgram {
   readonly uniforms = 'b1 : f32, oneMinusB1 : f32, b2 : f32, oneMinusB2 : f32, bc2Sqrt : f32, eps : f32, stepSize : f32, decayFactor : f32, gradScale : f32,';
@@ -32,11 +42,10 @@ class AdamWProgram extends WgslProgram {
   }
 
   getUserCode(): string {
-    const body = this.part === 'm' ? `${MOMENT_M} setOutputAtIndex(index, mNew);`
-      : this.part === 'v' ? `${MOMENT_V} setOutputAtIndex(index, vNew);`
-      : `${MOMENT_M} ${MOMENT_V}
-         let denom = sqrt(vNew) / uniforms.bc2Sqrt + uniforms.eps;
-         setOutputAtIndex(index, getPByOutputIndex(index) * uniforms.decayFactor - (mNew / denom) * uniforms.stepSize);`;
+    const e = BY_TFJS_GETTERS;
+    const body = this.part === 'm' ? `${e.m} setOutputAtIndex(index, mNew);`
+      : this.part === 'v' ? `${e.v} setOutputAtIndex(index, vNew);`
+      : `${e.m} ${e.v} ${e.p} setOutputAtIndex(index, pNew);`;
     return `
       fn main(index : i32) {
         if (index < uniforms.size) {
@@ -47,8 +56,7 @@ class AdamWProgram extends WgslProgram {
 }
 
 // The in-place form: one invocation per element, 256 per workgroup, the workgroups in a 2-D grid when one row
-// of them would pass the adapter's maxComputeWorkgroupsPerDimension (65535 on many). The same expressions as
-// AdamWProgram's, in the same order.
+// of them would pass the adapter's maxComputeWorkgroupsPerDimension (65535 on many).
 const IN_PLACE_WGSL = `
 struct Coefficients { b1 : f32, oneMinusB1 : f32, b2 : f32, oneMinusB2 : f32, bc2Sqrt : f32, eps : f32, stepSize : f32, decayFactor : f32, gradScale : f32, size : u32, };
 @group(0) @binding(0) var<storage, read_write> p : array<f32>;
@@ -60,10 +68,10 @@ struct Coefficients { b1 : f32, oneMinusB1 : f32, b2 : f32, oneMinusB2 : f32, bc
 fn main(@builtin(global_invocation_id) id : vec3<u32>, @builtin(num_workgroups) groups : vec3<u32>) {
   let index = id.y * groups.x * 256u + id.x;
   if (index >= uniforms.size) { return; }
-  let mNew = m[index] * uniforms.b1 + (grad[index] * uniforms.gradScale) * uniforms.oneMinusB1;
-  let g = grad[index] * uniforms.gradScale; let vNew = v[index] * uniforms.b2 + (g * g) * uniforms.oneMinusB2;
-  let denom = sqrt(vNew) / uniforms.bc2Sqrt + uniforms.eps;
-  p[index] = p[index] * uniforms.decayFactor - (mNew / denom) * uniforms.stepSize;
+  ${BY_ARRAYS.m}
+  ${BY_ARRAYS.v}
+  ${BY_ARRAYS.p}
+  p[index] = pNew;
   m[index] = mNew;
   v[index] = vNew;
 }`;
