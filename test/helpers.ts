@@ -181,9 +181,11 @@ export function underflowingLogits(n: number, v: number, seed: number): Float32A
 }
 
 /**
- * A bound on |computed − exact| for Σ_v p log p from float32 p (each within 2 ulps of exact, so p log p within
- * 2^-22·|p (1 + log p)|) summed in float32 over v terms (at most (v − 1)·2^-24·Σ|p log p| of rounding): the
- * bound is (v + 4)·2^-24·Σ(|p log p| + p), from the exact p (float64).
+ * A bound on |computed − exact| for Σ_v p log p computed in float32 (u = 2^-24), worst case over summation orders:
+ * each p = exp(s − max)/Z has a relative error under (v + 2)u (Z summed over v terms: (v − 1)u; exp, within
+ * 2 ulps; the division: u), which moves Σ p log p by at most (v + 2)u·Σ p|1 + log p|; log p and the product p·log p
+ * add 2u·Σ|p log p|, and summing v terms (v − 1)u·Σ|p log p|. In all, under (2v + 4)u·Σ(|p log p| + p), taken
+ * from the row's float32 probabilities `probs`.
  */
 export function negEntropyBound(probs: ArrayLike<number>, from: number, v: number): number {
   let s = 0;
@@ -191,5 +193,5 @@ export function negEntropyBound(probs: ArrayLike<number>, from: number, v: numbe
     const p = probs[from + j]!;
     if (p > 0) s += Math.abs(p * Math.log(p)) + p;
   }
-  return (v + 4) * 2 ** -24 * s;
+  return (2 * v + 4) * 2 ** -24 * s;
 }

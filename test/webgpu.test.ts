@@ -424,6 +424,16 @@ describe.skipIf(unavailable !== undefined)('teacher on the WebGPU execution prov
     expect(maxAbsDiff(a.logits, teacherLogits)).toBeLessThan(1e-4);
   });
 
+  /** One run of `model` on the WebGPU provider: its outputs, and the provider of each node from onnxruntime's profile. */
+  async function runOnWebGpu(model: Uint8Array, feeds: Record<string, ort.Tensor>): Promise<{ out: Record<string, ort.Tensor>; placement: Map<string, string> }> {
+    const profileDir = mkdtempSync(join(tmpdir(), 'distill-ort-profile-'));
+    const session = await ort.InferenceSession.create(model, { executionProviders: [{ name: 'webgpu' }, 'cpu'], enableProfiling: true, profileFilePrefix: join(profileDir, 'p') });
+    const out = await session.run(feeds);
+    const placement = profiledPlacement(session, profileDir);
+    await session.release();
+    return { out, placement };
+  }
+
   it('runs top-k soft targets in two stages on the GPU, every node of them there, exactly as the one-stage TopK', async () => {
     // The provider's TopK sorts rows above 2048 values in global memory (WEBGPU_TOPK_GROUP); the two-stage form
     // must give the same values and ids, bit for bit (both use this provider's softmax), and add no CPU node.
@@ -431,12 +441,7 @@ describe.skipIf(unavailable !== undefined)('teacher on the WebGPU execution prov
     const logits = new ort.Tensor('float32', tiedLogits(n, v, 11), [1, n, v]);
     for (const k of [8, 200]) {
       const run = async (group: number): Promise<{ probs: Float32Array; ids: BigInt64Array; placement: Map<string, string> }> => {
-        const profileDir = mkdtempSync(join(tmpdir(), 'distill-topk-profile-'));
-        const session = await ort.InferenceSession.create(softTargetModel(n, v, k, group),
-          { executionProviders: [{ name: 'webgpu' }, 'cpu'], enableProfiling: true, profileFilePrefix: join(profileDir, 'p') });
-        const out = await session.run({ logits });
-        const placement = profiledPlacement(session, profileDir);
-        await session.release();
+        const { out, placement } = await runOnWebGpu(softTargetModel(n, v, k, group, 17, true), { logits });
         return { probs: out['distill_soft_targets']!.data as Float32Array, ids: out['distill_soft_topk_ids']!.data as BigInt64Array, placement };
       };
       const one = await run(Infinity);
@@ -452,12 +457,7 @@ describe.skipIf(unavailable !== undefined)('teacher on the WebGPU execution prov
   it('computes full soft targets and Σ p log p on the GPU (no LogSoftmax, which would run on the CPU), finite where p underflows', async () => {
     const [n, v] = [4, 6144];
     const x = underflowingLogits(n, v, 5);
-    const profileDir = mkdtempSync(join(tmpdir(), 'distill-soft-profile-'));
-    const session = await ort.InferenceSession.create(softTargetModel(n, v, 0, Infinity, 17, true),
-      { executionProviders: [{ name: 'webgpu' }, 'cpu'], enableProfiling: true, profileFilePrefix: join(profileDir, 'p') });
-    const out = await session.run({ logits: new ort.Tensor('float32', x, [1, n, v]) });
-    const placement = profiledPlacement(session, profileDir);
-    await session.release();
+    const { out, placement } = await runOnWebGpu(softTargetModel(n, v, 0, Infinity, 17, true), { logits: new ort.Tensor('float32', x, [1, n, v]) });
     expect([...placement].filter(([name, provider]) => name.startsWith('distill_') && provider !== 'WebGpuExecutionProvider')).toEqual([]);
     const graph = out['distill_soft_neg_entropy']!.data as Float32Array;
     const host = teacherSoftTargets(x, Int32Array.from({ length: n }, (_, i) => i), v, 2, false);
