@@ -59,7 +59,8 @@ async function main(): Promise<void> {
         const tau = init.options.softTargetTemperature;
         const soft = out.soft.topkIds
           ? selectTopkRows(out.soft.probs, out.soft.topkIds, msg.softRows, init.options.softTargetTopK!, tau)
-          : selectSoftRows(out.soft.probs, out.soft.negEntropy!, msg.softRows, V, tau, msg.keepLogits ? out.logits : undefined);
+          // in place: the outputs are this worker's alone (unless the full logits go back too)
+          : selectSoftRows(out.soft.probs, out.soft.negEntropy!, msg.softRows, V, tau, msg.keepLogits ? out.logits : undefined, !msg.fullLogits);
         const lastHidden = out.hiddenStates[out.hiddenStates.length - 1]!;
         // What the intermediate-layer losses read (losses/layer-map.ts keys): hidden states by index, attention, projections.
         const intermediate: Record<string, Float32Array> = { ...out.intermediate };

@@ -54,6 +54,29 @@ describe('teacher on the logits-only export, hidden states by graph surgery', ()
 });
 
 describe('soft targets computed inside the teacher graph', () => {
+  it('selectSoftRows in place (the worker\'s form) gives the rows a copy gives, in the same buffer; out of order it copies', () => {
+    const [n, v] = [7, 5];
+    const probs = Float32Array.from({ length: n * v }, (_, i) => i + 0.5);
+    const logits = Float32Array.from({ length: n * v }, (_, i) => -i);
+    const negEntropy = Float32Array.from({ length: n }, (_, i) => -i);
+    for (const rows of [Int32Array.from([0, 1, 2, 3, 4, 5, 6]), Int32Array.from([1, 2, 5, 6]), Int32Array.from([0, 3]), Int32Array.from([6])]) {
+      const copied = selectSoftRows(probs, negEntropy, rows, v, 2, logits);
+      const [p, l] = [probs.slice(), logits.slice()];
+      const moved = selectSoftRows(p, negEntropy, rows, v, 2, l, true);
+      expect(moved.probs).toEqual(copied.probs);
+      expect(moved.logits).toEqual(copied.logits);
+      expect(moved.negEntropy).toEqual(copied.negEntropy);
+      expect(Array.from(copied.probs.subarray(0, v))).toEqual(Array.from({ length: v }, (_, j) => rows[0]! * v + j + 0.5));
+      expect(moved.probs.buffer).toBe(p.buffer); // no new array
+      expect(moved.logits!.buffer).toBe(l.buffer);
+    }
+    const unordered = Int32Array.from([3, 0, 5]);
+    const p = probs.slice();
+    const moved = selectSoftRows(p, negEntropy, unordered, v, 2, undefined, true);
+    expect(moved.probs).toEqual(selectSoftRows(probs, negEntropy, unordered, v, 2).probs);
+    expect(p).toEqual(probs); // left as it was: moving row 3 to the front would overwrite row 0 before it is read
+  });
+
   it('equal softmax(logits/τ) and Σ p log p computed on the host', async () => {
     const teacher = await Teacher.load(TINY, { hiddenStates: [4], softTargetTemperature: 2 });
     const out = await teacher.forward(batch);
