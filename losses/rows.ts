@@ -4,9 +4,6 @@
 import { ShapeError } from '../src/core/errors.js';
 import { IGNORE_INDEX } from '../src/core/labels.js';
 
-/** The "ignore" label, as in PyTorch's CrossEntropyLoss and transformers. */
-
-
 export interface LossRows {
   batchSize: number;
   seqLen: number;
@@ -38,13 +35,6 @@ export function lossRows(attentionMask: Int32Array, mlmLabels: Int32Array, batch
   }
   if (real.length === 0) throw new ShapeError('the batch has no real tokens (attention_mask is all 0)');
   return { batchSize, seqLen, realRows: Int32Array.from(real), maskedRows: Int32Array.from(masked), maskedLabels: Int32Array.from(labels) };
-}
-
-/** Copy rows `rows` of a row-major [n, width] host array into a new [rows.length, width] array. */
-export function selectRows(data: Float32Array, rows: Int32Array, width: number): Float32Array {
-  const out = new Float32Array(rows.length * width);
-  for (let i = 0; i < rows.length; i++) out.set(data.subarray(rows[i]! * width, (rows[i]! + 1) * width), i * width);
-  return out;
 }
 
 /** For each of `subset` (a subsequence of `of`), its index in `of`. */

@@ -10,13 +10,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/core/errors.js';
 import { RECIPE } from '../src/core/recipe.js';
+import { selectRows } from '../src/core/math.js';
 import { tiedProjector, type DistilBertStudent, type ForwardOptions } from '../student/model.js';
 import { cosineLoss } from './cosine.js';
 import { distillationLoss, distillationLossFromSoft } from './distillation.js';
 import { distillationLossTopK } from './distillation-topk.js';
 import { mlmLoss } from './mlm.js';
 import { logitMseLoss } from './mse.js';
-import { positionsWithin, selectRows, type LossRows } from './rows.js';
+import { positionsWithin, type LossRows } from './rows.js';
 import { fusedHeadLosses, hasLogitLossKernel } from '../student/kernels/logit-losses.js';
 import { IGNORE_INDEX } from '../src/core/labels.js';
 import { teacherSoftTargets, type TeacherSoftTargets } from '../teacher/soft-targets.js';

@@ -7,7 +7,7 @@
 // them; the teacher's worker (teacher/worker.ts) makes them.
 
 import { onnx, type GraphAddition } from '../src/core/onnx.js';
-import { expNonPositive } from '../src/core/math.js';
+import { expNonPositive, selectRows } from '../src/core/math.js';
 
 export const SOFT_TARGETS_OUTPUT = 'distill_soft_targets';
 export const SOFT_NEG_ENTROPY_OUTPUT = 'distill_soft_neg_entropy';
@@ -211,9 +211,7 @@ function keepRows(data: Float32Array, rows: Int32Array, width: number, inPlace: 
     rows.forEach((r, i) => { if (r !== i) data.copyWithin(i * width, r * width, (r + 1) * width); });
     return data.subarray(0, rows.length * width);
   }
-  const out = new Float32Array(rows.length * width);
-  rows.forEach((r, i) => out.set(data.subarray(r * width, (r + 1) * width), i * width));
-  return out;
+  return selectRows(data, rows, width);
 }
 
 

@@ -1,5 +1,5 @@
 // Small numeric helpers shared by the domain folders (the teacher's soft targets, the losses' host pass, the
-// student's kernels and its ONNX export).
+// student's kernels and its ONNX export), and the row copies of host arrays they and the evaluation make.
 
 const F32 = new Float32Array(1);
 const F32_BITS = new Int32Array(F32.buffer);
@@ -22,3 +22,9 @@ export function transpose2d(data: Float32Array, rows: number, cols: number): Flo
   return out;
 }
 
+/** Copy rows `rows` of a row-major [n, width] host array into a new [rows.length, width] array. */
+export function selectRows(data: Float32Array, rows: Int32Array, width: number): Float32Array {
+  const out = new Float32Array(rows.length * width);
+  for (let i = 0; i < rows.length; i++) out.set(data.subarray(rows[i]! * width, (rows[i]! + 1) * width), i * width);
+  return out;
+}

@@ -4,7 +4,7 @@
 // last hidden states at its real tokens [R, H].
 
 import * as tf from '@tensorflow/tfjs';
-import { selectRows } from '../../losses/rows.js';
+import { selectRows } from '../core/math.js';
 import { loadStudent } from '../../student/io.js';
 import { tiedProjector, type DistilBertStudent } from '../../student/model.js';
 import { Teacher } from '../../teacher/teacher.js';
