@@ -156,9 +156,7 @@ export function tinyRunConfig(name: string, keys: Record<string, unknown>): { wo
 /**
  * The soft-target nodes alone as a model on an input `logits` [1, N, V] (teacher/soft-targets.ts), with top-k in one
  * stage (topkGroup Infinity) or in two stages over groups of `topkGroup` (with `webgpu`, the WebGPU provider's form
- * of log p), and logits for it that hold exact ties
- * spread over the row: steps of 1/400 from 0 to 10 (4001 values, about 1.5 copies of each in a row of 6144), so
- * equal probabilities meet in most rows' top k, and the largest lie anywhere in the row.
+ * of log p).
  */
 export function softTargetModel(n: number, v: number, k: number, topkGroup: number, opset = 17, webgpu = false): Uint8Array {
   const builder = new OnnxGraphBuilder();
@@ -166,6 +164,10 @@ export function softTargetModel(n: number, v: number, k: number, topkGroup: numb
   return appendToGraph(builder.encode('soft_targets', opset, 'distill-test'), softTargetNodes('logits', v, 2, { topk: k, opset, topkGroup, webgpu }));
 }
 
+/**
+ * Logits [n, v] that hold exact ties spread over the row: steps of 1/400 from 0 to 10 (4001 values, about 1.5
+ * copies of each in a row of 6144), so equal probabilities meet in most rows' top k, and the largest lie anywhere.
+ */
 export function tiedLogits(n: number, v: number, seed: number): Float32Array {
   const rng = new Rng(seed);
   return Float32Array.from({ length: n * v }, () => rng.int(4001) / 400);
