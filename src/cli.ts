@@ -15,8 +15,19 @@ import { registerExport } from './commands/export.js';
 import { registerProbe } from './commands/probe.js';
 import { registerEval } from './commands/eval.js';
 
+/**
+ * A command's description as one paragraph per blank-line-separated block: the sources break their long
+ * descriptions across lines for reading, and commander wraps each of those lines again at the terminal's width
+ * (80 columns when output is not a terminal), which left every other line a few words long.
+ */
+function reflow(text: string): string {
+  return text.replace(/([^\n])\n(?=[^\n\s])/g, '$1 ');
+}
+
 const program = new Command();
 program
+  // Set before the commands are added: each copies its parent's help configuration when created.
+  .configureHelp({ commandDescription: (cmd) => reflow(cmd.description()) })
   .name('distill')
   .description('Distil a BERT teacher (ONNX) into a DistilBERT-style student (TensorFlow.js).\n'
     + 'Model folders are laid out like a Hugging Face export: config.json, tokenizer.json or vocab.txt, model.onnx.')
