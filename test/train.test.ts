@@ -1,6 +1,6 @@
 // distill train: configs, a short run whose loss goes down, exact resume, crashes while checkpointing.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,8 +11,8 @@ import { latestCheckpoint, listCheckpoints } from '../src/train/checkpoint.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { linearWarmupDecay } from '../src/train/adamw.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
-import { runCli } from './cli-helpers.js';
-import { REPO, TINY } from './helpers.js';
+import { expectCleanError, runCli, type CliResult } from './cli-helpers.js';
+import { folderDigest, REPO, TINY } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'distill-train-'));
 const corpusText = join(work, 'moby.txt');
@@ -131,6 +131,26 @@ describe('training', () => {
     expect(readdirSync(join(runDir, 'checkpoints')).some((f) => f.includes('.tmp-'))).toBe(false);
     expect(losses(runDir)).toEqual(losses(join(work, 'straight')));
     expectSameWeights(latestCheckpoint(runDir)!, latestCheckpoint(join(work, 'straight'))!);
+  });
+
+  it('a checkpoint damaged after it was written is named, with the way round it, and left as it is', () => {
+    const runDir = join(work, 'damaged');
+    cpSync(join(work, 'straight'), runDir, { recursive: true });
+    const [first, last] = listCheckpoints(runDir);
+    const optimizerFile = join(last!, 'optimizer.safetensors');
+    truncateSync(optimizerFile, 1000);
+    const before = folderDigest(runDir);
+    const resume = (): CliResult => runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--max-steps', '6']);
+    let r = resume();
+    expectCleanError(r, new RegExp(`${optimizerFile}: truncated`));
+    expect(r.stderr).toContain(`hint: the checkpoint is damaged: move it aside (mv ${last} ${last}.damaged) and --resume continues from ${first}`);
+    expect(folderDigest(runDir)).toEqual(before);
+    // As the hint says: the damaged one aside, and the one before damaged too (its trainer_state.json).
+    renameSync(last!, `${last}.damaged`);
+    writeFileSync(join(first!, 'trainer_state.json'), '{"step": 2,');
+    r = resume();
+    expectCleanError(r, /trainer_state\.json: not valid JSON/);
+    expect(r.stderr).toMatch(/hint: the checkpoint is damaged and the run has no earlier one: start over with --force/);
   });
 
   it('after kill -9 of the CLI, --resume loses only the work since the last checkpoint', async () => {

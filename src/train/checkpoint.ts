@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { FileFormatError } from '../core/errors.js';
+import { DistillError, FileFormatError } from '../core/errors.js';
 import { readJsonObject } from '../core/model-dir.js';
 import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from '../core/safetensors.js';
 import type { TrainConfig } from '../config.js';
@@ -154,13 +154,35 @@ export function setAsideCheckpointsAfter(runDir: string, good: string | undefine
   return moved;
 }
 
+/** A checkpoint whole and readable, but in a layout this version of distill does not read. */
+class CheckpointVersionError extends FileFormatError {}
+
 export function readTrainerState(checkpoint: string): TrainerState {
   const path = join(checkpoint, 'trainer_state.json');
   const state = readJsonObject(path) as unknown as TrainerState;
   if (state.format_version !== CHECKPOINT_FORMAT) {
-    throw new FileFormatError(path, `format_version ${state.format_version}, this distill reads ${CHECKPOINT_FORMAT}`);
+    throw new CheckpointVersionError(path, `format_version ${state.format_version}, this distill reads ${CHECKPOINT_FORMAT}`,
+      'the checkpoint was written by another version of distill: resume it with that version');
   }
   return state;
+}
+
+/**
+ * `read(checkpoint)`, the checkpoint a run resumes from. Checkpoints are written whole or not at all, so a file in one that
+ * does not read was damaged afterwards (a disk, a copy, a hand edit): the error names the file, as every reader's
+ * does, and the hint says how to go on without it: from the checkpoint before, or from the start.
+ */
+export function readingCheckpoint<T>(runDir: string, checkpoint: string, read: (checkpoint: string) => T): T {
+  try {
+    return read(checkpoint);
+  } catch (e) {
+    if (!(e instanceof FileFormatError) || e instanceof CheckpointVersionError) throw e;
+    const all = listCheckpoints(runDir);
+    const before = all[all.indexOf(checkpoint) - 1];
+    throw new DistillError(e.message, before
+      ? `the checkpoint is damaged: move it aside (mv ${checkpoint} ${checkpoint}.damaged) and --resume continues from ${before}`
+      : 'the checkpoint is damaged and the run has no earlier one: start over with --force (the run is moved aside, not deleted)');
+  }
 }
 
 /** Put the saved AdamW moments and step into `optimizer` (whose params are `student`'s, in spec order). */

@@ -20,7 +20,7 @@ import { acquireRunLock, holdsRun } from './run-dir.js';
 import { moveAside } from '../core/folders.js';
 import { DivergenceGuard } from './divergence.js';
 import {
-  bestCheckpointDir, latestCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveBestCheckpoint, saveCheckpoint, setAsideCheckpointsAfter,
+  bestCheckpointDir, latestCheckpoint, readingCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveBestCheckpoint, saveCheckpoint, setAsideCheckpointsAfter,
   CHECKPOINT_FORMAT, type CheckpointHooks, type ResumeRecord, type TrainerState,
 } from './checkpoint.js';
 import { writeFileAtomic } from '../core/safetensors.js';
@@ -181,7 +181,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   if (opts.resume) {
     resumeFrom = latestCheckpoint(opts.runDir);
     if (!resumeFrom) throw new DistillError(`--resume: ${join(opts.runDir, 'checkpoints')} holds no complete checkpoint`, 'start without --resume, or point --out at the run folder');
-    state = readTrainerState(resumeFrom);
+    state = readingCheckpoint(opts.runDir, resumeFrom, readTrainerState);
     if (state.world_size !== comm.size) {
       throw new MismatchError(`--resume: the checkpoint was written by ${state.world_size} process(es), this run has ${comm.size}`, `launch with the same number of ranks (mpirun -np ${state.world_size})`);
     }
@@ -214,7 +214,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
 
   // The student: from the checkpoint (architecture included), a folder, teacher layers, or an architecture.
   let student: DistilBertStudent;
-  if (resumeFrom) student = loadStudent(resumeFrom);
+  if (resumeFrom) student = readingCheckpoint(opts.runDir, resumeFrom, loadStudent);
   else if (typeof config.student === 'string') student = loadStudent(config.student);
   else {
     const { config: sc, weights: sw } = initialStudentWeights(config.teacher, teacherConfig, config.student, tok.padId, config.seed, 'student (config)');
@@ -291,7 +291,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const stopAt = Math.min(total, opts.stopAfter !== undefined ? (state?.step ?? 0) + opts.stopAfter : total);
 
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay });
-  if (resumeFrom) restoreOptimizer(resumeFrom, student, optimizer);
+  if (resumeFrom) readingCheckpoint(opts.runDir, resumeFrom, (checkpoint) => restoreOptimizer(checkpoint, student, optimizer));
   // fp16-mixed: the loss scale goes on from the one the checkpoint reached, unless the resume sets loss_scale.
   const lossScale = config.precision !== 'fp16-mixed' ? undefined
     : new LossScale(config.loss_scale, config.loss_scale_growth_interval, 'loss_scale' in changed ? undefined : state?.loss_scale);
