@@ -46,6 +46,21 @@ describe('BatchMatMul on onnxruntime\'s MLAS', () => {
     expect(out.values).toEqual([4, 5, 10, 11]); // [1 2 3; 4 5 6] · [1 0; 0 1; 1 1]
   });
 
+  it('works on one thread in a process that imports nothing else, on a product of 16M outputs (it crashed there before the binding was loaded first)', () => {
+    // [4096, 192] · [192, 4096] with every value 1/2 · 1/4: each output is 192/8 = 24 exactly in float32.
+    const script = [
+      `const { loadOrtGemm } = await import(${JSON.stringify(join(REPO, 'dist', 'student', 'kernels', 'ort-gemm.js'))});`,
+      'const g = loadOrtGemm(1);',
+      'const M = 4096, N = 4096, K = 192;',
+      'const a = new Float32Array(M * K).fill(0.5), b = new Float32Array(K * N).fill(0.25), c = new Float32Array(M * N);',
+      'for (let i = 0; i < 3; i++) g.sgemm(101, 111, 111, M, N, K, 1, a, K, b, N, 0, c, N);',
+      'console.log(JSON.stringify({ threads: g.threads, wrong: c.filter((v) => v !== 24).length }));',
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, encoding: 'utf8' });
+    expect(r.status, `${r.stderr} (signal ${r.signal})`).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual({ threads: 1, wrong: 0 });
+  });
+
   it('distill bench names it as the engine of the products', () => {
     const r = runCli(['bench', '--teacher', TINY, '--batch', '2', '--seq', '16', '--steps', '1', '--backend', 'wasm'], { env: { DISTILL_BLAS: 'ort' } });
     expect(r.status, r.stderr).toBe(0);

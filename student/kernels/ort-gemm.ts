@@ -78,6 +78,12 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
   if (!library) return null;
   let lib: LibraryHandle;
   try {
+    // onnxruntime-node's binding first: with the library loaded by koffi alone, a product of 16M outputs or more
+    // on one thread (DISTILL_BLAS_THREADS=1, or mpirun's ranks sharing two cores) crashed inside the first Run
+    // (SIGSEGV, a jump into unmapped memory; onnxruntime 1.30, koffi 3.3); loaded after the binding, as
+    // whenever the teacher's module is imported first, it runs (test/products-ort.test.ts: such a product in a process
+    // that imports nothing else).
+    createRequire(import.meta.url)('onnxruntime-node');
     lib = koffi.load(library);
   } catch {
     return null;
