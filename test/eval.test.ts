@@ -152,7 +152,7 @@ describe('validation in train, distill eval', () => {
     expect(readTrainerState(join(split, 'checkpoints', 'step-00000040')).best).toEqual({ step: 20, val_loss: lowest.val_loss });
   }, 120_000);
 
-  it('distill eval gives a checkpoint the metrics train logged, and its ONNX export the same within 1e-4', () => {
+  it('distill eval gives a checkpoint the metrics train logged, and its ONNX export the same within 1e-4 (perplexity: relative)', () => {
     const checkpoint = join(whole, 'checkpoints', 'step-00000020');
     const args = ['--teacher', TINY, '--corpus', config().corpus, '--valid-fraction', '0.3', '--seed', '7', '--sequences', '32'];
     const r = runCli(['eval', '--model', checkpoint, ...args]);
@@ -166,7 +166,12 @@ describe('validation in train, distill eval', () => {
     expect(o.status, o.stderr).toBe(0);
     const onnx = JSON.parse(o.stdout) as Record<string, number | string>;
     expect(onnx['runtime']).toBe('onnxruntime');
-    for (const k of ['val_loss', 'val_ppl', 'val_acc', 'val_agree', 'val_kl', 'val_cos'] as const) expect(Math.abs((onnx[k] as number) - tfjs[k]!), k).toBeLessThan(1e-4);
+    // Two runtimes, two summation orders: float32 rounding (2⁻²⁴ relative per operation) moves each metric by far
+    // less than 1e-4 (the losses here are ~6, where 1e-4 is ~200 float32 ulps). Perplexity is exp(val_loss), ~400
+    // here: its error is relative (Δppl/ppl ≈ Δval_loss), so it is held to 1e-4 relative, not absolute (an
+    // absolute 1e-4 asked ~3 ulps of it, which one machine's kernels met and another's did not).
+    for (const k of ['val_loss', 'val_acc', 'val_agree', 'val_kl', 'val_cos'] as const) expect(Math.abs((onnx[k] as number) - tfjs[k]!), k).toBeLessThan(1e-4);
+    expect(Math.abs((onnx['val_ppl'] as number) - tfjs['val_ppl']!) / tfjs['val_ppl']!, 'val_ppl').toBeLessThan(1e-4);
   }, 120_000);
 
   it('distill eval of the teacher against itself: agreement 1, KL 0, cosine 1', () => {
