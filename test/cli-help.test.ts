@@ -1,7 +1,11 @@
 // `distill --help` and each command's --help: every command listed explains itself, in paragraphs that read
-// whole at the width commander wraps to (80 columns when the output is not a terminal, as here).
+// whole at the width commander wraps to (80 columns when the output is not a terminal, as here); and --help (or
+// a mistyped option) starts without loading what only a command's work needs.
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { runCli } from './cli-helpers.js';
+import { REPO } from './helpers.js';
 
 const WIDTH = 80;
 
@@ -42,5 +46,23 @@ describe('--help', () => {
         });
       }
     }
+  });
+
+  it('loads none of tfjs, onnxruntime, Apache Arrow, koffi or WebGPU to print the help (each command imports them when it runs)', () => {
+    // A module-resolution hook prints every package module the CLI imports (ESM and the CommonJS entries it reaches).
+    const hooks = 'export async function resolve(s, c, next) { const r = await next(s, c); if (r.url.includes("/node_modules/")) console.error("LOADED " + r.url); return r; }';
+    const register = `import { register } from "node:module"; register(${JSON.stringify(`data:text/javascript,${hooks}`)});`;
+    const packagesLoaded = (args: string[]): string[] => {
+      const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${register}`, join(REPO, 'dist', 'src', 'cli.js'), ...args], { cwd: REPO, encoding: 'utf8' });
+      const found = [...r.stderr.matchAll(/^LOADED .*\/node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)].map((m) => m[1]!);
+      expect(found, r.stderr).toContain('commander'); // the hook sees what is loaded
+      return [...new Set(found)];
+    };
+    const heavy = /^(@tensorflow\/|onnxruntime-node$|apache-arrow$|koffi$|webgpu$|wabt$)/;
+    for (const args of [['--help'], ['train', '--help'], ['bench', '--help'], ['eval', '--help'], ['fill-mask', '--help'], ['train', '--no-such-option']]) {
+      expect(packagesLoaded(args).filter((p) => heavy.test(p)), args.join(' ')).toEqual([]);
+    }
+    // The hook would have seen them: a command that runs a model loads onnxruntime.
+    expect(packagesLoaded(['fill-mask', '--model', join(REPO, 'teacher', 'tiny-bert-cased'), '--text', 'The [MASK] of the whale.'])).toContain('onnxruntime-node');
   });
 });

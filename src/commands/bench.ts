@@ -2,8 +2,7 @@
 
 import type { Command } from 'commander';
 import { choiceOption, intOption } from '../options.js';
-import { BACKEND_NAMES, GPU_PRODUCTS, PRECISIONS, type GpuProducts, type Precision } from '../../student/kernels/backend.js';
-import { benchDistillStep } from '../bench/step.js';
+import { BACKEND_NAMES, GPU_PRODUCTS, PRECISIONS, type GpuProducts, type Precision } from '../../student/kernels/names.js';
 
 interface BenchCommandOptions {
   teacher: string;
@@ -45,6 +44,7 @@ export function registerBench(program: Command): void {
       choiceOption('--products', GPU_PRODUCTS), 'tfjs')
     .option('--profile', 'also time one student step kernel by kernel: adds "profile" to the JSON line')
     .action(async (o: BenchCommandOptions) => {
+      const { benchDistillStep } = await import('../bench/step.js'); // tfjs and onnxruntime: loaded to run, not for --help
       const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,
         backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk, gpuAdapter: o.gpuAdapter, precision: o.precision, gpuProducts: o.products });
       process.stdout.write(JSON.stringify(r) + '\n');

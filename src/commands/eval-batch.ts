@@ -7,12 +7,9 @@ import type { Command } from 'commander';
 import { FileFormatError, MismatchError } from '../core/errors.js';
 import { SafetensorsFile } from '../core/safetensors.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
-import { Teacher } from '../../teacher/teacher.js';
-import { BACKEND_NAMES, selectBackend, type BackendName } from '../../student/kernels/backend.js';
-import { UpdateStep, distillObjective } from '../train/step.js';
-import { loadStudent } from '../../student/io.js';
-import { lossRows } from '../../losses/rows.js';
-import { lossNumbers, RECIPE_LOSS_WEIGHTS, type LossWeights } from '../../losses/total.js';
+import { RECIPE } from '../core/recipe.js';
+import { BACKEND_NAMES, type BackendName } from '../../student/kernels/names.js';
+import type { LossWeights } from '../../losses/total.js';
 
 interface EvalBatchOptions {
   teacher: string;
@@ -93,6 +90,10 @@ function checkBatchValues(path: string, batch: BatchFile, vocabSize: number, voc
 }
 
 export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchResult> {
+  // tfjs and onnxruntime: loaded to run, not for --help.
+  const [{ Teacher }, { selectBackend }, { UpdateStep, distillObjective }, { loadStudent }, { lossRows }, { lossNumbers, RECIPE_LOSS_WEIGHTS }] = await Promise.all([
+    import('../../teacher/teacher.js'), import('../../student/kernels/backend.js'), import('../train/step.js'), import('../../student/io.js'),
+    import('../../losses/rows.js'), import('../../losses/total.js')]);
   const backend = await selectBackend(opts.backend);
   const batch = readBatchFile(opts.batch);
   const student = loadStudent(opts.student);
@@ -142,11 +143,11 @@ export function registerEvalBatch(program: Command): void {
     .requiredOption('--teacher <dir>', 'teacher folder (config.json, tokenizer, model.onnx)')
     .requiredOption('--student <dir>', 'student folder (DistilBERT config.json + model.safetensors), e.g. from init-student')
     .requiredOption('--batch <file>', 'safetensors file with int32 [B, T] masked_input_ids, attention_mask, mlm_labels')
-    .option('--temperature <t>', 'softmax temperature of the distillation loss', floatOption('--temperature', 1e-6), RECIPE_LOSS_WEIGHTS.temperature)
-    .option('--alpha-ce <w>', 'weight of the distillation KL', floatOption('--alpha-ce', 0), RECIPE_LOSS_WEIGHTS.alpha_ce)
-    .option('--alpha-mlm <w>', 'weight of the masked-LM loss', floatOption('--alpha-mlm', 0), RECIPE_LOSS_WEIGHTS.alpha_mlm)
-    .option('--alpha-cos <w>', 'weight of the cosine loss on the last hidden states', floatOption('--alpha-cos', 0), RECIPE_LOSS_WEIGHTS.alpha_cos)
-    .option('--alpha-mse <w>', 'weight of the logit MSE', floatOption('--alpha-mse', 0), RECIPE_LOSS_WEIGHTS.alpha_mse)
+    .option('--temperature <t>', 'softmax temperature of the distillation loss', floatOption('--temperature', 1e-6), RECIPE.temperature)
+    .option('--alpha-ce <w>', 'weight of the distillation KL', floatOption('--alpha-ce', 0), RECIPE.alpha_ce)
+    .option('--alpha-mlm <w>', 'weight of the masked-LM loss', floatOption('--alpha-mlm', 0), RECIPE.alpha_mlm)
+    .option('--alpha-cos <w>', 'weight of the cosine loss on the last hidden states', floatOption('--alpha-cos', 0), RECIPE.alpha_cos)
+    .option('--alpha-mse <w>', 'weight of the logit MSE', floatOption('--alpha-mse', 0), RECIPE.alpha_mse)
     .option('--restrict-ce-to-mask', 'KL over masked positions only (default: every real token)', false)
     .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')} (default: the best installed)`, choiceOption('--backend', BACKEND_NAMES))
     .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0, 1024), 0)

@@ -5,14 +5,12 @@ import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { ProgressReporter } from '../progress.js';
 import { RECIPE } from '../core/recipe.js';
-import { BACKEND_NAMES, selectBackend, type BackendName } from '../../student/kernels/backend.js';
+import { BACKEND_NAMES, type BackendName } from '../../student/kernels/names.js';
 import { isTfjsStudentFolder } from '../core/model-dir.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { openCorpus } from '../../corpus/ensure.js';
 import { RECIPE_MASKING } from '../../corpus/masking.js';
-import { EVAL_BATCH_SIZE, EVAL_BUCKET_WIDTH, validationBatches } from '../eval/data.js';
-import { loadEvalModel, type EvalModel } from '../eval/models.js';
-import { evaluate } from '../eval/evaluate.js';
+import { EVAL_BATCH_SIZE, EVAL_BUCKET_WIDTH } from '../eval/batching.js';
+import type { EvalModel } from '../eval/models.js';
 import type { EvalMetrics } from '../eval/metrics.js';
 
 export interface EvalOptions {
@@ -39,6 +37,9 @@ export interface EvalReport extends EvalMetrics {
 }
 
 export async function runEval(o: EvalOptions): Promise<EvalReport> {
+  // tfjs and onnxruntime: loaded to run, not for --help.
+  const [{ selectBackend }, { openCorpus }, { validationBatches }, { loadEvalModel }, { evaluate }] = await Promise.all([
+    import('../../student/kernels/backend.js'), import('../../corpus/ensure.js'), import('../eval/data.js'), import('../eval/models.js'), import('../eval/evaluate.js')]);
   assertModelDir(o.model, '--model');
   if (o.teacher) assertModelDir(o.teacher, '--teacher');
   const tok = WordPieceTokenizer.fromDir(o.model);

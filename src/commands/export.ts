@@ -8,13 +8,12 @@ import { SafetensorsFile, writeFileAtomic } from '../core/safetensors.js';
 import { claimOutputFolder } from '../core/folders.js';
 import { choiceOption } from '../options.js';
 import { readStudentConfig, studentConfigJson } from '../../student/config.js';
-import { studentParamSpecs } from '../../student/model.js';
-import { copyTokenizerFiles } from '../../student/io.js';
-import { studentToOnnx } from '../../student/export-onnx.js';
 
 interface ExportOptions { student: string; format: 'onnx'; out: string; force: boolean }
 
-export function runExport(opts: ExportOptions): { out: string; bytes: number; moved_aside?: string } {
+export async function runExport(opts: ExportOptions): Promise<{ out: string; bytes: number; moved_aside?: string }> {
+  // The student's modules bring tfjs: loaded to run, not for --help.
+  const [{ studentParamSpecs }, { copyTokenizerFiles }, { studentToOnnx }] = await Promise.all([import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
   const config = readStudentConfig(opts.student);
   const path = join(opts.student, 'model.safetensors');
   if (!existsSync(path)) throw new FileFormatError(path, 'missing', 'a student folder holds model.safetensors (init-student or a checkpoint)');
@@ -43,5 +42,5 @@ export function registerExport(program: Command): void {
     .option('--format <format>', 'export format', choiceOption('--format', ['onnx'] as const), 'onnx')
     .requiredOption('--out <dir>', 'output folder (new or empty)')
     .option('--force', 'export into an --out that holds files: the old folder is moved to OUT.old-<time> first (never deleted)', false)
-    .action((opts: ExportOptions) => { process.stdout.write(JSON.stringify(runExport(opts)) + '\n'); });
+    .action(async (opts: ExportOptions) => { process.stdout.write(JSON.stringify(await runExport(opts)) + '\n'); });
 }

@@ -5,13 +5,9 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { FileFormatError, InputError } from '../core/errors.js';
 import { choiceOption, intOption } from '../options.js';
-import * as tf from '@tensorflow/tfjs';
 import { assertModelDir, isTfjsStudentFolder } from '../core/model-dir.js';
-import { Teacher } from '../../teacher/teacher.js';
 import { cardFormat, fillMask, scoresFormat, type FillMaskInput, type FillMaskResult, type MaskedLanguageModel } from '../../teacher/fill-mask.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { loadStudent } from '../../student/io.js';
-import { selectBackend } from '../../student/kernels/backend.js';
 
 interface FillMaskOptions {
   model: string;
@@ -80,6 +76,8 @@ async function streamJsonl(model: MaskedLanguageModel, file: string, opts: FillM
 
 /** A student folder without ONNX (init-student's output, a training checkpoint): the student run in tfjs. */
 async function studentMaskedLM(dir: string): Promise<MaskedLanguageModel & { release(): Promise<void> }> {
+  // tfjs and the student: loaded when a student runs, not for --help.
+  const [tf, { selectBackend }, { loadStudent }] = await Promise.all([import('@tensorflow/tfjs'), import('../../student/kernels/backend.js'), import('../../student/io.js')]);
   await selectBackend(undefined);
   const student = loadStudent(dir);
   const tokenizer = WordPieceTokenizer.fromDir(dir);
@@ -105,7 +103,7 @@ export async function runFillMask(opts: FillMaskOptions): Promise<void> {
     process.stderr.write(`${opts.model} holds a student without ONNX (a checkpoint or init-student's folder): running it with tfjs `
       + `(distill export --student ${opts.model} --out DIR gives an ONNX folder onnxruntime runs faster)\n`);
   }
-  const model = isStudentFolder ? await studentMaskedLM(opts.model) : await Teacher.load(opts.model, { hiddenStates: 'none', threads: opts.threads, optionName: '--model' });
+  const model = isStudentFolder ? await studentMaskedLM(opts.model) : await (await import('../../teacher/teacher.js')).Teacher.load(opts.model, { hiddenStates: 'none', threads: opts.threads, optionName: '--model' });
   try {
     if (opts.input && opts.inputFormat === 'jsonl') {
       await streamJsonl(model, opts.input, opts);

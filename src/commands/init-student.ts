@@ -8,10 +8,6 @@ import { claimOutputFolder } from '../core/folders.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { intListOption, intOption } from '../options.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { defaultStudentLayers, initialStudentWeights, randomStudentWeights, studentConfigFromTeacher, studentWeightsFromTeacher } from '../../student/init.js';
-import { studentParamSpecs } from '../../student/model.js';
-import { copyTokenizerFiles, writeStudentFolder } from '../../student/io.js';
-import { studentToOnnx } from '../../student/export-onnx.js';
 import { writeFileAtomic } from '../core/safetensors.js';
 
 interface InitStudentOptions {
@@ -36,7 +32,10 @@ export interface InitStudentSummary {
   moved_aside?: string;
 }
 
-export function runInitStudent(opts: InitStudentOptions): InitStudentSummary {
+export async function runInitStudent(opts: InitStudentOptions): Promise<InitStudentSummary> {
+  // The student's modules bring tfjs: loaded to run, not for --help.
+  const [{ defaultStudentLayers, initialStudentWeights, randomStudentWeights, studentConfigFromTeacher, studentWeightsFromTeacher }, { studentParamSpecs }, { copyTokenizerFiles, writeStudentFolder }, { studentToOnnx }] = await Promise.all([
+    import('../../student/init.js'), import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
   assertModelDir(opts.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(opts.teacher);
   const tokenizer = WordPieceTokenizer.fromDir(opts.teacher);
@@ -88,8 +87,8 @@ export function registerInitStudent(program: Command): void {
     .option('--shape <L,H,A,F>', 'a student of another shape: layers, hidden size, attention heads, feed-forward size (e.g. 2,96,4,384), from random weights (--random-init\'s seed, default 0); a narrower student learns a projection to the teacher\'s width when trained', intListOption('--shape'))
     .option('--force', 'write into an --out that holds files: the old folder is moved to OUT.old-<time> first (never deleted)', false)
     .option('--no-onnx', 'do not write onnx/model.onnx (the ONNX graph transformers.js loads)')
-    .action((opts: InitStudentOptions) => {
-      const summary = runInitStudent(opts);
+    .action(async (opts: InitStudentOptions) => {
+      const summary = await runInitStudent(opts);
       process.stdout.write(JSON.stringify(summary) + '\n');
     });
 }

@@ -8,7 +8,7 @@ import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { choiceOption, intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { prepareCorpus, type CorpusMeta } from '../../corpus/prepare.js';
+import type { CorpusMeta } from '../../corpus/prepare.js';
 
 export interface PrepareCommandOptions {
   tokenizer: string;
@@ -34,6 +34,7 @@ export async function runPrepare(inputs: string[], opts: PrepareCommandOptions):
     throw new InputError(`--max-length ${maxLength} is below --min-length ${opts.minLength}: every sequence would be cut into pieces too short to keep`,
       `raise --max-length (the model takes up to ${positions ?? 512} tokens) or lower --min-length`);
   }
+  const { prepareCorpus } = await import('../../corpus/prepare.js'); // Apache Arrow: loaded to run, not for --help
   const bar = new ProgressReporter('prepare');
   const meta = await prepareCorpus(tok, {
     outDir: opts.out, inputs, maxLength, shardSequences: opts.shardSequences, minLength: opts.minLength, onBadLine: opts.onBadLine,

@@ -5,12 +5,11 @@ import { InputError } from '../core/errors.js';
 import { writeFileAtomic } from '../core/safetensors.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { ProgressReporter } from '../progress.js';
-import { BACKEND_NAMES, type BackendName } from '../../student/kernels/backend.js';
+import { BACKEND_NAMES, type BackendName } from '../../student/kernels/names.js';
 import { loadTask, writeProbeData } from '../probe/tasks.js';
 import { claimOutputFolder } from '../core/folders.js';
-import { extractFeatures, studentEncoder, teacherEncoder, type FeatureEncoder, type Pooling } from '../probe/features.js';
+import type { FeatureEncoder, Pooling } from '../probe/features.js';
 import { linearProbe } from '../probe/linear.js';
-import { finetuneStudent } from '../probe/finetune.js';
 import { majorityBaseline, retention, type Metrics } from '../probe/metrics.js';
 import { markdownTable, type ProbeReport, type ProbeTaskResult } from '../probe/report.js';
 
@@ -42,6 +41,8 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeReport> {
     }
     return t;
   });
+  // tfjs and onnxruntime: loaded to run, not for --help.
+  const [{ extractFeatures, studentEncoder, teacherEncoder }, { finetuneStudent }] = await Promise.all([import('../probe/features.js'), import('../probe/finetune.js')]);
   const bar = new ProgressReporter('probe');
   const featuresOf = async (enc: FeatureEncoder): Promise<{ perTask: { train: Float32Array[]; dev: Float32Array[] }[]; tokensPerS: number }> => {
     const perTask = [];

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { loadConfig, parseOverride, type TrainConfig } from '../config.js';
 import { intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
-import { train, type TrainSummary } from '../train/loop.js';
+import type { TrainSummary } from '../train/loop.js';
 import { worldFromEnvironment } from '../parallel/mpi.js';
 
 interface TrainCommandOptions {
@@ -37,6 +37,7 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
   // The keys asked for on the command line: on --resume, these (and only these) change the run.
   const overridden = overrides.map((o) => parseOverride(o)[0] as keyof TrainConfig);
   const runDir = resolve(opts.out ?? join('runs', basename(opts.config, extname(opts.config))));
+  const { train } = await import('../train/loop.js'); // tfjs and onnxruntime: loaded when a run starts, not for --help
   const comm = await worldFromEnvironment();
   const isRoot = comm.rank === 0;
   const bar = new ProgressReporter('train', process.stderr, 5_000);

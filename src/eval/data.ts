@@ -10,6 +10,7 @@ import { readTokenCounts } from '../../corpus/prepare.js';
 import { Rng } from '../../corpus/rng.js';
 import { InputError } from '../core/errors.js';
 import { IGNORE_INDEX } from '../core/labels.js';
+import { EVAL_BATCH_SIZE, EVAL_BUCKET_WIDTH } from './batching.js';
 
 export interface EvalBatch {
   /** [B, T] masked input ids. */
@@ -47,10 +48,6 @@ export interface TokenizerIds {
 }
 
 const VALID_MASK_STREAM = 0x76616c6d;
-
-/** Validation batches: sequences per batch and length bucket, the same in `train` and `distill eval`. */
-export const EVAL_BATCH_SIZE = 16;
-export const EVAL_BUCKET_WIDTH = 4;
 
 /** Build the validation batches: at most `sequences` sequences, masked once. */
 export function validationBatches(src: ValidationSource, tok: TokenizerIds, masking: MaskingConfig): EvalBatch[] {

@@ -9,8 +9,8 @@ import { registerAdamWWebgpuKernel } from './adamw-webgpu.js';
 import { registerLayerNormWebgpuKernel } from './layer-norm.js';
 import { registerSumSquaresWebgpuKernel } from './sum-squares.js';
 import { registerMaskedSoftmaxWebgpuKernels } from './attention-softmax.js';
-import { F16_MARKER, registerProductKernel, setHalfProducts, setTiledProducts, type GpuProducts } from './matmul-webgpu.js';
-export { GPU_PRODUCTS, type GpuProducts } from './matmul-webgpu.js';
+import { F16_MARKER, registerProductKernel, setHalfProducts, setTiledProducts } from './matmul-webgpu.js';
+import type { BackendName, GpuProducts, Precision } from './names.js';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
 import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
@@ -20,8 +20,6 @@ import { registerLogitLossKernel } from './logit-losses.js';
 import { registerGeluKernels } from './gelu.js';
 import { loadWasmSimd, registerAdamWKernel } from './simd.js';
 
-export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu', 'webgpu'] as const;
-export type BackendName = (typeof BACKEND_NAMES)[number];
 /** Tried in this order when no backend is named; webgpu only when asked for. */
 const DEFAULT_ORDER: BackendName[] = ['tensorflow', 'wasm', 'cpu'];
 
@@ -48,10 +46,6 @@ export async function prefetch(tensors: tf.Tensor[]): Promise<void> {
 export const NO_ADAPTER_HINT = 'WebGPU needs a Vulkan driver and loader: on an NVIDIA machine the driver plus libvulkan1, libglvnd0 and '
   + 'libglx0 (point VK_DRIVER_FILES at the driver\'s nvidia_icd.json if the loader does not find it); without a GPU, '
   + 'Mesa >= 25 (Debian: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1) gives the software adapter llvmpipe';
-
-/** Arithmetic of the student's matrix products: fp32, or f16 operands with fp32 accumulation on webgpu (matmul-webgpu.ts). */
-export const PRECISIONS = ['fp32', 'fp16-mixed'] as const;
-export type Precision = (typeof PRECISIONS)[number];
 
 type GpuLimitName = 'maxComputeWorkgroupStorageSize' | 'maxComputeWorkgroupsPerDimension' | 'maxStorageBufferBindingSize'
   | 'maxBufferSize' | 'maxComputeWorkgroupSizeX' | 'maxComputeInvocationsPerWorkgroup';

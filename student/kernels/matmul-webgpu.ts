@@ -135,10 +135,6 @@ class TiledProductProgram {
   }
 }
 
-/** Who computes webgpu's fp32 products: tfjs's own kernel, or the tiled program above (config webgpu_products). */
-export const GPU_PRODUCTS = ['tfjs', 'tiled'] as const;
-export type GpuProducts = (typeof GPU_PRODUCTS)[number];
-
 let halfProducts = false;
 let tiledProducts = false;
 let previousKernel: tf.KernelFunc | undefined;
