@@ -10,6 +10,7 @@ import type { LossWeights } from '../losses/total.js';
 import type { IntermediateMatch } from '../losses/layer-map.js';
 import type { StudentArchitecture } from '../student/init.js';
 import type { MaskingConfig } from '../corpus/masking.js';
+import { BACKEND_NAMES, GPU_PRODUCTS, PRECISIONS, type BackendName, type GpuProducts, type Precision } from '../student/kernels/names.js';
 
 /**
  * The run's keys, with the reference's names; the loss weights and the masking split are the shapes losses/
@@ -39,11 +40,11 @@ export interface TrainConfig extends LossWeights, IntermediateMatch, MaskingConf
   keep_checkpoints: number;
   bucket_width: number;
   dropout: number;
-  backend: 'tensorflow' | 'wasm' | 'cpu' | 'webgpu' | null;
-  precision: 'fp32' | 'fp16-mixed';
+  backend: BackendName | null;
+  precision: Precision;
   loss_scale: number;
   loss_scale_growth_interval: number;
-  webgpu_products: 'tfjs' | 'tiled';
+  webgpu_products: GpuProducts;
   gpu_adapters: string[];
   teacher_threads: number;
   teacher_ep: 'cpu' | 'webgpu' | 'cuda' | null;
@@ -165,10 +166,10 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
     doc: 'With backend "webgpu": the GPU of each MPI rank, as a part of its adapter name (rank r takes entry r mod the list\'s length; [] = the default adapter). Identical GPUs share a name: give each rank its own from outside (README, "Several GPUs").',
     default: [], schema: { type: 'array', items: { type: 'string', minLength: 1 } },
   },
-  backend: { doc: 'Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named.', default: null, schema: { enum: ['tensorflow', 'wasm', 'cpu', 'webgpu', null] } },
+  backend: { doc: 'Student tfjs backend: null for the best installed (tensorflow > wasm > cpu); "webgpu" only when named.', default: null, schema: { enum: [...BACKEND_NAMES, null] } },
   precision: {
     doc: 'Arithmetic of the student\'s matrix products: "fp32", or "fp16-mixed" (backend "webgpu" on an adapter with shader-f16): both operands of every product rounded to f16, products summed in fp32; the weights, AdamW, every other kernel and the losses stay fp32 (README, "Mixed precision").',
-    default: 'fp32', schema: { enum: ['fp32', 'fp16-mixed'] },
+    default: 'fp32', schema: { enum: [...PRECISIONS] },
   },
   loss_scale: {
     doc: 'With precision "fp16-mixed": the loss is multiplied by this power of 2 before the backward pass and the gradients divided by it after, so that small gradients keep f16\'s precision (its normal range starts at 6.1e-5). The starting scale: see loss_scale_growth_interval. Ignored with "fp32".',
@@ -180,7 +181,7 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   },
   webgpu_products: {
     doc: 'With backend "webgpu" and precision "fp32": who computes the student\'s matrix products: "tfjs" (tfjs\'s own kernel) or "tiled" (distill\'s tiled WGSL program, 128 × 128 output blocks, the one fp16-mixed uses; README, "What one update asks of the GPU"). Not yet timed against each other on a GPU.',
-    default: 'tfjs', schema: { enum: ['tfjs', 'tiled'] },
+    default: 'tfjs', schema: { enum: [...GPU_PRODUCTS] },
   },
   teacher_threads: { doc: 'onnxruntime CPU threads for the teacher (0: onnxruntime\'s choice).', default: 0, schema: { type: 'integer', minimum: 0, maximum: 1024 } },
   divergence_factor: { doc: 'Stop the run when the loss, or the gradient norm, exceeds this multiple of its median over the normal updates so far (the last 20) for divergence_patience updates in a row; 0 turns the check off (a NaN or infinite loss always stops it).', default: 10, schema: { type: 'number', minimum: 0 } },
