@@ -46,13 +46,17 @@ registerExport(program);
 registerPlot(program);
 registerBench(program);
 registerMakeTeacher(program);
-program.addHelpText('after', '\nStart with the tiny embedded teacher:\n  distill train --config configs/tiny.json\n  distill fill-mask --model teacher/tiny-bert-cased --text "The President of the United [MASK] delivered the address."\n'
+program.addHelpText('after', '\nStart with the tiny embedded teacher:\n  distill train --config configs/tiny.json\n  distill fill-mask --model teacher/tiny-bert-cased --text "A [MASK] whale."\n'
   + '\nEnvironment:\n'
-  + '  DISTILL_BLAS          the student\'s matrix products: unset = a system BLAS (OpenBLAS) when one loads, else onnxruntime\'s\n'
-  + '                        MLAS; "ort" = MLAS; "off" = tfjs\'s own kernels; a path = that BLAS library (cblas_sgemm)\n'
-  + '  DISTILL_BLAS_THREADS  threads for those products (default: one per core, shared between mpirun\'s local ranks)\n'
+  + '  DISTILL_BLAS          the student\'s matrix products: unset = a system BLAS\n'
+  + '                        (OpenBLAS) when one loads, else onnxruntime\'s MLAS;\n'
+  + '                        "ort" = MLAS; "off" = tfjs\'s own kernels; a path = that\n'
+  + '                        BLAS library (cblas_sgemm)\n'
+  + '  DISTILL_BLAS_THREADS  threads for those products (default: one per core,\n'
+  + '                        shared between mpirun\'s local ranks)\n'
   + '  DISTILL_SIMD=off      the wasm backend without the WebAssembly SIMD passes\n'
-  + '  DISTILL_MPI_TIMEOUT_S under mpirun, how long a rank waits for the others before stopping with an error (600)');
+  + '  DISTILL_MPI_TIMEOUT_S under mpirun, how long a rank waits for the others\n'
+  + '                        before stopping with an error (default 600)');
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

@@ -32,10 +32,12 @@ describe('--help', () => {
     expect(commands).toEqual(expect.arrayContaining(['train', 'prepare', 'init-student', 'eval', 'eval-batch', 'fill-mask', 'probe', 'export', 'plot', 'bench', 'make-teacher']));
   });
 
-  it('wraps every description greedily at 80 columns: no line longer, none that the next word would have fitted on', () => {
+  it('fits 80 columns, its descriptions wrapped greedily (no line that the next word would have fitted on)', () => {
     for (const command of ['', ...commands]) {
       const r = runCli(command ? [command, '--help'] : ['--help']);
       expect(r.status, command).toBe(0);
+      // Every line, the examples and the environment variables included (those are written, not wrapped by commander).
+      for (const line of r.stdout.split('\n')) expect(line.length, `${command}: "${line}"`).toBeLessThanOrEqual(WIDTH);
       const paragraphs = descriptionParagraphs(r.stdout);
       expect(paragraphs.length, command).toBeGreaterThan(0);
       for (const paragraph of paragraphs) {

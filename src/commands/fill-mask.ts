@@ -142,8 +142,8 @@ export function registerFillMask(program: Command): void {
     .option('--batch-size <n>', 'inputs per forward pass', intOption('--batch-size', 1, 4096), 32)
     .option('--threads <n>', 'onnxruntime CPU threads (0 = all cores)', intOption('--threads', 0, 1024), 0)
     .addHelpText('after', '\nExamples:\n'
-      + '  distill fill-mask --model teacher/tiny-bert-cased --text "The President of the United [MASK] delivered the address."\n'
+      + '  distill fill-mask --model teacher/tiny-bert-cased --text "A [MASK] whale."\n'
       + '  distill fill-mask --model DIR --input inputs.json --scores\n'
-      + '  distill fill-mask --model DIR --input big.jsonl --input-format jsonl > results.jsonl')
+      + '  distill fill-mask --model DIR --input a.jsonl --input-format jsonl > b.jsonl')
     .action(async (opts: FillMaskOptions) => { await runFillMask(opts); });
 }

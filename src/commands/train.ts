@@ -117,7 +117,7 @@ export function registerTrain(program: Command): void {
     .option('--backend <name>', 'student tfjs backend: tensorflow, wasm, cpu or webgpu (the config key "backend"; default: the best installed, webgpu only when named)')
     .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (the config key "teacher_ep"; default: cuda when installed, else webgpu with the webgpu backend, else cpu)')
     .addHelpText('after', '\nExamples:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --config configs/tiny.json --out runs/tiny --resume\n'
-      + '  distill train --config configs/tiny.json --out runs/tiny --resume --set lr=1e-4 max_steps=400')
+      + '  distill train --config configs/tiny.json --resume --set lr=1e-4 max_steps=400')
     .action(async (opts: TrainCommandOptions) => {
       const summary = await runTrain(opts);
       const root = (await worldFromEnvironment()).rank === 0;
