@@ -33,13 +33,15 @@ const ORT_DEVICE_ALLOCATOR = 0;
 const ORT_MEM_TYPE_DEFAULT = 0;
 
 type Pointer = unknown;
+/** onnxruntime-node, as this module resolves it: its library's folder, and its binding (loaded first, below). */
+const requireHere = createRequire(import.meta.url);
 type Call = (index: number, proto: TypeObject, ...args: unknown[]) => unknown;
 
 /** The onnxruntime library onnxruntime-node ships for this platform. */
 function ortLibraryPath(): string | undefined {
   let dir: string;
   try {
-    dir = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch);
+    dir = join(dirname(requireHere.resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch);
   } catch {
     return undefined;
   }
@@ -83,7 +85,7 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
     // (SIGSEGV, a jump into unmapped memory; onnxruntime 1.30, koffi 3.3); loaded after the binding, as
     // whenever the teacher's module is imported first, it runs (test/products-ort.test.ts: such a product in a process
     // that imports nothing else).
-    createRequire(import.meta.url)('onnxruntime-node');
+    requireHere('onnxruntime-node');
     lib = koffi.load(library);
   } catch {
     return null;
