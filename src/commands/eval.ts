@@ -37,11 +37,11 @@ export interface EvalReport extends EvalMetrics {
 }
 
 export async function runEval(o: EvalOptions): Promise<EvalReport> {
-  // tfjs and onnxruntime: loaded to run, not for --help.
-  const [{ selectBackend }, { openCorpus }, { validationBatches }, { loadEvalModel }, { evaluate }] = await Promise.all([
-    import('../../student/kernels/backend.js'), import('../../corpus/ensure.js'), import('../eval/data.js'), import('../eval/models.js'), import('../eval/evaluate.js')]);
   assertModelDir(o.model, '--model');
   if (o.teacher) assertModelDir(o.teacher, '--teacher');
+  // tfjs and onnxruntime: loaded once the input has been checked, not for --help or a bad path.
+  const [{ selectBackend }, { openCorpus }, { validationBatches }, { loadEvalModel }, { evaluate }] = await Promise.all([
+    import('../../student/kernels/backend.js'), import('../../corpus/ensure.js'), import('../eval/data.js'), import('../eval/models.js'), import('../eval/evaluate.js')]);
   const tok = WordPieceTokenizer.fromDir(o.model);
   await openCorpus(o.corpus, tok, readEncoderConfig(o.model).maxPositions, 'the model\'s');
   // A student without ONNX runs in tfjs: start the backend before loading it.

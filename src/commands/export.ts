@@ -12,11 +12,11 @@ import { readStudentConfig, studentConfigJson } from '../../student/config.js';
 interface ExportOptions { student: string; format: 'onnx'; out: string; force: boolean }
 
 export async function runExport(opts: ExportOptions): Promise<{ out: string; bytes: number; moved_aside?: string }> {
-  // The student's modules bring tfjs: loaded to run, not for --help.
-  const [{ studentParamSpecs }, { copyTokenizerFiles }, { studentToOnnx }] = await Promise.all([import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
   const config = readStudentConfig(opts.student);
   const path = join(opts.student, 'model.safetensors');
   if (!existsSync(path)) throw new FileFormatError(path, 'missing', 'a student folder holds model.safetensors (init-student or a checkpoint)');
+  // The student's modules bring tfjs: loaded once the input has been checked, not for --help or a bad path.
+  const [{ studentParamSpecs }, { copyTokenizerFiles }, { studentToOnnx }] = await Promise.all([import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
   const file = SafetensorsFile.read(path);
   // The model only: a training-time projection (distill_projection.safetensors) stays behind.
   const weights = new Map(studentParamSpecs(config).filter((s) => !s.aux).map((s) => [s.name, file.getFloat32(s.name, s.hfShape)]));

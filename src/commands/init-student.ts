@@ -33,15 +33,15 @@ export interface InitStudentSummary {
 }
 
 export async function runInitStudent(opts: InitStudentOptions): Promise<InitStudentSummary> {
-  // The student's modules bring tfjs: loaded to run, not for --help.
-  const [{ defaultStudentLayers, initialStudentWeights, randomStudentWeights, studentConfigFromTeacher, studentWeightsFromTeacher }, { studentParamSpecs }, { copyTokenizerFiles, writeStudentFolder }, { studentToOnnx }] = await Promise.all([
-    import('../../student/init.js'), import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
   assertModelDir(opts.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(opts.teacher);
   const tokenizer = WordPieceTokenizer.fromDir(opts.teacher);
   if (tokenizer.vocabSize !== teacherConfig.vocabSize) {
     throw new MismatchError(`vocabulary sizes disagree: ${tokenizer.info.source} has ${tokenizer.vocabSize} tokens, ${join(opts.teacher, 'config.json')} says vocab_size ${teacherConfig.vocabSize}`);
   }
+  // The student's modules bring tfjs: loaded once the input has been checked, not for --help or a bad path.
+  const [{ defaultStudentLayers, initialStudentWeights, randomStudentWeights, studentConfigFromTeacher, studentWeightsFromTeacher }, { studentParamSpecs }, { copyTokenizerFiles, writeStudentFolder }, { studentToOnnx }] = await Promise.all([
+    import('../../student/init.js'), import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
   const layers = opts.layers ?? defaultStudentLayers(teacherConfig.numLayers);
   if (opts.shape && opts.layers) throw new InputError('--shape and --layers both given', '--shape makes a student of another shape from random weights; --layers copies teacher layers');
   if (opts.shape && opts.shape.length !== 4) throw new InputError(`--shape ${opts.shape.join(',')}: expected four numbers, layers,hidden,heads,intermediate`, 'e.g. --shape 2,96,4,384');
