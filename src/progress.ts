@@ -48,6 +48,35 @@ export class ProgressReporter {
   }
 }
 
+/**
+ * Time left on work counted in units (updates), from the pace since the first unit reported: that unit's own time
+ * (the backend's warm-up, the first teacher batch) is not a fair sample of the rest, so the clock starts when it
+ * ends, and the estimate is unknown ('?') until a second unit has been timed.
+ */
+export class Eta {
+  private start: { ms: number; done: number } | undefined;
+
+  /** `done` of `total` units finished at `nowMs`: the time left, e.g. "1m05s", "2h03m", or "?". */
+  update(done: number, total: number, nowMs = performance.now()): string {
+    if (!this.start) {
+      this.start = { ms: nowMs, done };
+      return '?';
+    }
+    const timed = done - this.start.done;
+    if (timed <= 0) return '?';
+    return formatDuration(((nowMs - this.start.ms) / 1000 / timed) * Math.max(0, total - done));
+  }
+}
+
+/** Seconds as "MmSSs", or "HhMMm" from an hour on. */
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '?';
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
+}
+
 export function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}G`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;

@@ -4,7 +4,7 @@ import { basename, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig, parseOverride, type TrainConfig } from '../config.js';
 import { intOption } from '../options.js';
-import { formatCount, ProgressReporter } from '../progress.js';
+import { Eta, formatCount, ProgressReporter } from '../progress.js';
 import type { TrainSummary } from '../train/loop.js';
 import { worldFromEnvironment } from '../parallel/mpi.js';
 
@@ -19,14 +19,6 @@ interface TrainCommandOptions {
   set: string[];
   backend?: string;
   teacherEp?: string;
-}
-
-function formatDuration(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = Math.floor(s % 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(sec).padStart(2, '0')}s`;
 }
 
 export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary & { signal?: NodeJS.Signals }> {
@@ -52,8 +44,7 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  let started = 0;
-  let firstStep = 0;
+  const eta = new Eta();
   try {
     const summary = await train({
       config, overridden, runDir, resume: opts.resume, force: opts.force, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
@@ -62,11 +53,9 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
       onUpdate: (m, total) => {
         injectFault(comm.rank, m.step);
         if (!isRoot) return;
-        if (!started) { started = performance.now(); firstStep = m.step - 1; }
-        const perUpdate = (performance.now() - started) / 1000 / Math.max(1, m.step - firstStep);
         bar.update({
           fraction: m.step / total,
-          text: `update ${m.step}/${total}  loss ${m.loss.toFixed(4)}  ${formatCount(m.tokens_per_s)} tok/s  ETA ${formatDuration(perUpdate * (total - m.step))}`,
+          text: `update ${m.step}/${total}  loss ${m.loss.toFixed(4)}  ${formatCount(m.tokens_per_s)} tok/s  ETA ${eta.update(m.step, total)}`,
         });
       },
     });
