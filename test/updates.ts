@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finetuneStudent } from '../src/probe/finetune.js';
 import { majorityBaseline } from '../src/probe/metrics.js';
-import { loadTask, writeProbeData } from '../src/probe/tasks.js';
+import { loadTask, writeProbeData, type Example } from '../src/probe/tasks.js';
 import { copyTokenizerFiles, saveStudent } from '../student/io.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { readEncoderConfig } from '../src/core/model-dir.js';
@@ -194,10 +194,12 @@ export function describeReplay(path: string, backendName: BackendName, skip: str
       s.dispose();
       writeProbeData(join(work, 'tasks'), 60);
       const task = loadTask(join(work, 'tasks', 'spam-ham'));
-      // Short e-mails only (the cpu backend's non-product kernels are pure JS): up to 48 to train, 40 to score.
-      const short = (e: { texts: string[] }): boolean => e.texts.join(' ').split(' ').length < 80;
-      task.train = task.train.filter(short).slice(0, 48);
-      task.dev = task.dev.filter(short).slice(0, 40);
+      // Each mail cut to its first 80 characters (at most 79 tokens here), 48 to train and 40 to score: the
+      // cpu backend's non-product kernels are pure JS and cost grows with the padded length. The opening
+      // words still tell spam from ham (dev accuracy 0.65 against a majority class of 0.45 on every path).
+      const opening = (e: Example): Example => ({ ...e, texts: [e.texts.join(' ').slice(0, 80)] });
+      task.train = task.train.slice(0, 48).map(opening);
+      task.dev = task.dev.slice(0, 40).map(opening);
       const before = tf.memory().numTensors;
       const { metrics, losses } = await finetuneStudent(studentDir, task, { epochs: 3, lr: 1e-3, batchSize: 8, pooling: 'mean', seed: 17, backend: backendName });
       console.log(JSON.stringify({ path, train: task.train.length, dev: task.dev.length, finetune_losses: losses, accuracy: metrics.accuracy }));
