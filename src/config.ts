@@ -310,13 +310,20 @@ export function parseOverride(text: string): [string, unknown] {
 
 /** Read a config file, apply overrides, resolve relative paths against the file's folder. */
 export function loadConfig(path: string, overrides: string[] = []): TrainConfig {
-  const raw = readJsonObject(path);
+  return configFrom(readJsonObject(path), overrides, path, dirname(resolve(path)));
+}
+
+/**
+ * A config object with the command line's KEY=VALUE overrides applied, validated (`source` names it in errors),
+ * its relative paths resolved against `base`.
+ */
+export function configFrom(raw: Record<string, unknown>, overrides: string[], source: string, base: string): TrainConfig {
+  const withOverrides = { ...raw };
   for (const o of overrides) {
     const [key, value] = parseOverride(o);
-    raw[key] = value;
+    withOverrides[key] = value;
   }
-  const config = validateConfig(raw, path);
-  return resolveConfigPaths(config, dirname(resolve(path)));
+  return resolveConfigPaths(validateConfig(withOverrides, source), base);
 }
 
 const PACKAGE_INPUT = /^@stdlib\/datasets-(sotu|moby-dick)$/;

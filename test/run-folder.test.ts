@@ -143,7 +143,22 @@ describe('resume that says what it does', () => {
     const shorter = runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--max-steps', '1']);
     expect(shorter.status).toBe(1);
     expect(shorter.stderr).toContain('the run has done 2 updates; a length of 1 would end it before now');
+    // The same refusal without --config (the checkpoint's config, then --set).
+    const noConfig = runCli(['train', '--out', runDir, '--resume', '--set', 'batch_size=8']);
+    expect(noConfig.status).toBe(1);
+    expect(noConfig.stderr).toMatch(/cannot change "batch_size" \(4 in the checkpoint, 8 asked\)/);
     expect(digest(runDir)).toBe(before);
+    // Without --config, a run needs --resume and --out; a folder without a checkpoint is named, and not created.
+    for (const [args, message] of [
+      [[], 'error: --config <file> is required'],
+      [['--resume'], 'error: --resume without --config needs --out'],
+      [['--resume', '--out', join(work, 'no-such-run')], `error: --resume: ${join(work, 'no-such-run', 'checkpoints')} holds no complete checkpoint`],
+    ] as const) {
+      const r = runCli(['train', ...args]);
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stderr, args.join(' ')).toContain(message);
+    }
+    expect(existsSync(join(work, 'no-such-run'))).toBe(false);
   });
 
   it('--resume --set lr=1e6 stops within a few updates, naming the checkpoint it resumed from (judged against the run\'s recorded levels)', () => {
@@ -176,9 +191,10 @@ describe('clean stops', () => {
     const checkpoint = latestCheckpoint(runDir)!;
     expect(checkpoint.endsWith(`step-${String(done).padStart(8, '0')}`)).toBe(true); // the update it was in
     expect(stderr).toMatch(new RegExp(`stopped by SIGTERM after update ${done} of 12; checkpoint: .*step-${String(done).padStart(8, '0')}`));
-    expect(stderr).toMatch(/continue with: distill train --config .* --resume/);
+    expect(stderr).toContain(`continue with: distill train --out ${runDir} --resume\n`);
 
-    const resumed = runCli(['train', '--config', configPath, '--out', runDir, '--resume']);
+    // That command, as printed: no --config (the run's own is in its checkpoint).
+    const resumed = runCli(['train', '--out', runDir, '--resume']);
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(losses(runDir)).toEqual(losses(straight));
     const a = folderWeights(latestCheckpoint(runDir)!);

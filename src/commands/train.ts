@@ -3,13 +3,14 @@
 import { basename, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig, parseOverride, type TrainConfig } from '../config.js';
+import { InputError } from '../core/errors.js';
 import { intOption } from '../options.js';
 import { Eta, formatCount, ProgressReporter } from '../progress.js';
 import type { TrainSummary } from '../train/loop.js';
 import { worldFromEnvironment } from '../parallel/mpi.js';
 
 interface TrainCommandOptions {
-  config: string;
+  config?: string;
   out?: string;
   maxSteps?: number;
   stopAfter?: number;
@@ -25,10 +26,15 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
   // --backend and --teacher-ep are shorthands for --set backend=... / teacher_ep=... (validated with the config).
   const shorthands = [...(opts.backend ? [`backend="${opts.backend}"`] : []), ...(opts.teacherEp ? [`teacher_ep="${opts.teacherEp}"`] : [])];
   const overrides = [...opts.set, ...shorthands];
-  const config = loadConfig(opts.config, overrides);
+  if (opts.config === undefined) {
+    if (!opts.resume) throw new InputError('--config <file> is required', 'name the run configuration, e.g. --config configs/tiny.json (or continue a run: --resume --out RUN)');
+    if (opts.out === undefined) throw new InputError('--resume without --config needs --out: the run folder to continue', 'e.g. distill train --resume --out runs/tiny');
+  }
+  const runDir = resolve(opts.out ?? join('runs', basename(opts.config!, extname(opts.config!))));
+  // On --resume without --config, the run's own config (recorded in its latest checkpoint) stands in for the file.
+  const config = opts.config !== undefined ? loadConfig(opts.config, overrides) : (await import('../train/resume.js')).recordedConfig(runDir, overrides);
   // The keys asked for on the command line: on --resume, these (and only these) change the run.
   const overridden = overrides.map((o) => parseOverride(o)[0] as keyof TrainConfig);
-  const runDir = resolve(opts.out ?? join('runs', basename(opts.config, extname(opts.config))));
   const { train } = await import('../train/loop.js'); // tfjs and onnxruntime: loaded when a run starts, not for --help
   const comm = await worldFromEnvironment();
   const isRoot = comm.rank === 0;
@@ -88,14 +94,14 @@ export function registerTrain(program: Command): void {
     .description('Distil the teacher into the student as the config says (keys: see configs/distilbert-base-cased.json).\n'
       + 'Writes RUN/metrics.jsonl (one line per update), RUN/checkpoints/step-N/ (the student as a Hugging Face\n'
       + 'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n'
-      + 'latest complete checkpoint exactly, with the config recorded in it (not --config\'s). --resume --set KEY=VALUE\n'
-      + 'changes the keys that may change (lr, max_steps, checkpoint_every, loss weights, ...; printed and recorded in\n'
-      + 'trainer_state.json and metrics.jsonl) and refuses the others (teacher, corpus, student, batches, masking),\n'
-      + 'saying why. A longer (or shorter) max_steps on resume keeps the warm-up and decays the learning rate linearly\n'
-      + 'from its current value to 0 at the new last update. Under mpirun, every rank trains data-parallel.\n'
-      + 'Config keys, their meaning and defaults: configs/schema.json (a JSON Schema; editors validate and complete a\n'
-      + 'config whose "$schema" names it, as the shipped configs do).')
-    .requiredOption('--config <file>', 'run configuration (JSON)')
+      + 'latest complete checkpoint exactly, with the config recorded in it (not --config\'s, which it does not need).\n'
+      + '--resume --set KEY=VALUE changes the keys that may change (lr, max_steps, checkpoint_every, loss weights, ...;\n'
+      + 'printed and recorded in trainer_state.json and metrics.jsonl) and refuses the others (teacher, corpus,\n'
+      + 'student, batches, masking), saying why. A longer (or shorter) max_steps on resume keeps the warm-up and decays\n'
+      + 'the learning rate linearly from its current value to 0 at the new last update. Under mpirun, every rank trains\n'
+      + 'data-parallel. Config keys, their meaning and defaults: configs/schema.json (a JSON Schema; editors validate\n'
+      + 'and complete a config whose "$schema" names it, as the shipped configs do).')
+    .option('--config <file>', 'run configuration (JSON); optional with --resume, which takes the run\'s own from its checkpoint')
     .option('--out <dir>', 'run folder (default: runs/CONFIG_NAME, e.g. runs/tiny)')
     .option('--max-steps <n>', 'length of the run in updates (overrides max_steps; the learning-rate schedule spans it)', intOption('--max-steps', 1))
     .option('--stop-after <n>', 'stop after this many updates in this invocation, with a checkpoint; --resume continues', intOption('--stop-after', 1))
@@ -105,8 +111,8 @@ export function registerTrain(program: Command): void {
     .option('--set <key=value...>', 'override config keys, e.g. --set lr=1e-4 batch_size=8', [])
     .option('--backend <name>', 'student tfjs backend: tensorflow, wasm, cpu or webgpu (the config key "backend"; default: the best installed, webgpu only when named)')
     .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (the config key "teacher_ep"; default: cuda when installed, else webgpu with the webgpu backend, else cpu)')
-    .addHelpText('after', '\nExamples:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --config configs/tiny.json --out runs/tiny --resume\n'
-      + '  distill train --config configs/tiny.json --resume --set lr=1e-4 max_steps=400')
+    .addHelpText('after', '\nExamples:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --out runs/tiny --resume\n'
+      + '  distill train --out runs/tiny --resume --set lr=1e-4 max_steps=400')
     .action(async (opts: TrainCommandOptions) => {
       const summary = await runTrain(opts);
       const root = (await worldFromEnvironment()).rank === 0;
@@ -115,7 +121,7 @@ export function registerTrain(program: Command): void {
         // Stopped by a signal, after a checkpoint of the last update: say where, and how to go on.
         if (root) {
           process.stderr.write(`stopped by ${summary.signal} after update ${summary.steps} of ${summary.total_updates}; checkpoint: ${summary.checkpoint ?? '(none)'}\n`
-            + `continue with: distill train --config ${opts.config} --out ${summary.run_dir} --resume\n`);
+            + `continue with: distill train --out ${summary.run_dir} --resume\n`);
         }
         process.exitCode = summary.signal === 'SIGINT' ? 130 : 143;
       }

@@ -86,6 +86,13 @@ export function latestCheckpoint(runDir: string): string | undefined {
   return listCheckpoints(runDir).at(-1);
 }
 
+/** The checkpoint --resume continues: the latest complete one in the run folder (an error names the folder when none is). */
+export function checkpointToResume(runDir: string): string {
+  const checkpoint = latestCheckpoint(runDir);
+  if (!checkpoint) throw new DistillError(`--resume: ${checkpointsDir(runDir)} holds no complete checkpoint`, 'start without --resume, or point --out at the run folder');
+  return checkpoint;
+}
+
 /** The folder of the best checkpoint (the lowest val_loss so far). */
 export function bestCheckpointDir(runDir: string): string {
   return join(checkpointsDir(runDir), 'best');

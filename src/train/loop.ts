@@ -20,7 +20,7 @@ import { acquireRunLock, holdsRun } from './run-dir.js';
 import { moveAside } from '../core/folders.js';
 import { DivergenceGuard } from './divergence.js';
 import {
-  bestCheckpointDir, latestCheckpoint, readingCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveBestCheckpoint, saveCheckpoint, setAsideCheckpointsAfter,
+  bestCheckpointDir, checkpointToResume, readingCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveBestCheckpoint, saveCheckpoint, setAsideCheckpointsAfter,
   CHECKPOINT_FORMAT, type CheckpointHooks, type ResumeRecord, type TrainerState,
 } from './checkpoint.js';
 import { writeFileAtomic } from '../core/safetensors.js';
@@ -179,8 +179,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   let state: TrainerState | undefined;
   let changed: ResumeRecord['changed'] = {};
   if (opts.resume) {
-    resumeFrom = latestCheckpoint(opts.runDir);
-    if (!resumeFrom) throw new DistillError(`--resume: ${join(opts.runDir, 'checkpoints')} holds no complete checkpoint`, 'start without --resume, or point --out at the run folder');
+    resumeFrom = checkpointToResume(opts.runDir);
     state = readingCheckpoint(opts.runDir, resumeFrom, readTrainerState);
     if (state.world_size !== comm.size) {
       throw new MismatchError(`--resume: the checkpoint was written by ${state.world_size} process(es), this run has ${comm.size}`, `launch with the same number of ranks (mpirun -np ${state.world_size})`);

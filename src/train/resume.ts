@@ -5,10 +5,22 @@
 // fixedOnResume). Differences between the config file and the checkpoint that were not asked for are named and
 // ignored.
 
+import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { MismatchError } from '../core/errors.js';
-import { CONFIG_SPEC, DEFAULT_CONFIG, type TrainConfig } from '../config.js';
-import type { ResumeRecord } from './checkpoint.js';
+import { CONFIG_SPEC, configFrom, DEFAULT_CONFIG, type TrainConfig } from '../config.js';
+import { checkpointToResume, readingCheckpoint, readTrainerState, type ResumeRecord } from './checkpoint.js';
+
+/**
+ * The config of the run in `runDir` as its latest checkpoint recorded it, with the command line's `overrides`:
+ * what `distill train --resume --out RUN` continues when no --config is given.
+ */
+export function recordedConfig(runDir: string, overrides: string[]): TrainConfig {
+  const checkpoint = checkpointToResume(runDir);
+  const state = readingCheckpoint(runDir, checkpoint, readTrainerState);
+  // Its paths are absolute (resolved when the run began); an override's relative path is taken from here.
+  return configFrom({ ...state.config }, overrides, `${join(checkpoint, 'trainer_state.json')} (its "config")`, process.cwd());
+}
 
 export interface ResumedConfig {
   config: TrainConfig;
