@@ -5,7 +5,7 @@
 // test file chose (one path per file: backends, BLAS and SIMD are chosen once per process).
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finetuneStudent } from '../src/probe/finetune.js';
@@ -201,7 +201,8 @@ export function describeReplay(path: string, backendName: BackendName, skip: str
       task.train = task.train.slice(0, 48).map(opening);
       task.dev = task.dev.slice(0, 40).map(opening);
       const before = tf.memory().numTensors;
-      const { metrics, losses } = await finetuneStudent(studentDir, task, { epochs: 3, lr: 1e-3, batchSize: 8, pooling: 'mean', seed: 17, backend: backendName });
+      const { metrics, losses } = await finetuneStudent(studentDir, task, { epochs: 3, lr: 1e-3, batchSize: 8, pooling: 'mean', seed: 17, backend: backendName })
+        .finally(() => rmSync(work, { recursive: true, force: true }));
       console.log(JSON.stringify({ path, train: task.train.length, dev: task.dev.length, finetune_losses: losses, accuracy: metrics.accuracy }));
       const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
       // Stale weights leave the model as it was: the last epoch's loss would not fall below the first's.
