@@ -1,7 +1,8 @@
-// The kernels we register (student/kernels/wasm-cpu.ts) against tfjs's own cpu implementation.
+// The kernels we register (student/kernels/wasm-cpu.ts, cpu-broadcast.ts) against tfjs's own cpu implementation.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../student/kernels/backend.js';
+import { originalCpuKernels } from '../student/kernels/cpu-broadcast.js';
 import { originalCpuUnsortedSegmentSum } from '../student/kernels/wasm-cpu.js';
 import { maxAbsDiff } from './helpers.js';
 
@@ -64,6 +65,68 @@ describe('UnsortedSegmentSum', () => {
     const onCpu = await grad('cpu');
     expect(maxAbsDiff(onWasm, onCpu)).toBeLessThan(1e-6);
     expect(onWasm[1 * 3]).toBeCloseTo(4 * table[1 * 3]!, 5); // row 1 gathered twice: 2·2·w
+  });
+});
+
+/** Run one of tfjs's own cpu kernels (kept aside when ours replaced it) on tensors of the cpu backend. */
+function originalKernel(kernelName: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap = {}): tf.Tensor {
+  const info = originalCpuKernels.get(kernelName)!({ inputs, backend: tf.backend(), attrs }) as tf.TensorInfo;
+  return tf.engine().makeTensorFromTensorInfo(info);
+}
+
+/** Values with the special cases the ops treat apart: zeros (÷ 0), ±Infinity, NaN, and ordinary numbers of both signs. */
+function awkward(n: number, seed: number): Float32Array {
+  const v = random(n, seed).map((x) => x * 8);
+  for (let i = seed % 5; i < n; i += 7) v[i] = [0, Infinity, -Infinity, NaN, -0][i % 5]!;
+  return v;
+}
+
+describe('cpu backend: broadcasting element-wise ops and Transpose re-indexed (student/kernels/cpu-broadcast.ts)', () => {
+  // Bit for bit: each output element is the same expression of the same two inputs as tfjs computes it; NaN in the
+  // same places. Shapes: the model's ([B, T, H] with [B, T, 1]; scores [B, h, T, T] with a mask [B, 1, 1, T]), both
+  // operands stretched, lower ranks, scalars, same shapes, an empty tensor.
+  const pairs: [number[], number[]][] = [
+    [[2, 3, 4], [2, 3, 1]], [[2, 1, 1, 5], [2, 3, 5, 5]], [[2, 1, 4], [1, 3, 1]], [[5, 1], [1, 6]], [[4], [2, 3, 4]],
+    [[3, 1], [2, 3, 4]], [[], [2, 3]], [[2, 3], []], [[], []], [[3, 4], [3, 4]], [[1], [7]], [[0, 3], [1, 3]],
+  ];
+  for (const kernelName of ['Add', 'Sub', 'Multiply', 'RealDiv', 'SquaredDifference', 'Maximum', 'Minimum']) {
+    it(`${kernelName}: equals tfjs's kernel bit for bit on ${pairs.length} shape pairs`, async () => {
+      await selectBackend('cpu');
+      for (const [i, [aShape, bShape]] of pairs.entries()) {
+        tf.tidy(() => {
+          const a = tf.tensor(awkward(aShape.reduce((x, y) => x * y, 1), 3 + i), aShape);
+          const b = tf.tensor(awkward(bShape.reduce((x, y) => x * y, 1), 11 + i), bShape);
+          const ours = tf.engine().runKernel(kernelName, { a, b }) as tf.Tensor;
+          const theirs = originalKernel(kernelName, { a, b });
+          expect(ours.shape, `${aShape} ${bShape}`).toEqual(theirs.shape);
+          expect(Buffer.from((ours.dataSync() as Float32Array).buffer).equals(Buffer.from((theirs.dataSync() as Float32Array).buffer)), `${aShape} ${bShape}`).toBe(true);
+        });
+      }
+    });
+  }
+
+  it('Transpose: equals tfjs\'s kernel for every permutation of ranks 1–4, float32 and int32, and the attention\'s shapes', async () => {
+    await selectBackend('cpu');
+    const permutations = (n: number): number[][] => (n === 0 ? [[]] : permutations(n - 1).flatMap((p) => Array.from({ length: n }, (_, k) => [...p.slice(0, k), n - 1, ...p.slice(k)])));
+    const shapes = [[5], [3, 4], [2, 1, 3], [2, 3, 4, 5], [1, 4, 1, 3], [4, 7, 2, 16]];
+    let checked = 0;
+    for (const shape of shapes) {
+      for (const perm of permutations(shape.length)) {
+        for (const dtype of ['float32', 'int32'] as const) {
+          tf.tidy(() => {
+            const n = shape.reduce((x, y) => x * y, 1);
+            const x = dtype === 'float32' ? tf.tensor(random(n, n), shape) : tf.tensor(Int32Array.from({ length: n }, (_, k) => k * 7 - 50), shape, 'int32');
+            const ours = tf.engine().runKernel('Transpose', { x }, { perm }) as tf.Tensor;
+            const theirs = originalKernel('Transpose', { x }, { perm });
+            expect(ours.shape).toEqual(theirs.shape);
+            expect(ours.dtype).toBe(dtype);
+            expect(Array.from(ours.dataSync()), `${shape} ${perm}`).toEqual(Array.from(theirs.dataSync()));
+          });
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBe(2 * (1 + 2 + 6 + 24 + 24 + 24));
   });
 });
 

@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { blasColumnSums } from './blas.js';
+import { registerCpuBroadcastKernels } from './cpu-broadcast.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 type NumericArray = Float32Array | Int32Array;
@@ -178,7 +179,8 @@ export function registerWasmTrainingKernels(): void {
   originalWasmSum = replaceKernel('Sum', 'wasm', sumWasm);
 }
 
-/** Replace the `cpu` backend's UnsortedSegmentSum with the one-pass kernel (idempotent). */
+/** Replace the `cpu` backend's UnsortedSegmentSum with the one-pass kernel, and its broadcasting element-wise ops and
+ * Transpose with re-indexed ones (student/kernels/cpu-broadcast.ts) (idempotent). */
 export function registerCpuTrainingKernels(): void {
   if (registeredCpu) return;
   registeredCpu = true;
@@ -188,4 +190,5 @@ export function registerCpuTrainingKernels(): void {
     tf.unregisterKernel('UnsortedSegmentSum', 'cpu');
   }
   tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'cpu', kernelFunc: unsortedSegmentSumCpu as unknown as tf.KernelFunc });
+  registerCpuBroadcastKernels();
 }
