@@ -93,9 +93,6 @@ export function transposeInto(x: Values, xShape: readonly number[], perm: readon
   }
 }
 
-/** tfjs's own cpu kernels, kept for the tests that check ours against them and for what ours leave to them. */
-export const originalCpuKernels = new Map<string, tf.KernelFunc>();
-
 function binaryKernel(kernelName: keyof typeof OPS): (args: KernelArgs) => tf.TensorInfo {
   const op = OPS[kernelName];
   return (args) => {
@@ -125,17 +122,11 @@ function transposeKernel(args: KernelArgs): tf.TensorInfo {
   return cpu.makeTensorInfo(outShape, x.dtype, out);
 }
 
-/** Replace the `cpu` backend's broadcasting binary ops and Transpose (call once; the originals are kept). */
-export function registerCpuBroadcastKernels(): void {
-  const ours: [string, (args: KernelArgs) => tf.TensorInfo][] = [
-    ...(Object.keys(OPS) as (keyof typeof OPS)[]).map((name): [string, (args: KernelArgs) => tf.TensorInfo] => [name, binaryKernel(name)]),
-    ['Transpose', transposeKernel],
-  ];
-  for (const [kernelName, kernelFunc] of ours) {
-    const existing = tf.getKernel(kernelName, 'cpu');
-    if (!existing) continue;
-    originalCpuKernels.set(kernelName, existing.kernelFunc);
-    tf.unregisterKernel(kernelName, 'cpu');
-    tf.registerKernel({ kernelName, backendName: 'cpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc, setupFunc: existing.setupFunc, disposeFunc: existing.disposeFunc });
-  }
-}
+/** Ours, by the kernel name each replaces on the `cpu` backend (student/kernels/wasm-cpu.ts registers them). */
+export const CPU_BROADCAST_KERNELS: [string, (args: KernelArgs) => tf.TensorInfo][] = [
+  ...(Object.keys(OPS) as (keyof typeof OPS)[]).map((name): [string, (args: KernelArgs) => tf.TensorInfo] => [name, binaryKernel(name)]),
+  ['Transpose', transposeKernel],
+];
+
+/** tfjs's own cpu kernels, kept for the tests that check ours against them and for the dtypes ours leave to them. */
+export const originalCpuKernels = new Map<string, tf.KernelFunc>();

@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { blasColumnSums } from './blas.js';
-import { registerCpuBroadcastKernels } from './cpu-broadcast.js';
+import { CPU_BROADCAST_KERNELS, originalCpuKernels } from './cpu-broadcast.js';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 type NumericArray = Float32Array | Int32Array;
@@ -190,5 +190,8 @@ export function registerCpuTrainingKernels(): void {
     tf.unregisterKernel('UnsortedSegmentSum', 'cpu');
   }
   tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'cpu', kernelFunc: unsortedSegmentSumCpu as unknown as tf.KernelFunc });
-  registerCpuBroadcastKernels();
+  for (const [kernelName, kernelFunc] of CPU_BROADCAST_KERNELS) {
+    const original = replaceKernel(kernelName, 'cpu', kernelFunc);
+    if (original) originalCpuKernels.set(kernelName, original);
+  }
 }
