@@ -153,10 +153,14 @@ describe('resume that says what it does', () => {
       [[], 'error: --config <file> is required'],
       [['--resume'], 'error: --resume without --config needs --out'],
       [['--resume', '--out', join(work, 'no-such-run')], `error: --resume: ${join(work, 'no-such-run', 'checkpoints')} holds no complete checkpoint`],
+      // A --config that is not a file: named, with the shipped examples as the hint.
+      [['--config', join(work, 'no-such.json'), '--out', join(work, 'no-such-run')], `error: --config ${join(work, 'no-such.json')}: no such file`],
+      [['--config', work, '--out', join(work, 'no-such-run')], `error: --config ${work}: a folder, not a file`],
     ] as const) {
       const r = runCli(['train', ...args]);
       expect(r.status, args.join(' ')).toBe(1);
       expect(r.stderr, args.join(' ')).toContain(message);
+      expect(r.stderr, args.join(' ')).toMatch(/\nhint: /);
     }
     expect(existsSync(join(work, 'no-such-run'))).toBe(false);
   });

@@ -1,5 +1,6 @@
 // distill train: a distillation run from a JSON config, with checkpoints and exact resume.
 
+import { existsSync, statSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig, parseOverride, type TrainConfig } from '../config.js';
@@ -29,6 +30,10 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
   if (opts.config === undefined) {
     if (!opts.resume) throw new InputError('--config <file> is required', 'name the run configuration, e.g. --config configs/tiny.json (or continue a run: --resume --out RUN)');
     if (opts.out === undefined) throw new InputError('--resume without --config needs --out: the run folder to continue', 'e.g. distill train --resume --out runs/tiny');
+  }
+  if (opts.config !== undefined && !(existsSync(opts.config) && statSync(opts.config).isFile())) {
+    throw new InputError(`--config ${opts.config}: ${existsSync(opts.config) ? 'a folder, not a file' : 'no such file'} (looked in ${resolve(opts.config)})`,
+      'give the path of a JSON run configuration, e.g. --config configs/tiny.json (the repository\'s configs/ folder holds tiny.json, tiny-narrow.json and distilbert-base-cased.json)');
   }
   const runDir = resolve(opts.out ?? join('runs', basename(opts.config!, extname(opts.config!))));
   // On --resume without --config, the run's own config (recorded in its latest checkpoint) stands in for the file.
