@@ -100,7 +100,7 @@ function binaryKernel(kernelName: keyof typeof OPS): (args: KernelArgs) => tf.Te
     if (a.dtype !== 'float32' || b.dtype !== 'float32') return originalCpuKernels.get(kernelName)!(args) as tf.TensorInfo;
     const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
     const cpu = args.backend as CpuBackendData;
-    const size = outShape.reduce((n, d) => n * d, 1);
+    const size = tf.util.sizeFromShape(outShape);
     const out = new Float32Array(size);
     const aValues = cpu.data.get(a.dataId).values;
     const bValues = cpu.data.get(b.dataId).values;
@@ -117,7 +117,8 @@ function transposeKernel(args: KernelArgs): tf.TensorInfo {
   const perm = args.attrs!['perm'] as number[];
   const cpu = args.backend as CpuBackendData;
   const outShape = perm.map((p) => x.shape[p]!);
-  const out = x.dtype === 'float32' ? new Float32Array(outShape.reduce((n, d) => n * d, 1)) : new Int32Array(outShape.reduce((n, d) => n * d, 1));
+  const size = tf.util.sizeFromShape(outShape);
+  const out = x.dtype === 'float32' ? new Float32Array(size) : new Int32Array(size);
   if (out.length > 0) transposeInto(cpu.data.get(x.dataId).values, x.shape, perm, out);
   return cpu.makeTensorInfo(outShape, x.dtype, out);
 }
