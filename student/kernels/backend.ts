@@ -6,7 +6,7 @@
 
 import { registerDeviceReductionGrads } from './reduction-grads.js';
 import { registerAdamWWebgpuKernel } from './adamw-webgpu.js';
-import { registerLayerNormWebgpuKernel } from './layer-norm.js';
+import { registerLayerNormHostKernel, registerLayerNormWebgpuKernel } from './layer-norm.js';
 import { registerSumSquaresWebgpuKernel } from './sum-squares.js';
 import { registerMaskedSoftmaxWebgpuKernels } from './attention-softmax.js';
 import { F16_MARKER, registerProductKernel, setHalfProducts, setTiledProducts } from './matmul-webgpu.js';
@@ -220,6 +220,7 @@ async function loadWasmBackend(): Promise<boolean> {
   registerProducts('wasm');
   registerLogitLossKernel('wasm');
   registerGeluKernels('wasm');
+  registerLayerNormHostKernel('wasm');
   return true;
 }
 
@@ -250,6 +251,7 @@ export async function selectBackend(requested?: BackendName,
       registerProducts('cpu');
       registerLogitLossKernel('cpu');
       registerGeluKernels('cpu');
+      registerLayerNormHostKernel('cpu');
       source = '@tensorflow/tfjs-backend-cpu';
     }
     if (!source) {

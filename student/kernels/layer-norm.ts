@@ -4,11 +4,15 @@
 // for dx = r·(g − mean(g) − x̂·mean(g·x̂)), and one each for dγ = Σ_rows dy·x̂ and dβ = Σ_rows dy: 2 + 4
 // dispatches where the tfjs ops take about 30 (on a GPU the per-dispatch cost on the host bounded the step:
 // distill bench --profile). The row statistics are sums in order, one invocation per row, in float32 (tfjs's
-// reductions sum in another order: the two agree to float32 rounding, test/webgpu.test.ts). Elsewhere the tfjs
-// ops run (layerNormOps), unchanged.
+// reductions sum in another order: the two agree to float32 rounding, test/webgpu.test.ts). On `wasm` and `cpu`
+// the same two parts run on the host, row by row over the tensors' memory (layerNormHost): in WebAssembly SIMD
+// on `wasm` (student/kernels/simd.ts; float32 sums, 4 lanes), in JS on `cpu` or without SIMD (float64 sums),
+// where the tfjs ops took ~15 kernels forward and ~30 backward (~32 ms a LayerNorm of [4096, 192] forward and
+// backward on wasm, six of them a tiny-shape step). Elsewhere (tensorflow) the tfjs ops run (layerNormOps).
 
 import * as tf from '@tensorflow/tfjs';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
+import { heapOffset, wasmSimd, type SimdKernels } from './simd.js';
 
 export const LAYER_NORM_KERNEL = 'DistillLayerNorm';
 
@@ -18,7 +22,7 @@ export function layerNormOps(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, ep
   return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta);
 }
 
-/** LayerNorm over the last axis: the WGSL programs where registered (webgpu), else the tfjs ops. */
+/** LayerNorm over the last axis: our kernel where registered (webgpu, wasm, cpu), else the tfjs ops. */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
   if (!tf.getKernel(LAYER_NORM_KERNEL, tf.getBackend()) || x.dtype !== 'float32') return layerNormOps(x, gamma, beta, eps);
   const H = x.shape[x.shape.length - 1]!;
@@ -143,4 +147,140 @@ function layerNormWebgpu({ inputs, attrs, backend }: { inputs: tf.NamedTensorInf
 export function registerLayerNormWebgpuKernel(): void {
   if (tf.getKernel(LAYER_NORM_KERNEL, 'webgpu')) return;
   tf.registerKernel({ kernelName: LAYER_NORM_KERNEL, backendName: 'webgpu', kernelFunc: layerNormWebgpu as unknown as tf.KernelFunc });
+}
+
+/**
+ * The forward part on the host, for x [rows, width]: y = ((x − μ)·r)·γ + β into `y`, and (μ, r) per row into
+ * `stats` [rows, 2]; μ, then Σ (x − μ)², summed in float64 in order (as the WGSL program, in two passes).
+ */
+export function layerNormForwardInto(x: Float32Array, gamma: Float32Array, beta: Float32Array, eps: number, width: number,
+  y: Float32Array, stats: Float32Array): void {
+  const rows = x.length / width;
+  for (let row = 0, o = 0; row < rows; row++, o += width) {
+    let sum = 0;
+    for (let c = 0; c < width; c++) sum += x[o + c]!;
+    const mean = Math.fround(sum / width);
+    let sq = 0;
+    for (let c = 0; c < width; c++) {
+      const d = x[o + c]! - mean;
+      sq += d * d;
+    }
+    const r = Math.fround(1 / Math.sqrt(sq / width + eps));
+    stats[2 * row] = mean;
+    stats[2 * row + 1] = r;
+    for (let c = 0; c < width; c++) y[o + c] = (x[o + c]! - mean) * r * gamma[c]! + beta[c]!;
+  }
+}
+
+/**
+ * The backward part on the host: with g = dy·γ and x̂ = (x − μ)·r, dx = r·(g − mean(g) − x̂·mean(g·x̂)) into `dx`,
+ * dγ = Σ_rows dy·x̂ and dβ = Σ_rows dy into `dgamma` and `dbeta` (float64 sums, rows in order).
+ */
+export function layerNormBackwardInto(x: Float32Array, gamma: Float32Array, stats: Float32Array, dy: Float32Array, width: number,
+  dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void {
+  const rows = x.length / width;
+  const dg = new Float64Array(width);
+  const db = new Float64Array(width);
+  for (let row = 0, o = 0; row < rows; row++, o += width) {
+    const mean = stats[2 * row]!;
+    const r = stats[2 * row + 1]!;
+    let sg = 0;
+    let sgx = 0;
+    for (let c = 0; c < width; c++) {
+      const xhat = (x[o + c]! - mean) * r;
+      const d = dy[o + c]!;
+      const g = d * gamma[c]!;
+      sg += g;
+      sgx += g * xhat;
+      dg[c]! += d * xhat;
+      db[c]! += d;
+    }
+    const mg = sg / width;
+    const mgx = sgx / width;
+    for (let c = 0; c < width; c++) dx[o + c] = r * (dy[o + c]! * gamma[c]! - mg - (x[o + c]! - mean) * r * mgx);
+  }
+  dgamma.set(dg);
+  dbeta.set(db);
+}
+
+/** The forward part in WebAssembly SIMD on the wasm heap (byte offsets), row by row: the same steps in float32. */
+function layerNormForwardSimd(simd: SimdKernels, x: number, gamma: number, beta: number, eps: number, rows: number, width: number,
+  y: number, stats: Float32Array): void {
+  for (let row = 0; row < rows; row++) {
+    const o = row * width * 4;
+    const mean = Math.fround(simd.sum(x + o, width) / width);
+    const r = Math.fround(1 / Math.sqrt(simd.sumSqDev(x + o, width, mean) / width + eps));
+    stats[2 * row] = mean;
+    stats[2 * row + 1] = r;
+    simd.lnApply(x + o, gamma, beta, y + o, width, mean, r);
+  }
+}
+
+/** The backward part in WebAssembly SIMD; `dgamma` and `dbeta` are accumulated in place (zeroed here first). */
+function layerNormBackwardSimd(simd: SimdKernels, x: number, gamma: number, stats: Float32Array, dy: number, rows: number, width: number,
+  dx: number, dgamma: number, dbeta: number, zero: () => void): void {
+  zero();
+  for (let row = 0; row < rows; row++) {
+    const o = row * width * 4;
+    const mean = stats[2 * row]!;
+    const r = stats[2 * row + 1]!;
+    const sg = simd.lnGradRow(x + o, dy + o, gamma, dgamma, dbeta, width, mean, r);
+    simd.lnDx(x + o, dy + o, gamma, dx + o, width, mean, r, sg / width, simd.second() / width);
+  }
+}
+
+interface WasmBackendLike extends tf.KernelBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+}
+interface CpuBackendLike extends tf.KernelBackend {
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
+}
+type HostKernelArgs = { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend };
+
+/** The output shapes of a part: forward [y, (μ, r)], backward [dx, dγ, dβ]. */
+function hostOutputShapes(part: 'forward' | 'backward', x: tf.TensorInfo): number[][] {
+  const width = x.shape[1]!;
+  return part === 'forward' ? [x.shape, [x.shape[0]!, 2]] : [x.shape, [width], [width]];
+}
+
+/** DistillLayerNorm on `wasm`, on the tensors' own memory: SIMD when the module loaded, else JS. Inputs, attributes and outputs as the WGSL kernel's. */
+function layerNormWasm({ inputs, attrs, backend }: HostKernelArgs): tf.TensorInfo[] {
+  const wasm = backend as WasmBackendLike;
+  const { eps, part } = attrs as unknown as { eps: number; part: 'forward' | 'backward' };
+  const x = inputs['x']!;
+  const [rows, width] = x.shape as [number, number];
+  const outs = hostOutputShapes(part, x).map((shape) => wasm.makeOutput(shape, 'float32'));
+  // `beta` carries the saved statistics in the backward part.
+  const [gamma, beta, dy] = [inputs['gamma']!, inputs['beta']!, inputs['dy']];
+  const simd = wasmSimd();
+  // Views after every allocation (allocating may grow the memory and detach earlier views).
+  const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t);
+  if (simd && part === 'forward') layerNormForwardSimd(simd, heapOffset(x), heapOffset(gamma), heapOffset(beta), eps, rows, width, heapOffset(outs[0]!), view(outs[1]!));
+  else if (simd) {
+    layerNormBackwardSimd(simd, heapOffset(x), heapOffset(gamma), view(beta), heapOffset(dy!), rows, width, heapOffset(outs[0]!), heapOffset(outs[1]!), heapOffset(outs[2]!),
+      () => { view(outs[1]!).fill(0); view(outs[2]!).fill(0); });
+  } else if (part === 'forward') layerNormForwardInto(view(x), view(gamma), view(beta), eps, width, view(outs[0]!), view(outs[1]!));
+  else layerNormBackwardInto(view(x), view(gamma), view(beta), view(dy!), width, view(outs[0]!), view(outs[1]!), view(outs[2]!));
+  return outs;
+}
+
+/** DistillLayerNorm on `cpu`, in JS. */
+function layerNormCpu({ inputs, attrs, backend }: HostKernelArgs): tf.TensorInfo[] {
+  const cpu = backend as CpuBackendLike;
+  const { eps, part } = attrs as unknown as { eps: number; part: 'forward' | 'backward' };
+  const x = inputs['x']!;
+  const shapes = hostOutputShapes(part, x);
+  const outs = shapes.map((shape) => new Float32Array(tf.util.sizeFromShape(shape)));
+  const view = (t: tf.TensorInfo): Float32Array => cpu.readSync(t.dataId) as Float32Array;
+  const width = x.shape[1]!;
+  if (part === 'forward') layerNormForwardInto(view(x), view(inputs['gamma']!), view(inputs['beta']!), eps, width, outs[0]!, outs[1]!);
+  else layerNormBackwardInto(view(x), view(inputs['gamma']!), view(inputs['beta']!), view(inputs['dy']!), width, outs[0]!, outs[1]!, outs[2]!);
+  return shapes.map((shape, i) => cpu.makeTensorInfo(shape, 'float32', outs[i]));
+}
+
+/** Register DistillLayerNorm on `wasm` or `cpu` (idempotent). */
+export function registerLayerNormHostKernel(backendName: 'wasm' | 'cpu'): void {
+  if (tf.getKernel(LAYER_NORM_KERNEL, backendName)) return;
+  tf.registerKernel({ kernelName: LAYER_NORM_KERNEL, backendName, kernelFunc: (backendName === 'wasm' ? layerNormWasm : layerNormCpu) as unknown as tf.KernelFunc });
 }

@@ -1,6 +1,6 @@
 // Element-wise passes in WebAssembly SIMD (f32x4), on the `wasm` backend's own memory.
 //
-// The hot element-wise work of a step (the logit losses over [N, V], GELU over [B·T, 4H]) costs 10–35 ns an
+// The hot element-wise work of a step (the logit losses over [N, V], GELU over [B·T, 4H], LayerNorm) costs 10–35 ns an
 // element in JS, and tfjs's wasm Exp/Erf kernels are scalar too. This module is written here in WebAssembly
 // text, compiled at start with wabt (an npm package: no toolchain needed), and imports the tfjs wasm
 // backend's WebAssembly.Memory, so it reads and writes tensors where they lie: no copies. Pointers are byte
@@ -159,6 +159,41 @@ const WAT = `(module
       ${a.st('out', mul(a.ld('dy'), add(mul(splat(0.5), add(splat(1), erf(mul(get('v'), splat(Math.SQRT1_2))))),
         mul(mul(get('v'), splat(1 / Math.sqrt(2 * Math.PI))), exp(mul(mul(get('v'), get('v')), splat(-0.5)))))))}`)})
 
+  ;; LayerNorm, one row of n at a time (student/kernels/layer-norm.ts). Σ x:
+  (func (export "sum") (param $x i32) (param $n i32) (result f32) (local $i i32) (local $e i32) (local $acc v128)
+    ${passes((a) => set('acc', add(get('acc'), a.one(a.ld('x')))))}
+    ${lanesSum(get('acc'))})
+
+  ;; Σ (x − m)²
+  (func (export "sumSqDev") (param $x i32) (param $n i32) (param $m f32) (result f32)
+    (local $i i32) (local $e i32) (local $mv v128) (local $d v128) (local $acc v128)
+    ${set('mv', `(f32x4.splat ${get('m')})`)}
+    ${passes((a) => `${set('d', sub(a.ld('x'), get('mv')))} ${set('acc', add(get('acc'), a.one(mul(get('d'), get('d')))))}`)}
+    ${lanesSum(get('acc'))})
+
+  ;; y = ((x − m)·r)·γ + β
+  (func (export "lnApply") (param $x i32) (param $g i32) (param $b i32) (param $y i32) (param $n i32) (param $m f32) (param $r f32)
+    (local $i i32) (local $e i32) (local $mv v128) (local $rv v128)
+    ${set('mv', `(f32x4.splat ${get('m')})`)} ${set('rv', `(f32x4.splat ${get('r')})`)}
+    ${passes((a) => a.st('y', add(mul(mul(sub(a.ld('x'), get('mv')), get('rv')), a.ld('g')), a.ld('b'))))})
+
+  ;; with x̂ = (x − m)·r and g = dy·γ: dγ += dy·x̂ and dβ += dy (in place); returns Σ g, and Σ g·x̂ in second()
+  (func (export "lnGradRow") (param $x i32) (param $dy i32) (param $g i32) (param $dg i32) (param $db i32) (param $n i32) (param $m f32) (param $r f32) (result f32)
+    (local $i i32) (local $e i32) (local $mv v128) (local $rv v128) (local $xh v128) (local $d v128) (local $gd v128) (local $sg v128) (local $sgx v128)
+    ${set('mv', `(f32x4.splat ${get('m')})`)} ${set('rv', `(f32x4.splat ${get('r')})`)}
+    ${passes((a) => `${set('xh', mul(sub(a.ld('x'), get('mv')), get('rv')))} ${set('d', a.ld('dy'))} ${set('gd', mul(get('d'), a.ld('g')))}
+      ${set('sg', add(get('sg'), a.one(get('gd'))))} ${set('sgx', add(get('sgx'), a.one(mul(get('gd'), get('xh')))))}
+      ${a.st('dg', add(a.ld('dg'), mul(get('d'), get('xh'))))} ${a.st('db', add(a.ld('db'), get('d')))}`)}
+    (global.set $second ${lanesSum(get('sgx'))})
+    ${lanesSum(get('sg'))})
+
+  ;; dx = r·(dy·γ − mg − x̂·mgx), x̂ = (x − m)·r
+  (func (export "lnDx") (param $x i32) (param $dy i32) (param $g i32) (param $dx i32) (param $n i32) (param $m f32) (param $r f32) (param $mg f32) (param $mgx f32)
+    (local $i i32) (local $e i32) (local $mv v128) (local $rv v128) (local $mgv v128) (local $mgxv v128)
+    ${set('mv', `(f32x4.splat ${get('m')})`)} ${set('rv', `(f32x4.splat ${get('r')})`)}
+    ${set('mgv', `(f32x4.splat ${get('mg')})`)} ${set('mgxv', `(f32x4.splat ${get('mgx')})`)}
+    ${passes((a) => a.st('dx', mul(get('rv'), sub(sub(mul(a.ld('dy'), a.ld('g')), get('mgv')), mul(mul(sub(a.ld('x'), get('mv')), get('rv')), get('mgxv'))))))})
+
   ;; AdamW in place (src/train/adamw.ts; the same operations in the same order as its tfjs-op form), g = grad·gs
   ;; (gs: the clipping coefficient times 1/loss_scale; a multiplication by 1 changes nothing):
   ;; m = b1·m + (1−b1)·g; v = b2·v + (1−b2)·g²; p = p·decay − (m / (√v / bc2 + eps))·stepSize
@@ -185,6 +220,11 @@ export interface SimdKernels {
   adamw(p: number, g: number, m: number, v: number, n: number, b1: number, omb1: number, b2: number, omb2: number,
     bc2: number, eps: number, stepSize: number, decay: number, gradScale: number): void;
   geluGrad(x: number, dy: number, out: number, n: number): void;
+  sum(x: number, n: number): number;
+  sumSqDev(x: number, n: number, m: number): number;
+  lnApply(x: number, g: number, b: number, y: number, n: number, m: number, r: number): void;
+  lnGradRow(x: number, dy: number, g: number, dg: number, db: number, n: number, m: number, r: number): number;
+  lnDx(x: number, dy: number, g: number, dx: number, n: number, m: number, r: number, mg: number, mgx: number): void;
 }
 
 /** Compile the module against `memory`; null when this runtime has no wasm SIMD or wabt is missing. */
