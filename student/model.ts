@@ -102,7 +102,7 @@ import { biasGelu } from './kernels/gelu.js';
 import { layerNorm as layerNormKernel } from './kernels/layer-norm.js';
 import { maskedSoftmax } from './kernels/attention-softmax.js';
 
-/** LayerNorm over the last axis (student/kernels/layer-norm.ts: WGSL programs on webgpu, tfjs ops elsewhere). */
+/** LayerNorm over the last axis (student/kernels/layer-norm.ts: one kernel each way on webgpu, wasm and cpu; tfjs ops on tensorflow). */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
   return layerNormKernel(x, gamma, beta, eps);
 }

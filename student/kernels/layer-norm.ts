@@ -5,7 +5,7 @@
 // dispatches where the tfjs ops take about 30 (on a GPU the per-dispatch cost on the host bounded the step:
 // distill bench --profile). The row statistics are sums in order, one invocation per row, in float32 (tfjs's
 // reductions sum in another order: the two agree to float32 rounding, test/webgpu.test.ts). On `wasm` and `cpu`
-// the same two parts run on the host, row by row over the tensors' memory (layerNormHost): in WebAssembly SIMD
+// the same two parts run on the host, row by row over the tensors' memory (layerNormWasm, layerNormCpu): in WebAssembly SIMD
 // on `wasm` (student/kernels/simd.ts; float32 sums, 4 lanes), in JS on `cpu` or without SIMD (float64 sums),
 // where the tfjs ops took ~15 kernels forward and ~30 backward (~32 ms a LayerNorm of [4096, 192] forward and
 // backward on wasm, six of them a tiny-shape step). Elsewhere (tensorflow) the tfjs ops run (layerNormOps).
