@@ -216,10 +216,9 @@ function layerNormForwardSimd(simd: SimdKernels, x: number, gamma: number, beta:
   }
 }
 
-/** The backward part in WebAssembly SIMD; `dgamma` and `dbeta` are accumulated in place (zeroed here first). */
+/** The backward part in WebAssembly SIMD; `dgamma` and `dbeta` are accumulated in place (the caller zeroes them). */
 function layerNormBackwardSimd(simd: SimdKernels, x: number, gamma: number, stats: Float32Array, dy: number, rows: number, width: number,
-  dx: number, dgamma: number, dbeta: number, zero: () => void): void {
-  zero();
+  dx: number, dgamma: number, dbeta: number): void {
   for (let row = 0; row < rows; row++) {
     const o = row * width * 4;
     const mean = stats[2 * row]!;
@@ -258,8 +257,9 @@ function layerNormWasm({ inputs, attrs, backend }: HostKernelArgs): tf.TensorInf
   const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t);
   if (simd && part === 'forward') layerNormForwardSimd(simd, heapOffset(x), heapOffset(gamma), heapOffset(beta), eps, rows, width, heapOffset(outs[0]!), view(outs[1]!));
   else if (simd) {
-    layerNormBackwardSimd(simd, heapOffset(x), heapOffset(gamma), view(beta), heapOffset(dy!), rows, width, heapOffset(outs[0]!), heapOffset(outs[1]!), heapOffset(outs[2]!),
-      () => { view(outs[1]!).fill(0); view(outs[2]!).fill(0); });
+    view(outs[1]!).fill(0);
+    view(outs[2]!).fill(0);
+    layerNormBackwardSimd(simd, heapOffset(x), heapOffset(gamma), view(beta), heapOffset(dy!), rows, width, heapOffset(outs[0]!), heapOffset(outs[1]!), heapOffset(outs[2]!));
   } else if (part === 'forward') layerNormForwardInto(view(x), view(gamma), view(beta), eps, width, view(outs[0]!), view(outs[1]!));
   else layerNormBackwardInto(view(x), view(gamma), view(beta), view(dy!), width, view(outs[0]!), view(outs[1]!), view(outs[2]!));
   return outs;
