@@ -9,6 +9,7 @@
 // ops run (maskedSoftmaxOps), unchanged.
 
 import * as tf from '@tensorflow/tfjs';
+import type { KernelArgs } from './backend-internals.js';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 
 export const MASKED_SOFTMAX_KERNEL = 'DistillMaskedSoftmax';
@@ -68,7 +69,6 @@ class MaskedSoftmaxProgram extends WgslProgram {
   }
 }
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 
 function webgpuKernel(gradient: boolean) {
   return ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {

@@ -10,14 +10,8 @@
 // bit against tfjs's kernels in test/kernels.test.ts. Other dtypes go to tfjs's kernels.
 
 import * as tf from '@tensorflow/tfjs';
+import { cpuBackend, type HostValues, type KernelArgs } from './backend-internals.js';
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
-type Values = Float32Array | Int32Array;
-
-interface CpuBackendData extends tf.KernelBackend {
-  data: { get(dataId: tf.DataId): { values: Values } };
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Values): tf.TensorInfo;
-}
 
 /** The broadcasting binary ops replaced, each as tfjs's cpu kernel computes it (tfjs-backend-cpu 4.x). */
 const OPS = {
@@ -38,7 +32,7 @@ function broadcastStrides(shape: readonly number[], outShape: readonly number[])
 }
 
 /** out[i] = op(a[ia], b[ib]) over the broadcast shape, the last dimension innermost. */
-export function broadcastBinaryInto(op: OpCode, a: Values, aShape: readonly number[], b: Values, bShape: readonly number[], out: Values, outShape: readonly number[]): void {
+export function broadcastBinaryInto(op: OpCode, a: HostValues, aShape: readonly number[], b: HostValues, bShape: readonly number[], out: HostValues, outShape: readonly number[]): void {
   const rank = outShape.length;
   const as = broadcastStrides(aShape, outShape);
   const bs = broadcastStrides(bShape, outShape);
@@ -72,7 +66,7 @@ export function broadcastBinaryInto(op: OpCode, a: Values, aShape: readonly numb
 }
 
 /** out = x transposed by `perm` (out's dimension d is x's dimension perm[d]). */
-export function transposeInto(x: Values, xShape: readonly number[], perm: readonly number[], out: Values): void {
+export function transposeInto(x: HostValues, xShape: readonly number[], perm: readonly number[], out: HostValues): void {
   const rank = xShape.length;
   const xStrides = new Array<number>(rank);
   for (let d = rank - 1, s = 1; d >= 0; d--) { xStrides[d] = s; s *= xShape[d]!; }
@@ -99,7 +93,7 @@ function binaryKernel(kernelName: keyof typeof OPS): (args: KernelArgs) => tf.Te
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
     if (a.dtype !== 'float32' || b.dtype !== 'float32') return originalCpuKernels.get(kernelName)!(args) as tf.TensorInfo;
     const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
-    const cpu = args.backend as CpuBackendData;
+    const cpu = cpuBackend(args.backend);
     const size = tf.util.sizeFromShape(outShape);
     const out = new Float32Array(size);
     const aValues = cpu.data.get(a.dataId).values;
@@ -115,7 +109,7 @@ function transposeKernel(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
   if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length === 0) return originalCpuKernels.get('Transpose')!(args) as tf.TensorInfo;
   const perm = args.attrs!['perm'] as number[];
-  const cpu = args.backend as CpuBackendData;
+  const cpu = cpuBackend(args.backend);
   const outShape = perm.map((p) => x.shape[p]!);
   const size = tf.util.sizeFromShape(outShape);
   const out = x.dtype === 'float32' ? new Float32Array(size) : new Int32Array(size);

@@ -10,7 +10,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { cpuBackend, wasmBackend, type KernelArgs } from './backend-internals.js';
 import { expNonPositive } from '../../src/core/math.js';
 import { heapOffset, wasmSimd } from './simd.js';
 
@@ -55,14 +55,9 @@ export function geluGradInto(x: Float32Array, dy: Float32Array, out: Float32Arra
   }
 }
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend };
-interface CpuBackendLike extends tf.KernelBackend {
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-}
-
 function wasmKernel(compute: (ins: Float32Array[], out: Float32Array) => void, names: string[]) {
   return ({ inputs, backend }: KernelArgs): tf.TensorInfo => {
-    const wasm = backend as BackendWasm;
+    const wasm = wasmBackend(backend);
     const first = inputs[names[0]!]!;
     const out = wasm.makeOutput(first.shape, 'float32');
     const simd = wasmSimd();
@@ -81,7 +76,7 @@ function wasmKernel(compute: (ins: Float32Array[], out: Float32Array) => void, n
 
 function cpuKernel(compute: (ins: Float32Array[], out: Float32Array) => void, names: string[]) {
   return ({ inputs, backend }: KernelArgs): tf.TensorInfo => {
-    const cpu = backend as CpuBackendLike;
+    const cpu = cpuBackend(backend);
     const first = inputs[names[0]!]!;
     const out = new Float32Array(first.shape.reduce((a, b) => a * b, 1));
     compute(names.map((n) => cpu.readSync(inputs[n]!.dataId) as Float32Array), out);

@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 import { heapOffset, wasmSimd, type SimdKernels } from './simd.js';
+import { cpuBackend, wasmBackend, type KernelArgs } from './backend-internals.js';
 
 export const LAYER_NORM_KERNEL = 'DistillLayerNorm';
 
@@ -122,7 +123,7 @@ class LayerNormProgram extends WgslProgram {
   }
 }
 
-function layerNormWebgpu({ inputs, attrs, backend }: { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend }): tf.TensorInfo[] {
+function layerNormWebgpu({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const gpu = backend as unknown as WebGpuBackendLike;
   const { eps, part } = attrs as unknown as { eps: number; part: 'forward' | 'backward' };
   const x = inputs['x']!;
@@ -228,14 +229,6 @@ function layerNormBackwardSimd(simd: SimdKernels, x: number, gamma: number, stat
   }
 }
 
-interface WasmBackendLike extends tf.KernelBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
-}
-interface CpuBackendLike extends tf.KernelBackend {
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-}
-type HostKernelArgs = { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend };
 
 /** The output shapes of a part: forward [y, (μ, r)], backward [dx, dγ, dβ]. */
 function hostOutputShapes(part: 'forward' | 'backward', x: tf.TensorInfo): number[][] {
@@ -244,8 +237,8 @@ function hostOutputShapes(part: 'forward' | 'backward', x: tf.TensorInfo): numbe
 }
 
 /** DistillLayerNorm on `wasm`, on the tensors' own memory: SIMD when the module loaded, else JS. Inputs, attributes and outputs as the WGSL kernel's. */
-function layerNormWasm({ inputs, attrs, backend }: HostKernelArgs): tf.TensorInfo[] {
-  const wasm = backend as WasmBackendLike;
+function layerNormWasm({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
+  const wasm = wasmBackend(backend);
   const { eps, part } = attrs as unknown as { eps: number; part: 'forward' | 'backward' };
   const x = inputs['x']!;
   const [rows, width] = x.shape as [number, number];
@@ -254,7 +247,7 @@ function layerNormWasm({ inputs, attrs, backend }: HostKernelArgs): tf.TensorInf
   const [gamma, beta, dy] = [inputs['gamma']!, inputs['beta']!, inputs['dy']];
   const simd = wasmSimd();
   // Views after every allocation (allocating may grow the memory and detach earlier views).
-  const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t);
+  const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t) as Float32Array;
   if (simd && part === 'forward') layerNormForwardSimd(simd, heapOffset(x), heapOffset(gamma), heapOffset(beta), eps, rows, width, heapOffset(outs[0]!), view(outs[1]!));
   else if (simd) {
     view(outs[1]!).fill(0);
@@ -266,8 +259,8 @@ function layerNormWasm({ inputs, attrs, backend }: HostKernelArgs): tf.TensorInf
 }
 
 /** DistillLayerNorm on `cpu`, in JS. */
-function layerNormCpu({ inputs, attrs, backend }: HostKernelArgs): tf.TensorInfo[] {
-  const cpu = backend as CpuBackendLike;
+function layerNormCpu({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
+  const cpu = cpuBackend(backend);
   const { eps, part } = attrs as unknown as { eps: number; part: 'forward' | 'backward' };
   const x = inputs['x']!;
   const shapes = hostOutputShapes(part, x);

@@ -25,7 +25,7 @@ import { ShapeError } from '../../src/core/errors.js';
 import { IGNORE_INDEX } from '../../src/core/labels.js';
 import { expNonPositive } from '../../src/core/math.js';
 import { heapOffset, wasmSimd, type SimdKernels } from './simd.js';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { cpuBackend, wasmBackend, type KernelArgs, type WasmBackend } from './backend-internals.js';
 
 export const LOGIT_LOSSES_KERNEL = 'DistillLogitLosses';
 
@@ -153,7 +153,7 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, p: Float3
  * Same formulas, per row: max; exponentials with Σ and Σ p·a; KL gradient and bias; then the MLM and MSE terms
  * where they apply. `grad` and `biasGrad` are the kernel's outputs, `scratch` a [V] buffer.
  */
-function logitLossesSimd(simd: SimdKernels, backend: BackendWasm, ins: { logits: tf.TensorInfo; probs: tf.TensorInfo; teacherLogits?: tf.TensorInfo },
+function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: { logits: tf.TensorInfo; probs: tf.TensorInfo; teacherLogits?: tf.TensorInfo },
   labels: Int32Array, out: { grad: tf.TensorInfo; biasGrad: tf.TensorInfo; scratch: tf.TensorInfo }, a: LogitLossAttrs): { ce: number; mlm: number; mse: number } {
   const [n, v] = ins.logits.shape as [number, number];
   const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, ins.probs.shape[0]! * ins.probs.shape[1]!, labels, ins.teacherLogits !== undefined, a);
@@ -190,14 +190,13 @@ function logitLossesSimd(simd: SimdKernels, backend: BackendWasm, ins: { logits:
   return means(sums, a, tau);
 }
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend };
 type LossInputs = { logits: tf.TensorInfo; probs: tf.TensorInfo; labels: tf.TensorInfo; teacherLogits?: tf.TensorInfo };
 
 const weightedSum = (l: { ce: number; mlm: number; mse: number }, a: LogitLossAttrs): Float32Array =>
   Float32Array.from([a.alpha_ce * l.ce + a.alpha_mlm * l.mlm + a.alpha_mse * l.mse, l.ce, l.mlm, l.mse]);
 
 function wasmKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
-  const wasm = backend as BackendWasm;
+  const wasm = wasmBackend(backend);
   const ins = inputs as unknown as LossInputs;
   const a = attrs as unknown as LogitLossAttrs;
   const [n, v] = ins.logits.shape as [number, number];
@@ -223,12 +222,8 @@ function wasmKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   return [losses, grad, biasGrad];
 }
 
-interface CpuBackendLike extends tf.KernelBackend {
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-}
-
 function cpuKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
-  const cpu = backend as CpuBackendLike;
+  const cpu = cpuBackend(backend);
   const ins = inputs as unknown as LossInputs;
   const a = attrs as unknown as LogitLossAttrs;
   const [n, v] = ins.logits.shape as [number, number];

@@ -27,6 +27,7 @@
 // tiles (test/updates-webgpu-f16.test.ts), and over whole updates against PyTorch with the same arithmetic.
 
 import * as tf from '@tensorflow/tfjs';
+import type { KernelArgs } from './backend-internals.js';
 import { productGeometry, type ProductGeometry } from './blas.js';
 import type { WebGpuBackendLike, WgslProgram } from './wgsl-program.js';
 
@@ -153,7 +154,6 @@ export function halfProductsOn(): boolean {
   return halfProducts && tf.getBackend() === 'webgpu' && previousKernel !== undefined;
 }
 
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 
 function productKernel(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend, attrs } = args;

@@ -17,23 +17,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { blasProduct, loadBlas, productGeometry, type ProductGeometry } from './blas.js';
-
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
-
-interface WasmBackendLike extends tf.KernelBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-  disposeData(dataId: object): boolean;
-  wasm: {
-    cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
-    tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
-  };
-  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } };
-  dataIdNextNumber: number;
-}
-interface CpuBackendLike extends tf.KernelBackend {
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-}
+import { cpuBackend, wasmBackend, type KernelArgs, type WasmBackend } from './backend-internals.js';
 
 /** The BatchMatMul kernel each backend had before ours replaced it. */
 const previousKernels = new Map<string, tf.KernelFunc>();
@@ -60,14 +44,14 @@ function blasKernel(backendName: 'wasm' | 'cpu', fallback: tf.KernelFunc): (args
       ? productGeometry(a.shape, b.shape, Boolean(attrs?.['transposeA']), Boolean(attrs?.['transposeB'])) : null;
     if (!geometry) return fallback(args) as tf.TensorInfo;
     if (backendName === 'wasm') {
-      const wasm = backend as WasmBackendLike;
+      const wasm = wasmBackend(backend);
       const out = wasm.makeOutput(geometry.outShape, 'float32');
       // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
       blasProduct(blas, geometry, wasm.typedArrayFromHeap(a) as Float32Array, wasm.typedArrayFromHeap(b) as Float32Array,
         wasm.typedArrayFromHeap(out) as Float32Array);
       return out;
     }
-    const cpu = backend as CpuBackendLike;
+    const cpu = cpuBackend(backend);
     const out = new Float32Array(geometry.outShape.reduce((x, y) => x * y, 1));
     blasProduct(blas, geometry, cpu.readSync(a.dataId) as Float32Array, cpu.readSync(b.dataId) as Float32Array, out);
     return cpu.makeTensorInfo(geometry.outShape, 'float32', out);
@@ -77,7 +61,7 @@ function blasKernel(backendName: 'wasm' | 'cpu', fallback: tf.KernelFunc): (args
 let xnnBatchMatMul: ((...args: unknown[]) => void) | undefined;
 
 /** `x` with its last two axes swapped, as a new wasm tensor (tfjs-wasm's Transpose kernel). */
-function transposedCopy(x: tf.TensorInfo, backend: WasmBackendLike): tf.TensorInfo {
+function transposedCopy(x: tf.TensorInfo, backend: WasmBackend): tf.TensorInfo {
   const r = x.shape.length;
   const perm = [...Array.from({ length: r - 2 }, (_, i) => i), r - 1, r - 2];
   const transpose = tf.getKernel('Transpose', 'wasm').kernelFunc;
@@ -87,7 +71,7 @@ function transposedCopy(x: tf.TensorInfo, backend: WasmBackendLike): tf.TensorIn
 function wasmXnnKernel(fallback: tf.KernelFunc): (args: KernelArgs) => tf.TensorInfo {
   return (args) => {
     const { inputs, attrs } = args;
-    const backend = args.backend as WasmBackendLike;
+    const backend = wasmBackend(args.backend);
     const a = inputs['a']!;
     const b = inputs['b']!;
     const ta = Boolean(attrs?.['transposeA']);

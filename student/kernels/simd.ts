@@ -11,6 +11,7 @@
 // within a few float32 ulps (test/simd.test.ts checks them against Math.exp and reference erf values).
 
 import * as tf from '@tensorflow/tfjs';
+import { wasmBackend, type WasmBackend } from './backend-internals.js';
 
 const splat = (v: number): string => {
   const s = Number.isFinite(v) ? v.toString() : v > 0 ? 'inf' : '-inf';
@@ -241,19 +242,13 @@ export async function compileSimd(memory: WebAssembly.Memory): Promise<SimdKerne
   }
 }
 
-interface WasmModuleMemory {
-  wasm: { asm: { memory: WebAssembly.Memory } };
-  dataIdMap: { get(dataId: object): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-}
-
 let kernels: SimdKernels | null | undefined;
 
 /** Compile the module on the wasm backend's memory (once). Null when it cannot be (the JS paths then run). */
 export async function loadWasmSimd(): Promise<SimdKernels | null> {
   if (kernels !== undefined) return kernels;
   if (process.env['DISTILL_SIMD'] === 'off') return (kernels = null);
-  const backend = tf.findBackend('wasm') as unknown as WasmModuleMemory | null;
+  const backend = tf.findBackend('wasm') as unknown as WasmBackend | null;
   const memory = backend?.wasm?.asm?.memory;
   kernels = memory instanceof WebAssembly.Memory ? await compileSimd(memory) : null;
   return kernels;
@@ -266,12 +261,12 @@ export function wasmSimd(): SimdKernels | null {
 
 /** Byte offset of a wasm-backend tensor in the shared memory. */
 export function heapOffset(t: tf.TensorInfo): number {
-  return (tf.backend() as unknown as WasmModuleMemory).dataIdMap.get(t.dataId).memoryOffset;
+  return wasmBackend(tf.backend()).dataIdMap.get(t.dataId).memoryOffset;
 }
 
 /** Whether nothing else holds this tensor's memory (so it may be updated in place). */
 export function ownsMemory(t: tf.TensorInfo): boolean {
-  return (tf.backend() as unknown as { refCount(dataId: object): number }).refCount(t.dataId) === 1;
+  return wasmBackend(tf.backend()).refCount(t.dataId) === 1;
 }
 
 // THE IN-PLACE INVARIANT. tfjs treats a tensor's memory as immutable for as long as its id lives, and the
@@ -284,14 +279,10 @@ export function ownsMemory(t: tf.TensorInfo): boolean {
 // registers the same id at the same memory again. The memory, the JS-side bookkeeping and the refcount are
 // untouched. The rule, in one line: no kernel's cache may outlive an in-place write, so every in-place write
 // ends with rewroteInPlace (test/stale-weights.test.ts fails without it).
-interface WasmTensorRegistry {
-  wasm: { tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void } };
-  dataIdMap: { get(dataId: object): { id: number; memoryOffset: number } | undefined };
-}
 
 /** Drop whatever the wasm backend cached under this tensor's id, after its memory was rewritten in place. */
 export function rewroteInPlace(t: tf.TensorInfo): void {
-  const backend = tf.backend() as unknown as WasmTensorRegistry;
+  const backend = wasmBackend(tf.backend());
   const data = backend.dataIdMap.get(t.dataId);
   if (!data) return;
   const size = t.shape.reduce((a, b) => a * b, 1);

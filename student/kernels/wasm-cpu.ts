@@ -9,12 +9,9 @@
 //   tiny teacher's embeddings, ~40 s a step); ours is one pass over x.
 
 import * as tf from '@tensorflow/tfjs';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { cpuBackend, wasmBackend, type HostValues, type KernelArgs } from './backend-internals.js';
 import { blasColumnSums } from './blas.js';
 import { CPU_BROADCAST_KERNELS, originalCpuKernels } from './cpu-broadcast.js';
-
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
-type NumericArray = Float32Array | Int32Array;
 
 function segmentGeometry(x: tf.TensorInfo, segmentIds: tf.TensorInfo): { prefix: number; rest: number[]; inner: number } {
   const prefix = segmentIds.shape.reduce((a, b) => a * b, 1);
@@ -23,7 +20,7 @@ function segmentGeometry(x: tf.TensorInfo, segmentIds: tf.TensorInfo): { prefix:
 }
 
 /** out (zeroed, [numSegments, inner]) += rows of x ([prefix, inner]) by segment id. */
-export function segmentSumInto(out: NumericArray, x: NumericArray, ids: ArrayLike<number>, prefix: number, inner: number, numSegments: number): void {
+export function segmentSumInto(out: HostValues, x: HostValues, ids: ArrayLike<number>, prefix: number, inner: number, numSegments: number): void {
   for (let i = 0; i < prefix; i++) {
     const s = ids[i]!;
     if (s < 0 || s >= numSegments) continue;
@@ -34,32 +31,28 @@ export function segmentSumInto(out: NumericArray, x: NumericArray, ids: ArrayLik
 }
 
 function unsortedSegmentSumWasm({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
-  const wasm = backend as BackendWasm;
+  const wasm = wasmBackend(backend);
   const x = inputs['x']!;
   const segmentIds = inputs['segmentIds']!;
   const numSegments = Number(attrs!['numSegments']);
   const { prefix, rest, inner } = segmentGeometry(x, segmentIds);
   const out = wasm.makeOutput([numSegments, ...rest], x.dtype);
-  const outValues = wasm.typedArrayFromHeap(out) as NumericArray;
+  const outValues = wasm.typedArrayFromHeap(out) as HostValues;
   outValues.fill(0);
   // Read the inputs after makeOutput: allocating may grow the wasm heap and detach earlier views.
-  const xValues = wasm.typedArrayFromHeap(x) as NumericArray;
+  const xValues = wasm.typedArrayFromHeap(x) as HostValues;
   const ids = wasm.typedArrayFromHeap(segmentIds) as Int32Array;
   segmentSumInto(outValues, xValues, ids, prefix, inner, numSegments);
   return out;
 }
 
-interface CpuBackendLike extends tf.KernelBackend {
-  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: NumericArray): tf.TensorInfo;
-}
-
 function unsortedSegmentSumCpu({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
-  const cpu = backend as CpuBackendLike;
+  const cpu = cpuBackend(backend);
   const x = inputs['x']!;
   const segmentIds = inputs['segmentIds']!;
   const numSegments = Number(attrs!['numSegments']);
   const { prefix, rest, inner } = segmentGeometry(x, segmentIds);
-  const xValues = cpu.readSync(x.dataId) as NumericArray;
+  const xValues = cpu.readSync(x.dataId) as HostValues;
   const ids = cpu.readSync(segmentIds.dataId) as Int32Array;
   const out = x.dtype === 'int32' ? new Int32Array(numSegments * inner) : new Float32Array(numSegments * inner);
   segmentSumInto(out, xValues, ids, prefix, inner, numSegments);
@@ -70,14 +63,11 @@ function unsortedSegmentSumCpu({ inputs, backend, attrs }: KernelArgs): tf.Tenso
 // (engine.clone), so a training step copied ~0.4 GB of activations (~0.45 s of a ~3.5 s step on the tiny
 // shape). Tensors are immutable (a variable's assign swaps its data for a new one), so the clone can share
 // its input's memory, counted by reference, as the `cpu` backend's Identity does.
-interface WasmRefCounting {
-  incRef(dataId: object): void;
-}
 let originalWasmIdentity: tf.KernelFunc | undefined;
 function identityWasm(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
   if (x.dtype === 'string') return originalWasmIdentity!(args) as tf.TensorInfo;
-  (args.backend as unknown as WasmRefCounting).incRef(x.dataId);
+  wasmBackend(args.backend).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
@@ -86,7 +76,7 @@ let originalWasmCast: tf.KernelFunc | undefined;
 function castWasm(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
   if (x.dtype === 'string' || args.attrs?.['dtype'] !== x.dtype) return originalWasmCast!(args) as tf.TensorInfo;
-  (args.backend as unknown as WasmRefCounting).incRef(x.dataId);
+  wasmBackend(args.backend).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
@@ -102,7 +92,7 @@ function gatherWasm(args: KernelArgs): tf.TensorInfo {
   if ((axis !== 0 && axis !== -x.shape.length) || batchDims !== 0 || x.shape.length === 0 || (x.dtype !== 'float32' && x.dtype !== 'int32')) {
     return originalWasmGather!(args) as tf.TensorInfo;
   }
-  const wasm = backend as BackendWasm;
+  const wasm = wasmBackend(backend);
   const rows = x.shape[0]!;
   const slice = x.shape.slice(1).reduce((a, b) => a * b, 1);
   const ids = wasm.typedArrayFromHeap(indices) as Int32Array;
@@ -112,8 +102,8 @@ function gatherWasm(args: KernelArgs): tf.TensorInfo {
   }
   const out = wasm.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
   // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
-  const xValues = wasm.typedArrayFromHeap(x) as NumericArray;
-  const outValues = wasm.typedArrayFromHeap(out) as NumericArray;
+  const xValues = wasm.typedArrayFromHeap(x) as HostValues;
+  const outValues = wasm.typedArrayFromHeap(out) as HostValues;
   const idValues = wasm.typedArrayFromHeap(indices) as Int32Array;
   for (let i = 0; i < idValues.length; i++) {
     const src = idValues[i]! * slice;
@@ -133,7 +123,7 @@ function sumWasm(args: KernelArgs): tf.TensorInfo {
   const axes = (Array.isArray(rawAxes) ? rawAxes : [rawAxes]).map((a) => (Number(a) + rank) % rank).sort((a, b) => a - b);
   const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
   if (!leading || x.dtype !== 'float32' || rawAxes === undefined || rawAxes === null) return originalWasmSum!(args) as tf.TensorInfo;
-  const wasm = backend as BackendWasm;
+  const wasm = wasmBackend(backend);
   const keptShape = x.shape.slice(axes.length);
   const cols = keptShape.reduce((a, b) => a * b, 1);
   const rows = x.shape.slice(0, axes.length).reduce((a, b) => a * b, 1);
