@@ -1,7 +1,9 @@
 // The three logit losses (distillation KL, masked-LM cross-entropy, optional MSE) and their gradient with
 // respect to the student's logits as one kernel, DistillLogitLosses, registered on the CPU backends (`wasm`:
 // one pass per row in WebAssembly SIMD on the backend's own memory, or in JS where SIMD is off; `cpu`: in JS).
-// fusedHeadLosses() below is the op: the tied projector s = h Eᵀ + b, then the kernel, with its own gradient.
+// fusedHeadLosses() below is the op: the tied projector's product h Eᵀ, then the kernel, which adds the vocab bias
+// b row by row as it reads the product (s = h Eᵀ + b, the same float32 sums tfjs's Add makes, without an [N, V]
+// tensor and its pass), with its own gradient.
 // Where no kernel is registered (webgpu, tensorflow) losses/total.ts runs the per-loss files
 // (losses/distillation.ts, mlm.ts, mse.ts) in tfjs ops instead: they say what is computed, this computes the
 // same (the golden tests hold both paths to PyTorch's numbers) without a dozen [N, V] tensors: on `wasm` the
@@ -16,9 +18,9 @@
 // N_ce and N_mlm are the row counts to average over (global counts in data-parallel runs).
 // Through the projector s = h Eᵀ + b:  ∂h = G E,  ∂E = Gᵀ h,  ∂b = Σ_rows G (the kernel sums it in its pass).
 //
-// The kernel: inputs {logits [N, V], probs [N, V], labels [N] int32 (-100: no MLM label), teacherLogits [N, V]
-// (only with α_mse ≠ 0)}; attributes LogitLossAttrs; outputs [losses [4] = (α-weighted sum, ce, mlm, mse),
-// grad [N, V] = ∂(weighted sum)/∂s, biasGrad [V] = Σ_rows grad].
+// The kernel: inputs {projected [N, V] = h Eᵀ, bias [V], probs [N, V], labels [N] int32 (-100: no MLM label),
+// teacherLogits [N, V] (only with α_mse ≠ 0)}; attributes LogitLossAttrs; outputs [losses [4] = (α-weighted sum,
+// ce, mlm, mse), grad [N, V] = ∂(weighted sum)/∂s, biasGrad [V] = Σ_rows grad].
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../../src/core/errors.js';
@@ -65,8 +67,9 @@ interface LossScales {
 }
 
 /** Check the inputs of the logit losses and work out their scales (shared by the host and wasm passes). */
-function lossScales(n: number, v: number, probs: number, labels: Int32Array, hasTeacherLogits: boolean, a: LogitLossAttrs): LossScales {
+function lossScales(n: number, v: number, probs: number, bias: number, labels: Int32Array, hasTeacherLogits: boolean, a: LogitLossAttrs): LossScales {
   if (probs !== n * v) throw new ShapeError(`logit losses: teacher targets hold ${probs} values, expected [${n}, ${v}]`);
+  if (bias !== v) throw new ShapeError(`logit losses: a vocab bias of ${bias} values for logits [${n}, ${v}]`);
   if (labels.length !== n) throw new ShapeError(`logit losses: ${labels.length} labels for ${n} rows`);
   if (a.negEntropy.length !== n) throw new ShapeError(`logit losses: ${a.negEntropy.length} teacher entropies for ${n} rows`);
   if (a.alpha_mse !== 0 && !hasTeacherLogits) throw new ShapeError('logit losses: the MSE loss needs the teacher logits kept (keepLogits)');
@@ -91,26 +94,33 @@ function means(sums: { ce: number; mlm: number; mse: number }, a: LogitLossAttrs
   };
 }
 
-/** Loss values and their gradient for host logits s [N, V] (labels [N], -100 where a row has no MLM label). */
-export function logitLossesHost(s: Float32Array, n: number, v: number, p: Float32Array, labels: Int32Array,
+/**
+ * Loss values and their gradient for host logits s = projected + bias ([N, V] and [V]; labels [N], -100 where a
+ * row has no MLM label).
+ */
+export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: number, v: number, p: Float32Array, labels: Int32Array,
   teacherLogits: Float32Array | undefined, a: LogitLossAttrs): HostLogitLosses {
-  const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, p.length, labels, teacherLogits !== undefined, a);
+  const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, p.length, bias.length, labels, teacherLogits !== undefined, a);
   const grad = new Float32Array(n * v);
   const sums = { ce: 0, mlm: 0, mse: 0 };
   const biasGrad = new Float32Array(v);
-  // Distillation KL for every row: three tight passes (max; exponentials, dot with p; gradient).
+  const s = new Float32Array(v); // this row's logits: projected + bias, rounded to float32 as tfjs's Add rounds them
+  // Distillation KL for every row: three tight passes (logits and their max; exponentials, dot with p; gradient).
   for (let row = 0; row < n; row++) {
     const o0 = row * v;
     let ms = -Infinity;
-    for (let j = o0; j < o0 + v; j++) if (s[j]! > ms) ms = s[j]!;
+    for (let j = 0; j < v; j++) {
+      s[j] = projected[o0 + j]! + bias[j]!;
+      if (s[j]! > ms) ms = s[j]!;
+    }
     let zq = 0;
     let dot = 0; // Σ p (s − ms)/τ
-    for (let j = o0; j < o0 + v; j++) {
+    for (let j = 0; j < v; j++) {
       const x = (s[j]! - ms) * invTau;
       const e = expNonPositive(x);
-      grad[j] = e; // exp((s − ms)/τ), until the gradient pass
+      grad[o0 + j] = e; // exp((s − ms)/τ), until the gradient pass
       zq += e;
-      dot += p[j]! * x;
+      dot += p[o0 + j]! * x;
     }
     // KL(p‖q) = Σ p log p − Σ p log q, with log q = (s − ms)/τ − log zq
     sums.ce += a.negEntropy[row]! - (dot - Math.log(zq));
@@ -124,11 +134,11 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, p: Float3
     if (label !== IGNORE_INDEX) {
       // Masked-LM cross-entropy on this row: r = softmax(s).
       let zr = 0;
-      for (let j = o0; j < o0 + v; j++) zr += expNonPositive(s[j]! - ms);
-      sums.mlm += -(s[o0 + label]! - ms - Math.log(zr));
+      for (let j = 0; j < v; j++) zr += expNonPositive(s[j]! - ms);
+      sums.mlm += -(s[label]! - ms - Math.log(zr));
       const rScale = mlmScale / zr;
       for (let j = 0; j < v; j++) {
-        const g = rScale * expNonPositive(s[o0 + j]! - ms);
+        const g = rScale * expNonPositive(s[j]! - ms);
         grad[o0 + j]! += g;
         biasGrad[j]! += g;
       }
@@ -137,7 +147,7 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, p: Float3
     }
     if (teacherLogits && a.alpha_mse !== 0) {
       for (let j = 0; j < v; j++) {
-        const d = s[o0 + j]! - teacherLogits[o0 + j]!;
+        const d = s[j]! - teacherLogits[o0 + j]!;
         sums.mse += d * d;
         grad[o0 + j]! += mseScale * d;
         biasGrad[j]! += mseScale * d;
@@ -147,40 +157,45 @@ export function logitLossesHost(s: Float32Array, n: number, v: number, p: Float3
   return { ...means(sums, a, tau), grad, biasGrad };
 }
 
+type LossInputs = { projected: tf.TensorInfo; bias: tf.TensorInfo; probs: tf.TensorInfo; labels: tf.TensorInfo; teacherLogits?: tf.TensorInfo };
+
 /**
  * The same pass as logitLossesHost, on the `wasm` backend's memory with the SIMD module (student/kernels/simd.ts):
- * the logits are read where they lie and the gradient is written into the output, so neither crosses to JS.
- * Same formulas, per row: max; exponentials with Σ and Σ p·a; KL gradient and bias; then the MLM and MSE terms
- * where they apply. `grad` and `biasGrad` are the kernel's outputs, `scratch` a [V] buffer.
+ * the product is read where it lies and the gradient is written into the output, so neither crosses to JS.
+ * Same formulas, per row: the logits s = h Eᵀ + b and their max; exponentials with Σ and Σ p·a; KL gradient and
+ * bias; then the MLM and MSE terms where they apply. `grad` and `biasGrad` are the kernel's outputs, `scratch` a
+ * [2, V] buffer: the row's logits, then the MLM pass's exponentials.
  */
-function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: { logits: tf.TensorInfo; probs: tf.TensorInfo; teacherLogits?: tf.TensorInfo },
+function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInputs,
   labels: Int32Array, out: { grad: tf.TensorInfo; biasGrad: tf.TensorInfo; scratch: tf.TensorInfo }, a: LogitLossAttrs): { ce: number; mlm: number; mse: number } {
-  const [n, v] = ins.logits.shape as [number, number];
-  const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, ins.probs.shape[0]! * ins.probs.shape[1]!, labels, ins.teacherLogits !== undefined, a);
-  const sView = backend.typedArrayFromHeap(ins.logits) as Float32Array;
+  const [n, v] = ins.projected.shape as [number, number];
+  const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, tf.util.sizeFromShape(ins.probs.shape), tf.util.sizeFromShape(ins.bias.shape),
+    labels, ins.teacherLogits !== undefined, a);
   const gView = backend.typedArrayFromHeap(out.grad) as Float32Array;
   const biasView = backend.typedArrayFromHeap(out.biasGrad) as Float32Array;
+  const sView = backend.typedArrayFromHeap(out.scratch) as Float32Array; // [0, v): the row's logits
   biasView.fill(0);
-  const S = heapOffset(ins.logits);
+  const H = heapOffset(ins.projected);
+  const B = heapOffset(ins.bias);
   const P = heapOffset(ins.probs);
   const G = heapOffset(out.grad);
   const Bias = heapOffset(out.biasGrad);
-  const Tmp = heapOffset(out.scratch);
+  const s = heapOffset(out.scratch);
+  const Tmp = s + v * 4;
   const Tl = ins.teacherLogits && a.alpha_mse !== 0 ? heapOffset(ins.teacherLogits) : undefined;
   const rowBytes = v * 4;
   const sums = { ce: 0, mlm: 0, mse: 0 };
   for (let row = 0; row < n; row++) {
-    const s = S + row * rowBytes;
     const g = G + row * rowBytes;
     const p = P + row * rowBytes;
-    const ms = simd.max(s, v);
+    const ms = simd.addMax(H + row * rowBytes, B, s, v);
     const zq = simd.expSumDot(s, g, p, v, ms, invTau);
     sums.ce += a.negEntropy[row]! - (simd.second() - Math.log(zq));
     simd.klGrad(g, p, Bias, v, ceScale / zq, ceScale);
     const label = labels[row]!;
     if (label !== IGNORE_INDEX) {
       const zr = simd.expSum(s, Tmp, v, ms, 1);
-      sums.mlm += -(sView[row * v + label]! - ms - Math.log(zr));
+      sums.mlm += -(sView[label]! - ms - Math.log(zr));
       simd.axpy2(g, Tmp, Bias, v, mlmScale / zr);
       gView[row * v + label]! -= mlmScale;
       biasView[label]! -= mlmScale;
@@ -190,7 +205,6 @@ function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: { logits:
   return means(sums, a, tau);
 }
 
-type LossInputs = { logits: tf.TensorInfo; probs: tf.TensorInfo; labels: tf.TensorInfo; teacherLogits?: tf.TensorInfo };
 
 const weightedSum = (l: { ce: number; mlm: number; mse: number }, a: LogitLossAttrs): Float32Array =>
   Float32Array.from([a.alpha_ce * l.ce + a.alpha_mlm * l.mlm + a.alpha_mse * l.mse, l.ce, l.mlm, l.mse]);
@@ -199,12 +213,12 @@ function wasmKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const wasm = wasmBackend(backend);
   const ins = inputs as unknown as LossInputs;
   const a = attrs as unknown as LogitLossAttrs;
-  const [n, v] = ins.logits.shape as [number, number];
+  const [n, v] = ins.projected.shape as [number, number];
   const losses = wasm.makeOutput([4], 'float32');
   const grad = wasm.makeOutput([n, v], 'float32');
   const biasGrad = wasm.makeOutput([v], 'float32');
   const simd = wasmSimd();
-  const scratch = simd ? wasm.makeOutput([v], 'float32') : undefined;
+  const scratch = simd ? wasm.makeOutput([2, v], 'float32') : undefined;
   // Views after every allocation (allocating may grow the memory and detach earlier views).
   const labels = Int32Array.from(wasm.typedArrayFromHeap(ins.labels) as Int32Array);
   let values: { ce: number; mlm: number; mse: number };
@@ -213,7 +227,7 @@ function wasmKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
     wasm.disposeData(scratch.dataId);
   } else {
     const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t) as Float32Array;
-    const h = logitLossesHost(view(ins.logits), n, v, view(ins.probs), labels, ins.teacherLogits ? view(ins.teacherLogits) : undefined, a);
+    const h = logitLossesHost(view(ins.projected), view(ins.bias), n, v, view(ins.probs), labels, ins.teacherLogits ? view(ins.teacherLogits) : undefined, a);
     view(grad).set(h.grad);
     view(biasGrad).set(h.biasGrad);
     values = h;
@@ -226,9 +240,9 @@ function cpuKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const cpu = cpuBackend(backend);
   const ins = inputs as unknown as LossInputs;
   const a = attrs as unknown as LogitLossAttrs;
-  const [n, v] = ins.logits.shape as [number, number];
+  const [n, v] = ins.projected.shape as [number, number];
   const read = (t: tf.TensorInfo): Float32Array => cpu.readSync(t.dataId) as Float32Array;
-  const h = logitLossesHost(read(ins.logits), n, v, read(ins.probs), cpu.readSync(ins.labels.dataId) as Int32Array,
+  const h = logitLossesHost(read(ins.projected), read(ins.bias), n, v, read(ins.probs), cpu.readSync(ins.labels.dataId) as Int32Array,
     ins.teacherLogits ? read(ins.teacherLogits) : undefined, a);
   return [cpu.makeTensorInfo([4], 'float32', weightedSum(h, a)), cpu.makeTensorInfo([n, v], 'float32', h.grad), cpu.makeTensorInfo([v], 'float32', h.biasGrad)];
 }
@@ -253,8 +267,8 @@ export interface LogitLossTargets {
 }
 
 /**
- * The op: logits s = h Eᵀ + b for the selected rows (h [N, H] from the vocab transform, E [V, H] the word
- * embeddings, b [V]), then the kernel. Returns [4]: (α-weighted sum, ce, mlm, mse); the gradient flows through
+ * The op: the product h Eᵀ for the selected rows (h [N, H] from the vocab transform, E [V, H] the word
+ * embeddings), then the kernel, which adds b [V] to form the logits s = h Eᵀ + b. Returns [4]: (α-weighted sum, ce, mlm, mse); the gradient flows through
  * the first value only (the other three are reported, not trained on). Call only where hasLogitLossKernel().
  */
 export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D, targets: LogitLossTargets,
@@ -262,9 +276,9 @@ export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: t
   const [n] = h.shape;
   const [v] = embeddings.shape;
   const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
-    const logits = tf.add(tf.matMul(x, e, false, true), b) as tf.Tensor2D; // [N, V]
+    const projected = tf.matMul(x, e, false, true); // [N, V]; the kernel adds b
     const inputs: tf.NamedTensorMap = {
-      logits, probs: tf.tensor2d(targets.probs, [n, v]), labels: tf.tensor1d(labels, 'int32'),
+      projected, bias: b, probs: tf.tensor2d(targets.probs, [n, v]), labels: tf.tensor1d(labels, 'int32'),
       ...(attrs.alpha_mse !== 0 && targets.logits ? { teacherLogits: tf.tensor2d(targets.logits, [n, v]) } : {}),
     };
     const [losses, grad, biasGrad] = tf.engine().runKernel(LOGIT_LOSSES_KERNEL, inputs, { ...attrs }) as unknown as [tf.Tensor1D, tf.Tensor2D, tf.Tensor1D];

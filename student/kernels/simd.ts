@@ -103,10 +103,11 @@ const WAT = `(module
   (global $second (mut f32) (f32.const 0))
   (func (export "second") (result f32) (global.get $second))
 
-  ;; max over n floats
-  (func (export "max") (param $x i32) (param $n i32) (result f32) (local $i i32) (local $e i32) (local $m v128)
+  ;; out = x + b; returns max over out
+  (func (export "addMax") (param $x i32) (param $b i32) (param $out i32) (param $n i32) (result f32)
+    (local $i i32) (local $e i32) (local $m v128) (local $v v128)
     ${set('m', splat(-Infinity))}
-    ${passes((a) => set('m', `(f32x4.max ${get('m')} ${a.ld('x')})`))}
+    ${passes((a) => `${set('v', add(a.ld('x'), a.ld('b')))} ${a.st('out', get('v'))} ${set('m', `(f32x4.max ${get('m')} ${get('v')})`)}`)}
     (f32.max (f32.max (f32x4.extract_lane 0 ${get('m')}) (f32x4.extract_lane 1 ${get('m')}))
              (f32.max (f32x4.extract_lane 2 ${get('m')}) (f32x4.extract_lane 3 ${get('m')}))))
 
@@ -209,7 +210,7 @@ const WAT = `(module
 )`;
 
 export interface SimdKernels {
-  max(x: number, n: number): number;
+  addMax(x: number, b: number, out: number, n: number): number;
   expSum(x: number, out: number, n: number, shift: number, scale: number): number;
   expSumDot(x: number, out: number, p: number, n: number, shift: number, scale: number): number;
   /** The second result of the last call that has one (expSumDot: Σ p·a). */
