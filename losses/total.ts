@@ -4,8 +4,8 @@
 // (the last three match layers inside both networks: losses/layer-map.ts says which).
 // The student computes logits only for the rows a loss reads (real tokens, or masked ones with
 // restrict_ce_to_mask), never for padding. The logit losses run as one kernel where the backend registered it
-// (DistillLogitLosses, student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`, or with
-// top-k soft targets) in the tfjs ops of distillation.ts / distillation-topk.ts, mlm.ts and mse.ts.
+// (DistillLogitLosses, student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`) in the
+// tfjs ops of distillation.ts / distillation-topk.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../src/core/errors.js';
@@ -185,8 +185,9 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
   const { embeddings, bias } = student.projector();
   const topk = teacher.soft?.topkIds !== undefined;
   if (topk && weights.alpha_mse !== 0) throw new ShapeError('loss_mse needs the teacher\'s full logits: top-k soft targets carry only k per token (set alpha_mse 0 or soft_targets_topk 0)');
-  if (options.fused !== false && !topk && hasLogitLossKernel()) {
-    // One kernel: projector, the three logit losses and their gradient (student/kernels/logit-losses.ts).
+  if (options.fused !== false && hasLogitLossKernel()) {
+    // One kernel: projector, the three logit losses and their gradient (student/kernels/logit-losses.ts), with
+    // full or top-k soft targets.
     const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
     checkSoftTargets(soft, headRows.length, V, weights.temperature);
     const labels = new Int32Array(headRows.length).fill(IGNORE_INDEX); // [N]: the MLM label of each head row

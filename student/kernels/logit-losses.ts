@@ -18,9 +18,11 @@
 // N_ce and N_mlm are the row counts to average over (global counts in data-parallel runs).
 // Through the projector s = h Eᵀ + b:  ∂h = G E,  ∂E = Gᵀ h,  ∂b = Σ_rows G (the kernel sums it in its pass).
 //
-// The kernel: inputs {projected [N, V] = h Eᵀ, bias [V], probs [N, V], labels [N] int32 (-100: no MLM label),
-// teacherLogits [N, V] (only with α_mse ≠ 0)}; attributes LogitLossAttrs; outputs [losses [4] = (α-weighted sum,
-// ce, mlm, mse), grad [N, V] = ∂(weighted sum)/∂s, biasGrad [V] = Σ_rows grad].
+// With top-k soft targets the KL is losses/distillation-topk.ts's (k outcomes and one tail bucket), same pass.
+//
+// The kernel: inputs {projected [N, V] = h Eᵀ, bias [V], probs [N, V] (or [N, k] with topkIds [N, k] int32),
+// labels [N] int32 (-100: no MLM label), teacherLogits [N, V] (only with α_mse ≠ 0)}; attributes LogitLossAttrs;
+// outputs [losses [4] = (α-weighted sum, ce, mlm, mse), grad [N, V] = ∂(weighted sum)/∂s, biasGrad [V] = Σ_rows grad].
 
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError } from '../../src/core/errors.js';
@@ -66,9 +68,28 @@ interface LossScales {
   mlmScale: number;
 }
 
-/** Check the inputs of the logit losses and work out their scales (shared by the host and wasm passes). */
-function lossScales(n: number, v: number, probs: number, bias: number, labels: Int32Array, hasTeacherLogits: boolean, a: LogitLossAttrs): LossScales {
-  if (probs !== n * v) throw new ShapeError(`logit losses: teacher targets hold ${probs} values, expected [${n}, ${v}]`);
+/** The sizes of the kernel's inputs, checked by lossScales. */
+interface InputSizes {
+  n: number;
+  v: number;
+  probs: number;
+  bias: number;
+  /** Of the top-k ids; absent with full soft targets. */
+  topkIds?: number;
+}
+
+/**
+ * Check the inputs of the logit losses and work out their scales (shared by the host and wasm passes). Returns
+ * k as well: the soft targets a row holds (V, or the top k).
+ */
+function lossScales({ n, v, probs, bias, topkIds }: InputSizes, labels: Int32Array, hasTeacherLogits: boolean, a: LogitLossAttrs): LossScales & { k: number } {
+  const k = topkIds === undefined ? v : n > 0 ? probs / n : 0;
+  if (topkIds === undefined && probs !== n * v) throw new ShapeError(`logit losses: teacher targets hold ${probs} values, expected [${n}, ${v}]`);
+  if (topkIds !== undefined) {
+    if (topkIds !== probs || !Number.isInteger(k)) throw new ShapeError(`logit losses: top-k soft targets of ${probs} values and ${topkIds} ids for ${n} rows`);
+    if (n > 0 && !(k >= 1 && k < v)) throw new ShapeError(`logit losses: top-k of ${k} for a vocabulary of ${v}: expected 1 ≤ k < ${v}`);
+    if (a.alpha_mse !== 0) throw new ShapeError('logit losses: the MSE loss needs the teacher\'s full logits, not top-k soft targets');
+  }
   if (bias !== v) throw new ShapeError(`logit losses: a vocab bias of ${bias} values for logits [${n}, ${v}]`);
   if (labels.length !== n) throw new ShapeError(`logit losses: ${labels.length} labels for ${n} rows`);
   if (a.negEntropy.length !== n) throw new ShapeError(`logit losses: ${a.negEntropy.length} teacher entropies for ${n} rows`);
@@ -78,7 +99,7 @@ function lossScales(n: number, v: number, probs: number, bias: number, labels: I
   }
   const tau = a.temperature;
   return {
-    tau, invTau: 1 / tau,
+    k, tau, invTau: 1 / tau,
     ceScale: (tau / a.ceCount) * a.alpha_ce,
     mseScale: (2 / a.ceCount) * a.alpha_mse,
     mlmScale: a.alpha_mlm / Math.max(a.mlmCount, 1),
@@ -94,17 +115,109 @@ function means(sums: { ce: number; mlm: number; mse: number }, a: LogitLossAttrs
   };
 }
 
+/** The teacher's side, on the host: soft targets [N, V], or the top k [N, k] with their ids; logits for the MSE. */
+export interface HostLogitTargets {
+  probs: Float32Array;
+  topkIds?: Int32Array;
+  teacherLogits?: Float32Array;
+}
+
+/** Below this, Σ of a row's tail exponentials is recomputed exactly (topkRow): float32 exps there are clamped or subnormal. */
+const TAIL_FLOOR = 1e-30;
+
+/** One row of the top-k KL, on views of the kernel's buffers (both passes: JS and SIMD). */
+interface TopkRow {
+  /** e = exp((s − ms)/τ) from `at`, Σ e = zq; the KL's gradient on return. */
+  g: Float32Array;
+  at: number;
+  /** The row's logits s, from `sAt`, and their max. */
+  s: Float32Array;
+  sAt: number;
+  ms: number;
+  zq: number;
+  /** The teacher's k largest soft targets and their ids, from `kAt`. */
+  probs: Float32Array;
+  ids: Int32Array;
+  kAt: number;
+  k: number;
+  /** Σ_rows of the gradient, [V]. */
+  biasGrad: Float32Array;
+  /** Marks the row's top-k ids: stamp[id] = rowStamp. */
+  stamp: Int32Array;
+  rowStamp: number;
+  /** Σ of the row's e (the top-k entries already zeroed). */
+  tailSum(): number;
+  /** g = c·g over the row and biasGrad += g. */
+  scaleTail(c: number): void;
+}
+
+/**
+ * The top-k KL of one row (losses/distillation-topk.ts: the k ids are outcomes of their own, the rest of the
+ * vocabulary one tail bucket): fills the row's gradient ∂/∂s = ceScale·(q_v − p_v) on the k ids and
+ * ceScale·q_v·(1 − p_tail/q_tail) on the tail, adds it to biasGrad, and returns Σ_K p log q + p_tail log q_tail.
+ * q_tail is the sum of the tail's own exponentials (not 1 − Σ_K q, which loses every digit when the student
+ * puts nearly all its mass on K), recomputed in float64 from s when that sum falls below TAIL_FLOOR.
+ */
+function topkRow(r: TopkRow, invTau: number, ceScale: number, v: number): number {
+  const { g, at, s, sAt, ms, zq, probs, ids, kAt, k, biasGrad, stamp, rowStamp } = r;
+  const logZq = Math.log(zq);
+  const eTop = new Float64Array(k);
+  let cross = 0;
+  let pSum = 0;
+  for (let i = 0; i < k; i++) {
+    const id = ids[kAt + i]!;
+    if (!(id >= 0 && id < v)) throw new ShapeError(`loss_ce: top-k id ${id} outside the vocabulary of ${v}`);
+    if (stamp[id] === rowStamp) throw new ShapeError(`loss_ce: top-k id ${id} appears twice in one row`);
+    stamp[id] = rowStamp;
+    const p = probs[kAt + i]!;
+    eTop[i] = g[at + id]!;
+    g[at + id] = 0; // out of the tail's sum and its scaling; set below
+    pSum += p;
+    cross += p * ((s[sAt + id]! - ms) * invTau - logZq);
+  }
+  const pTail = Math.max(0, 1 - pSum);
+  const tail = r.tailSum();
+  if (tail >= TAIL_FLOOR) {
+    if (pTail > 0) cross += pTail * (Math.log(tail) - logZq);
+    r.scaleTail(ceScale * (1 / zq - pTail / tail));
+  } else {
+    // log Σ_tail exp((s − ms)/τ) in float64, and the tail's gradient from it.
+    let mt = -Infinity;
+    for (let j = 0; j < v; j++) if (stamp[j] !== rowStamp) mt = Math.max(mt, (s[sAt + j]! - ms) * invTau);
+    let st = 0;
+    for (let j = 0; j < v; j++) if (stamp[j] !== rowStamp) st += Math.exp((s[sAt + j]! - ms) * invTau - mt);
+    const logTail = mt + Math.log(st);
+    if (pTail > 0) cross += pTail * (logTail - logZq);
+    for (let j = 0; j < v; j++) {
+      if (stamp[j] === rowStamp) continue;
+      const x = (s[sAt + j]! - ms) * invTau;
+      const grad = ceScale * (Math.exp(x - logZq) - pTail * Math.exp(x - logTail));
+      g[at + j] = grad;
+      biasGrad[j]! += grad;
+    }
+  }
+  for (let i = 0; i < k; i++) {
+    const id = ids[kAt + i]!;
+    const grad = ceScale * (eTop[i]! / zq - probs[kAt + i]!);
+    g[at + id] = grad;
+    biasGrad[id]! += grad;
+  }
+  return cross;
+}
+
 /**
  * Loss values and their gradient for host logits s = projected + bias ([N, V] and [V]; labels [N], -100 where a
  * row has no MLM label).
  */
-export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: number, v: number, p: Float32Array, labels: Int32Array,
-  teacherLogits: Float32Array | undefined, a: LogitLossAttrs): HostLogitLosses {
-  const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, p.length, bias.length, labels, teacherLogits !== undefined, a);
+export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: number, v: number, targets: HostLogitTargets, labels: Int32Array,
+  a: LogitLossAttrs): HostLogitLosses {
+  const { probs: p, topkIds, teacherLogits } = targets;
+  const { k, tau, invTau, ceScale, mseScale, mlmScale } = lossScales({ n, v, probs: p.length, bias: bias.length, topkIds: topkIds?.length }, labels, teacherLogits !== undefined, a);
   const grad = new Float32Array(n * v);
   const sums = { ce: 0, mlm: 0, mse: 0 };
   const biasGrad = new Float32Array(v);
   const s = new Float32Array(v); // this row's logits: projected + bias, rounded to float32 as tfjs's Add rounds them
+  const stamp = topkIds ? new Int32Array(v) : undefined;
   // Distillation KL for every row: three tight passes (logits and their max; exponentials, dot with p; gradient).
   for (let row = 0; row < n; row++) {
     const o0 = row * v;
@@ -120,15 +233,34 @@ export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: 
       const e = expNonPositive(x);
       grad[o0 + j] = e; // exp((s − ms)/τ), until the gradient pass
       zq += e;
-      dot += p[o0 + j]! * x;
+      if (!topkIds) dot += p[o0 + j]! * x;
     }
-    // KL(p‖q) = Σ p log p − Σ p log q, with log q = (s − ms)/τ − log zq
-    sums.ce += a.negEntropy[row]! - (dot - Math.log(zq));
-    const qScale = ceScale / zq;
-    for (let j = 0; j < v; j++) {
-      const g = qScale * grad[o0 + j]! - ceScale * p[o0 + j]!;
-      grad[o0 + j] = g;
-      biasGrad[j]! += g;
+    if (topkIds) {
+      const cross = topkRow({
+        g: grad, at: o0, s, sAt: 0, ms, zq, probs: p, ids: topkIds, kAt: row * k, k, biasGrad, stamp: stamp!, rowStamp: row + 1,
+        tailSum: () => {
+          let t = 0;
+          for (let j = o0; j < o0 + v; j++) t += grad[j]!;
+          return t;
+        },
+        scaleTail: (c) => {
+          for (let j = 0; j < v; j++) {
+            const g = c * grad[o0 + j]!;
+            grad[o0 + j] = g;
+            biasGrad[j]! += g;
+          }
+        },
+      }, invTau, ceScale, v);
+      sums.ce += a.negEntropy[row]! - cross;
+    } else {
+      // KL(p‖q) = Σ p log p − Σ p log q, with log q = (s − ms)/τ − log zq
+      sums.ce += a.negEntropy[row]! - (dot - Math.log(zq));
+      const qScale = ceScale / zq;
+      for (let j = 0; j < v; j++) {
+        const g = qScale * grad[o0 + j]! - ceScale * p[o0 + j]!;
+        grad[o0 + j] = g;
+        biasGrad[j]! += g;
+      }
     }
     const label = labels[row]!;
     if (label !== IGNORE_INDEX) {
@@ -157,21 +289,24 @@ export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: 
   return { ...means(sums, a, tau), grad, biasGrad };
 }
 
-type LossInputs = { projected: tf.TensorInfo; bias: tf.TensorInfo; probs: tf.TensorInfo; labels: tf.TensorInfo; teacherLogits?: tf.TensorInfo };
+type LossInputs = { projected: tf.TensorInfo; bias: tf.TensorInfo; probs: tf.TensorInfo; labels: tf.TensorInfo; topkIds?: tf.TensorInfo; teacherLogits?: tf.TensorInfo };
 
 /**
  * The same pass as logitLossesHost, on the `wasm` backend's memory with the SIMD module (student/kernels/simd.ts):
  * the product is read where it lies and the gradient is written into the output, so neither crosses to JS.
  * Same formulas, per row: the logits s = h Eᵀ + b and their max; exponentials with Σ and Σ p·a; KL gradient and
- * bias; then the MLM and MSE terms where they apply. `grad` and `biasGrad` are the kernel's outputs, `scratch` a
- * [2, V] buffer: the row's logits, then the MLM pass's exponentials.
+ * bias (with top-k targets: exponentials and Σ, then topkRow with the SIMD sum and scaling of the tail); then the
+ * MLM and MSE terms where they apply. `grad` and `biasGrad` are the kernel's outputs, `scratch` a [2, V] buffer:
+ * the row's logits, then the MLM pass's exponentials. `topkIds` is a host copy of the ids input.
  */
-function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInputs,
-  labels: Int32Array, out: { grad: tf.TensorInfo; biasGrad: tf.TensorInfo; scratch: tf.TensorInfo }, a: LogitLossAttrs): { ce: number; mlm: number; mse: number } {
+function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInputs, labels: Int32Array, topkIds: Int32Array | undefined,
+  out: { grad: tf.TensorInfo; biasGrad: tf.TensorInfo; scratch: tf.TensorInfo }, a: LogitLossAttrs): { ce: number; mlm: number; mse: number } {
   const [n, v] = ins.projected.shape as [number, number];
-  const { tau, invTau, ceScale, mseScale, mlmScale } = lossScales(n, v, tf.util.sizeFromShape(ins.probs.shape), tf.util.sizeFromShape(ins.bias.shape),
-    labels, ins.teacherLogits !== undefined, a);
+  const { k, tau, invTau, ceScale, mseScale, mlmScale } = lossScales({ n, v, probs: tf.util.sizeFromShape(ins.probs.shape), bias: tf.util.sizeFromShape(ins.bias.shape),
+    topkIds: topkIds?.length }, labels, ins.teacherLogits !== undefined, a);
   const gView = backend.typedArrayFromHeap(out.grad) as Float32Array;
+  const pView = topkIds ? backend.typedArrayFromHeap(ins.probs) as Float32Array : undefined;
+  const stamp = topkIds ? new Int32Array(v) : undefined;
   const biasView = backend.typedArrayFromHeap(out.biasGrad) as Float32Array;
   const sView = backend.typedArrayFromHeap(out.scratch) as Float32Array; // [0, v): the row's logits
   biasView.fill(0);
@@ -187,11 +322,19 @@ function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInput
   const sums = { ce: 0, mlm: 0, mse: 0 };
   for (let row = 0; row < n; row++) {
     const g = G + row * rowBytes;
-    const p = P + row * rowBytes;
     const ms = simd.addMax(H + row * rowBytes, B, s, v);
-    const zq = simd.expSumDot(s, g, p, v, ms, invTau);
-    sums.ce += a.negEntropy[row]! - (simd.second() - Math.log(zq));
-    simd.klGrad(g, p, Bias, v, ceScale / zq, ceScale);
+    if (topkIds) {
+      const zq = simd.expSum(s, g, v, ms, invTau);
+      sums.ce += a.negEntropy[row]! - topkRow({
+        g: gView, at: row * v, s: sView, sAt: 0, ms, zq, probs: pView!, ids: topkIds, kAt: row * k, k, biasGrad: biasView, stamp: stamp!, rowStamp: row + 1,
+        tailSum: () => simd.sum(g, v), scaleTail: (c) => simd.scaleAcc(g, Bias, v, c),
+      }, invTau, ceScale, v);
+    } else {
+      const p = P + row * rowBytes;
+      const zq = simd.expSumDot(s, g, p, v, ms, invTau);
+      sums.ce += a.negEntropy[row]! - (simd.second() - Math.log(zq));
+      simd.klGrad(g, p, Bias, v, ceScale / zq, ceScale);
+    }
     const label = labels[row]!;
     if (label !== IGNORE_INDEX) {
       const zr = simd.expSum(s, Tmp, v, ms, 1);
@@ -221,16 +364,24 @@ function wasmKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const scratch = simd ? wasm.makeOutput([2, v], 'float32') : undefined;
   // Views after every allocation (allocating may grow the memory and detach earlier views).
   const labels = Int32Array.from(wasm.typedArrayFromHeap(ins.labels) as Int32Array);
+  const topkIds = ins.topkIds ? Int32Array.from(wasm.typedArrayFromHeap(ins.topkIds) as Int32Array) : undefined;
   let values: { ce: number; mlm: number; mse: number };
-  if (simd && scratch) {
-    values = logitLossesSimd(simd, wasm, ins, labels, { grad, biasGrad, scratch }, a);
-    wasm.disposeData(scratch.dataId);
-  } else {
-    const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t) as Float32Array;
-    const h = logitLossesHost(view(ins.projected), view(ins.bias), n, v, view(ins.probs), labels, ins.teacherLogits ? view(ins.teacherLogits) : undefined, a);
-    view(grad).set(h.grad);
-    view(biasGrad).set(h.biasGrad);
-    values = h;
+  try {
+    if (simd && scratch) values = logitLossesSimd(simd, wasm, ins, labels, topkIds, { grad, biasGrad, scratch }, a);
+    else {
+      const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t) as Float32Array;
+      const h = logitLossesHost(view(ins.projected), view(ins.bias), n, v,
+        { probs: view(ins.probs), topkIds, teacherLogits: ins.teacherLogits ? view(ins.teacherLogits) : undefined }, labels, a);
+      view(grad).set(h.grad);
+      view(biasGrad).set(h.biasGrad);
+      values = h;
+    }
+  } catch (e) {
+    // Bad input (shapes, labels, ids): the outputs were never handed to tfjs, so free them here.
+    for (const t of [losses, grad, biasGrad]) wasm.disposeData(t.dataId);
+    throw e;
+  } finally {
+    if (scratch) wasm.disposeData(scratch.dataId);
   }
   (wasm.typedArrayFromHeap(losses) as Float32Array).set(weightedSum(values, a));
   return [losses, grad, biasGrad];
@@ -242,8 +393,10 @@ function cpuKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const a = attrs as unknown as LogitLossAttrs;
   const [n, v] = ins.projected.shape as [number, number];
   const read = (t: tf.TensorInfo): Float32Array => cpu.readSync(t.dataId) as Float32Array;
-  const h = logitLossesHost(read(ins.projected), read(ins.bias), n, v, read(ins.probs), cpu.readSync(ins.labels.dataId) as Int32Array,
-    ins.teacherLogits ? read(ins.teacherLogits) : undefined, a);
+  const h = logitLossesHost(read(ins.projected), read(ins.bias), n, v, {
+    probs: read(ins.probs), topkIds: ins.topkIds ? cpu.readSync(ins.topkIds.dataId) as Int32Array : undefined,
+    teacherLogits: ins.teacherLogits ? read(ins.teacherLogits) : undefined,
+  }, cpu.readSync(ins.labels.dataId) as Int32Array, a);
   return [cpu.makeTensorInfo([4], 'float32', weightedSum(h, a)), cpu.makeTensorInfo([n, v], 'float32', h.grad), cpu.makeTensorInfo([v], 'float32', h.biasGrad)];
 }
 
@@ -260,25 +413,30 @@ export function hasLogitLossKernel(): boolean {
 
 /** The teacher's side of the logit losses for the selected rows, on the host. */
 export interface LogitLossTargets {
-  /** softmax(t/τ), [N, V]. */
+  /** softmax(t/τ), [N, V]; with `topkIds`, its k largest values per row, [N, k]. */
   probs: Float32Array;
+  /** Top-k soft targets: the token ids of `probs`, [N, k]. */
+  topkIds?: Int32Array;
   /** The teacher's logits [N, V], needed when α_mse ≠ 0. */
   logits?: Float32Array;
 }
 
 /**
  * The op: the product h Eᵀ for the selected rows (h [N, H] from the vocab transform, E [V, H] the word
- * embeddings), then the kernel, which adds b [V] to form the logits s = h Eᵀ + b. Returns [4]: (α-weighted sum, ce, mlm, mse); the gradient flows through
- * the first value only (the other three are reported, not trained on). Call only where hasLogitLossKernel().
+ * embeddings), then the kernel, which adds b [V] to form the logits s = h Eᵀ + b. Returns [4]: (α-weighted sum,
+ * ce, mlm, mse); the gradient flows through the first value only (the other three are reported, not trained on).
+ * Call only where hasLogitLossKernel().
  */
 export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D, targets: LogitLossTargets,
   labels: Int32Array, attrs: LogitLossAttrs): tf.Tensor1D {
   const [n] = h.shape;
   const [v] = embeddings.shape;
+  const k = targets.topkIds ? targets.probs.length / Math.max(n, 1) : v; // soft targets a row
   const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
     const projected = tf.matMul(x, e, false, true); // [N, V]; the kernel adds b
     const inputs: tf.NamedTensorMap = {
-      projected, bias: b, probs: tf.tensor2d(targets.probs, [n, v]), labels: tf.tensor1d(labels, 'int32'),
+      projected, bias: b, probs: tf.tensor2d(targets.probs, [n, k]), labels: tf.tensor1d(labels, 'int32'),
+      ...(targets.topkIds ? { topkIds: tf.tensor2d(targets.topkIds, [n, k], 'int32') } : {}),
       ...(attrs.alpha_mse !== 0 && targets.logits ? { teacherLogits: tf.tensor2d(targets.logits, [n, v]) } : {}),
     };
     const [losses, grad, biasGrad] = tf.engine().runKernel(LOGIT_LOSSES_KERNEL, inputs, { ...attrs }) as unknown as [tf.Tensor1D, tf.Tensor2D, tf.Tensor1D];

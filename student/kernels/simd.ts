@@ -135,6 +135,12 @@ const WAT = `(module
     ${passes((a) => `${set('v', sub(mul(get('q'), a.ld('g')), mul(get('c'), a.ld('p'))))} ${a.st('g', get('v'))}
       ${a.st('bias', add(a.ld('bias'), get('v')))}`)})
 
+  ;; g = s·g; bias += g
+  (func (export "scaleAcc") (param $g i32) (param $bias i32) (param $n i32) (param $s f32)
+    (local $i i32) (local $e i32) (local $sv v128) (local $v v128)
+    ${set('sv', `(f32x4.splat ${get('s')})`)}
+    ${passes((a) => `${set('v', mul(get('sv'), a.ld('g')))} ${a.st('g', get('v'))} ${a.st('bias', add(a.ld('bias'), get('v')))}`)})
+
   ;; t = s·x; g += t; bias += t
   (func (export "axpy2") (param $g i32) (param $x i32) (param $bias i32) (param $n i32) (param $s f32)
     (local $i i32) (local $e i32) (local $sv v128) (local $v v128)
@@ -216,6 +222,7 @@ export interface SimdKernels {
   /** The second result of the last call that has one (expSumDot: Σ p·a). */
   second(): number;
   klGrad(g: number, p: number, bias: number, n: number, qs: number, cs: number): void;
+  scaleAcc(g: number, bias: number, n: number, s: number): void;
   axpy2(g: number, x: number, bias: number, n: number, s: number): void;
   mseGrad(g: number, x: number, t: number, bias: number, n: number, s: number): number;
   gelu(x: number, out: number, n: number): void;
