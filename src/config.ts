@@ -144,7 +144,7 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
   relation_heads: { doc: 'Heads of the relations (MiniLM-v2): the value relations, and the attention KL when the head counts differ; both widths must be multiples of it. null: the teacher\'s number of attention heads.', default: null,
     schema: nullable({ type: 'integer', minimum: 1, maximum: 4096 }) },
   soft_targets_topk: {
-    doc: 'Keep only the teacher\'s k largest soft targets per token (the rest of the vocabulary is one bucket of the KL: losses/distillation-topk.ts); 0: the whole vocabulary. Cuts what leaves the teacher from [B, T, V] to [B, T, k] values and ids: for GPU runs.',
+    doc: 'Keep only the teacher\'s k largest soft targets per token (the rest of the vocabulary is one bucket of the KL: losses/distillation-topk.ts); 0: the whole vocabulary. Cuts what leaves the teacher from [B, T, V] to [B, T, k] values and ids (a GPU run\'s round trip), and is what teacher_cache stores; costs the CPU student nothing.',
     default: 0, schema: { type: 'integer', minimum: 0, maximum: 1 << 20 },
   },
   teacher_cache: {

@@ -145,6 +145,8 @@ interface TopkRow {
   /** Marks the row's top-k ids: stamp[id] = rowStamp. */
   stamp: Int32Array;
   rowStamp: number;
+  /** [k] scratch: the top-k entries' e. */
+  eTop: Float64Array;
   /** Σ of the row's e (the top-k entries already zeroed). */
   tailSum(): number;
   /** g = c·g over the row and biasGrad += g. */
@@ -159,9 +161,8 @@ interface TopkRow {
  * puts nearly all its mass on K), recomputed in float64 from s when that sum falls below TAIL_FLOOR.
  */
 function topkRow(r: TopkRow, invTau: number, ceScale: number, v: number): number {
-  const { g, at, s, sAt, ms, zq, probs, ids, kAt, k, biasGrad, stamp, rowStamp } = r;
+  const { g, at, s, sAt, ms, zq, probs, ids, kAt, k, biasGrad, stamp, rowStamp, eTop } = r;
   const logZq = Math.log(zq);
-  const eTop = new Float64Array(k);
   let cross = 0;
   let pSum = 0;
   for (let i = 0; i < k; i++) {
@@ -218,6 +219,7 @@ export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: 
   const biasGrad = new Float32Array(v);
   const s = new Float32Array(v); // this row's logits: projected + bias, rounded to float32 as tfjs's Add rounds them
   const stamp = topkIds ? new Int32Array(v) : undefined;
+  const eTop = new Float64Array(topkIds ? k : 0);
   // Distillation KL for every row: three tight passes (logits and their max; exponentials, dot with p; gradient).
   for (let row = 0; row < n; row++) {
     const o0 = row * v;
@@ -237,7 +239,7 @@ export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: 
     }
     if (topkIds) {
       const cross = topkRow({
-        g: grad, at: o0, s, sAt: 0, ms, zq, probs: p, ids: topkIds, kAt: row * k, k, biasGrad, stamp: stamp!, rowStamp: row + 1,
+        g: grad, at: o0, s, sAt: 0, ms, zq, probs: p, ids: topkIds, kAt: row * k, k, biasGrad, stamp: stamp!, rowStamp: row + 1, eTop,
         tailSum: () => {
           let t = 0;
           for (let j = o0; j < o0 + v; j++) t += grad[j]!;
@@ -307,6 +309,7 @@ function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInput
   const gView = backend.typedArrayFromHeap(out.grad) as Float32Array;
   const pView = topkIds ? backend.typedArrayFromHeap(ins.probs) as Float32Array : undefined;
   const stamp = topkIds ? new Int32Array(v) : undefined;
+  const eTop = new Float64Array(topkIds ? k : 0);
   const biasView = backend.typedArrayFromHeap(out.biasGrad) as Float32Array;
   const sView = backend.typedArrayFromHeap(out.scratch) as Float32Array; // [0, v): the row's logits
   biasView.fill(0);
@@ -326,7 +329,7 @@ function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInput
     if (topkIds) {
       const zq = simd.expSum(s, g, v, ms, invTau);
       sums.ce += a.negEntropy[row]! - topkRow({
-        g: gView, at: row * v, s: sView, sAt: 0, ms, zq, probs: pView!, ids: topkIds, kAt: row * k, k, biasGrad: biasView, stamp: stamp!, rowStamp: row + 1,
+        g: gView, at: row * v, s: sView, sAt: 0, ms, zq, probs: pView!, ids: topkIds, kAt: row * k, k, biasGrad: biasView, stamp: stamp!, rowStamp: row + 1, eTop,
         tailSum: () => simd.sum(g, v), scaleTail: (c) => simd.scaleAcc(g, Bias, v, c),
       }, invTau, ceScale, v);
     } else {
