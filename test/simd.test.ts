@@ -36,7 +36,7 @@ beforeAll(async () => {
 describe('wasm SIMD passes', () => {
   // 4-lane bodies plus tails of every length.
   for (const n of [1, 3, 4, 7, 61, 1000]) {
-    it(`n = ${n}: the biased max, exp sums, dot, and the gradient updates equal float64 JS`, () => {
+    it(`n = ${n}: the biased max, exp sums, dot, and the gradient updates (scaled too) equal float64 JS`, () => {
       const x = random(n, n + 1, 30);
       const p = random(n, n + 2, 1).map(Math.abs);
       const g = random(n, n + 3, 1);
@@ -88,6 +88,14 @@ describe('wasm SIMD passes', () => {
         expect(g3[i]).toBeCloseTo(g2[i]! + 0.1 * d, 5);
       }
       expect(Math.abs(sq - wantSq) / wantSq).toBeLessThan(1e-6);
+      const b3 = read(bo!, n);
+      k.scaleAcc(go!, bo!, n, -0.75);
+      const g4 = read(go!, n);
+      const b4 = read(bo!, n);
+      for (let i = 0; i < n; i++) {
+        expect(g4[i]).toBe(Math.fround(-0.75 * g3[i]!)); // one float32 product: exact to compare
+        expect(b4[i]).toBe(Math.fround(b3[i]! + g4[i]!));
+      }
       // Nothing written past the n elements of each array.
       expect(heap[outo! / 4 + n]).toBe(0);
     });
