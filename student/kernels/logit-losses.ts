@@ -130,9 +130,8 @@ interface TopkRow {
   /** e = exp((s − ms)/τ) from `at`, Σ e = zq; the KL's gradient on return. */
   g: Float32Array;
   at: number;
-  /** The row's logits s, from `sAt`, and their max. */
+  /** The row's logits s [V] and their max. */
   s: Float32Array;
-  sAt: number;
   ms: number;
   zq: number;
   /** The teacher's k largest soft targets and their ids, from `kAt`. */
@@ -161,7 +160,7 @@ interface TopkRow {
  * puts nearly all its mass on K), recomputed in float64 from s when that sum falls below TAIL_FLOOR.
  */
 function topkRow(r: TopkRow, invTau: number, ceScale: number, v: number): number {
-  const { g, at, s, sAt, ms, zq, probs, ids, kAt, k, biasGrad, stamp, rowStamp, eTop } = r;
+  const { g, at, s, ms, zq, probs, ids, kAt, k, biasGrad, stamp, rowStamp, eTop } = r;
   const logZq = Math.log(zq);
   let cross = 0;
   let pSum = 0;
@@ -174,7 +173,7 @@ function topkRow(r: TopkRow, invTau: number, ceScale: number, v: number): number
     eTop[i] = g[at + id]!;
     g[at + id] = 0; // out of the tail's sum and its scaling; set below
     pSum += p;
-    cross += p * ((s[sAt + id]! - ms) * invTau - logZq);
+    cross += p * ((s[id]! - ms) * invTau - logZq);
   }
   const pTail = Math.max(0, 1 - pSum);
   const tail = r.tailSum();
@@ -184,14 +183,14 @@ function topkRow(r: TopkRow, invTau: number, ceScale: number, v: number): number
   } else {
     // log Σ_tail exp((s − ms)/τ) in float64, and the tail's gradient from it.
     let mt = -Infinity;
-    for (let j = 0; j < v; j++) if (stamp[j] !== rowStamp) mt = Math.max(mt, (s[sAt + j]! - ms) * invTau);
+    for (let j = 0; j < v; j++) if (stamp[j] !== rowStamp) mt = Math.max(mt, (s[j]! - ms) * invTau);
     let st = 0;
-    for (let j = 0; j < v; j++) if (stamp[j] !== rowStamp) st += Math.exp((s[sAt + j]! - ms) * invTau - mt);
+    for (let j = 0; j < v; j++) if (stamp[j] !== rowStamp) st += Math.exp((s[j]! - ms) * invTau - mt);
     const logTail = mt + Math.log(st);
     if (pTail > 0) cross += pTail * (logTail - logZq);
     for (let j = 0; j < v; j++) {
       if (stamp[j] === rowStamp) continue;
-      const x = (s[sAt + j]! - ms) * invTau;
+      const x = (s[j]! - ms) * invTau;
       const grad = ceScale * (Math.exp(x - logZq) - pTail * Math.exp(x - logTail));
       g[at + j] = grad;
       biasGrad[j]! += grad;
@@ -239,7 +238,7 @@ export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: 
     }
     if (topkIds) {
       const cross = topkRow({
-        g: grad, at: o0, s, sAt: 0, ms, zq, probs: p, ids: topkIds, kAt: row * k, k, biasGrad, stamp: stamp!, rowStamp: row + 1, eTop,
+        g: grad, at: o0, s, ms, zq, probs: p, ids: topkIds, kAt: row * k, k, biasGrad, stamp: stamp!, rowStamp: row + 1, eTop,
         tailSum: () => {
           let t = 0;
           for (let j = o0; j < o0 + v; j++) t += grad[j]!;
@@ -329,7 +328,7 @@ function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInput
     if (topkIds) {
       const zq = simd.expSum(s, g, v, ms, invTau);
       sums.ce += a.negEntropy[row]! - topkRow({
-        g: gView, at: row * v, s: sView, sAt: 0, ms, zq, probs: pView!, ids: topkIds, kAt: row * k, k, biasGrad: biasView, stamp: stamp!, rowStamp: row + 1, eTop,
+        g: gView, at: row * v, s: sView, ms, zq, probs: pView!, ids: topkIds, kAt: row * k, k, biasGrad: biasView, stamp: stamp!, rowStamp: row + 1, eTop,
         tailSum: () => simd.sum(g, v), scaleTail: (c) => simd.scaleAcc(g, Bias, v, c),
       }, invTau, ceScale, v);
     } else {
