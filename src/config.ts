@@ -3,7 +3,7 @@
 // resolved against the config file's folder.
 
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { FileFormatError, InputError } from './core/errors.js';
+import { DistillError, FileFormatError, InputError } from './core/errors.js';
 import { readJsonObject } from './core/model-dir.js';
 import { RECIPE } from './core/recipe.js';
 import type { LossWeights } from '../losses/total.js';
@@ -253,13 +253,19 @@ function fits(v: unknown, s: JsonSchema): boolean {
   }
 }
 
-/** Validate a parsed config object (defaults filled in). `source` names the file in errors. */
-export function validateConfig(raw: Record<string, unknown>, source: string): TrainConfig {
+/**
+ * Validate a parsed config object (defaults filled in). `source` names the file in errors; a key in
+ * `fromCommandLine` came from `--set KEY=VALUE`, and an error about it names the option instead of the file.
+ */
+export function validateConfig(raw: Record<string, unknown>, source: string, fromCommandLine: ReadonlySet<string> = new Set()): TrainConfig {
+  const keyError = (key: string, message: string, hint?: string): DistillError => (fromCommandLine.has(key)
+    ? new InputError(`--set: ${message}`, hint)
+    : new FileFormatError(source, message, hint));
   for (const key of Object.keys(raw)) {
     if (key === '$schema') continue;
     if (!(key in CONFIG_SPEC)) {
       const near = CONFIG_KEYS.find((k) => k.replace(/_/g, '') === key.replace(/[_-]/g, '').toLowerCase());
-      throw new FileFormatError(source, `unknown key "${key}"`, near ? `did you mean "${near}"?` : `known keys: ${CONFIG_KEYS.join(', ')}`);
+      throw keyError(key, `unknown key "${key}"`, near ? `did you mean "${near}"?` : `known keys: ${CONFIG_KEYS.join(', ')}`);
     }
   }
   const merged: Record<string, unknown> = { ...DEFAULT_CONFIG, ...raw };
@@ -267,7 +273,7 @@ export function validateConfig(raw: Record<string, unknown>, source: string): Tr
   for (const key of CONFIG_KEYS) {
     if (merged[key] === undefined) throw new FileFormatError(source, `key "${key}" is missing`, `set "${key}" in the config or with --set ${key}=...`);
     const spec = CONFIG_SPEC[key];
-    if (!fits(merged[key], spec.schema)) throw new FileFormatError(source, `key "${key}" is ${JSON.stringify(merged[key])}: expected ${describe(spec.schema)}`, spec.doc);
+    if (!fits(merged[key], spec.schema)) throw keyError(key, `key "${key}" is ${JSON.stringify(merged[key])}: expected ${describe(spec.schema)}`, spec.doc);
   }
   const c = merged as unknown as TrainConfig;
   if (Math.abs(c.word_mask + c.word_keep + c.word_rand - 1) > 1e-6) {
@@ -319,11 +325,13 @@ export function loadConfig(path: string, overrides: string[] = []): TrainConfig 
  */
 export function configFrom(raw: Record<string, unknown>, overrides: string[], source: string, base: string): TrainConfig {
   const withOverrides = { ...raw };
+  const fromCommandLine = new Set<string>();
   for (const o of overrides) {
     const [key, value] = parseOverride(o);
     withOverrides[key] = value;
+    fromCommandLine.add(key);
   }
-  return resolveConfigPaths(validateConfig(withOverrides, source), base);
+  return resolveConfigPaths(validateConfig(withOverrides, source, fromCommandLine), base);
 }
 
 const PACKAGE_INPUT = /^@stdlib\/datasets-(sotu|moby-dick)$/;

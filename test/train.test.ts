@@ -56,10 +56,12 @@ describe('config', () => {
     expect(() => validateConfig({ teacher: 'a', corpus: 'b', word_mask: 0.5 }, 'x.json')).toThrow(/sum to 0\.7/);
     expect(config({ lr: 1e-3 }).lr).toBe(1e-3);
     expect(() => loadConfig(configPath, ['lr'])).toThrow(/--set "lr": expected KEY=VALUE/);
-    expect(() => loadConfig(configPath, ['lr=fast'])).toThrow(/key "lr" is "fast"/);
+    // A key given with --set is named as the option's, not as the file's, fault; the file's own keys as the file's.
+    expect(() => loadConfig(configPath, ['lr=fast'])).toThrow(/^--set: key "lr" is "fast"/);
+    expect(() => validateConfig({ teacher: 'a', corpus: 'b', lr: 'fast' }, 'x.json', new Set(['batch_size']))).toThrow(/^x\.json: key "lr" is "fast"/);
     const r = runCli(['train', '--config', configPath, '--set', 'nope=1']);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/config\.json: unknown key "nope"/);
+    expect(r.stderr).toMatch(/^error: --set: unknown key "nope"/m);
   });
 
   it('ships configs that validate, with relative paths resolved against the config', () => {
