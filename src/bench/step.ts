@@ -7,11 +7,14 @@
 //   distill_tokens_per_s      whole steps as training runs them: the teacher works on the next batch
 //                             (onnxruntime's own thread) while the student trains on this one
 
+import * as tf from '@tensorflow/tfjs';
 import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { activeGpuDevice, selectBackend } from '../../student/kernels/backend.js';
+import { wasmBackend } from '../../student/kernels/backend-internals.js';
+import { wasmHeapBytes } from '../../student/kernels/wasm-heap.js';
 import type { BackendName, GpuProducts, Precision } from '../../student/kernels/names.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
@@ -67,6 +70,8 @@ export interface BenchResult {
   seq: number;
   steps: number;
   student_layers: number[];
+  /** On wasm: the size its memory grew to over the run (MiB; it never shrinks, so the step's peak; at most 4096). */
+  wasm_heap_mib?: number;
   /** soft_targets_topk (0: the whole vocabulary). */
   topk: number;
   /** Bytes the teacher's graph hands out per batch: its soft targets (+ ids or entropies) and last hidden state. */
@@ -156,6 +161,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     profile = { step_ms: stepMs, outside_kernels_ms: stepMs - inKernels, kernels: kernels.map((k) => ({ ...k, ms: Math.round(k.ms * 10) / 10 })),
       ...(traffic ? { gpu_traffic_per_update: traffic } : {}) };
   }
+  const heapMib = backend.name === 'wasm' ? Math.round(wasmHeapBytes(wasmBackend(tf.backend())) / 2 ** 20) : undefined;
   await teacher.close();
   optimizer.dispose();
   student.dispose();
@@ -168,7 +174,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     teacher_fwd_tokens_per_s: tokens / (median(teacherTimes) / 1000),
     student_step_tokens_per_s: tokens / (median(studentTimes) / 1000),
     backend: backend.name, matmul: backend.matmul, ...(backend.device ? { device: backend.device } : {}), teacher_ep: teacherEp, ...(teacher.nodesByProvider ? { teacher_nodes: teacher.nodesByProvider } : {}), batch: B, seq: T, steps: o.steps, student_layers: layers,
-    topk: k, teacher_out_bytes_per_batch: teacherOutBytes,
+    topk: k, teacher_out_bytes_per_batch: teacherOutBytes, ...(heapMib !== undefined ? { wasm_heap_mib: heapMib } : {}),
     ...(profile ? { profile } : {}),
   };
 }

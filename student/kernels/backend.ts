@@ -18,6 +18,8 @@ import { loadBlas } from './blas.js';
 import { registerProducts } from './products.js';
 import { registerLogitLossKernel } from './logit-losses.js';
 import { registerGeluKernels } from './gelu.js';
+import { guardWasmHeap } from './wasm-heap.js';
+import { wasmBackend } from './backend-internals.js';
 import { loadWasmSimd, registerAdamWKernel } from './simd.js';
 
 /** Tried in this order when no backend is named; webgpu only when asked for. */
@@ -276,6 +278,7 @@ export async function selectBackend(requested?: BackendName,
     if (name === 'wasm') {
       await loadWasmSimd();
       registerAdamWKernel();
+      guardWasmHeap(wasmBackend(tf.backend()));
     }
     if (name === 'webgpu') {
       watchGpuErrors();
