@@ -183,6 +183,11 @@ describe('training', () => {
     const r = runCli(['train', '--config', join(REPO, 'configs', 'tiny.json'), '--out', runDir, '--max-steps', '2', '--set', `corpus=${corpus}`]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/preparing the corpus in .*tiny-corpus from @stdlib\/datasets-sotu, @stdlib\/datasets-moby-dick/);
+    // On wasm the run first rehearses its largest micro-batch (batch_size × the corpus's max_length): its [N, V]
+    // logits, their gradient and the teacher's soft targets alone are 3 × 2048 × 6144 × 4 bytes = 144 MiB.
+    const heap = /wasm memory: the largest micro-batch \(16 × 128 tokens\) fits; the memory has grown to (\d+) MiB of 4096/.exec(r.stderr);
+    expect(heap, r.stderr).not.toBeNull();
+    expect(Number(heap![1])).toBeGreaterThan(144);
     const meta = JSON.parse(readFileSync(join(corpus, 'meta.json'), 'utf8')) as { sequences: { kept: number }; tokens: number };
     expect(meta.sequences.kept).toBeGreaterThan(20_000);
     expect(losses(runDir).length).toBe(2);

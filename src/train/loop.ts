@@ -14,7 +14,7 @@ import { totalUpdates, type TrainConfig } from '../config.js';
 import { AdamW, scheduleFactor, type Schedule } from './adamw.js';
 import { describeChanges, resumedConfig } from './resume.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
-import { UpdateStep, distillObjective } from './step.js';
+import { UpdateStep, distillObjective, type DistillMicroBatch } from './step.js';
 import { LossScale } from './loss-scale.js';
 import { acquireRunLock, holdsRun } from './run-dir.js';
 import { moveAside } from '../core/folders.js';
@@ -31,11 +31,13 @@ import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig } from '../core/model-dir.js';
 import { adapterForRank, prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/kernels/backend.js';
 import { initialStudentWeights, withNewProjection } from '../../student/init.js';
+import { wasmBackend } from '../../student/kernels/backend-internals.js';
+import { wasmHeapBytes, WASM_HEAP_LIMIT_BYTES } from '../../student/kernels/wasm-heap.js';
 import { loadStudent } from '../../student/io.js';
 import { DistilBertStudent } from '../../student/model.js';
 import { CorpusReader, sliceRows, type Cursor, type GlobalBatch } from '../../corpus/reader.js';
 import { maskBatch, tokenWeights, type MaskingConfig } from '../../corpus/masking.js';
-import { readTokenCounts } from '../../corpus/prepare.js';
+import { readCorpusMeta, readTokenCounts } from '../../corpus/prepare.js';
 import { Rng } from '../../corpus/rng.js';
 import { ensureCorpus, openCorpus } from '../../corpus/ensure.js';
 import { validationBatches, type EvalBatch } from '../eval/data.js';
@@ -126,6 +128,7 @@ export class TrainingDivergedError extends DistillError {}
 
 const MASK_STREAM = 0x6d61736b;
 const DROPOUT_STREAM = 0x64726f70;
+const REHEARSAL_STREAM = 0x72656872;
 
 interface Prepared {
   batch: GlobalBatch;
@@ -325,6 +328,16 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   let commMs = 0;
   const firstStep = step;
   let studentBusy = 0;
+  // What the teacher is asked for a micro-batch, and what the objective reads of it and of the teacher's answer.
+  const teacherRequest = (inputIds: Int32Array, attentionMask: Int32Array, rows: number, seqLen: number, rowsOfLoss: LossRows) => ({
+    inputIds, attentionMask, batchSize: rows, seqLen, softRows: config.restrict_ce_to_mask ? rowsOfLoss.maskedRows : rowsOfLoss.realRows,
+    keepLogits: config.alpha_mse !== 0, fullLogits: false,
+  });
+  const microBatch = (inputIds: Int32Array, attentionMask: Int32Array, rows: number, seqLen: number, rowsOfLoss: LossRows, t: RemoteTeacherOutput,
+    counts?: Prepared['counts']): DistillMicroBatch => ({
+    inputIds, attentionMask, batchSize: rows, seqLen, rows: rowsOfLoss, ...(counts ? { counts } : {}),
+    teacher: { lastHidden: t.lastHidden, soft: t.soft, ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}) },
+  });
   const prepareNext = (): Prepared => {
     const batch = reader.next();
     const p = batch.position;
@@ -341,10 +354,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       if (masked.mlmLabels[i] !== -100) maskedCount++;
     }
     const counts = { ce: config.restrict_ce_to_mask ? maskedCount : real, mlm: maskedCount, cos: real };
-    const request = rowsOfLoss && {
-      inputIds, attentionMask, batchSize: rows, seqLen: batch.seqLen, softRows: config.restrict_ce_to_mask ? rowsOfLoss.maskedRows : rowsOfLoss.realRows,
-      keepLogits: config.alpha_mse !== 0, fullLogits: false,
-    };
+    const request = rowsOfLoss && teacherRequest(inputIds, attentionMask, rows, batch.seqLen, rowsOfLoss);
     // From the teacher cache when the run has one and it holds this batch (teacher/cache.ts), else the teacher.
     const run = request ? (cache ? cache.forward(request, () => teacher.forward(request)) : teacher.forward(request)) : Promise.resolve(undefined);
     return { batch, inputIds, attentionMask, labels, rows, lossRows: rowsOfLoss, counts, teacher: run };
@@ -418,8 +428,34 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
     return metrics;
   };
 
+  // On wasm every tensor of the step lives in one memory of at most 4 GiB (student/kernels/wasm-heap.ts), and how
+  // much a step needs grows with its tokens: one rehearsal of the largest micro-batch the run can meet (batch_size
+  // sequences of the corpus's max_length, every token real; two with grad_accum > 1, whose summed gradients add to
+  // the peak), its gradients dropped, stops a run that cannot fit now, not at its first full batch hours later.
+  // Nothing of the run's state changes (the weights, the moments, the data cursor and every seed stay as they were).
+  const rehearse = async (): Promise<void> => {
+    const T = readCorpusMeta(config.corpus).max_length;
+    const B = config.batch_size;
+    const ordinary = Array.from({ length: tok.vocabSize }, (_, id) => id).filter((id) => !tok.specialIds.has(id));
+    const ids = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? tok.clsId : i % T === T - 1 ? tok.sepId : ordinary[(i * 7919) % ordinary.length]!));
+    const attentionMask = new Int32Array(B * T).fill(1);
+    const masked = maskBatch(ids, attentionMask, weights, tok.maskId, tok.vocabSize, masking, Rng.derive(config.seed, REHEARSAL_STREAM));
+    const rowsOfLoss = lossRows(attentionMask, masked.mlmLabels, B, T, tok.vocabSize);
+    const t = await teacher.forward(teacherRequest(masked.maskedInputIds, attentionMask, B, T, rowsOfLoss));
+    try {
+      for (let micro = 0; micro < Math.min(2, config.grad_accum); micro++) {
+        await update.accumulate(distillObjective(student, microBatch(masked.maskedInputIds, attentionMask, B, T, rowsOfLoss, t), lossWeights, { training: true, dropoutSeed: micro }));
+      }
+    } finally {
+      update.discard();
+    }
+    log(`wasm memory: the largest micro-batch (${B} × ${T} tokens${config.grad_accum > 1 ? ', two accumulated' : ''}) fits; the memory has grown to `
+      + `${Math.round(wasmHeapBytes(wasmBackend(tf.backend())) / 2 ** 20)} MiB of ${WASM_HEAP_LIMIT_BYTES / 2 ** 20}`);
+  };
+
   let stopped = false;
   try {
+    if (backend.name === 'wasm' && step < stopAt) await rehearse();
     next = step < stopAt ? prepareNext() : undefined;
     while (step < stopAt) {
       const updateStarted = performance.now();
@@ -438,10 +474,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
         if (!rows || !t) continue; // nothing of this global batch falls to this rank
         const studentStarted = performance.now();
         const dropoutSeed = Rng.derive(config.seed, step, micro, DROPOUT_STREAM).nextUint32();
-        const batch = {
-          inputIds: current.inputIds, attentionMask: current.attentionMask, batchSize: current.rows, seqLen: current.batch.seqLen,
-          rows, teacher: { lastHidden: t.lastHidden, soft: t.soft, ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}) }, counts: current.counts,
-        };
+        const batch = microBatch(current.inputIds, current.attentionMask, current.rows, current.batch.seqLen, rows, t, current.counts);
         const parts = lossNumbers(await update.accumulate(distillObjective(student, batch, lossWeights, { training: true, dropoutSeed })));
         for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / config.grad_accum;
         updateTokens += rows.realRows.length;
