@@ -101,6 +101,7 @@ export { gelu } from './kernels/gelu.js';
 import { biasGelu } from './kernels/gelu.js';
 import { layerNorm as layerNormKernel } from './kernels/layer-norm.js';
 import { maskedSoftmax } from './kernels/attention-softmax.js';
+import { dropout as dropoutKernel } from './kernels/dropout.js';
 
 /** LayerNorm over the last axis (student/kernels/layer-norm.ts: one kernel each way on webgpu, wasm and cpu; tfjs ops on tensorflow). */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
@@ -230,7 +231,7 @@ export class DistilBertStudent {
     const nh = c.n_heads;
     const dh = H / nh;
     let seed = options.dropoutSeed ?? 0;
-    const dropout = (x: tf.Tensor, rate: number): tf.Tensor => (options.training && rate > 0 ? tf.dropout(x, rate, undefined, seed++) : x);
+    const dropout = (x: tf.Tensor, rate: number): tf.Tensor => (options.training && rate > 0 ? dropoutKernel(x, rate, seed++) : x);
 
     // Embeddings.
     const words = tf.gather(this.p('distilbert.embeddings.word_embeddings.weight'), tf.reshape(inputIds, [B * T])); // [B*T, H]

@@ -70,6 +70,8 @@ export interface BenchResult {
   seq: number;
   steps: number;
   student_layers: number[];
+  /** The student's dropout was on (--dropout). */
+  dropout?: boolean;
   /** On wasm: the size its memory grew to over the run (MiB; it never shrinks, so the step's peak; at most 4096). */
   wasm_heap_mib?: number;
   /** soft_targets_topk (0: the whole vocabulary). */
@@ -174,7 +176,7 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     teacher_fwd_tokens_per_s: tokens / (median(teacherTimes) / 1000),
     student_step_tokens_per_s: tokens / (median(studentTimes) / 1000),
     backend: backend.name, matmul: backend.matmul, ...(backend.device ? { device: backend.device } : {}), teacher_ep: teacherEp, ...(teacher.nodesByProvider ? { teacher_nodes: teacher.nodesByProvider } : {}), batch: B, seq: T, steps: o.steps, student_layers: layers,
-    topk: k, teacher_out_bytes_per_batch: teacherOutBytes, ...(heapMib !== undefined ? { wasm_heap_mib: heapMib } : {}),
+    topk: k, teacher_out_bytes_per_batch: teacherOutBytes, ...(o.dropout ? { dropout: true } : {}), ...(heapMib !== undefined ? { wasm_heap_mib: heapMib } : {}),
     ...(profile ? { profile } : {}),
   };
 }

@@ -14,6 +14,7 @@ interface BenchCommandOptions {
   threads: number;
   teacherEp?: 'cpu' | 'cuda' | 'webgpu';
   profile?: boolean;
+  dropout: boolean;
   topk: number;
   gpuAdapter?: string;
   precision: Precision;
@@ -42,11 +43,12 @@ export function registerBench(program: Command): void {
       choiceOption('--precision', PRECISIONS), 'fp32')
     .option('--products <p>', 'with --backend webgpu and fp32: the matrix products by tfjs\'s kernel (tfjs) or by distill\'s tiled program (tiled), as webgpu_products',
       choiceOption('--products', GPU_PRODUCTS), 'tfjs')
+    .option('--dropout', 'the student\'s dropout on, as distill train runs it (its config\'s rate; off by default, as the PyTorch peer)', false)
     .option('--profile', 'also time one student step kernel by kernel: adds "profile" to the JSON line')
     .action(async (o: BenchCommandOptions) => {
       const { benchDistillStep } = await import('../bench/step.js'); // tfjs and onnxruntime: loaded to run, not for --help
       const r = await benchDistillStep({ teacher: o.teacher, batch: o.batch, seq: o.seq, steps: o.steps, studentLayers: o.studentLayers,
-        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, topk: o.topk, gpuAdapter: o.gpuAdapter, precision: o.precision, gpuProducts: o.products });
+        backend: o.backend, threads: o.threads, teacherEp: o.teacherEp, profile: o.profile, dropout: o.dropout, topk: o.topk, gpuAdapter: o.gpuAdapter, precision: o.precision, gpuProducts: o.products });
       process.stdout.write(JSON.stringify(r) + '\n');
     });
 }

@@ -19,6 +19,7 @@ import { registerProducts } from './products.js';
 import { registerLogitLossKernel } from './logit-losses.js';
 import { registerGeluKernels } from './gelu.js';
 import { guardWasmHeap } from './wasm-heap.js';
+import { registerDropoutKernel } from './dropout.js';
 import { wasmBackend } from './backend-internals.js';
 import { loadWasmSimd, registerAdamWKernel } from './simd.js';
 
@@ -222,6 +223,7 @@ async function loadWasmBackend(): Promise<boolean> {
   registerProducts('wasm');
   registerLogitLossKernel('wasm');
   registerGeluKernels('wasm');
+  registerDropoutKernel('wasm');
   registerLayerNormHostKernel('wasm');
   return true;
 }
@@ -253,6 +255,7 @@ export async function selectBackend(requested?: BackendName,
       registerProducts('cpu');
       registerLogitLossKernel('cpu');
       registerGeluKernels('cpu');
+      registerDropoutKernel('cpu');
       registerLayerNormHostKernel('cpu');
       source = '@tensorflow/tfjs-backend-cpu';
     }
@@ -283,6 +286,7 @@ export async function selectBackend(requested?: BackendName,
     if (name === 'webgpu') {
       watchGpuErrors();
       registerGeluKernels('webgpu');
+      registerDropoutKernel('webgpu');
       registerDeviceReductionGrads('webgpu');
       registerAdamWWebgpuKernel();
       registerLayerNormWebgpuKernel();

@@ -167,6 +167,20 @@ const WAT = `(module
       ${a.st('out', mul(a.ld('dy'), add(mul(splat(0.5), add(splat(1), erf(mul(get('v'), splat(Math.SQRT1_2))))),
         mul(mul(get('v'), splat(1 / Math.sqrt(2 * Math.PI))), exp(mul(mul(get('v'), get('v')), splat(-0.5)))))))}`)})
 
+  ;; Dropout (student/kernels/dropout.ts): element j kept ⇔ fmix32(j·0x9E3779B1 ⊕ key) >> 8 < threshold (unsigned);
+  ;; out = x · (kept ? scale : 0). $i is a byte offset: the lanes' element indices are $i/4 + 0..3.
+  (func (export "dropout") (param $x i32) (param $out i32) (param $n i32) (param $key i32) (param $threshold i32) (param $scale f32)
+    (local $i i32) (local $e i32) (local $h v128) (local $kv v128) (local $tv v128) (local $sv v128)
+    ${set('kv', '(i32x4.splat (local.get $key))')} ${set('tv', '(i32x4.splat (local.get $threshold))')} ${set('sv', '(f32x4.splat (local.get $scale))')}
+    ${passes((a) => `${set('h', `(v128.xor (i32x4.mul (i32x4.add (i32x4.splat (i32.shr_u (local.get $i) (i32.const 2))) (v128.const i32x4 0 1 2 3))
+        (i32x4.splat (i32.const 0x9e3779b1))) ${get('kv')})`)}
+      ${set('h', `(v128.xor ${get('h')} (i32x4.shr_u ${get('h')} (i32.const 16)))`)}
+      ${set('h', `(i32x4.mul ${get('h')} (i32x4.splat (i32.const 0x85ebca6b)))`)}
+      ${set('h', `(v128.xor ${get('h')} (i32x4.shr_u ${get('h')} (i32.const 13)))`)}
+      ${set('h', `(i32x4.mul ${get('h')} (i32x4.splat (i32.const 0xc2b2ae35)))`)}
+      ${set('h', `(v128.xor ${get('h')} (i32x4.shr_u ${get('h')} (i32.const 16)))`)}
+      ${a.st('out', mul(a.ld('x'), `(v128.and (i32x4.lt_u (i32x4.shr_u ${get('h')} (i32.const 8)) ${get('tv')}) ${get('sv')})`))}`)})
+
   ;; LayerNorm, one row of n at a time (student/kernels/layer-norm.ts). Σ x:
   (func (export "sum") (param $x i32) (param $n i32) (result f32) (local $i i32) (local $e i32) (local $acc v128)
     ${passes((a) => set('acc', add(get('acc'), a.one(a.ld('x')))))}
@@ -226,6 +240,7 @@ export interface SimdKernels {
   axpy2(g: number, x: number, bias: number, n: number, s: number): void;
   mseGrad(g: number, x: number, t: number, bias: number, n: number, s: number): number;
   gelu(x: number, out: number, n: number): void;
+  dropout(x: number, out: number, n: number, key: number, threshold: number, scale: number): void;
   adamw(p: number, g: number, m: number, v: number, n: number, b1: number, omb1: number, b2: number, omb2: number,
     bc2: number, eps: number, stepSize: number, decay: number, gradScale: number): void;
   geluGrad(x: number, dy: number, out: number, n: number): void;
