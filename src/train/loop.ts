@@ -446,11 +446,19 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       for (let micro = 0; micro < Math.min(2, config.grad_accum); micro++) {
         await update.accumulate(distillObjective(student, microBatch(masked.maskedInputIds, attentionMask, B, T, rowsOfLoss, t), lossWeights, { training: true, dropoutSeed: micro }));
       }
+      await update.gradNorm(); // the update's own temporaries (the gradient norm's); AdamW updates in place
     } finally {
       update.discard();
     }
+    const heap = wasmHeapBytes(wasmBackend(tf.backend()));
     log(`wasm memory: the largest micro-batch (${B} × ${T} tokens${config.grad_accum > 1 ? ', two accumulated' : ''}) fits; the memory has grown to `
-      + `${Math.round(wasmHeapBytes(wasmBackend(tf.backend())) / 2 ** 20)} MiB of ${WASM_HEAP_LIMIT_BYTES / 2 ** 20}`);
+      + `${Math.round(heap / 2 ** 20)} MiB of ${WASM_HEAP_LIMIT_BYTES / 2 ** 20}`);
+    // Within a tenth of the end, the order of later allocations (another batch's length, the validation pass) can
+    // leave no free block large enough: a bert-base student at 15 × 128 rehearsed at 4,092 MiB, then failed in its
+    // first update.
+    if (heap > 0.9 * WASM_HEAP_LIMIT_BYTES) {
+      log(`warning: that is within a tenth of the wasm memory's end; a later step may not fit (the error will say so): a smaller batch_size with a larger grad_accum leaves room`);
+    }
   };
 
   let stopped = false;
