@@ -1,16 +1,15 @@
 // A small seeded PRNG with a state that can be saved and restored exactly (xoshiro128**, seeded through
 // splitmix32). Used for shuffling, masking and dropout seeds, so that a resumed run draws the same numbers.
 
+import { fmix32 } from '../src/core/math.js';
+
 export type RngState = [number, number, number, number];
 
 function splitmix32(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return (z ^ (z >>> 16)) >>> 0;
+    return fmix32(s);
   };
 }
 

@@ -8,14 +8,10 @@ import { selectBackend } from '../student/kernels/backend.js';
 import { wasmSimd } from '../student/kernels/simd.js';
 import { DROPOUT_KERNEL, dropout, dropoutKey, keepThreshold, kept } from '../student/kernels/dropout.js';
 import { webgpuUnavailable } from './helpers.js';
+import { random as randomUnit } from './product-cases.js';
 
-function random(n: number, seed: number): Float32Array {
-  let s = seed;
-  return Float32Array.from({ length: n }, () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return (s / 2147483648 - 0.5) * 8;
-  });
-}
+/** Deterministic values in [-4, 4). */
+const random = (n: number, seed: number): Float32Array => randomUnit(n, seed).map((v) => v * 8);
 
 /** The expected output, element by element, from the definition. */
 function expected(x: Float32Array, rate: number, seed: number): Float32Array {

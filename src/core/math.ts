@@ -28,3 +28,14 @@ export function selectRows(data: Float32Array, rows: Int32Array, width: number):
   for (let i = 0; i < rows.length; i++) out.set(data.subarray(rows[i]! * width, (rows[i]! + 1) * width), i * width);
   return out;
 }
+
+/** MurmurHash3's 32-bit finaliser: a bijection of unsigned 32-bit integers with full avalanche (splitmix32's output
+ * step in corpus/rng.ts, the dropout mask's hash in student/kernels/dropout.ts). */
+export function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}

@@ -13,18 +13,9 @@ import * as tf from '@tensorflow/tfjs';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 import { cpuBackend, wasmBackend, type KernelArgs } from './backend-internals.js';
 import { heapOffset, wasmSimd } from './simd.js';
+import { fmix32 } from '../../src/core/math.js';
 
 export const DROPOUT_KERNEL = 'DistillDropout';
-
-/** MurmurHash3's 32-bit finaliser, on unsigned 32-bit integers. */
-export function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /** The per-tensor key of a dropout seed (any integer; taken modulo 2³²). */
 export function dropoutKey(seed: number): number {
