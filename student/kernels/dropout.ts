@@ -40,7 +40,7 @@ function dropoutInto(x: Float32Array, out: Float32Array, { rate, seed }: Dropout
   const scale = Math.fround(1 / (1 - rate));
   for (let i = 0; i < x.length; i++) {
     // x · 0 for a dropped element, not 0: a NaN or ±∞ goes on to the loss, as in PyTorch's and tfjs's dropout.
-    out[i] = x[i]! * (fmix32((Math.imul(i, 0x9e3779b1) ^ key) >>> 0) >>> 8 < threshold ? scale : 0);
+    out[i] = x[i]! * (kept(i, key, threshold) ? scale : 0);
   }
 }
 
