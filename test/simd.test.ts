@@ -122,4 +122,22 @@ describe('wasm SIMD passes', () => {
       expect(Math.abs(gg[i]! - d), `gelu'(${v})`).toBeLessThan(2e-6);
     }
   });
+
+  it('exp keeps NaN and clamps ±∞ to the bounds; GELU and its gradient keep NaN', () => {
+    // The clamps are pmin/pmax with x first, which return NaN for NaN (simd.ts): with the operands the other way
+    // round exp(NaN) would be exp(−87), a finite number where a NaN logit must make the loss NaN.
+    const x = Float32Array.from([NaN, Infinity, -Infinity, 88, -87, 1e30, -1e30]);
+    const n = x.length;
+    const [xo, eo, go, ggo, dyo] = place(x, new Float32Array(n), new Float32Array(n), new Float32Array(n), new Float32Array(n).fill(1));
+    k.expSum(xo!, eo!, n, 0, 1);
+    k.gelu(xo!, go!, n);
+    k.geluGrad(xo!, dyo!, ggo!, n);
+    const e = read(eo!, n);
+    expect(e[0]).toBeNaN();
+    expect([e[1], e[5]]).toEqual([e[3], e[3]]); // +∞ and 1e30 give exp(88), bit for bit
+    expect([e[2], e[6]]).toEqual([e[4], e[4]]); // −∞ and −1e30 give exp(−87)
+    expect(Math.abs(e[3]! - Math.exp(88)) / Math.exp(88)).toBeLessThan(3e-7);
+    expect(read(go!, n)[0]).toBeNaN();
+    expect(read(ggo!, n)[0]).toBeNaN();
+  });
 });
