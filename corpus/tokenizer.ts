@@ -29,7 +29,10 @@ type Json = Record<string, unknown>;
 
 /** What separates a text's chunks (tokenizeToIds): characters every BERT normaliser turns into a space and splits at. */
 const CHUNK_SEPARATOR = /[ \t\n\r]+/;
-/** Chunks remembered at most; the memory is cleared when full (~20 MB at most, with keys of ≤ CHUNK_CACHE_MAX_LENGTH). */
+/**
+ * Chunks remembered at most; the memory is cleared when full. Full, it holds ~10 MB of V8's heap with word-like chunks
+ * (1–8 pieces each) and 41 MB at worst (every chunk 64 characters of 64 pieces), measured with --expose-gc.
+ */
 const CHUNK_CACHE_ENTRIES = 1 << 16;
 /** Longer chunks (URLs, runs of symbols) are tokenized each time: they seldom repeat. */
 const CHUNK_CACHE_MAX_LENGTH = 64;
@@ -73,7 +76,7 @@ export class WordPieceTokenizer {
   readonly vocabHash: string;
   private readonly tok: Tokenizer;
   private readonly idToTokenTable: string[];
-  /** Whether texts are tokenized chunk by chunk, each chunk's ids remembered (faster, the same ids: tokenizesByChunk below). */
+  /** Whether texts are tokenized chunk by chunk, each chunk's ids remembered (faster, the same ids: the function tokenizesByChunk). */
   readonly tokenizesByChunk: boolean;
   /** The ids of chunks seen before, where the pipeline tokenizes by chunk. */
   private readonly chunkIds: Map<string, number[]> | undefined;
@@ -177,7 +180,7 @@ export class WordPieceTokenizer {
   tokenizeToIds(text: string): number[] {
     if (!this.chunkIds) return this.wholeTextIds(text);
     // Chunk by chunk, each looked up first: the tokenizers port normalises character by character with a regular
-    // expression each (~0.4 M tokens/s), and a corpus repeats its words (~1.5% of its chunks are new). Same ids.
+    // expression each (~0.4 M tokens/s), and a corpus repeats its words (4% of SOTU + Moby Dick's 2 M chunks are distinct). Same ids.
     const ids: number[] = [];
     for (const chunk of text.split(CHUNK_SEPARATOR)) {
       if (chunk === '') continue;
