@@ -50,7 +50,7 @@ function tokenizesByChunk(tj: Json): boolean {
   const preTokenizer = tj['pre_tokenizer'] as Json | null | undefined;
   const added = Array.isArray(tj['added_tokens']) ? tj['added_tokens'] as Json[] : [];
   return (normalizer == null || normalizer['type'] === 'BertNormalizer') && preTokenizer?.['type'] === 'BertPreTokenizer'
-    && added.every((t) => typeof t['content'] === 'string' && !/[ \t\n\r]/.test(t['content']));
+    && added.every((t) => typeof t['content'] === 'string' && !CHUNK_SEPARATOR.test(t['content']));
 }
 
 /** A special token in tokenizer_config.json / special_tokens_map.json is a string or {content: string}. */
