@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { FileFormatError, InputError } from '../src/core/errors.js';
 import { readJsonObject } from '../src/core/model-dir.js';
+import { AsciiWordPiece, type LibraryView } from './ascii-wordpiece.js';
 
 export interface SpecialTokens {
   pad: string;
@@ -53,6 +54,17 @@ function tokenizesByChunk(tj: Json): boolean {
     && added.every((t) => typeof t['content'] === 'string' && !CHUNK_SEPARATOR.test(t['content']));
 }
 
+/** The library's lookup maps, as its encode uses them (Tokenizer's constructor fills added_tokens_map the same way). */
+function libraryView(tok: Tokenizer): LibraryView {
+  const addedIds = new Map<string, number>();
+  for (const added of tok.get_added_tokens_decoder().values()) {
+    addedIds.set(added.content, added.id);
+    if (added.normalized && tok.normalizer) addedIds.set(tok.normalizer(added.content), added.id);
+  }
+  const model = tok.model;
+  return { piecesToIds: model.tokens_to_ids, addedIds, modelUnkId: model.unk_token_id, fuseUnk: model.fuse_unk === true };
+}
+
 /** A special token in tokenizer_config.json / special_tokens_map.json is a string or {content: string}. */
 function tokenString(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
@@ -80,12 +92,16 @@ export class WordPieceTokenizer {
   readonly tokenizesByChunk: boolean;
   /** The ids of chunks seen before, where the pipeline tokenizes by chunk. */
   private readonly chunkIds: Map<string, number[]> | undefined;
+  /** A chunk of printable ASCII not seen before, tokenized without the library (corpus/ascii-wordpiece.ts), where the pipeline allows. */
+  private readonly asciiChunks: AsciiWordPiece | undefined;
 
-  private constructor(dir: string, tok: Tokenizer, info: TokenizerInfo, special: SpecialTokens, specialFile: string, byChunk: boolean) {
+  private constructor(dir: string, tok: Tokenizer, tj: Json, config: Json, info: TokenizerInfo, special: SpecialTokens, specialFile: string) {
     this.dir = dir;
     this.tok = tok;
+    const byChunk = tokenizesByChunk(tj);
     this.tokenizesByChunk = byChunk;
     this.chunkIds = byChunk ? new Map() : undefined;
+    this.asciiChunks = byChunk ? AsciiWordPiece.of(libraryView(tok), tj, config) : undefined;
     this.info = info;
     this.special = special;
     const vocab = tok.get_vocab(true);
@@ -138,7 +154,7 @@ export class WordPieceTokenizer {
       const lowercase = norm['lowercase'] === true;
       const stripAccents = norm['strip_accents'] === true || (norm['strip_accents'] == null && lowercase);
       const tok = new Tokenizer(tj, config);
-      return new WordPieceTokenizer(dir, tok, { source: jsonPath, lowercase, stripAccents }, special, specialFile, tokenizesByChunk(tj));
+      return new WordPieceTokenizer(dir, tok, tj, config, { source: jsonPath, lowercase, stripAccents }, special, specialFile);
     }
 
     const vocabPath = join(dir, 'vocab.txt');
@@ -173,20 +189,21 @@ export class WordPieceTokenizer {
       model: { type: 'WordPiece', unk_token: special.unk, continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
     };
     const tok = new Tokenizer(tj, config);
-    return new WordPieceTokenizer(dir, tok, { source: vocabPath, lowercase, stripAccents }, special, specialFile, tokenizesByChunk(tj));
+    return new WordPieceTokenizer(dir, tok, tj, config, { source: vocabPath, lowercase, stripAccents }, special, specialFile);
   }
 
   /** Word pieces of `text`, without [CLS]/[SEP]. Special tokens written in the text ("[MASK]") are kept whole. */
   tokenizeToIds(text: string): number[] {
     if (!this.chunkIds) return this.wholeTextIds(text);
     // Chunk by chunk, each looked up first: the tokenizers port normalises character by character with a regular
-    // expression each (~0.4 M tokens/s), and a corpus repeats its words (4% of SOTU + Moby Dick's 2 M chunks are distinct). Same ids.
+    // expression each (~0.4 M tokens/s), and a corpus repeats its words (4% of SOTU + Moby Dick's 2 M chunks are distinct).
+    // A chunk not seen before goes to the direct printable-ASCII path when it can, else to the library. Same ids.
     const ids: number[] = [];
     for (const chunk of text.split(CHUNK_SEPARATOR)) {
       if (chunk === '') continue;
       let pieces = this.chunkIds.get(chunk);
       if (pieces === undefined) {
-        pieces = this.wholeTextIds(chunk);
+        pieces = this.asciiChunks?.ids(chunk) ?? this.wholeTextIds(chunk);
         if (chunk.length <= CHUNK_CACHE_MAX_LENGTH) {
           if (this.chunkIds.size >= CHUNK_CACHE_ENTRIES) this.chunkIds.clear();
           // A copy as the key: V8 keeps a substring of 13 characters or more as a slice of its text, which the key
@@ -197,6 +214,11 @@ export class WordPieceTokenizer {
       for (const id of pieces) ids.push(id);
     }
     return ids;
+  }
+
+  /** A chunk's ids from the direct printable-ASCII path (corpus/ascii-wordpiece.ts), or undefined where it leaves the chunk to the library. */
+  asciiChunkIds(chunk: string): number[] | undefined {
+    return this.asciiChunks?.ids(chunk);
   }
 
   /** The same ids as tokenizeToIds, from one call of the tokenizers library on the whole text (slower; the tests' reference). */

@@ -66,6 +66,10 @@ describe('WordPiece tokenizer', () => {
     '東京タワー is 東京 in 日本語', 'a\u0000b\u0007c x\u200dy \ufffdz', 'a\tb\r\nc\n\nd\r', 'the [MASK]. x[MASK]y [MASK][MASK] [mask]',
     '🐋 whale🐳 🐋🐋', 'x'.repeat(99) + ' ' + 'y'.repeat(101) + ' ' + 'z'.repeat(70) + '.', '  hello  ', '', '   ', '...!!!???', "don't U.S.A. 3.14 $5,000",
     '\ud800abc \udc00 abc\ud800', 'Ahab Ahab. Ahab, "Ahab" (Ahab) Ahab\'s',
+    // printable ASCII, the direct path's ground: every punctuation character, ## in text, words at and past 100
+    // characters, digits inside words, a DEL character, special tokens' texts in both cases and glued to words
+    '!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~ a##b ##s # ## x'.repeat(2), 'a'.repeat(100) + '! ' + 'B'.repeat(101) + ' 3rd 1984ers ABC123def',
+    'a\u007fb [UNK] [unk] [CLS]x [SEP][PAD] y[MASK]. [Mask]',
   ];
   const texts = [...TRICKY, ...TRICKY, ...publicDomainParagraphs('moby-dick').slice(0, 400),
     ...spamAssassinMails().slice(0, 150).map((m) => m.text)];
@@ -83,6 +87,82 @@ describe('WordPiece tokenizer', () => {
       for (const text of texts) expect(tok.tokenizeToIds(text), JSON.stringify(text.slice(0, 80))).toEqual(tok.wholeTextIds(text));
     });
   }
+
+  // A chunk of printable ASCII not seen before is tokenized without the library (corpus/ascii-wordpiece.ts). Above it
+  // runs inside tokenizeToIds; here on every distinct chunk on its own, and on a vocabulary built to exercise WordPiece.
+  it('tokenizes printable-ASCII chunks directly, with the library\'s ids (cased, uncased, vocab.txt)', () => {
+    const chunks = [...new Set(texts.flatMap((t) => t.split(/[ \t\n\r]+/)))].filter((c) => c !== '');
+    const uncasedJson = mkdtempSync(join(tmpdir(), 'distill-ascii-uncased-'));
+    const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as { normalizer: Record<string, unknown> };
+    Object.assign(tj.normalizer, { lowercase: true, strip_accents: null });
+    writeFileSync(join(uncasedJson, 'tokenizer.json'), JSON.stringify(tj));
+    copyFileSync(join(TINY, 'tokenizer_config.json'), join(uncasedJson, 'tokenizer_config.json'));
+    const uncasedVocab = mkdtempSync(join(tmpdir(), 'distill-ascii-vocab-'));
+    copyFileSync(join(TINY, 'vocab.txt'), join(uncasedVocab, 'vocab.txt'));
+    writeFileSync(join(uncasedVocab, 'tokenizer_config.json'), JSON.stringify({ do_lower_case: true }));
+    for (const dir of [TINY, uncasedJson, uncasedVocab]) {
+      const tok = WordPieceTokenizer.fromDir(dir);
+      let direct = 0;
+      for (const chunk of chunks) {
+        const ids = tok.asciiChunkIds(chunk);
+        if (ids === undefined) continue;
+        direct++;
+        expect(ids, `${dir}: ${JSON.stringify(chunk)}`).toEqual(tok.wholeTextIds(chunk));
+      }
+      // Chunks left to the library: those with a character outside 21–7E or a special token's text.
+      const left = chunks.filter((c) => /[^\x21-\x7e]/.test(c) || /\[(UNK|CLS|SEP|PAD|MASK)\]/.test(c)).length;
+      expect(direct).toBe(chunks.length - left);
+    }
+  });
+
+  it('splits words into the longest pieces, whole-word [UNK] and 100-character limit included (a vocabulary made for it)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'distill-ascii-wp-'));
+    const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'un', 'unaff', '##aff', '##able', '##a', '##b', 'a', 'b', '!', '##!', 'x', '##x', 'hello', '[', ']'];
+    writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n');
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ do_lower_case: true }));
+    const tok = WordPieceTokenizer.fromDir(dir);
+    const id = (t: string): number => vocab.indexOf(t);
+    const cases: [string, number[]][] = [
+      ['UnAffable', [id('unaff'), id('##able')]], // longest first piece (unaff, not un), then ## pieces
+      ['unaffablez', [id('[UNK]')]], // one piece missing: the whole word is [UNK]
+      ['unaffable!!', [id('unaff'), id('##able'), id('!'), id('!')]], // punctuation stands alone, never ##!
+      ['ab!x', [id('a'), id('##b'), id('!'), id('x')]],
+      ['x'.repeat(100), [id('x'), ...Array<number>(99).fill(id('##x'))]],
+      ['x'.repeat(101), [id('[UNK]')]],
+      ['[hello]', [id('['), id('hello'), id(']')]],
+      ['a#b', [id('a'), id('[UNK]'), id('b')]],
+    ];
+    for (const [chunk, expected] of cases) {
+      expect(tok.asciiChunkIds(chunk), chunk).toEqual(expected);
+      expect(tok.wholeTextIds(chunk), chunk).toEqual(expected);
+    }
+    expect(tok.asciiChunkIds('[MASK]x')).toBeUndefined();
+    expect(tok.asciiChunkIds('caf\u00e9')).toBeUndefined();
+  });
+
+  it('leaves to the library a chunk holding an added token\'s text, as written or normalised', () => {
+    const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as { normalizer: Record<string, unknown>; added_tokens: unknown[] };
+    Object.assign(tj.normalizer, { lowercase: true, strip_accents: null });
+    // A non-special added token matched after normalisation: "Ahab" and "AHAB" become "ahab" and are split out.
+    tj.added_tokens.push({ id: 6143, content: 'ahab', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+    // A piece that is an added token's normalised text without being in the chunk: "##S" normalises to "##s", which
+    // the vocabulary has under another id; the library gives the added token's.
+    // One whose normalised text spans pieces: "X-Ray" normalises to "x-ray", split out whole before pre-tokenizing.
+    tj.added_tokens.push({ id: 6141, content: 'x-ray', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+    tj.added_tokens.push({ id: 6142, content: '##S', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+    const dir = mkdtempSync(join(tmpdir(), 'distill-ascii-added-'));
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
+    copyFileSync(join(TINY, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+    const tok = WordPieceTokenizer.fromDir(dir);
+    for (const chunk of ['Ahab', 'AHAB\'s', 'xahabx', '(ahab)', 'Harpoons', 'oceans', 'X-Ray!']) {
+      expect(tok.asciiChunkIds(chunk), chunk).toBeUndefined();
+      expect(tok.tokenizeToIds(chunk), chunk).toEqual(tok.wholeTextIds(chunk));
+    }
+    expect(tok.wholeTextIds('xahabx')).toContain(6143);
+    expect(tok.wholeTextIds('Harpoons').at(-1)).toBe(6142);
+    expect(tok.wholeTextIds('X-Ray!')[0]).toBe(6141);
+    expect(tok.asciiChunkIds('Ishmael')).toEqual(tok.wholeTextIds('Ishmael'));
+  });
 
   it('tokenizes whole texts where a chunk might not stand alone (another pre-tokenizer, an added token with a space)', () => {
     for (const change of [
