@@ -11,6 +11,8 @@
 
 import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { TextDecoder } from 'node:util';
+import { availableParallelism } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Field, Int32, List, makeData, RecordBatch, RecordBatchFileWriter, Schema, Struct } from 'apache-arrow';
@@ -18,6 +20,7 @@ import { FileFormatError, InputError, MismatchError } from '../src/core/errors.j
 import { readJsonObject } from '../src/core/model-dir.js';
 import { encodeSafetensors, SafetensorsFile, writeFileAtomic } from '../src/core/safetensors.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
+import { localTokenizer, startTokenizerPool, type TokenizedBatch } from './tokenize-pool.js';
 
 export const RECORD_BATCH_ROWS = 4096;
 /** Sequences of at most this many tokens ([CLS]/[SEP] included) are dropped (the reference keeps lengths > 11). */
@@ -39,6 +42,13 @@ export interface PrepareOptions {
   onBadLine: 'error' | 'skip';
   /** Called now and then with progress figures. */
   onProgress?: (p: PrepareProgress) => void;
+  /**
+   * Worker threads that tokenize (0: this thread alone). 'auto', the default: one per core, at most 8, for inputs of
+   * 4 MB or more, else 0 (starting the threads would cost more than they save). The output is the same either way.
+   */
+  workers?: number | 'auto';
+  /** Texts sent to the tokenizer at a time (at most; also at most 1 M characters). Default 2000. */
+  batchTexts?: number;
 }
 
 export interface PrepareProgress {
@@ -95,6 +105,59 @@ interface Progress {
 }
 
 const INPUT_PATTERN = /\.(txt|jsonl)(\.gz)?$/;
+/** workers 'auto': threads only from this much input, and at most this many (the reading thread keeps up with ~8). */
+const AUTO_WORKERS_MIN_BYTES = 4e6;
+const AUTO_WORKERS_MAX = 8;
+/** The tokenizing threads that workers 'auto' starts for this many bytes of input. */
+export function autoWorkers(totalBytes: number): number {
+  return totalBytes >= AUTO_WORKERS_MIN_BYTES ? Math.min(availableParallelism(), AUTO_WORKERS_MAX) : 0;
+}
+
+/** A batch sent to be tokenized: this many texts or characters, whichever comes first. */
+const BATCH_TEXTS = 2000;
+const BATCH_CHARS = 1 << 20;
+
+/** One input line as read: text to tokenize, empty, or bad (with what to say or count); or the end of a file. */
+type LineRecord =
+  | { kind: 'text'; fileIndex: number; line: number }
+  | { kind: 'empty'; fileIndex: number; line: number }
+  | { kind: 'bad'; fileIndex: number; line: number; skipped: keyof Counters['skipped']; message: string; hint?: string }
+  | { kind: 'end-of-file'; fileIndex: number };
+
+/** Lines read, checked and parsed, in order; the texts among them go to the tokenizer together. */
+class LineBatch {
+  readonly records: LineRecord[] = [];
+  readonly texts: string[] = [];
+  chars = 0;
+
+  addLine(fileIndex: number, line: number, raw: Uint8Array, isJsonl: boolean, decoder: TextDecoder): void {
+    const bad = (skipped: keyof Counters['skipped'], message: string): void => { this.records.push({ kind: 'bad', fileIndex, line, skipped, message }); };
+    if (raw.includes(0)) { bad('binary', 'a NUL byte: this looks like a binary file, not text'); return; }
+    let text: string;
+    try {
+      text = decoder.decode(raw);
+    } catch {
+      bad('invalid_utf8', 'not valid UTF-8');
+      return;
+    }
+    if (isJsonl) {
+      if (text.trim() === '') { this.records.push({ kind: 'empty', fileIndex, line }); return; }
+      let value: unknown;
+      try {
+        value = (JSON.parse(text) as { text?: unknown })?.text;
+      } catch (e) {
+        bad('bad_json', `not valid JSON (${(e as Error).message})`);
+        return;
+      }
+      if (typeof value !== 'string') { bad('bad_json', 'no string field "text"'); return; }
+      text = value;
+    }
+    if (text.trim() === '') { this.records.push({ kind: 'empty', fileIndex, line }); return; }
+    this.records.push({ kind: 'text', fileIndex, line });
+    this.texts.push(text);
+    this.chars += text.length;
+  }
+}
 
 /** The input files, in a stable order: as given, folders walked in sorted order. */
 export function listInputs(inputs: string[]): string[] {
@@ -142,8 +205,11 @@ async function* rawLines(path: string, onBytes: (n: number) => void): AsyncGener
 }
 
 /** The sequences one line gives: [CLS] pieces [SEP], cut into chunks of maxLength − 2 and re-wrapped. */
-export function lineToSequences(pieces: number[], tok: WordPieceTokenizer, maxLength: number): number[][] {
-  const seq = [tok.clsId, ...pieces, tok.sepId];
+export function lineToSequences(pieces: ArrayLike<number>, tok: WordPieceTokenizer, maxLength: number): number[][] {
+  const seq = new Array<number>(pieces.length + 2);
+  seq[0] = tok.clsId;
+  for (let i = 0; i < pieces.length; i++) seq[i + 1] = pieces[i]!;
+  seq[pieces.length + 1] = tok.sepId;
   if (seq.length <= maxLength) return [seq];
   const out: number[][] = [];
   for (let i = 0; i < seq.length; i += maxLength - 2) {
@@ -282,45 +348,35 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
     opts.onShardWritten?.(shards.length - 1);
   };
 
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  for (let fi = 0; fi < files.length; fi++) {
-    const path = files[fi]!;
-    const isJsonl = /\.jsonl(\.gz)?$/.test(path);
-    if (fi < resumeFile) {
-      bytesRead += statSync(path).size;
-      continue;
-    }
-    let lineNo = 0;
-    for await (const raw of rawLines(path, (n) => { bytesRead += n; })) {
-      lineNo++;
-      if (fi === resumeFile && lineNo <= resumeLine) continue; // in a shard written before the interruption
+  // Lines are read, checked and parsed here, tokenized in batches (on worker threads when there are several), and
+  // their sequences taken in the order read: whatever the threads, the same shards, counters and progress.json.
+  const workerCount = opts.workers === undefined || opts.workers === 'auto' ? autoWorkers(totalBytes) : opts.workers;
+  const tokenizer = workerCount > 0 ? await startTokenizerPool(tok.dir, workerCount) : localTokenizer(tok);
+  const inFlight: { batch: LineBatch; ids: Promise<TokenizedBatch> }[] = [];
+  let batch = new LineBatch();
+  const send = (): void => {
+    if (batch.records.length === 0) return;
+    inFlight.push({ batch, ids: tokenizer.tokenize(batch.texts) });
+    batch = new LineBatch();
+  };
+  /** The oldest batch's lines, in order: counted, and their sequences kept or dropped, as one loop would. */
+  const takeOldest = async (): Promise<void> => {
+    const { batch: done, ids: tokenized } = inFlight.shift()!;
+    const { ids, offsets } = await tokenized;
+    let textIndex = 0;
+    for (const rec of done.records) {
+      if (rec.kind === 'end-of-file') { position = { file_index: rec.fileIndex + 1, line: 0 }; continue; }
       counters.lines_read++;
-      const bad = (kind: keyof Counters['skipped'], message: string, hint?: string): void => {
-        if (opts.onBadLine === 'error') throw new FileFormatError(`${path}:${lineNo}`, message, hint ?? 'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
-        counters.skipped[kind]++;
-      };
-      if (raw.includes(0)) { bad('binary', 'a NUL byte: this looks like a binary file, not text'); continue; }
-      let text: string;
-      try {
-        text = decoder.decode(raw);
-      } catch {
-        bad('invalid_utf8', 'not valid UTF-8');
+      if (rec.kind === 'bad') {
+        if (opts.onBadLine === 'error') {
+          throw new FileFormatError(`${files[rec.fileIndex]}:${rec.line}`, rec.message, rec.hint ?? 'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
+        }
+        counters.skipped[rec.skipped]++;
         continue;
       }
-      if (isJsonl) {
-        if (text.trim() === '') { counters.empty_lines++; continue; }
-        let value: unknown;
-        try {
-          value = (JSON.parse(text) as { text?: unknown })?.text;
-        } catch (e) {
-          bad('bad_json', `not valid JSON (${(e as Error).message})`);
-          continue;
-        }
-        if (typeof value !== 'string') { bad('bad_json', 'no string field "text"'); continue; }
-        text = value;
-      }
-      if (text.trim() === '') { counters.empty_lines++; continue; }
-      const sequences = lineToSequences(tok.tokenizeToIds(text), tok, opts.maxLength);
+      if (rec.kind === 'empty') { counters.empty_lines++; continue; }
+      const t = textIndex++;
+      const sequences = lineToSequences(ids.subarray(offsets[t]!, offsets[t + 1]!), tok, opts.maxLength);
       if (sequences.length > 1) counters.chunked_lines++;
       for (const seq of sequences) {
         if (seq.length < minLength) { counters.dropped_too_short++; continue; }
@@ -332,11 +388,35 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
         counters.tokens += seq.length;
         pending.push(seq);
       }
-      position = { file_index: fi, line: lineNo };
+      position = { file_index: rec.fileIndex, line: rec.line };
       if (pending.count >= opts.shardSequences) flushShard();
       if (Date.now() - lastReport > 250) { lastReport = Date.now(); report(); }
     }
-    position = { file_index: fi + 1, line: 0 };
+  };
+
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  try {
+    for (let fi = 0; fi < files.length; fi++) {
+      const path = files[fi]!;
+      const isJsonl = /\.jsonl(\.gz)?$/.test(path);
+      if (fi < resumeFile) {
+        bytesRead += statSync(path).size;
+        continue;
+      }
+      let lineNo = 0;
+      for await (const raw of rawLines(path, (n) => { bytesRead += n; })) {
+        lineNo++;
+        if (fi === resumeFile && lineNo <= resumeLine) continue; // in a shard written before the interruption
+        batch.addLine(fi, lineNo, raw, isJsonl, decoder);
+        if (batch.texts.length >= (opts.batchTexts ?? BATCH_TEXTS) || batch.chars >= BATCH_CHARS) send();
+        while (inFlight.length > 2 * tokenizer.workers) await takeOldest();
+      }
+      batch.records.push({ kind: 'end-of-file', fileIndex: fi });
+    }
+    send();
+    while (inFlight.length > 0) await takeOldest();
+  } finally {
+    await tokenizer.close();
   }
   flushShard();
   report();

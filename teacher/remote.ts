@@ -3,10 +3,8 @@
 // compute time is summed in busyMs, so the training loop can report how busy the teacher is.
 
 import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
 import { DistillError } from '../src/core/errors.js';
+import { compiledWorkerScript } from '../src/core/worker-script.js';
 import type { TeacherSoftTargets } from './soft-targets.js';
 import type { TeacherOptions } from './teacher.js';
 import type { ForwardRequest } from './worker.js';
@@ -22,16 +20,6 @@ export interface RemoteTeacherOutput {
 }
 
 type Pending = { resolve: (o: RemoteTeacherOutput) => void; reject: (e: Error) => void };
-
-/** The compiled worker script: beside this module when running from dist/, else dist/teacher/worker.js (tests run the TypeScript sources). */
-function workerScript(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const beside = join(here, 'worker.js');
-  if (existsSync(beside)) return beside;
-  const built = join(here, '..', 'dist', 'teacher', 'worker.js');
-  if (existsSync(built)) return built;
-  throw new DistillError('the teacher worker script is missing (dist/teacher/worker.js)', 'build the project: npm run build');
-}
 
 export class RemoteTeacher {
   readonly vocabSize: number;
@@ -67,7 +55,7 @@ export class RemoteTeacher {
   /** Start the worker; `needLogits`: requests may ask for raw logits (MSE loss, unfused losses). */
   /** `softTargetTemperature`: the temperature of every soft target this teacher gives (built into its graph). */
   static start(dir: string, options: TeacherOptions & { softTargetTemperature: number }, needLogits = false): Promise<RemoteTeacher> {
-    const worker = new Worker(workerScript(), { workerData: { dir, options, needLogits } });
+    const worker = new Worker(compiledWorkerScript(import.meta.url, 'teacher', 'worker.js'), { workerData: { dir, options, needLogits } });
     return new Promise((resolve, reject) => {
       const onMessage = (msg: { kind: string; message?: string; hint?: string; vocabSize?: number; hiddenSize?: number; nodesByProvider?: Record<string, number> }): void => {
         worker.off('message', onMessage);

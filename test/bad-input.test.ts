@@ -142,6 +142,17 @@ describe('prepare fits the sequences to the model', () => {
     expectCleanError(runCli(['train', '--config', config, '--out', join(work, 'run-long')]), /sequences of up to 512 tokens do not fit the teacher's 128 positions/);
     expect(existsSync(join(work, 'corpus-long'))).toBe(false);
   });
+
+  it('takes --workers as auto or a count, and the same shards either way (CLI, two threads)', () => {
+    expectCleanError(runCli(['prepare', '--tokenizer', TINY, '--out', join(work, 'prep-w'), '--workers', 'two', text]),
+      /--workers "two": expected auto or a whole number from 0 to 256/);
+    const threads = join(work, 'prep-threads');
+    const r = runCli(['prepare', '--tokenizer', TINY, '--out', threads, '--workers', '2', text]);
+    expect(r.status, r.stderr).toBe(0);
+    for (const f of ['meta.json', 'token_counts.safetensors', 'shard-00000.arrow']) {
+      expect(readFileSync(join(threads, f)).equals(readFileSync(join(work, 'prep-default', f))), f).toBe(true);
+    }
+  });
 });
 
 describe('folders are never overwritten without asking', () => {

@@ -2,6 +2,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RecordBatchReader } from 'apache-arrow';
@@ -104,6 +105,34 @@ describe('distill prepare', () => {
     expect(meta.sequences).toEqual(metaClean.sequences);
     for (const s of meta.shards) expect(readFileSync(join(broken, s.file)).equals(readFileSync(join(clean, s.file)))).toBe(true);
     expect(readFileSync(join(broken, 'token_counts.safetensors')).equals(readFileSync(join(clean, 'token_counts.safetensors')))).toBe(true);
+  });
+
+  // Tokenizing on worker threads: batches of 40 texts go to the workers in turn and come back in order, so every
+  // file (shards, token counts, meta.json) is the one a single thread writes, bad lines and interruptions included.
+  it('writes the same bytes with tokenizing threads, skipped lines and an interruption included', async () => {
+    const dir = join(work, 'threads-in');
+    mkdirSync(dir, { recursive: true });
+    const paras = publicDomainParagraphs('moby-dick');
+    const bad = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // latin-1 "café": not UTF-8
+    writeFileSync(join(dir, 'a.txt'), Buffer.concat([Buffer.from(paras.slice(0, 700).join('\n') + '\n\n'), bad, Buffer.from('\n' + paras.slice(700, 1200).join('\n'))]));
+    writeFileSync(join(dir, 'b.jsonl'), paras.slice(1200, 1800).map((text, i) => (i % 97 === 5 ? '{"text": broken' : JSON.stringify({ text }))).join('\n') + '\n');
+    writeFileSync(join(dir, 'c.txt.gz'), gzipSync(paras.slice(1800).join('\n')));
+    // Each file's name and sha256 (toEqual on the Buffers themselves compares byte by byte, for seconds).
+    const files = (d: string): string[] => readdirSync(d).sort().map((f) => `${f} ${createHash('sha256').update(readFileSync(join(d, f))).digest('hex')}`);
+    const opts = (out: string, extra: Partial<PrepareOptions>): PrepareOptions => base(join(work, out), [dir], { shardSequences: 250, onBadLine: 'skip', batchTexts: 40, ...extra });
+    const single = await prepareCorpus(tok, opts('threads-0', { workers: 0 }));
+    expect(single.skipped).toEqual({ invalid_utf8: 1, binary: 0, bad_json: 7 });
+    expect(single.shards.length).toBeGreaterThan(8);
+    const three = await prepareCorpus(tok, opts('threads-3', { workers: 3 }));
+    expect(three).toEqual(single);
+    expect(files(join(work, 'threads-3'))).toEqual(files(join(work, 'threads-0')));
+    // Interrupted after shard 4 with two threads, continued with three.
+    await expect(prepareCorpus(tok, opts('threads-cut', { workers: 2, onShardWritten: (i) => { if (i === 4) throw new Error('simulated crash'); } })))
+      .rejects.toThrow('simulated crash');
+    await prepareCorpus(tok, opts('threads-cut', { workers: 3 }));
+    expect(files(join(work, 'threads-cut'))).toEqual(files(join(work, 'threads-0')));
+    // A bad line stops the run at its file and line, as on one thread.
+    await expect(prepareCorpus(tok, opts('threads-stop', { workers: 2, onBadLine: 'error' }))).rejects.toThrow(/a\.txt:702: not valid UTF-8/);
   });
 
   it('names the file and line of bad input, or skips and counts it', async () => {

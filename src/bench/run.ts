@@ -15,7 +15,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..', '..');
 const TINY = join(REPO, 'teacher', 'tiny-bert-cased');
 
-interface PrepareRun { bytes: number; seconds: number; mb_per_s: number; tokens: number; tokens_per_s: number; sequences: number; peak_rss_mb: number }
+interface PrepareRun { bytes: number; seconds: number; mb_per_s: number; tokens: number; tokens_per_s: number; sequences: number; peak_rss_mb: number; workers: number }
 
 function runChild(script: string, args: string[]): PrepareRun {
   const r = spawnSync(process.execPath, [join(HERE, script), ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -31,22 +31,29 @@ function benchPrepare(): string {
     writePublicDomainText(one, ['sotu', 'moby-dick'], 1);
     writePublicDomainText(ten, ['sotu', 'moby-dick'], 10);
     // Peak memory is a maximum, and a short run's depends on when V8 collects: each size runs twice, in fresh
-    // processes, and the table gives the faster time and the higher peak.
-    const twice = (out: string, input: string): PrepareRun => {
-      const runs = [0, 1].map((i) => runChild('prepare-child.js', [TINY, `${out}-${i}`, input]));
+    // processes, and the table gives the faster time and the higher peak. Once on one thread (--workers 0), once as
+    // the default runs (--workers auto: tokenizing threads beside the reading one).
+    const twice = (workers: string, out: string, input: string): PrepareRun => {
+      const runs = [0, 1].map((i) => runChild('prepare-child.js', [workers, TINY, `${out}-${workers}-${i}`, input]));
       const fast = runs[0]!.seconds <= runs[1]!.seconds ? runs[0]! : runs[1]!;
       return { ...fast, peak_rss_mb: Math.max(runs[0]!.peak_rss_mb, runs[1]!.peak_rss_mb) };
     };
-    const a = twice(join(work, 'out1'), one);
-    const b = twice(join(work, 'out10'), ten);
     const rows = [
-      '| corpus | MB | tokens | MB/s | tokens/s | peak RSS (MB) |',
-      '|---|---|---|---|---|---|',
-      `| SOTU + Moby Dick ×1 | ${(a.bytes / 1e6).toFixed(1)} | ${a.tokens.toLocaleString('en-US')} | ${a.mb_per_s.toFixed(2)} | ${Math.round(a.tokens_per_s).toLocaleString('en-US')} | ${a.peak_rss_mb.toFixed(0)} |`,
-      `| SOTU + Moby Dick ×10 | ${(b.bytes / 1e6).toFixed(1)} | ${b.tokens.toLocaleString('en-US')} | ${b.mb_per_s.toFixed(2)} | ${Math.round(b.tokens_per_s).toLocaleString('en-US')} | ${b.peak_rss_mb.toFixed(0)} |`,
+      '| corpus | tokenizing threads | MB | tokens | MB/s | tokens/s | peak RSS (MB) |',
+      '|---|---|---|---|---|---|---|',
     ];
-    const growth = (b.peak_rss_mb / a.peak_rss_mb - 1) * 100;
-    rows.push('', `Peak RSS at 10× the corpus: ${growth >= 0 ? '+' : ''}${growth.toFixed(1)}% (target: within 20%).`);
+    const growth: string[] = [];
+    for (const workers of ['0', 'auto']) {
+      const a = twice(workers, join(work, 'out1'), one);
+      const b = twice(workers, join(work, 'out10'), ten);
+      for (const [name, r] of [['SOTU + Moby Dick ×1', a], ['SOTU + Moby Dick ×10', b]] as const) {
+        const threads = workers === '0' ? '0 (`--workers 0`)' : `${r.workers} (\`--workers auto\`, the default)`;
+        rows.push(`| ${name} | ${threads} | ${(r.bytes / 1e6).toFixed(1)} | ${r.tokens.toLocaleString('en-US')} | ${r.mb_per_s.toFixed(2)} | ${Math.round(r.tokens_per_s).toLocaleString('en-US')} | ${r.peak_rss_mb.toFixed(0)} |`);
+      }
+      const g = (b.peak_rss_mb / a.peak_rss_mb - 1) * 100;
+      growth.push(`${g >= 0 ? '+' : ''}${g.toFixed(1)}% with --workers ${workers}`);
+    }
+    rows.push('', `Peak RSS at 10× the corpus: ${growth.join(', ')} (target: within 20%).`);
     return rows.join('\n');
   } finally {
     rmSync(work, { recursive: true, force: true });
