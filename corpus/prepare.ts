@@ -105,7 +105,11 @@ interface Progress {
 }
 
 const INPUT_PATTERN = /\.(txt|jsonl)(\.gz)?$/;
-/** workers 'auto': threads only from this much input, and at most this many (the reading thread keeps up with ~8). */
+/**
+ * workers 'auto': threads only from this much input, and at most this many. Past a few threads the reading thread is
+ * the limit on prose (SOTU + Moby Dick ×10: ~4.7 s of its own work against ~10 s of tokenizing on one thread); text
+ * outside ASCII, which the tokenizers library tokenizes, gives more threads more to do.
+ */
 const AUTO_WORKERS_MIN_BYTES = 4e6;
 const AUTO_WORKERS_MAX = 8;
 /** The tokenizing threads that workers 'auto' starts for this many bytes of input. */
@@ -121,7 +125,7 @@ const BATCH_CHARS = 1 << 20;
 type LineRecord =
   | { kind: 'text'; fileIndex: number; line: number }
   | { kind: 'empty'; fileIndex: number; line: number }
-  | { kind: 'bad'; fileIndex: number; line: number; skipped: keyof Counters['skipped']; message: string; hint?: string }
+  | { kind: 'bad'; fileIndex: number; line: number; skipped: keyof Counters['skipped']; message: string }
   | { kind: 'end-of-file'; fileIndex: number };
 
 /** Lines read, checked and parsed, in order; the texts among them go to the tokenizer together. */
@@ -356,7 +360,9 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
   let batch = new LineBatch();
   const send = (): void => {
     if (batch.records.length === 0) return;
-    inFlight.push({ batch, ids: tokenizer.tokenize(batch.texts) });
+    const ids = tokenizer.tokenize(batch.texts);
+    ids.catch(() => {}); // a worker's failure is thrown when this batch is taken, not as an unhandled rejection before
+    inFlight.push({ batch, ids });
     batch = new LineBatch();
   };
   /** The oldest batch's lines, in order: counted, and their sequences kept or dropped, as one loop would. */
@@ -369,7 +375,7 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
       counters.lines_read++;
       if (rec.kind === 'bad') {
         if (opts.onBadLine === 'error') {
-          throw new FileFormatError(`${files[rec.fileIndex]}:${rec.line}`, rec.message, rec.hint ?? 'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
+          throw new FileFormatError(`${files[rec.fileIndex]}:${rec.line}`, rec.message, 'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
         }
         counters.skipped[rec.skipped]++;
         continue;

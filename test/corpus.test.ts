@@ -1,6 +1,6 @@
 // distill prepare, the shard reader and DistilBERT masking.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -133,6 +133,12 @@ describe('distill prepare', () => {
     expect(files(join(work, 'threads-cut'))).toEqual(files(join(work, 'threads-0')));
     // A bad line stops the run at its file and line, as on one thread.
     await expect(prepareCorpus(tok, opts('threads-stop', { workers: 2, onBadLine: 'error' }))).rejects.toThrow(/a\.txt:702: not valid UTF-8/);
+    // A thread that cannot load the tokenizer (its folder emptied after this thread loaded it) is an error, not a hang.
+    const gone = mkdtempSync(join(tmpdir(), 'distill-gone-'));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json']) writeFileSync(join(gone, f), readFileSync(join(TINY, f)));
+    const goneTok = WordPieceTokenizer.fromDir(gone);
+    rmSync(join(gone, 'tokenizer.json'));
+    await expect(prepareCorpus(goneTok, opts('threads-gone', { workers: 2 }))).rejects.toThrow(/tokenizer worker failed: .*tokenizer\.json: missing/);
   });
 
   it('names the file and line of bad input, or skips and counts it', async () => {
