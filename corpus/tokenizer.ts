@@ -35,6 +35,11 @@ const CHUNK_SEPARATOR = /[ \t\n\r]+/;
  * (1–8 pieces each) and 41 MB at worst (every chunk 64 characters of 64 pieces), measured with --expose-gc.
  */
 const CHUNK_CACHE_ENTRIES = 1 << 16;
+/**
+ * The direct printable-ASCII path starts once the library has tokenized this many chunks (~15–90 ms of its time):
+ * about what building the path's trie costs, so a fill-mask sentence never pays for it and a corpus pays at most twice.
+ */
+const ASCII_PATH_AFTER = 1000;
 /** Longer chunks (URLs, runs of symbols) are tokenized each time: they seldom repeat. */
 const CHUNK_CACHE_MAX_LENGTH = 64;
 
@@ -93,7 +98,10 @@ export class WordPieceTokenizer {
   /** The ids of chunks seen before, where the pipeline tokenizes by chunk. */
   private readonly chunkIds: Map<string, number[]> | undefined;
   /** A chunk of printable ASCII not seen before, tokenized without the library (corpus/ascii-wordpiece.ts), where the pipeline allows. */
-  private readonly asciiChunks: AsciiWordPiece | undefined;
+  private asciiChunks: AsciiWordPiece | undefined;
+  /** Builds asciiChunks (its trie: ~80 ms for bert-base's 29k entries) once the library has tokenized ASCII_PATH_AFTER chunks. */
+  private buildAsciiChunks: (() => AsciiWordPiece | undefined) | undefined;
+  private libraryChunks = 0;
 
   private constructor(dir: string, tok: Tokenizer, tj: Json, config: Json, info: TokenizerInfo, special: SpecialTokens, specialFile: string) {
     this.dir = dir;
@@ -101,7 +109,7 @@ export class WordPieceTokenizer {
     const byChunk = tokenizesByChunk(tj);
     this.tokenizesByChunk = byChunk;
     this.chunkIds = byChunk ? new Map() : undefined;
-    this.asciiChunks = byChunk ? AsciiWordPiece.of(libraryView(tok), tj, config) : undefined;
+    this.buildAsciiChunks = byChunk ? () => AsciiWordPiece.of(libraryView(tok), tj, config) : undefined;
     this.info = info;
     this.special = special;
     const vocab = tok.get_vocab(true);
@@ -203,7 +211,11 @@ export class WordPieceTokenizer {
       if (chunk === '') continue;
       let pieces = this.chunkIds.get(chunk);
       if (pieces === undefined) {
-        pieces = this.asciiChunks?.ids(chunk) ?? this.wholeTextIds(chunk);
+        pieces = this.asciiChunks?.ids(chunk);
+        if (pieces === undefined) {
+          pieces = this.wholeTextIds(chunk);
+          if (this.buildAsciiChunks && ++this.libraryChunks >= ASCII_PATH_AFTER) this.startAsciiPath();
+        }
         if (chunk.length <= CHUNK_CACHE_MAX_LENGTH) {
           if (this.chunkIds.size >= CHUNK_CACHE_ENTRIES) this.chunkIds.clear();
           // A copy as the key: V8 keeps a substring of 13 characters or more as a slice of its text, which the key
@@ -216,9 +228,16 @@ export class WordPieceTokenizer {
     return ids;
   }
 
-  /** A chunk's ids from the direct printable-ASCII path (corpus/ascii-wordpiece.ts), or undefined where it leaves the chunk to the library. */
+  /** A chunk's ids from the direct printable-ASCII path (corpus/ascii-wordpiece.ts, started now if it has not been), or undefined where it leaves the chunk to the library. */
   asciiChunkIds(chunk: string): number[] | undefined {
+    this.startAsciiPath();
     return this.asciiChunks?.ids(chunk);
+  }
+
+  private startAsciiPath(): void {
+    if (!this.buildAsciiChunks) return;
+    this.asciiChunks = this.buildAsciiChunks();
+    this.buildAsciiChunks = undefined;
   }
 
   /** The same ids as tokenizeToIds, from one call of the tokenizers library on the whole text (slower; the tests' reference). */
