@@ -49,11 +49,17 @@ export async function runPrepare(inputs: string[], opts: PrepareCommandOptions):
   return meta;
 }
 
+const workerCount = intOption('--workers', 0, 256);
+
+/** --workers: auto, or what intOption takes, with a message that names both. */
 function workersOption(value: string): number | 'auto' {
   if (value.trim() === 'auto') return 'auto';
-  if (!/^\s*\d+\s*$/.test(value) || Number(value) > 256) throw new InputError(`--workers ${JSON.stringify(value)}: expected auto or a whole number from 0 to 256`,
-    'auto starts one tokenizing thread per core (at most 8) for 4 MB of input or more; 0 tokenizes on the main thread');
-  return Number(value);
+  try {
+    return workerCount(value);
+  } catch {
+    throw new InputError(`--workers ${JSON.stringify(value)}: expected auto or a whole number from 0 to 256`,
+      'auto starts one tokenizing thread per core (at most 8) for 4 MB of input or more; 0 tokenizes on the main thread');
+  }
 }
 
 export function registerPrepare(program: Command): void {
