@@ -1,10 +1,12 @@
 // The corpus a run trains on: used as it is when prepared, else prepared from the config's corpus_inputs
 // (files, folders, or the public-domain npm datasets), so that a fresh clone can train at once.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileFormatError, MismatchError } from '../src/core/errors.js';
-import { prepareCorpus, readCorpusMeta, type CorpusMeta } from './prepare.js';
+import { markFolder, verifyFolder } from '../src/core/folders.js';
+import { makeDir } from '../src/core/out.js';
+import { checkCorpusFolder, prepareCorpus, readCorpusMeta, type CorpusMeta } from './prepare.js';
 import { validateShards } from './shards.js';
 import { writePublicDomainText, type PublicCorpusName } from './public-domain.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
@@ -23,11 +25,27 @@ export interface CorpusSource {
   teacher: string;
 }
 
-export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer, log: (line: string) => void, maxPositions?: number): Promise<CorpusMeta> {
+/** How ensureCorpus talks and listens: notes for the user, and a signal's flag that stops a preparation. */
+export interface EnsureHooks {
+  log: (line: string) => void;
+  stopRequested?: () => NodeJS.Signals | undefined;
+}
+
+export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer, hooks: EnsureHooks, maxPositions?: number): Promise<CorpusMeta> {
   if (!existsSync(join(config.corpus, 'meta.json'))) {
     if (config.corpus_inputs.length === 0) {
       throw new FileFormatError(join(config.corpus, 'meta.json'), 'missing: the corpus is not prepared, and the config has no corpus_inputs to prepare it from',
         `run distill prepare --tokenizer ${config.teacher} --out ${config.corpus} INPUT..., or set "corpus_inputs"`);
+    }
+    const maxLength = config.max_length ?? maxPositions ?? 512;
+    assertFitsPositions(config.corpus, maxLength, maxPositions); // before hours of preparing, not after
+    // The texts of the npm datasets are written inside the corpus folder, by distill: only the user's paths are inputs it may not touch.
+    const namedInputs = config.corpus_inputs.filter((input) => !PACKAGES[input]).map((path) => ({ path, option: 'corpus_inputs (config)' }));
+    const named = [...namedInputs, { path: config.teacher, option: 'teacher (config)' }];
+    checkCorpusFolder(config.corpus, named, 'corpus (config)');
+    if (!existsSync(config.corpus) || readdirSync(config.corpus).length === 0) {
+      makeDir(config.corpus);
+      markFolder(config.corpus, 'corpus', false); // ours from now on: the dataset texts go in it
     }
     const inputs = config.corpus_inputs.map((input) => {
       const name = PACKAGES[input];
@@ -36,12 +54,18 @@ export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer
       if (!existsSync(path)) writePublicDomainText(path, [name]);
       return path;
     });
-    const maxLength = config.max_length ?? maxPositions ?? 512;
-    assertFitsPositions(config.corpus, maxLength, maxPositions); // before hours of preparing, not after
-    log(`preparing the corpus in ${config.corpus} from ${config.corpus_inputs.join(', ')}`);
-    await prepareCorpus(tok, { outDir: config.corpus, inputs, maxLength, shardSequences: 50_000, onBadLine: 'error' });
+    hooks.log(`preparing the corpus in ${config.corpus} from ${config.corpus_inputs.join(', ')}`);
+    await prepareCorpus(tok, {
+      outDir: config.corpus, inputs, maxLength, shardSequences: 50_000, onBadLine: 'error', onNote: hooks.log,
+      ...(hooks.stopRequested ? { stopRequested: hooks.stopRequested } : {}), namedInputs, outOption: 'corpus (config)',
+    });
   }
-  return openCorpus(config.corpus, tok, maxPositions, 'the teacher\'s');
+  const meta = await openCorpus(config.corpus, tok, maxPositions, 'the teacher\'s');
+  if (config.max_length !== null && config.max_length !== meta.max_length) {
+    throw new MismatchError(`${join(config.corpus, 'meta.json')}: the corpus was prepared with sequences of up to ${meta.max_length} tokens, the config's max_length is ${config.max_length}`,
+      `set "max_length" to ${meta.max_length} (or null: the corpus's own), or prepare the text again into another "corpus" folder with max_length ${config.max_length}`);
+  }
+  return meta;
 }
 
 /**
@@ -52,6 +76,7 @@ export async function openCorpus(dir: string, tok: WordPieceTokenizer, maxPositi
   if (!existsSync(join(dir, 'meta.json'))) {
     throw new FileFormatError(join(dir, 'meta.json'), 'missing: not a prepared corpus', `prepare one: distill prepare --tokenizer MODEL_DIR --out ${dir} INPUT...`);
   }
+  verifyFolder(dir);
   const meta = readCorpusMeta(dir);
   if (meta.tokenizer.vocab_hash !== tok.vocabHash) {
     throw new MismatchError(`${join(dir, 'meta.json')}: the corpus was prepared with another tokenizer than ${whose} (${tok.info.source})`,

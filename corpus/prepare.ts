@@ -9,16 +9,20 @@
 // Every file is written to a temp name and renamed. progress.json records the position after each shard, so
 // an interrupted run, started again with the same inputs, continues from the last complete shard.
 
-import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { TextDecoder } from 'node:util';
 import { availableParallelism } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { createGunzip } from 'node:zlib';
+import { addAbortSignal } from 'node:stream';
 import { Field, Int32, List, makeData, RecordBatch, RecordBatchFileWriter, Schema, Struct } from 'apache-arrow';
-import { FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
+import { FileFormatError, InputError, MismatchError, StoppedError } from '../src/core/errors.js';
 import { readJsonObject } from '../src/core/model-dir.js';
-import { encodeSafetensors, SafetensorsFile, writeFileAtomic } from '../src/core/safetensors.js';
+import { encodeSafetensors, SafetensorsFile } from '../src/core/safetensors.js';
+import { makeDir, removePath, writeFileAtomic } from '../src/core/out.js';
+import { assertApart, assertNotInsideRecognised, describeRecognised, distinctPaths, markFolder, recognise, type NamedPath } from '../src/core/folders.js';
+import { acquireFolderLock } from '../src/core/lock.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
 import { localTokenizer, startTokenizerPool, type TokenizedBatch } from './tokenize-pool.js';
 
@@ -49,6 +53,14 @@ export interface PrepareOptions {
   workers?: number | 'auto';
   /** Texts sent to the tokenizer at a time (at most; also at most 1 M characters). Default 2000. */
   batchTexts?: number;
+  /** The paths the user named, which the output may not touch (default: `inputs`, named INPUT). */
+  namedInputs?: NamedPath[];
+  /** How messages name the output folder (default --out). */
+  outOption?: string;
+  /** Asked as lines are read (a signal handler's flag): a signal named stops the preparation; the next run continues it. */
+  stopRequested?: () => NodeJS.Signals | undefined;
+  /** Hears notes for the user (an input named twice). */
+  onNote?: (line: string) => void;
 }
 
 export interface PrepareProgress {
@@ -64,6 +76,8 @@ export interface ShardInfo {
   sequences: number;
   tokens: number;
   record_batches: number;
+  /** SHA-256 of the file, checked when the reader loads it (absent in corpora prepared before it was recorded). */
+  sha256?: string;
 }
 
 export interface CorpusMeta {
@@ -76,17 +90,20 @@ export interface CorpusMeta {
   inputs: { path: string; bytes: number }[];
   lines_read: number;
   empty_lines: number;
-  skipped: { invalid_utf8: number; binary: number; bad_json: number };
+  skipped: Skipped;
   chunked_lines: number;
   sequences: { kept: number; dropped_too_short: number; dropped_unknown: number };
   tokens: number;
   shards: ShardInfo[];
 }
 
+/** Lines skipped under --on-bad-line skip, by what was wrong with them. */
+interface Skipped { invalid_utf8: number; binary: number; bad_json: number; too_long?: number }
+
 interface Counters {
   lines_read: number;
   empty_lines: number;
-  skipped: { invalid_utf8: number; binary: number; bad_json: number };
+  skipped: Skipped;
   chunked_lines: number;
   kept: number;
   dropped_too_short: number;
@@ -125,7 +142,7 @@ const BATCH_CHARS = 1 << 20;
 type LineRecord =
   | { kind: 'text'; fileIndex: number; line: number }
   | { kind: 'empty'; fileIndex: number; line: number }
-  | { kind: 'bad'; fileIndex: number; line: number; skipped: keyof Counters['skipped']; message: string }
+  | { kind: 'bad'; fileIndex: number; line: number; skipped: keyof Skipped; message: string }
   | { kind: 'end-of-file'; fileIndex: number };
 
 /** Lines read, checked and parsed, in order; the texts among them go to the tokenizer together. */
@@ -134,8 +151,9 @@ class LineBatch {
   readonly texts: string[] = [];
   chars = 0;
 
-  addLine(fileIndex: number, line: number, raw: Uint8Array, isJsonl: boolean, decoder: TextDecoder): void {
-    const bad = (skipped: keyof Counters['skipped'], message: string): void => { this.records.push({ kind: 'bad', fileIndex, line, skipped, message }); };
+  addLine(fileIndex: number, line: number, raw: Uint8Array | typeof LINE_TOO_LONG, isJsonl: boolean, decoder: TextDecoder): void {
+    const bad = (skipped: keyof Skipped, message: string): void => { this.records.push({ kind: 'bad', fileIndex, line, skipped, message }); };
+    if (raw === LINE_TOO_LONG) { bad('too_long', `longer than ${MAX_LINE_BYTES / 2 ** 20} MB without a line break: not one sequence of text`); return; }
     if (raw.includes(0)) { bad('binary', 'a NUL byte: this looks like a binary file, not text'); return; }
     let text: string;
     try {
@@ -163,8 +181,11 @@ class LineBatch {
   }
 }
 
-/** The input files, in a stable order: as given, folders walked in sorted order. */
-export function listInputs(inputs: string[]): string[] {
+/**
+ * The input files, in a stable order: as given, folders walked in sorted order. A file reached twice (named twice, or
+ * named and inside a named folder) is read once; `repeated` lists the names left out.
+ */
+export function listInputs(inputs: string[]): { files: string[]; repeated: string[] } {
   if (inputs.length === 0) throw new InputError('no inputs given', 'pass .txt or .jsonl files (optionally .gz), or folders holding them');
   const out: string[] = [];
   const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true })
@@ -172,40 +193,64 @@ export function listInputs(inputs: string[]): string[] {
     .flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : INPUT_PATTERN.test(e.name) ? [join(dir, e.name)] : []));
   for (const input of inputs) {
     if (!existsSync(input)) throw new FileFormatError(input, 'no such file or folder');
-    if (statSync(input).isDirectory()) {
+    const st = statSync(input);
+    if (st.isDirectory()) {
       const found = walk(input);
       if (found.length === 0) throw new FileFormatError(input, 'the folder holds no .txt, .jsonl, .txt.gz or .jsonl.gz file');
       out.push(...found);
-    } else {
-      if (!INPUT_PATTERN.test(input)) throw new FileFormatError(input, 'not a .txt, .jsonl, .txt.gz or .jsonl.gz file', 'one sequence per line in .txt, or {"text": ...} per line in .jsonl');
-      out.push(input);
+      continue;
     }
+    if (!INPUT_PATTERN.test(input)) throw new FileFormatError(input, 'not a .txt, .jsonl, .txt.gz or .jsonl.gz file', 'one sequence per line in .txt, or {"text": ...} per line in .jsonl');
+    // A device (/dev/zero, /dev/urandom) never ends; a named pipe is read as the stream it is.
+    if (!st.isFile() && !st.isFIFO()) {
+      throw new FileFormatError(input, `not a regular file (${st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'a socket'})`,
+        'give files of text, or a named pipe (mkfifo) that a program writes text into');
+    }
+    out.push(input);
   }
-  return out;
+  const { paths, repeated } = distinctPaths(out);
+  return { files: paths, repeated };
 }
 
-/** Lines of a file as raw bytes (split on \n, a trailing \r removed), decompressing .gz. */
-async function* rawLines(path: string, onBytes: (n: number) => void): AsyncGenerator<Uint8Array> {
-  const file = createReadStream(path);
+/** The longest line read: beyond it, a line is not a sequence of text (a binary file, a dump without line breaks). */
+export const MAX_LINE_BYTES = 1 << 20;
+/** What rawLines gives for a line longer than MAX_LINE_BYTES (its bytes are not kept: memory stays bounded). */
+const LINE_TOO_LONG = Symbol('line too long');
+
+/**
+ * Lines of a file as raw bytes (split on \n, a trailing \r removed), decompressing .gz. A line longer than
+ * MAX_LINE_BYTES comes as LINE_TOO_LONG, once, and its bytes up to the next line break are dropped as they come.
+ */
+async function* rawLines(path: string, onBytes: (n: number) => void, abort: AbortSignal): AsyncGenerator<Uint8Array | typeof LINE_TOO_LONG> {
+  // The abort signal ends a read that waits (a pipe with no writer, a slow disk) as well as one that flows.
+  const file = addAbortSignal(abort, createReadStream(path));
   file.on('data', (chunk) => onBytes(chunk.length));
-  const stream = path.endsWith('.gz') ? file.pipe(createGunzip()) : file;
+  const stream = path.endsWith('.gz') ? addAbortSignal(abort, file.pipe(createGunzip())) : file;
   let rest: Buffer = Buffer.alloc(0);
+  let dropping = false; // inside a line too long, until its line break
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       let buf = rest.length ? Buffer.concat([rest, chunk]) : chunk;
       let start = 0;
       for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
         const end = nl > start && buf[nl - 1] === 13 ? nl - 1 : nl;
-        yield buf.subarray(start, end);
+        if (dropping) dropping = false;
+        else yield end - start > MAX_LINE_BYTES ? LINE_TOO_LONG : buf.subarray(start, end);
         start = nl + 1;
       }
       rest = Buffer.from(buf.subarray(start));
+      if (!dropping && rest.length > MAX_LINE_BYTES) {
+        yield LINE_TOO_LONG;
+        dropping = true;
+      }
+      if (dropping) rest = Buffer.alloc(0);
       buf = rest;
     }
   } catch (e) {
+    if (abort.aborted) throw e;
     throw new FileFormatError(path, `cannot read: ${(e as Error).message}`, path.endsWith('.gz') ? 'is the .gz file complete?' : undefined);
   }
-  if (rest.length) yield rest.at(-1) === 13 ? rest.subarray(0, rest.length - 1) : rest;
+  if (rest.length && !dropping) yield rest.at(-1) === 13 ? rest.subarray(0, rest.length - 1) : rest;
 }
 
 /** The sequences one line gives: [CLS] pieces [SEP], cut into chunks of maxLength − 2 and re-wrapped. */
@@ -292,41 +337,83 @@ export function readTokenCounts(dir: string): Float64Array {
   return Float64Array.from(counts, (x) => Number(x));
 }
 
-/** Prepare a corpus. Returns its meta.json contents. */
-export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOptions): Promise<CorpusMeta> {
-  if (!Number.isInteger(opts.maxLength) || opts.maxLength < 3) {
-    throw new InputError(`--max-length ${opts.maxLength}: must be at least 3 ([CLS], one token, [SEP])`);
+/**
+ * The output folder of a preparation, checked before any work: apart from what it reads (assertApart), not inside a
+ * model, run or corpus folder, and new, empty, or a corpus distill prepares there (complete: its meta.json is
+ * returned; interrupted: its progress, when from the same inputs and options). Anything else there is refused.
+ */
+/**
+ * Check, before any work, that a corpus may be prepared in `out`: apart from what the preparation reads, not inside a
+ * model, run or corpus folder, and new, empty, or a corpus (complete or not). `option` names it in messages.
+ */
+export function checkCorpusFolder(out: string, named: NamedPath[], option = '--out'): void {
+  const outPath: NamedPath = { path: out, option };
+  assertApart(outPath, named);
+  assertNotInsideRecognised(outPath);
+  const r = recognise(out);
+  if (r.state === 'file') throw new InputError(`${option} ${out} is a file, where the corpus folder goes`, `give ${option} a new or empty folder`);
+  if (r.state !== 'missing' && r.state !== 'empty' && !(r.state === 'distill' && r.kind === 'corpus')) {
+    throw new InputError(`${option} ${out} already exists and holds ${describeRecognised(r)}, not a corpus`,
+      `give ${option} a new or empty folder: distill never writes into a folder it did not make`);
   }
-  const files = listInputs(opts.inputs);
-  const minLength = opts.minLength ?? MIN_KEPT_LENGTH;
-  const fingerprint = fingerprintOf(tok, files, { ...opts, minLength });
-  const out = opts.outDir;
-  mkdirSync(out, { recursive: true });
+}
+
+function openOutFolder(out: string, tok: WordPieceTokenizer, fingerprint: string, named: NamedPath[], option: string): { complete?: CorpusMeta; progress?: Progress } {
+  checkCorpusFolder(out, named, option);
   const metaPath = join(out, 'meta.json');
   if (existsSync(metaPath)) {
     const meta = readJsonObject(metaPath) as unknown as CorpusMeta;
     if (meta.tokenizer?.vocab_hash !== tok.vocabHash) {
       throw new MismatchError(`${metaPath}: the corpus there was prepared with another tokenizer (vocabulary hash ${meta.tokenizer?.vocab_hash?.slice(0, 12)}…, `
-        + `${tok.info.source} has ${tok.vocabHash.slice(0, 12)}…)`, 'use a new --out folder for this tokenizer, or delete the old one');
+        + `${tok.info.source} has ${tok.vocabHash.slice(0, 12)}…)`, 'use a new --out folder for this tokenizer');
     }
-    if (meta.fingerprint === fingerprint) return meta; // already complete
-    throw new InputError(`${out} already holds a prepared corpus from other inputs or options`, 'use a new --out folder, or delete the old one');
+    if (meta.fingerprint === fingerprint) return { complete: meta };
+    throw new InputError(`${out} already holds a prepared corpus from other inputs or options`, 'use a new --out folder');
   }
-  // Leftovers of an interrupted write: temp files are never complete.
-  for (const f of readdirSync(out)) if (/\.tmp-\d+$/.test(f)) rmSync(join(out, f));
-
   const progressPath = join(out, 'progress.json');
-  let progress: Progress | undefined;
-  if (existsSync(progressPath)) {
-    const p = readJsonObject(progressPath) as unknown as Progress;
-    if (p.fingerprint === fingerprint && p.shards.every((s) => existsSync(join(out, s.file)))) progress = p;
+  if (!existsSync(progressPath)) return {};
+  const p = readJsonObject(progressPath) as unknown as Progress;
+  return p.fingerprint === fingerprint && p.shards.every((s) => existsSync(join(out, s.file))) ? { progress: p } : {};
+}
+
+/** Prepare a corpus. Returns its meta.json contents. */
+export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOptions): Promise<CorpusMeta> {
+  if (!Number.isInteger(opts.maxLength) || opts.maxLength < 3) {
+    throw new InputError(`--max-length ${opts.maxLength}: must be at least 3 ([CLS], one token, [SEP])`);
   }
+  const { files, repeated } = listInputs(opts.inputs);
+  if (repeated.length > 0) opts.onNote?.(`note: ${repeated.join(', ')}: named more than once (or inside a folder named too), read once`);
+  const minLength = opts.minLength ?? MIN_KEPT_LENGTH;
+  const fingerprint = fingerprintOf(tok, files, { ...opts, minLength });
+  const out = opts.outDir;
+  const named = opts.namedInputs ?? opts.inputs.map((path) => ({ path, option: 'INPUT' }));
+  const opened = openOutFolder(out, tok, fingerprint, [...named, { path: tok.dir, option: '--tokenizer' }], opts.outOption ?? '--out');
+  if (opened.complete) return opened.complete;
+  makeDir(out);
+  const release = acquireFolderLock(out, 'prepare');
+  try {
+    markFolder(out, 'corpus', false);
+    return await prepareInto(tok, opts, files, fingerprint, minLength, opened.progress);
+  } finally {
+    release();
+  }
+}
+
+/** The preparation itself, into a folder claimed for it, from the start or from `progress`. */
+async function prepareInto(tok: WordPieceTokenizer, opts: PrepareOptions, files: string[], fingerprint: string, minLength: number,
+  found: Progress | undefined): Promise<CorpusMeta> {
+  const out = opts.outDir;
+  const metaPath = join(out, 'meta.json');
+  const progressPath = join(out, 'progress.json');
+  // Leftovers of an interrupted write: temp files are never complete.
+  for (const f of readdirSync(out)) if (/\.tmp-\d+$/.test(f)) removePath(join(out, f));
+  const progress = found;
   // Shards past the recorded progress (or from other inputs) are stale.
   const keep = new Set((progress?.shards ?? []).map((s) => s.file));
-  for (const f of readdirSync(out)) if (/^shard-\d{5}\.arrow$/.test(f) && !keep.has(f)) rmSync(join(out, f));
+  for (const f of readdirSync(out)) if (/^shard-\d{5}\.arrow$/.test(f) && !keep.has(f)) removePath(join(out, f));
 
   const counters: Counters = progress ? structuredClone(progress.counters)
-    : { lines_read: 0, empty_lines: 0, skipped: { invalid_utf8: 0, binary: 0, bad_json: 0 }, chunked_lines: 0, kept: 0, dropped_too_short: 0, dropped_unknown: 0, tokens: 0 };
+    : { lines_read: 0, empty_lines: 0, skipped: { invalid_utf8: 0, binary: 0, bad_json: 0, too_long: 0 }, chunked_lines: 0, kept: 0, dropped_too_short: 0, dropped_unknown: 0, tokens: 0 };
   const counts = progress ? Float64Array.from(progress.token_counts) : new Float64Array(tok.vocabSize);
   const shards: ShardInfo[] = progress ? [...progress.shards] : [];
   const resumeFile = progress?.file_index ?? 0;
@@ -345,7 +432,8 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
     const file = shardName(shards.length);
     const { bytes, recordBatches } = encodeShard(pending);
     writeFileAtomic(join(out, file), bytes);
-    shards.push({ file, sequences: pending.count, tokens: pending.tokens, record_batches: recordBatches });
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    shards.push({ file, sequences: pending.count, tokens: pending.tokens, record_batches: recordBatches, sha256 });
     pending.clear();
     const p: Progress = { fingerprint, shards, ...position, counters, token_counts: Array.from(counts) };
     writeFileAtomic(progressPath, JSON.stringify(p));
@@ -377,7 +465,7 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
         if (opts.onBadLine === 'error') {
           throw new FileFormatError(`${files[rec.fileIndex]}:${rec.line}`, rec.message, 'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
         }
-        counters.skipped[rec.skipped]++;
+        counters.skipped[rec.skipped] = (counters.skipped[rec.skipped] ?? 0) + 1;
         continue;
       }
       if (rec.kind === 'empty') { counters.empty_lines++; continue; }
@@ -401,6 +489,11 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
   };
 
   const decoder = new TextDecoder('utf-8', { fatal: true });
+  // A stop asked for (a signal) is looked for as lines come, and every 200 ms while a read waits.
+  const abort = new AbortController();
+  const poll = setInterval(() => { if (opts.stopRequested?.()) abort.abort(); }, 200);
+  const stopping = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
+  stopping.catch(() => undefined); // settled when the loop races it, or never
   try {
     for (let fi = 0; fi < files.length; fi++) {
       const path = files[fi]!;
@@ -410,7 +503,12 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
         continue;
       }
       let lineNo = 0;
-      for await (const raw of rawLines(path, (n) => { bytesRead += n; })) {
+      const lines = rawLines(path, (n) => { bytesRead += n; }, abort.signal);
+      // Raced with the stop: a read that waits (a pipe with no writer yet, whose open blocks) does not hold it up.
+      for (let next = await Promise.race([lines.next(), stopping]); !next.done; next = await Promise.race([lines.next(), stopping])) {
+        const raw = next.value;
+        const signal = opts.stopRequested?.();
+        if (signal) throw stopped(signal, out, shards);
         lineNo++;
         if (fi === resumeFile && lineNo <= resumeLine) continue; // in a shard written before the interruption
         batch.addLine(fi, lineNo, raw, isJsonl, decoder);
@@ -421,7 +519,12 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
     }
     send();
     while (inFlight.length > 0) await takeOldest();
+  } catch (e) {
+    const signal = opts.stopRequested?.();
+    if (abort.signal.aborted && signal) throw stopped(signal, out, shards);
+    throw e;
   } finally {
+    clearInterval(poll);
     await tokenizer.close();
   }
   flushShard();
@@ -450,6 +553,14 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
     shards,
   };
   writeFileAtomic(metaPath, JSON.stringify(meta, null, 1) + '\n');
-  rmSync(progressPath, { force: true });
+  removePath(progressPath);
+  markFolder(out, 'corpus', ['meta.json', 'token_counts.safetensors']);
   return meta;
+}
+
+/** The error that ends a preparation stopped by a signal: what is kept, and how to go on. */
+function stopped(signal: NodeJS.Signals, out: string, shards: ShardInfo[]): StoppedError {
+  const kept = shards.reduce((n, s) => n + s.sequences, 0);
+  return new StoppedError(signal, `stopped by ${signal} while preparing ${out}: ${shards.length} complete shard${shards.length === 1 ? '' : 's'} `
+    + `(${kept} sequences) kept`, 'run the same command again: it continues from the last complete shard');
 }

@@ -3,9 +3,8 @@
 // paragraph per line, ready for `distill prepare`. The tiny teacher was trained on the same text.
 
 import { createRequire } from 'node:module';
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../src/core/safetensors.js';
+import { makeDir, writeFileAtomic } from '../src/core/out.js';
 
 const require = createRequire(import.meta.url);
 
@@ -31,7 +30,7 @@ export function spamAssassinMails(): { group: string; text: string }[] {
 /** Write the named corpora to `path` (one paragraph per line), `repeat` times over. Returns the bytes written. */
 export function writePublicDomainText(path: string, names: PublicCorpusName[] = ['sotu', 'moby-dick'], repeat = 1): number {
   const text = names.flatMap(publicDomainParagraphs).join('\n') + '\n';
-  mkdirSync(dirname(path), { recursive: true });
+  makeDir(dirname(path));
   const all = text.repeat(repeat);
   writeFileAtomic(path, all);
   return Buffer.byteLength(all);

@@ -14,6 +14,7 @@
 // alone, so the training reader (part 'train') never sees them, the validation reader (part 'valid') sees only
 // them, and a resumed run holds back the same ones.
 
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
@@ -132,6 +133,12 @@ export class CorpusReader {
         bytes = readFileSync(path);
       } catch (e) {
         throw new FileFormatError(path, `cannot read: ${(e as Error).message}`, 'prepare the corpus again');
+      }
+      const want = this.meta.shards[unit.shard]!.sha256;
+      const got = want && createHash('sha256').update(bytes).digest('hex');
+      if (want && got !== want) {
+        throw new FileFormatError(path, `its contents changed after prepare wrote it: SHA-256 ${got!.slice(0, 12)}…, meta.json records ${want.slice(0, 12)}…`,
+          'the shard is damaged (a disk, a copy, a hand edit): prepare the corpus again');
       }
       try {
         this.shardCache = { shard: unit.shard, batches: [...RecordBatchReader.from(bytes)] };

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { FileFormatError, InputError } from '../src/core/errors.js';
+import { FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
 import { readJsonObject } from '../src/core/model-dir.js';
 import { AsciiWordPiece, type LibraryView } from './ascii-wordpiece.js';
 
@@ -77,6 +77,21 @@ function tokenString(v: unknown): string | undefined {
   return undefined;
 }
 
+/** Whether a model folder holds its tokenizer (tokenizer.json or vocab.txt). */
+export function hasTokenizer(dir: string): boolean {
+  return existsSync(join(dir, 'tokenizer.json')) || existsSync(join(dir, 'vocab.txt'));
+}
+
+/**
+ * Two model folders that must share a vocabulary (a teacher and its student, a model and the teacher it is compared
+ * with) do, token for token: see assertSameVocabulary. A folder without a tokenizer is not compared (its config's
+ * vocab_size is, where it is read).
+ */
+export function assertSharedVocabulary(a: { path: string; option: string }, b: { path: string; option: string }): void {
+  if (!hasTokenizer(a.path) || !hasTokenizer(b.path)) return;
+  WordPieceTokenizer.fromDir(a.path).assertSameVocabulary(WordPieceTokenizer.fromDir(b.path), a.option, b.option);
+}
+
 export class WordPieceTokenizer {
   readonly dir: string;
   readonly info: TokenizerInfo;
@@ -136,6 +151,24 @@ export class WordPieceTokenizer {
     h.update(JSON.stringify({ lowercase: info.lowercase, stripAccents: info.stripAccents }));
     for (const t of this.idToTokenTable) h.update(t + '\n');
     this.vocabHash = h.digest('hex');
+  }
+
+  /**
+   * Refuse two models whose tokenizers give different ids (another vocabulary of the same size included): the message
+   * names both folders and the first id where they differ. `mine` and `theirs` name the options that gave them.
+   */
+  assertSameVocabulary(other: WordPieceTokenizer, mine: string, theirs: string): void {
+    if (other.vocabHash === this.vocabHash) return;
+    let what: string;
+    if (other.vocabSize !== this.vocabSize) what = `${this.vocabSize} tokens against ${other.vocabSize}`;
+    else if (other.info.lowercase !== this.info.lowercase) what = `one lower-cases its text and the other does not`;
+    else {
+      const id = this.idToTokenTable.findIndex((t, i) => t !== other.idToTokenTable[i]);
+      what = id >= 0 ? `token ${id} is ${JSON.stringify(this.idToTokenTable[id])} in one and ${JSON.stringify(other.idToTokenTable[id])} in the other`
+        : 'their normalisation differs (accents)';
+    }
+    throw new MismatchError(`the vocabularies of ${mine} (${this.dir}) and ${theirs} (${other.dir}) differ: ${what}`,
+      'a student is distilled from, evaluated against and probed with the teacher whose tokenizer it shares');
   }
 
   /** Load from a model folder: tokenizer.json if present, else vocab.txt (+ tokenizer_config.json). */

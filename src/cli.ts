@@ -2,7 +2,9 @@
 // The distill command line: one file per command under src/commands/, one error handler here.
 
 import { Command, CommanderError } from 'commander';
-import { DistillError } from './core/errors.js';
+import { DistillError, StoppedError } from './core/errors.js';
+import { describeOsError, osErrorOf } from './core/out.js';
+import { dieBy, installSignalHandlers } from './signals.js';
 import { registerFillMask } from './commands/fill-mask.js';
 import { registerInitStudent } from './commands/init-student.js';
 import { registerEvalBatch } from './commands/eval-batch.js';
@@ -63,6 +65,15 @@ function report(err: unknown): number {
     // commander has printed its own message (or the help / version text).
     return err.exitCode;
   }
+  // An OS error that no writer turned into a message of its own (reading an input, say) still reads as one.
+  const os = err instanceof DistillError ? undefined : osErrorOf(err);
+  if (os) err = describeOsError(os, os.path ?? '(a file)', os.syscall ? `in ${os.syscall}` : 'in a file operation');
+  if (err instanceof StoppedError) {
+    // Stopped by a signal, its work in order: the process ends by that signal (a read may still block a thread).
+    process.stderr.write(`${err.message}\n`);
+    if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
+    dieBy(err.signal);
+  }
   if (err instanceof DistillError) {
     process.stderr.write(`error: ${err.message}\n`);
     if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
@@ -73,6 +84,7 @@ function report(err: unknown): number {
   return 70;
 }
 
+installSignalHandlers();
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -5,6 +5,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { DistillError, FileFormatError, InputError } from './core/errors.js';
 import { readJsonObject } from './core/model-dir.js';
+import { samePath } from './core/folders.js';
 import { RECIPE } from './core/recipe.js';
 import type { LossWeights } from '../losses/total.js';
 import type { IntermediateMatch } from '../losses/layer-map.js';
@@ -195,6 +196,9 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
 
 export const CONFIG_KEYS = Object.keys(CONFIG_SPEC) as (keyof TrainConfig)[];
 
+/** The weights of the losses: a run needs at least one above 0. */
+const LOSS_WEIGHT_KEYS = ['alpha_ce', 'alpha_mlm', 'alpha_cos', 'alpha_mse', 'alpha_hidden', 'alpha_attention', 'alpha_value_relation'] as const;
+
 /** The defaults: the recipe's values (teacher and corpus must be given). */
 export const DEFAULT_CONFIG = Object.fromEntries(CONFIG_KEYS.filter((k) => 'default' in CONFIG_SPEC[k]).map((k) => [k, CONFIG_SPEC[k].default])) as Omit<TrainConfig, 'teacher' | 'corpus'>;
 
@@ -295,6 +299,11 @@ export function validateConfig(raw: Record<string, unknown>, source: string, fro
     throw new FileFormatError(source, `key "teacher_cache" is set but "soft_targets_topk" is ${c.soft_targets_topk}`, 'the cache keeps top-k soft targets (the full vocabulary would be V floats per token): set soft_targets_topk, e.g. 32, or teacher_cache null');
   }
   if (c.max_steps === null && !(c.epochs > 0)) throw new FileFormatError(source, 'set "max_steps" or a positive "epochs"');
+  const weights = LOSS_WEIGHT_KEYS.filter((k) => c[k] > 0);
+  if (weights.length === 0) {
+    throw new FileFormatError(source, `every loss weight is 0 (${LOSS_WEIGHT_KEYS.join(', ')}): the run would train nothing`,
+      'give at least one a positive weight, e.g. the recipe\'s alpha_ce 5, alpha_mlm 2, alpha_cos 1');
+  }
   if (c.valid_corpus !== null && c.valid_fraction > 0) throw new FileFormatError(source, 'keys "valid_corpus" and "valid_fraction" are both set', 'validate on a separate corpus or on a held-out share of "corpus", not both');
   return c;
 }
@@ -331,7 +340,12 @@ export function configFrom(raw: Record<string, unknown>, overrides: string[], so
     withOverrides[key] = value;
     fromCommandLine.add(key);
   }
-  return resolveConfigPaths(validateConfig(withOverrides, source, fromCommandLine), base);
+  const c = resolveConfigPaths(validateConfig(withOverrides, source, fromCommandLine), base);
+  if (c.valid_corpus !== null && samePath(c.valid_corpus, c.corpus)) {
+    throw new FileFormatError(source, `"valid_corpus" is the training corpus (${c.corpus}): the validation would score sequences the run trains on`,
+      'give a separate prepared corpus, or set "valid_corpus" null and "valid_fraction" (e.g. 0.01) to hold part of "corpus" back');
+  }
+  return c;
 }
 
 const PACKAGE_INPUT = /^@stdlib\/datasets-(sotu|moby-dick)$/;

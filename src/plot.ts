@@ -9,7 +9,7 @@ export interface MetricsLine { step: number; [key: string]: number }
 /** The update lines of a run's metrics.jsonl (event lines, such as {"event":"resume",...}, are left out). */
 export function readMetrics(runDir: string): MetricsLine[] {
   const path = join(runDir, 'metrics.jsonl');
-  if (!existsSync(path)) throw new FileFormatError(path, 'missing: is this a run folder (distill train --out)?');
+  if (!existsSync(path)) throw new FileFormatError(path, 'missing: is this a run folder (distill train --out)?', 'give the folder a run writes: the --out of distill train');
   const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.trim().length > 0);
   const parsed = lines.map((l, i) => {
     try {
@@ -19,6 +19,18 @@ export function readMetrics(runDir: string): MetricsLine[] {
     }
   });
   return parsed.filter((m) => m.event === undefined);
+}
+
+/** The plot's mark: distill replaces only an SVG file that carries it. */
+export const SVG_MARK = '<!-- made by distill plot -->';
+
+/** Whether `path` is an SVG that distill plot wrote. */
+export function isDistillPlot(path: string): boolean {
+  try {
+    return readFileSync(path, 'utf8').includes(SVG_MARK);
+  } catch {
+    return false;
+  }
 }
 
 const SERIES: { key: string; label: string; color: string }[] = [
@@ -52,6 +64,7 @@ export function lossChartSvg(metrics: MetricsLine[], title: string): string {
   const sx = (s: number): number => left + ((s - x0) / (x1 - x0)) * (width - left - right);
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    SVG_MARK,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(title)}</text>`,
   ];

@@ -15,13 +15,14 @@
 // name and renamed, so that a run stopped mid-write leaves no partial entry.
 
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, readSync, closeSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DataType, Field, Float32, Float64, Int32, List, makeData, RecordBatch, RecordBatchFileWriter, RecordBatchReader, Schema, Struct,
   type Data,
 } from 'apache-arrow';
 import { DistillError } from '../src/core/errors.js';
+import { makeDir, writeFileAtomic } from '../src/core/out.js';
 import type { RemoteTeacherOutput } from './remote.js';
 import type { ForwardRequest } from './worker.js';
 
@@ -79,12 +80,8 @@ export class TeacherCache {
       ep: identity.executionProvider, outputs: [...identity.outputs].sort(),
     })).digest('hex').slice(0, 32);
     const dir = join(root, key);
-    try {
-      mkdirSync(dir, { recursive: true });
-    } catch (e) {
-      throw new DistillError(`teacher_cache: cannot make ${dir}: ${(e as Error).message}`, 'set teacher_cache to a folder you can write to');
-    }
-    writeFileSync(join(dir, 'identity.json'), JSON.stringify({ ...identity, outputs: [...identity.outputs].sort() }, null, 1) + '\n');
+    makeDir(dir);
+    writeFileAtomic(join(dir, 'identity.json'), JSON.stringify({ ...identity, outputs: [...identity.outputs].sort() }, null, 1) + '\n');
     return new TeacherCache(dir, identity.temperature);
   }
 
@@ -126,10 +123,8 @@ export class TeacherCache {
     }
     const schema = new Schema(fields);
     const batch = new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: 1, nullCount: 0, children }));
-    mkdirSync(join(path, '..'), { recursive: true });
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, RecordBatchFileWriter.writeAll([batch]).toUint8Array(true));
-    renameSync(tmp, path);
+    makeDir(join(path, '..'));
+    writeFileAtomic(path, RecordBatchFileWriter.writeAll([batch]).toUint8Array(true));
   }
 
   private read(path: string): RemoteTeacherOutput {

@@ -9,7 +9,7 @@
 // token_type_ids input: every token is of type 0), LayerNorm; per layer post-LN attention and GELU FFN; the
 // MLM head dense → GELU → LayerNorm → the word embeddings transposed (tied) + bias.
 
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { makeDir, writeFileAtomic } from '../src/core/out.js';
 import { join } from 'node:path';
 import { OnnxGraphBuilder } from '../src/core/onnx-writer.js';
 import { writeSafetensors } from '../src/core/safetensors.js';
@@ -146,27 +146,23 @@ export interface MadeTeacher {
   onnxBytes: number;
 }
 
-/** Write a random-weight BERT teacher folder (atomically: built beside, then renamed into place). */
+/** Write a random-weight BERT teacher's files into the folder `dir` (a new one: see writeOutputFolder). */
 export function writeRandomTeacher(dir: string, s: BertShape, seed: number): MadeTeacher {
+  makeDir(dir);
   const weights = randomBertWeights(s, seed);
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
   const onnx = bertToOnnx(s, weights);
-  writeFileSync(join(tmp, 'model.onnx'), onnx);
+  writeFileAtomic(join(dir, 'model.onnx'), onnx);
   const tensors = new Map([...bertParamShapes(s)].map(([name, shape]) => [name, { data: weights.get(name)!, shape }]));
-  writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
-  writeFileSync(join(tmp, 'config.json'), JSON.stringify(bertConfigJson(s), null, 2) + '\n');
-  writeFileSync(join(tmp, 'vocab.txt'), syntheticVocab(s.vocabSize).join('\n') + '\n');
-  writeFileSync(join(tmp, 'tokenizer_config.json'), JSON.stringify({
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(bertConfigJson(s), null, 2) + '\n');
+  writeFileAtomic(join(dir, 'vocab.txt'), syntheticVocab(s.vocabSize).join('\n') + '\n');
+  writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify({
     do_lower_case: false, strip_accents: null, tokenize_chinese_chars: true, model_max_length: s.maxPositions,
     pad_token: '[PAD]', unk_token: '[UNK]', cls_token: '[CLS]', sep_token: '[SEP]', mask_token: '[MASK]', tokenizer_class: 'BertTokenizer',
   }, null, 2) + '\n');
-  writeFileSync(join(tmp, 'README.md'), `A BERT teacher with random weights (BERT's initialisation, seed ${seed}), written by \`distill make-teacher\`:\n`
+  writeFileAtomic(join(dir, 'README.md'), `A BERT teacher with random weights (BERT's initialisation, seed ${seed}), written by \`distill make-teacher\`:\n`
     + `${s.numLayers} layers × ${s.hiddenSize}, ${s.numHeads} heads, FFN ${s.intermediateSize}, vocabulary ${s.vocabSize} (synthetic), `
     + `${s.maxPositions} positions. For benchmarks only: its predictions mean nothing.\n`);
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
   const parameters = [...weights.values()].reduce((n, v) => n + v.length, 0);
   return { dir, parameters, onnxBytes: onnx.byteLength };
 }

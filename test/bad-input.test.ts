@@ -7,7 +7,9 @@ import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeData, RecordBatch, RecordBatchFileWriter, RecordBatchReader, Struct, type Data, type List, type Int32 } from 'apache-arrow';
+import { createHash } from 'node:crypto';
 import { writeSafetensors } from '../src/core/safetensors.js';
+import { markFolder } from '../src/core/folders.js';
 import { loadTask } from '../src/probe/tasks.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { expectCleanError, runCli, type CliResult } from './cli-helpers.js';
@@ -59,8 +61,27 @@ describe('a damaged corpus is named when the run opens it', () => {
       new RegExp(`shard-00001\\.arrow: (\\d+ record batches, meta\\.json says \\d+|\\d+ sequences, meta\\.json says ${meta().shards[1]!.sequences})`));
   });
 
+  /** Record a rewritten corpus's checksums as if prepare had written it (so that the reader's own checks are reached). */
+  const reseal = (d: string) => (): void => {
+    const m = JSON.parse(readFileSync(join(d, 'meta.json'), 'utf8')) as { shards: { file: string; sha256?: string }[] };
+    for (const sh of m.shards) sh.sha256 = createHash('sha256').update(readFileSync(join(d, sh.file))).digest('hex');
+    writeFileSync(join(d, 'meta.json'), JSON.stringify(m, null, 1) + '\n');
+    markFolder(d, 'corpus', ['meta.json', 'token_counts.safetensors']);
+  };
+
+  it('a shard rewritten after prepare (same size or not) is named by its checksum', () => {
+    // One bit of every shard (the first the run reads is one of them, in the shuffled order), sizes unchanged.
+    const r = trainOnDamaged('flipped', (d) => meta().shards.forEach(({ file }) => {
+      const bytes = readFileSync(join(d, file));
+      bytes[bytes.length >> 1]! ^= 1;
+      writeFileSync(join(d, file), bytes);
+    }));
+    expectCleanError(r, /corpus-flipped\/shard-\d{5}\.arrow: its contents changed after prepare wrote it: SHA-256 [0-9a-f]{12}…, meta\.json records [0-9a-f]{12}…/);
+  });
+
   it('a token id outside the vocabulary, named with its shard and record batch before the teacher sees it', () => {
-    const r = trainOnDamaged('bad-id', (d) => meta().shards.forEach(({ file }) => {
+    const r = trainOnDamaged('bad-id', (d) => {
+      meta().shards.forEach(({ file }) => {
       // Every shard: the first batch the run reads comes from one of them, in the shuffled order.
       const path = join(d, file);
       const batches = [...RecordBatchReader.from(readFileSync(path))];
@@ -73,7 +94,9 @@ describe('a damaged corpus is named when the run opens it', () => {
         return new RecordBatch(rb.schema, makeData({ type: new Struct(rb.schema.fields), length: list.length, nullCount: 0, children: [data] }));
       });
       writeFileSync(path, RecordBatchFileWriter.writeAll(rewritten).toUint8Array(true));
-    }));
+      });
+      reseal(d)();
+    });
     // The checks at open pass (the file is whole); the reader names the id when it reads the record batch.
     expectCleanError(r, /shard-\d{5}\.arrow: record batch 0 holds token id 999999, outside the vocabulary \(0…\d+\)/);
   });
@@ -156,21 +179,31 @@ describe('prepare fits the sequences to the model', () => {
 });
 
 describe('folders are never overwritten without asking', () => {
-  it('export refuses a folder with files; --force moves it aside, byte for byte', () => {
+  it('export refuses a folder it did not make, even with --force; an earlier export is moved aside with --force, byte for byte', () => {
     const student = join(work, 'student-x');
     expect(runCli(['init-student', '--teacher', TINY, '--out', student, '--no-onnx']).status).toBe(0);
+    const mine = join(work, 'mine');
+    mkdirSync(mine);
+    writeFileSync(join(mine, 'model-hidden.onnx'), 'an old export of my own');
+    const mineBefore = folderDigest(mine);
+    for (const force of [[], ['--force']]) {
+      const r = runCli(['export', '--student', student, '--out', mine, ...force]);
+      expectCleanError(r, /mine \(given as --out\) already exists and holds files distill did not write/);
+      expect(r.stderr).not.toMatch(/hint: .*--force/);
+    }
+    expect(folderDigest(mine)).toBe(mineBefore);
+
     const out = join(work, 'exported');
-    mkdirSync(out);
-    writeFileSync(join(out, 'model-hidden.onnx'), 'an old export');
+    expect(runCli(['export', '--student', student, '--out', out]).status).toBe(0);
     const before = folderDigest(out);
-    expectCleanError(runCli(['export', '--student', student, '--out', out]), /exported already exists and holds files \(given as --out\)/);
+    expectCleanError(runCli(['export', '--student', student, '--out', out]), /exported \(given as --out\) already holds a model made by export/);
     expect(folderDigest(out)).toBe(before);
     const forced = runCli(['export', '--student', student, '--out', out, '--force']);
     expect(forced.status, forced.stderr).toBe(0);
     const moved = (JSON.parse(forced.stdout) as { moved_aside: string }).moved_aside;
     expect(folderDigest(moved)).toBe(before);
-    expect(readdirSync(out).sort()).toEqual(['config.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt'].filter((f) => existsSync(join(student, f)) || f === 'model.onnx'));
-    expect(existsSync(join(out, 'model-hidden.onnx'))).toBe(false); // no stale graph left for --teacher to prefer
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'distill.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt']
+      .filter((f) => existsSync(join(student, f)) || f === 'model.onnx' || f === 'distill.json'));
   });
 
   it('probe-data and make-teacher refuse a folder with files the same way', () => {
@@ -178,8 +211,8 @@ describe('folders are never overwritten without asking', () => {
     mkdirSync(dir);
     writeFileSync(join(dir, 'notes.txt'), 'mine');
     const before = folderDigest(dir);
-    expectCleanError(runCli(['probe-data', dir]), /my-tasks already exists and holds files \(given as DIR\)/);
-    expectCleanError(runCli(['make-teacher', '--shape', 'tiny', '--out', dir]), /my-tasks already exists and holds files \(given as --out\)/);
+    expectCleanError(runCli(['probe-data', dir, '--force']), /my-tasks \(given as DIR\) already exists and holds files distill did not write/);
+    expectCleanError(runCli(['make-teacher', '--shape', 'tiny', '--out', dir, '--force']), /my-tasks \(given as --out\) already exists and holds files distill did not write/);
     expect(folderDigest(dir)).toBe(before);
   });
 });

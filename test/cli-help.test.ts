@@ -3,6 +3,7 @@
 // a mistyped option) starts without loading what only a command's work needs.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from './cli-helpers.js';
 import { REPO } from './helpers.js';
@@ -68,3 +69,28 @@ describe('--help', () => {
     expect(packagesLoaded(['fill-mask', '--model', join(REPO, 'teacher', 'tiny-bert-cased'), '--text', 'The [MASK] of the whale.'])).toContain('onnxruntime-node');
   });
 });
+
+describe('options named in messages', () => {
+  /** Flags of other programs that the sources name (in hints, or in the commands they run), by program. */
+  const OTHER_PROGRAMS: Record<string, string> = {
+    '--allow-run-as-root': 'mpirun', '--oversubscribe': 'mpirun', '--version': 'mpirun', '--expose-gc': 'node', '--input-type': 'node',
+    '--optimize': 'optimum-cli', '--porcelain': 'git', '--short': 'git', '--untracked-files': 'git',
+  };
+
+  it('exist: every --flag in the sources is an option of a distill command or a flag of the program it is given to', () => {
+    const top = runCli(['--help']).stdout;
+    const commands = [...top.matchAll(/^ {2}([a-z][a-z-]*)\b/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+    const known = new Set(commands.flatMap((c) => [...runCli([c, '--help']).stdout.matchAll(/--[a-z][a-z0-9-]+/g)].map((m) => m[0])));
+    const sources = spawnSync('git', ['ls-files', 'src', 'teacher', 'student', 'losses', 'corpus'], { cwd: REPO, encoding: 'utf8' }).stdout
+      .split('\n').filter((f) => f.endsWith('.ts'));
+    const unknown: string[] = [];
+    for (const file of sources) {
+      for (const m of readFileSync(join(REPO, file), 'utf8').matchAll(/--[a-z][a-z0-9-]+/g)) {
+        if (!known.has(m[0]) && !(m[0] in OTHER_PROGRAMS)) unknown.push(`${file}: ${m[0]}`);
+      }
+    }
+    expect(unknown).toEqual([]);
+    expect(known).toContain('--resume'); // the scan reads real help texts
+  });
+});
+

@@ -121,7 +121,7 @@ describe('distill prepare', () => {
     const files = (d: string): string[] => readdirSync(d).sort().map((f) => `${f} ${createHash('sha256').update(readFileSync(join(d, f))).digest('hex')}`);
     const opts = (out: string, extra: Partial<PrepareOptions>): PrepareOptions => base(join(work, out), [dir], { shardSequences: 250, onBadLine: 'skip', batchTexts: 40, ...extra });
     const single = await prepareCorpus(tok, opts('threads-0', { workers: 0 }));
-    expect(single.skipped).toEqual({ invalid_utf8: 1, binary: 0, bad_json: 7 });
+    expect(single.skipped).toEqual({ invalid_utf8: 1, binary: 0, bad_json: 7, too_long: 0 });
     expect(single.shards.length).toBeGreaterThan(8);
     const three = await prepareCorpus(tok, opts('threads-3', { workers: 3 }));
     expect(three).toEqual(single);
@@ -152,8 +152,16 @@ describe('distill prepare', () => {
     writeFileSync(join(dir, 'broken.jsonl'), `${JSON.stringify({ text: good })}\n{"text": "unterminated\n${JSON.stringify({ body: good })}\n`);
     await expect(prepareCorpus(tok, base(join(work, 'o3'), [join(dir, 'broken.jsonl')]))).rejects.toThrow(/broken\.jsonl:2: not valid JSON/);
     const skipped = await prepareCorpus(tok, base(join(work, 'o4'), [join(dir, 'broken.jsonl'), join(dir, 'latin1.txt'), join(dir, 'binary.txt')], { onBadLine: 'skip' }));
-    expect(skipped.skipped).toEqual({ invalid_utf8: 1, binary: 1, bad_json: 2 });
+    expect(skipped.skipped).toEqual({ invalid_utf8: 1, binary: 1, bad_json: 2, too_long: 0 });
     expect(skipped.sequences.kept).toBe(4);
+    // A line over 1 MB is not a sequence of text: named, or skipped and counted; its bytes are dropped as they come
+    // (a 24 MB line, split across reads, then a good line and a long last line without a line break).
+    writeFileSync(join(dir, 'long.txt'), `${good}\n${'y'.repeat(24 << 20)}\n${good}\n${'z'.repeat(1.5 * (1 << 20))}`);
+    await expect(prepareCorpus(tok, base(join(work, 'o9'), [join(dir, 'long.txt')]))).rejects.toThrow(/long\.txt:2: longer than 1 MB without a line break/);
+    const long = await prepareCorpus(tok, base(join(work, 'o10'), [join(dir, 'long.txt')], { onBadLine: 'skip' }));
+    expect(long.skipped).toEqual({ invalid_utf8: 0, binary: 0, bad_json: 0, too_long: 2 });
+    expect(long.lines_read).toBe(4);
+    expect(long.sequences.kept).toBe(2);
     writeFileSync(join(dir, 'empty.txt'), '');
     await expect(prepareCorpus(tok, base(join(work, 'o5'), [join(dir, 'empty.txt')]))).rejects.toThrow(/no sequences kept from 1 input file/);
     mkdirSync(join(work, 'nothing'), { recursive: true });

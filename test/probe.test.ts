@@ -88,6 +88,23 @@ describe('built-in probe tasks', () => {
     expect(emailText('From: a\nSubject: Cheap pills\n\n<b>Buy</b>\tnow\n')).toBe('Cheap pills. Buy now');
   });
 
+  it('keep dev apart from train and every class balanced, at the default size and a small one; refuse more than they hold', () => {
+    for (const perClass of [400, 61]) {
+      const out = join(work, `balanced-${perClass}`);
+      writeProbeData(out, perClass);
+      for (const name of ['spam-ham', 'next-passage']) {
+        const task = loadTask(join(out, name));
+        const count = (rows: { label: string }[], label: string): number => rows.filter((e) => e.label === label).length;
+        expect([count(task.train, '0'), count(task.train, '1')], `${name} train`).toEqual([perClass, perClass]);
+        expect([count(task.dev, '0'), count(task.dev, '1')], `${name} dev`).toEqual([Math.ceil(perClass / 2), Math.ceil(perClass / 2)]);
+        // No text of dev in train: not a row, and (next-passage) not a passage.
+        const trainTexts = new Set(task.train.flatMap((e) => e.texts));
+        expect(task.dev.filter((e) => e.texts.some((t) => trainTexts.has(t))), name).toEqual([]);
+      }
+    }
+    expect(() => writeProbeData(join(work, 'too-many'), 100_000)).toThrow(/--per-class 100000: the built-in tasks hold at most \d+ training examples per class/);
+  });
+
   it('the teacher\'s linear probe on spam-ham clearly beats the majority class', async () => {
     const task = loadTask(join(dir, 'spam-ham'));
     const enc = await teacherEncoder(TINY, 1);

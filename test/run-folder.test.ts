@@ -82,7 +82,7 @@ describe('one owner per run folder', () => {
     await waitFor(() => existsSync(join(runDir, '.distill-lock')) && metricLines(runDir) >= 1, 'the first run to start');
     const second = runCli(['train', '--config', configPath, '--out', runDir, '--resume']);
     expect(second.status).toBe(1);
-    expect(second.stderr).toMatch(new RegExp(`is in use by another run: process ${first.pid} on `));
+    expect(second.stderr).toMatch(new RegExp(`is in use by distill train: process ${first.pid} on `));
     const { code, stderr } = await first.done;
     expect(code, stderr).toBe(0);
     expect(metricLines(runDir)).toBe(12); // one line per update: nothing interleaved
@@ -152,7 +152,7 @@ describe('resume that says what it does', () => {
     for (const [args, message] of [
       [[], 'error: --config <file> is required'],
       [['--resume'], 'error: --resume without --config needs --out'],
-      [['--resume', '--out', join(work, 'no-such-run')], `error: --resume: ${join(work, 'no-such-run', 'checkpoints')} holds no complete checkpoint`],
+      [['--resume', '--out', join(work, 'no-such-run')], `error: --resume: ${join(work, 'no-such-run')} holds no run to continue`],
       // A --config that is not a file: named, with the shipped examples as the hint.
       [['--config', join(work, 'no-such.json'), '--out', join(work, 'no-such-run')], `error: --config ${join(work, 'no-such.json')}: no such file`],
       [['--config', work, '--out', join(work, 'no-such-run')], `error: --config ${work}: a folder, not a file`],

@@ -1,6 +1,6 @@
 // distill train: configs, a short run whose loss goes down, exact resume, crashes while checkpointing.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -127,7 +127,10 @@ describe('training', () => {
       checkpointHooks: { beforeCommit: () => { writes++; if (writes === 2) throw new Error('simulated crash while checkpointing'); } },
     })).rejects.toThrow('simulated crash');
     expect(readdirSync(join(runDir, 'checkpoints')).sort()).toEqual(expect.arrayContaining(['step-00000002']));
-    expect(readdirSync(join(runDir, 'checkpoints')).some((f) => f.startsWith('step-00000004.tmp-'))).toBe(true);
+    // A failure inside the process removes its temp; a process killed while writing leaves one, as here.
+    expect(readdirSync(join(runDir, 'checkpoints')).some((f) => f.startsWith('step-00000004.tmp-'))).toBe(false);
+    mkdirSync(join(runDir, 'checkpoints', 'step-00000004.tmp-99999999'));
+    writeFileSync(join(runDir, 'checkpoints', 'step-00000004.tmp-99999999', 'model.safetensors'), 'half of it');
     expect(latestCheckpoint(runDir)!.endsWith('step-00000002')).toBe(true);
     await train({ config: config(), runDir, resume: true });
     expect(readdirSync(join(runDir, 'checkpoints')).some((f) => f.includes('.tmp-'))).toBe(false);
@@ -139,20 +142,29 @@ describe('training', () => {
     const runDir = join(work, 'damaged');
     cpSync(join(work, 'straight'), runDir, { recursive: true });
     const [first, last] = listCheckpoints(runDir);
-    const optimizerFile = join(last!, 'optimizer.safetensors');
-    truncateSync(optimizerFile, 1000);
-    const before = folderDigest(runDir);
     const resume = (): CliResult => runCli(['train', '--config', configPath, '--out', runDir, '--resume', '--max-steps', '6']);
+    // One byte of the weights flipped, the size unchanged: the checksum recorded at writing names it.
+    const modelFile = join(last!, 'model.safetensors');
+    const bytes = readFileSync(modelFile);
+    bytes[bytes.length - 3]! ^= 0x40;
+    writeFileSync(modelFile, bytes);
+    const before = folderDigest(runDir);
     let r = resume();
-    expectCleanError(r, new RegExp(`${optimizerFile}: truncated`));
-    expect(r.stderr).toContain(`hint: the checkpoint is damaged: move it aside (mv ${last} ${last}.damaged) and --resume continues from ${first}`);
+    expectCleanError(r, new RegExp(`${modelFile}: its contents changed after distill wrote it: \\d+ bytes and SHA-256 [0-9a-f]{12}…, .*distill\\.json records`));
+    expect(r.stderr).toContain(`hint: the checkpoint is damaged: move it aside (mv ${last} ${last}.damaged) and --resume continues from ${first}, the last checkpoint whose files verify`);
     expect(folderDigest(runDir)).toEqual(before);
+    // A file cut short is named the same way.
+    writeFileSync(modelFile, bytes.subarray(0, 1000));
+    expectCleanError(resume(), new RegExp(`${modelFile}: its contents changed after distill wrote it: 1000 bytes`));
     // As the hint says: the damaged one aside, and the one before damaged too (its trainer_state.json).
     renameSync(last!, `${last}.damaged`);
     writeFileSync(join(first!, 'trainer_state.json'), '{"step": 2,');
     r = resume();
-    expectCleanError(r, /trainer_state\.json: not valid JSON/);
-    expect(r.stderr).toMatch(/hint: the checkpoint is damaged and the run has no earlier one: start over with --force/);
+    expectCleanError(r, /trainer_state\.json: its contents changed after distill wrote it/);
+    expect(r.stderr).toMatch(/hint: the checkpoint is damaged and the run has no earlier one that verifies: start over with --force/);
+    // A checkpoint of an older distill (no checksums): a file that does not read is still named by its reader.
+    rmSync(join(first!, 'distill.json'));
+    expectCleanError(resume(), /trainer_state\.json: not valid JSON/);
   });
 
   it('after kill -9 of the CLI, --resume loses only the work since the last checkpoint', async () => {
@@ -203,6 +215,6 @@ describe('training', () => {
     mkdirSync(empty, { recursive: true });
     const r = runCli(['train', '--config', configPath, '--out', empty, '--resume']);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/--resume: .*checkpoints holds no complete checkpoint/);
+    expect(r.stderr).toMatch(/--resume: .*empty-run holds no run to continue/);
   });
 });

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../core/safetensors.js';
+import { writeFileAtomic } from '../core/out.js';
 import { readStudentConfig } from '../../student/config.js';
 import { studentParamSpecs } from '../../student/model.js';
 

@@ -7,7 +7,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writePublicDomainText } from '../../corpus/public-domain.js';
-import { writeFileAtomic } from '../core/safetensors.js';
+import { writeFileAtomic } from '../core/out.js';
 import { loadBlas } from '../../student/kernels/blas.js';
 import { benchAblation, INTERMEDIATE_VARIANTS, TOPK_VARIANTS } from './ablation.js';
 

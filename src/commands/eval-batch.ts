@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FileFormatError, MismatchError } from '../core/errors.js';
 import { SafetensorsFile } from '../core/safetensors.js';
+import { assertModelDir } from '../core/model-dir.js';
+import { assertSharedVocabulary } from '../../corpus/tokenizer.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { RECIPE } from '../core/recipe.js';
 import { BACKEND_NAMES, type BackendName } from '../../student/kernels/names.js';
@@ -90,6 +92,9 @@ function checkBatchValues(path: string, batch: BatchFile, vocabSize: number, voc
 }
 
 export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchResult> {
+  assertModelDir(opts.teacher, '--teacher');
+  assertModelDir(opts.student, '--student');
+  assertSharedVocabulary({ path: opts.teacher, option: '--teacher' }, { path: opts.student, option: '--student' });
   // tfjs and onnxruntime: loaded to run, not for --help.
   const [{ Teacher }, { selectBackend }, { UpdateStep, distillObjective }, { loadStudent }, { lossRows }, { lossNumbers, RECIPE_LOSS_WEIGHTS }] = await Promise.all([
     import('../../teacher/teacher.js'), import('../../student/kernels/backend.js'), import('../train/step.js'), import('../../student/io.js'),

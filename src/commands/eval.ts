@@ -7,7 +7,7 @@ import { ProgressReporter } from '../progress.js';
 import { RECIPE } from '../core/recipe.js';
 import { BACKEND_NAMES, type BackendName } from '../../student/kernels/names.js';
 import { isTfjsStudentFolder } from '../core/model-dir.js';
-import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { assertSharedVocabulary, WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { RECIPE_MASKING } from '../../corpus/masking.js';
 import { EVAL_BATCH_SIZE, EVAL_BUCKET_WIDTH } from '../eval/batching.js';
 import type { EvalModel } from '../eval/models.js';
@@ -38,7 +38,10 @@ export interface EvalReport extends EvalMetrics {
 
 export async function runEval(o: EvalOptions): Promise<EvalReport> {
   assertModelDir(o.model, '--model');
-  if (o.teacher) assertModelDir(o.teacher, '--teacher');
+  if (o.teacher) {
+    assertModelDir(o.teacher, '--teacher');
+    assertSharedVocabulary({ path: o.model, option: '--model' }, { path: o.teacher, option: '--teacher' });
+  }
   // tfjs and onnxruntime: loaded once the input has been checked, not for --help or a bad path.
   const [{ selectBackend }, { openCorpus }, { validationBatches }, { loadEvalModel }, { evaluate }] = await Promise.all([
     import('../../student/kernels/backend.js'), import('../../corpus/ensure.js'), import('../eval/data.js'), import('../eval/models.js'), import('../eval/evaluate.js')]);

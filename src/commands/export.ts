@@ -1,34 +1,38 @@
 // distill export: the student as ONNX, in a model folder that fill-mask and --teacher accept.
 
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { FileFormatError, InputError } from '../core/errors.js';
-import { SafetensorsFile, writeFileAtomic } from '../core/safetensors.js';
-import { claimOutputFolder } from '../core/folders.js';
+import { FileFormatError } from '../core/errors.js';
+import { assertModelDir } from '../core/model-dir.js';
+import { SafetensorsFile } from '../core/safetensors.js';
+import { writeFileAtomic } from '../core/out.js';
+import { writeOutputFolder } from '../core/folders.js';
 import { choiceOption } from '../options.js';
 import { readStudentConfig, studentConfigJson } from '../../student/config.js';
 
 interface ExportOptions { student: string; format: 'onnx'; out: string; force: boolean }
 
 export async function runExport(opts: ExportOptions): Promise<{ out: string; bytes: number; moved_aside?: string }> {
+  assertModelDir(opts.student, '--student');
   const config = readStudentConfig(opts.student);
   const path = join(opts.student, 'model.safetensors');
   if (!existsSync(path)) throw new FileFormatError(path, 'missing', 'a student folder holds model.safetensors (init-student or a checkpoint)');
-  // The student's modules bring tfjs: loaded once the input has been checked, not for --help or a bad path.
-  const [{ studentParamSpecs }, { copyTokenizerFiles }, { studentToOnnx }] = await Promise.all([import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
-  const file = SafetensorsFile.read(path);
-  // The model only: a training-time projection (distill_projection.safetensors) stays behind.
-  const weights = new Map(studentParamSpecs(config).filter((s) => !s.aux).map((s) => [s.name, file.getFloat32(s.name, s.hfShape)]));
-  if (resolve(opts.out) === resolve(opts.student)) throw new InputError('--out must differ from --student', 'export into a new folder, e.g. --out STUDENT-onnx');
   // A folder with files is never overwritten in place: a stale model-hidden.onnx left there would be preferred
-  // over the new model.onnx by --teacher.
-  const moved = claimOutputFolder(opts.out, opts.force, '--out');
-  const bytes = studentToOnnx(config, weights);
-  writeFileAtomic(join(opts.out, 'model.onnx'), bytes);
-  writeFileAtomic(join(opts.out, 'config.json'), JSON.stringify(studentConfigJson(config, true), null, 2) + '\n');
-  copyTokenizerFiles(opts.student, opts.out);
-  return { out: opts.out, bytes: bytes.byteLength, ...(moved ? { moved_aside: moved } : {}) };
+  // over the new model.onnx by --teacher. Checked before any work.
+  return writeOutputFolder({ path: opts.out, option: '--out' }, 'export', opts.force, [{ path: opts.student, option: '--student' }], async (dir) => {
+    // The student's modules bring tfjs: loaded once the input has been checked, not for --help or a bad path.
+    const [{ studentParamSpecs }, { copyTokenizerFiles, finiteWeight }, { studentToOnnx }] = await Promise.all([
+      import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
+    const file = SafetensorsFile.read(path);
+    // The model only: a training-time projection (distill_projection.safetensors) stays behind.
+    const weights = new Map(studentParamSpecs(config).filter((s) => !s.aux).map((s) => [s.name, finiteWeight(file, s.name, s.hfShape)]));
+    const bytes = studentToOnnx(config, weights);
+    writeFileAtomic(join(dir, 'model.onnx'), bytes);
+    writeFileAtomic(join(dir, 'config.json'), JSON.stringify(studentConfigJson(config, true), null, 2) + '\n');
+    copyTokenizerFiles(opts.student, dir);
+    return { out: opts.out, bytes: bytes.byteLength };
+  });
 }
 
 export function registerExport(program: Command): void {
@@ -41,6 +45,6 @@ export function registerExport(program: Command): void {
     .requiredOption('--student <dir>', 'student folder (config.json + model.safetensors)')
     .option('--format <format>', 'export format', choiceOption('--format', ['onnx'] as const), 'onnx')
     .requiredOption('--out <dir>', 'output folder (new or empty)')
-    .option('--force', 'export into an --out that holds files: the old folder is moved to OUT.old-<time> first (never deleted)', false)
+    .option('--force', 'replace an earlier export at --out: it is moved to OUT.old-<time> (never deleted); any other folder is refused', false)
     .action(async (opts: ExportOptions) => { process.stdout.write(JSON.stringify(await runExport(opts)) + '\n'); });
 }

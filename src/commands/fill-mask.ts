@@ -1,6 +1,6 @@
 // distill fill-mask: rank the tokens a masked-LM puts at each [MASK].
 
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { FileFormatError, InputError } from '../core/errors.js';
@@ -98,6 +98,9 @@ export async function runFillMask(opts: FillMaskOptions): Promise<void> {
   if (!opts.text && !opts.input) throw new InputError('give --text "..." or --input FILE', 'e.g. --text "Paris is the [MASK] of France."');
   if (opts.text && opts.input) throw new InputError('give either --text or --input, not both');
   assertModelDir(opts.model, '--model');
+  if (opts.input !== undefined && existsSync(opts.input) && statSync(opts.input).isDirectory()) {
+    throw new FileFormatError(opts.input, 'is a folder, not a file (given as --input)', 'give the file of inputs: JSON as the model card has it, or JSONL with --input-format jsonl');
+  }
   const isStudentFolder = isTfjsStudentFolder(opts.model);
   if (isStudentFolder) {
     process.stderr.write(`${opts.model} holds a student without ONNX (a checkpoint or init-student's folder): running it with tfjs `

@@ -1,14 +1,13 @@
 // distill init-student: a DistilBERT student folder initialised from a BERT teacher (extract_distilbert.py).
 
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InputError, MismatchError } from '../core/errors.js';
-import { claimOutputFolder } from '../core/folders.js';
-import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
+import { writeOutputFolder } from '../core/folders.js';
+import { assertModelDir, readEncoderConfig, type EncoderConfig } from '../core/model-dir.js';
 import { intListOption, intOption } from '../options.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { writeFileAtomic } from '../core/safetensors.js';
+import { makeDir, writeFileAtomic } from '../core/out.js';
 
 interface InitStudentOptions {
   teacher: string;
@@ -34,17 +33,23 @@ export interface InitStudentSummary {
 
 export async function runInitStudent(opts: InitStudentOptions): Promise<InitStudentSummary> {
   assertModelDir(opts.teacher, '--teacher');
+  if (opts.shape && opts.layers) throw new InputError('--shape and --layers both given', '--shape makes a student of another shape from random weights; --layers copies teacher layers');
+  if (opts.shape) assertShape(opts.shape);
   const teacherConfig = readEncoderConfig(opts.teacher);
   const tokenizer = WordPieceTokenizer.fromDir(opts.teacher);
   if (tokenizer.vocabSize !== teacherConfig.vocabSize) {
     throw new MismatchError(`vocabulary sizes disagree: ${tokenizer.info.source} has ${tokenizer.vocabSize} tokens, ${join(opts.teacher, 'config.json')} says vocab_size ${teacherConfig.vocabSize}`);
   }
+  return writeOutputFolder({ path: opts.out, option: '--out' }, 'student', opts.force, [{ path: opts.teacher, option: '--teacher' }],
+    (dir) => writeStudent(opts, teacherConfig, tokenizer, dir));
+}
+
+/** The student folder's files, written into `dir`. */
+async function writeStudent(opts: InitStudentOptions, teacherConfig: EncoderConfig, tokenizer: WordPieceTokenizer, dir: string): Promise<InitStudentSummary> {
   // The student's modules bring tfjs: loaded once the input has been checked, not for --help or a bad path.
   const [{ defaultStudentLayers, initialStudentWeights, randomStudentWeights, studentConfigFromTeacher, studentWeightsFromTeacher }, { studentParamSpecs }, { copyTokenizerFiles, writeStudentFolder }, { studentToOnnx }] = await Promise.all([
     import('../../student/init.js'), import('../../student/model.js'), import('../../student/io.js'), import('../../student/export-onnx.js')]);
   const layers = opts.layers ?? defaultStudentLayers(teacherConfig.numLayers);
-  if (opts.shape && opts.layers) throw new InputError('--shape and --layers both given', '--shape makes a student of another shape from random weights; --layers copies teacher layers');
-  if (opts.shape && opts.shape.length !== 4) throw new InputError(`--shape ${opts.shape.join(',')}: expected four numbers, layers,hidden,heads,intermediate`, 'e.g. --shape 2,96,4,384');
   const random = opts.randomInit ?? (opts.shape ? 0 : undefined);
   let { config, weights } = opts.shape
     ? initialStudentWeights(opts.teacher, teacherConfig, { layers: opts.shape[0]!, hidden: opts.shape[1]!, heads: opts.shape[2]!, intermediate: opts.shape[3]! }, tokenizer.padId, random!, '--shape')
@@ -58,19 +63,31 @@ export async function runInitStudent(opts: InitStudentOptions): Promise<InitStud
     delete config.projection_dim;
     weights = new Map([...weights].filter(([name]) => !specs.find((s) => s.name === name)?.aux));
   }
-  const moved = claimOutputFolder(opts.out, opts.force, '--out');
-  writeStudentFolder(config, weights, opts.out, random === undefined ? { distill_teacher_layers: layers.join(',') } : { distill_random_init_seed: String(random) });
-  copyTokenizerFiles(opts.teacher, opts.out);
+  writeStudentFolder(config, weights, dir, random === undefined ? { distill_teacher_layers: layers.join(',') } : { distill_random_init_seed: String(random) });
+  copyTokenizerFiles(opts.teacher, dir);
   if (opts.onnx) {
     // transformers.js loads a model folder's onnx/model.onnx.
-    mkdirSync(join(opts.out, 'onnx'), { recursive: true });
-    writeFileAtomic(join(opts.out, 'onnx', 'model.onnx'), studentToOnnx(config, weights));
+    makeDir(join(dir, 'onnx'));
+    writeFileAtomic(join(dir, 'onnx', 'model.onnx'), studentToOnnx(config, weights));
   }
   const parameters = [...weights.values()].reduce((n, w) => n + w.length, 0);
   return {
     out: opts.out, teacher_layers: random === undefined ? layers : [], ...(random === undefined ? {} : { random_init_seed: random }),
-    parameters, config: { ...config }, ...(moved ? { moved_aside: moved } : {}),
+    parameters, config: { ...config },
   };
+}
+
+/** --shape L,H,A,F: four whole numbers, each at least 1, the hidden size a multiple of the heads. */
+function assertShape(shape: number[]): void {
+  const text = shape.join(',');
+  if (shape.length !== 4) throw new InputError(`--shape ${text}: expected four numbers, layers,hidden,heads,intermediate`, 'e.g. --shape 2,96,4,384');
+  const names = ['layers', 'hidden size', 'attention heads', 'feed-forward size'];
+  shape.forEach((n, i) => {
+    if (n < 1) throw new InputError(`--shape ${text}: ${names[i]} ${n}; a student needs at least 1`, 'e.g. --shape 2,96,4,384');
+  });
+  if (shape[1]! % shape[2]! !== 0) {
+    throw new InputError(`--shape ${text}: the hidden size ${shape[1]} is not a multiple of the ${shape[2]} attention heads`, 'each head takes hidden/heads dimensions, e.g. --shape 2,96,4,384');
+  }
 }
 
 export function registerInitStudent(program: Command): void {

@@ -2,14 +2,14 @@
 
 import type { Command } from 'commander';
 import { choiceOption, intOption } from '../options.js';
-import { claimOutputFolder } from '../core/folders.js';
+import { writeOutputFolder } from '../core/folders.js';
 import { BERT_SHAPES, writeRandomTeacher, type MadeTeacher } from '../../teacher/make-teacher.js';
 
 interface MakeTeacherOptions { shape: keyof typeof BERT_SHAPES; out: string; seed: number; force: boolean }
 
-export function runMakeTeacher(opts: MakeTeacherOptions): MadeTeacher & { moved_aside?: string } {
-  const moved = claimOutputFolder(opts.out, opts.force, '--out');
-  return { ...writeRandomTeacher(opts.out, BERT_SHAPES[opts.shape], opts.seed), ...(moved ? { moved_aside: moved } : {}) };
+export function runMakeTeacher(opts: MakeTeacherOptions): Promise<MadeTeacher & { moved_aside?: string }> {
+  return writeOutputFolder({ path: opts.out, option: '--out' }, 'teacher', opts.force, [],
+    (dir) => ({ ...writeRandomTeacher(dir, BERT_SHAPES[opts.shape], opts.seed), dir: opts.out }));
 }
 
 export function registerMakeTeacher(program: Command): void {
@@ -23,9 +23,9 @@ export function registerMakeTeacher(program: Command): void {
       + '`distill bench --teacher DIR`. Prints {dir, parameters, onnxBytes} as JSON.')
     .option('--shape <shape>', 'base or tiny', choiceOption('--shape', ['base', 'tiny'] as const), 'base')
     .requiredOption('--out <dir>', 'folder to write (new or empty)')
-    .option('--force', 'write into an --out that holds files: the old folder is moved to OUT.old-<time> first (never deleted)', false)
+    .option('--force', 'replace a teacher that make-teacher wrote at --out: it is moved to OUT.old-<time> (never deleted); any other folder is refused', false)
     .option('--seed <n>', 'seed of the random weights', intOption('--seed', 0), 0)
-    .action((o: MakeTeacherOptions) => {
-      process.stdout.write(JSON.stringify(runMakeTeacher(o)) + '\n');
+    .action(async (o: MakeTeacherOptions) => {
+      process.stdout.write(JSON.stringify(await runMakeTeacher(o)) + '\n');
     });
 }

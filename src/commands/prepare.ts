@@ -4,10 +4,12 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../core/errors.js';
+import { OutputError } from '../core/out.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { choiceOption, intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { onStopRequest } from '../signals.js';
 import type { CorpusMeta } from '../../corpus/prepare.js';
 
 export interface PrepareCommandOptions {
@@ -38,15 +40,32 @@ export async function runPrepare(inputs: string[], opts: PrepareCommandOptions):
   }
   const { prepareCorpus } = await import('../../corpus/prepare.js'); // Apache Arrow: loaded to run, not for --help
   const bar = new ProgressReporter('prepare');
-  const meta = await prepareCorpus(tok, {
-    outDir: opts.out, inputs, maxLength, shardSequences: opts.shardSequences, minLength: opts.minLength, onBadLine: opts.onBadLine, workers: opts.workers,
-    onProgress: (p) => bar.update({
-      fraction: p.totalBytes ? p.bytesRead / p.totalBytes : undefined,
-      text: `${(p.bytesRead / 1e6 / Math.max(p.elapsedS, 1e-3)).toFixed(1)} MB/s  ${formatCount(p.tokens / Math.max(p.elapsedS, 1e-3))} tok/s  ${formatCount(p.sequences)} seqs`,
-    }),
+  // Ctrl-C or SIGTERM: the complete shards stay, and the same command continues from them.
+  let signal: NodeJS.Signals | undefined;
+  const restoreSignals = onStopRequest((s) => {
+    signal = s;
+    bar.done();
+    process.stderr.write(`${s}: stopping the preparation; the complete shards are kept and the same command continues from them (${s} again stops at once)\n`);
   });
-  bar.done();
-  return meta;
+  try {
+    const meta = await prepareCorpus(tok, {
+      outDir: opts.out, inputs, maxLength, shardSequences: opts.shardSequences, minLength: opts.minLength, onBadLine: opts.onBadLine, workers: opts.workers,
+      stopRequested: () => signal,
+      onNote: (line) => { bar.done(); process.stderr.write(`${line}\n`); },
+      onProgress: (p) => bar.update({
+        fraction: p.totalBytes ? p.bytesRead / p.totalBytes : undefined,
+        text: `${(p.bytesRead / 1e6 / Math.max(p.elapsedS, 1e-3)).toFixed(1)} MB/s  ${formatCount(p.tokens / Math.max(p.elapsedS, 1e-3))} tok/s  ${formatCount(p.sequences)} seqs`,
+      }),
+    });
+    return meta;
+  } catch (e) {
+    // A write the disk refused: the complete shards stay, and the same command continues from them.
+    if (e instanceof OutputError) throw new OutputError(e.path, e.code, e.message, e.fix, 'then run the same command again: it continues from the last complete shard');
+    throw e;
+  } finally {
+    bar.done();
+    restoreSignals();
+  }
 }
 
 const workerCount = intOption('--workers', 0, 256);
@@ -70,14 +89,16 @@ export function registerPrepare(program: Command): void {
       + '({"text": ...} per line), optionally .gz, files or folders (read in sorted order). Each line becomes\n'
       + '[CLS] … [SEP]; longer lines are cut into --max-length chunks; sequences of ≤ 11 tokens or ≥ 50% [UNK] are\n'
       + 'dropped. Writes shard-NNNNN.arrow, token_counts.safetensors and meta.json (last). Rerunning an interrupted\n'
-      + 'run continues from its last complete shard; the same inputs give byte-identical shards.')
+      + 'run (Ctrl-C, SIGTERM, a full disk) continues from its last complete shard; the same inputs give byte-identical\n'
+      + 'shards. A line over 1 MB is a bad line (--on-bad-line). --out is a new or empty folder, or the corpus being\n'
+      + 'prepared there; one prepare at a time writes into it.')
     .argument('<inputs...>', 'text files or folders')
     .requiredOption('--tokenizer <dir>', 'folder with tokenizer.json or vocab.txt (a teacher folder)')
     .requiredOption('--out <dir>', 'output folder for the shards')
     .option('--max-length <n>', 'longest sequence in tokens, [CLS]/[SEP] included (default: the positions of the model in --tokenizer, e.g. 512 for BERT; 512 without its config.json)', intOption('--max-length', 3, 1 << 20))
     .option('--min-length <n>', 'drop sequences shorter than this, [CLS]/[SEP] included (12: the reference drops ≤ 11)', intOption('--min-length', 0), 12)
     .option('--shard-sequences <n>', 'sequences per shard file', intOption('--shard-sequences', 1), 50_000)
-    .option('--on-bad-line <what>', 'a line that is binary, not UTF-8 or broken JSONL: error (stop, naming file:line) or skip (counted in meta.json)',
+    .option('--on-bad-line <what>', 'a line that is binary, not UTF-8, broken JSONL or over 1 MB: error (stop, naming file:line) or skip (counted in meta.json)',
       choiceOption('--on-bad-line', ['error', 'skip'] as const), 'error')
     .option('--workers <n>', 'threads that tokenize beside the one reading and writing: a count (0: one thread does all), or auto: one per core, '
       + 'at most 8, for 4 MB of input or more (else 0); the shards are the same whatever the count', workersOption, 'auto')

@@ -1,17 +1,20 @@
 // distill probe / distill probe-data: GLUE-style comparison of a student with its teacher.
 
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InputError } from '../core/errors.js';
-import { writeFileAtomic } from '../core/safetensors.js';
+import { writeFileAtomic } from '../core/out.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { ProgressReporter } from '../progress.js';
 import { BACKEND_NAMES, type BackendName } from '../../student/kernels/names.js';
-import { loadTask, writeProbeData } from '../probe/tasks.js';
-import { claimOutputFolder } from '../core/folders.js';
+import { assertPerClass, builtinProbeTasks, loadTask, writeProbeData } from '../probe/tasks.js';
+import { checkOutputFile, distinctPaths, writeOutputFolder } from '../core/folders.js';
+import { assertModelDir } from '../core/model-dir.js';
+import { assertSharedVocabulary } from '../../corpus/tokenizer.js';
 import type { FeatureEncoder, Pooling } from '../probe/features.js';
 import { linearProbe } from '../probe/linear.js';
 import { majorityBaseline, retention, type Metrics } from '../probe/metrics.js';
-import { markdownTable, type ProbeReport, type ProbeTaskResult } from '../probe/report.js';
+import { MADE_BY, markdownTable, type ProbeReport, type ProbeTaskResult } from '../probe/report.js';
 
 export interface ProbeOptions {
   teacher: string;
@@ -25,10 +28,24 @@ export interface ProbeOptions {
   limit?: number;
   backend?: BackendName;
   threads: number;
+  /** Replace an earlier report at --out. */
+  force?: boolean;
+}
+
+/** Whether `path` is a report that distill probe wrote (only such a file is replaced, and only with --force). */
+function isProbeReport(path: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(path, 'utf8')) as { made_by?: unknown }).made_by === MADE_BY;
+  } catch {
+    return false;
+  }
 }
 
 export async function runProbe(o: ProbeOptions): Promise<ProbeReport> {
   if (o.task.length === 0) throw new InputError('give at least one --task DIR', 'make the built-in tasks with: distill probe-data DIR');
+  assertModelDir(o.teacher, '--teacher');
+  assertModelDir(o.student, '--student');
+  assertSharedVocabulary({ path: o.teacher, option: '--teacher' }, { path: o.student, option: '--student' });
   const tasks = o.task.map((dir) => {
     const t = loadTask(dir);
     if (o.limit) {
@@ -84,6 +101,7 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeReport> {
   const macroT = mean(results.map((r) => taskScore(r.metrics.teacher)));
   const macroS = mean(results.map((r) => taskScore(r.metrics.student)));
   return {
+    made_by: MADE_BY,
     tasks: results,
     teacher: { parameters: teacher.parameters, tokens_per_s: tf.tokensPerS },
     student: { parameters: student.parameters, tokens_per_s: sf.tokensPerS },
@@ -107,11 +125,19 @@ export function registerProbe(program: Command): void {
     .option('--epochs <n>', 'fine-tuning epochs (--mode finetune)', intOption('--epochs', 1), 3)
     .option('--lr <lr>', 'fine-tuning peak learning rate, decayed linearly (--mode finetune)', floatOption('--lr', 1e-8, 1), 5e-5)
     .option('--pooling <how>', 'cls: the [CLS] vector; mean: the mean over real tokens', choiceOption('--pooling', ['cls', 'mean'] as const), 'mean')
-    .option('--out <file>', 'write the JSON report here')
+    .option('--out <file>', 'write the JSON report here (a new file, or one probe wrote before with --force)')
+    .option('--force', 'replace the report at --out that an earlier probe wrote (any other file is refused)', false)
     .option('--limit <n>', 'use the first N training examples (and N/2 dev) of each task', intOption('--limit', 2))
     .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')}`, choiceOption('--backend', BACKEND_NAMES))
     .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0), 0)
     .action(async (o: ProbeOptions) => {
+      const { paths, repeated } = distinctPaths(o.task);
+      if (repeated.length > 0) process.stderr.write(`note: --task ${repeated.join(', ')}: named more than once, read once\n`);
+      o.task = paths;
+      if (o.out) {
+        checkOutputFile({ path: o.out, option: '--out' }, o.force ?? false, [{ path: o.teacher, option: '--teacher' }, { path: o.student, option: '--student' },
+          ...o.task.map((path) => ({ path, option: '--task' }))], isProbeReport);
+      }
       const report = await runProbe(o);
       if (o.out) writeFileAtomic(o.out, JSON.stringify(report, null, 1) + '\n');
       process.stdout.write(markdownTable(report) + '\n');
@@ -124,10 +150,12 @@ export function registerProbe(program: Command): void {
       + 'and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the second follows\n'
       + 'the first). Deterministic splits.')
     .argument('<dir>', 'output folder (new or empty)')
-    .option('--per-class <n>', 'training examples per class (dev gets half as many)', intOption('--per-class', 10), 400)
-    .option('--force', 'write into a DIR that holds files: the old folder is moved to DIR.old-<time> first (never deleted)', false)
-    .action((dir: string, o: { perClass: number; force: boolean }) => {
-      claimOutputFolder(dir, o.force, 'DIR');
-      process.stdout.write(JSON.stringify(writeProbeData(dir, o.perClass)) + '\n');
+    .option('--per-class <n>', 'training examples per class (dev gets half as many, none of them in train)', intOption('--per-class', 10), 400)
+    .option('--force', 'replace tasks that probe-data wrote in DIR: they are moved to DIR.old-<time> (never deleted); any other folder is refused', false)
+    .action(async (dir: string, o: { perClass: number; force: boolean }) => {
+      const tasks = builtinProbeTasks();
+      assertPerClass(o.perClass, tasks);
+      const summary = await writeOutputFolder({ path: dir, option: 'DIR' }, 'tasks', o.force, [], (d) => ({ tasks: writeProbeData(d, o.perClass, tasks) }));
+      process.stdout.write(JSON.stringify(summary.tasks) + '\n');
     });
 }

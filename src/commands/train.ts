@@ -5,9 +5,12 @@ import { basename, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig, parseOverride, type TrainConfig } from '../config.js';
 import { InputError } from '../core/errors.js';
+import { OutputError } from '../core/out.js';
 import { intOption } from '../options.js';
 import { Eta, formatCount, ProgressReporter } from '../progress.js';
-import type { TrainSummary } from '../train/loop.js';
+import type { TrainPhase, TrainSummary } from '../train/loop.js';
+import { onStopRequest } from '../signals.js';
+import { assertRunToResume } from '../train/run-dir.js';
 import { worldFromEnvironment } from '../parallel/mpi.js';
 
 interface TrainCommandOptions {
@@ -36,6 +39,7 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
       'give the path of a JSON run configuration, e.g. --config configs/tiny.json (the repository\'s configs/ folder holds tiny.json, tiny-narrow.json and distilbert-base-cased.json)');
   }
   const runDir = resolve(opts.out ?? join('runs', basename(opts.config!, extname(opts.config!))));
+  if (opts.resume) assertRunToResume(runDir);
   // On --resume without --config, the run's own config (recorded in its latest checkpoint) stands in for the file.
   const config = opts.config !== undefined ? loadConfig(opts.config, overrides) : (await import('../train/resume.js')).recordedConfig(runDir, overrides);
   // The keys asked for on the command line: on --resume, these (and only these) change the run.
@@ -44,22 +48,23 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
   const comm = await worldFromEnvironment();
   const isRoot = comm.rank === 0;
   const bar = new ProgressReporter('train', process.stderr, 5_000);
-  // SIGINT (Ctrl-C) and SIGTERM (what a scheduler sends before it kills a job): finish the current update,
-  // checkpoint it, and stop; a second signal stops at once.
+  // SIGINT (Ctrl-C) and SIGTERM (what a scheduler sends before it kills a job): finish what is under way in order and
+  // stop, saying what will happen; a second signal stops at once (src/signals.ts).
   let signal: NodeJS.Signals | undefined;
-  const onSignal = (s: NodeJS.Signals): void => {
-    if (signal) process.exit(s === 'SIGINT' ? 130 : 143);
+  let phase: TrainPhase = 'setup';
+  const restoreSignals = onStopRequest((s) => {
     signal = s;
     bar.done();
-    if (isRoot) process.stderr.write(`${s}: stopping after this update, with a checkpoint (${s} again stops at once)\n`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+    // Under mpirun every rank trains one update before they agree to stop (train's stopRequested).
+    const what = WHAT_A_STOP_DOES[comm.size > 1 && phase === 'setup' ? 'training' : phase];
+    if (isRoot) process.stderr.write(`${s}: ${what} (${s} again stops at once)\n`);
+  });
   const eta = new Eta();
   try {
     const summary = await train({
       config, overridden, runDir, resume: opts.resume, force: opts.force, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
-      stopRequested: () => signal !== undefined,
+      stopRequested: () => signal,
+      onPhase: (p) => { phase = p; },
       onLog: (line) => { if (isRoot) { bar.done(); process.stderr.write(`${line}\n`); } },
       onUpdate: (m, total) => {
         injectFault(comm.rank, m.step);
@@ -71,13 +76,28 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
       },
     });
     return { ...summary, ...(summary.stopped && signal ? { signal } : {}) };
+  } catch (e) {
+    // A write the disk refused (full, read-only): say how the run goes on once it is fixed.
+    if (e instanceof OutputError && isRoot) {
+      const last = (await import('../train/checkpoint.js')).latestCheckpoint(runDir);
+      throw new OutputError(e.path, e.code, e.message, e.fix, last ? `then continue the run from ${last}: distill train --out ${runDir} --resume`
+        : 'then start the run again (nothing of it was kept)');
+    }
+    throw e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    restoreSignals();
     bar.done();
     comm.finalize?.();
   }
 }
+
+/** What the first signal does, by what the run is doing when it comes. */
+const WHAT_A_STOP_DOES: Record<TrainPhase, string> = {
+  setup: 'stopping before the first update; nothing is trained or changed',
+  preparing: 'stopping the corpus preparation; its complete shards are kept, and the next start continues them',
+  training: 'stopping after this update, with a checkpoint',
+  validating: 'stopping the validation, then checkpointing this update',
+};
 
 /**
  * Fault injection for the tests of data-parallel failures: DISTILL_FAULT="RANK:UPDATE:kill" makes that rank

@@ -28,3 +28,12 @@ export class InputError extends DistillError {}
 
 /** Tensor shapes that do not fit the operation (checked before the maths). */
 export class ShapeError extends DistillError {}
+
+/** A command stopped by a signal (SIGINT, SIGTERM) after putting its work in order: the message says what was kept. */
+export class StoppedError extends DistillError {
+  readonly signal: NodeJS.Signals;
+  constructor(signal: NodeJS.Signals, message: string, hint?: string) {
+    super(message, hint);
+    this.signal = signal;
+  }
+}

@@ -2,9 +2,10 @@
 // vocab.txt + tokenizer_config.json), an ONNX graph (model.onnx, model-hidden.onnx or onnx/model.onnx) and
 // optionally model.safetensors. This file reads config.json into one shape for BERT and DistilBERT.
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileFormatError } from './errors.js';
+import { describeRecognised, recognise, verifyFolder } from './folders.js';
 
 /** The architecture numbers of a BERT-family encoder, whatever config.json calls them. */
 export interface EncoderConfig {
@@ -42,9 +43,26 @@ export function readJsonObject(path: string): Json {
   return v as Json;
 }
 
+/**
+ * A model folder as an option names it: it exists, is a folder, is not a run, corpus or task folder (each named, with
+ * what to give instead), and, when distill wrote it, each file still has the size and SHA-256 it was written with.
+ */
 export function assertModelDir(dir: string, option: string): void {
   if (!existsSync(dir)) throw new FileFormatError(dir, `no such folder (given as ${option})`, `${option} takes a model folder with config.json, a tokenizer and an ONNX file`);
   if (!statSync(dir).isDirectory()) throw new FileFormatError(dir, `not a folder (given as ${option})`, `${option} takes the folder that holds config.json, not a file in it`);
+  const r = recognise(dir);
+  if (r.state === 'distill' && r.kind === 'run') {
+    const best = join(dir, 'checkpoints', 'best');
+    const steps = existsSync(join(dir, 'checkpoints')) ? readdirSync(join(dir, 'checkpoints')).filter((f) => /^step-\d+$/.test(f)).sort() : [];
+    throw new FileFormatError(dir, `is a training run, not a model (given as ${option})`, existsSync(best)
+      ? `give its best checkpoint: ${option} ${best} (the lowest val_loss)${steps.length ? `, or its latest: ${join(dir, 'checkpoints', steps.at(-1)!)}` : ''}`
+      : steps.length ? `give one of its checkpoints, e.g. the latest: ${option} ${join(dir, 'checkpoints', steps.at(-1)!)}` : 'the run has no checkpoint yet');
+  }
+  if ((r.state === 'distill' && (r.kind === 'corpus' || r.kind === 'tasks')) || r.state === 'tasks') {
+    throw new FileFormatError(dir, `is ${describeRecognised(r)}, not a model (given as ${option})`,
+      `${option} takes a model folder: config.json, a tokenizer, and model.onnx or model.safetensors`);
+  }
+  verifyFolder(dir);
 }
 
 export function readEncoderConfig(dir: string): EncoderConfig {

@@ -3,8 +3,9 @@
 // buffer, each tensor little-endian and contiguous in row-major order.
 // https://github.com/huggingface/safetensors#format
 
-import { readFileSync, writeFileSync, renameSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { FileFormatError } from './errors.js';
+import { writeFileAtomic } from './out.js';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -232,12 +233,4 @@ export function encodeSafetensors(tensors: Map<string, TensorToWrite> | Record<s
 export function writeSafetensors(path: string, tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
   metadata?: Record<string, string>): void {
   writeFileAtomic(path, encodeSafetensors(tensors, metadata, path));
-}
-
-export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, bytes);
-  const fd = openSync(tmp, 'r');
-  try { fsyncSync(fd); } finally { closeSync(fd); }
-  renameSync(tmp, path);
 }

@@ -12,7 +12,12 @@ export interface EvaluateOptions {
   comm?: Communicator;
   /** Called after each batch this rank evaluates (done, of this rank's total). */
   onBatch?: (done: number, total: number) => void;
+  /** Asked after each batch when alone (under MPI every rank must finish): true stops with EvaluationStopped. */
+  stopRequested?: () => boolean;
 }
+
+/** An evaluation stopped before its end (a signal): no metrics. */
+export class EvaluationStopped extends Error {}
 
 export async function evaluate(model: EvalModel, teacher: EvalModel | undefined, batches: EvalBatch[], options: EvaluateOptions = {}): Promise<EvalMetrics> {
   if (teacher && teacher.vocabSize !== model.vocabSize) {
@@ -29,6 +34,7 @@ export async function evaluate(model: EvalModel, teacher: EvalModel | undefined,
     const [s, t] = await Promise.all([model.outputs(b), teacher?.outputs(b)]);
     addBatch(sums, s, t, b.labels, model.vocabSize, model.hiddenSize, b.batchSize, cosine);
     options.onBatch?.(i + 1, mine.length);
+    if (size === 1 && options.stopRequested?.()) throw new EvaluationStopped(`stopped after ${i + 1} of ${mine.length} batches`);
   }
   let total = sums;
   if (size > 1) {

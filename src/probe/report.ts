@@ -12,7 +12,11 @@ export interface ProbeTaskResult {
   dev: number;
 }
 
+/** The report's mark: distill replaces (with --force) only a file that carries it. */
+export const MADE_BY = 'distill probe';
+
 export interface ProbeReport {
+  made_by: typeof MADE_BY;
   tasks: ProbeTaskResult[];
   teacher: { parameters: number; tokens_per_s: number };
   student: { parameters: number; tokens_per_s: number };

@@ -2,10 +2,10 @@
 // as GLUE's loaders read them: no quote processing), and the built-in probe tasks made from public labelled
 // data in npm (distill probe-data).
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { FileFormatError } from '../core/errors.js';
-import { writeFileAtomic } from '../core/safetensors.js';
+import { FileFormatError, InputError } from '../core/errors.js';
+import { makeDir, writeFileAtomic } from '../core/out.js';
 import { publicDomainParagraphs, spamAssassinMails } from '../../corpus/public-domain.js';
 import { Rng } from '../../corpus/rng.js';
 
@@ -160,49 +160,113 @@ function writeTsv(path: string, header: string[], rows: string[][]): void {
 
 export interface ProbeDataSummary { task: string; train: number; dev: number }
 
+/** Half as many dev examples per class as training examples (rounded up). */
+function devPerClass(perClass: number): number {
+  return Math.ceil(perClass / 2);
+}
+
+function shuffled<T>(rng: Rng, items: T[]): T[] {
+  rng.shuffle(items);
+  return items;
+}
+
+/** A task's rows of each class (label 0, then 1), for train and for dev. */
+interface ClassPools { train: string[][][]; dev: string[][][] }
+
 /**
- * Write the built-in tasks in GLUE's layout under `dir`:
+ * The spam-ham task's examples per class: distinct e-mails (as emailText gives them), shuffled from the seed. Train
+ * and dev draw from one pool, dev after train, so that no text is in both.
+ */
+function spamHamPools(rng: Rng): ClassPools {
+  const mails = spamAssassinMails();
+  const distinct = (group: string): string[] => [...new Set(mails.filter((m) => m.group.includes(group)).map((m) => emailText(m.text)))]
+    .filter((t) => t.length > 0);
+  const classes = [distinct('ham'), distinct('spam')].map((texts, label) => shuffled(rng, texts).map((t) => [t, String(label)]));
+  return { train: classes, dev: classes };
+}
+
+/**
+ * The next-passage task's examples per class and split. Paragraphs of Moby Dick and the State of the Union addresses
+ * are cut into blocks of 8 in a row; a third of the blocks, drawn from the seed, are dev's, the rest train's, and a
+ * pair takes both passages from one split, so that no passage is in both. Label 1: a passage and the one after it;
+ * label 0: two passages of the split at least three apart. No pair repeats.
+ */
+function nextPassagePools(rng: Rng): ClassPools {
+  const texts = [...publicDomainParagraphs('moby-dick'), ...publicDomainParagraphs('sotu')]
+    .filter((p) => p.length > 80).map((p) => clean(p).slice(0, 300));
+  const blocks = shuffled(rng, Array.from({ length: Math.ceil(texts.length / 8) }, (_, i) => i));
+  const devBlocks = new Set(blocks.slice(0, Math.round(blocks.length / 3)));
+  const part = (isDev: boolean): string[][][] => {
+    const mine = texts.map((_, i) => i).filter((i) => devBlocks.has(i >> 3) === isDev);
+    const inPart = new Set(mine);
+    const positives = shuffled(rng, mine.filter((i) => inPart.has(i + 1))).map((i) => [texts[i]!, texts[i + 1]!, '1']);
+    const negatives: string[][] = [];
+    const seen = new Set<string>();
+    for (let tries = 0; negatives.length < positives.length && tries < 20 * positives.length; tries++) {
+      const a = mine[rng.int(mine.length)]!;
+      const b = mine[rng.int(mine.length)]!;
+      if (Math.abs(a - b) <= 2 || seen.has(`${a}:${b}`)) continue;
+      seen.add(`${a}:${b}`);
+      negatives.push([texts[a]!, texts[b]!, '0']);
+    }
+    return [negatives, positives];
+  };
+  return { train: part(false), dev: part(true) };
+}
+
+/** The built-in tasks' examples, drawn from the seed, and the largest --per-class they hold. */
+export interface BuiltinTasks { spamHam: ClassPools; nextPassage: ClassPools; maxPerClass: number; seed: number }
+
+export function builtinProbeTasks(seed = 2026): BuiltinTasks {
+  const rng = new Rng(seed);
+  const spamHam = spamHamPools(rng);
+  const nextPassage = nextPassagePools(rng);
+  const fits = (n: number): boolean => spamHam.train.every((c) => c.length >= n + devPerClass(n))
+    && nextPassage.train.every((c) => c.length >= n) && nextPassage.dev.every((c) => c.length >= devPerClass(n));
+  let maxPerClass = 0;
+  while (fits(maxPerClass + 1)) maxPerClass++;
+  return { spamHam, nextPassage, maxPerClass, seed };
+}
+
+/** Per class: perClass rows to train and devPerClass to dev (after train's when both draw from one pool); shuffled. */
+function splitTask(rng: Rng, pools: ClassPools, perClass: number): { train: string[][]; dev: string[][] } {
+  const devStart = pools.dev === pools.train ? perClass : 0;
+  return {
+    train: shuffled(rng, pools.train.flatMap((c) => c.slice(0, perClass))),
+    dev: shuffled(rng, pools.dev.flatMap((c) => c.slice(devStart, devStart + devPerClass(perClass)))),
+  };
+}
+
+/** --per-class beyond what the built-in tasks hold is refused, naming the most they hold. */
+export function assertPerClass(perClass: number, tasks: BuiltinTasks): void {
+  if (perClass > tasks.maxPerClass) {
+    throw new InputError(`--per-class ${perClass}: the built-in tasks hold at most ${tasks.maxPerClass} training examples per class `
+      + '(and half as many for dev, none of them in train)', `give --per-class ${tasks.maxPerClass} or less`);
+  }
+}
+
+/**
+ * Write the built-in tasks in GLUE's layout under `dir` (a new folder: see writeOutputFolder):
  *  spam-ham/  single sentence (SST-2's columns): e-mails of the SpamAssassin corpus, label 1 = spam;
  *  next-passage/  sentence pairs (RTE's columns): two passages of the same book or address, label 1 when the
  *  second follows the first, 0 when it is a passage from elsewhere.
- * Splits are deterministic (seeded); `perClass` examples per class in train, half that in dev.
+ * Deterministic (seeded); `perClass` examples of each class in train and half that (rounded up) in dev, no text of
+ * dev in train.
  */
-export function writeProbeData(dir: string, perClass = 400, seed = 2026): ProbeDataSummary[] {
-  const rng = new Rng(seed);
-  const summaries: ProbeDataSummary[] = [];
-  const split = <T>(items: T[]): { train: T[]; dev: T[] } => {
-    rng.shuffle(items);
-    const nTrain = Math.round((items.length * 2) / 3);
-    return { train: items.slice(0, nTrain), dev: items.slice(nTrain) };
-  };
-
-  const mails = spamAssassinMails();
-  const ham = mails.filter((m) => m.group.includes('ham')).map((m) => [emailText(m.text), '0']);
-  const spam = mails.filter((m) => m.group.includes('spam')).map((m) => [emailText(m.text), '1']);
-  rng.shuffle(ham);
-  rng.shuffle(spam);
-  const n = Math.round(perClass * 1.5);
-  const spamTask = split([...ham.slice(0, n), ...spam.slice(0, n)].filter((r) => r[0]!.length > 0));
-  mkdirSync(join(dir, 'spam-ham'), { recursive: true });
+export function writeProbeData(dir: string, perClass = 400, tasks = builtinProbeTasks()): ProbeDataSummary[] {
+  assertPerClass(perClass, tasks);
+  const rng = Rng.derive(tasks.seed, 1);
+  const spamTask = splitTask(rng, tasks.spamHam, perClass);
+  makeDir(join(dir, 'spam-ham'));
   writeTsv(join(dir, 'spam-ham', 'train.tsv'), ['sentence', 'label'], spamTask.train);
   writeTsv(join(dir, 'spam-ham', 'dev.tsv'), ['sentence', 'label'], spamTask.dev);
-  summaries.push({ task: 'spam-ham', train: spamTask.train.length, dev: spamTask.dev.length });
-
-  const paragraphs = [...publicDomainParagraphs('moby-dick'), ...publicDomainParagraphs('sotu')]
-    .filter((p) => p.length > 80).map((p) => clean(p).slice(0, 300));
-  const pairs: string[][] = [];
-  for (let i = 0; i < n; i++) {
-    const a = rng.int(paragraphs.length - 1);
-    pairs.push([paragraphs[a]!, paragraphs[a + 1]!, '1']);
-    let b = rng.int(paragraphs.length);
-    while (Math.abs(b - a) <= 2) b = rng.int(paragraphs.length);
-    const c = rng.int(paragraphs.length);
-    pairs.push([paragraphs[c]!, paragraphs[b]!, '0']);
-  }
-  const pairTask = split(pairs);
-  mkdirSync(join(dir, 'next-passage'), { recursive: true });
-  writeTsv(join(dir, 'next-passage', 'train.tsv'), ['index', 'sentence1', 'sentence2', 'label'], pairTask.train.map((r, i) => [String(i), ...r]));
-  writeTsv(join(dir, 'next-passage', 'dev.tsv'), ['index', 'sentence1', 'sentence2', 'label'], pairTask.dev.map((r, i) => [String(i), ...r]));
-  summaries.push({ task: 'next-passage', train: pairTask.train.length, dev: pairTask.dev.length });
-  return summaries;
+  const pairTask = splitTask(rng, tasks.nextPassage, perClass);
+  makeDir(join(dir, 'next-passage'));
+  const indexed = (rows: string[][]): string[][] => rows.map((r, i) => [String(i), ...r]);
+  writeTsv(join(dir, 'next-passage', 'train.tsv'), ['index', 'sentence1', 'sentence2', 'label'], indexed(pairTask.train));
+  writeTsv(join(dir, 'next-passage', 'dev.tsv'), ['index', 'sentence1', 'sentence2', 'label'], indexed(pairTask.dev));
+  return [
+    { task: 'spam-ham', train: spamTask.train.length, dev: spamTask.dev.length },
+    { task: 'next-passage', train: pairTask.train.length, dev: pairTask.dev.length },
+  ];
 }

@@ -7,12 +7,14 @@
 // A checkpoint is written into NAME.tmp-PID/ and renamed when complete: a folder without the .tmp suffix
 // is always whole, and an interrupted write leaves only a .tmp folder, which is never loaded.
 
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError, FileFormatError } from '../core/errors.js';
+import { markFolder, verifyFolder } from '../core/folders.js';
+import { makeDir, removePath, renamePath, tempNameFor, writeFileAtomic, writingTemp } from '../core/out.js';
 import { readJsonObject } from '../core/model-dir.js';
-import { SafetensorsFile, writeFileAtomic, writeSafetensors, type TensorToWrite } from '../core/safetensors.js';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../core/safetensors.js';
 import type { TrainConfig } from '../config.js';
 import type { AdamW, Schedule } from './adamw.js';
 import type { GuardHistory } from './divergence.js';
@@ -50,6 +52,8 @@ export interface TrainerState {
   best?: { step: number; val_loss: number };
   /** precision fp16-mixed: the loss scale reached (the next update's) and its count of finite updates. */
   loss_scale?: LossScaleState;
+  /** SHA-256 of the corpus's meta.json (and the validation corpus's): a resume refuses a corpus that changed. */
+  corpus_fingerprint?: string;
 }
 
 /** One resume that changed the run: at which update, and each changed key's old and new value. */
@@ -102,7 +106,7 @@ export function bestCheckpointDir(runDir: string): string {
 export function removeIncompleteCheckpoints(runDir: string): void {
   const dir = checkpointsDir(runDir);
   if (!existsSync(dir)) return;
-  for (const f of readdirSync(dir)) if (/\.tmp-\d+$/.test(f)) rmSync(join(dir, f), { recursive: true, force: true });
+  for (const f of readdirSync(dir)) if (/\.tmp-\d+$/.test(f)) removePath(join(dir, f));
 }
 
 /**
@@ -113,7 +117,7 @@ export function saveCheckpoint(runDir: string, student: DistilBertStudent, optim
   keep: number, hooks: CheckpointHooks = {}, protect?: string): string {
   const final = writeCheckpointFolder(join(checkpointsDir(runDir), checkpointName(state.step)), student, optimizer, state, tokenizerDir, hooks);
   const all = listCheckpoints(runDir);
-  for (const old of all.slice(0, Math.max(0, all.length - keep))) if (old !== protect) rmSync(old, { recursive: true, force: true });
+  for (const old of all.slice(0, Math.max(0, all.length - keep))) if (old !== protect) removePath(old);
   return final;
 }
 
@@ -122,28 +126,35 @@ export function saveBestCheckpoint(runDir: string, student: DistilBertStudent, o
   return writeCheckpointFolder(bestCheckpointDir(runDir), student, optimizer, state, tokenizerDir, {});
 }
 
-/** Write one complete checkpoint folder at `final`, atomically (NAME.tmp-PID, then renamed). */
+/**
+ * Write one complete checkpoint folder at `final`, atomically: NAME.tmp-PID, marked with each file's size and
+ * SHA-256 (checked on --resume), then renamed. A write that fails (a full disk) removes the temp; the checkpoints
+ * before it are untouched.
+ */
 function writeCheckpointFolder(final: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string, hooks: CheckpointHooks): string {
-  mkdirSync(join(final, '..'), { recursive: true });
-  const tmp = `${final}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  saveStudent(student, tmp, { distill_step: String(state.step) });
-  copyTokenizerFiles(tokenizerDir, tmp);
-  const moments = new Map<string, TensorToWrite>();
-  student.specs.forEach((spec, i) => {
-    const toHf = (v: tf.Variable): Float32Array => {
-      const data = v.dataSync() as Float32Array;
-      return spec.linear ? transpose2d(data, spec.hfShape[1]!, spec.hfShape[0]!) : Float32Array.from(data);
-    };
-    moments.set(`exp_avg.${spec.name}`, { data: toHf(optimizer.expAvg[i]!), shape: spec.hfShape, dtype: 'F32' });
-    moments.set(`exp_avg_sq.${spec.name}`, { data: toHf(optimizer.expAvgSq[i]!), shape: spec.hfShape, dtype: 'F32' });
+  makeDir(join(final, '..'));
+  const tmp = tempNameFor(final);
+  removePath(tmp);
+  return writingTemp(tmp, () => {
+    saveStudent(student, tmp, { distill_step: String(state.step) });
+    copyTokenizerFiles(tokenizerDir, tmp);
+    const moments = new Map<string, TensorToWrite>();
+    student.specs.forEach((spec, i) => {
+      const toHf = (v: tf.Variable): Float32Array => {
+        const data = v.dataSync() as Float32Array;
+        return spec.linear ? transpose2d(data, spec.hfShape[1]!, spec.hfShape[0]!) : Float32Array.from(data);
+      };
+      moments.set(`exp_avg.${spec.name}`, { data: toHf(optimizer.expAvg[i]!), shape: spec.hfShape, dtype: 'F32' });
+      moments.set(`exp_avg_sq.${spec.name}`, { data: toHf(optimizer.expAvgSq[i]!), shape: spec.hfShape, dtype: 'F32' });
+    });
+    writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { step: String(optimizer.step) });
+    hooks.beforeCommit?.();
+    writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 1) + '\n');
+    markFolder(tmp, 'checkpoint', true);
+    removePath(final);
+    renamePath(tmp, final);
+    return final;
   });
-  writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { step: String(optimizer.step) });
-  hooks.beforeCommit?.();
-  writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 1) + '\n');
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
-  return final;
 }
 
 /**
@@ -155,7 +166,7 @@ export function setAsideCheckpointsAfter(runDir: string, good: string | undefine
   const all = listCheckpoints(runDir);
   const goodIndex = good ? all.indexOf(good) : -1;
   for (const path of all.slice(goodIndex + 1)) {
-    renameSync(path, `${path}.diverged`);
+    renamePath(path, `${path}.diverged`);
     moved.push(`${path}.diverged`);
   }
   return moved;
@@ -174,10 +185,21 @@ export function readTrainerState(checkpoint: string): TrainerState {
   return state;
 }
 
+/** Whether each file of `checkpoint` still has the size and SHA-256 recorded when it was written. */
+function verifies(checkpoint: string): boolean {
+  try {
+    verifyFolder(checkpoint);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * `read(checkpoint)`, the checkpoint a run resumes from. Checkpoints are written whole or not at all, so a file in one that
- * does not read was damaged afterwards (a disk, a copy, a hand edit): the error names the file, as every reader's
- * does, and the hint says how to go on without it: from the checkpoint before, or from the start.
+ * does not read, or whose checksum differs from the one recorded when it was written, was damaged afterwards (a disk,
+ * a copy, a hand edit): the error names the file, and the hint says how to go on without it: from the last earlier
+ * checkpoint whose files verify, or from the start.
  */
 export function readingCheckpoint<T>(runDir: string, checkpoint: string, read: (checkpoint: string) => T): T {
   try {
@@ -185,11 +207,16 @@ export function readingCheckpoint<T>(runDir: string, checkpoint: string, read: (
   } catch (e) {
     if (!(e instanceof FileFormatError) || e instanceof CheckpointVersionError) throw e;
     const all = listCheckpoints(runDir);
-    const before = all[all.indexOf(checkpoint) - 1];
+    const before = all.slice(0, all.indexOf(checkpoint)).reverse().find(verifies);
     throw new DistillError(e.message, before
-      ? `the checkpoint is damaged: move it aside (mv ${checkpoint} ${checkpoint}.damaged) and --resume continues from ${before}`
-      : 'the checkpoint is damaged and the run has no earlier one: start over with --force (the run is moved aside, not deleted)');
+      ? `the checkpoint is damaged: move it aside (mv ${checkpoint} ${checkpoint}.damaged) and --resume continues from ${before}, the last checkpoint whose files verify`
+      : 'the checkpoint is damaged and the run has no earlier one that verifies: start over with --force (the run is moved aside, not deleted)');
   }
+}
+
+/** Check each file of the checkpoint a run resumes from against the checksums recorded when it was written. */
+export function verifyCheckpoint(runDir: string, checkpoint: string): void {
+  readingCheckpoint(runDir, checkpoint, verifyFolder);
 }
 
 /** Put the saved AdamW moments and step into `optimizer` (whose params are `student`'s, in spec order). */

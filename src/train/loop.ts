@@ -6,34 +6,36 @@
 //   clip at the global norm → AdamW step with the warm-up/decay schedule → metrics → checkpoint.
 // Every random draw derives from (seed, data position, update), so a resumed run repeats a straight one.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { DistillError, InputError, MismatchError } from '../core/errors.js';
+import { createHash } from 'node:crypto';
+import { DistillError, InputError, MismatchError, StoppedError } from '../core/errors.js';
 import { totalUpdates, type TrainConfig } from '../config.js';
 import { AdamW, scheduleFactor, type Schedule } from './adamw.js';
 import { describeChanges, resumedConfig } from './resume.js';
 import { SOLO, type Communicator } from '../parallel/communicator.js';
 import { UpdateStep, distillObjective, type DistillMicroBatch } from './step.js';
 import { LossScale } from './loss-scale.js';
-import { acquireRunLock, holdsRun } from './run-dir.js';
-import { moveAside } from '../core/folders.js';
+import { claimRunFolder } from './run-dir.js';
+import { moveAside, type NamedPath } from '../core/folders.js';
+import { appendText, makeDir } from '../core/out.js';
 import { DivergenceGuard } from './divergence.js';
 import {
-  bestCheckpointDir, checkpointToResume, readingCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveBestCheckpoint, saveCheckpoint, setAsideCheckpointsAfter,
+  bestCheckpointDir, checkpointToResume, readingCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveBestCheckpoint, saveCheckpoint, setAsideCheckpointsAfter, verifyCheckpoint,
   CHECKPOINT_FORMAT, type CheckpointHooks, type ResumeRecord, type TrainerState,
 } from './checkpoint.js';
-import { writeFileAtomic } from '../core/safetensors.js';
+import { writeFileAtomic } from '../core/out.js';
 import { TeacherCache } from '../../teacher/cache.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
-import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
+import { hasTokenizer, WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig } from '../core/model-dir.js';
 import { adapterForRank, prefetch, readsSynchronously, selectBackend, type BackendChoice } from '../../student/kernels/backend.js';
 import { initialStudentWeights, withNewProjection } from '../../student/init.js';
 import { wasmBackend } from '../../student/kernels/backend-internals.js';
 import { wasmHeapBytes, WASM_HEAP_LIMIT_BYTES } from '../../student/kernels/wasm-heap.js';
-import { loadStudent } from '../../student/io.js';
+import { loadStudent, NonFiniteWeightsError } from '../../student/io.js';
 import { DistilBertStudent } from '../../student/model.js';
 import { CorpusReader, sliceRows, type Cursor, type GlobalBatch } from '../../corpus/reader.js';
 import { maskBatch, tokenWeights, type MaskingConfig } from '../../corpus/masking.js';
@@ -41,7 +43,7 @@ import { readCorpusMeta, readTokenCounts } from '../../corpus/prepare.js';
 import { Rng } from '../../corpus/rng.js';
 import { ensureCorpus, openCorpus } from '../../corpus/ensure.js';
 import { validationBatches, type EvalBatch } from '../eval/data.js';
-import { evaluate } from '../eval/evaluate.js';
+import { evaluate, EvaluationStopped } from '../eval/evaluate.js';
 import { cachedEvalModel, remoteTeacherEvalModel, studentEvalModel } from '../eval/models.js';
 import type { EvalMetrics } from '../eval/metrics.js';
 import { lossRows, type LossRows } from '../../losses/rows.js';
@@ -115,16 +117,22 @@ export interface TrainOptions {
   /** Start over in a folder that holds a run: the old run is moved aside (RUN.old-<time>), never deleted. */
   force?: boolean;
   /**
-   * Asked after every update (a signal handler's flag): when true on any rank, every rank stops after the same
-   * update, with a checkpoint of it.
+   * Asked after every update (a signal handler's flag): when a signal is named on any rank, every rank stops after the
+   * same update, with a checkpoint of it. Asked too while the corpus is prepared (the complete shards are kept) and, on
+   * one rank, between validation batches (the validation is dropped, the update checkpointed).
    */
-  stopRequested?: () => boolean;
+  stopRequested?: () => NodeJS.Signals | undefined;
+  /** Hears what the run is doing, so that a signal's message can say what will happen. */
+  onPhase?: (phase: TrainPhase) => void;
   onUpdate?: (m: UpdateMetrics, total: number) => void;
   onLog?: (line: string) => void;
   checkpointHooks?: CheckpointHooks;
 }
 
 export class TrainingDivergedError extends DistillError {}
+
+/** What a run is doing: setting up, preparing its corpus, training, or validating. */
+export type TrainPhase = 'setup' | 'preparing' | 'training' | 'validating';
 
 const MASK_STREAM = 0x6d61736b;
 const DROPOUT_STREAM = 0x64726f70;
@@ -147,27 +155,32 @@ interface Prepared {
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const comm = opts.comm ?? SOLO;
   const log = opts.onLog ?? (() => undefined);
-  // --- The run folder: one owner (a lock), and an existing run is continued or moved aside, never mixed. ---
-  mkdirSync(opts.runDir, { recursive: true });
-  let releaseLock = (): void => undefined;
-  if (comm.rank === 0) {
-    releaseLock = acquireRunLock(opts.runDir, log);
-    if (!opts.resume && holdsRun(opts.runDir)) {
-      releaseLock();
-      if (!opts.force) {
-        throw new DistillError(`${opts.runDir} already holds a run (its config, metrics or checkpoints)`,
-          'continue it with --resume, start over with --force (the old run is moved aside, not deleted), or choose another --out');
-      }
-      log(`--force: the run in ${opts.runDir} was moved to ${moveAside(opts.runDir)}`);
-      mkdirSync(opts.runDir, { recursive: true });
-      releaseLock = acquireRunLock(opts.runDir, log);
-    }
-  }
+  // --- The run folder: apart from every input, one owner (a lock), and an existing run continued or moved aside. ---
+  const folder = comm.rank === 0 ? claimRunFolder(opts.runDir, { resume: opts.resume, force: opts.force ?? false, inputs: runInputs(opts.config), log }) : undefined;
+  if (!folder) makeDir(opts.runDir);
   try {
     return await trainInFolder(opts, comm, log);
   } finally {
-    releaseLock();
+    folder?.release();
   }
+}
+
+/** SHA-256 of the meta.json of the run's corpus and validation corpus: what the checkpoint's data position indexes. */
+function fingerprintOfCorpora(c: TrainConfig): string {
+  const h = createHash('sha256').update(readFileSync(join(c.corpus, 'meta.json')));
+  if (c.valid_corpus !== null) h.update(readFileSync(join(c.valid_corpus, 'meta.json')));
+  return h.digest('hex');
+}
+
+/** What a run reads: its output folder may be none of them, contain none, lie inside none. */
+function runInputs(c: TrainConfig): NamedPath[] {
+  return [
+    { path: c.teacher, option: 'teacher (config)' }, { path: c.corpus, option: 'corpus (config)' },
+    ...(typeof c.student === 'string' ? [{ path: c.student, option: 'student (config)' }] : []),
+    ...(c.valid_corpus !== null ? [{ path: c.valid_corpus, option: 'valid_corpus (config)' }] : []),
+    ...(c.teacher_cache !== null ? [{ path: c.teacher_cache, option: 'teacher_cache (config)' }] : []),
+    ...c.corpus_inputs.filter((p) => !p.startsWith('@stdlib/')).map((path) => ({ path, option: 'corpus_inputs (config)' })),
+  ];
 }
 
 async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line: string) => void): Promise<TrainSummary> {
@@ -183,6 +196,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   let changed: ResumeRecord['changed'] = {};
   if (opts.resume) {
     resumeFrom = checkpointToResume(opts.runDir);
+    verifyCheckpoint(opts.runDir, resumeFrom); // each file against the checksum recorded when it was written
     state = readingCheckpoint(opts.runDir, resumeFrom, readTrainerState);
     if (state.world_size !== comm.size) {
       throw new MismatchError(`--resume: the checkpoint was written by ${state.world_size} process(es), this run has ${comm.size}`, `launch with the same number of ranks (mpirun -np ${state.world_size})`);
@@ -210,14 +224,26 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const teacherLayers = teacherConfig.numLayers;
   const tok = WordPieceTokenizer.fromDir(config.teacher);
   // Rank 0 prepares the corpus when it is missing; the others wait for it (an all-reduce as a barrier).
-  if (comm.rank === 0) await ensureCorpus(config, tok, log, teacherConfig.maxPositions);
+  opts.onPhase?.('preparing');
+  if (comm.rank === 0) await ensureCorpus(config, tok, { log, ...(opts.stopRequested ? { stopRequested: opts.stopRequested } : {}) }, teacherConfig.maxPositions);
   if (comm.size > 1) await comm.allreduceSum(new Float64Array(1));
-  if (comm.rank !== 0) await ensureCorpus(config, tok, () => undefined, teacherConfig.maxPositions);
+  if (comm.rank !== 0) await ensureCorpus(config, tok, { log: () => undefined }, teacherConfig.maxPositions);
+  opts.onPhase?.('setup');
+  // A resumed run continues the data stream of the corpus it started on: the same meta.json, byte for byte.
+  const corpusFingerprint = fingerprintOfCorpora(config);
+  if (state?.corpus_fingerprint !== undefined && state.corpus_fingerprint !== corpusFingerprint) {
+    throw new MismatchError(`--resume: the corpus changed since the checkpoint was written (${join(config.corpus, 'meta.json')}${config.valid_corpus ? ` or ${join(config.valid_corpus, 'meta.json')}` : ''} differs)`,
+      'the checkpoint\'s data position indexes the corpus as it was: put the corpus back as it was, or start a new run (another --out) on the new one');
+  }
 
   // The student: from the checkpoint (architecture included), a folder, teacher layers, or an architecture.
   let student: DistilBertStudent;
   if (resumeFrom) student = readingCheckpoint(opts.runDir, resumeFrom, loadStudent);
-  else if (typeof config.student === 'string') student = loadStudent(config.student);
+  else if (typeof config.student === 'string') {
+    assertModelDir(config.student, 'student (config)');
+    if (hasTokenizer(config.student)) tok.assertSameVocabulary(WordPieceTokenizer.fromDir(config.student), 'teacher (config)', 'student (config)');
+    student = loadStudent(config.student);
+  }
   else {
     const { config: sc, weights: sw } = initialStudentWeights(config.teacher, teacherConfig, config.student, tok.padId, config.seed, 'student (config)');
     student = DistilBertStudent.fromHfWeights(sc, (name) => sw.get(name)!);
@@ -315,7 +341,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   if (state && Object.keys(changed).length > 0) {
     const record: ResumeRecord = { step: state.step, time: new Date().toISOString(), changed };
     resumes.push(record);
-    if (comm.rank === 0) appendFileSync(metricsPath, JSON.stringify({ event: 'resume', ...record }) + '\n');
+    if (comm.rank === 0) appendText(metricsPath, JSON.stringify({ event: 'resume', ...record }) + '\n');
     metricsLines++;
   }
 
@@ -395,11 +421,17 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   const trainerState = (cursor: Cursor): TrainerState => ({
     format_version: CHECKPOINT_FORMAT, step, total_updates: total, schedule, cursor, tokens: tokensSoFar,
     elapsed_s: elapsedBefore + (performance.now() - started) / 1000, metrics_lines: metricsLines, config, world_size: comm.size,
-    divergence_history: guard.history(), resumes, ...(best ? { best } : {}), ...(lossScale ? { loss_scale: lossScale.state() } : {}),
+    divergence_history: guard.history(), resumes, corpus_fingerprint: corpusFingerprint, ...(best ? { best } : {}), ...(lossScale ? { loss_scale: lossScale.state() } : {}),
   });
   const checkpointNow = (cursor: Cursor): void => {
     if (comm.rank !== 0) return;
-    lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, trainerState(cursor), config.teacher, config.keep_checkpoints, opts.checkpointHooks, guard.lastGood());
+    try {
+      lastCheckpoint = saveCheckpoint(opts.runDir, student, optimizer, trainerState(cursor), config.teacher, config.keep_checkpoints, opts.checkpointHooks, guard.lastGood());
+    } catch (e) {
+      // Weights that are not finite are never written as a checkpoint, let alone called good.
+      if (e instanceof NonFiniteWeightsError) throw diverged(`${e.message} after update ${step}`);
+      throw e;
+    }
     guard.wroteCheckpoint(step, lastCheckpoint);
   };
 
@@ -407,11 +439,21 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   // and keeps the lowest val_loss as checkpoints/best.
   let best = state?.best;
   const teacherOnValidation = cachedEvalModel(remoteTeacherEvalModel(teacher)); // the same batches every time
-  const validate = async (): Promise<EvalMetrics> => {
-    const metrics = await evaluate(studentEvalModel(student), teacherOnValidation, validation!, { comm });
+  const validate = async (): Promise<EvalMetrics | undefined> => {
+    opts.onPhase?.('validating');
+    let metrics: EvalMetrics;
+    try {
+      metrics = await evaluate(studentEvalModel(student), teacherOnValidation, validation!, { comm, stopRequested: () => opts.stopRequested?.() !== undefined });
+    } catch (e) {
+      if (!(e instanceof EvaluationStopped)) throw e;
+      log(`validation at update ${step} ${e.message}: dropped`);
+      return undefined;
+    } finally {
+      opts.onPhase?.('training');
+    }
     const line = { step, ...metrics };
     if (comm.rank === 0) {
-      appendFileSync(metricsPath, JSON.stringify(line) + '\n');
+      appendText(metricsPath, JSON.stringify(line) + '\n');
       metricsLines++;
     }
     const improved = best === undefined || metrics.val_loss < best.val_loss;
@@ -462,8 +504,16 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   };
 
   let stopped = false;
+  if (state && step >= total) {
+    log(`the run in ${opts.runDir} is complete: ${step} of ${total} updates; nothing to do. To train it longer: `
+      + `distill train --out ${opts.runDir} --resume --set max_steps=${step + Math.max(1, Math.round(step / 2))} (any number above ${step})`);
+  }
   try {
     if (backend.name === 'wasm' && step < stopAt) await rehearse();
+    // A signal during the set-up: nothing trained, nothing to checkpoint.
+    const early = opts.stopRequested?.();
+    if (early && comm.size === 1) throw new StoppedError(early, `stopped by ${early} before the first update of this start: nothing was trained`, opts.resume ? 'the run is as it was: --resume continues it' : 'start the run again when you wish');
+    opts.onPhase?.('training');
     next = step < stopAt ? prepareNext() : undefined;
     while (step < stopAt) {
       const updateStarted = performance.now();
@@ -492,7 +542,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
       // Let the event loop run once per update (a signal's handler waits for it: the awaits above may all be
       // settled already, which never yields to it), then ask whether to stop.
       await new Promise<void>((resolveTurn) => setImmediate(resolveTurn));
-      let stopNow = opts.stopRequested?.() ?? false;
+      let stopNow = opts.stopRequested?.() !== undefined;
       if (comm.size > 1) {
         // Each rank's losses are its share of the global means: the global values are their sums. A stop asked
         // of any rank travels with them, so every rank stops after this same update.
@@ -534,11 +584,14 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
         grad_norm: norm, ...(scaleUsed !== undefined ? { loss_scale: scaleUsed } : {}), ...(skipped ? { skipped: true as const } : {}), tokens: updateTokens, tokens_per_s: updateTokens / ((performance.now() - updateStarted) / 1000), elapsed_s: elapsed,
       };
       if (comm.rank === 0) {
-        appendFileSync(metricsPath, JSON.stringify(m) + '\n');
+        appendText(metricsPath, JSON.stringify(m) + '\n');
         metricsLines++;
       }
       opts.onUpdate?.(m, total);
-      if (validation && !stopNow && ((config.eval_every > 0 && step % config.eval_every === 0) || step === total)) await validate();
+      if (validation && !stopNow && ((config.eval_every > 0 && step % config.eval_every === 0) || step === total)) {
+        await validate();
+        if (comm.size === 1) stopNow = opts.stopRequested?.() !== undefined; // a signal during the validation
+      }
       const every = config.checkpoint_every;
       // No periodic checkpoint while the loss is abnormal: it would push good ones out.
       if ((every > 0 && step % every === 0 && !guard.inStreak()) || step === stopAt || stopNow) {
@@ -575,5 +628,5 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
 function truncateMetrics(path: string, lines: number): void {
   if (!existsSync(path)) return;
   const kept = readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0).slice(0, lines);
-  writeFileSync(path, kept.map((l) => `${l}\n`).join(''));
+  writeFileAtomic(path, kept.map((l) => `${l}\n`).join(''));
 }

@@ -1,74 +1,84 @@
-// One owner per run folder. `train` holds RUN/.distill-lock (pid, host, start) for its whole life: a second
-// `train` on the same folder is refused with the owner named; a lock whose process is gone (same host) is
-// stale, named, and taken over. A fresh run into a folder that already holds a run is refused unless the user
-// says what they want: --resume (continue it) or --force (start over, with the old run moved aside, never
-// deleted).
+// The run folder: one owner (src/core/lock.ts), and what a new run may start in. A fresh run starts in a new or
+// empty folder, or in a run folder whose earlier start failed before its first update (nothing to lose there); a
+// folder that holds a run is continued (--resume) or, with --force, moved aside (never deleted). A folder that is
+// not a run (a teacher, a corpus, a model, anything distill did not make) is refused, and never offered --force.
 
-import { existsSync, openSync, readFileSync, readdirSync, rmSync, writeSync, closeSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DistillError } from '../core/errors.js';
+import { DistillError, InputError } from '../core/errors.js';
+import { assertApart, assertNotInsideRecognised, describeRecognised, markFolder, moveAside, recognise, type NamedPath } from '../core/folders.js';
+import { acquireFolderLock } from '../core/lock.js';
+import { makeDir, removePath, renamePath } from '../core/out.js';
 
-const LOCK = '.distill-lock';
+/** Whether `runDir` holds a run: updates in its metrics, or checkpoints. */
+export function holdsRun(runDir: string): boolean {
+  const metrics = join(runDir, 'metrics.jsonl');
+  if (existsSync(metrics) && statSync(metrics).size > 0) return true;
+  const checkpoints = join(runDir, 'checkpoints');
+  return existsSync(checkpoints) && readdirSync(checkpoints).length > 0;
+}
 
-interface LockOwner { pid: number; host: string; started: string }
+/** --resume names a run folder: else the error says what the folder holds and how to go on. */
+export function assertRunToResume(runDir: string): void {
+  const r = recognise(runDir);
+  if (r.state === 'distill' && r.kind === 'run') return;
+  throw new DistillError(r.state === 'missing' || r.state === 'empty' ? `--resume: ${runDir} holds no run to continue` : `--resume: ${runDir} is not a run folder: it holds ${describeRecognised(r)}`,
+    'point --out at the folder of the run to continue (the --out it was started with), or start a run without --resume');
+}
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+export interface RunFolder {
+  /** Releases the lock; removes the folder too when this start made it and no update was recorded (a failed start). */
+  release(): void;
+  /** Where --force moved the old run. */
+  movedAside?: string;
 }
 
 /**
- * Take the run folder's lock (the folder exists). Returns the release function. Throws a DistillError naming
- * the owner when another live process holds it; `onStale` hears of a stale lock taken over.
+ * Claim `runDir` for a run (rank 0): checked against the run's inputs, locked, and made ready as --resume or --force
+ * asks. Throws before anything is changed when the folder is not the run's to use.
  */
-export function acquireRunLock(runDir: string, onStale: (message: string) => void = () => undefined): () => void {
-  const path = join(runDir, LOCK);
-  const me: LockOwner = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
-  for (let attempt = 0; attempt < 2; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(path, 'wx');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let owner: LockOwner | undefined;
-      try {
-        owner = JSON.parse(readFileSync(path, 'utf8')) as LockOwner;
-      } catch {
-        owner = undefined; // half-written by a process that died while writing it
-      }
-      if (owner && (owner.host !== me.host || alive(owner.pid))) {
-        throw new DistillError(`${runDir} is in use by another run: process ${owner.pid} on ${owner.host}, started ${owner.started}`,
-          owner.host === me.host
-            ? `wait for it to end, stop it (kill -TERM ${owner.pid} checkpoints and stops), or choose another --out`
-            : `if that process is gone, remove ${path}; else choose another --out`);
-      }
-      onStale(owner ? `${path}: taking over the stale lock of process ${owner.pid} (${owner.host}, started ${owner.started}), which is no longer running`
-        : `${path}: taking over an unreadable lock`);
-      rmSync(path, { force: true });
-      continue;
-    }
-    writeSync(fd, JSON.stringify(me) + '\n');
-    closeSync(fd);
-    return () => {
-      try {
-        const owner = JSON.parse(readFileSync(path, 'utf8')) as LockOwner;
-        if (owner.pid === me.pid && owner.host === me.host) rmSync(path, { force: true });
-      } catch {
-        // already gone
-      }
-    };
+export function claimRunFolder(runDir: string, o: { resume: boolean; force: boolean; inputs: NamedPath[]; log: (line: string) => void }): RunFolder {
+  const out: NamedPath = { path: runDir, option: '--out' };
+  assertApart(out, o.inputs);
+  assertNotInsideRecognised(out);
+  const r = recognise(runDir);
+  const isRun = r.state === 'distill' && r.kind === 'run';
+  if (o.resume) assertRunToResume(runDir);
+  if (!isRun && r.state !== 'missing' && r.state !== 'empty') {
+    throw new InputError(r.state === 'file' ? `--out ${runDir} is a file, where the run folder goes` : `--out ${runDir} already exists and holds ${describeRecognised(r)}, not a run`,
+      'choose a new or empty folder for --out: distill never moves or overwrites a folder it did not make');
   }
-  throw new DistillError(`${path}: could not take the lock`, 'remove the file if no run uses the folder');
-}
-
-/** Whether `runDir` holds a run: its config, metrics or checkpoints. */
-export function holdsRun(runDir: string): boolean {
-  if (!existsSync(runDir)) return false;
-  return ['config.json', 'metrics.jsonl'].some((f) => existsSync(join(runDir, f)))
-    || (existsSync(join(runDir, 'checkpoints')) && readdirSync(join(runDir, 'checkpoints')).length > 0);
+  const created = r.state === 'missing';
+  const wasEmpty = r.state === 'empty';
+  makeDir(runDir);
+  // The lock first: a live run in the folder is named before anything is moved.
+  let releaseLock = acquireFolderLock(runDir, 'train', o.log);
+  let movedAside: string | undefined;
+  if (isRun && !o.resume && holdsRun(runDir)) {
+    if (!o.force) {
+      releaseLock();
+      throw new DistillError(`${runDir} already holds a run (its metrics or checkpoints)`,
+        'continue it with --resume, start over with --force (the old run is moved aside, not deleted), or choose another --out');
+    }
+    releaseLock();
+    movedAside = moveAside(runDir);
+    o.log(`--force: the run in ${runDir} was moved to ${movedAside}`);
+    makeDir(runDir);
+    releaseLock = acquireFolderLock(runDir, 'train', o.log);
+  }
+  if (!o.resume) markFolder(runDir, 'run', false);
+  return {
+    release: () => {
+      releaseLock();
+      if (holdsRun(runDir)) return;
+      // A start that failed before its first update: the folder goes back to what it was.
+      if (created) removePath(runDir);
+      if (wasEmpty) for (const f of readdirSync(runDir)) removePath(join(runDir, f));
+      if (movedAside) {
+        removePath(runDir);
+        renamePath(movedAside, runDir);
+      }
+    },
+    ...(movedAside ? { movedAside } : {}),
+  };
 }
