@@ -154,13 +154,14 @@ describe('distill prepare', () => {
     const skipped = await prepareCorpus(tok, base(join(work, 'o4'), [join(dir, 'broken.jsonl'), join(dir, 'latin1.txt'), join(dir, 'binary.txt')], { onBadLine: 'skip' }));
     expect(skipped.skipped).toEqual({ invalid_utf8: 1, binary: 1, bad_json: 2, too_long: 0 });
     expect(skipped.sequences.kept).toBe(4);
-    // A line over 1 MB is not a sequence of text: named, or skipped and counted; its bytes are dropped as they come
-    // (a 24 MB line, split across reads, then a good line and a long last line without a line break).
-    writeFileSync(join(dir, 'long.txt'), `${good}\n${'y'.repeat(24 << 20)}\n${good}\n${'z'.repeat(1.5 * (1 << 20))}`);
-    await expect(prepareCorpus(tok, base(join(work, 'o9'), [join(dir, 'long.txt')]))).rejects.toThrow(/long\.txt:2: longer than 1 MB without a line break/);
+    // A line over 1 MB is not a sequence of text: named, or skipped and counted; its bytes are dropped as they come.
+    // 10 bytes over, its end in the read after 16 full ones (64 KiB each); 24 MB, across hundreds of reads; 1.5 MB at
+    // the end without a line break.
+    writeFileSync(join(dir, 'long.txt'), `${'x'.repeat((1 << 20) + 10)}\n${good}\n${'y'.repeat(24 << 20)}\n${good}\n${'z'.repeat(1.5 * (1 << 20))}`);
+    await expect(prepareCorpus(tok, base(join(work, 'o9'), [join(dir, 'long.txt')]))).rejects.toThrow(/long\.txt:1: longer than 1 MB without a line break/);
     const long = await prepareCorpus(tok, base(join(work, 'o10'), [join(dir, 'long.txt')], { onBadLine: 'skip' }));
-    expect(long.skipped).toEqual({ invalid_utf8: 0, binary: 0, bad_json: 0, too_long: 2 });
-    expect(long.lines_read).toBe(4);
+    expect(long.skipped).toEqual({ invalid_utf8: 0, binary: 0, bad_json: 0, too_long: 3 });
+    expect(long.lines_read).toBe(5);
     expect(long.sequences.kept).toBe(2);
     writeFileSync(join(dir, 'empty.txt'), '');
     await expect(prepareCorpus(tok, base(join(work, 'o5'), [join(dir, 'empty.txt')]))).rejects.toThrow(/no sequences kept from 1 input file/);
