@@ -110,12 +110,13 @@ export function weightDifference(weights: Map<string, Float32Array>, reference: 
  * 0.05²/(2·Σ lr_t/lr)² of the weights (3.9e-5 of them after 8 updates of the reference's schedule) may flip
  * all the way. A wrong step (stale weights, a dropped gradient term, a transposed gradient, a wrong
  * schedule) moves most weights differently by a sizeable fraction of lr each: stale weights measured 0.67 to
- * 0.97 lr RMS after the reference's 8 updates, where the paths measured here stay below 3e-4 lr RMS.
+ * 0.97 lr RMS after the reference's 8 updates, where the paths measured here stay below 3e-4 lr RMS. The PyTorch
+ * replays pass a tighter RMS bound of their own, set from the measured noise (test/updates.ts, WEIGHT_RMS_BOUND).
  */
-export function expectWeightsAgree(d: WeightDifference, lrs: number[], lr: number): void {
+export function expectWeightsAgree(d: WeightDifference, lrs: number[], lr: number, rmsBound = 0.05): void {
   const sum = lrs.reduce((a, b) => a + b, 0);
   if (!(d.maxAbsInLr <= (2 * sum) / lr)) throw new Error(`largest weight difference ${d.maxAbsInLr} lr exceeds 2·Σ lr_t = ${(2 * sum) / lr} lr`);
-  if (!(d.rmsInLr < 0.05)) throw new Error(`root mean square weight difference ${d.rmsInLr} lr exceeds 0.05 lr`);
+  if (!(d.rmsInLr < rmsBound)) throw new Error(`root mean square weight difference ${d.rmsInLr} lr exceeds ${rmsBound} lr`);
 }
 
 /** A digest of every file under `dir` (names and bytes): equal digests, nothing changed. */

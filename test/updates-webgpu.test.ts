@@ -5,7 +5,8 @@ import { expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { webgpuUnavailable } from './helpers.js';
 import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
+import { setAdamWInPlace } from '../student/kernels/adamw-webgpu.js';
 
 describeReplay('webgpu', 'webgpu', await webgpuUnavailable(), () => {
   expect(tf.getBackend()).toBe('webgpu');
-}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES]);
+}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies', 'three programs'], setInPlace: setAdamWInPlace });
