@@ -9,9 +9,8 @@ import { transpose2d } from '../src/core/math.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS, type TeacherTargets } from '../losses/total.js';
 import { lossRows, type LossRows } from '../losses/rows.js';
 import { GOLDEN, goldenBatch, relDiff, tidy } from './helpers.js';
-import { expectGradientProbes } from './gradient-probe.js';
+import { expectGradientsMatch, referenceGradients } from './gradient-check.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
-import probes from './fixtures/tiny-bert-cased/gradient_probes.json' with { type: 'json' };
 
 export const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
 export const { B, T, maskedIds, attention, labels, teacherLogits, teacherLast } = goldenBatch(ref);
@@ -48,7 +47,7 @@ export function goldenGradients(student: DistilBertStudent, restrict = false, fu
 
 /**
  * The total loss within 1e-4 relative, every per-parameter gradient norm and the global one within 1e-3, and
- * every gradient as a whole tensor: its dot product with a fixed probe tensor as PyTorch's (gradient-probe.ts).
+ * every gradient as a whole tensor against PyTorch's (gradient-check.ts).
  */
 export function expectGoldenGradients({ loss, grads, tensors }: { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> }): void {
   expect(relDiff(loss, reference.loss_total)).toBeLessThan(1e-4);
@@ -62,5 +61,5 @@ export function expectGoldenGradients({ loss, grads, tensors }: { loss: number; 
     expect(Math.abs(norm - expected), name).toBeLessThan(Math.max(1e-3 * expected, 1e-3));
   }
   expect(relDiff(Math.sqrt(total), reference.student_grad_norm)).toBeLessThan(1e-3);
-  expectGradientProbes(tensors, probes.params);
+  expectGradientsMatch(tensors, referenceGradients(GOLDEN));
 }

@@ -14,11 +14,10 @@ import type { DistilBertStudent } from '../student/model.js';
 import { transpose2d } from '../src/core/math.js';
 import { distillLosses, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
 import { teacherSoftTargets } from '../teacher/soft-targets.js';
-import { TINY, maxAbsDiff, relDiff, tidy } from './helpers.js';
+import { GOLDEN, TINY, maxAbsDiff, relDiff, tidy } from './helpers.js';
 import { B, H, T, V, attention, expectGoldenGradients, goldenGradients, maskedIds, ref, rows, targets, teacherLast, teacherLogits } from './golden.js';
-import { expectGradientProbes } from './gradient-probe.js';
+import { expectGradientsMatch, referenceGradients } from './gradient-check.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
-import probes from './fixtures/tiny-bert-cased/gradient_probes.json' with { type: 'json' };
 
 it('chooses teacher layers by the evenly spaced rule', () => {
   expect(evenlySpacedLayers(12, 6)).toEqual([0, 2, 4, 7, 9, 11]);
@@ -83,13 +82,23 @@ for (const backend of ['wasm', 'cpu'] as BackendName[]) {
       expectGoldenGradients(goldenGradients(student, false, fused));
     });
 
-    it('the gradient check sees a transposed gradient on a square weight (same norm, another tensor)', () => {
+    it('the gradient check sees a zeroed, a random-direction and a transposed gradient, on the largest tensor and a square one', () => {
       const { tensors } = goldenGradients(student);
-      const name = 'distilbert.transformer.layer.0.attention.q_lin.weight';
-      const transposed = new Map(tensors);
-      transposed.set(name, transpose2d(tensors.get(name)!, H, H));
-      expect(() => expectGradientProbes(tensors, probes.params)).not.toThrow();
-      expect(() => expectGradientProbes(transposed, probes.params)).toThrow(/q_lin.weight: gradient · probe/);
+      const reference = referenceGradients(GOLDEN);
+      expect(() => expectGradientsMatch(tensors, reference)).not.toThrow();
+      const wrong = (name: string, g: Float32Array): Map<string, Float32Array> => new Map(tensors).set(name, g);
+      const emb = 'distilbert.embeddings.word_embeddings.weight';
+      const g = tensors.get(emb)!;
+      // A random direction of the same norm.
+      const random = Float32Array.from({ length: g.length }, (_, i) => (Math.sin(i * 12.9898) * 43758.5453) % 1);
+      const gNorm = Math.sqrt(g.reduce((s, x) => s + x * x, 0));
+      const rNorm = Math.sqrt(random.reduce((s, x) => s + x * x, 0));
+      for (let i = 0; i < random.length; i++) random[i] = (random[i]! * gNorm) / rNorm;
+      for (const [what, bad] of [['zeroed', new Float32Array(g.length)], ['random', random], ['transposed', transpose2d(g, V, H)]] as const) {
+        expect(() => expectGradientsMatch(wrong(emb, bad), reference), `${what} word_embeddings`).toThrow(/word_embeddings\.weight: ‖g − g_ref‖/);
+      }
+      const q = 'distilbert.transformer.layer.0.attention.q_lin.weight';
+      expect(() => expectGradientsMatch(wrong(q, transpose2d(tensors.get(q)!, H, H)), reference)).toThrow(/q_lin\.weight: ‖g − g_ref‖/);
     });
 
     it('keeps tf.memory().numTensors flat over 10 forward/backward steps', () => {
