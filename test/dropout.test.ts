@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { selectBackend } from '../student/kernels/backend.js';
 import { wasmSimd } from '../student/kernels/simd.js';
 import { DROPOUT_KERNEL, dropout, dropoutKey, keepThreshold, kept } from '../student/kernels/dropout.js';
-import { webgpuUnavailable } from './helpers.js';
+import { canRun, webgpuUnavailable } from './helpers.js';
 import { random as randomUnit } from './product-cases.js';
 
 /** Deterministic values in [-4, 4). */
@@ -64,9 +64,7 @@ describe('the dropout mask', () => {
 });
 
 const backends: ('cpu' | 'wasm' | 'webgpu')[] = ['cpu', 'wasm'];
-const gpuUnavailable = await webgpuUnavailable();
-if (!gpuUnavailable) backends.push('webgpu');
-else console.warn(`dropout.test.ts: the webgpu cases skipped: ${gpuUnavailable}`);
+if (canRun('dropout.test.ts (its webgpu cases)', await webgpuUnavailable())) backends.push('webgpu');
 
 describe.each(backends)('DistillDropout on %s', (backend) => {
   it('gives the definition\'s output bit for bit (SIMD tail lengths, NaN and −0 kept), the same for a seed, another for another', async () => {

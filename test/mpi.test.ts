@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { latestCheckpoint, listCheckpoints } from '../src/train/checkpoint.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
-import { REPO, TINY, expectWeightsAgree, folderWeights, relDiff, weightDifference } from './helpers.js';
+import { REPO, TINY, canRun, expectWeightsAgree, folderWeights, relDiff, weightDifference } from './helpers.js';
 
-const HAVE_MPIRUN = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-if (!HAVE_MPIRUN) console.warn('mpi.test.ts: mpirun not found (apt-get install -y openmpi-bin libopenmpi-dev): the data-parallel tests are skipped');
+const HAVE_MPIRUN = canRun('mpi.test.ts', spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0
+  ? undefined : 'mpirun not found (apt-get install -y openmpi-bin libopenmpi-dev)');
 
 const work = mkdtempSync(join(tmpdir(), 'distill-mpi-'));
 const configPath = join(work, 'config.json');

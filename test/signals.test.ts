@@ -52,15 +52,11 @@ function metricLines(runDir: string): number {
   return existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter((l) => l.includes('"loss"')).length : 0;
 }
 
-/** Processes (other than this one) whose command line mentions `text` (Linux: /proc). */
+/** Processes (other than this one and ps) whose command line mentions `text`. */
 function processesMentioning(text: string): number[] {
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid).filter((d) => {
-    try {
-      return readFileSync(join('/proc', d, 'cmdline'), 'utf8').includes(text);
-    } catch {
-      return false;
-    }
-  }).map(Number);
+  return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')
+    .filter((l) => l.includes(text) && !/^\s*\d+\s+ps\b/.test(l)).map((l) => Number(l.trim().split(/\s+/)[0]))
+    .filter((pid) => pid !== process.pid);
 }
 
 function config(name: string, keys: Record<string, unknown>): string {

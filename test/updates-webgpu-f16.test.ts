@@ -4,7 +4,7 @@
 // against the fp32 run of the same batches (tiny). Skipped only when WebGPU is not installed or finds no adapter.
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { relDiff, webgpuUnavailable, weightDifference } from './helpers.js';
+import { canRun, relDiff, webgpuUnavailable, weightDifference } from './helpers.js';
 import { expectMatchesReference, referenceJson, referenceWeights, replay } from './updates.js';
 import { selectBackend, type BackendChoice } from '../student/kernels/backend.js';
 import { halfProductsOn, setHalfProducts, setTiledProducts } from '../student/kernels/matmul-webgpu.js';
@@ -59,10 +59,9 @@ function reference(a: Float32Array, b: Float32Array, batch: [number, number], M:
   return { out, magnitude };
 }
 
-const skip = await webgpuUnavailable();
-if (skip) console.warn(`updates-webgpu-f16: skipped: ${skip}`);
+const haveWebgpu = canRun('updates-webgpu-f16.test.ts', await webgpuUnavailable());
 
-describe.skipIf(skip !== undefined)('precision fp16-mixed on webgpu', () => {
+describe.runIf(haveWebgpu)('precision fp16-mixed on webgpu', () => {
   let backend: BackendChoice;
   beforeAll(async () => {
     backend = await selectBackend('webgpu', { precision: 'fp16-mixed' });

@@ -31,13 +31,12 @@ import { distillLosses, lossNumbers, RECIPE_LOSS_WEIGHTS, type TeacherTargets } 
 import { teacherSoftTargets } from '../teacher/soft-targets.js';
 import { lossRows } from '../losses/rows.js';
 import { expectCleanError, runCli } from './cli-helpers.js';
-import { GOLDEN, TINY, goldenBatch, maxAbsDiff, relDiff, negEntropyBound, softTargetModel, tidy, tiedLogits, tinyRunConfig, underflowingLogits, webgpuUnavailable } from './helpers.js';
+import { GOLDEN, TINY, canRun, goldenBatch, maxAbsDiff, relDiff, negEntropyBound, softTargetModel, tidy, tiedLogits, tinyRunConfig, underflowingLogits, webgpuUnavailable } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
 
 // Skipped only where WebGPU is not installed or finds no adapter; any other error fails the file.
-const unavailable = await webgpuUnavailable();
+const unavailable = canRun('webgpu.test.ts', await webgpuUnavailable()) ? undefined : 'no WebGPU adapter';
 const device = unavailable ? '' : (await selectBackend('webgpu')).device ?? '';
-if (unavailable) console.warn(`webgpu.test.ts: skipped: ${unavailable}`);
 
 const ref = SafetensorsFile.read(join(GOLDEN, 'reference.safetensors'));
 const { B, T, maskedIds, attention, labels, teacherLogits, teacherLast } = goldenBatch(ref);
