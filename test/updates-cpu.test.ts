@@ -6,4 +6,4 @@ import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 
 describeReplay('cpu', 'cpu', undefined, () => {
   expect(tf.getBackend()).toBe('cpu');
-}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES]);
+}, ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES]);

@@ -9,4 +9,4 @@ process.env['DISTILL_BLAS'] = 'off';
 describeReplay('wasm without BLAS', 'wasm', undefined, (b) => {
   expect(b.matmul).toBe('wasm');
   expect(wasmSimd()).not.toBeNull();
-}, ['tiny', 'unseen', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });
+}, ['tiny', 'unseen', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });

@@ -7,4 +7,4 @@ import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 process.env['DISTILL_SIMD'] = 'off';
 describeReplay('wasm without SIMD', 'wasm', undefined, () => {
   expect(wasmSimd()).toBeNull();
-}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES]);
+}, ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES]);

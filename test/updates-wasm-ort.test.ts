@@ -10,7 +10,7 @@ process.env['DISTILL_BLAS'] = 'ort';
 describeReplay('wasm + onnxruntime MLAS + SIMD', 'wasm', undefined, (b) => {
   expect(b.matmul).toMatch(/^onnxruntime \d+\.\d+\.\d+ MLAS/);
   expect(wasmSimd()).not.toBeNull();
-}, ['tiny', 'unseen', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });
+}, ['tiny', 'unseen', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });
 
 // A wrong step is seen: the replay with weight decay off (the smallest wrong step the PyTorch references could miss
 // before: 0.0012–0.0034 lr RMS against a bound of 0.05) lies beyond each reference's RMS bound.

@@ -10,4 +10,4 @@ const skip = loadBlas() ? undefined : 'no product engine loads (DISTILL_BLAS=off
 describeReplay('wasm + product engine + SIMD', 'wasm', skip, (b) => {
   expect(b.matmul).not.toBe('wasm');
   expect(wasmSimd()).not.toBeNull();
-}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });
+}, ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });

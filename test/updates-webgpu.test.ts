@@ -9,4 +9,4 @@ import { setAdamWInPlace } from '../student/kernels/adamw-webgpu.js';
 
 describeReplay('webgpu', 'webgpu', await webgpuUnavailable(), () => {
   expect(tf.getBackend()).toBe('webgpu');
-}, ['tiny', 'unseen', 'unseen-topk8', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies', 'three programs'], setInPlace: setAdamWInPlace });
+}, ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies', 'three programs'], setInPlace: setAdamWInPlace });

@@ -32,6 +32,7 @@ import unseenTopkReference from './fixtures/updates/unseen-topk8.json' with { ty
 import tinyNarrowReference from './fixtures/updates/tiny-narrow.json' with { type: 'json' };
 import unseenRelationsReference from './fixtures/updates/unseen-relations.json' with { type: 'json' };
 import tinyHalfReference from './fixtures/updates/tiny-f16.json' with { type: 'json' };
+import tinyDropoutReference from './fixtures/updates/tiny-dropout-mse.json' with { type: 'json' };
 import { DistilBertStudent } from '../student/model.js';
 import { describeAdamWReference, type AdamWForm } from './adamw-reference.js';
 import { studentConfigFromTeacher } from '../student/init.js';
@@ -44,11 +45,14 @@ export const UNSEEN = join(REPO, 'test', 'fixtures', 'unseen-bert-uncased');
  * projection) with the intermediate-layer losses (alpha_hidden, alpha_attention, alpha_value_relation all 1):
  * attention per head (tiny: 4 heads each) and over relation heads (unseen: 6 teacher heads, 4 student heads).
  * tiny-f16: the tiny run with precision "fp16-mixed" (every student product with f16 operands, loss_scale 1024).
+ * tiny-dropout-mse: the tiny run with the student's dropout 0.1 (PyTorch applies the project's documented masks at
+ * transformers' DistilBERT sites, micro-batch i from dropout seed i) and the logit MSE (alpha_mse 1e-3, full soft
+ * targets): a dropout at another site or scaled by rate instead of 1/(1−rate), or a wrong MSE, fails it.
  */
-export type ReferenceName = 'tiny' | 'unseen' | 'unseen-topk8' | 'tiny-narrow' | 'unseen-relations' | 'tiny-f16';
+export type ReferenceName = 'tiny' | 'unseen' | 'unseen-topk8' | 'tiny-narrow' | 'unseen-relations' | 'tiny-f16' | 'tiny-dropout-mse';
 interface Reference extends Omit<typeof tinyReference, 'student_layers_from_teacher' | 'records'> {
   student_layers_from_teacher: number[] | null;
-  records: (typeof tinyReference.records[number] & { loss_hidden?: number; loss_att?: number; loss_vr?: number })[];
+  records: (typeof tinyReference.records[number] & { loss_hidden?: number; loss_att?: number; loss_vr?: number; loss_mse?: number })[];
   student_shape?: { layers: number; hidden: number; heads: number; intermediate: number };
   layer_map?: number[];
   relation_heads?: number | null;
@@ -57,6 +61,8 @@ interface Reference extends Omit<typeof tinyReference, 'student_layers_from_teac
   alpha_value_relation?: number;
   precision?: string;
   loss_scale?: number;
+  dropout?: number;
+  alpha_mse?: number;
 }
 const REFERENCES: Record<ReferenceName, { json: Reference; teacher: string }> = {
   tiny: { json: tinyReference, teacher: TINY },
@@ -65,11 +71,12 @@ const REFERENCES: Record<ReferenceName, { json: Reference; teacher: string }> = 
   'tiny-narrow': { json: tinyNarrowReference as Reference, teacher: TINY },
   'unseen-relations': { json: unseenRelationsReference as Reference, teacher: UNSEEN },
   'tiny-f16': { json: tinyHalfReference as Reference, teacher: TINY },
+  'tiny-dropout-mse': { json: tinyDropoutReference as Reference, teacher: TINY },
 };
 /** The references with students of another shape and the intermediate-layer losses. */
 export const INTERMEDIATE_REFERENCES: ReferenceName[] = ['tiny-narrow', 'unseen-relations'];
 
-export interface UpdateRecord { loss: number; loss_ce: number; loss_mlm: number; loss_cos: number; loss_hidden: number; loss_att: number; loss_vr: number; grad_norm: number; lr: number }
+export interface UpdateRecord { loss: number; loss_ce: number; loss_mlm: number; loss_cos: number; loss_mse: number; loss_hidden: number; loss_att: number; loss_vr: number; grad_norm: number; lr: number }
 
 export interface Replay {
   backend: BackendChoice;
@@ -90,15 +97,15 @@ export async function replay(name: ReferenceName, backend: BackendChoice, weight
     ? DistilBertStudent.fromHfWeights({ ...studentConfigFromTeacher(teacherConfig, [], tok.padId), dim: shape.hidden, n_layers: shape.layers, n_heads: shape.heads,
       hidden_dim: shape.intermediate, projection_dim: teacherConfig.hiddenSize }, (name) => file.getFloat32(`initial.${name}`))
     : initStudentFromTeacher(teacherDir, teacherConfig, ref.student_layers_from_teacher!, tok.padId);
-  student.config.dropout = 0; // the reference runs without dropout
-  student.config.attention_dropout = 0;
+  student.config.dropout = ref.dropout ?? 0; // the references run without dropout but tiny-dropout-mse
+  student.config.attention_dropout = ref.dropout ?? 0;
   const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay),
     { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: weightDecay ?? ref.weight_decay });
   const update = new UpdateStep(student.variables(), optimizer, {
     gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm, ...(ref.precision === 'fp16-mixed' ? { lossScale: new LossScale(ref.loss_scale!, 0) } : {}),
   });
   const weights = {
-    ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos,
+    ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos, alpha_mse: ref.alpha_mse ?? 0,
     alpha_hidden: ref.alpha_hidden ?? 0, alpha_attention: ref.alpha_attention ?? 0, alpha_value_relation: ref.alpha_value_relation ?? 0,
   };
   const plan = intermediatePlan({ layers: student.config.n_layers, hidden: student.config.dim, heads: student.config.n_heads },
@@ -107,19 +114,19 @@ export async function replay(name: ReferenceName, backend: BackendChoice, weight
   const teacher = await RemoteTeacher.start(teacherDir, {
     ...teacherOutputs(plan, teacherConfig.numLayers),
     threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, softTargetTopK: ref.soft_targets_topk, executionProvider: defaultTeacherEp(backend.device !== undefined),
-  });
+  }, weights.alpha_mse !== 0);
   const records: UpdateRecord[] = [];
   try {
     for (let u = 0; u < ref.updates; u++) {
       const lr = ref.lr * linearWarmupDecay(u, ref.warmup_updates, ref.updates);
-      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_hidden: 0, loss_att: 0, loss_vr: 0 };
+      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_mse: 0, loss_hidden: 0, loss_att: 0, loss_vr: 0 };
       for (let m = 0; m < ref.grad_accum; m++) {
         const i = u * ref.grad_accum + m;
         const [B, T] = file.shapeOf(`batch.${i}.masked_input_ids`) as [number, number];
         const inputIds = file.getInt32(`batch.${i}.masked_input_ids`);
         const attentionMask = file.getInt32(`batch.${i}.attention_mask`);
         const rows = lossRows(attentionMask, file.getInt32(`batch.${i}.mlm_labels`), B, T, teacherConfig.vocabSize);
-        const t = await teacher.forward({ inputIds, attentionMask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: false, fullLogits: false });
+        const t = await teacher.forward({ inputIds, attentionMask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: weights.alpha_mse !== 0, fullLogits: false });
         const parts = lossNumbers(await update.accumulate(distillObjective(student,
           { inputIds, attentionMask, batchSize: B, seqLen: T, rows, teacher: { lastHidden: t.lastHidden, soft: t.soft, ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}) } },
           weights, { training: true, dropoutSeed: i })));
@@ -160,9 +167,9 @@ export function expectMatchesReference(name: ReferenceName, run: Replay, lossRel
   expect(run.records.length).toBe(ref.updates);
   run.records.forEach((r, u) => {
     const want = ref.records[u]!;
-    for (const k of ['loss', 'loss_ce', 'loss_mlm', 'loss_cos', 'loss_hidden', 'loss_att', 'loss_vr'] as const) {
+    for (const k of ['loss', 'loss_ce', 'loss_mlm', 'loss_cos', 'loss_mse', 'loss_hidden', 'loss_att', 'loss_vr'] as const) {
       const w = want[k];
-      if (w === undefined) continue; // the references without the intermediate-layer losses
+      if (w === undefined) continue; // the references without the intermediate-layer losses or the MSE
       expect(relDiff(r[k], w), `update ${u + 1} ${k}: ${r[k]} vs PyTorch ${w}`).toBeLessThan(lossRel);
     }
     expect(relDiff(r.grad_norm, want.grad_norm), `update ${u + 1} grad_norm: ${r.grad_norm} vs PyTorch ${want.grad_norm}`).toBeLessThan(1e-3);
@@ -176,14 +183,14 @@ export function expectMatchesReference(name: ReferenceName, run: Replay, lossRel
  * Each reference's bound on the root mean square of (final weights − PyTorch's), in units of the peak lr: 4× the
  * largest distance any fp32 path of this suite replayed at (every updates-*.test.ts, measured on an AMD EPYC with
  * OpenBLAS 0.3.21, MLAS, tfjs-wasm, tfjs-cpu and Mesa's lavapipe: tiny 2.22e-4 (webgpu), unseen 6.07e-5 (wasm without
- * SIMD), unseen-topk8 4.88e-5, tiny-narrow 1.00e-4, unseen-relations 3.21e-5). The margin of 4 is for other CPUs, whose
- * product kernels sum in other orders. A wrong step lies beyond it: the replay with weight decay off (the effect of
+ * SIMD), unseen-topk8 4.88e-5, tiny-narrow 1.00e-4, unseen-relations 3.21e-5, tiny-dropout-mse 3.16e-4 (webgpu)). The margin
+ * of 4 is for other CPUs, whose product kernels sum in other orders. A wrong step lies beyond it: the replay with weight decay off (the effect of
  * decay 0.01 over 8 updates, the smallest wrong step these replays missed before) measured 3.0e-3 (tiny) and 3.4e-3
  * (unseen): 3.3 and 13.5 times their bounds (the test: updates-wasm-ort.test.ts). tiny-f16: its own f16 rounding (2.2e-2 measured) is
  * larger than decay's effect, so it keeps 0.05; the AdamW reference (test/adamw-reference.ts) checks decay on every path.
  */
 export const WEIGHT_RMS_BOUND: Record<ReferenceName, number> = {
-  tiny: 9e-4, unseen: 2.5e-4, 'unseen-topk8': 2e-4, 'tiny-narrow': 4e-4, 'unseen-relations': 1.3e-4, 'tiny-f16': 0.05,
+  tiny: 9e-4, unseen: 2.5e-4, 'unseen-topk8': 2e-4, 'tiny-narrow': 4e-4, 'unseen-relations': 1.3e-4, 'tiny-f16': 0.05, 'tiny-dropout-mse': 1.3e-3,
 };
 
 /**
