@@ -24,6 +24,7 @@ interface TrainCommandOptions {
   set: string[];
   backend?: string;
   teacherEp?: string;
+  dumpBatches?: string;
 }
 
 export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary & { signal?: NodeJS.Signals }> {
@@ -63,6 +64,7 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
   try {
     const summary = await train({
       config, overridden, runDir, resume: opts.resume, force: opts.force, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
+      ...(opts.dumpBatches ? { dumpBatches: resolve(opts.dumpBatches) } : {}),
       stopRequested: () => signal,
       onPhase: (p) => { phase = p; },
       onLog: (line) => { if (isRoot) { bar.done(); process.stderr.write(`${line}\n`); } },
@@ -135,6 +137,7 @@ export function registerTrain(program: Command): void {
     .option('--force', 'start over in an --out that holds a run: the old run is moved to OUT.old-<time> (never deleted)', false)
     .option('--set <key=value...>', 'override config keys, e.g. --set lr=1e-4 batch_size=8', [])
     .option('--backend <name>', 'student tfjs backend: tensorflow, wasm, cpu or webgpu (the config key "backend"; default: the best installed, webgpu only when named)')
+    .option('--dump-batches <dir>', 'write every micro-batch the student trains on (masked ids, mask, labels, dropout seed) into this new folder, one safetensors file each: to check a run against another implementation on the same batches')
     .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (the config key "teacher_ep"; default: cuda when installed, else webgpu with the webgpu backend, else cpu)')
     .addHelpText('after', '\nExamples:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --out runs/tiny --resume\n'
       + '  distill train --out runs/tiny --resume --set lr=1e-4 max_steps=400')
