@@ -168,6 +168,13 @@ describe('train: outputs apart from inputs, folders that are not runs, nonsense'
     },
     says: /--resume: the corpus changed since the checkpoint was written \(.*changing-corpus\/meta\.json differs\)/,
   });
+  sweep('--dump-batches is the teacher folder', {
+    args: ['train', '--config', config, '--out', out('dump'), '--dump-batches', W.teacher], says: /--dump-batches .*teacher is also given as teacher \(config\)/,
+    then: () => expect(existsSync(out('dump'))).toBe(false),
+  });
+  sweep('--dump-batches holds files of the user\'s', {
+    args: ['train', '--config', config, '--out', out('dump'), '--dump-batches', W.notes], says: /--dump-batches .*notes already exists and holds files distill did not write/,
+  });
   sweep('a run folder as the student', {
     args: () => ['train', '--config', writeConfig(join(work, 'config-runstudent.json'), { student: W.run }), '--out', out('rs')],
     says: /run: is a training run, not a model \(given as student \(config\)\)/,

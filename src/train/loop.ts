@@ -18,14 +18,14 @@ import { SOLO, type Communicator } from '../parallel/communicator.js';
 import { UpdateStep, distillObjective, type DistillMicroBatch } from './step.js';
 import { LossScale } from './loss-scale.js';
 import { claimRunFolder } from './run-dir.js';
-import { moveAside, type NamedPath } from '../core/folders.js';
-import { appendText, makeDir } from '../core/out.js';
+import { assertApart, assertNotInsideRecognised, describeRecognised, moveAside, recognise, type NamedPath } from '../core/folders.js';
+import { appendText, makeDir, writeFileAtomic } from '../core/out.js';
 import { DivergenceGuard } from './divergence.js';
 import {
   bestCheckpointDir, checkpointToResume, readingCheckpoint, readTrainerState, removeIncompleteCheckpoints, restoreOptimizer, saveBestCheckpoint, saveCheckpoint, setAsideCheckpointsAfter, verifyCheckpoint,
   CHECKPOINT_FORMAT, type CheckpointHooks, type ResumeRecord, type TrainerState,
 } from './checkpoint.js';
-import { writeFileAtomic } from '../core/out.js';
+import { writeSafetensors } from '../core/safetensors.js';
 import { TeacherCache } from '../../teacher/cache.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
@@ -127,6 +127,12 @@ export interface TrainOptions {
   onUpdate?: (m: UpdateMetrics, total: number) => void;
   onLog?: (line: string) => void;
   checkpointHooks?: CheckpointHooks;
+  /**
+   * A folder to write every micro-batch the student trains on into, as it is (masked input ids, attention mask, MLM
+   * labels, int32 [rows, T]) with its dropout seed: UPDATE-MICRO-rRANK.safetensors. For checking a run against another
+   * implementation on the same batches (test/fixtures/make_train_reference.py).
+   */
+  dumpBatches?: string;
 }
 
 export class TrainingDivergedError extends DistillError {}
@@ -156,6 +162,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   const comm = opts.comm ?? SOLO;
   const log = opts.onLog ?? (() => undefined);
   // --- The run folder: apart from every input, one owner (a lock), and an existing run continued or moved aside. ---
+  if (opts.dumpBatches) claimDumpFolder(opts.dumpBatches, [...runInputs(opts.config), { path: opts.runDir, option: '--out' }]);
   const folder = comm.rank === 0 ? claimRunFolder(opts.runDir, { resume: opts.resume, force: opts.force ?? false, inputs: runInputs(opts.config), log }) : undefined;
   if (!folder) makeDir(opts.runDir);
   try {
@@ -170,6 +177,18 @@ function fingerprintOfCorpora(c: TrainConfig): string {
   const h = createHash('sha256').update(readFileSync(join(c.corpus, 'meta.json')));
   if (c.valid_corpus !== null) h.update(readFileSync(join(c.valid_corpus, 'meta.json')));
   return h.digest('hex');
+}
+
+/** --dump-batches: a new or empty folder, apart from what the run reads and writes. */
+function claimDumpFolder(dir: string, others: NamedPath[]): void {
+  const out: NamedPath = { path: dir, option: '--dump-batches' };
+  assertApart(out, others);
+  assertNotInsideRecognised(out);
+  const r = recognise(dir);
+  if (r.state !== 'missing' && r.state !== 'empty') {
+    throw new InputError(`--dump-batches ${dir} already exists and holds ${describeRecognised(r)}`, 'give --dump-batches a new or empty folder');
+  }
+  makeDir(dir);
 }
 
 /** What a run reads: its output folder may be none of them, contain none, lie inside none. */
@@ -532,6 +551,7 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
         if (!rows || !t) continue; // nothing of this global batch falls to this rank
         const studentStarted = performance.now();
         const dropoutSeed = Rng.derive(config.seed, step, micro, DROPOUT_STREAM).nextUint32();
+        if (opts.dumpBatches) dumpMicroBatch(opts.dumpBatches, step + 1, micro, comm.rank, current, dropoutSeed);
         const batch = microBatch(current.inputIds, current.attentionMask, current.rows, current.batch.seqLen, rows, t, current.counts);
         const parts = lossNumbers(await update.accumulate(distillObjective(student, batch, lossWeights, { training: true, dropoutSeed })));
         for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / config.grad_accum;
@@ -623,6 +643,16 @@ async function trainInFolder(opts: TrainOptions, comm: Communicator, log: (line:
   return summary;
 }
 
+
+/** One micro-batch as the student trains on it, and its dropout seed (TrainOptions.dumpBatches). */
+function dumpMicroBatch(dir: string, update: number, micro: number, rank: number, b: Prepared, dropoutSeed: number): void {
+  const shape = [b.rows, b.batch.seqLen];
+  const name = `${String(update).padStart(4, '0')}-${micro}-r${rank}.safetensors`;
+  writeSafetensors(join(dir, name), {
+    masked_input_ids: { data: b.inputIds, shape, dtype: 'I32' }, attention_mask: { data: b.attentionMask, shape, dtype: 'I32' },
+    mlm_labels: { data: b.labels, shape, dtype: 'I32' },
+  }, { update: String(update), micro: String(micro), rank: String(rank), dropout_seed: String(dropoutSeed) });
+}
 
 /** Keep the first `lines` lines of metrics.jsonl (updates after the checkpoint are redone on resume). */
 function truncateMetrics(path: string, lines: number): void {
