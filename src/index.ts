@@ -3,10 +3,10 @@
 
 export { train, type TrainOptions, type TrainSummary, type UpdateMetrics } from './train/loop.js';
 export { loadConfig, DEFAULT_CONFIG, type TrainConfig } from './config.js';
-export { runPrepare as prepare, type PrepareCommandOptions as PrepareOptions } from './commands/prepare.js';
-export { runProbe as probe, type ProbeOptions } from './commands/probe.js';
+export { prepareForModel as prepare, type PrepareForModelOptions as PrepareOptions } from '../corpus/prepare-for-model.js';
+export { probe, type ProbeOptions } from './probe/run.js';
 export type { ProbeReport } from './probe/report.js';
-export { runEval as evaluate, type EvalOptions, type EvalReport } from './commands/eval.js';
+export { evaluateModel as evaluate, type EvalOptions, type EvalReport } from './eval/run.js';
 export { Teacher, type TeacherOptions, type TeacherOutput } from '../teacher/teacher.js';
 export { fillMask, type FillMaskInput, type FillMaskResult } from '../teacher/fill-mask.js';
 export { loadStudent, saveStudent } from '../student/io.js';

@@ -1,75 +1,11 @@
 // distill eval: the validation metrics of any model folder on a prepared corpus, as JSON.
 
 import type { Command } from 'commander';
-import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
-import { ProgressReporter } from '../progress.js';
 import { RECIPE } from '../core/recipe.js';
-import { BACKEND_NAMES, type BackendName } from '../../student/kernels/names.js';
-import { isTfjsStudentFolder } from '../core/model-dir.js';
-import { assertSharedVocabulary, WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { RECIPE_MASKING } from '../../corpus/masking.js';
+import { BACKEND_NAMES } from '../../student/kernels/names.js';
 import { EVAL_BATCH_SIZE, EVAL_BUCKET_WIDTH } from '../eval/batching.js';
-import type { EvalModel } from '../eval/models.js';
-import type { EvalMetrics } from '../eval/metrics.js';
-
-export interface EvalOptions {
-  model: string;
-  teacher?: string;
-  corpus: string;
-  sequences: number;
-  seed: number;
-  validFraction?: number;
-  batchSize: number;
-  bucketWidth: number;
-  backend?: BackendName;
-  threads: number;
-}
-
-export interface EvalReport extends EvalMetrics {
-  model: string;
-  runtime: string;
-  teacher: string | null;
-  corpus: string;
-  valid_fraction: number | null;
-  seed: number;
-  seconds: number;
-}
-
-export async function runEval(o: EvalOptions): Promise<EvalReport> {
-  assertModelDir(o.model, '--model');
-  if (o.teacher) {
-    assertModelDir(o.teacher, '--teacher');
-    assertSharedVocabulary({ path: o.model, option: '--model' }, { path: o.teacher, option: '--teacher' });
-  }
-  // tfjs and onnxruntime: loaded once the input has been checked, not for --help or a bad path.
-  const [{ selectBackend }, { openCorpus }, { validationBatches }, { loadEvalModel }, { evaluate }] = await Promise.all([
-    import('../../student/kernels/backend.js'), import('../../corpus/ensure.js'), import('../eval/data.js'), import('../eval/models.js'), import('../eval/evaluate.js')]);
-  const tok = WordPieceTokenizer.fromDir(o.model);
-  await openCorpus(o.corpus, tok, readEncoderConfig(o.model).maxPositions, 'the model\'s');
-  // A student without ONNX runs in tfjs: start the backend before loading it.
-  if (isTfjsStudentFolder(o.model) || (o.teacher && isTfjsStudentFolder(o.teacher))) await selectBackend(o.backend);
-  const batches = validationBatches({
-    corpus: o.corpus, seed: o.seed, sequences: o.sequences, batchSize: o.batchSize, bucketWidth: o.bucketWidth,
-    ...(o.validFraction ? { heldOut: { fraction: o.validFraction, optionName: '--valid-fraction' } } : {}),
-  }, tok, RECIPE_MASKING);
-  const started = performance.now();
-  const model = await loadEvalModel(o.model, o.threads, '--model');
-  let teacher: EvalModel | undefined;
-  try {
-    teacher = o.teacher ? await loadEvalModel(o.teacher, o.threads, '--teacher') : undefined;
-    const bar = new ProgressReporter('eval');
-    const metrics = await evaluate(model, teacher, batches, { onBatch: (done, total) => bar.update({ fraction: done / total, text: `batch ${done}/${total}` }) });
-    bar.done();
-    return {
-      model: o.model, runtime: model.runtime, teacher: o.teacher ?? null, corpus: o.corpus, valid_fraction: o.validFraction ?? null, seed: o.seed,
-      ...metrics, seconds: (performance.now() - started) / 1000,
-    };
-  } finally {
-    await model.release();
-    await teacher?.release();
-  }
-}
+import { evaluateModel, type EvalOptions } from '../eval/run.js';
 
 export function registerEval(program: Command): void {
   program
@@ -91,6 +27,6 @@ export function registerEval(program: Command): void {
     .option('--backend <name>', `backend for a tfjs student: ${BACKEND_NAMES.join(', ')}`, choiceOption('--backend', BACKEND_NAMES))
     .option('--threads <n>', 'onnxruntime CPU threads (0 = all cores)', intOption('--threads', 0), 0)
     .action(async (o: EvalOptions) => {
-      process.stdout.write(JSON.stringify(await runEval(o)) + '\n');
+      process.stdout.write(JSON.stringify(await evaluateModel(o)) + '\n');
     });
 }

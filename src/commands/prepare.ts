@@ -1,63 +1,45 @@
 // distill prepare: raw text → Arrow token shards (see corpus/prepare.ts for the rules).
 
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { OutputError } from '../core/out.js';
-import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
 import { choiceOption, intOption } from '../options.js';
 import { formatCount, ProgressReporter } from '../progress.js';
-import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { onStopRequest } from '../signals.js';
 import type { CorpusMeta } from '../../corpus/prepare.js';
 
 export interface PrepareCommandOptions {
   tokenizer: string;
   out: string;
-  /** Absent: the tokenizer folder's model positions (config.json max_position_embeddings), else 512. */
   maxLength?: number;
   shardSequences: number;
   minLength: number;
   onBadLine: 'error' | 'skip';
-  /** Tokenizing threads: a count (0: the main thread alone) or 'auto'. */
   workers: number | 'auto';
 }
 
-export async function runPrepare(inputs: string[], opts: PrepareCommandOptions): Promise<CorpusMeta> {
-  assertModelDir(opts.tokenizer, '--tokenizer');
-  const tok = WordPieceTokenizer.fromDir(opts.tokenizer);
-  // The sequences must fit the model the tokenizer belongs to: at most its positions.
-  const positions = existsSync(join(opts.tokenizer, 'config.json')) ? readEncoderConfig(opts.tokenizer).maxPositions : undefined;
-  const maxLength = opts.maxLength ?? positions ?? 512;
-  if (positions !== undefined && maxLength > positions) {
-    throw new InputError(`--max-length ${maxLength} is more than the ${positions} positions of the model in ${opts.tokenizer} (config.json max_position_embeddings)`,
-      `leave --max-length out (it defaults to ${positions}) or give at most ${positions}`);
-  }
-  if (maxLength < opts.minLength) {
-    throw new InputError(`--max-length ${maxLength} is below --min-length ${opts.minLength}: every sequence would be cut into pieces too short to keep`,
-      `raise --max-length (the model takes up to ${positions ?? 512} tokens) or lower --min-length`);
-  }
-  const { prepareCorpus } = await import('../../corpus/prepare.js'); // Apache Arrow: loaded to run, not for --help
+/** The library's prepareForModel with a progress bar, and Ctrl-C or SIGTERM stopping it with its complete shards kept. */
+async function runPrepare(inputs: string[], opts: PrepareCommandOptions): Promise<CorpusMeta> {
+  const { prepareForModel } = await import('../../corpus/prepare-for-model.js'); // Apache Arrow: loaded to run, not for --help
   const bar = new ProgressReporter('prepare');
-  // Ctrl-C or SIGTERM: the complete shards stay, and the same command continues from them.
   let signal: NodeJS.Signals | undefined;
   const restoreSignals = onStopRequest((s) => {
     signal = s;
     bar.done();
-    process.stderr.write(`${s}: stopping the preparation; the complete shards are kept and the same command continues from them (${s} again stops at once)\n`);
+    process.stderr.write(`${s}: stopping the preparation; the complete shards are kept and the same command continues from them `
+      + `(${s} again stops at once)\n`);
   });
   try {
-    const meta = await prepareCorpus(tok, {
-      outDir: opts.out, inputs, maxLength, shardSequences: opts.shardSequences, minLength: opts.minLength, onBadLine: opts.onBadLine, workers: opts.workers,
+    return await prepareForModel(inputs, {
+      ...opts,
       stopRequested: () => signal,
       onNote: (line) => { bar.done(); process.stderr.write(`${line}\n`); },
       onProgress: (p) => bar.update({
         fraction: p.totalBytes ? p.bytesRead / p.totalBytes : undefined,
-        text: `${(p.bytesRead / 1e6 / Math.max(p.elapsedS, 1e-3)).toFixed(1)} MB/s  ${formatCount(p.tokens / Math.max(p.elapsedS, 1e-3))} tok/s  ${formatCount(p.sequences)} seqs`,
+        text: `${(p.bytesRead / 1e6 / Math.max(p.elapsedS, 1e-3)).toFixed(1)} MB/s  ${formatCount(p.tokens / Math.max(p.elapsedS, 1e-3))} tok/s  `
+          + `${formatCount(p.sequences)} seqs`,
       }),
     });
-    return meta;
   } catch (e) {
     // A write the disk refused: the complete shards stay, and the same command continues from them.
     if (e instanceof OutputError) throw new OutputError(e.path, e.code, e.message, e.fix, 'then run the same command again: it continues from the last complete shard');
