@@ -24,7 +24,7 @@ import { makeDir, removePath, writeFileAtomic } from '../src/core/out.js';
 import { assertApart, assertNotInsideRecognised, describeRecognised, distinctPaths, markFolder, recognise, type NamedPath } from '../src/core/folders.js';
 import { acquireFolderLock } from '../src/core/lock.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
-import { localTokenizer, startTokenizerPool, type TokenizedBatch } from './tokenize-pool.js';
+import { localTokenizer, startTokenizerPool, type BatchTokenizer, type TokenizedBatch } from './tokenize-pool.js';
 
 export const RECORD_BATCH_ROWS = 4096;
 /** Sequences of at most this many tokens ([CLS]/[SEP] included) are dropped (the reference keeps lengths > 11). */
@@ -401,161 +401,205 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
 
 /** The preparation itself, into a folder claimed for it, from the start or from `progress`. */
 async function prepareInto(tok: WordPieceTokenizer, opts: PrepareOptions, files: string[], fingerprint: string, minLength: number,
-  found: Progress | undefined): Promise<CorpusMeta> {
+  progress: Progress | undefined): Promise<CorpusMeta> {
   const out = opts.outDir;
-  const metaPath = join(out, 'meta.json');
-  const progressPath = join(out, 'progress.json');
-  // Leftovers of an interrupted write: temp files are never complete.
-  for (const f of readdirSync(out)) if (/\.tmp-\d+$/.test(f)) removePath(join(out, f));
-  const progress = found;
-  // Shards past the recorded progress (or from other inputs) are stale.
+  // Leftovers of an interrupted write: temp files are never complete. Shards past the recorded progress (or from other
+  // inputs) are stale.
   const keep = new Set((progress?.shards ?? []).map((s) => s.file));
-  for (const f of readdirSync(out)) if (/^shard-\d{5}\.arrow$/.test(f) && !keep.has(f)) removePath(join(out, f));
-
-  const counters: Counters = progress ? structuredClone(progress.counters)
-    : { lines_read: 0, empty_lines: 0, skipped: { invalid_utf8: 0, binary: 0, bad_json: 0, too_long: 0 }, chunked_lines: 0, kept: 0, dropped_too_short: 0, dropped_unknown: 0, tokens: 0 };
-  const counts = progress ? Float64Array.from(progress.token_counts) : new Float64Array(tok.vocabSize);
-  const shards: ShardInfo[] = progress ? [...progress.shards] : [];
-  const resumeFile = progress?.file_index ?? 0;
-  const resumeLine = progress?.line ?? 0;
-
+  for (const f of readdirSync(out)) if (/\.tmp-\d+$/.test(f) || (/^shard-\d{5}\.arrow$/.test(f) && !keep.has(f))) removePath(join(out, f));
   const totalBytes = files.reduce((n, f) => n + statSync(f).size, 0);
-  let bytesRead = 0;
-  const started = Date.now();
-  const report = (): void => opts.onProgress?.({ bytesRead, totalBytes, sequences: counters.kept, tokens: counters.tokens, elapsedS: (Date.now() - started) / 1000 });
-  let lastReport = 0;
-
-  const pending = new PendingShard();
-  let position = { file_index: resumeFile, line: resumeLine };
-  const flushShard = (): void => {
-    if (pending.count === 0) return;
-    const file = shardName(shards.length);
-    const { bytes, recordBatches } = encodeShard(pending);
-    writeFileAtomic(join(out, file), bytes);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    shards.push({ file, sequences: pending.count, tokens: pending.tokens, record_batches: recordBatches, sha256 });
-    pending.clear();
-    const p: Progress = { fingerprint, shards, ...position, counters, token_counts: Array.from(counts) };
-    writeFileAtomic(progressPath, JSON.stringify(p));
-    opts.onShardWritten?.(shards.length - 1);
-  };
-
-  // Lines are read, checked and parsed here, tokenized in batches (on worker threads when there are several), and
-  // their sequences taken in the order read: whatever the threads, the same shards, counters and progress.json.
   const workerCount = opts.workers === undefined || opts.workers === 'auto' ? autoWorkers(totalBytes) : opts.workers;
   const tokenizer = workerCount > 0 ? await startTokenizerPool(tok.dir, workerCount) : localTokenizer(tok);
-  const inFlight: { batch: LineBatch; ids: Promise<TokenizedBatch> }[] = [];
-  let batch = new LineBatch();
-  const send = (): void => {
-    if (batch.records.length === 0) return;
-    const ids = tokenizer.tokenize(batch.texts);
+  const run = new Preparation(tok, opts, files, fingerprint, minLength, progress, tokenizer, totalBytes);
+  try {
+    await run.readAll();
+  } finally {
+    await tokenizer.close();
+  }
+  return run.finish();
+}
+
+/**
+ * One preparation's state as lines become shards. Lines are read, checked and parsed here, tokenized in batches (on
+ * worker threads when there are several), and their sequences taken in the order read: whatever the threads, the
+ * same shards, counters and progress.json.
+ */
+class Preparation {
+  private readonly out: string;
+  private readonly counters: Counters;
+  private readonly counts: Float64Array;
+  private readonly shards: ShardInfo[];
+  private readonly pending = new PendingShard();
+  private readonly inFlight: { batch: LineBatch; ids: Promise<TokenizedBatch> }[] = [];
+  private batch = new LineBatch();
+  private position: { file_index: number; line: number };
+  private bytesRead = 0;
+  private readonly started = Date.now();
+  private lastReport = 0;
+
+  constructor(private readonly tok: WordPieceTokenizer, private readonly opts: PrepareOptions, private readonly files: string[],
+    private readonly fingerprint: string, private readonly minLength: number, private readonly progress: Progress | undefined,
+    private readonly tokenizer: BatchTokenizer, private readonly totalBytes: number) {
+    this.out = opts.outDir;
+    this.counters = progress ? structuredClone(progress.counters) : {
+      lines_read: 0, empty_lines: 0, skipped: { invalid_utf8: 0, binary: 0, bad_json: 0, too_long: 0 }, chunked_lines: 0, kept: 0,
+      dropped_too_short: 0, dropped_unknown: 0, tokens: 0,
+    };
+    this.counts = progress ? Float64Array.from(progress.token_counts) : new Float64Array(tok.vocabSize);
+    this.shards = progress ? [...progress.shards] : [];
+    this.position = { file_index: progress?.file_index ?? 0, line: progress?.line ?? 0 };
+  }
+
+  /**
+   * Every input's lines, from where an interrupted preparation stopped. A stop asked for (a signal) is looked for as
+   * lines come, and every 200 ms while a read waits (a pipe with no writer yet, whose open blocks, does not hold it up).
+   */
+  async readAll(): Promise<void> {
+    const { opts } = this;
+    const resumeFile = this.progress?.file_index ?? 0;
+    const resumeLine = this.progress?.line ?? 0;
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    const abort = new AbortController();
+    const poll = setInterval(() => { if (opts.stopRequested?.()) abort.abort(); }, 200);
+    const stopping = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
+    stopping.catch(() => undefined); // settled when the loop races it, or never
+    try {
+      for (let fi = 0; fi < this.files.length; fi++) {
+        const path = this.files[fi]!;
+        if (fi < resumeFile) {
+          this.bytesRead += statSync(path).size;
+          continue;
+        }
+        const isJsonl = /\.jsonl(\.gz)?$/.test(path);
+        const lines = rawLines(path, (n) => { this.bytesRead += n; }, abort.signal);
+        let lineNo = 0;
+        for (let next = await Promise.race([lines.next(), stopping]); !next.done; next = await Promise.race([lines.next(), stopping])) {
+          const signal = opts.stopRequested?.();
+          if (signal) throw stopped(signal, this.out, this.shards);
+          lineNo++;
+          if (fi === resumeFile && lineNo <= resumeLine) continue; // in a shard written before the interruption
+          this.batch.addLine(fi, lineNo, next.value, isJsonl, decoder);
+          if (this.batch.texts.length >= (opts.batchTexts ?? BATCH_TEXTS) || this.batch.chars >= BATCH_CHARS) this.send();
+          while (this.inFlight.length > 2 * this.tokenizer.workers) await this.takeOldest();
+        }
+        this.batch.records.push({ kind: 'end-of-file', fileIndex: fi });
+      }
+      this.send();
+      while (this.inFlight.length > 0) await this.takeOldest();
+    } catch (e) {
+      const signal = opts.stopRequested?.();
+      if (abort.signal.aborted && signal) throw stopped(signal, this.out, this.shards);
+      throw e;
+    } finally {
+      clearInterval(poll);
+    }
+  }
+
+  /** The lines read so far go to the tokenizer together. */
+  private send(): void {
+    if (this.batch.records.length === 0) return;
+    const ids = this.tokenizer.tokenize(this.batch.texts);
     ids.catch(() => {}); // a worker's failure is thrown when this batch is taken, not as an unhandled rejection before
-    inFlight.push({ batch, ids });
-    batch = new LineBatch();
-  };
+    this.inFlight.push({ batch: this.batch, ids });
+    this.batch = new LineBatch();
+  }
+
   /** The oldest batch's lines, in order: counted, and their sequences kept or dropped, as one loop would. */
-  const takeOldest = async (): Promise<void> => {
-    const { batch: done, ids: tokenized } = inFlight.shift()!;
+  private async takeOldest(): Promise<void> {
+    const { opts, counters } = this;
+    const { batch: done, ids: tokenized } = this.inFlight.shift()!;
     const { ids, offsets } = await tokenized;
     let textIndex = 0;
     for (const rec of done.records) {
-      if (rec.kind === 'end-of-file') { position = { file_index: rec.fileIndex + 1, line: 0 }; continue; }
+      if (rec.kind === 'end-of-file') { this.position = { file_index: rec.fileIndex + 1, line: 0 }; continue; }
       counters.lines_read++;
       if (rec.kind === 'bad') {
         if (opts.onBadLine === 'error') {
-          throw new FileFormatError(`${files[rec.fileIndex]}:${rec.line}`, rec.message, 'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
+          throw new FileFormatError(`${this.files[rec.fileIndex]}:${rec.line}`, rec.message,
+            'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
         }
         counters.skipped[rec.skipped] = (counters.skipped[rec.skipped] ?? 0) + 1;
         continue;
       }
       if (rec.kind === 'empty') { counters.empty_lines++; continue; }
       const t = textIndex++;
-      const sequences = lineToSequences(ids.subarray(offsets[t]!, offsets[t + 1]!), tok, opts.maxLength);
-      if (sequences.length > 1) counters.chunked_lines++;
-      for (const seq of sequences) {
-        if (seq.length < minLength) { counters.dropped_too_short++; continue; }
-        let unk = 0;
-        for (const id of seq) if (id === tok.unkId) unk++;
-        if (unk / seq.length >= 0.5) { counters.dropped_unknown++; continue; }
-        for (const id of seq) counts[id]!++;
-        counters.kept++;
-        counters.tokens += seq.length;
-        pending.push(seq);
-      }
-      position = { file_index: rec.fileIndex, line: rec.line };
-      if (pending.count >= opts.shardSequences) flushShard();
-      if (Date.now() - lastReport > 250) { lastReport = Date.now(); report(); }
+      this.keep(ids.subarray(offsets[t]!, offsets[t + 1]!));
+      this.position = { file_index: rec.fileIndex, line: rec.line };
+      if (this.pending.count >= opts.shardSequences) this.flushShard();
+      if (Date.now() - this.lastReport > 250) { this.lastReport = Date.now(); this.report(); }
     }
-  };
-
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  // A stop asked for (a signal) is looked for as lines come, and every 200 ms while a read waits.
-  const abort = new AbortController();
-  const poll = setInterval(() => { if (opts.stopRequested?.()) abort.abort(); }, 200);
-  const stopping = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
-  stopping.catch(() => undefined); // settled when the loop races it, or never
-  try {
-    for (let fi = 0; fi < files.length; fi++) {
-      const path = files[fi]!;
-      const isJsonl = /\.jsonl(\.gz)?$/.test(path);
-      if (fi < resumeFile) {
-        bytesRead += statSync(path).size;
-        continue;
-      }
-      let lineNo = 0;
-      const lines = rawLines(path, (n) => { bytesRead += n; }, abort.signal);
-      // Raced with the stop: a read that waits (a pipe with no writer yet, whose open blocks) does not hold it up.
-      for (let next = await Promise.race([lines.next(), stopping]); !next.done; next = await Promise.race([lines.next(), stopping])) {
-        const raw = next.value;
-        const signal = opts.stopRequested?.();
-        if (signal) throw stopped(signal, out, shards);
-        lineNo++;
-        if (fi === resumeFile && lineNo <= resumeLine) continue; // in a shard written before the interruption
-        batch.addLine(fi, lineNo, raw, isJsonl, decoder);
-        if (batch.texts.length >= (opts.batchTexts ?? BATCH_TEXTS) || batch.chars >= BATCH_CHARS) send();
-        while (inFlight.length > 2 * tokenizer.workers) await takeOldest();
-      }
-      batch.records.push({ kind: 'end-of-file', fileIndex: fi });
-    }
-    send();
-    while (inFlight.length > 0) await takeOldest();
-  } catch (e) {
-    const signal = opts.stopRequested?.();
-    if (abort.signal.aborted && signal) throw stopped(signal, out, shards);
-    throw e;
-  } finally {
-    clearInterval(poll);
-    await tokenizer.close();
-  }
-  flushShard();
-  report();
-  if (counters.kept === 0) {
-    throw new InputError(`no sequences kept from ${files.length} input file(s): ${counters.lines_read} lines read, ${counters.empty_lines} empty, `
-      + `${counters.dropped_too_short} too short (< ${minLength} tokens), ${counters.dropped_unknown} mostly [UNK]`,
-    'give more text: each line is one sequence and must have at least 10 word pieces');
   }
 
-  writeFileAtomic(join(out, 'token_counts.safetensors'), encodeSafetensors({ counts: { data: BigInt64Array.from(counts, (c) => BigInt(c)), shape: [counts.length], dtype: 'I64' } }));
-  const meta: CorpusMeta = {
-    format_version: META_VERSION,
-    tokenizer: { dir: tok.dir, source: basename(tok.info.source), vocab_size: tok.vocabSize, vocab_hash: tok.vocabHash, lowercase: tok.info.lowercase },
-    max_length: opts.maxLength,
-    min_length: minLength,
-    shard_sequences: opts.shardSequences,
-    fingerprint,
-    inputs: files.map((f) => ({ path: relative(out, resolve(f)) || f, bytes: statSync(f).size })),
-    lines_read: counters.lines_read,
-    empty_lines: counters.empty_lines,
-    skipped: counters.skipped,
-    chunked_lines: counters.chunked_lines,
-    sequences: { kept: counters.kept, dropped_too_short: counters.dropped_too_short, dropped_unknown: counters.dropped_unknown },
-    tokens: counters.tokens,
-    shards,
-  };
-  writeFileAtomic(metaPath, JSON.stringify(meta, null, 1) + '\n');
-  removePath(progressPath);
-  markFolder(out, 'corpus', ['meta.json', 'token_counts.safetensors']);
-  return meta;
+  /** One line's sequences: cut to max_length, the short and the mostly-[UNK] dropped, the rest counted and kept. */
+  private keep(pieces: Int32Array): void {
+    const { counters, tok } = this;
+    const sequences = lineToSequences(pieces, tok, this.opts.maxLength);
+    if (sequences.length > 1) counters.chunked_lines++;
+    for (const seq of sequences) {
+      if (seq.length < this.minLength) { counters.dropped_too_short++; continue; }
+      let unk = 0;
+      for (const id of seq) if (id === tok.unkId) unk++;
+      if (unk / seq.length >= 0.5) { counters.dropped_unknown++; continue; }
+      for (const id of seq) this.counts[id]!++;
+      counters.kept++;
+      counters.tokens += seq.length;
+      this.pending.push(seq);
+    }
+  }
+
+  /** The pending sequences as the next shard file, then progress.json (the point a later run continues from). */
+  private flushShard(): void {
+    const { pending, shards } = this;
+    if (pending.count === 0) return;
+    const file = shardName(shards.length);
+    const { bytes, recordBatches } = encodeShard(pending);
+    writeFileAtomic(join(this.out, file), bytes);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    shards.push({ file, sequences: pending.count, tokens: pending.tokens, record_batches: recordBatches, sha256 });
+    pending.clear();
+    const p: Progress = { fingerprint: this.fingerprint, shards, ...this.position, counters: this.counters, token_counts: Array.from(this.counts) };
+    writeFileAtomic(join(this.out, 'progress.json'), JSON.stringify(p));
+    this.opts.onShardWritten?.(shards.length - 1);
+  }
+
+  private report(): void {
+    const { bytesRead, totalBytes, counters } = this;
+    this.opts.onProgress?.({ bytesRead, totalBytes, sequences: counters.kept, tokens: counters.tokens, elapsedS: (Date.now() - this.started) / 1000 });
+  }
+
+  /** The last shard, token_counts.safetensors, then meta.json (its presence means the corpus is complete) and the marker. */
+  finish(): CorpusMeta {
+    const { counters, counts, out, files, opts, tok } = this;
+    this.flushShard();
+    this.report();
+    if (counters.kept === 0) {
+      throw new InputError(`no sequences kept from ${files.length} input file(s): ${counters.lines_read} lines read, ${counters.empty_lines} empty, `
+        + `${counters.dropped_too_short} too short (< ${this.minLength} tokens), ${counters.dropped_unknown} mostly [UNK]`,
+      'give more text: each line is one sequence and must have at least 10 word pieces');
+    }
+    writeFileAtomic(join(out, 'token_counts.safetensors'),
+      encodeSafetensors({ counts: { data: BigInt64Array.from(counts, (c) => BigInt(c)), shape: [counts.length], dtype: 'I64' } }));
+    const meta: CorpusMeta = {
+      format_version: META_VERSION,
+      tokenizer: { dir: tok.dir, source: basename(tok.info.source), vocab_size: tok.vocabSize, vocab_hash: tok.vocabHash, lowercase: tok.info.lowercase },
+      max_length: opts.maxLength,
+      min_length: this.minLength,
+      shard_sequences: opts.shardSequences,
+      fingerprint: this.fingerprint,
+      inputs: files.map((f) => ({ path: relative(out, resolve(f)) || f, bytes: statSync(f).size })),
+      lines_read: counters.lines_read,
+      empty_lines: counters.empty_lines,
+      skipped: counters.skipped,
+      chunked_lines: counters.chunked_lines,
+      sequences: { kept: counters.kept, dropped_too_short: counters.dropped_too_short, dropped_unknown: counters.dropped_unknown },
+      tokens: counters.tokens,
+      shards: this.shards,
+    };
+    writeFileAtomic(join(out, 'meta.json'), JSON.stringify(meta, null, 1) + '\n');
+    removePath(join(out, 'progress.json'));
+    markFolder(out, 'corpus', ['meta.json', 'token_counts.safetensors']);
+    return meta;
+  }
 }
 
 /** The error that ends a preparation stopped by a signal: what is kept, and how to go on. */

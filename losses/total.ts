@@ -8,6 +8,7 @@
 // tfjs ops of distillation.ts / distillation-topk.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
+import { LOSS_ORDER, lossesFromPacked, type Losses } from './record.js';
 import { ShapeError } from '../src/core/errors.js';
 import { RECIPE } from '../src/core/recipe.js';
 import { selectRows } from '../src/core/math.js';
@@ -61,25 +62,14 @@ export interface TeacherTargets {
   intermediate?: { plan: IntermediatePlan; tensors: Record<string, Float32Array> };
 }
 
-export interface LossNumbers {
-  loss: number;
-  loss_ce: number;
-  loss_mlm: number;
-  loss_cos: number;
-  loss_mse: number;
-  loss_hidden: number;
-  loss_att: number;
-  loss_vr: number;
-}
-
 export interface DistillLossResult {
   /** The weighted total, differentiable with respect to the student's variables. */
   loss: tf.Scalar;
   /** The values (reads them from the device; call before the tensors are disposed). */
-  values(): LossNumbers;
+  values(): Losses;
   /**
-   * [loss, loss_ce, loss_mlm, loss_cos, loss_mse, loss_hidden, loss_att, loss_vr] as one tensor, to keep out of the step's tf.tidy and read
-   * with `await data()` (backends that cannot read synchronously: webgpu); lossNumbers() names them.
+   * Every loss as one tensor, in LOSS_ORDER (losses/record.ts), to keep out of the step's tf.tidy and read with
+   * `await data()` (backends that cannot read synchronously: webgpu); lossesFromPacked names them.
    */
   packed(): tf.Tensor1D;
 }
@@ -234,12 +224,13 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
     ]) as tf.Scalar;
     parts = [lossCe, lossMlm, lossMse];
   }
-  const packed = (): tf.Tensor1D => tf.stack([loss, parts[0]!, parts[1]!, lossCos, parts[2]!, lossHidden, lossAtt, lossVr]) as tf.Tensor1D;
+  const byName = { total: loss, ce: parts[0]!, mlm: parts[1]!, cos: lossCos, mse: parts[2]!, hidden: lossHidden, att: lossAtt, vr: lossVr };
+  const packed = (): tf.Tensor1D => tf.stack(LOSS_ORDER.map((k) => byName[k])) as tf.Tensor1D;
   return {
     loss, packed,
     values: () => {
       const t = packed();
-      const v = lossNumbers(t.dataSync());
+      const v = lossesFromPacked(t.dataSync());
       t.dispose();
       return v;
     },
@@ -261,9 +252,4 @@ function checkSoftTargets(soft: TeacherSoftTargets, rows: number, V: number, tem
     throw new ShapeError(`teacher top-k soft targets: ${soft.probs.length} values and ${soft.topkIds.length} ids for ${rows} rows`);
   }
   return soft.probs.length / Math.max(rows, 1);
-}
-
-/** Name the values of DistillLossResult.packed(). */
-export function lossNumbers(v: ArrayLike<number>): LossNumbers {
-  return { loss: v[0]!, loss_ce: v[1]!, loss_mlm: v[2]!, loss_cos: v[3]!, loss_mse: v[4]!, loss_hidden: v[5]!, loss_att: v[6]!, loss_vr: v[7]! };
 }

@@ -24,7 +24,8 @@ import { prefetch, selectBackend, type BackendChoice } from '../student/kernels/
 import type { BackendName, Precision } from '../student/kernels/names.js';
 import { initStudentFromTeacher } from '../student/init.js';
 import { lossRows } from '../losses/rows.js';
-import { lossNumbers, RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
+import { RECIPE_LOSS_WEIGHTS } from '../losses/total.js';
+import { addLosses, lossesFromPacked, zeroLosses } from '../losses/record.js';
 import { REPO, TINY, canRun, expectWeightsAgree, relDiff, weightDifference } from './helpers.js';
 import tinyReference from './fixtures/updates/tiny.json' with { type: 'json' };
 import unseenReference from './fixtures/updates/unseen.json' with { type: 'json' };
@@ -119,7 +120,7 @@ export async function replay(name: ReferenceName, backend: BackendChoice, weight
   try {
     for (let u = 0; u < ref.updates; u++) {
       const lr = ref.lr * linearWarmupDecay(u, ref.warmup_updates, ref.updates);
-      const sums = { loss: 0, loss_ce: 0, loss_mlm: 0, loss_cos: 0, loss_mse: 0, loss_hidden: 0, loss_att: 0, loss_vr: 0 };
+      const sums = zeroLosses();
       for (let m = 0; m < ref.grad_accum; m++) {
         const i = u * ref.grad_accum + m;
         const [B, T] = file.shapeOf(`batch.${i}.masked_input_ids`) as [number, number];
@@ -127,14 +128,15 @@ export async function replay(name: ReferenceName, backend: BackendChoice, weight
         const attentionMask = file.getInt32(`batch.${i}.attention_mask`);
         const rows = lossRows(attentionMask, file.getInt32(`batch.${i}.mlm_labels`), B, T, teacherConfig.vocabSize);
         const t = await teacher.forward({ inputIds, attentionMask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: weights.alpha_mse !== 0, fullLogits: false });
-        const parts = lossNumbers(await update.accumulate(distillObjective(student,
+        const parts = lossesFromPacked(await update.accumulate(distillObjective(student,
           { inputIds, attentionMask, batchSize: B, seqLen: T, rows, teacher: { lastHidden: t.lastHidden, soft: t.soft, ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}) } },
           weights, { training: true, dropoutSeed: i })));
-        for (const k of Object.keys(sums) as (keyof typeof sums)[]) sums[k] += parts[k] / ref.grad_accum;
+        addLosses(sums, parts, ref.grad_accum);
       }
       const applied = await update.apply(lr);
       expect(applied.skipped).toBe(false); // a static scale throws instead of skipping
-      records.push({ ...sums, grad_norm: applied.norm, lr });
+      records.push({ loss: sums.total, loss_ce: sums.ce, loss_mlm: sums.mlm, loss_cos: sums.cos, loss_mse: sums.mse, loss_hidden: sums.hidden,
+        loss_att: sums.att, loss_vr: sums.vr, grad_norm: applied.norm, lr });
     }
     await prefetch(student.variables());
     const final = new Map([...student.hfWeights()].map(([n, w]) => [n, w.data]));

@@ -96,9 +96,9 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
   assertModelDir(opts.student, '--student');
   assertSharedVocabulary({ path: opts.teacher, option: '--teacher' }, { path: opts.student, option: '--student' });
   // tfjs and onnxruntime: loaded to run, not for --help.
-  const [{ Teacher }, { selectBackend }, { UpdateStep, distillObjective }, { loadStudent }, { lossRows }, { lossNumbers, RECIPE_LOSS_WEIGHTS }] = await Promise.all([
+  const [{ Teacher }, { selectBackend }, { UpdateStep, distillObjective }, { loadStudent }, { lossRows }, { RECIPE_LOSS_WEIGHTS }, { lossesFromPacked }] = await Promise.all([
     import('../../teacher/teacher.js'), import('../../student/kernels/backend.js'), import('../train/step.js'), import('../../student/io.js'),
-    import('../../losses/rows.js'), import('../../losses/total.js')]);
+    import('../../losses/rows.js'), import('../../losses/total.js'), import('../../losses/record.js')]);
   const backend = await selectBackend(opts.backend);
   const batch = readBatchFile(opts.batch);
   const student = loadStudent(opts.student);
@@ -121,15 +121,14 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
     };
     // The training loop's update step, measuring only (no optimizer): the gradient of loss_total, its norm.
     const step = new UpdateStep(student.variables(), undefined, { gradAccum: 1, maxGradNorm: 0 });
-    const values = lossNumbers(await step.accumulate(distillObjective(student,
+    const values = lossesFromPacked(await step.accumulate(distillObjective(student,
       { inputIds: batch.maskedInputIds, attentionMask: batch.attentionMask, batchSize: B, seqLen: T, rows, teacher: { logits: t.logits, lastHidden: t.hiddenStates[0]! } },
       weights, { training: false }, opts.unfused ? false : undefined)));
     // The tied projector is one variable (the word embeddings): its gradient is counted once.
     const gradNorm = await step.gradNorm();
     step.discard();
     const result = {
-      loss_ce: values.loss_ce, loss_mlm: values.loss_mlm, loss_cos: values.loss_cos, loss_mse: values.loss_mse,
-      loss_total: values.loss, grad_norm: gradNorm,
+      loss_ce: values.ce, loss_mlm: values.mlm, loss_cos: values.cos, loss_mse: values.mse, loss_total: values.total, grad_norm: gradNorm,
     };
     return { ...result, backend: backend.name };
   } finally {

@@ -196,7 +196,7 @@ export interface DistillMicroBatch {
   counts?: { ce: number; mlm: number; cos: number };
 }
 
-/** The distillation objective of one micro-batch: reports [loss, loss_ce, loss_mlm, loss_cos, loss_mse, loss_hidden, loss_att, loss_vr] (lossNumbers names them). */
+/** The distillation objective of one micro-batch: reports every loss in LOSS_ORDER (losses/record.ts lossesFromPacked names them). */
 export function distillObjective(student: DistilBertStudent, batch: DistillMicroBatch, weights: LossWeights,
   forward: ForwardOptions, fused?: boolean): () => Objective {
   return () => {
