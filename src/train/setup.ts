@@ -15,7 +15,7 @@ import type { Communicator } from '../parallel/communicator.js';
 import { scheduleFactor, type Schedule } from './adamw.js';
 import { bestCheckpointDir, checkpointToResume, readingCheckpoint, readTrainerState, verifyCheckpoint, type ResumeRecord, type TrainerState } from './checkpoint.js';
 import { describeChanges, resumedConfig } from './resume.js';
-import type { TrainOptions } from './loop.js';
+import type { TrainOptions } from './options.js';
 import { validationBatches, type EvalBatch } from '../eval/data.js';
 import { ensureCorpus, openCorpus } from '../../corpus/ensure.js';
 import { readTokenCounts } from '../../corpus/prepare.js';
