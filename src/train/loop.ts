@@ -41,7 +41,6 @@ import { TeacherCache } from '../../teacher/cache.js';
 import { RemoteTeacher } from '../../teacher/remote.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 
-export { TrainingDivergedError } from './diverged.js';
 
 export type { TrainOptions, TrainPhase, TrainSummary, UpdateMetrics } from './options.js';
 
