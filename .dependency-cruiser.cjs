@@ -73,8 +73,30 @@ module.exports = {
       name: 'backend-packages-only-in-kernels',
       severity: 'error',
       comment: 'Speed lives behind tfjs kernel names in student/kernels/: only it loads tfjs backends, Dawn, wabt or a BLAS (koffi; src/parallel binds MPI with it too).',
-      from: { path: '^(src|teacher|student|losses|corpus)/', pathNot: '^(student/kernels/|src/parallel/)' },
+      from: { path: '^(src|teacher|student|losses|corpus)/', pathNot: '^(student/kernels/|student/backend\\.ts$|src/parallel/)' },
       to: { path: '(@tensorflow/tfjs-backend-|@tensorflow/tfjs-node|node_modules/webgpu/|node_modules/wabt/|node_modules/koffi/)' },
+    },
+    {
+      name: 'kernels-behind-the-backend',
+      severity: 'error',
+      comment: 'The model, the losses, the loop and the commands call ops (student/ops/) and the backend (student/backend.ts); '
+        + 'which kernels run is decided when the backend starts, so only student/backend.ts imports student/kernels/.',
+      from: { path: '^(src|teacher|student|losses|corpus)/', pathNot: '^(student/kernels/|student/backend\\.ts$)' },
+      to: { path: '^student/kernels/' },
+    },
+    {
+      name: 'ops-apart-from-kernels',
+      severity: 'error',
+      comment: 'An op (student/ops/) is a kernel name, its tfjs-op form and its gradient; the kernels import the op for its name, never the reverse.',
+      from: { path: '^student/ops/' },
+      to: { path: '^student/(kernels/|backend\\.ts$)' },
+    },
+    {
+      name: 'losses-read-data-not-producers',
+      severity: 'error',
+      comment: 'The losses take tensors and the teacher\'s soft targets (src/core/soft-targets.ts); they never import the teacher or the corpus.',
+      from: { path: '^losses/' },
+      to: { path: '^(teacher|corpus)/' },
     },
     {
       name: 'tests-do-not-reach-into-node-internals',

@@ -4,7 +4,7 @@
 // (the last three match layers inside both networks: losses/layer-map.ts says which).
 // The student computes logits only for the rows a loss reads (real tokens, or masked ones with
 // restrict_ce_to_mask), never for padding. The logit losses run as one kernel where the backend registered it
-// (DistillLogitLosses, student/kernels/logit-losses.ts: wasm, cpu); elsewhere (or with `fused: false`) in the
+// (the op student/ops/logit-losses.ts; its kernels on wasm and cpu: student/kernels/); elsewhere (or with `fused: false`) in the
 // tfjs ops of distillation.ts / distillation-topk.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
@@ -19,9 +19,9 @@ import { distillationLossTopK } from './distillation-topk.js';
 import { mlmLoss } from './mlm.js';
 import { logitMseLoss } from './mse.js';
 import { positionsWithin, type LossRows } from './rows.js';
-import { fusedHeadLosses, hasLogitLossKernel } from '../student/kernels/logit-losses.js';
+import { fusedHeadLosses, hasLogitLossKernel } from '../student/ops/logit-losses.js';
 import { IGNORE_INDEX } from '../src/core/labels.js';
-import { teacherSoftTargets, type TeacherSoftTargets } from '../teacher/soft-targets.js';
+import { teacherSoftTargets, type TeacherSoftTargets } from '../src/core/soft-targets.js';
 import { attentionLoss } from './attention.js';
 import { hiddenMseLoss } from './hidden-mse.js';
 import { valueRelationLoss } from './value-relation.js';

@@ -11,7 +11,7 @@ import type { LossWeights } from '../losses/total.js';
 import type { IntermediateMatch } from '../losses/layer-map.js';
 import type { StudentArchitecture } from '../student/init.js';
 import type { MaskingConfig } from '../corpus/masking.js';
-import { BACKEND_NAMES, GPU_PRODUCTS, PRECISIONS, type BackendName, type GpuProducts, type Precision } from '../student/kernels/names.js';
+import { BACKEND_NAMES, GPU_PRODUCTS, PRECISIONS, type BackendName, type GpuProducts, type Precision } from '../student/backend-names.js';
 
 /**
  * The run's keys, with the reference's names; the loss weights and the masking split are the shapes losses/

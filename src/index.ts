@@ -11,6 +11,6 @@ export { Teacher, type TeacherOptions, type TeacherOutput } from '../teacher/tea
 export { fillMask, type FillMaskInput, type FillMaskResult } from '../teacher/fill-mask.js';
 export { loadStudent, saveStudent } from '../student/io.js';
 export type { DistilBertStudent } from '../student/model.js';
-export { selectBackend, type BackendChoice } from '../student/kernels/backend.js';
-export type { BackendName } from '../student/kernels/names.js';
+export { selectBackend, type BackendChoice } from '../student/backend.js';
+export type { BackendName } from '../student/backend-names.js';
 export { DistillError } from './core/errors.js';

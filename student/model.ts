@@ -12,6 +12,10 @@ import * as tf from '@tensorflow/tfjs';
 import { MismatchError, ShapeError } from '../src/core/errors.js';
 import { LAYER_NORM_EPS, type StudentConfig } from './config.js';
 import { transpose2d } from '../src/core/math.js';
+import { biasGelu } from './ops/gelu.js';
+import { layerNorm as layerNormKernel } from './ops/layer-norm.js';
+import { maskedSoftmax } from './ops/attention-softmax.js';
+import { dropout as dropoutKernel } from './ops/dropout.js';
 
 export interface ParamSpec {
   /** Hugging Face parameter name. */
@@ -96,14 +100,10 @@ export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.
   return f(h, embeddings, bias) as tf.Tensor2D;
 }
 
-/** GELU, erf form (BERT's "gelu"): student/kernels/gelu.ts. */
-export { gelu } from './kernels/gelu.js';
-import { biasGelu } from './kernels/gelu.js';
-import { layerNorm as layerNormKernel } from './kernels/layer-norm.js';
-import { maskedSoftmax } from './kernels/attention-softmax.js';
-import { dropout as dropoutKernel } from './kernels/dropout.js';
+/** GELU, erf form (BERT's "gelu"): student/ops/gelu.ts. */
+export { gelu } from './ops/gelu.js';
 
-/** LayerNorm over the last axis (student/kernels/layer-norm.ts: one kernel each way on webgpu, wasm and cpu; tfjs ops on tensorflow). */
+/** LayerNorm over the last axis (student/ops/layer-norm.ts: one kernel each way on webgpu, wasm and cpu; tfjs ops on tensorflow). */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
   return layerNormKernel(x, gamma, beta, eps);
 }

@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { DistillError } from '../src/core/errors.js';
 import { compiledWorkerScript } from '../src/core/worker-script.js';
-import type { TeacherSoftTargets } from './soft-targets.js';
+import type { TeacherSoftTargets } from '../src/core/soft-targets.js';
 import type { TeacherOptions } from './teacher.js';
 import type { ForwardRequest } from './worker.js';
 

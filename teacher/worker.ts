@@ -8,7 +8,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Teacher, type TeacherOptions } from './teacher.js';
-import { selectSoftRows, selectTopkRows } from './soft-targets.js';
+import { selectSoftRows, selectTopkRows } from '../src/core/soft-targets.js';
 import { DistillError } from '../src/core/errors.js';
 
 export interface ForwardRequest {

@@ -9,7 +9,7 @@ import { SafetensorsFile } from '../src/core/safetensors.js';
 import { AdamW, linearWarmupDecay } from '../src/train/adamw.js';
 import { studentParamSpecs } from '../student/model.js';
 import type { StudentConfig } from '../student/config.js';
-import { prefetch } from '../student/kernels/backend.js';
+import { prefetch } from '../student/backend.js';
 import { REPO } from './helpers.js';
 import reference from './fixtures/adamw/adamw.json' with { type: 'json' };
 

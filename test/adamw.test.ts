@@ -4,9 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { AdamW } from '../src/train/adamw.js';
-import { selectBackend } from '../student/kernels/backend.js';
-import { ADAMW_KERNEL, wasmSimd } from '../student/kernels/simd.js';
-import { adamwUpdate } from '../src/train/adamw.js';
+import { selectBackend } from '../student/backend.js';
+import { wasmSimd } from '../student/kernels/simd.js';
+import { ADAMW_KERNEL, adamwUpdate } from '../student/ops/adamw.js';
 import { maxAbsDiff } from './helpers.js';
 
 function random(n: number, seed: number): Float32Array {

@@ -3,10 +3,11 @@
 // student/kernels/gelu.ts), each against tfjs's own `cpu` kernels or the tfjs-op formula.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { blasColumnSums, loadBlas, productGeometry } from '../student/kernels/blas.js';
 import { describeProductCases } from './product-cases.js';
-import { erf, geluOps } from '../student/kernels/gelu.js';
+import { erf } from '../student/kernels/gelu.js';
+import { geluOps } from '../student/ops/gelu.js';
 import { gelu } from '../student/model.js';
 import { TINY, canRun, maxAbsDiff } from './helpers.js';
 import { runCli } from './cli-helpers.js';

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { distillationLossTopK } from '../losses/distillation-topk.js';
 import { distillationLossFromSoft } from '../losses/distillation.js';
-import { bucketNegEntropy, topkOfSoftTargets } from '../teacher/soft-targets.js';
+import { bucketNegEntropy, topkOfSoftTargets } from '../src/core/soft-targets.js';
 import { tidy } from './helpers.js';
 
 await tf.setBackend('cpu');

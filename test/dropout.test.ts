@@ -4,9 +4,10 @@
 // statistics a dropout mask must have.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { wasmSimd } from '../student/kernels/simd.js';
-import { DROPOUT_KERNEL, dropout, dropoutKey, keepThreshold, kept } from '../student/kernels/dropout.js';
+import { dropoutKey, keepThreshold, kept } from '../student/kernels/dropout.js';
+import { DROPOUT_KERNEL, dropout } from '../student/ops/dropout.js';
 import { canRun, webgpuUnavailable } from './helpers.js';
 import { random as randomUnit } from './product-cases.js';
 

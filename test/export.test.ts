@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Teacher } from '../teacher/teacher.js';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { loadStudent } from '../student/io.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { runCli } from './cli-helpers.js';

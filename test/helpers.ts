@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { SafetensorsFile } from '../src/core/safetensors.js';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { Rng } from '../corpus/rng.js';
 import { OnnxGraphBuilder } from '../src/core/onnx-writer.js';

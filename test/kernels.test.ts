@@ -1,9 +1,8 @@
 // The kernels we register (student/kernels/wasm-cpu.ts, cpu-broadcast.ts) against tfjs's own cpu implementation.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/kernels/backend.js';
-import { originalCpuKernels } from '../student/kernels/cpu-broadcast.js';
-import { originalCpuUnsortedSegmentSum } from '../student/kernels/wasm-cpu.js';
+import { selectBackend } from '../student/backend.js';
+import { originalKernel as tfjsKernel } from '../student/kernels/registry.js';
 import { maxAbsDiff } from './helpers.js';
 
 // These tests check the backends' own kernels and ours in JS: the BLAS products are tested in blas.test.ts.
@@ -15,7 +14,7 @@ async function referenceSegmentSum(x: Float32Array, xShape: number[], ids: Int32
   const backend = tf.backend();
   const xt = tf.tensor(x, xShape);
   const it = tf.tensor(ids, idsShape, 'int32');
-  const info = originalCpuUnsortedSegmentSum!({ inputs: { x: xt, segmentIds: it }, backend, attrs: { numSegments } }) as tf.TensorInfo;
+  const info = tfjsKernel('cpu', 'UnsortedSegmentSum')!({ inputs: { x: xt, segmentIds: it }, backend, attrs: { numSegments } }) as tf.TensorInfo;
   const out = tf.engine().makeTensorFromTensorInfo(info);
   const values = out.dataSync() as Float32Array;
   tf.dispose([xt, it, out]);
@@ -70,7 +69,7 @@ describe('UnsortedSegmentSum', () => {
 
 /** Run one of tfjs's own cpu kernels (kept aside when ours replaced it) on tensors of the cpu backend. */
 function originalKernel(kernelName: string, inputs: tf.NamedTensorInfoMap, attrs: tf.NamedAttrMap = {}): tf.Tensor {
-  const info = originalCpuKernels.get(kernelName)!({ inputs, backend: tf.backend(), attrs }) as tf.TensorInfo;
+  const info = tfjsKernel('cpu', kernelName)!({ inputs, backend: tf.backend(), attrs }) as tf.TensorInfo;
   return tf.engine().makeTensorFromTensorInfo(info);
 }
 

@@ -3,8 +3,9 @@
 // float32 arithmetic (below); the whole-step replays against PyTorch (test/updates-*.test.ts) run it too.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/kernels/backend.js';
-import { LAYER_NORM_KERNEL, layerNorm, layerNormBackwardInto, layerNormForwardInto } from '../student/kernels/layer-norm.js';
+import { selectBackend } from '../student/backend.js';
+import { layerNormBackwardInto, layerNormForwardInto } from '../student/kernels/layer-norm.js';
+import { LAYER_NORM_KERNEL, layerNorm } from '../student/ops/layer-norm.js';
 import { wasmSimd } from '../student/kernels/simd.js';
 
 process.env['DISTILL_BLAS'] = 'off';

@@ -5,10 +5,11 @@
 // against PyTorch (test/updates-*.test.ts, the `unseen-topk8` reference for top-k) run it inside the step.
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/kernels/backend.js';
-import { LOGIT_LOSSES_KERNEL, logitLossesHost, type LogitLossAttrs } from '../student/kernels/logit-losses.js';
+import { selectBackend } from '../student/backend.js';
+import { logitLossesHost } from '../student/kernels/logit-losses.js';
+import { LOGIT_LOSSES_KERNEL, type LogitLossAttrs } from '../student/ops/logit-losses.js';
 import { wasmSimd } from '../student/kernels/simd.js';
-import { bucketNegEntropy } from '../teacher/soft-targets.js';
+import { bucketNegEntropy } from '../src/core/soft-targets.js';
 import { IGNORE_INDEX } from '../src/core/labels.js';
 
 process.env['DISTILL_BLAS'] = 'off';

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { LossScale, MAX_LOSS_SCALE } from '../src/train/loss-scale.js';
 import { HalfPrecisionOverflow, UpdateStep } from '../src/train/step.js';
 import { AdamW } from '../src/train/adamw.js';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { DistillError } from '../src/core/errors.js';
 
 describe('LossScale', () => {

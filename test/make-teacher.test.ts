@@ -11,7 +11,7 @@ import { readEncoderConfig } from '../src/core/model-dir.js';
 import { Teacher } from '../teacher/teacher.js';
 import { BERT_SHAPES, bertConfigJson, bertParamShapes, bertToOnnx, syntheticVocab, writeRandomTeacher } from '../teacher/make-teacher.js';
 import { copyTokenizerFiles } from '../student/io.js';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { initStudentFromTeacher } from '../student/init.js';
 import { runCli } from './cli-helpers.js';
 import { GOLDEN, TINY, maxAbsDiff } from './helpers.js';

@@ -3,8 +3,9 @@
 // `cpu` kernel on both CPU backends.
 import { expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/kernels/backend.js';
-import { kernelBeforeOurs, productsOnBlas } from '../student/kernels/products.js';
+import { selectBackend } from '../student/backend.js';
+import { productsOnBlas } from '../student/kernels/products.js';
+import { originalKernel } from '../student/kernels/registry.js';
 import { maxAbsDiff } from './helpers.js';
 
 /** Deterministic values in [-0.5, 0.5). */
@@ -41,7 +42,7 @@ export function describeProductCases(): void {
       const b = random(size(c.b), c.b.length * 17 + 2);
       await selectBackend('cpu');
       expect(productsOnBlas('cpu')).toBe(true);
-      const original = kernelBeforeOurs('cpu')!;
+      const original = originalKernel('cpu', 'BatchMatMul')!;
       const expected = tf.tidy(() => {
         const info = original({ inputs: { a: tf.tensor(a, c.a), b: tf.tensor(b, c.b) }, backend: tf.backend(), attrs: { transposeA: c.ta, transposeB: c.tb } } as never) as tf.TensorInfo;
         const t = tf.engine().makeTensorFromTensorInfo(info);

@@ -31,7 +31,7 @@ describe('BatchMatMul on onnxruntime\'s MLAS', () => {
 
   it('works in a fresh process that starts the wasm backend first (the engine loads before it; a first session made after tfjs-wasm and wabt crashed)', () => {
     const script = [
-      `const { selectBackend } = await import(${JSON.stringify(join(REPO, 'dist', 'student', 'kernels', 'backend.js'))});`,
+      `const { selectBackend } = await import(${JSON.stringify(join(REPO, 'dist', 'student', 'backend.js'))});`,
       'const choice = await selectBackend("wasm");',
       `const { loadBlas } = await import(${JSON.stringify(join(REPO, 'dist', 'student', 'kernels', 'blas.js'))});`,
       'const c = new Float32Array(4);',

@@ -4,7 +4,7 @@
 // the first weights it saw). Every product shape and transpose the student uses is checked.
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { wasmSimd } from '../student/kernels/simd.js';
 import { AdamW } from '../src/train/adamw.js';
 import { maxAbsDiff } from './helpers.js';

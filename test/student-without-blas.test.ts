@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { readEncoderConfig } from '../src/core/model-dir.js';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { productsOnBlas } from '../student/kernels/products.js';
 import { wasmSimd } from '../student/kernels/simd.js';
 import { defaultStudentLayers, initStudentFromTeacher } from '../student/init.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Teacher, placementError } from '../teacher/teacher.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { MismatchError, FileFormatError } from '../src/core/errors.js';
-import { selectSoftRows, selectTopkRows, teacherSoftTargets, topkOfSoftTargets } from '../teacher/soft-targets.js';
+import { selectSoftRows, selectTopkRows, teacherSoftTargets, topkOfSoftTargets } from '../src/core/soft-targets.js';
 import * as ort from 'onnxruntime-node';
 import { onnx } from '../src/core/onnx.js';
 import { GOLDEN, TINY, maxAbsDiff, negEntropyBound, softTargetModel, tiedLogits, underflowingLogits } from './helpers.js';

@@ -12,7 +12,7 @@ import { REPO, goldenBatch, maxAbsDiff, relDiff } from './helpers.js';
 import { goldenGradients } from './golden.js';
 import { expectGradientsMatch, referenceGradients } from './gradient-check.js';
 import { readEncoderConfig } from '../src/core/model-dir.js';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { initStudentFromTeacher } from '../student/init.js';
 import { lossRows } from '../losses/rows.js';
 import golden from './fixtures/unseen-bert-uncased/golden.json' with { type: 'json' };

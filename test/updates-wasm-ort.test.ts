@@ -2,7 +2,7 @@
 // onnxruntime's MLAS (no system BLAS; forced with DISTILL_BLAS=ort), and the WebAssembly SIMD passes.
 import { describe, expect, it } from 'vitest';
 import { wasmSimd } from '../student/kernels/simd.js';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { describeReplay, expectMatchesReference, INTERMEDIATE_REFERENCES, referenceJson, referenceWeights, replay, WEIGHT_RMS_BOUND } from './updates.js';
 import { weightDifference } from './helpers.js';
 

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { canRun, relDiff, webgpuUnavailable, weightDifference } from './helpers.js';
 import { expectMatchesReference, referenceJson, referenceWeights, replay } from './updates.js';
-import { selectBackend, type BackendChoice } from '../student/kernels/backend.js';
+import { selectBackend, type BackendChoice } from '../student/backend.js';
 import { halfProductsOn, setHalfProducts, setTiledProducts } from '../student/kernels/matmul-webgpu.js';
 import { HalfPrecisionOverflow, UpdateStep } from '../src/train/step.js';
 import { AdamW } from '../src/train/adamw.js';

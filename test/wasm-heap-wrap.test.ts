@@ -3,7 +3,7 @@
 // of its own: it needs a heap that nothing has grown yet (the block sizes below reach it from there).
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { wasmBackend } from '../student/kernels/backend-internals.js';
 import { wasmHeapBytes, WasmHeapFullError } from '../student/kernels/wasm-heap.js';
 

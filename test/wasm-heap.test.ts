@@ -5,7 +5,7 @@
 // the end of the memory, is in test/wasm-heap-wrap.test.ts: it needs a fresh heap.)
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '../student/kernels/backend.js';
+import { selectBackend } from '../student/backend.js';
 import { wasmBackend } from '../student/kernels/backend-internals.js';
 import { guardWasmHeap, wasmHeapBytes, WasmHeapFullError, WASM_HEAP_LIMIT_BYTES } from '../student/kernels/wasm-heap.js';
 

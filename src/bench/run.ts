@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writePublicDomainText } from '../../corpus/public-domain.js';
 import { writeFileAtomic } from '../core/out.js';
-import { loadBlas } from '../../student/kernels/blas.js';
+import { cpuProductEngine } from '../../student/backend.js';
 import { benchAblation, INTERMEDIATE_VARIANTS, TOPK_VARIANTS } from './ablation.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -65,8 +65,7 @@ function machineLine(): string {
   const git = (args: string[]): string => spawnSync('git', args, { cwd: REPO, encoding: 'utf8' }).stdout?.trim() ?? '';
   const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
   const dirty = git(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : '';
-  const blas = loadBlas();
-  const library = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}` : 'none';
+  const library = cpuProductEngine() ?? 'none';
   return `Measured at commit ${commit}${dirty} on ${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} cores), Node ${process.version}; BLAS: ${library}; ${new Date().toISOString().slice(0, 10)}.`;
 }
 
@@ -217,7 +216,7 @@ function benchQuickStart(): string {
     const rows = [
       '| npx distill train --config configs/tiny.json | updates | wall s | training tokens/s | loss | loss_ce | loss_cos |',
       '|---|---|---|---|---|---|---|',
-      row(`as installed here (products: ${loadBlas()?.description ?? 'tfjs\'s own'})`, withBlas),
+      row(`as installed here (products: ${cpuProductEngine() ?? 'tfjs\'s own'})`, withBlas),
       row('fresh `npm install` (no system BLAS: products on onnxruntime\'s MLAS, DISTILL_BLAS=ort)', fresh),
       row('tfjs-wasm\'s own products (DISTILL_BLAS=off)', own),
     ];

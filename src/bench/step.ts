@@ -7,15 +7,12 @@
 //   distill_tokens_per_s      whole steps as training runs them: the teacher works on the next batch
 //                             (onnxruntime's own thread) while the student trains on this one
 
-import * as tf from '@tensorflow/tfjs';
 import type { TeacherExecutionProvider } from '../../teacher/teacher.js';
 import { RemoteTeacher, type RemoteTeacherOutput } from '../../teacher/remote.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { assertModelDir, readEncoderConfig } from '../core/model-dir.js';
-import { activeGpuDevice, selectBackend } from '../../student/kernels/backend.js';
-import { wasmBackend } from '../../student/kernels/backend-internals.js';
-import { wasmHeapBytes } from '../../student/kernels/wasm-heap.js';
-import type { BackendName, GpuProducts, Precision } from '../../student/kernels/names.js';
+import { activeGpuDevice, selectBackend, wasmMemory } from '../../student/backend.js';
+import type { BackendName, GpuProducts, Precision } from '../../student/backend-names.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';
 import { defaultStudentLayers, evenlySpacedLayers, initStudentFromTeacher } from '../../student/init.js';
 import { lossRows } from '../../losses/rows.js';
@@ -163,7 +160,8 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     profile = { step_ms: stepMs, outside_kernels_ms: stepMs - inKernels, kernels: kernels.map((k) => ({ ...k, ms: Math.round(k.ms * 10) / 10 })),
       ...(traffic ? { gpu_traffic_per_update: traffic } : {}) };
   }
-  const heapMib = backend.name === 'wasm' ? Math.round(wasmHeapBytes(wasmBackend(tf.backend())) / 2 ** 20) : undefined;
+  const memory = wasmMemory();
+  const heapMib = memory ? Math.round(memory.bytes / 2 ** 20) : undefined;
   await teacher.close();
   optimizer.dispose();
   student.dispose();

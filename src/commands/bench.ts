@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { choiceOption, intOption } from '../options.js';
-import { BACKEND_NAMES, GPU_PRODUCTS, PRECISIONS, type GpuProducts, type Precision } from '../../student/kernels/names.js';
+import { BACKEND_NAMES, GPU_PRODUCTS, PRECISIONS, type GpuProducts, type Precision } from '../../student/backend-names.js';
 
 interface BenchCommandOptions {
   teacher: string;

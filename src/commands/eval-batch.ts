@@ -10,7 +10,7 @@ import { assertModelDir } from '../core/model-dir.js';
 import { assertSharedVocabulary } from '../../corpus/tokenizer.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { RECIPE } from '../core/recipe.js';
-import { BACKEND_NAMES, type BackendName } from '../../student/kernels/names.js';
+import { BACKEND_NAMES, type BackendName } from '../../student/backend-names.js';
 import type { LossWeights } from '../../losses/total.js';
 
 interface EvalBatchOptions {
@@ -97,7 +97,7 @@ export async function runEvalBatch(opts: EvalBatchOptions): Promise<EvalBatchRes
   assertSharedVocabulary({ path: opts.teacher, option: '--teacher' }, { path: opts.student, option: '--student' });
   // tfjs and onnxruntime: loaded to run, not for --help.
   const [{ Teacher }, { selectBackend }, { UpdateStep, distillObjective }, { loadStudent }, { lossRows }, { RECIPE_LOSS_WEIGHTS }, { lossesFromPacked }] = await Promise.all([
-    import('../../teacher/teacher.js'), import('../../student/kernels/backend.js'), import('../train/step.js'), import('../../student/io.js'),
+    import('../../teacher/teacher.js'), import('../../student/backend.js'), import('../train/step.js'), import('../../student/io.js'),
     import('../../losses/rows.js'), import('../../losses/total.js'), import('../../losses/record.js')]);
   const backend = await selectBackend(opts.backend);
   const batch = readBatchFile(opts.batch);

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { choiceOption, floatOption, intOption } from '../options.js';
 import { RECIPE } from '../core/recipe.js';
-import { BACKEND_NAMES } from '../../student/kernels/names.js';
+import { BACKEND_NAMES } from '../../student/backend-names.js';
 import { EVAL_BATCH_SIZE, EVAL_BUCKET_WIDTH } from '../eval/batching.js';
 import { evaluateModel, type EvalOptions } from '../eval/run.js';
 

@@ -77,7 +77,7 @@ async function streamJsonl(model: MaskedLanguageModel, file: string, opts: FillM
 /** A student folder without ONNX (init-student's output, a training checkpoint): the student run in tfjs. */
 async function studentMaskedLM(dir: string): Promise<MaskedLanguageModel & { release(): Promise<void> }> {
   // tfjs and the student: loaded when a student runs, not for --help.
-  const [tf, { selectBackend }, { loadStudent }] = await Promise.all([import('@tensorflow/tfjs'), import('../../student/kernels/backend.js'), import('../../student/io.js')]);
+  const [tf, { selectBackend }, { loadStudent }] = await Promise.all([import('@tensorflow/tfjs'), import('../../student/backend.js'), import('../../student/io.js')]);
   await selectBackend(undefined);
   const student = loadStudent(dir);
   const tokenizer = WordPieceTokenizer.fromDir(dir);

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { writeFileAtomic } from '../core/out.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
-import { BACKEND_NAMES } from '../../student/kernels/names.js';
+import { BACKEND_NAMES } from '../../student/backend-names.js';
 import { assertPerClass, builtinProbeTasks, writeProbeData } from '../probe/tasks.js';
 import { checkOutputFile, distinctPaths, writeOutputFolder } from '../core/folders.js';
 import { MADE_BY, markdownTable } from '../probe/report.js';

@@ -3,7 +3,7 @@
 
 import { assertModelDir, isTfjsStudentFolder, readEncoderConfig } from '../core/model-dir.js';
 import { ProgressReporter } from '../progress.js';
-import type { BackendName } from '../../student/kernels/names.js';
+import type { BackendName } from '../../student/backend-names.js';
 import { assertSharedVocabulary, WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { RECIPE_MASKING } from '../../corpus/masking.js';
 import type { EvalModel } from './models.js';
@@ -41,7 +41,7 @@ export async function evaluateModel(o: EvalOptions): Promise<EvalReport> {
   }
   // tfjs and onnxruntime: loaded once the input has been checked, not for --help or a bad path.
   const [{ selectBackend }, { openCorpus }, { validationBatches }, { loadEvalModel }, { evaluate }] = await Promise.all([
-    import('../../student/kernels/backend.js'), import('../../corpus/ensure.js'), import('./data.js'), import('./models.js'), import('./evaluate.js')]);
+    import('../../student/backend.js'), import('../../corpus/ensure.js'), import('./data.js'), import('./models.js'), import('./evaluate.js')]);
   const tok = WordPieceTokenizer.fromDir(o.model);
   await openCorpus(o.corpus, tok, readEncoderConfig(o.model).maxPositions, 'the model\'s');
   // A student without ONNX runs in tfjs: start the backend before loading it.

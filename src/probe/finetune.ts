@@ -3,8 +3,8 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { loadStudent } from '../../student/io.js';
-import { selectBackend } from '../../student/kernels/backend.js';
-import type { BackendName } from '../../student/kernels/names.js';
+import { selectBackend } from '../../student/backend.js';
+import type { BackendName } from '../../student/backend-names.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { Rng } from '../../corpus/rng.js';
 import { UpdateStep } from '../train/step.js';

@@ -4,7 +4,7 @@
 import { InputError } from '../core/errors.js';
 import { assertModelDir } from '../core/model-dir.js';
 import { ProgressReporter } from '../progress.js';
-import type { BackendName } from '../../student/kernels/names.js';
+import type { BackendName } from '../../student/backend-names.js';
 import { assertSharedVocabulary } from '../../corpus/tokenizer.js';
 import { loadTask } from './tasks.js';
 import type { FeatureEncoder, Pooling } from './features.js';

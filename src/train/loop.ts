@@ -36,7 +36,7 @@ import { Rng } from '../../corpus/rng.js';
 import { addLosses, LOSS_ORDER, lossesFromPacked, lossFields, zeroLosses, type Losses } from '../../losses/record.js';
 import { teacherOutputs } from '../../losses/layer-map.js';
 import { NonFiniteWeightsError } from '../../student/io.js';
-import { prefetch, readsSynchronously } from '../../student/kernels/backend.js';
+import { prefetch, readsSynchronously } from '../../student/backend.js';
 import { TeacherCache } from '../../teacher/cache.js';
 import { RemoteTeacher } from '../../teacher/remote.js';
 import { defaultTeacherEp } from '../../teacher/teacher.js';

@@ -4,7 +4,6 @@
 // gradients dropped, stops a run that cannot fit now, not at its first full batch hours later. Nothing of the run's
 // state changes (the weights, the moments, the data cursor and every seed stay as they were).
 
-import * as tf from '@tensorflow/tfjs';
 import type { TrainConfig } from '../config.js';
 import { readCorpusMeta } from '../../corpus/prepare.js';
 import { maskBatch } from '../../corpus/masking.js';
@@ -14,8 +13,7 @@ import { lossRows } from '../../losses/rows.js';
 import type { IntermediatePlan } from '../../losses/layer-map.js';
 import type { RemoteTeacher } from '../../teacher/remote.js';
 import type { DistilBertStudent } from '../../student/model.js';
-import { wasmBackend } from '../../student/kernels/backend-internals.js';
-import { wasmHeapBytes, WASM_HEAP_LIMIT_BYTES } from '../../student/kernels/wasm-heap.js';
+import { wasmMemory } from '../../student/backend.js';
 import { objectiveInput, teacherRequest } from './batches.js';
 import { distillObjective, type UpdateStep } from './step.js';
 
@@ -52,12 +50,12 @@ export async function rehearseLargestBatch(r: Rehearsal): Promise<void> {
   } finally {
     r.update.discard();
   }
-  const heap = wasmHeapBytes(wasmBackend(tf.backend()));
+  const { bytes: heap, limitBytes } = wasmMemory()!;
   r.log(`wasm memory: the largest micro-batch (${B} × ${T} tokens${config.grad_accum > 1 ? ', two accumulated' : ''}) fits; the memory has grown to `
-    + `${Math.round(heap / 2 ** 20)} MiB of ${WASM_HEAP_LIMIT_BYTES / 2 ** 20}`);
+    + `${Math.round(heap / 2 ** 20)} MiB of ${limitBytes / 2 ** 20}`);
   // Within a tenth of the end, the order of later allocations (another batch's length, the validation pass) can leave
   // no free block large enough: a bert-base student at 15 × 128 rehearsed at 4,092 MiB, then failed in its first update.
-  if (heap > 0.9 * WASM_HEAP_LIMIT_BYTES) {
+  if (heap > 0.9 * limitBytes) {
     r.log('warning: that is within a tenth of the wasm memory\'s end; a later step may not fit (the error will say so): '
       + 'a smaller batch_size with a larger grad_accum leaves room');
   }

@@ -23,7 +23,7 @@ import { CorpusReader } from '../../corpus/reader.js';
 import { tokenWeights } from '../../corpus/masking.js';
 import { hasTokenizer, WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { intermediatePlan, type IntermediatePlan } from '../../losses/layer-map.js';
-import { adapterForRank, selectBackend, type BackendChoice } from '../../student/kernels/backend.js';
+import { adapterForRank, selectBackend, type BackendChoice } from '../../student/backend.js';
 import { initialStudentWeights, withNewProjection } from '../../student/init.js';
 import { loadStudent } from '../../student/io.js';
 import { DistilBertStudent } from '../../student/model.js';

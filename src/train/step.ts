@@ -13,7 +13,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { DistillError, ShapeError } from '../core/errors.js';
-import { guardGpu, throwIfGpuError } from '../../student/kernels/backend.js';
+import { guardGpu, throwIfGpuError } from '../../student/backend.js';
 import type { DistilBertStudent, ForwardOptions } from '../../student/model.js';
 import type { LossRows } from '../../losses/rows.js';
 import { distillLosses, type LossWeights, type TeacherTargets } from '../../losses/total.js';

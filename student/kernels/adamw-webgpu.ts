@@ -14,9 +14,10 @@
 // The coefficients change every update, so they are uniforms: one pipeline per program for the whole run.
 
 import * as tf from '@tensorflow/tfjs';
-import { ADAMW_KERNEL, type AdamWCoefficients } from './simd.js';
+import { ADAMW_KERNEL, type AdamWCoefficients } from '../ops/adamw.js';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 import { ownsMemory } from './simd.js';
+import type { BackendKernels } from './kinds.js';
 
 type Part = 'm' | 'v' | 'p';
 
@@ -172,8 +173,7 @@ export function setAdamWInPlace(on: boolean): void {
   inPlaceEnabled = on;
 }
 
-/** Register DistillAdamW on `webgpu` (idempotent). */
-export function registerAdamWWebgpuKernel(): void {
-  if (tf.getKernel(ADAMW_KERNEL, 'webgpu')) return;
-  tf.registerKernel({ kernelName: ADAMW_KERNEL, backendName: 'webgpu', kernelFunc: adamwWebgpu as unknown as tf.KernelFunc });
-}
+/** DistillAdamW (student/ops/adamw.ts) on webgpu: one dispatch in place, or three programs. */
+export const ADAMW: BackendKernels<'webgpu'> = {
+  webgpu: [{ kernelName: ADAMW_KERNEL, backendName: 'webgpu', kernelFunc: adamwWebgpu as unknown as tf.KernelFunc }],
+};

@@ -1,4 +1,4 @@
-// The attention softmax with its mask, as one op with its own gradient:
+// The kernels of the attention softmax with its mask (the op: student/ops/attention-softmax.ts):
 //   y = softmax(s + m)          s: the scores q·kᵀ/√d [B, A, T, T]; m: the mask's bias [B, T] (0 or −1e9 per key)
 //   ∂s = y · (∂y − Σ_keys ∂y·y)   (per row; the bias gets no gradient: it is not learned)
 // In tfjs ops this is an Add and a Softmax forward (tfjs's Softmax is itself a max, a subtraction, an exp, a sum
@@ -11,31 +11,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelArgs } from './backend-internals.js';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
+import { MASKED_SOFTMAX_GRAD_KERNEL, MASKED_SOFTMAX_KERNEL } from '../ops/attention-softmax.js';
+import type { BackendKernels } from './kinds.js';
 
-export const MASKED_SOFTMAX_KERNEL = 'DistillMaskedSoftmax';
-const MASKED_SOFTMAX_GRAD_KERNEL = 'DistillMaskedSoftmaxGrad';
-
-/** softmax(scores + the mask's bias) in tfjs ops: scores [B, A, T, T], maskBias [B, 1, 1, T]. */
-export function maskedSoftmaxOps(scores: tf.Tensor4D, maskBias: tf.Tensor4D): tf.Tensor4D {
-  return tf.softmax(tf.add(scores, maskBias), -1) as tf.Tensor4D;
-}
-
-/** softmax(scores + maskBias) over the keys: one WGSL program each way where registered (webgpu), else tfjs ops. */
-export function maskedSoftmax(scores: tf.Tensor4D, maskBias: tf.Tensor4D): tf.Tensor4D {
-  if (!tf.getKernel(MASKED_SOFTMAX_KERNEL, tf.getBackend()) || scores.dtype !== 'float32') return maskedSoftmaxOps(scores, maskBias);
-  const [B, A, T, K] = scores.shape;
-  if (maskBias.shape[0] !== B || maskBias.shape[3] !== K) throw new Error(`maskedSoftmax: mask [${maskBias.shape}] for scores [${scores.shape}]`);
-  const bias = tf.reshape(maskBias, [B, K]); // [B, T]
-  const f = tf.customGrad(((s: tf.Tensor2D, save: (ts: tf.Tensor[]) => void) => {
-    const y = tf.engine().runKernel(MASKED_SOFTMAX_KERNEL, { x: s, bias }, { rowsPerBatch: A * T }) as tf.Tensor2D; // [B·A·T, T]
-    save([y]);
-    return {
-      value: y,
-      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => tf.engine().runKernel(MASKED_SOFTMAX_GRAD_KERNEL, { y: saved[0]!, dy }) as tf.Tensor2D,
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return tf.reshape(f(tf.reshape(scores, [B * A * T, K])), [B, A, T, K]);
-}
 
 class MaskedSoftmaxProgram extends WgslProgram {
   readonly uniforms = 'rows : i32, width : i32, rowsPerBatch : i32,';
@@ -82,9 +60,10 @@ function webgpuKernel(gradient: boolean) {
   };
 }
 
-/** Register DistillMaskedSoftmax and its gradient on `webgpu` (idempotent). */
-export function registerMaskedSoftmaxWebgpuKernels(): void {
-  if (tf.getKernel(MASKED_SOFTMAX_KERNEL, 'webgpu')) return;
-  tf.registerKernel({ kernelName: MASKED_SOFTMAX_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc });
-  tf.registerKernel({ kernelName: MASKED_SOFTMAX_GRAD_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc });
-}
+/** DistillMaskedSoftmax and its gradient (student/ops/attention-softmax.ts): one WGSL program each way on webgpu. */
+export const MASKED_SOFTMAX: BackendKernels<'webgpu'> = {
+  webgpu: [
+    { kernelName: MASKED_SOFTMAX_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc },
+    { kernelName: MASKED_SOFTMAX_GRAD_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc },
+  ],
+};

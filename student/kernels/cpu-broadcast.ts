@@ -11,7 +11,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { cpuBackend, type HostValues, type KernelArgs } from './backend-internals.js';
-
+import { originalKernel, type OurKernel } from './registry.js';
 
 /** The broadcasting binary ops replaced, each as tfjs's cpu kernel computes it (tfjs-backend-cpu 4.x). */
 const OPS = {
@@ -91,7 +91,7 @@ function binaryKernel(kernelName: keyof typeof OPS): (args: KernelArgs) => tf.Te
   const op = OPS[kernelName];
   return (args) => {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-    if (a.dtype !== 'float32' || b.dtype !== 'float32') return originalCpuKernels.get(kernelName)!(args) as tf.TensorInfo;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return originalKernel('cpu', kernelName)!(args) as tf.TensorInfo;
     const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
     const cpu = cpuBackend(args.backend);
     const size = tf.util.sizeFromShape(outShape);
@@ -107,7 +107,7 @@ function binaryKernel(kernelName: keyof typeof OPS): (args: KernelArgs) => tf.Te
 
 function transposeKernel(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
-  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length === 0) return originalCpuKernels.get('Transpose')!(args) as tf.TensorInfo;
+  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length === 0) return originalKernel('cpu', 'Transpose')!(args) as tf.TensorInfo;
   const perm = args.attrs!['perm'] as number[];
   const cpu = cpuBackend(args.backend);
   const outShape = perm.map((p) => x.shape[p]!);
@@ -117,11 +117,8 @@ function transposeKernel(args: KernelArgs): tf.TensorInfo {
   return cpu.makeTensorInfo(outShape, x.dtype, out);
 }
 
-/** Ours, by the kernel name each replaces on the `cpu` backend (student/kernels/wasm-cpu.ts registers them). */
-export const CPU_BROADCAST_KERNELS: [string, (args: KernelArgs) => tf.TensorInfo][] = [
-  ...(Object.keys(OPS) as (keyof typeof OPS)[]).map((name): [string, (args: KernelArgs) => tf.TensorInfo] => [name, binaryKernel(name)]),
-  ['Transpose', transposeKernel],
-];
-
-/** tfjs's own cpu kernels, kept for the tests that check ours against them and for the dtypes ours leave to them. */
-export const originalCpuKernels = new Map<string, tf.KernelFunc>();
+/** Ours, replacing tfjs's kernels of these names on the `cpu` backend (tfjs's stay for other dtypes: originalKernel). */
+export const CPU_BROADCAST: OurKernel[] = [
+  ...(Object.keys(OPS) as (keyof typeof OPS)[]).map((kernelName) => ({ kernelName, kernelFunc: binaryKernel(kernelName) })),
+  { kernelName: 'Transpose', kernelFunc: transposeKernel },
+].map(({ kernelName, kernelFunc }) => ({ kernelName, backendName: 'cpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc }));

@@ -14,8 +14,9 @@ import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 import { cpuBackend, wasmBackend, type KernelArgs } from './backend-internals.js';
 import { heapOffset, wasmSimd } from './simd.js';
 import { fmix32 } from '../../src/core/math.js';
+import { DROPOUT_KERNEL } from '../ops/dropout.js';
+import type { BackendKernels } from './kinds.js';
 
-export const DROPOUT_KERNEL = 'DistillDropout';
 
 /** The per-tensor key of a dropout seed (any integer; taken modulo 2³²). */
 export function dropoutKey(seed: number): number {
@@ -110,23 +111,9 @@ function webgpuDropout(args: KernelArgs): tf.TensorInfo {
   ]);
 }
 
-/** Register DistillDropout for `wasm`, `cpu` or `webgpu` (idempotent). */
-export function registerDropoutKernel(backendName: 'wasm' | 'cpu' | 'webgpu'): void {
-  if (tf.getKernel(DROPOUT_KERNEL, backendName)) return;
-  const kernelFunc = backendName === 'wasm' ? wasmDropout : backendName === 'cpu' ? cpuDropout : webgpuDropout;
-  tf.registerKernel({ kernelName: DROPOUT_KERNEL, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc });
-}
-
-/**
- * Dropout of `x` at `rate` with the mask of `seed` (each call of a forward pass its own seed): the kernel where the
- * backend has it, its gradient the same mask on dy; else tf.dropout.
- */
-export function dropout(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
-  if (x.dtype !== 'float32' || !tf.getKernel(DROPOUT_KERNEL, tf.getBackend())) return tf.dropout(x, rate, undefined, seed);
-  const attrs = { rate, seed } as unknown as tf.NamedAttrMap;
-  const f = tf.customGrad(((input: tf.Tensor) => ({
-    value: tf.engine().runKernel(DROPOUT_KERNEL, { x: input }, attrs) as tf.Tensor,
-    gradFunc: (dy: tf.Tensor) => tf.engine().runKernel(DROPOUT_KERNEL, { x: dy }, attrs) as tf.Tensor,
-  })) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return f(x) as tf.Tensor;
-}
+/** DistillDropout on wasm (SIMD or JS), cpu (JS) and webgpu (WGSL): the same mask bit for bit. */
+export const DROPOUT: BackendKernels = {
+  wasm: [{ kernelName: DROPOUT_KERNEL, backendName: 'wasm', kernelFunc: wasmDropout as unknown as tf.KernelFunc }],
+  cpu: [{ kernelName: DROPOUT_KERNEL, backendName: 'cpu', kernelFunc: cpuDropout as unknown as tf.KernelFunc }],
+  webgpu: [{ kernelName: DROPOUT_KERNEL, backendName: 'webgpu', kernelFunc: webgpuDropout as unknown as tf.KernelFunc }],
+};

@@ -1,4 +1,4 @@
-// GELU (erf form, BERT's "gelu") as one op with its own gradient:
+// The kernels of GELU (erf form, BERT's "gelu"; the op and its gradient: student/ops/gelu.ts):
 //   gelu(x)  = x · Φ(x),                 Φ(x) = ½ (1 + erf(x/√2))
 //   gelu'(x) = Φ(x) + x · φ(x),          φ(x) = e^(−x²/2) / √(2π)
 // In tfjs ops this is five element-wise kernels forward and about ten backward, over [B·T, 4H] tensors; on
@@ -13,6 +13,8 @@ import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 import { cpuBackend, wasmBackend, type KernelArgs } from './backend-internals.js';
 import { expNonPositive } from '../../src/core/math.js';
 import { heapOffset, wasmSimd } from './simd.js';
+import { BIAS_GELU_GRAD_KERNEL, BIAS_GELU_KERNEL, GELU_GRAD_KERNEL, GELU_KERNEL } from '../ops/gelu.js';
+import type { BackendKernels } from './kinds.js';
 
 const ALPHA = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5,
   -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2] as const;
@@ -84,8 +86,6 @@ function cpuKernel(compute: (ins: Float32Array[], out: Float32Array) => void, na
   };
 }
 
-const BIAS_GELU_KERNEL = 'DistillBiasGelu';
-
 const forward = (ins: Float32Array[], out: Float32Array): void => geluInto(ins[0]!, out);
 const backward = (ins: Float32Array[], out: Float32Array): void => geluGradInto(ins[0]!, ins[1]!, out);
 
@@ -139,56 +139,20 @@ function webgpuKernel(gradient: boolean, withBias = false) {
   };
 }
 
-/** Register DistillGelu / DistillGeluGrad for `wasm`, `cpu` or `webgpu` (idempotent). */
-export function registerGeluKernels(backendName: 'wasm' | 'cpu' | 'webgpu'): void {
-  if (tf.getKernel('DistillGelu', backendName)) return;
-  if (backendName === 'webgpu') {
-    tf.registerKernel({ kernelName: 'DistillGelu', backendName, kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc });
-    tf.registerKernel({ kernelName: 'DistillGeluGrad', backendName, kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc });
-    tf.registerKernel({ kernelName: BIAS_GELU_KERNEL, backendName, kernelFunc: webgpuKernel(false, true) as unknown as tf.KernelFunc });
-    tf.registerKernel({ kernelName: 'DistillBiasGeluGrad', backendName, kernelFunc: webgpuKernel(true, true) as unknown as tf.KernelFunc });
-    return;
-  }
-  const make = backendName === 'wasm' ? wasmKernel : cpuKernel;
-  tf.registerKernel({ kernelName: 'DistillGelu', backendName, kernelFunc: make(forward, ['x']) as unknown as tf.KernelFunc });
-  tf.registerKernel({ kernelName: 'DistillGeluGrad', backendName, kernelFunc: make(backward, ['x', 'dy']) as unknown as tf.KernelFunc });
-}
-
-/** GELU in tfjs ops (any backend). */
-export function geluOps(x: tf.Tensor): tf.Tensor {
-  return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
-}
-
-const fusedGelu = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
-  save([x]);
-  return {
-    value: tf.engine().runKernel('DistillGelu', { x }) as tf.Tensor,
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel('DistillGeluGrad', { x: saved[0]!, dy }) as tf.Tensor,
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]);
-
-/**
- * gelu(x + bias) for x [N, F] and bias [F] (the FFN's first layer, the MLM head's transform): on webgpu one
- * program each way with the bias add fused in (the backward pass recomputes x + bias; ∂bias = Σ_rows ∂(x + bias));
- * elsewhere gelu(tf.add(x, bias)), unchanged.
- */
-export function biasGelu(x: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
-  if (x.dtype !== 'float32' || !tf.getKernel(BIAS_GELU_KERNEL, tf.getBackend())) return gelu(tf.add(x, bias)) as tf.Tensor2D;
-  const f = tf.customGrad(((x2: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
-    save([x2, b]);
-    return {
-      value: tf.engine().runKernel(BIAS_GELU_KERNEL, { x: x2, bias: b }) as tf.Tensor2D,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const dz = tf.engine().runKernel('DistillBiasGeluGrad', { x: saved[0]!, dy, bias: saved[1]! }) as tf.Tensor2D; // [N, F]
-        return [dz, tf.sum(dz, 0)];
-      },
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return f(x, bias) as tf.Tensor2D;
-}
-
-/** GELU, erf form: one kernel each way where the backend has ours, else tfjs ops. */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  if (x.dtype === 'float32' && tf.getKernel('DistillGelu', tf.getBackend())) return fusedGelu(x);
-  return geluOps(x);
-}
+/** The GELU kernels (student/ops/gelu.ts names them): one pass each way on wasm (SIMD) and cpu, WGSL programs on webgpu. */
+export const GELU: BackendKernels = {
+  wasm: [
+    { kernelName: GELU_KERNEL, backendName: 'wasm', kernelFunc: wasmKernel(forward, ['x']) as unknown as tf.KernelFunc },
+    { kernelName: GELU_GRAD_KERNEL, backendName: 'wasm', kernelFunc: wasmKernel(backward, ['x', 'dy']) as unknown as tf.KernelFunc },
+  ],
+  cpu: [
+    { kernelName: GELU_KERNEL, backendName: 'cpu', kernelFunc: cpuKernel(forward, ['x']) as unknown as tf.KernelFunc },
+    { kernelName: GELU_GRAD_KERNEL, backendName: 'cpu', kernelFunc: cpuKernel(backward, ['x', 'dy']) as unknown as tf.KernelFunc },
+  ],
+  webgpu: [
+    { kernelName: GELU_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc },
+    { kernelName: GELU_GRAD_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc },
+    { kernelName: BIAS_GELU_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(false, true) as unknown as tf.KernelFunc },
+    { kernelName: BIAS_GELU_GRAD_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(true, true) as unknown as tf.KernelFunc },
+  ],
+};

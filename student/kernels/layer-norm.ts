@@ -1,4 +1,4 @@
-// LayerNorm over the last axis, y = (x − μ)·r·γ + β with r = 1/√(σ² + ε) (σ² the biased variance, as
+// The kernels of LayerNorm (the op: student/ops/layer-norm.ts) over the last axis, y = (x − μ)·r·γ + β with r = 1/√(σ² + ε) (σ² the biased variance, as
 // tf.moments and PyTorch compute it). On `webgpu` it runs as WGSL programs instead of tfjs ops: forward, one
 // program for the row statistics (μ, r) and one for y; backward, one for the row sums of g = dy·γ and g·x̂, one
 // for dx = r·(g − mean(g) − x̂·mean(g·x̂)), and one each for dγ = Σ_rows dy·x̂ and dβ = Σ_rows dy: 2 + 4
@@ -14,33 +14,9 @@ import * as tf from '@tensorflow/tfjs';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 import { heapOffset, wasmSimd, type SimdKernels } from './simd.js';
 import { cpuBackend, wasmBackend, type KernelArgs } from './backend-internals.js';
+import { LAYER_NORM_KERNEL } from '../ops/layer-norm.js';
+import type { BackendKernels } from './kinds.js';
 
-export const LAYER_NORM_KERNEL = 'DistillLayerNorm';
-
-/** The tfjs-op form (every backend without the kernel). */
-export function layerNormOps(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps))), gamma), beta);
-}
-
-/** LayerNorm over the last axis: our kernel where registered (webgpu, wasm, cpu), else the tfjs ops. */
-export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
-  if (!tf.getKernel(LAYER_NORM_KERNEL, tf.getBackend()) || x.dtype !== 'float32') return layerNormOps(x, gamma, beta, eps);
-  const H = x.shape[x.shape.length - 1]!;
-  const rows = x.size / H;
-  const f = tf.customGrad(((x2: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, save: (ts: tf.Tensor[]) => void) => {
-    const [y, stats] = tf.engine().runKernel(LAYER_NORM_KERNEL, { x: x2, gamma: g, beta: b }, { eps, part: 'forward' }) as unknown as [tf.Tensor2D, tf.Tensor2D];
-    save([x2, g, stats]);
-    return {
-      value: y,
-      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
-        const [sx, sg, sstats] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor2D];
-        return tf.engine().runKernel(LAYER_NORM_KERNEL, { x: sx, gamma: sg, beta: sstats, dy }, { eps, part: 'backward' }) as unknown as tf.Tensor[];
-      },
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return tf.reshape(f(tf.reshape(x, [rows, H]), gamma, beta), x.shape);
-}
 
 // The programs, in tfjs's webgpu program format (the backend adds bindings, getters and the entry point).
 type Part = 'stats' | 'forward' | 'gradSums' | 'dx' | 'dgamma' | 'dbeta';
@@ -144,11 +120,6 @@ function layerNormWebgpu({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[
   return [dx, run('dgamma', [x, stats, dy]), run('dbeta', [dy])];
 }
 
-/** Register DistillLayerNorm on `webgpu` (idempotent). */
-export function registerLayerNormWebgpuKernel(): void {
-  if (tf.getKernel(LAYER_NORM_KERNEL, 'webgpu')) return;
-  tf.registerKernel({ kernelName: LAYER_NORM_KERNEL, backendName: 'webgpu', kernelFunc: layerNormWebgpu as unknown as tf.KernelFunc });
-}
 
 /**
  * The forward part on the host, for x [rows, width]: y = ((x − μ)·r)·γ + β into `y`, and (μ, r) per row into
@@ -272,8 +243,9 @@ function layerNormCpu({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   return shapes.map((shape, i) => cpu.makeTensorInfo(shape, 'float32', outs[i]));
 }
 
-/** Register DistillLayerNorm on `wasm` or `cpu` (idempotent). */
-export function registerLayerNormHostKernel(backendName: 'wasm' | 'cpu'): void {
-  if (tf.getKernel(LAYER_NORM_KERNEL, backendName)) return;
-  tf.registerKernel({ kernelName: LAYER_NORM_KERNEL, backendName, kernelFunc: (backendName === 'wasm' ? layerNormWasm : layerNormCpu) as unknown as tf.KernelFunc });
-}
+/** DistillLayerNorm (student/ops/layer-norm.ts): WGSL programs on webgpu, row by row on the host on wasm (SIMD) and cpu. */
+export const LAYER_NORM: BackendKernels = {
+  wasm: [{ kernelName: LAYER_NORM_KERNEL, backendName: 'wasm', kernelFunc: layerNormWasm as unknown as tf.KernelFunc }],
+  cpu: [{ kernelName: LAYER_NORM_KERNEL, backendName: 'cpu', kernelFunc: layerNormCpu as unknown as tf.KernelFunc }],
+  webgpu: [{ kernelName: LAYER_NORM_KERNEL, backendName: 'webgpu', kernelFunc: layerNormWebgpu as unknown as tf.KernelFunc }],
+};

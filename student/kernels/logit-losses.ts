@@ -1,7 +1,7 @@
-// The three logit losses (distillation KL, masked-LM cross-entropy, optional MSE) and their gradient with
-// respect to the student's logits as one kernel, DistillLogitLosses, registered on the CPU backends (`wasm`:
-// one pass per row in WebAssembly SIMD on the backend's own memory, or in JS where SIMD is off; `cpu`: in JS).
-// fusedHeadLosses() below is the op: the tied projector's product h Eᵀ, then the kernel, which adds the vocab bias
+// The kernel of the three logit losses (distillation KL, masked-LM cross-entropy, optional MSE) and their gradient
+// with respect to the student's logits, DistillLogitLosses, on the CPU backends (`wasm`: one pass per row in
+// WebAssembly SIMD on the backend's own memory, or in JS where SIMD is off; `cpu`: in JS). The op (student/ops/
+// logit-losses.ts fusedHeadLosses): the tied projector's product h Eᵀ, then this kernel, which adds the vocab bias
 // b row by row as it reads the product (s = h Eᵀ + b, the same float32 sums tfjs's Add makes, without an [N, V]
 // tensor and its pass), with its own gradient.
 // Where no kernel is registered (webgpu, tensorflow) losses/total.ts runs the per-loss files
@@ -30,22 +30,8 @@ import { IGNORE_INDEX } from '../../src/core/labels.js';
 import { expNonPositive } from '../../src/core/math.js';
 import { heapOffset, wasmSimd, type SimdKernels } from './simd.js';
 import { cpuBackend, wasmBackend, type KernelArgs, type WasmBackend } from './backend-internals.js';
-
-export const LOGIT_LOSSES_KERNEL = 'DistillLogitLosses';
-
-/** The kernel's attributes. */
-export interface LogitLossAttrs {
-  /** τ, the temperature the teacher's probabilities were made at. */
-  temperature: number;
-  alpha_ce: number;
-  alpha_mlm: number;
-  alpha_mse: number;
-  /** Divisors of the means: N_ce and N_mlm. */
-  ceCount: number;
-  mlmCount: number;
-  /** Σ_v p log p of each row, [N] (float64: it cancels against Σ p log q). */
-  negEntropy: number[];
-}
+import { LOGIT_LOSSES_KERNEL, type LogitLossAttrs } from '../ops/logit-losses.js';
+import type { BackendKernels } from './kinds.js';
 
 export interface HostLogitLosses {
   ce: number;
@@ -402,55 +388,8 @@ function cpuKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   return [cpu.makeTensorInfo([4], 'float32', weightedSum(h, a)), cpu.makeTensorInfo([n, v], 'float32', h.grad), cpu.makeTensorInfo([v], 'float32', h.biasGrad)];
 }
 
-/** Register DistillLogitLosses on `wasm` or `cpu` (idempotent); other backends keep the tfjs ops on the device. */
-export function registerLogitLossKernel(backendName: 'wasm' | 'cpu'): void {
-  if (tf.getKernel(LOGIT_LOSSES_KERNEL, backendName)) return;
-  tf.registerKernel({ kernelName: LOGIT_LOSSES_KERNEL, backendName, kernelFunc: (backendName === 'wasm' ? wasmKernel : cpuKernel) as unknown as tf.KernelFunc });
-}
-
-/** Whether the active backend has the kernel (decided when it started). */
-export function hasLogitLossKernel(): boolean {
-  return tf.getKernel(LOGIT_LOSSES_KERNEL, tf.getBackend()) !== undefined;
-}
-
-/** The teacher's side of the logit losses for the selected rows, on the host. */
-export interface LogitLossTargets {
-  /** softmax(t/τ), [N, V]; with `topkIds`, its k largest values per row, [N, k]. */
-  probs: Float32Array;
-  /** Top-k soft targets: the token ids of `probs`, [N, k]. */
-  topkIds?: Int32Array;
-  /** The teacher's logits [N, V], needed when α_mse ≠ 0. */
-  logits?: Float32Array;
-}
-
-/**
- * The op: the product h Eᵀ for the selected rows (h [N, H] from the vocab transform, E [V, H] the word
- * embeddings), then the kernel, which adds b [V] to form the logits s = h Eᵀ + b. Returns [4]: (α-weighted sum,
- * ce, mlm, mse); the gradient flows through the first value only (the other three are reported, not trained on).
- * Call only where hasLogitLossKernel().
- */
-export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D, targets: LogitLossTargets,
-  labels: Int32Array, attrs: LogitLossAttrs): tf.Tensor1D {
-  const [n] = h.shape;
-  const [v] = embeddings.shape;
-  const k = targets.topkIds ? targets.probs.length / Math.max(n, 1) : v; // soft targets a row
-  const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
-    const projected = tf.matMul(x, e, false, true); // [N, V]; the kernel adds b
-    const inputs: tf.NamedTensorMap = {
-      projected, bias: b, probs: tf.tensor2d(targets.probs, [n, k]), labels: tf.tensor1d(labels, 'int32'),
-      ...(targets.topkIds ? { topkIds: tf.tensor2d(targets.topkIds, [n, k], 'int32') } : {}),
-      ...(attrs.alpha_mse !== 0 && targets.logits ? { teacherLogits: tf.tensor2d(targets.logits, [n, v]) } : {}),
-    };
-    const [losses, grad, biasGrad] = tf.engine().runKernel(LOGIT_LOSSES_KERNEL, inputs, { ...attrs }) as unknown as [tf.Tensor1D, tf.Tensor2D, tf.Tensor1D];
-    save([x, e, grad, biasGrad]);
-    return {
-      value: losses,
-      gradFunc: (dy: tf.Tensor1D, saved: tf.Tensor[]) => {
-        const [xs, es, gs, gbs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-        const d = tf.reshape(tf.slice(dy, [0], [1]), []); // ∂L/∂(weighted sum)
-        return [tf.mul(tf.matMul(gs, es), d), tf.mul(tf.matMul(gs, xs, true, false), d), tf.mul(gbs, d)]; // [N, H], [V, H], [V]
-      },
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return op(h, embeddings, bias) as tf.Tensor1D;
-}
+/** DistillLogitLosses (student/ops/logit-losses.ts) on wasm (SIMD or JS) and cpu; other backends keep the tfjs ops on the device. */
+export const LOGIT_LOSSES: BackendKernels<'wasm' | 'cpu'> = {
+  wasm: [{ kernelName: LOGIT_LOSSES_KERNEL, backendName: 'wasm', kernelFunc: wasmKernel as unknown as tf.KernelFunc }],
+  cpu: [{ kernelName: LOGIT_LOSSES_KERNEL, backendName: 'cpu', kernelFunc: cpuKernel as unknown as tf.KernelFunc }],
+};

@@ -30,6 +30,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelArgs } from './backend-internals.js';
 import { productGeometry, type ProductGeometry } from './blas.js';
 import type { WebGpuBackendLike, WgslProgram } from './wgsl-program.js';
+import { isOurs, originalKernel } from './registry.js';
+import type { BackendKernels } from './kinds.js';
 
 /** The first line of a WGSL program that uses f16: backend.ts puts `enable f16;` before such a module. */
 export const F16_MARKER = '// distill: enable f16';
@@ -138,7 +140,6 @@ class TiledProductProgram {
 
 let halfProducts = false;
 let tiledProducts = false;
-let previousKernel: tf.KernelFunc | undefined;
 
 /** Whether matrix products on webgpu take f16 operands (precision "fp16-mixed") or run in fp32. */
 export function setHalfProducts(on: boolean): void {
@@ -151,7 +152,7 @@ export function setTiledProducts(on: boolean): void {
 }
 
 export function halfProductsOn(): boolean {
-  return halfProducts && tf.getBackend() === 'webgpu' && previousKernel !== undefined;
+  return halfProducts && tf.getBackend() === 'webgpu' && isOurs('webgpu', 'BatchMatMul');
 }
 
 
@@ -161,19 +162,13 @@ function productKernel(args: KernelArgs): tf.TensorInfo {
   const b = inputs['b']!;
   const g = (halfProducts || tiledProducts) && a.dtype === 'float32' && b.dtype === 'float32'
     ? productGeometry(a.shape, b.shape, Boolean(attrs?.['transposeA']), Boolean(attrs?.['transposeB'])) : null;
-  if (!g || g.M === 0 || g.N === 0 || g.K === 0) return previousKernel!(args) as tf.TensorInfo;
+  if (!g || g.M === 0 || g.N === 0 || g.K === 0) return originalKernel('webgpu', 'BatchMatMul')!(args) as tf.TensorInfo;
   const program = new TiledProductProgram(g, halfProducts);
   return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(program as unknown as WgslProgram, [a, b], 'float32',
     [g.M, g.K, g.N, g.batchA, g.batchB].map((v) => ({ type: 'int32' as const, data: [v] })));
 }
 
-/** Put the tiled product kernel behind BatchMatMul on `webgpu` (idempotent; it defers to tfjs's unless set*Products(true)). */
-export function registerProductKernel(): void {
-  if (previousKernel) return;
-  const previous = tf.getKernel('BatchMatMul', 'webgpu');
-  if (!previous) return;
-  previousKernel = previous.kernelFunc;
-  tf.unregisterKernel('BatchMatMul', 'webgpu');
-  tf.registerKernel({ kernelName: 'BatchMatMul', backendName: 'webgpu', kernelFunc: productKernel as unknown as tf.KernelFunc,
-    setupFunc: previous.setupFunc, disposeFunc: previous.disposeFunc });
-}
+/** The tiled product kernel behind BatchMatMul on `webgpu`; it defers to tfjs's unless set*Products(true). */
+export const PRODUCTS: BackendKernels<'webgpu'> = {
+  webgpu: [{ kernelName: 'BatchMatMul', backendName: 'webgpu', kernelFunc: productKernel as unknown as tf.KernelFunc }],
+};

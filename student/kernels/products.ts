@@ -1,4 +1,4 @@
-// Matrix products: the one BatchMatMul kernel of each CPU backend, chosen once at start (registerProducts).
+// Matrix products: the one BatchMatMul kernel of each CPU backend, chosen once at start (productKernels).
 //
 //   wasm + a BLAS   cblas_sgemm on the operands' wasm memory, transposed operands by flag (blas.ts); without a
 //                   system BLAS the same call goes to onnxruntime's MLAS (ort-gemm.ts), which every install has
@@ -16,26 +16,22 @@
 // test/kernels.test.ts) and by the multi-update PyTorch reference (test/updates-*.test.ts).
 
 import * as tf from '@tensorflow/tfjs';
-import { blasProduct, loadBlas, productGeometry, type ProductGeometry } from './blas.js';
+import { blasProduct, loadBlas, productGeometry, type Blas, type ProductGeometry } from './blas.js';
 import { cpuBackend, wasmBackend, type KernelArgs, type WasmBackend } from './backend-internals.js';
-
-/** The BatchMatMul kernel each backend had before ours replaced it. */
-const previousKernels = new Map<string, tf.KernelFunc>();
-/** The backends whose products run on the BLAS. */
-const onBlas = new Set<string>();
-
-/** The BatchMatMul kernel ours replaced on `backendName` (for the tests that compare them). */
-export function kernelBeforeOurs(backendName: string): tf.KernelFunc | undefined {
-  return previousKernels.get(backendName);
-}
+import { isOurs, originalKernel, type OurKernel } from './registry.js';
 
 /** Whether the named backend's matrix products run on the BLAS. */
 export function productsOnBlas(backendName: string = tf.getBackend()): boolean {
-  return onBlas.has(backendName);
+  return (backendName === 'wasm' || backendName === 'cpu') && isOurs(backendName, 'BatchMatMul') && loadBlas() !== null;
 }
 
-function blasKernel(backendName: 'wasm' | 'cpu', fallback: tf.KernelFunc): (args: KernelArgs) => tf.TensorInfo {
-  const blas = loadBlas()!;
+/** tfjs's own BatchMatMul of `backendName`, which ours hand the cases they leave (other dtypes, shapes). */
+function tfjsProduct(backendName: string): tf.KernelFunc {
+  return (args) => originalKernel(backendName, 'BatchMatMul')!(args);
+}
+
+function blasKernel(backendName: 'wasm' | 'cpu', blas: Blas): (args: KernelArgs) => tf.TensorInfo {
+  const fallback = tfjsProduct(backendName);
   return (args) => {
     const { inputs, backend, attrs } = args;
     const a = inputs['a']!;
@@ -68,7 +64,8 @@ function transposedCopy(x: tf.TensorInfo, backend: WasmBackend): tf.TensorInfo {
   return transpose({ inputs: { x }, backend, attrs: { perm } }) as tf.TensorInfo;
 }
 
-function wasmXnnKernel(fallback: tf.KernelFunc): (args: KernelArgs) => tf.TensorInfo {
+function wasmXnnKernel(): (args: KernelArgs) => tf.TensorInfo {
+  const fallback = tfjsProduct('wasm');
   return (args) => {
     const { inputs, attrs } = args;
     const backend = wasmBackend(args.backend);
@@ -111,22 +108,11 @@ function wasmXnnKernel(fallback: tf.KernelFunc): (args: KernelArgs) => tf.Tensor
 }
 
 /**
- * Register the BatchMatMul kernel of `backendName` (idempotent): on the BLAS when one loads, else on `wasm`
- * the product-by-product XNNPACK kernel, else (cpu) tfjs's own. Returns what runs the products.
+ * The BatchMatMul kernel of `backendName`: on the BLAS when one loads, else on `wasm` the product-by-product
+ * XNNPACK kernel; none on cpu without a BLAS (tfjs's own runs). It replaces tfjs's, kept as the fallback.
  */
-export function registerProducts(backendName: 'wasm' | 'cpu'): 'blas' | 'xnnpack' | 'tfjs' {
-  if (!previousKernels.has(backendName)) {
-    const previous = tf.getKernel('BatchMatMul', backendName);
-    if (!previous) return 'tfjs';
-    const fallback = previous.kernelFunc;
-    const blas = loadBlas() !== null;
-    const kernelFunc = blas ? blasKernel(backendName, fallback) : backendName === 'wasm' ? wasmXnnKernel(fallback) : undefined;
-    if (!kernelFunc) return 'tfjs';
-    tf.unregisterKernel('BatchMatMul', backendName);
-    tf.registerKernel({ kernelName: 'BatchMatMul', backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-      setupFunc: previous.setupFunc, disposeFunc: previous.disposeFunc });
-    previousKernels.set(backendName, fallback);
-    if (blas) onBlas.add(backendName);
-  }
-  return onBlas.has(backendName) ? 'blas' : 'xnnpack';
+export function productKernels(backendName: 'wasm' | 'cpu'): OurKernel[] {
+  const blas = loadBlas();
+  const kernelFunc = blas ? blasKernel(backendName, blas) : backendName === 'wasm' ? wasmXnnKernel() : undefined;
+  return kernelFunc ? [{ kernelName: 'BatchMatMul', backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc }] : [];
 }

@@ -9,9 +9,8 @@
 
 import * as tf from '@tensorflow/tfjs';
 
-let registered = false;
 /** Backends whose tensors live on a device: there dy is broadcast by a kernel, not multiplied by host-made ones. */
-const deviceBackends = new Set<string>();
+const DEVICE_BACKENDS = new Set(['webgpu']);
 
 /** dy [reduced shape] broadcast back over the reduced axes of x [x.shape]. */
 function broadcastOverAxes(dy: tf.Tensor, x: tf.Tensor, axis: number | number[]): tf.Tensor {
@@ -19,27 +18,22 @@ function broadcastOverAxes(dy: tf.Tensor, x: tf.Tensor, axis: number | number[])
   const expanded = x.shape.slice();
   for (const a of axes) expanded[a] = 1;
   const reshaped = tf.reshape(dy, expanded);
-  return deviceBackends.has(tf.getBackend()) ? tf.broadcastTo(reshaped, x.shape) : tf.mul(reshaped, tf.ones(x.shape, 'float32')); // the latter: tfjs's own
+  return DEVICE_BACKENDS.has(tf.getBackend()) ? tf.broadcastTo(reshaped, x.shape) : tf.mul(reshaped, tf.ones(x.shape, 'float32')); // the latter: tfjs's own
 }
 
-/** Replace tfjs's Sum and Mean gradients (registered once per process); on `backendName` dy is broadcast on the device. */
-export function registerDeviceReductionGrads(backendName: 'webgpu'): void {
-  deviceBackends.add(backendName);
-  if (registered) return;
-  registered = true;
-  // Sum: dy broadcast over the reduced axes; Mean: the same, divided by the number of values each mean took.
-  for (const [kernelName, mean] of [[tf.Sum, false], [tf.Mean, true]] as const) {
-    tf.registerGradient({
-      kernelName,
-      inputsToSave: ['x'],
-      gradFunc: (dy, saved, attrs) => {
-        const [x] = saved as [tf.Tensor];
-        const { axis } = attrs as unknown as tf.SumAttrs; // MeanAttrs has the same `axis`
-        const broadcast = (): tf.Tensor => broadcastOverAxes(dy as tf.Tensor, x, axis);
-        if (!mean) return { x: broadcast };
-        const reduceSize = tf.util.parseAxisParam(axis, x.shape).reduce((n, a) => n * x.shape[a]!, 1);
-        return { x: () => tf.div(broadcast(), reduceSize) };
-      },
-    });
-  }
-}
+/**
+ * The gradients of Sum and Mean that replace tfjs's once a device backend (webgpu) starts (student/kernels/lists.ts):
+ * dy broadcast over the reduced axes; Mean's divided by the number of values each mean took.
+ */
+export const DEVICE_REDUCTION_GRADS: tf.GradConfig[] = ([[tf.Sum, false], [tf.Mean, true]] as const).map(([kernelName, mean]) => ({
+  kernelName,
+  inputsToSave: ['x'],
+  gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
+    const [x] = saved as [tf.Tensor];
+    const { axis } = attrs as unknown as tf.SumAttrs; // MeanAttrs has the same `axis`
+    const broadcast = (): tf.Tensor => broadcastOverAxes(dy as tf.Tensor, x, axis);
+    if (!mean) return { x: broadcast };
+    const reduceSize = tf.util.parseAxisParam(axis, x.shape).reduce((n, a) => n * x.shape[a]!, 1);
+    return { x: () => tf.div(broadcast(), reduceSize) };
+  },
+}));

@@ -12,6 +12,8 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { wasmBackend, type WasmBackend } from './backend-internals.js';
+import { ADAMW_KERNEL, type AdamWCoefficients } from '../ops/adamw.js';
+import type { OurKernel } from './registry.js';
 
 const splat = (v: number): string => {
   const s = Number.isFinite(v) ? v.toString() : v > 0 ? 'inf' : '-inf';
@@ -325,27 +327,13 @@ export function rewroteInPlace(t: tf.TensorInfo): void {
   backend.wasm.tfjs.registerTensor(data.id, size, data.memoryOffset);
 }
 
-/** The coefficients of one AdamW update of one parameter (the same operations as the tfjs-op form). */
-export interface AdamWCoefficients {
-  b1: number;
-  b2: number;
-  /** √(1 − β2^t) */
-  biasCorrection2Sqrt: number;
-  eps: number;
-  /** lr / (1 − β1^t) */
-  stepSize: number;
-  /** 1 − lr·weight_decay for a decayed parameter, else 1. */
-  decayFactor: number;
-}
-
-// AdamW's update of one parameter, behind the kernel name DistillAdamW (registered on `wasm` when the SIMD module
-// loaded; src/train/adamw.ts's adamwUpdate() runs the tfjs-op form elsewhere). Inputs {param, grad, m, v}, the
+// AdamW's update of one parameter, the kernel DistillAdamW on `wasm` when the SIMD module loaded (the op:
+// student/ops/adamw.ts, which runs the tfjs-op form elsewhere). Inputs {param, grad, m, v}, the
 // coefficients and gradScale (the gradient's factor) as attributes; outputs [param', m', v']. One SIMD pass over the four where they lie: in place
 // when p, m and v hold their memory alone (the optimizer's variables do), returning the same tensor ids (the
 // caller's assign() then keeps them); otherwise on fresh copies, so that the kernel never changes a tensor that
 // something else still reads. An in-place pass ends by dropping what kernels cached on the rewritten tensors
 // (rewroteInPlace above).
-export const ADAMW_KERNEL = 'DistillAdamW';
 
 interface WasmOutputs {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
@@ -379,8 +367,7 @@ function adamwKernel(simd: SimdKernels) {
   };
 }
 
-/** Register DistillAdamW on `wasm` when the SIMD module loaded (call after loadWasmSimd; idempotent). */
-export function registerAdamWKernel(): void {
-  if (!kernels || tf.getKernel(ADAMW_KERNEL, 'wasm')) return;
-  tf.registerKernel({ kernelName: ADAMW_KERNEL, backendName: 'wasm', kernelFunc: adamwKernel(kernels) as unknown as tf.KernelFunc });
+/** DistillAdamW on `wasm`, once the SIMD module has loaded (registered after it: student/kernels/lists.ts). */
+export function adamwSimdKernels(): OurKernel[] {
+  return kernels ? [{ kernelName: ADAMW_KERNEL, backendName: 'wasm', kernelFunc: adamwKernel(kernels) as unknown as tf.KernelFunc }] : [];
 }

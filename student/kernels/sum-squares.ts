@@ -1,5 +1,4 @@
-// Σ x² over up to four tensors in one dispatch (the global gradient norm, src/train/adamw.ts sumOfSquares), behind
-// the kernel name DistillSumSquares, registered on `webgpu`: 64 workgroups of 256 invocations stride over the
+// The kernel of Σ x² over up to four tensors in one dispatch (the op: student/ops/sum-squares.ts), on `webgpu`: 64 workgroups of 256 invocations stride over the
 // four inputs and each workgroup writes one partial sum, so the output is [64] partial sums to be added up by
 // the caller. tfjs's ops take a Square and a Sum (itself one or more dispatches) per tensor; with a hundred
 // parameters that was a tenth of a bert-base update's dispatches (distill bench --profile). The order of the
@@ -7,12 +6,12 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
+import { SUM_SQUARES_INPUTS as NAMES, SUM_SQUARES_KERNEL } from '../ops/sum-squares.js';
+import type { BackendKernels } from './kinds.js';
 
-export const SUM_SQUARES_KERNEL = 'DistillSumSquares';
 /** Partial sums per dispatch (workgroups). */
 const SUM_SQUARES_PARTS = 64;
 const THREADS = 256;
-const NAMES = ['A', 'B', 'C', 'D'] as const;
 
 class SumSquaresProgram extends WgslProgram {
   readonly uniforms: string;
@@ -50,19 +49,7 @@ function sumSquaresWebgpu({ inputs, backend }: { inputs: tf.NamedTensorInfoMap; 
     list.map((t) => ({ type: 'int32' as const, data: [t.shape.reduce((a, b) => a * b, 1)] })));
 }
 
-/** Register DistillSumSquares on `webgpu` (idempotent). */
-export function registerSumSquaresWebgpuKernel(): void {
-  if (tf.getKernel(SUM_SQUARES_KERNEL, 'webgpu')) return;
-  tf.registerKernel({ kernelName: SUM_SQUARES_KERNEL, backendName: 'webgpu', kernelFunc: sumSquaresWebgpu as unknown as tf.KernelFunc });
-}
-
-/** Σ x² over `tensors` (four per dispatch) where the kernel is registered: [64] partial sums per group of four. */
-export function sumSquaresPartials(tensors: tf.Tensor[]): tf.Tensor[] | undefined {
-  if (!tf.getKernel(SUM_SQUARES_KERNEL, tf.getBackend()) || tensors.some((t) => t.dtype !== 'float32')) return undefined;
-  const out: tf.Tensor[] = [];
-  for (let i = 0; i < tensors.length; i += 4) {
-    const group = tensors.slice(i, i + 4);
-    out.push(tf.engine().runKernel(SUM_SQUARES_KERNEL, Object.fromEntries(group.map((t, j) => [NAMES[j]!, t])), {}) as tf.Tensor);
-  }
-  return out;
-}
+/** DistillSumSquares (student/ops/sum-squares.ts) on webgpu. */
+export const SUM_SQUARES: BackendKernels<'webgpu'> = {
+  webgpu: [{ kernelName: SUM_SQUARES_KERNEL, backendName: 'webgpu', kernelFunc: sumSquaresWebgpu as unknown as tf.KernelFunc }],
+};

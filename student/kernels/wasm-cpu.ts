@@ -11,7 +11,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { cpuBackend, wasmBackend, type HostValues, type KernelArgs } from './backend-internals.js';
 import { blasColumnSums } from './blas.js';
-import { CPU_BROADCAST_KERNELS, originalCpuKernels } from './cpu-broadcast.js';
+import { CPU_BROADCAST } from './cpu-broadcast.js';
+import { originalKernel, type OurKernel } from './registry.js';
+import type { BackendKernels } from './kinds.js';
 
 function segmentGeometry(x: tf.TensorInfo, segmentIds: tf.TensorInfo): { prefix: number; rest: number[]; inner: number } {
   const prefix = segmentIds.shape.reduce((a, b) => a * b, 1);
@@ -63,26 +65,23 @@ function unsortedSegmentSumCpu({ inputs, backend, attrs }: KernelArgs): tf.Tenso
 // (engine.clone), so a training step copied ~0.4 GB of activations (~0.45 s of a ~3.5 s step on the tiny
 // shape). Tensors are immutable (a variable's assign swaps its data for a new one), so the clone can share
 // its input's memory, counted by reference, as the `cpu` backend's Identity does.
-let originalWasmIdentity: tf.KernelFunc | undefined;
 function identityWasm(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
-  if (x.dtype === 'string') return originalWasmIdentity!(args) as tf.TensorInfo;
+  if (x.dtype === 'string') return originalKernel('wasm', 'Identity')!(args) as tf.TensorInfo;
   wasmBackend(args.backend).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
 // Cast to the tensor's own dtype copies on `wasm` too; it is the gradient of every clone above.
-let originalWasmCast: tf.KernelFunc | undefined;
 function castWasm(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
-  if (x.dtype === 'string' || args.attrs?.['dtype'] !== x.dtype) return originalWasmCast!(args) as tf.TensorInfo;
+  if (x.dtype === 'string' || args.attrs?.['dtype'] !== x.dtype) return originalKernel('wasm', 'Cast')!(args) as tf.TensorInfo;
   wasmBackend(args.backend).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
 // GatherV2 on `wasm` gathers element by element (~50 ms for 4096 rows of 192); along axis 0, which is what
 // embedding lookups and row selections do, ours copies whole rows. Other axes go to tfjs's kernel.
-let originalWasmGather: tf.KernelFunc | undefined;
 function gatherWasm(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend, attrs } = args;
   const x = inputs['x']!;
@@ -90,7 +89,7 @@ function gatherWasm(args: KernelArgs): tf.TensorInfo {
   const axis = Number(attrs?.['axis'] ?? 0);
   const batchDims = Number(attrs?.['batchDims'] ?? 0);
   if ((axis !== 0 && axis !== -x.shape.length) || batchDims !== 0 || x.shape.length === 0 || (x.dtype !== 'float32' && x.dtype !== 'int32')) {
-    return originalWasmGather!(args) as tf.TensorInfo;
+    return originalKernel('wasm', 'GatherV2')!(args) as tf.TensorInfo;
   }
   const wasm = wasmBackend(backend);
   const rows = x.shape[0]!;
@@ -114,7 +113,6 @@ function gatherWasm(args: KernelArgs): tf.TensorInfo {
 
 // Sum on `wasm` over leading axes (the gradient of every bias: Σ over the rows of [B*T, H]) first transposes
 // the input so the axes are innermost; ours adds the rows in place. Other reductions go to tfjs's kernel.
-let originalWasmSum: tf.KernelFunc | undefined;
 function sumWasm(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend, attrs } = args;
   const x = inputs['x']!;
@@ -122,7 +120,7 @@ function sumWasm(args: KernelArgs): tf.TensorInfo {
   const rawAxes = attrs?.['axis'];
   const axes = (Array.isArray(rawAxes) ? rawAxes : [rawAxes]).map((a) => (Number(a) + rank) % rank).sort((a, b) => a - b);
   const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
-  if (!leading || x.dtype !== 'float32' || rawAxes === undefined || rawAxes === null) return originalWasmSum!(args) as tf.TensorInfo;
+  if (!leading || x.dtype !== 'float32' || rawAxes === undefined || rawAxes === null) return originalKernel('wasm', 'Sum')!(args) as tf.TensorInfo;
   const wasm = wasmBackend(backend);
   const keptShape = x.shape.slice(axes.length);
   const cols = keptShape.reduce((a, b) => a * b, 1);
@@ -142,46 +140,21 @@ function sumWasm(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
-function replaceKernel(kernelName: string, backendName: string, kernelFunc: (args: KernelArgs) => tf.TensorInfo): tf.KernelFunc | undefined {
-  const existing = tf.getKernel(kernelName, backendName);
-  if (!existing) return undefined;
-  tf.unregisterKernel(kernelName, backendName);
-  tf.registerKernel({ kernelName, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc, setupFunc: existing.setupFunc, disposeFunc: existing.disposeFunc });
-  return existing.kernelFunc;
-}
+const kernel = (kernelName: string, backendName: 'wasm' | 'cpu', kernelFunc: (args: KernelArgs) => tf.TensorInfo, onlyIfMissing = false): OurKernel =>
+  ({ kernelName, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc, ...(onlyIfMissing ? { onlyIfMissing } : {}) });
 
-/** tfjs's own cpu kernel, kept for the tests that check ours against it. */
-export let originalCpuUnsortedSegmentSum: tf.KernelFunc | undefined;
-
-let registeredWasm = false;
-let registeredCpu = false;
-
-/** Register the missing `wasm` kernels (idempotent; a kernel wasm gains in a later release is left alone). */
-export function registerWasmTrainingKernels(): void {
-  if (registeredWasm) return;
-  registeredWasm = true;
-  if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
-    tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSumWasm as unknown as tf.KernelFunc });
-  }
-  originalWasmIdentity = replaceKernel('Identity', 'wasm', identityWasm);
-  originalWasmCast = replaceKernel('Cast', 'wasm', castWasm);
-  originalWasmGather = replaceKernel('GatherV2', 'wasm', gatherWasm);
-  originalWasmSum = replaceKernel('Sum', 'wasm', sumWasm);
-}
-
-/** Replace the `cpu` backend's UnsortedSegmentSum with the one-pass kernel, and its broadcasting element-wise ops and
- * Transpose with re-indexed ones (student/kernels/cpu-broadcast.ts) (idempotent). */
-export function registerCpuTrainingKernels(): void {
-  if (registeredCpu) return;
-  registeredCpu = true;
-  const existing = tf.getKernel('UnsortedSegmentSum', 'cpu');
-  if (existing) {
-    originalCpuUnsortedSegmentSum = existing.kernelFunc;
-    tf.unregisterKernel('UnsortedSegmentSum', 'cpu');
-  }
-  tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'cpu', kernelFunc: unsortedSegmentSumCpu as unknown as tf.KernelFunc });
-  for (const [kernelName, kernelFunc] of CPU_BROADCAST_KERNELS) {
-    const original = replaceKernel(kernelName, 'cpu', kernelFunc);
-    if (original) originalCpuKernels.set(kernelName, original);
-  }
-}
+/**
+ * The training kernels: on wasm UnsortedSegmentSum where tfjs-wasm has none (a later release's is left alone) and
+ * the faster Identity, Cast, GatherV2 and Sum; on cpu the one-pass UnsortedSegmentSum and the re-indexed
+ * broadcasting ops and Transpose (cpu-broadcast.ts). Each replaced kernel of tfjs's stays for the cases ours leave.
+ */
+export const TRAINING: BackendKernels<'wasm' | 'cpu'> = {
+  wasm: [
+    kernel('UnsortedSegmentSum', 'wasm', unsortedSegmentSumWasm, true),
+    kernel('Identity', 'wasm', identityWasm),
+    kernel('Cast', 'wasm', castWasm),
+    kernel('GatherV2', 'wasm', gatherWasm),
+    kernel('Sum', 'wasm', sumWasm),
+  ],
+  cpu: [kernel('UnsortedSegmentSum', 'cpu', unsortedSegmentSumCpu), ...CPU_BROADCAST],
+};

@@ -2,7 +2,7 @@
 // kernels themselves: the CLI's option parsers read them without loading tfjs (distill --help starts in a
 // fraction of the time).
 
-/** The student's tfjs backends (student/kernels/backend.ts). */
+/** The student's tfjs backends (student/backend.ts). */
 export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu', 'webgpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 

@@ -1,50 +1,9 @@
-// Choose the tfjs backend for the student at start:
-//   tensorflow (tfjs-node-gpu, else tfjs-node: optional dependencies, present when the user's install could
-//   download libtensorflow) > wasm > cpu, unless the user names one (--backend). `webgpu` is opt-in: tfjs's
-//   webgpu backend on Dawn (npm `webgpu`, prebuilt), both optional dependencies; it needs a Vulkan driver
-//   (a GPU's, or Mesa ≥ 25's software llvmpipe).
+// tfjs's webgpu backend on Dawn (npm `webgpu`): finding the adapter, asking for the device (with shader-f16 where
+// offered), and watching it for errors, which WebGPU reports as events rather than exceptions.
 
-import { registerDeviceReductionGrads } from './reduction-grads.js';
-import { registerAdamWWebgpuKernel } from './adamw-webgpu.js';
-import { registerLayerNormHostKernel, registerLayerNormWebgpuKernel } from './layer-norm.js';
-import { registerSumSquaresWebgpuKernel } from './sum-squares.js';
-import { registerMaskedSoftmaxWebgpuKernels } from './attention-softmax.js';
-import { F16_MARKER, registerProductKernel, setHalfProducts, setTiledProducts } from './matmul-webgpu.js';
-import type { BackendName, GpuProducts, Precision } from './names.js';
 import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
-import { registerCpuTrainingKernels, registerWasmTrainingKernels } from './wasm-cpu.js';
-import { loadBlas } from './blas.js';
-import { registerProducts } from './products.js';
-import { registerLogitLossKernel } from './logit-losses.js';
-import { registerGeluKernels } from './gelu.js';
-import { guardWasmHeap } from './wasm-heap.js';
-import { registerDropoutKernel } from './dropout.js';
-import { wasmBackend } from './backend-internals.js';
-import { loadWasmSimd, registerAdamWKernel } from './simd.js';
-
-/** Tried in this order when no backend is named; webgpu only when asked for. */
-const DEFAULT_ORDER: BackendName[] = ['tensorflow', 'wasm', 'cpu'];
-
-export interface BackendChoice {
-  name: BackendName;
-  /** Which package gave the backend, e.g. "@tensorflow/tfjs-node-gpu". */
-  source: string;
-  /** What runs the matrix products: the backend itself, or a native BLAS (student/kernels/blas.ts) on wasm/cpu. */
-  matmul: string;
-  /** The GPU adapter (webgpu): vendor, architecture, device, description and its buffer limits. */
-  device?: string;
-}
-
-/** Whether the backend reads tensors synchronously (dataSync); webgpu in Node does not (no OffscreenCanvas). */
-export function readsSynchronously(name: string = tf.getBackend()): boolean {
-  return name !== 'webgpu';
-}
-
-/** Read tensors to the host (asynchronously) so that later synchronous reads of them succeed on any backend. */
-export async function prefetch(tensors: tf.Tensor[]): Promise<void> {
-  await Promise.all(tensors.map((t) => t.data()));
-}
+import { F16_MARKER } from './matmul-webgpu.js';
 
 export const NO_ADAPTER_HINT = 'WebGPU needs a Vulkan driver and loader: on an NVIDIA machine the driver plus libvulkan1, libglvnd0 and '
   + 'libglx0 (point VK_DRIVER_FILES at the driver\'s nvidia_icd.json if the loader does not find it); without a GPU, '
@@ -69,6 +28,11 @@ interface DawnModule {
 }
 
 let webgpuDevice: string | undefined;
+
+/** The adapter in use (vendor, architecture, device, description, buffer limits), once loaded. */
+export function webgpuAdapter(): string | undefined {
+  return webgpuDevice;
+}
 let gpuError: string | undefined;
 
 interface GpuDeviceLike {
@@ -91,7 +55,7 @@ function gpuErrorOf(message: string): DistillError {
     'results after it are not valid; run with --backend wasm, or report the message above with the adapter printed at start');
 }
 
-function watchGpuErrors(): void {
+export function watchGpuErrors(): void {
   const device = (tf.backend() as unknown as { device?: GpuDeviceLike }).device;
   const record = (message: string): void => {
     if (gpuError) return;
@@ -127,11 +91,6 @@ export function noMatchingAdapterError(filter: string, dawnMessage: string, opti
     names.length ? `set ${optionName} to a part of one of these names (identical GPUs share a name: see README, "Several GPUs")` : NO_ADAPTER_HINT);
 }
 
-/** The adapter of MPI rank `rank` from the config's gpu_adapters list (entry rank mod length); undefined: Dawn's default. */
-export function adapterForRank(adapters: readonly string[], rank: number): string | undefined {
-  return adapters.length ? adapters[rank % adapters.length] : undefined;
-}
-
 let webgpuAdapterFilter: string | undefined;
 
 /**
@@ -154,7 +113,7 @@ function registerWebgpuBackend(adapter: GpuAdapterLike, WebGPUBackend: new (devi
 }
 
 /** Whether the webgpu device has `shader-f16` (f16 arithmetic in WGSL), for precision "fp16-mixed". */
-function gpuHasF16(): boolean {
+export function gpuHasF16(): boolean {
   const device = (tf.backend() as unknown as { device?: GpuDeviceHandle }).device;
   return device?.features.has('shader-f16') ?? false;
 }
@@ -163,7 +122,7 @@ function gpuHasF16(): boolean {
  * Install Dawn's navigator.gpu, find an adapter (the first whose name contains `adapterFilter`, Dawn's
  * `adapter=` option, when given), and load tfjs's webgpu backend; undefined when not installed. Once per process.
  */
-async function loadWebgpuBackend(adapterFilter?: string, optionName?: string): Promise<string | undefined> {
+export async function loadWebgpuBackend(adapterFilter?: string, optionName?: string): Promise<string | undefined> {
   if (webgpuDevice) {
     if (adapterFilter !== webgpuAdapterFilter) throw new DistillError(`WebGPU: this process already uses the adapter ${webgpuDevice}; it cannot switch to "${adapterFilter ?? 'the default'}"`);
     return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
@@ -199,112 +158,4 @@ async function loadWebgpuBackend(adapterFilter?: string, optionName?: string): P
   webgpuDevice = `${[i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' / ') || 'unnamed adapter'}`
     + ` (max buffer ${gib(adapter.limits.maxBufferSize)}, max storage binding ${gib(adapter.limits.maxStorageBufferBindingSize)})`;
   return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
-}
-
-async function tryImport(name: string): Promise<boolean> {
-  try {
-    await import(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function loadTensorflowBackend(): Promise<string | undefined> {
-  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
-    if (await tryImport(pkg)) return pkg;
-  }
-  return undefined;
-}
-
-async function loadWasmBackend(): Promise<boolean> {
-  if (!(await tryImport('@tensorflow/tfjs-backend-wasm'))) return false;
-  registerWasmTrainingKernels();
-  registerProducts('wasm');
-  registerLogitLossKernel('wasm');
-  registerGeluKernels('wasm');
-  registerDropoutKernel('wasm');
-  registerLayerNormHostKernel('wasm');
-  return true;
-}
-
-/**
- * Pick and start the backend. `requested` undefined means the best present. Throws a DistillError naming
- * what to install when a requested backend is absent. `gpuAdapter`: on webgpu, a part of the adapter's name.
- */
-export async function selectBackend(requested?: BackendName,
-  options: { gpuAdapter?: string; gpuAdapterOption?: string; precision?: Precision; gpuProducts?: GpuProducts } = {}): Promise<BackendChoice> {
-  const precision = options.precision ?? 'fp32';
-  const gpuProducts = options.gpuProducts ?? 'tfjs';
-  if (precision === 'fp16-mixed' && requested !== 'webgpu') {
-    throw new DistillError(`precision "fp16-mixed" runs on the webgpu backend only (the backend is ${requested ? `"${requested}"` : 'not set'})`,
-      'set backend to "webgpu" (a GPU, or Mesa\'s software adapter), or precision to "fp32"');
-  }
-  // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
-  tf.env().set('PROD', true);
-  const order: BackendName[] = requested ? [requested] : DEFAULT_ORDER;
-  // The CPU backends' product engine first, before any backend's WebAssembly starts (see ort-gemm.ts).
-  if (order.includes('wasm') || order.includes('cpu')) loadBlas();
-  for (const name of order) {
-    let source: string | undefined;
-    if (name === 'tensorflow') source = await loadTensorflowBackend();
-    else if (name === 'wasm') source = (await loadWasmBackend()) ? '@tensorflow/tfjs-backend-wasm' : undefined;
-    else if (name === 'webgpu') source = await loadWebgpuBackend(options.gpuAdapter, options.gpuAdapterOption);
-    else {
-      registerCpuTrainingKernels();
-      registerProducts('cpu');
-      registerLogitLossKernel('cpu');
-      registerGeluKernels('cpu');
-      registerDropoutKernel('cpu');
-      registerLayerNormHostKernel('cpu');
-      source = '@tensorflow/tfjs-backend-cpu';
-    }
-    if (!source) {
-      if (requested) {
-        throw new DistillError(`the ${name} backend is not installed`,
-          name === 'tensorflow'
-            ? 'install @tensorflow/tfjs-node-gpu (CUDA 11.2 + cuDNN 8.1) or @tensorflow/tfjs-node; their install downloads libtensorflow, so it needs internet access'
-            : name === 'webgpu'
-              ? 'install the optional dependencies webgpu and @tensorflow/tfjs-backend-webgpu: npm install webgpu @tensorflow/tfjs-backend-webgpu'
-              : 'reinstall the project dependencies: npm install');
-      }
-      continue;
-    }
-    if (tf.getBackend() !== name) {
-      const ok = await tf.setBackend(name);
-      if (!ok) {
-        if (requested) throw new DistillError(`the ${name} backend did not start`, 'run with --backend cpu to use the pure-JS backend');
-        continue;
-      }
-    }
-    await tf.ready();
-    if (name === 'wasm') {
-      await loadWasmSimd();
-      registerAdamWKernel();
-      guardWasmHeap(wasmBackend(tf.backend()));
-    }
-    if (name === 'webgpu') {
-      watchGpuErrors();
-      registerGeluKernels('webgpu');
-      registerDropoutKernel('webgpu');
-      registerDeviceReductionGrads('webgpu');
-      registerAdamWWebgpuKernel();
-      registerLayerNormWebgpuKernel();
-      registerSumSquaresWebgpuKernel();
-      registerMaskedSoftmaxWebgpuKernels();
-      registerProductKernel();
-      if (precision === 'fp16-mixed' && !gpuHasF16()) {
-        throw new DistillError(`precision "fp16-mixed": the adapter ${webgpuDevice ?? ''} has no shader-f16 (f16 arithmetic in shaders)`,
-          'set precision to "fp32", or choose an adapter that has it (gpu_adapters)');
-      }
-      setHalfProducts(precision === 'fp16-mixed');
-      setTiledProducts(gpuProducts === 'tiled');
-    }
-    const blas = name === 'wasm' || name === 'cpu' ? loadBlas() : null;
-    const matmul = blas ? `${blas.description}${blas.threads ? `, ${blas.threads} threads` : ''}`
-      : name === 'webgpu' && precision === 'fp16-mixed' ? 'webgpu, f16 operands with fp32 accumulation'
-        : name === 'webgpu' && gpuProducts === 'tiled' ? 'webgpu, distill\'s tiled fp32 program' : name;
-    return { name, source, matmul, ...(name === 'webgpu' ? { device: webgpuDevice } : {}) };
-  }
-  throw new DistillError('no tfjs backend could be started', 'reinstall the project dependencies: npm install');
 }
