@@ -1,6 +1,7 @@
-// The layers of distill, as rules (npx depcruise src teacher student losses corpus test --config .dependency-cruiser.cjs).
-// Bottom up: src/core/ (errors, I/O, ONNX, model folders) ← the domain folders corpus/ teacher/ student/
-// losses/ ← the app in src/ (CLI commands, the training loop and step, probes, benchmarks). Each rule says why.
+// The layers of distill, as rules (npx depcruise src teacher student losses corpus test --config
+// .dependency-cruiser.cjs). Bottom up: src/core/ (errors, I/O, ONNX, model folders) ← the domain folders corpus/
+// teacher/ student/ losses/ ← the app in src/ (CLI commands,
+// the training loop and step, probes, benchmarks). Each rule says why.
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -44,7 +45,9 @@ module.exports = {
     {
       name: 'domain-uses-only-core-from-src',
       severity: 'error',
-      comment: 'corpus/, teacher/, student/ and losses/ are libraries: from src/ they may use src/core/ only, never the app (CLI, loop, probes).',
+      comment:
+        'corpus/, teacher/, student/ and losses/ are libraries: ' +
+        'from src/ they may use src/core/ only, never the app (CLI, loop, probes).',
       from: { path: '^(corpus|teacher|student|losses)/' },
       to: { path: '^src/(?!core/)' },
     },
@@ -58,7 +61,8 @@ module.exports = {
     {
       name: 'teacher-stands-alone',
       severity: 'error',
-      comment: 'The teacher (ONNX) owns its outputs, soft targets included; it never depends on the student or the losses.',
+      comment:
+        'The teacher (ONNX) owns its outputs, soft targets included; it never depends on the student or the losses.',
       from: { path: '^teacher/' },
       to: { path: '^(student|losses)/' },
     },
@@ -72,36 +76,56 @@ module.exports = {
     {
       name: 'backend-packages-only-in-kernels',
       severity: 'error',
-      comment: 'Speed lives behind tfjs kernel names in student/kernels/: only it loads tfjs backends, Dawn, wabt or a BLAS (koffi; src/parallel binds MPI with it too).',
-      from: { path: '^(src|teacher|student|losses|corpus)/', pathNot: '^(student/kernels/|student/backend\\.ts$|src/parallel/)' },
-      to: { path: '(@tensorflow/tfjs-backend-|@tensorflow/tfjs-node|node_modules/webgpu/|node_modules/wabt/|node_modules/koffi/)' },
+      comment:
+        'Speed lives behind tfjs kernel names in student/kernels/: only it loads tfjs backends, Dawn, wabt or a BLAS ' +
+        '(koffi; src/parallel binds MPI with it too).',
+      from: {
+        path: '^(src|teacher|student|losses|corpus)/',
+        pathNot: '^(student/kernels/|student/backend\\.ts$|src/parallel/)',
+      },
+      to: {
+        path: [
+          '@tensorflow/tfjs-backend-',
+          '@tensorflow/tfjs-node',
+          'node_modules/webgpu/',
+          'node_modules/wabt/',
+          'node_modules/koffi/',
+        ],
+      },
     },
     {
       name: 'kernels-behind-the-backend',
       severity: 'error',
-      comment: 'The model, the losses, the loop and the commands call ops (student/ops/) and the backend (student/backend.ts); '
-        + 'which kernels run is decided when the backend starts, so only student/backend.ts imports student/kernels/.',
+      comment:
+        'The model, the losses, the loop and the commands call ops (student/ops/) and the backend ' +
+        '(student/backend.ts); ' +
+        'which kernels run is decided when the backend starts, so only student/backend.ts imports student/kernels/.',
       from: { path: '^(src|teacher|student|losses|corpus)/', pathNot: '^(student/kernels/|student/backend\\.ts$)' },
       to: { path: '^student/kernels/' },
     },
     {
       name: 'ops-apart-from-kernels',
       severity: 'error',
-      comment: 'An op (student/ops/) is a kernel name, its tfjs-op form and its gradient; the kernels import the op for its name, never the reverse.',
+      comment:
+        'An op (student/ops/) is a kernel name, its tfjs-op form and its gradient; ' +
+        'the kernels import the op for its name, never the reverse.',
       from: { path: '^student/ops/' },
       to: { path: '^student/(kernels/|backend\\.ts$)' },
     },
     {
       name: 'losses-read-data-not-producers',
       severity: 'error',
-      comment: 'The losses take tensors and the teacher\'s soft targets (src/core/soft-targets.ts); they never import the teacher or the corpus.',
+      comment:
+        "The losses take tensors and the teacher's soft targets (src/core/soft-targets.ts); they never import the " +
+        'teacher or the corpus.',
       from: { path: '^losses/' },
       to: { path: '^(teacher|corpus)/' },
     },
     {
       name: 'tests-do-not-reach-into-node-internals',
       severity: 'error',
-      comment: 'Only the code under test is imported by tests, never another test file (shared helpers are plain modules).',
+      comment:
+        'Only the code under test is imported by tests, never another test file (shared helpers are plain modules).',
       from: { path: '^test/' },
       to: { path: '\\.test\\.ts$' },
     },
@@ -110,7 +134,11 @@ module.exports = {
     doNotFollow: { path: 'node_modules' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'], extensions: ['.ts', '.js', '.json'] },
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'require', 'node', 'default'],
+      extensions: ['.ts', '.js', '.json'],
+    },
     reporterOptions: { text: { highlightFocused: true } },
   },
 };

@@ -19,9 +19,14 @@ type Json = Record<string, unknown>;
 
 /** What the library's tokenizer holds that decides a chunk's ids (read from it by corpus/tokenizer.ts). */
 export interface LibraryView {
-  /** The WordPiece model's map, in which each candidate piece is looked up: the vocabulary and the added tokens' texts. */
+  /**
+   * The WordPiece model's map, in which each candidate piece is looked up: the vocabulary and the added tokens' texts.
+   */
   piecesToIds: ReadonlyMap<string, number>;
-  /** Added tokens' ids by their text, and by their normalised text where they are matched after normalising; a piece found here takes this id. */
+  /**
+   * Added tokens' ids by their text, and by their normalised text where they are matched after normalising; a piece
+   * found here takes this id.
+   */
   addedIds: ReadonlyMap<string, number>;
   /** The id of a piece found nowhere (the model's unk_token_id). */
   modelUnkId: number | undefined;
@@ -29,7 +34,9 @@ export interface LibraryView {
   fuseUnk: boolean;
 }
 
-/** Vocabulary entries of printable ASCII as a trie over character codes: the longest entry at a position in one walk. */
+/**
+ * Vocabulary entries of printable ASCII as a trie over character codes: the longest entry at a position in one walk.
+ */
 class AsciiTrie {
   /** Child of node n by character c (< 128): key n * 128 + c. */
   private readonly children = new Map<number, number>();
@@ -68,8 +75,12 @@ class AsciiTrie {
     return best;
   }
 
-  idOf(node: number): number { return this.ids[node]!; }
-  isAdded(node: number): boolean { return this.added[node]!; }
+  idOf(node: number): number {
+    return this.ids[node]!;
+  }
+  isAdded(node: number): boolean {
+    return this.added[node]!;
+  }
 }
 
 const isPrintableAscii = (text: string): boolean => {
@@ -87,7 +98,13 @@ export class AsciiWordPiece {
   /** Added tokens' texts, as written and as normalised: a chunk holding one goes to the library. */
   private readonly addedTexts: string[];
 
-  private constructor(view: LibraryView, private readonly lowercase: boolean, prefix: string, private readonly maxWordChars: number, private readonly unkId: number) {
+  private constructor(
+    view: LibraryView,
+    private readonly lowercase: boolean,
+    prefix: string,
+    private readonly maxWordChars: number,
+    private readonly unkId: number,
+  ) {
     this.addedTexts = [...view.addedIds.keys()];
     for (const [entry, id] of view.piecesToIds) {
       const added = view.addedIds.has(entry);
@@ -105,7 +122,11 @@ export class AsciiWordPiece {
     const normalizer = tj['normalizer'] as Json | null | undefined;
     const model = tj['model'] as Json | undefined;
     const preTokenizer = tj['pre_tokenizer'] as Json | null | undefined;
-    if (!(normalizer == null || normalizer['type'] === 'BertNormalizer') || preTokenizer?.['type'] !== 'BertPreTokenizer') return undefined;
+    if (
+      !(normalizer == null || normalizer['type'] === 'BertNormalizer') ||
+      preTokenizer?.['type'] !== 'BertPreTokenizer'
+    )
+      return undefined;
     if (model?.['type'] !== 'WordPiece' || view.fuseUnk || config['do_lowercase_and_remove_accent']) return undefined;
     const prefix = model['continuing_subword_prefix'];
     const maxWordChars = model['max_input_chars_per_word'] ?? 100;

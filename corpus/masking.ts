@@ -21,7 +21,11 @@ export interface MaskingConfig {
 
 /** The recipe's masking (src/core/recipe.ts). */
 export const RECIPE_MASKING: MaskingConfig = {
-  mlm_mask_prop: RECIPE.mlm_mask_prop, mlm_smoothing: RECIPE.mlm_smoothing, word_mask: RECIPE.word_mask, word_keep: RECIPE.word_keep, word_rand: RECIPE.word_rand,
+  mlm_mask_prop: RECIPE.mlm_mask_prop,
+  mlm_smoothing: RECIPE.mlm_smoothing,
+  word_mask: RECIPE.word_mask,
+  word_keep: RECIPE.word_keep,
+  word_rand: RECIPE.word_rand,
 };
 
 /** Per-id sampling weights: max(count, 1)^-smoothing, 0 for special ids. */
@@ -45,8 +49,15 @@ export interface MaskedBatch {
  * Sampling without replacement with weights uses Efraimidis–Spirakis keys u^(1/w): the k largest keys are a
  * draw with the same law as k successive weighted draws without replacement (torch.multinomial's).
  */
-export function maskBatch(inputIds: Int32Array, attentionMask: Int32Array, weights: Float64Array, maskId: number, vocabSize: number,
-  config: MaskingConfig, rng: Rng): MaskedBatch {
+export function maskBatch(
+  inputIds: Int32Array,
+  attentionMask: Int32Array,
+  weights: Float64Array,
+  maskId: number,
+  vocabSize: number,
+  config: MaskingConfig,
+  rng: Rng,
+): MaskedBatch {
   const n = inputIds.length;
   let real = 0;
   for (let i = 0; i < n; i++) real += attentionMask[i] === 1 ? 1 : 0;
@@ -64,7 +75,10 @@ export function maskBatch(inputIds: Int32Array, attentionMask: Int32Array, weigh
   keys.sort((a, b) => b.key - a.key || a.pos - b.pos);
   const maskedInputIds = Int32Array.from(inputIds);
   const mlmLabels = new Int32Array(n).fill(IGNORE_INDEX);
-  const targets = keys.slice(0, k).map((x) => x.pos).sort((a, b) => a - b);
+  const targets = keys
+    .slice(0, k)
+    .map((x) => x.pos)
+    .sort((a, b) => a - b);
   for (const pos of targets) {
     mlmLabels[pos] = inputIds[pos]!;
     const r = rng.next();

@@ -13,7 +13,10 @@ export interface PrepareForModelOptions {
   tokenizer: string;
   /** The corpus folder to write (new, empty, or a corpus being prepared there). */
   out: string;
-  /** Longest sequence, [CLS]/[SEP] included; absent: the model's positions (config.json max_position_embeddings), else 512. */
+  /**
+   * Longest sequence, [CLS]/[SEP] included; absent:
+   * the model's positions (config.json max_position_embeddings), else 512.
+   */
   maxLength?: number;
   /** Sequences per shard file (50,000). */
   shardSequences?: number;
@@ -35,19 +38,32 @@ export async function prepareForModel(inputs: string[], opts: PrepareForModelOpt
   assertModelDir(opts.tokenizer, '--tokenizer');
   const tok = WordPieceTokenizer.fromDir(opts.tokenizer);
   // The sequences must fit the model the tokenizer belongs to: at most its positions.
-  const positions = existsSync(join(opts.tokenizer, 'config.json')) ? readEncoderConfig(opts.tokenizer).maxPositions : undefined;
+  const positions = existsSync(join(opts.tokenizer, 'config.json'))
+    ? readEncoderConfig(opts.tokenizer).maxPositions
+    : undefined;
   const maxLength = opts.maxLength ?? positions ?? 512;
   const minLength = opts.minLength ?? MIN_KEPT_LENGTH;
   if (positions !== undefined && maxLength > positions) {
-    throw new InputError(`--max-length ${maxLength} is more than the ${positions} positions of the model in ${opts.tokenizer} `
-      + '(config.json max_position_embeddings)', `leave --max-length out (it defaults to ${positions}) or give at most ${positions}`);
+    throw new InputError(
+      `--max-length ${maxLength} is more than the ${positions} positions of the model in ${opts.tokenizer} ` +
+        '(config.json max_position_embeddings)',
+      `leave --max-length out (it defaults to ${positions}) or give at most ${positions}`,
+    );
   }
   if (maxLength < minLength) {
-    throw new InputError(`--max-length ${maxLength} is below --min-length ${minLength}: every sequence would be cut into pieces too short to keep`,
-      `raise --max-length (the model takes up to ${positions ?? 512} tokens) or lower --min-length`);
+    throw new InputError(
+      `--max-length ${maxLength} is below --min-length ${minLength}: ` +
+        `every sequence would be cut into pieces too short to keep`,
+      `raise --max-length (the model takes up to ${positions ?? 512} tokens) or lower --min-length`,
+    );
   }
   return prepareCorpus(tok, {
-    outDir: opts.out, inputs, maxLength, minLength, shardSequences: opts.shardSequences ?? 50_000, onBadLine: opts.onBadLine ?? 'error',
+    outDir: opts.out,
+    inputs,
+    maxLength,
+    minLength,
+    shardSequences: opts.shardSequences ?? 50_000,
+    onBadLine: opts.onBadLine ?? 'error',
     workers: opts.workers ?? 'auto',
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.onNote ? { onNote: opts.onNote } : {}),

@@ -21,7 +21,15 @@ import { FileFormatError, InputError, MismatchError, StoppedError } from '../src
 import { readJsonObject } from '../src/core/model-dir.js';
 import { encodeSafetensors, SafetensorsFile } from '../src/core/safetensors.js';
 import { makeDir, removePath, writeFileAtomic } from '../src/core/out.js';
-import { assertApart, assertNotInsideRecognised, describeRecognised, distinctPaths, markFolder, recognise, type NamedPath } from '../src/core/folders.js';
+import {
+  assertApart,
+  assertNotInsideRecognised,
+  describeRecognised,
+  distinctPaths,
+  markFolder,
+  recognise,
+  type NamedPath,
+} from '../src/core/folders.js';
 import { acquireFolderLock } from '../src/core/lock.js';
 import type { WordPieceTokenizer } from './tokenizer.js';
 import { localTokenizer, startTokenizerPool, type BatchTokenizer, type TokenizedBatch } from './tokenize-pool.js';
@@ -38,11 +46,16 @@ export interface PrepareOptions {
   maxLength: number;
   /** Sequences per shard file. */
   shardSequences: number;
-  /** Sequences shorter than this many tokens ([CLS]/[SEP] included) are dropped (12: the reference keeps lengths > 11). */
+  /**
+   * Sequences shorter than this many tokens ([CLS]/[SEP] included) are dropped (12: the reference keeps lengths > 11).
+   */
   minLength?: number;
   /** Called after each shard file is complete (its index). */
   onShardWritten?: (index: number) => void;
-  /** What to do with a line that is not valid UTF-8, holds NUL bytes (binary) or is broken JSONL: stop, or skip and count it. */
+  /**
+   * What to do with a line that is not valid UTF-8, holds NUL bytes (binary)
+   * or is broken JSONL: stop, or skip and count it.
+   */
   onBadLine: 'error' | 'skip';
   /** Called now and then with progress figures. */
   onProgress?: (p: PrepareProgress) => void;
@@ -57,7 +70,9 @@ export interface PrepareOptions {
   namedInputs?: NamedPath[];
   /** How messages name the output folder (default --out). */
   outOption?: string;
-  /** Asked as lines are read (a signal handler's flag): a signal named stops the preparation; the next run continues it. */
+  /**
+   * Asked as lines are read (a signal handler's flag): a signal named stops the preparation; the next run continues it.
+   */
   stopRequested?: () => NodeJS.Signals | undefined;
   /** Hears notes for the user (an input named twice). */
   onNote?: (line: string) => void;
@@ -98,7 +113,12 @@ export interface CorpusMeta {
 }
 
 /** Lines skipped under --on-bad-line skip, by what was wrong with them. */
-interface Skipped { invalid_utf8: number; binary: number; bad_json: number; too_long?: number }
+interface Skipped {
+  invalid_utf8: number;
+  binary: number;
+  bad_json: number;
+  too_long?: number;
+}
 
 interface Counters {
   lines_read: number;
@@ -151,10 +171,24 @@ class LineBatch {
   readonly texts: string[] = [];
   chars = 0;
 
-  addLine(fileIndex: number, line: number, raw: Uint8Array | typeof LINE_TOO_LONG, isJsonl: boolean, decoder: TextDecoder): void {
-    const bad = (skipped: keyof Skipped, message: string): void => { this.records.push({ kind: 'bad', fileIndex, line, skipped, message }); };
-    if (raw === LINE_TOO_LONG) { bad('too_long', `longer than ${MAX_LINE_BYTES / 2 ** 20} MB without a line break: not one sequence of text`); return; }
-    if (raw.includes(0)) { bad('binary', 'a NUL byte: this looks like a binary file, not text'); return; }
+  addLine(
+    fileIndex: number,
+    line: number,
+    raw: Uint8Array | typeof LINE_TOO_LONG,
+    isJsonl: boolean,
+    decoder: TextDecoder,
+  ): void {
+    const bad = (skipped: keyof Skipped, message: string): void => {
+      this.records.push({ kind: 'bad', fileIndex, line, skipped, message });
+    };
+    if (raw === LINE_TOO_LONG) {
+      bad('too_long', `longer than ${MAX_LINE_BYTES / 2 ** 20} MB without a line break: not one sequence of text`);
+      return;
+    }
+    if (raw.includes(0)) {
+      bad('binary', 'a NUL byte: this looks like a binary file, not text');
+      return;
+    }
     let text: string;
     try {
       text = decoder.decode(raw);
@@ -163,7 +197,10 @@ class LineBatch {
       return;
     }
     if (isJsonl) {
-      if (text.trim() === '') { this.records.push({ kind: 'empty', fileIndex, line }); return; }
+      if (text.trim() === '') {
+        this.records.push({ kind: 'empty', fileIndex, line });
+        return;
+      }
       let value: unknown;
       try {
         value = (JSON.parse(text) as { text?: unknown })?.text;
@@ -171,10 +208,16 @@ class LineBatch {
         bad('bad_json', `not valid JSON (${(e as Error).message})`);
         return;
       }
-      if (typeof value !== 'string') { bad('bad_json', 'no string field "text"'); return; }
+      if (typeof value !== 'string') {
+        bad('bad_json', 'no string field "text"');
+        return;
+      }
       text = value;
     }
-    if (text.trim() === '') { this.records.push({ kind: 'empty', fileIndex, line }); return; }
+    if (text.trim() === '') {
+      this.records.push({ kind: 'empty', fileIndex, line });
+      return;
+    }
     this.records.push({ kind: 'text', fileIndex, line });
     this.texts.push(text);
     this.chars += text.length;
@@ -186,25 +229,39 @@ class LineBatch {
  * named and inside a named folder) is read once; `repeated` lists the names left out.
  */
 export function listInputs(inputs: string[]): { files: string[]; repeated: string[] } {
-  if (inputs.length === 0) throw new InputError('no inputs given', 'pass .txt or .jsonl files (optionally .gz), or folders holding them');
+  if (inputs.length === 0)
+    throw new InputError('no inputs given', 'pass .txt or .jsonl files (optionally .gz), or folders holding them');
   const out: string[] = [];
-  const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : INPUT_PATTERN.test(e.name) ? [join(dir, e.name)] : []));
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true })
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .flatMap((e) =>
+        e.isDirectory() ? walk(join(dir, e.name)) : INPUT_PATTERN.test(e.name) ? [join(dir, e.name)] : [],
+      );
   for (const input of inputs) {
     if (!existsSync(input)) throw new FileFormatError(input, 'no such file or folder');
     const st = statSync(input);
     if (st.isDirectory()) {
       const found = walk(input);
-      if (found.length === 0) throw new FileFormatError(input, 'the folder holds no .txt, .jsonl, .txt.gz or .jsonl.gz file');
+      if (found.length === 0)
+        throw new FileFormatError(input, 'the folder holds no .txt, .jsonl, .txt.gz or .jsonl.gz file');
       out.push(...found);
       continue;
     }
-    if (!INPUT_PATTERN.test(input)) throw new FileFormatError(input, 'not a .txt, .jsonl, .txt.gz or .jsonl.gz file', 'one sequence per line in .txt, or {"text": ...} per line in .jsonl');
+    if (!INPUT_PATTERN.test(input))
+      throw new FileFormatError(
+        input,
+        'not a .txt, .jsonl, .txt.gz or .jsonl.gz file',
+        'one sequence per line in .txt, or {"text": ...} per line in .jsonl',
+      );
     // A device (/dev/zero, /dev/urandom) never ends; a named pipe is read as the stream it is.
     if (!st.isFile() && !st.isFIFO()) {
-      throw new FileFormatError(input, `not a regular file (${st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'a socket'})`,
-        'give files of text, or a named pipe (mkfifo) that a program writes text into');
+      throw new FileFormatError(
+        input,
+        `not a regular file ` +
+          `(${st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'a socket'})`,
+        'give files of text, or a named pipe (mkfifo) that a program writes text into',
+      );
     }
     out.push(input);
   }
@@ -221,7 +278,11 @@ const LINE_TOO_LONG = Symbol('line too long');
  * Lines of a file as raw bytes (split on \n, a trailing \r removed), decompressing .gz. A line longer than
  * MAX_LINE_BYTES comes as LINE_TOO_LONG, once, and its bytes up to the next line break are dropped as they come.
  */
-async function* rawLines(path: string, onBytes: (n: number) => void, abort: AbortSignal): AsyncGenerator<Uint8Array | typeof LINE_TOO_LONG> {
+async function* rawLines(
+  path: string,
+  onBytes: (n: number) => void,
+  abort: AbortSignal,
+): AsyncGenerator<Uint8Array | typeof LINE_TOO_LONG> {
   // The abort signal ends a read that waits (a pipe with no writer, a slow disk) as well as one that flows.
   const file = addAbortSignal(abort, createReadStream(path));
   file.on('data', (chunk) => onBytes(chunk.length));
@@ -248,7 +309,11 @@ async function* rawLines(path: string, onBytes: (n: number) => void, abort: Abor
     }
   } catch (e) {
     if (abort.aborted) throw e;
-    throw new FileFormatError(path, `cannot read: ${(e as Error).message}`, path.endsWith('.gz') ? 'is the .gz file complete?' : undefined);
+    throw new FileFormatError(
+      path,
+      `cannot read: ${(e as Error).message}`,
+      path.endsWith('.gz') ? 'is the .gz file complete?' : undefined,
+    );
   }
   if (rest.length && !dropping) yield rest.at(-1) === 13 ? rest.subarray(0, rest.length - 1) : rest;
 }
@@ -277,8 +342,12 @@ export function lineToSequences(pieces: ArrayLike<number>, tok: WordPieceTokeniz
 class PendingShard {
   values = new Int32Array(1 << 20);
   offsets: number[] = [0];
-  get count(): number { return this.offsets.length - 1; }
-  get tokens(): number { return this.offsets[this.offsets.length - 1]!; }
+  get count(): number {
+    return this.offsets.length - 1;
+  }
+  get tokens(): number {
+    return this.offsets[this.offsets.length - 1]!;
+  }
   push(seq: number[]): void {
     const end = this.tokens;
     if (end + seq.length > this.values.length) {
@@ -289,7 +358,9 @@ class PendingShard {
     this.values.set(seq, end);
     this.offsets.push(end + seq.length);
   }
-  clear(): void { this.offsets = [0]; }
+  clear(): void {
+    this.offsets = [0];
+  }
 }
 
 function encodeShard(pending: PendingShard): { bytes: Uint8Array; recordBatches: number } {
@@ -303,7 +374,9 @@ function encodeShard(pending: PendingShard): { bytes: Uint8Array; recordBatches:
     const values = pending.values.slice(base, base + offsets[n]!);
     const child = makeData({ type: new Int32(), length: values.length, data: values });
     const list = makeData({ type: listType, length: n, nullCount: 0, valueOffsets: offsets, child });
-    batches.push(new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: n, nullCount: 0, children: [list] })));
+    batches.push(
+      new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: n, nullCount: 0, children: [list] })),
+    );
   }
   return { bytes: RecordBatchFileWriter.writeAll(batches).toUint8Array(true), recordBatches: batches.length };
 }
@@ -314,20 +387,39 @@ export function shardName(i: number): string {
 
 function fingerprintOf(tok: WordPieceTokenizer, files: string[], opts: PrepareOptions): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify({
-    v: META_VERSION, vocab: tok.vocabHash, maxLength: opts.maxLength, shardSequences: opts.shardSequences, onBadLine: opts.onBadLine, minLength: opts.minLength,
-    inputs: files.map((f) => { const s = statSync(f); return [resolve(f), s.size, s.mtimeMs]; }),
-  }));
+  h.update(
+    JSON.stringify({
+      v: META_VERSION,
+      vocab: tok.vocabHash,
+      maxLength: opts.maxLength,
+      shardSequences: opts.shardSequences,
+      onBadLine: opts.onBadLine,
+      minLength: opts.minLength,
+      inputs: files.map((f) => {
+        const s = statSync(f);
+        return [resolve(f), s.size, s.mtimeMs];
+      }),
+    }),
+  );
   return h.digest('hex');
 }
 
 export function readCorpusMeta(dir: string): CorpusMeta {
   const path = join(dir, 'meta.json');
   if (!existsSync(path)) {
-    throw new FileFormatError(path, 'missing: the corpus is not prepared (or its preparation did not finish)', `run: distill prepare --tokenizer DIR --out ${dir} INPUT...`);
+    throw new FileFormatError(
+      path,
+      'missing: the corpus is not prepared (or its preparation did not finish)',
+      `run: distill prepare --tokenizer DIR --out ${dir} INPUT...`,
+    );
   }
   const meta = readJsonObject(path) as unknown as CorpusMeta;
-  if (meta.format_version !== META_VERSION) throw new FileFormatError(path, `format_version ${meta.format_version}, this distill reads ${META_VERSION}`, 'prepare the corpus again');
+  if (meta.format_version !== META_VERSION)
+    throw new FileFormatError(
+      path,
+      `format_version ${meta.format_version}, this distill reads ${META_VERSION}`,
+      'prepare the corpus again',
+    );
   return meta;
 }
 
@@ -351,24 +443,43 @@ export function checkCorpusFolder(out: string, named: NamedPath[], option = '--o
   assertApart(outPath, named);
   assertNotInsideRecognised(outPath);
   const r = recognise(out);
-  if (r.state === 'file') throw new InputError(`${option} ${out} is a file, where the corpus folder goes`, `give ${option} a new or empty folder`);
+  if (r.state === 'file')
+    throw new InputError(
+      `${option} ${out} is a file, where the corpus folder goes`,
+      `give ${option} a new or empty folder`,
+    );
   if (r.state !== 'missing' && r.state !== 'empty' && !(r.state === 'distill' && r.kind === 'corpus')) {
-    throw new InputError(`${option} ${out} already exists and holds ${describeRecognised(r)}, not a corpus`,
-      `give ${option} a new or empty folder: distill never writes into a folder it did not make`);
+    throw new InputError(
+      `${option} ${out} already exists and holds ${describeRecognised(r)}, not a corpus`,
+      `give ${option} a new or empty folder: distill never writes into a folder it did not make`,
+    );
   }
 }
 
-function openOutFolder(out: string, tok: WordPieceTokenizer, fingerprint: string, named: NamedPath[], option: string): { complete?: CorpusMeta; progress?: Progress } {
+function openOutFolder(
+  out: string,
+  tok: WordPieceTokenizer,
+  fingerprint: string,
+  named: NamedPath[],
+  option: string,
+): { complete?: CorpusMeta; progress?: Progress } {
   checkCorpusFolder(out, named, option);
   const metaPath = join(out, 'meta.json');
   if (existsSync(metaPath)) {
     const meta = readJsonObject(metaPath) as unknown as CorpusMeta;
     if (meta.tokenizer?.vocab_hash !== tok.vocabHash) {
-      throw new MismatchError(`${metaPath}: the corpus there was prepared with another tokenizer (vocabulary hash ${meta.tokenizer?.vocab_hash?.slice(0, 12)}…, `
-        + `${tok.info.source} has ${tok.vocabHash.slice(0, 12)}…)`, 'use a new --out folder for this tokenizer');
+      throw new MismatchError(
+        `${metaPath}: the corpus there was prepared with another tokenizer (vocabulary hash ` +
+          `${meta.tokenizer?.vocab_hash?.slice(0, 12)}…, ` +
+          `${tok.info.source} has ${tok.vocabHash.slice(0, 12)}…)`,
+        'use a new --out folder for this tokenizer',
+      );
     }
     if (meta.fingerprint === fingerprint) return { complete: meta };
-    throw new InputError(`${out} already holds a prepared corpus from other inputs or options`, 'use a new --out folder');
+    throw new InputError(
+      `${out} already holds a prepared corpus from other inputs or options`,
+      'use a new --out folder',
+    );
   }
   const progressPath = join(out, 'progress.json');
   if (!existsSync(progressPath)) return {};
@@ -382,12 +493,19 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
     throw new InputError(`--max-length ${opts.maxLength}: must be at least 3 ([CLS], one token, [SEP])`);
   }
   const { files, repeated } = listInputs(opts.inputs);
-  if (repeated.length > 0) opts.onNote?.(`note: ${repeated.join(', ')}: named more than once (or inside a folder named too), read once`);
+  if (repeated.length > 0)
+    opts.onNote?.(`note: ${repeated.join(', ')}: named more than once (or inside a folder named too), read once`);
   const minLength = opts.minLength ?? MIN_KEPT_LENGTH;
   const fingerprint = fingerprintOf(tok, files, { ...opts, minLength });
   const out = opts.outDir;
   const named = opts.namedInputs ?? opts.inputs.map((path) => ({ path, option: 'INPUT' }));
-  const opened = openOutFolder(out, tok, fingerprint, [...named, { path: tok.dir, option: '--tokenizer' }], opts.outOption ?? '--out');
+  const opened = openOutFolder(
+    out,
+    tok,
+    fingerprint,
+    [...named, { path: tok.dir, option: '--tokenizer' }],
+    opts.outOption ?? '--out',
+  );
   if (opened.complete) return opened.complete;
   makeDir(out);
   const release = acquireFolderLock(out, 'prepare');
@@ -400,13 +518,20 @@ export async function prepareCorpus(tok: WordPieceTokenizer, opts: PrepareOption
 }
 
 /** The preparation itself, into a folder claimed for it, from the start or from `progress`. */
-async function prepareInto(tok: WordPieceTokenizer, opts: PrepareOptions, files: string[], fingerprint: string, minLength: number,
-  progress: Progress | undefined): Promise<CorpusMeta> {
+async function prepareInto(
+  tok: WordPieceTokenizer,
+  opts: PrepareOptions,
+  files: string[],
+  fingerprint: string,
+  minLength: number,
+  progress: Progress | undefined,
+): Promise<CorpusMeta> {
   const out = opts.outDir;
-  // Leftovers of an interrupted write: temp files are never complete. Shards past the recorded progress (or from other
-  // inputs) are stale.
+  // Leftovers of an interrupted write: temp files are never complete.
+  // Shards past the recorded progress (or from other inputs) are stale.
   const keep = new Set((progress?.shards ?? []).map((s) => s.file));
-  for (const f of readdirSync(out)) if (/\.tmp-\d+$/.test(f) || (/^shard-\d{5}\.arrow$/.test(f) && !keep.has(f))) removePath(join(out, f));
+  for (const f of readdirSync(out))
+    if (/\.tmp-\d+$/.test(f) || (/^shard-\d{5}\.arrow$/.test(f) && !keep.has(f))) removePath(join(out, f));
   const totalBytes = files.reduce((n, f) => n + statSync(f).size, 0);
   const workerCount = opts.workers === undefined || opts.workers === 'auto' ? autoWorkers(totalBytes) : opts.workers;
   const tokenizer = workerCount > 0 ? await startTokenizerPool(tok.dir, workerCount) : localTokenizer(tok);
@@ -437,14 +562,29 @@ class Preparation {
   private readonly started = Date.now();
   private lastReport = 0;
 
-  constructor(private readonly tok: WordPieceTokenizer, private readonly opts: PrepareOptions, private readonly files: string[],
-    private readonly fingerprint: string, private readonly minLength: number, private readonly progress: Progress | undefined,
-    private readonly tokenizer: BatchTokenizer, private readonly totalBytes: number) {
+  constructor(
+    private readonly tok: WordPieceTokenizer,
+    private readonly opts: PrepareOptions,
+    private readonly files: string[],
+    private readonly fingerprint: string,
+    private readonly minLength: number,
+    private readonly progress: Progress | undefined,
+    private readonly tokenizer: BatchTokenizer,
+    private readonly totalBytes: number,
+  ) {
     this.out = opts.outDir;
-    this.counters = progress ? structuredClone(progress.counters) : {
-      lines_read: 0, empty_lines: 0, skipped: { invalid_utf8: 0, binary: 0, bad_json: 0, too_long: 0 }, chunked_lines: 0, kept: 0,
-      dropped_too_short: 0, dropped_unknown: 0, tokens: 0,
-    };
+    this.counters = progress
+      ? structuredClone(progress.counters)
+      : {
+          lines_read: 0,
+          empty_lines: 0,
+          skipped: { invalid_utf8: 0, binary: 0, bad_json: 0, too_long: 0 },
+          chunked_lines: 0,
+          kept: 0,
+          dropped_too_short: 0,
+          dropped_unknown: 0,
+          tokens: 0,
+        };
     this.counts = progress ? Float64Array.from(progress.token_counts) : new Float64Array(tok.vocabSize);
     this.shards = progress ? [...progress.shards] : [];
     this.position = { file_index: progress?.file_index ?? 0, line: progress?.line ?? 0 };
@@ -452,7 +592,8 @@ class Preparation {
 
   /**
    * Every input's lines, from where an interrupted preparation stopped. A stop asked for (a signal) is looked for as
-   * lines come, and every 200 ms while a read waits (a pipe with no writer yet, whose open blocks, does not hold it up).
+   * lines come, and every 200 ms while a read waits (a pipe with no writer yet,
+   * whose open blocks, does not hold it up).
    */
   async readAll(): Promise<void> {
     const { opts } = this;
@@ -460,8 +601,12 @@ class Preparation {
     const resumeLine = this.progress?.line ?? 0;
     const decoder = new TextDecoder('utf-8', { fatal: true });
     const abort = new AbortController();
-    const poll = setInterval(() => { if (opts.stopRequested?.()) abort.abort(); }, 200);
-    const stopping = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }));
+    const poll = setInterval(() => {
+      if (opts.stopRequested?.()) abort.abort();
+    }, 200);
+    const stopping = new Promise<never>((_, reject) =>
+      abort.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true }),
+    );
     stopping.catch(() => undefined); // settled when the loop races it, or never
     try {
       for (let fi = 0; fi < this.files.length; fi++) {
@@ -471,15 +616,26 @@ class Preparation {
           continue;
         }
         const isJsonl = /\.jsonl(\.gz)?$/.test(path);
-        const lines = rawLines(path, (n) => { this.bytesRead += n; }, abort.signal);
+        const lines = rawLines(
+          path,
+          (n) => {
+            this.bytesRead += n;
+          },
+          abort.signal,
+        );
         let lineNo = 0;
-        for (let next = await Promise.race([lines.next(), stopping]); !next.done; next = await Promise.race([lines.next(), stopping])) {
+        for (
+          let next = await Promise.race([lines.next(), stopping]);
+          !next.done;
+          next = await Promise.race([lines.next(), stopping])
+        ) {
           const signal = opts.stopRequested?.();
           if (signal) throw stopped(signal, this.out, this.shards);
           lineNo++;
           if (fi === resumeFile && lineNo <= resumeLine) continue; // in a shard written before the interruption
           this.batch.addLine(fi, lineNo, next.value, isJsonl, decoder);
-          if (this.batch.texts.length >= (opts.batchTexts ?? BATCH_TEXTS) || this.batch.chars >= BATCH_CHARS) this.send();
+          if (this.batch.texts.length >= (opts.batchTexts ?? BATCH_TEXTS) || this.batch.chars >= BATCH_CHARS)
+            this.send();
           while (this.inFlight.length > 2 * this.tokenizer.workers) await this.takeOldest();
         }
         this.batch.records.push({ kind: 'end-of-file', fileIndex: fi });
@@ -511,22 +667,34 @@ class Preparation {
     const { ids, offsets } = await tokenized;
     let textIndex = 0;
     for (const rec of done.records) {
-      if (rec.kind === 'end-of-file') { this.position = { file_index: rec.fileIndex + 1, line: 0 }; continue; }
+      if (rec.kind === 'end-of-file') {
+        this.position = { file_index: rec.fileIndex + 1, line: 0 };
+        continue;
+      }
       counters.lines_read++;
       if (rec.kind === 'bad') {
         if (opts.onBadLine === 'error') {
-          throw new FileFormatError(`${this.files[rec.fileIndex]}:${rec.line}`, rec.message,
-            'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)');
+          throw new FileFormatError(
+            `${this.files[rec.fileIndex]}:${rec.line}`,
+            rec.message,
+            'fix or remove the line, or pass --on-bad-line skip to skip such lines (they are counted in meta.json)',
+          );
         }
         counters.skipped[rec.skipped] = (counters.skipped[rec.skipped] ?? 0) + 1;
         continue;
       }
-      if (rec.kind === 'empty') { counters.empty_lines++; continue; }
+      if (rec.kind === 'empty') {
+        counters.empty_lines++;
+        continue;
+      }
       const t = textIndex++;
       this.keep(ids.subarray(offsets[t]!, offsets[t + 1]!));
       this.position = { file_index: rec.fileIndex, line: rec.line };
       if (this.pending.count >= opts.shardSequences) this.flushShard();
-      if (Date.now() - this.lastReport > 250) { this.lastReport = Date.now(); this.report(); }
+      if (Date.now() - this.lastReport > 250) {
+        this.lastReport = Date.now();
+        this.report();
+      }
     }
   }
 
@@ -536,10 +704,16 @@ class Preparation {
     const sequences = lineToSequences(pieces, tok, this.opts.maxLength);
     if (sequences.length > 1) counters.chunked_lines++;
     for (const seq of sequences) {
-      if (seq.length < this.minLength) { counters.dropped_too_short++; continue; }
+      if (seq.length < this.minLength) {
+        counters.dropped_too_short++;
+        continue;
+      }
       let unk = 0;
       for (const id of seq) if (id === tok.unkId) unk++;
-      if (unk / seq.length >= 0.5) { counters.dropped_unknown++; continue; }
+      if (unk / seq.length >= 0.5) {
+        counters.dropped_unknown++;
+        continue;
+      }
       for (const id of seq) this.counts[id]!++;
       counters.kept++;
       counters.tokens += seq.length;
@@ -557,31 +731,60 @@ class Preparation {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     shards.push({ file, sequences: pending.count, tokens: pending.tokens, record_batches: recordBatches, sha256 });
     pending.clear();
-    const p: Progress = { fingerprint: this.fingerprint, shards, ...this.position, counters: this.counters, token_counts: Array.from(this.counts) };
+    const p: Progress = {
+      fingerprint: this.fingerprint,
+      shards,
+      ...this.position,
+      counters: this.counters,
+      token_counts: Array.from(this.counts),
+    };
     writeFileAtomic(join(this.out, 'progress.json'), JSON.stringify(p));
     this.opts.onShardWritten?.(shards.length - 1);
   }
 
   private report(): void {
     const { bytesRead, totalBytes, counters } = this;
-    this.opts.onProgress?.({ bytesRead, totalBytes, sequences: counters.kept, tokens: counters.tokens, elapsedS: (Date.now() - this.started) / 1000 });
+    this.opts.onProgress?.({
+      bytesRead,
+      totalBytes,
+      sequences: counters.kept,
+      tokens: counters.tokens,
+      elapsedS: (Date.now() - this.started) / 1000,
+    });
   }
 
-  /** The last shard, token_counts.safetensors, then meta.json (its presence means the corpus is complete) and the marker. */
+  /**
+   * The last shard, token_counts.safetensors,
+   * then meta.json (its presence means the corpus is complete) and the marker.
+   */
   finish(): CorpusMeta {
     const { counters, counts, out, files, opts, tok } = this;
     this.flushShard();
     this.report();
     if (counters.kept === 0) {
-      throw new InputError(`no sequences kept from ${files.length} input file(s): ${counters.lines_read} lines read, ${counters.empty_lines} empty, `
-        + `${counters.dropped_too_short} too short (< ${this.minLength} tokens), ${counters.dropped_unknown} mostly [UNK]`,
-      'give more text: each line is one sequence and must have at least 10 word pieces');
+      throw new InputError(
+        `no sequences kept from ${files.length} input file(s): ${counters.lines_read} lines read, ` +
+          `${counters.empty_lines} empty, ` +
+          (`${counters.dropped_too_short} too short (< ${this.minLength} tokens), ` +
+            `${counters.dropped_unknown} mostly [UNK]`),
+        'give more text: each line is one sequence and must have at least 10 word pieces',
+      );
     }
-    writeFileAtomic(join(out, 'token_counts.safetensors'),
-      encodeSafetensors({ counts: { data: BigInt64Array.from(counts, (c) => BigInt(c)), shape: [counts.length], dtype: 'I64' } }));
+    writeFileAtomic(
+      join(out, 'token_counts.safetensors'),
+      encodeSafetensors({
+        counts: { data: BigInt64Array.from(counts, (c) => BigInt(c)), shape: [counts.length], dtype: 'I64' },
+      }),
+    );
     const meta: CorpusMeta = {
       format_version: META_VERSION,
-      tokenizer: { dir: tok.dir, source: basename(tok.info.source), vocab_size: tok.vocabSize, vocab_hash: tok.vocabHash, lowercase: tok.info.lowercase },
+      tokenizer: {
+        dir: tok.dir,
+        source: basename(tok.info.source),
+        vocab_size: tok.vocabSize,
+        vocab_hash: tok.vocabHash,
+        lowercase: tok.info.lowercase,
+      },
       max_length: opts.maxLength,
       min_length: this.minLength,
       shard_sequences: opts.shardSequences,
@@ -591,7 +794,11 @@ class Preparation {
       empty_lines: counters.empty_lines,
       skipped: counters.skipped,
       chunked_lines: counters.chunked_lines,
-      sequences: { kept: counters.kept, dropped_too_short: counters.dropped_too_short, dropped_unknown: counters.dropped_unknown },
+      sequences: {
+        kept: counters.kept,
+        dropped_too_short: counters.dropped_too_short,
+        dropped_unknown: counters.dropped_unknown,
+      },
       tokens: counters.tokens,
       shards: this.shards,
     };
@@ -605,6 +812,10 @@ class Preparation {
 /** The error that ends a preparation stopped by a signal: what is kept, and how to go on. */
 function stopped(signal: NodeJS.Signals, out: string, shards: ShardInfo[]): StoppedError {
   const kept = shards.reduce((n, s) => n + s.sequences, 0);
-  return new StoppedError(signal, `stopped by ${signal} while preparing ${out}: ${shards.length} complete shard${shards.length === 1 ? '' : 's'} `
-    + `(${kept} sequences) kept`, 'run the same command again: it continues from the last complete shard');
+  return new StoppedError(
+    signal,
+    `stopped by ${signal} while preparing ${out}: ${shards.length} complete ` +
+      `shard${shards.length === 1 ? '' : 's'} (${kept} sequences) kept`,
+    'run the same command again: it continues from the last complete shard',
+  );
 }

@@ -40,16 +40,29 @@ export interface ReaderOptions {
   bucketWidth: number;
   padId: number;
   /** Read only the training part or only the held-out part of a split (absent: every record batch). */
-  heldOut?: { fraction: number; part: 'train' | 'valid'; /** How errors name the fraction (default valid_fraction). */ optionName?: string };
+  heldOut?: {
+    fraction: number;
+    part: 'train' | 'valid';
+    /** How errors name the fraction (default valid_fraction). */ optionName?: string;
+  };
 }
 
 /** The record batches held out for validation: round(fraction · units), at least 1, drawn from the seed. */
-export function heldOutUnits(units: number, fraction: number, seed: number, optionName = 'valid_fraction'): Set<number> {
+export function heldOutUnits(
+  units: number,
+  fraction: number,
+  seed: number,
+  optionName = 'valid_fraction',
+): Set<number> {
   if (!(fraction > 0)) return new Set();
   const count = Math.max(1, Math.round(fraction * units));
   if (count >= units) {
-    throw new InputError(`${optionName} ${fraction} holds back ${count} of the corpus's ${units} record batches (${RECORD_BATCH_ROWS} sequences each), leaving none to train on`,
-      `lower ${optionName}, prepare more text, or give a separate prepared corpus${optionName === 'valid_fraction' ? ' as valid_corpus' : ''}`);
+    throw new InputError(
+      `${optionName} ${fraction} holds back ${count} of the corpus's ${units} record batches (${RECORD_BATCH_ROWS} ` +
+        `sequences each), leaving none to train on`,
+      `lower ${optionName}, prepare more text, or give a separate prepared ` +
+        `corpus${optionName === 'valid_fraction' ? ' as valid_corpus' : ''}`,
+    );
   }
   const order = Array.from({ length: units }, (_, i) => i);
   Rng.derive(seed, HELD_OUT_STREAM).shuffle(order);
@@ -74,7 +87,11 @@ export interface GlobalBatch {
   next: Cursor;
 }
 
-interface Unit { shard: number; recordBatch: number; rows: number }
+interface Unit {
+  shard: number;
+  recordBatch: number;
+  rows: number;
+}
 
 export class CorpusReader {
   readonly dir: string;
@@ -89,12 +106,24 @@ export class CorpusReader {
     this.dir = dir;
     this.meta = readCorpusMeta(dir);
     this.options = options;
-    if (!Number.isInteger(options.world) || options.world < 1 || !Number.isInteger(options.rank) || options.rank < 0 || options.rank >= options.world) {
+    if (
+      !Number.isInteger(options.world) ||
+      options.world < 1 ||
+      !Number.isInteger(options.rank) ||
+      options.rank < 0 ||
+      options.rank >= options.world
+    ) {
       throw new InputError(`rank ${options.rank} of world size ${options.world} is not a valid partition`);
     }
-    if (!Number.isInteger(options.batchSize) || options.batchSize < 1) throw new InputError(`batch_size ${options.batchSize} must be a positive whole number`);
-    const all = this.meta.shards.flatMap((s, shard) => Array.from({ length: s.record_batches }, (_, recordBatch) =>
-      ({ shard, recordBatch, rows: Math.max(0, Math.min(RECORD_BATCH_ROWS, s.sequences - recordBatch * RECORD_BATCH_ROWS)) })));
+    if (!Number.isInteger(options.batchSize) || options.batchSize < 1)
+      throw new InputError(`batch_size ${options.batchSize} must be a positive whole number`);
+    const all = this.meta.shards.flatMap((s, shard) =>
+      Array.from({ length: s.record_batches }, (_, recordBatch) => ({
+        shard,
+        recordBatch,
+        rows: Math.max(0, Math.min(RECORD_BATCH_ROWS, s.sequences - recordBatch * RECORD_BATCH_ROWS)),
+      })),
+    );
     if (all.length === 0) throw new FileFormatError(join(dir, 'meta.json'), 'the corpus has no shards');
     const split = options.heldOut;
     const held = split ? heldOutUnits(all.length, split.fraction, options.seed, split.optionName) : new Set<number>();
@@ -137,17 +166,30 @@ export class CorpusReader {
       const want = this.meta.shards[unit.shard]!.sha256;
       const got = want && createHash('sha256').update(bytes).digest('hex');
       if (want && got !== want) {
-        throw new FileFormatError(path, `its contents changed after prepare wrote it: SHA-256 ${got!.slice(0, 12)}…, meta.json records ${want.slice(0, 12)}…`,
-          'the shard is damaged (a disk, a copy, a hand edit): prepare the corpus again');
+        throw new FileFormatError(
+          path,
+          `its contents changed after prepare wrote it: ` +
+            `SHA-256 ${got!.slice(0, 12)}…, meta.json records ${want.slice(0, 12)}…`,
+          'the shard is damaged (a disk, a copy, a hand edit): prepare the corpus again',
+        );
       }
       try {
         this.shardCache = { shard: unit.shard, batches: [...RecordBatchReader.from(bytes)] };
       } catch (e) {
-        throw new FileFormatError(path, `not a readable Arrow file: ${(e as Error).message}`, 'the shard is damaged: prepare the corpus again');
+        throw new FileFormatError(
+          path,
+          `not a readable Arrow file: ${(e as Error).message}`,
+          'the shard is damaged: prepare the corpus again',
+        );
       }
     }
     const rb = this.shardCache.batches[unit.recordBatch];
-    if (!rb) throw new FileFormatError(join(this.dir, this.meta.shards[unit.shard]!.file), `record batch ${unit.recordBatch} is missing`, 'prepare the corpus again');
+    if (!rb)
+      throw new FileFormatError(
+        join(this.dir, this.meta.shards[unit.shard]!.file),
+        `record batch ${unit.recordBatch} is missing`,
+        'prepare the corpus again',
+      );
     return rb;
   }
 
@@ -155,7 +197,8 @@ export class CorpusReader {
   private unitSequences(unit: Unit): { offsets: Int32Array; values: Int32Array; count: number } {
     const rb = this.recordBatch(unit);
     const column = rb.getChild('input_ids');
-    if (!column || column.data.length !== 1) throw new FileFormatError(join(this.dir, this.meta.shards[unit.shard]!.file), 'no single-chunk column input_ids');
+    if (!column || column.data.length !== 1)
+      throw new FileFormatError(join(this.dir, this.meta.shards[unit.shard]!.file), 'no single-chunk column input_ids');
     const data = column.data[0]!;
     const offsets = data.valueOffsets as Int32Array;
     const values = data.children[0]!.values as Int32Array;
@@ -163,7 +206,11 @@ export class CorpusReader {
     const vocab = this.meta.tokenizer.vocab_size;
     for (let i = 0; i < values.length; i++) {
       if (values[i]! < 0 || values[i]! >= vocab) {
-        throw new FileFormatError(join(this.dir, this.meta.shards[unit.shard]!.file), `record batch ${unit.recordBatch} holds token id ${values[i]}, outside the vocabulary (0…${vocab - 1})`, 'the shard is damaged: prepare the corpus again');
+        throw new FileFormatError(
+          join(this.dir, this.meta.shards[unit.shard]!.file),
+          `record batch ${unit.recordBatch} holds token id ${values[i]}, outside the vocabulary (0…${vocab - 1})`,
+          'the shard is damaged: prepare the corpus again',
+        );
       }
     }
     return { offsets: offsets.subarray(data.offset, data.offset + data.length + 1), values, count: data.length };
@@ -195,7 +242,10 @@ export class CorpusReader {
     while (batch >= batches.length) {
       batch = 0;
       unit++;
-      if (unit >= this.units.length) { unit = 0; epoch++; }
+      if (unit >= this.units.length) {
+        unit = 0;
+        epoch++;
+      }
       batches = this.unitBatches(epoch, unit);
     }
     const position = { epoch, unit, batch };
@@ -213,9 +263,14 @@ export class CorpusReader {
     const { rank, world } = this.options;
     this.cursorValue = { epoch, unit, batch: batch + 1 };
     return {
-      inputIds, attentionMask, rows: n, seqLen,
-      rowStart: Math.floor((rank * n) / world), rowEnd: Math.floor(((rank + 1) * n) / world),
-      position, next: this.cursor,
+      inputIds,
+      attentionMask,
+      rows: n,
+      seqLen,
+      rowStart: Math.floor((rank * n) / world),
+      rowEnd: Math.floor(((rank + 1) * n) / world),
+      position,
+      next: this.cursor,
     };
   }
 

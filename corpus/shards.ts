@@ -11,9 +11,13 @@ import { FileFormatError } from '../src/core/errors.js';
 import { RECORD_BATCH_ROWS, type CorpusMeta } from './prepare.js';
 
 const MAGIC = Buffer.from('ARROW1');
-const HINT = 'the shard is damaged or was replaced: prepare the corpus again (distill prepare, or delete the corpus folder so train prepares it)';
+const HINT =
+  'the shard is damaged or was replaced: prepare the corpus again (distill prepare, ' +
+  'or delete the corpus folder so train prepares it)';
 
-/** Check every shard of the prepared corpus in `dir` against its meta.json; throws a FileFormatError naming the shard. */
+/**
+ * Check every shard of the prepared corpus in `dir` against its meta.json; throws a FileFormatError naming the shard.
+ */
 export async function validateShards(dir: string, meta: CorpusMeta): Promise<void> {
   for (const shard of meta.shards) {
     const path = join(dir, shard.file);
@@ -35,15 +39,23 @@ export async function validateShards(dir: string, meta: CorpusMeta): Promise<voi
       if (!tail.equals(MAGIC)) throw fail(`${size} bytes and no Arrow footer at its end: the file is truncated`);
       let reader: AsyncRecordBatchFileReader;
       try {
-        reader = await (await RecordBatchReader.from(file)).open() as AsyncRecordBatchFileReader;
+        reader = (await (await RecordBatchReader.from(file)).open()) as AsyncRecordBatchFileReader;
       } catch (e) {
         throw fail(`its Arrow footer cannot be read: ${(e as Error).message}`);
       }
       const fields = reader.schema.fields;
       const column = fields[0];
-      if (fields.length !== 1 || column?.name !== 'input_ids' || !DataType.isList(column.type) || !DataType.isInt(column.type.children[0]?.type)
-        || column.type.children[0]!.type.bitWidth !== 32) {
-        throw fail(`schema ${fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ')}; expected one column input_ids: List<Int32>`);
+      if (
+        fields.length !== 1 ||
+        column?.name !== 'input_ids' ||
+        !DataType.isList(column.type) ||
+        !DataType.isInt(column.type.children[0]?.type) ||
+        column.type.children[0]!.type.bitWidth !== 32
+      ) {
+        throw fail(
+          `schema ${fields.map((f) => `${f.name}: ${String(f.type)}`).join(', ')}; ` +
+            `expected one column input_ids: List<Int32>`,
+        );
       }
       if (reader.numRecordBatches !== shard.record_batches) {
         throw fail(`${reader.numRecordBatches} record batches, meta.json says ${shard.record_batches}`);

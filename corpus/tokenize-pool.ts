@@ -1,8 +1,8 @@
 // Tokenizing for distill prepare, on this thread or in worker threads (corpus/tokenize-worker.ts): tokenize() takes a
 // batch of texts and resolves with their ids, concatenated. Each worker loads the same tokenizer folder, so the ids
 // are the same whichever thread tokenizes (a tokenizer's memory of chunks changes its speed, never its ids); batches
-// go to the workers in turn and each worker answers its own in order, so the caller can await them in the order it
-// sent them.
+// go to the workers in turn and each worker answers its own in order,
+// so the caller can await them in the order it sent them.
 
 import { Worker } from 'node:worker_threads';
 import { DistillError } from '../src/core/errors.js';
@@ -41,7 +41,10 @@ export function localTokenizer(tok: WordPieceTokenizer): BatchTokenizer {
   };
 }
 
-type Reply = { kind: 'ready' } | { kind: 'result'; id: number; ids: Int32Array; offsets: Int32Array } | { kind: 'error'; id: number; message: string };
+type Reply =
+  | { kind: 'ready' }
+  | { kind: 'result'; id: number; ids: Int32Array; offsets: Int32Array }
+  | { kind: 'error'; id: number; message: string };
 
 /** `count` worker threads, each with the tokenizer of folder `dir`; resolves once all have loaded it. */
 export async function startTokenizerPool(dir: string, count: number): Promise<BatchTokenizer> {
@@ -56,25 +59,38 @@ export async function startTokenizerPool(dir: string, count: number): Promise<Ba
   // The workers take this process's Node options, except --input-type, which only `node -e` accepts. A young generation
   // of 16 MB instead of V8's default saves ~50 MB a worker at the same speed (SOTU + Moby Dick ×10, 2 workers).
   const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-  const workers = Array.from({ length: count }, () => new Worker(script, { workerData: { dir }, execArgv, resourceLimits: { maxYoungGenerationSizeMb: 16 } }));
+  const workers = Array.from(
+    { length: count },
+    () => new Worker(script, { workerData: { dir }, execArgv, resourceLimits: { maxYoungGenerationSizeMb: 16 } }),
+  );
   let closing = false;
-  const ready = workers.map((w) => new Promise<void>((resolve, reject) => {
-    w.on('message', (msg: Reply) => {
-      if (msg.kind === 'ready') { resolve(); return; }
-      const p = pending.get(msg.id);
-      if (!p) return;
-      pending.delete(msg.id);
-      if (msg.kind === 'result') p.resolve({ ids: msg.ids, offsets: msg.offsets });
-      else p.reject(new DistillError(`tokenizer worker: ${msg.message}`));
-    });
-    w.on('error', (e) => { const err = new DistillError(`tokenizer worker failed: ${e.message}`); reject(err); fail(err); });
-    w.on('exit', (code) => {
-      if (closing) return;
-      const err = new DistillError(`tokenizer worker stopped (exit code ${code})`);
-      reject(err);
-      fail(err);
-    });
-  }));
+  const ready = workers.map(
+    (w) =>
+      new Promise<void>((resolve, reject) => {
+        w.on('message', (msg: Reply) => {
+          if (msg.kind === 'ready') {
+            resolve();
+            return;
+          }
+          const p = pending.get(msg.id);
+          if (!p) return;
+          pending.delete(msg.id);
+          if (msg.kind === 'result') p.resolve({ ids: msg.ids, offsets: msg.offsets });
+          else p.reject(new DistillError(`tokenizer worker: ${msg.message}`));
+        });
+        w.on('error', (e) => {
+          const err = new DistillError(`tokenizer worker failed: ${e.message}`);
+          reject(err);
+          fail(err);
+        });
+        w.on('exit', (code) => {
+          if (closing) return;
+          const err = new DistillError(`tokenizer worker stopped (exit code ${code})`);
+          reject(err);
+          fail(err);
+        });
+      }),
+  );
   const close = async (): Promise<void> => {
     closing = true;
     await Promise.all(workers.map((w) => w.terminate()));

@@ -12,7 +12,10 @@ const tok = WordPieceTokenizer.fromDir((workerData as { dir: string }).dir);
 port.on('message', (msg: { id: number; texts: string[] }) => {
   try {
     const { ids, offsets } = tokenizeBatch(tok, msg.texts);
-    port.postMessage({ kind: 'result', id: msg.id, ids, offsets }, [ids.buffer as ArrayBuffer, offsets.buffer as ArrayBuffer]);
+    port.postMessage({ kind: 'result', id: msg.id, ids, offsets }, [
+      ids.buffer as ArrayBuffer,
+      offsets.buffer as ArrayBuffer,
+    ]);
   } catch (e) {
     port.postMessage({ kind: 'error', id: msg.id, message: (e as Error).message });
   }

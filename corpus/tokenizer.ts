@@ -28,7 +28,9 @@ export interface TokenizerInfo {
 
 type Json = Record<string, unknown>;
 
-/** What separates a text's chunks (tokenizeToIds): characters every BERT normaliser turns into a space and splits at. */
+/**
+ * What separates a text's chunks (tokenizeToIds): characters every BERT normaliser turns into a space and splits at.
+ */
 const CHUNK_SEPARATOR = /[ \t\n\r]+/;
 /**
  * Chunks remembered at most; the memory is cleared when full. Full, it holds ~10 MB of V8's heap with word-like chunks
@@ -54,9 +56,12 @@ const CHUNK_CACHE_MAX_LENGTH = 64;
 function tokenizesByChunk(tj: Json): boolean {
   const normalizer = tj['normalizer'] as Json | null | undefined;
   const preTokenizer = tj['pre_tokenizer'] as Json | null | undefined;
-  const added = Array.isArray(tj['added_tokens']) ? tj['added_tokens'] as Json[] : [];
-  return (normalizer == null || normalizer['type'] === 'BertNormalizer') && preTokenizer?.['type'] === 'BertPreTokenizer'
-    && added.every((t) => typeof t['content'] === 'string' && !CHUNK_SEPARATOR.test(t['content']));
+  const added = Array.isArray(tj['added_tokens']) ? (tj['added_tokens'] as Json[]) : [];
+  return (
+    (normalizer == null || normalizer['type'] === 'BertNormalizer') &&
+    preTokenizer?.['type'] === 'BertPreTokenizer' &&
+    added.every((t) => typeof t['content'] === 'string' && !CHUNK_SEPARATOR.test(t['content']))
+  );
 }
 
 /** The library's lookup maps, as its encode uses them (Tokenizer's constructor fills added_tokens_map the same way). */
@@ -67,7 +72,12 @@ function libraryView(tok: Tokenizer): LibraryView {
     if (added.normalized && tok.normalizer) addedIds.set(tok.normalizer(added.content), added.id);
   }
   const model = tok.model;
-  return { piecesToIds: model.tokens_to_ids, addedIds, modelUnkId: model.unk_token_id, fuseUnk: model.fuse_unk === true };
+  return {
+    piecesToIds: model.tokens_to_ids,
+    addedIds,
+    modelUnkId: model.unk_token_id,
+    fuseUnk: model.fuse_unk === true,
+  };
 }
 
 /** A special token in tokenizer_config.json / special_tokens_map.json is a string or {content: string}. */
@@ -104,21 +114,41 @@ export class WordPieceTokenizer {
   readonly maskId: number;
   /** Ids that are never masking targets: [PAD] [UNK] [CLS] [SEP] [MASK] and any other special added token. */
   readonly specialIds: ReadonlySet<number>;
-  /** sha256 over the vocabulary in id order and the normalisation flags: two tokenizers with the same hash give the same ids. */
+  /**
+   * sha256 over the vocabulary in id order and the normalisation flags:
+   * two tokenizers with the same hash give the same ids.
+   */
   readonly vocabHash: string;
   private readonly tok: Tokenizer;
   private readonly idToTokenTable: string[];
-  /** Whether texts are tokenized chunk by chunk, each chunk's ids remembered (faster, the same ids: the function tokenizesByChunk). */
+  /**
+   * Whether texts are tokenized chunk by chunk, each chunk's ids remembered (faster,
+   * the same ids: the function tokenizesByChunk).
+   */
   readonly tokenizesByChunk: boolean;
   /** The ids of chunks seen before, where the pipeline tokenizes by chunk. */
   private readonly chunkIds: Map<string, number[]> | undefined;
-  /** A chunk of printable ASCII not seen before, tokenized without the library (corpus/ascii-wordpiece.ts), where the pipeline allows. */
+  /**
+   * A chunk of printable ASCII not seen before,
+   * tokenized without the library (corpus/ascii-wordpiece.ts), where the pipeline allows.
+   */
   private asciiChunks: AsciiWordPiece | undefined;
-  /** Builds asciiChunks (its trie: ~80 ms for bert-base's 29k entries) once the library has tokenized ASCII_PATH_AFTER chunks. */
+  /**
+   * Builds asciiChunks (its trie: ~80 ms for bert-base's 29k entries)
+   * once the library has tokenized ASCII_PATH_AFTER chunks.
+   */
   private buildAsciiChunks: (() => AsciiWordPiece | undefined) | undefined;
   private libraryChunks = 0;
 
-  private constructor(dir: string, tok: Tokenizer, tj: Json, config: Json, info: TokenizerInfo, special: SpecialTokens, specialFile: string) {
+  private constructor(
+    dir: string,
+    tok: Tokenizer,
+    tj: Json,
+    config: Json,
+    info: TokenizerInfo,
+    special: SpecialTokens,
+    specialFile: string,
+  ) {
     this.dir = dir;
     this.tok = tok;
     const byChunk = tokenizesByChunk(tj);
@@ -134,8 +164,11 @@ export class WordPieceTokenizer {
     const idOf = (role: keyof SpecialTokens): number => {
       const id = vocab.get(special[role]);
       if (id === undefined) {
-        throw new FileFormatError(specialFile, `the ${role} token "${special[role]}" is not in the vocabulary`,
-          `set "${role}_token" in tokenizer_config.json to a token of ${info.source}`);
+        throw new FileFormatError(
+          specialFile,
+          `the ${role} token "${special[role]}" is not in the vocabulary`,
+          `set "${role}_token" in tokenizer_config.json to a token of ${info.source}`,
+        );
       }
       return id;
     };
@@ -164,11 +197,16 @@ export class WordPieceTokenizer {
     else if (other.info.lowercase !== this.info.lowercase) what = `one lower-cases its text and the other does not`;
     else {
       const id = this.idToTokenTable.findIndex((t, i) => t !== other.idToTokenTable[i]);
-      what = id >= 0 ? `token ${id} is ${JSON.stringify(this.idToTokenTable[id])} in one and ${JSON.stringify(other.idToTokenTable[id])} in the other`
-        : 'their normalisation differs (accents)';
+      what =
+        id >= 0
+          ? `token ${id} is ${JSON.stringify(this.idToTokenTable[id])} in one and ` +
+            `${JSON.stringify(other.idToTokenTable[id])} in the other`
+          : 'their normalisation differs (accents)';
     }
-    throw new MismatchError(`the vocabularies of ${mine} (${this.dir}) and ${theirs} (${other.dir}) differ: ${what}`,
-      'a student is distilled from, evaluated against and probed with the teacher whose tokenizer it shares');
+    throw new MismatchError(
+      `the vocabularies of ${mine} (${this.dir}) and ${theirs} (${other.dir}) differ: ${what}`,
+      'a student is distilled from, evaluated against and probed with the teacher whose tokenizer it shares',
+    );
   }
 
   /** Load from a model folder: tokenizer.json if present, else vocab.txt (+ tokenizer_config.json). */
@@ -177,37 +215,60 @@ export class WordPieceTokenizer {
     const config = existsSync(configPath) ? readJsonObject(configPath) : {};
     const mapPath = join(dir, 'special_tokens_map.json');
     const map = existsSync(mapPath) ? readJsonObject(mapPath) : {};
-    const pick = (role: string, dflt: string): string => tokenString(config[`${role}_token`]) ?? tokenString(map[`${role}_token`]) ?? dflt;
+    const pick = (role: string, dflt: string): string =>
+      tokenString(config[`${role}_token`]) ?? tokenString(map[`${role}_token`]) ?? dflt;
     const special: SpecialTokens = {
-      pad: pick('pad', '[PAD]'), unk: pick('unk', '[UNK]'), cls: pick('cls', '[CLS]'), sep: pick('sep', '[SEP]'), mask: pick('mask', '[MASK]'),
+      pad: pick('pad', '[PAD]'),
+      unk: pick('unk', '[UNK]'),
+      cls: pick('cls', '[CLS]'),
+      sep: pick('sep', '[SEP]'),
+      mask: pick('mask', '[MASK]'),
     };
-    const specialFile = existsSync(configPath) ? configPath : join(dir, 'tokenizer_config.json (absent: defaults used)');
+    const specialFile = existsSync(configPath)
+      ? configPath
+      : join(dir, 'tokenizer_config.json (absent: defaults used)');
 
     const jsonPath = join(dir, 'tokenizer.json');
     if (existsSync(jsonPath)) {
       const tj = readJsonObject(jsonPath);
       const model = tj['model'] as Json | undefined;
       if (!model || model['type'] !== 'WordPiece' || typeof model['vocab'] !== 'object') {
-        throw new FileFormatError(jsonPath, `field "model.type" is ${JSON.stringify(model?.['type'])}, expected "WordPiece" with a "vocab"`,
-          'BERT teachers use a WordPiece tokenizer; export the tokenizer of a BERT model');
+        throw new FileFormatError(
+          jsonPath,
+          `field "model.type" is ${JSON.stringify(model?.['type'])}, expected "WordPiece" with a "vocab"`,
+          'BERT teachers use a WordPiece tokenizer; export the tokenizer of a BERT model',
+        );
       }
       const norm = (tj['normalizer'] ?? {}) as Json;
       const lowercase = norm['lowercase'] === true;
       const stripAccents = norm['strip_accents'] === true || (norm['strip_accents'] == null && lowercase);
       const tok = new Tokenizer(tj, config);
-      return new WordPieceTokenizer(dir, tok, tj, config, { source: jsonPath, lowercase, stripAccents }, special, specialFile);
+      return new WordPieceTokenizer(
+        dir,
+        tok,
+        tj,
+        config,
+        { source: jsonPath, lowercase, stripAccents },
+        special,
+        specialFile,
+      );
     }
 
     const vocabPath = join(dir, 'vocab.txt');
     if (!existsSync(vocabPath)) {
-      throw new FileFormatError(join(dir, 'tokenizer.json'), 'missing, and so is vocab.txt',
-        'a model folder needs tokenizer.json, or vocab.txt + tokenizer_config.json, as save_pretrained writes them');
+      throw new FileFormatError(
+        join(dir, 'tokenizer.json'),
+        'missing, and so is vocab.txt',
+        'a model folder needs tokenizer.json, or vocab.txt + tokenizer_config.json, as save_pretrained writes them',
+      );
     }
     const lines = readFileSync(vocabPath, 'utf8').split('\n');
     if (lines.length && lines[lines.length - 1] === '') lines.pop();
     // As transformers' load_vocab: one token a line, the line number is its id (a repeated token keeps its last id).
     const vocab: Record<string, number> = Object.create(null) as Record<string, number>;
-    lines.forEach((line, i) => { vocab[line.replace(/\r$/, '')] = i; });
+    lines.forEach((line, i) => {
+      vocab[line.replace(/\r$/, '')] = i;
+    });
     if (lines.length === 0) throw new FileFormatError(vocabPath, 'empty vocabulary');
     // transformers' BertTokenizer defaults: do_lower_case true, strip_accents null (= follow lowercase).
     const lowercase = config['do_lower_case'] === undefined ? true : config['do_lower_case'] === true;
@@ -215,30 +276,55 @@ export class WordPieceTokenizer {
     const stripAccents = stripAccentsSetting === true || (stripAccentsSetting == null && lowercase);
     const addedTokens = Object.values(special)
       .filter((t, i, all) => all.indexOf(t) === i && vocab[t] !== undefined)
-      .map((t) => ({ id: vocab[t], content: t, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+      .map((t) => ({
+        id: vocab[t],
+        content: t,
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      }));
     const tj = {
       version: '1.0',
       added_tokens: addedTokens,
       normalizer: {
-        type: 'BertNormalizer', clean_text: true,
+        type: 'BertNormalizer',
+        clean_text: true,
         handle_chinese_chars: config['tokenize_chinese_chars'] !== false,
-        strip_accents: stripAccentsSetting ?? null, lowercase,
+        strip_accents: stripAccentsSetting ?? null,
+        lowercase,
       },
       pre_tokenizer: { type: 'BertPreTokenizer' },
       post_processor: null,
       decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
-      model: { type: 'WordPiece', unk_token: special.unk, continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+      model: {
+        type: 'WordPiece',
+        unk_token: special.unk,
+        continuing_subword_prefix: '##',
+        max_input_chars_per_word: 100,
+        vocab,
+      },
     };
     const tok = new Tokenizer(tj, config);
-    return new WordPieceTokenizer(dir, tok, tj, config, { source: vocabPath, lowercase, stripAccents }, special, specialFile);
+    return new WordPieceTokenizer(
+      dir,
+      tok,
+      tj,
+      config,
+      { source: vocabPath, lowercase, stripAccents },
+      special,
+      specialFile,
+    );
   }
 
   /** Word pieces of `text`, without [CLS]/[SEP]. Special tokens written in the text ("[MASK]") are kept whole. */
   tokenizeToIds(text: string): number[] {
     if (!this.chunkIds) return this.wholeTextIds(text);
     // Chunk by chunk, each looked up first: the tokenizers port normalises character by character with a regular
-    // expression each (~0.4 M tokens/s), and a corpus repeats its words (4% of SOTU + Moby Dick's 2 M chunks are distinct).
-    // A chunk not seen before goes to the direct printable-ASCII path when it can, else to the library. Same ids.
+    // expression each (~0.4 M tokens/s), and a corpus repeats its words (4% of SOTU + Moby Dick's 2 M chunks are
+    // distinct). A chunk not seen before goes to the direct
+    // printable-ASCII path when it can, else to the library. Same ids.
     const ids: number[] = [];
     for (const chunk of text.split(CHUNK_SEPARATOR)) {
       if (chunk === '') continue;
@@ -261,7 +347,10 @@ export class WordPieceTokenizer {
     return ids;
   }
 
-  /** A chunk's ids from the direct printable-ASCII path (corpus/ascii-wordpiece.ts, started now if it has not been), or undefined where it leaves the chunk to the library. */
+  /**
+   * A chunk's ids from the direct printable-ASCII path (corpus/ascii-wordpiece.ts, started now if it has not been), or
+   * undefined where it leaves the chunk to the library.
+   */
   asciiChunkIds(chunk: string): number[] | undefined {
     this.startAsciiPath();
     return this.asciiChunks?.ids(chunk);
@@ -273,7 +362,10 @@ export class WordPieceTokenizer {
     this.buildAsciiChunks = undefined;
   }
 
-  /** The same ids as tokenizeToIds, from one call of the tokenizers library on the whole text (slower; the tests' reference). */
+  /**
+   * The same ids as tokenizeToIds, from one call of the tokenizers
+   * library on the whole text (slower; the tests' reference).
+   */
   wholeTextIds(text: string): number[] {
     return this.tok.encode(text, { add_special_tokens: false }).ids;
   }

@@ -13,6 +13,15 @@ import { relationKl } from './relation.js';
  * distributions of the same shape; query_mask: float [B, T]. Returns the mean over the pairs (a scalar).
  */
 export function attentionLoss(sScores: tf.Tensor4D[], tProbs: tf.Tensor4D[], queryMask: tf.Tensor2D): tf.Scalar {
-  if (sScores.length === 0 || sScores.length !== tProbs.length) throw new ShapeError(`loss_att: ${sScores.length} student and ${tProbs.length} teacher layers`);
-  return tf.tidy(() => tf.div(tf.addN(sScores.map((s, i) => relationKl('loss_att', tProbs[i]!, tf.logSoftmax(s, -1) as tf.Tensor4D, queryMask))), sScores.length) as tf.Scalar);
+  if (sScores.length === 0 || sScores.length !== tProbs.length)
+    throw new ShapeError(`loss_att: ${sScores.length} student and ${tProbs.length} teacher layers`);
+  return tf.tidy(
+    () =>
+      tf.div(
+        tf.addN(
+          sScores.map((s, i) => relationKl('loss_att', tProbs[i]!, tf.logSoftmax(s, -1) as tf.Tensor4D, queryMask)),
+        ),
+        sScores.length,
+      ) as tf.Scalar,
+  );
 }

@@ -25,27 +25,41 @@ const MASKED_OUT = -1e30;
 
 /**
  * s_logits [N, V]; probs [N, k] the teacher's k largest soft targets; ids [N, k] (int32) their token ids;
- * negEntropy [N] Σ p̃ log p̃ of the teacher's bucketed distribution (soft-targets.ts bucketNegEntropy).
- * Returns a scalar.
+ * negEntropy [N] Σ p̃ log p̃ of the teacher's bucketed distribution
+ * (soft-targets.ts bucketNegEntropy). Returns a scalar.
  */
-export function distillationLossTopK(sLogits: tf.Tensor2D, probs: tf.Tensor2D, ids: tf.Tensor2D, negEntropy: tf.Tensor1D, temperature: number): tf.Scalar {
+export function distillationLossTopK(
+  sLogits: tf.Tensor2D,
+  probs: tf.Tensor2D,
+  ids: tf.Tensor2D,
+  negEntropy: tf.Tensor1D,
+  temperature: number,
+): tf.Scalar {
   expectRank('loss_ce', 's_logits', sLogits, 2);
   const [n, v] = sLogits.shape;
   const k = probs.shape[1];
   if (probs.shape[0] !== n || ids.shape[0] !== n || ids.shape[1] !== k) {
-    throw new ShapeError(`loss_ce: top-k soft targets [${probs.shape.join(', ')}] and ids [${ids.shape.join(', ')}] for ${n} student rows`);
+    throw new ShapeError(
+      `loss_ce: top-k soft targets [${probs.shape.join(', ')}] and ids [${ids.shape.join(', ')}] for ${n} student rows`,
+    );
   }
   if (ids.dtype !== 'int32') throw new ShapeError(`loss_ce: top-k ids must be int32, got ${ids.dtype}`);
-  if (!(k >= 1 && k < v)) throw new ShapeError(`loss_ce: top-k of ${k} for a vocabulary of ${v}: expected 1 ≤ k < ${v}`);
-  if (negEntropy.shape[0] !== n) throw new ShapeError(`loss_ce: ${negEntropy.shape[0]} teacher entropies for ${n} rows`);
+  if (!(k >= 1 && k < v))
+    throw new ShapeError(`loss_ce: top-k of ${k} for a vocabulary of ${v}: expected 1 ≤ k < ${v}`);
+  if (negEntropy.shape[0] !== n)
+    throw new ShapeError(`loss_ce: ${negEntropy.shape[0]} teacher entropies for ${n} rows`);
   if (!(temperature > 0)) throw new ShapeError(`loss_ce: temperature must be positive, got ${temperature}`);
   if (n === 0) throw new ShapeError('loss_ce: no rows selected');
   return tf.tidy(() => {
     const sLogP = tf.logSoftmax(tf.div(sLogits, temperature)); // [N, V]
     // Flat positions row·V + id of the top-k entries: [N·k]
-    const flat = tf.add(tf.reshape(ids, [n * k]), tf.mul(tf.floorDiv(tf.range(0, n * k, 1, 'int32'), tf.scalar(k, 'int32')), tf.scalar(v, 'int32'))) as tf.Tensor1D;
+    const flat = tf.add(
+      tf.reshape(ids, [n * k]),
+      tf.mul(tf.floorDiv(tf.range(0, n * k, 1, 'int32'), tf.scalar(k, 'int32')), tf.scalar(v, 'int32')),
+    ) as tf.Tensor1D;
     const sLogPTop = tf.reshape(tf.gather(tf.reshape(sLogP, [n * v]), flat), [n, k]); // [N, k]
-    const mask = tf.scatterND(tf.reshape(flat, [n * k, 1]), tf.fill([n * k], MASKED_OUT), [n * v]); // [N·V]: MASKED_OUT on K, 0 elsewhere
+    // [N·V]: MASKED_OUT on K, 0 elsewhere
+    const mask = tf.scatterND(tf.reshape(flat, [n * k, 1]), tf.fill([n * k], MASKED_OUT), [n * v]);
     const logTail = tf.logSumExp(tf.add(sLogP, tf.reshape(mask, [n, v])), -1); // [N]: log q_tail
     const pTail = tf.relu(tf.sub(1, tf.sum(probs, -1))); // [N]
     // Per row first, then over the rows (as distillation.ts: the terms nearly cancel).

@@ -26,10 +26,16 @@ export function distillationLoss(sLogits: tf.Tensor2D, tLogits: tf.Tensor2D, tem
  * Σ_v p log p per row [N] (what the teacher's graph computes, teacher/worker.ts), so the full logits never
  * have to leave the teacher: KL = Σ p log p − Σ p log softmax(s/τ).
  */
-export function distillationLossFromSoft(sLogits: tf.Tensor2D, probs: tf.Tensor2D, negEntropy: tf.Tensor1D, temperature: number): tf.Scalar {
+export function distillationLossFromSoft(
+  sLogits: tf.Tensor2D,
+  probs: tf.Tensor2D,
+  negEntropy: tf.Tensor1D,
+  temperature: number,
+): tf.Scalar {
   expectRank('loss_ce', 's_logits', sLogits, 2);
   expectSameShape('loss_ce', ['s_logits', sLogits], ['teacher soft targets', probs]);
-  if (negEntropy.shape[0] !== sLogits.shape[0]) throw new ShapeError(`loss_ce: ${negEntropy.shape[0]} teacher entropies for ${sLogits.shape[0]} rows`);
+  if (negEntropy.shape[0] !== sLogits.shape[0])
+    throw new ShapeError(`loss_ce: ${negEntropy.shape[0]} teacher entropies for ${sLogits.shape[0]} rows`);
   if (!(temperature > 0)) throw new ShapeError(`loss_ce: temperature must be positive, got ${temperature}`);
   const n = sLogits.shape[0];
   if (n === 0) throw new ShapeError('loss_ce: no rows selected');

@@ -11,10 +11,14 @@ export function mlmLoss(sLogits: tf.Tensor2D, labels: Int32Array): tf.Scalar {
   const [m, v] = sLogits.shape;
   if (labels.length !== m) throw new ShapeError(`loss_mlm: ${labels.length} labels for ${m} rows of logits`);
   if (m === 0) return tf.scalar(0);
-  for (const l of labels) if (l < 0 || l >= v) throw new ShapeError(`loss_mlm: label ${l} outside the vocabulary of ${v}`);
+  for (const l of labels)
+    if (l < 0 || l >= v) throw new ShapeError(`loss_mlm: label ${l} outside the vocabulary of ${v}`);
   return tf.tidy(() => {
     const logP = tf.logSoftmax(sLogits); // [M, V]
-    const flatIndex = tf.tensor1d(Int32Array.from(labels, (l, i) => i * v + l), 'int32');
+    const flatIndex = tf.tensor1d(
+      Int32Array.from(labels, (l, i) => i * v + l),
+      'int32',
+    );
     const picked = tf.gather(tf.reshape(logP, [m * v]), flatIndex); // [M]: log p(label)
     return tf.neg(tf.mean(picked)) as tf.Scalar;
   });

@@ -14,7 +14,16 @@ export interface Losses {
 }
 
 /** The order of the losses in the objective's packed tensor (losses/total.ts `packed`). */
-export const LOSS_ORDER = ['total', 'ce', 'mlm', 'cos', 'mse', 'hidden', 'att', 'vr'] as const satisfies readonly (keyof Losses)[];
+export const LOSS_ORDER = [
+  'total',
+  'ce',
+  'mlm',
+  'cos',
+  'mse',
+  'hidden',
+  'att',
+  'vr',
+] as const satisfies readonly (keyof Losses)[];
 
 export function zeroLosses(): Losses {
   return { total: 0, ce: 0, mlm: 0, cos: 0, mse: 0, hidden: 0, att: 0, vr: 0 };
@@ -23,7 +32,9 @@ export function zeroLosses(): Losses {
 /** The packed tensor's values, by name. */
 export function lossesFromPacked(v: ArrayLike<number>): Losses {
   const out = zeroLosses();
-  LOSS_ORDER.forEach((k, i) => { out[k] = v[i]!; });
+  LOSS_ORDER.forEach((k, i) => {
+    out[k] = v[i]!;
+  });
   return out;
 }
 
@@ -35,7 +46,11 @@ export function addLosses(sum: Losses, part: Losses, divisor = 1): void {
 /** As metrics.jsonl and eval-batch name them: loss, loss_ce, ...; the intermediate-layer losses when a run has them. */
 export function lossFields(l: Losses, intermediate: boolean): Record<string, number> {
   return {
-    loss: l.total, loss_ce: l.ce, loss_mlm: l.mlm, loss_cos: l.cos, loss_mse: l.mse,
+    loss: l.total,
+    loss_ce: l.ce,
+    loss_mlm: l.mlm,
+    loss_cos: l.cos,
+    loss_mse: l.mse,
     ...(intermediate ? { loss_hidden: l.hidden, loss_att: l.att, loss_vr: l.vr } : {}),
   };
 }

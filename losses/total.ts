@@ -4,8 +4,8 @@
 // (the last three match layers inside both networks: losses/layer-map.ts says which).
 // The student computes logits only for the rows a loss reads (real tokens, or masked ones with
 // restrict_ce_to_mask), never for padding. The logit losses run as one kernel where the backend registered it
-// (the op student/ops/logit-losses.ts; its kernels on wasm and cpu: student/kernels/); elsewhere (or with `fused: false`) in the
-// tfjs ops of distillation.ts / distillation-topk.ts, mlm.ts and mse.ts.
+// (the op student/ops/logit-losses.ts; its kernels on wasm and cpu: student/kernels/); elsewhere (or with `fused:
+// false`) in the tfjs ops of distillation.ts / distillation-topk.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
 import { LOSS_ORDER, lossesFromPacked, type Losses } from './record.js';
@@ -45,9 +45,15 @@ export interface LossWeights extends IntermediateWeights {
 
 /** The recipe's loss weights (src/core/recipe.ts). */
 export const RECIPE_LOSS_WEIGHTS: LossWeights = {
-  temperature: RECIPE.temperature, alpha_ce: RECIPE.alpha_ce, alpha_mlm: RECIPE.alpha_mlm, alpha_cos: RECIPE.alpha_cos,
-  alpha_mse: RECIPE.alpha_mse, restrict_ce_to_mask: RECIPE.restrict_ce_to_mask,
-  alpha_hidden: 0, alpha_attention: 0, alpha_value_relation: 0, // beyond the recipe: off
+  temperature: RECIPE.temperature,
+  alpha_ce: RECIPE.alpha_ce,
+  alpha_mlm: RECIPE.alpha_mlm,
+  alpha_cos: RECIPE.alpha_cos,
+  alpha_mse: RECIPE.alpha_mse,
+  restrict_ce_to_mask: RECIPE.restrict_ce_to_mask,
+  alpha_hidden: 0,
+  alpha_attention: 0,
+  alpha_value_relation: 0, // beyond the recipe: off
 };
 
 /** What the teacher gives for one batch, on the host. */
@@ -90,37 +96,63 @@ export interface DistillLossOptions {
  * Student forward on `inputIds`/`attentionMask` (int32 [B, T] tensors) and the weighted losses against the
  * teacher's targets. Call inside tf.tidy / variableGrads.
  */
-export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, rows: LossRows,
-  teacher: TeacherTargets, weights: LossWeights, forward: ForwardOptions, options: DistillLossOptions = {}): DistillLossResult {
+export function distillLosses(
+  student: DistilBertStudent,
+  inputIds: tf.Tensor2D,
+  attentionMask: tf.Tensor2D,
+  rows: LossRows,
+  teacher: TeacherTargets,
+  weights: LossWeights,
+  forward: ForwardOptions,
+  options: DistillLossOptions = {},
+): DistillLossResult {
   const { batchSize: B, seqLen: T } = rows;
   const H = student.config.dim;
   const V = student.config.vocab_size;
-  if (teacher.logits && teacher.logits.length !== B * T * V) throw new ShapeError(`teacher logits hold ${teacher.logits.length} values, expected [${B}, ${T}, ${V}]: do the teacher and the student share a vocabulary?`);
+  if (teacher.logits && teacher.logits.length !== B * T * V)
+    throw new ShapeError(
+      `teacher logits hold ${teacher.logits.length} values, expected [${B}, ` +
+        `${T}, ${V}]: do the teacher and the student share a vocabulary?`,
+    );
   if (!teacher.logits && !teacher.soft) throw new ShapeError('teacher targets: neither logits nor soft targets given');
   const Ht = student.config.projection_dim ?? H; // the teacher's width: the student's, or what its projection maps to
   if (teacher.lastHidden.length !== B * T * Ht) {
-    throw new ShapeError(`teacher hidden states hold ${teacher.lastHidden.length} values, expected [${B}, ${T}, ${Ht}]: ${student.config.projection_dim === undefined ? 'do the teacher and the student share a hidden size?' : `the student's projection maps to ${Ht}`}`);
+    throw new ShapeError(
+      `teacher hidden states hold ${teacher.lastHidden.length} values, expected [${B}, ${T}, ${Ht}]: ` +
+        `${
+          student.config.projection_dim === undefined
+            ? 'do the teacher and the student share a hidden size?'
+            : `the student's projection maps to ${Ht}`
+        }`,
+    );
   }
 
   const plan = teacher.intermediate?.plan;
   if (!plan && (weights.alpha_hidden > 0 || weights.alpha_attention > 0 || weights.alpha_value_relation > 0)) {
-    throw new ShapeError('alpha_hidden, alpha_attention or alpha_value_relation is set, but the teacher targets carry no intermediate-layer tensors (losses/layer-map.ts intermediatePlan)');
+    throw new ShapeError(
+      'alpha_hidden, alpha_attention or alpha_value_relation is set, but the teacher targets carry no ' +
+        'intermediate-layer tensors (losses/layer-map.ts intermediatePlan)',
+    );
   }
   const internals = plan !== undefined && (plan.weights.alpha_attention > 0 || plan.weights.alpha_value_relation > 0);
-  const { hiddenStates: hidden, layers } = internals ? student.encodeWithInternals(inputIds, attentionMask, forward)
+  const { hiddenStates: hidden, layers } = internals
+    ? student.encodeWithInternals(inputIds, attentionMask, forward)
     : { hiddenStates: student.encode(inputIds, attentionMask, forward), layers: [] };
   const last = tf.reshape(hidden[hidden.length - 1]!, [B * T, H]) as tf.Tensor2D; // [B*T, H]
   // The logits are computed only for the rows a logit loss reads: every real token, or the masked ones.
   const headRows = weights.restrict_ce_to_mask ? rows.maskedRows : rows.realRows;
   const transformed = student.vocabTransform(tf.gather(last, tf.tensor1d(headRows, 'int32')) as tf.Tensor2D); // [N, H]
-  const mlmLocal = weights.restrict_ce_to_mask ? Int32Array.from(rows.maskedRows, (_, i) => i) : positionsWithin(rows.maskedRows, rows.realRows);
+  const mlmLocal = weights.restrict_ce_to_mask
+    ? Int32Array.from(rows.maskedRows, (_, i) => i)
+    : positionsWithin(rows.maskedRows, rows.realRows);
 
   // Cosine loss on the last hidden states at the real tokens (through the projection when the student is narrower).
   const realIndex = tf.tensor1d(rows.realRows, 'int32');
   const sHidden = student.projectHidden(tf.gather(last, realIndex) as tf.Tensor2D); // [R, Ht]
   const tHidden = tf.tensor2d(selectRows(teacher.lastHidden, rows.realRows, Ht), [rows.realRows.length, Ht]); // [R, Ht]
   // The per-token means are scaled to the global count of real tokens in data-parallel runs.
-  const perRealToken = (l: tf.Scalar): tf.Scalar => (options.cosCount !== undefined ? tf.mul(l, rows.realRows.length / options.cosCount) as tf.Scalar : l);
+  const perRealToken = (l: tf.Scalar): tf.Scalar =>
+    options.cosCount !== undefined ? (tf.mul(l, rows.realRows.length / options.cosCount) as tf.Scalar) : l;
   const lossCos = perRealToken(cosineLoss(sHidden, tHidden));
 
   // The intermediate-layer losses (losses/layer-map.ts: which layers, which teacher tensors).
@@ -131,14 +163,21 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
     const tensors = teacher.intermediate!.tensors;
     const get = (key: string, size: number): Float32Array => {
       const t = tensors[key];
-      if (!t) throw new ShapeError(`teacher targets: no "${key}" among the teacher's tensors (${Object.keys(tensors).join(', ') || 'none'})`);
+      if (!t)
+        throw new ShapeError(
+          `teacher targets: no "${key}" among the teacher's tensors (${Object.keys(tensors).join(', ') || 'none'})`,
+        );
       if (t.length !== size) throw new ShapeError(`teacher "${key}" holds ${t.length} values, expected ${size}`);
       return t;
     };
     const queryMask = tf.cast(attentionMask, 'float32') as tf.Tensor2D; // [B, T]
     if (plan.weights.alpha_hidden > 0) {
-      const s = plan.hiddenPairs.map(([si]) => student.projectHidden(tf.gather(tf.reshape(hidden[si]!, [B * T, H]), realIndex) as tf.Tensor2D)); // [R, Ht] each
-      const t = plan.hiddenPairs.map(([, ti]) => tf.tensor2d(selectRows(get(`hidden.${ti}`, B * T * Ht), rows.realRows, Ht), [rows.realRows.length, Ht]));
+      const s = plan.hiddenPairs.map(([si]) =>
+        student.projectHidden(tf.gather(tf.reshape(hidden[si]!, [B * T, H]), realIndex) as tf.Tensor2D),
+      ); // [R, Ht] each
+      const t = plan.hiddenPairs.map(([, ti]) =>
+        tf.tensor2d(selectRows(get(`hidden.${ti}`, B * T * Ht), rows.realRows, Ht), [rows.realRows.length, Ht]),
+      );
       lossHidden = perRealToken(hiddenMseLoss(s, t));
     }
     if (plan.weights.alpha_attention > 0) {
@@ -168,23 +207,39 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
       lossVr = perRealToken(valueRelationLoss(layers[i]!.value, tv, queryMask, plan.relationHeads));
     }
   }
-  const intermediateTerms = [tf.mul(lossHidden, weights.alpha_hidden), tf.mul(lossAtt, weights.alpha_attention), tf.mul(lossVr, weights.alpha_value_relation)];
+  const intermediateTerms = [
+    tf.mul(lossHidden, weights.alpha_hidden),
+    tf.mul(lossAtt, weights.alpha_attention),
+    tf.mul(lossVr, weights.alpha_value_relation),
+  ];
 
   let loss: tf.Scalar;
   let parts: tf.Scalar[]; // [loss_ce, loss_mlm, loss_mse]
   const { embeddings, bias } = student.projector();
   const topk = teacher.soft?.topkIds !== undefined;
-  if (topk && weights.alpha_mse !== 0) throw new ShapeError('loss_mse needs the teacher\'s full logits: top-k soft targets carry only k per token (set alpha_mse 0 or soft_targets_topk 0)');
+  if (topk && weights.alpha_mse !== 0)
+    throw new ShapeError(
+      "loss_mse needs the teacher's full logits: top-k soft targets " +
+        'carry only k per token (set alpha_mse 0 or soft_targets_topk 0)',
+    );
   if (options.fused !== false && hasLogitLossKernel()) {
     // One kernel: projector, the three logit losses and their gradient (student/kernels/logit-losses.ts), with
     // full or top-k soft targets.
-    const soft = teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
+    const soft =
+      teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
     checkSoftTargets(soft, headRows.length, V, weights.temperature);
     const labels = new Int32Array(headRows.length).fill(IGNORE_INDEX); // [N]: the MLM label of each head row
-    mlmLocal.forEach((r, i) => { labels[r] = rows.maskedLabels[i]!; });
+    mlmLocal.forEach((r, i) => {
+      labels[r] = rows.maskedLabels[i]!;
+    });
     const head = fusedHeadLosses(transformed, embeddings, bias, soft, labels, {
-      temperature: weights.temperature, alpha_ce: weights.alpha_ce, alpha_mlm: weights.alpha_mlm, alpha_mse: weights.alpha_mse,
-      ceCount: options.ceCount ?? headRows.length, mlmCount: options.mlmCount ?? rows.maskedRows.length, negEntropy: Array.from(soft.negEntropy),
+      temperature: weights.temperature,
+      alpha_ce: weights.alpha_ce,
+      alpha_mlm: weights.alpha_mlm,
+      alpha_mse: weights.alpha_mse,
+      ceCount: options.ceCount ?? headRows.length,
+      mlmCount: options.mlmCount ?? rows.maskedRows.length,
+      negEntropy: Array.from(soft.negEntropy),
     }); // [4]: weighted, ce, mlm, mse
     const at = (i: number): tf.Scalar => tf.reshape(tf.slice(head, [i], [1]), []) as tf.Scalar;
     loss = tf.addN([at(0), tf.mul(lossCos, weights.alpha_cos), ...intermediateTerms]) as tf.Scalar;
@@ -195,15 +250,24 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
     const N = headRows.length;
     const k = soft ? checkSoftTargets(soft, N, V, weights.temperature) : V; // soft targets per row: k (top-k) or V
     const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
-    const tLogits = teacher.logits ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]
-      : soft!.logits ? tf.tensor2d(soft!.logits, [headRows.length, V]) : undefined;
+    const tLogits = teacher.logits
+      ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]
+      : soft!.logits
+        ? tf.tensor2d(soft!.logits, [headRows.length, V])
+        : undefined;
     let lossCe: tf.Scalar;
     if (!soft) lossCe = distillationLoss(sLogits, tLogits!, weights.temperature);
     else {
       const probs = tf.tensor2d(soft.probs, [N, k]); // [N, k]
       const negEntropy = tf.tensor1d(Float32Array.from(soft.negEntropy)); // [N]
       lossCe = soft.topkIds
-        ? distillationLossTopK(sLogits, probs, tf.tensor2d(soft.topkIds, [N, k], 'int32'), negEntropy, weights.temperature)
+        ? distillationLossTopK(
+            sLogits,
+            probs,
+            tf.tensor2d(soft.topkIds, [N, k], 'int32'),
+            negEntropy,
+            weights.temperature,
+          )
         : distillationLossFromSoft(sLogits, probs, negEntropy, weights.temperature);
     }
     if (options.ceCount !== undefined) lossCe = tf.mul(lossCe, headRows.length / options.ceCount) as tf.Scalar;
@@ -216,18 +280,32 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
     let lossMlm: tf.Scalar = tf.scalar(0);
     if (rows.maskedRows.length > 0) {
       lossMlm = mlmLoss(tf.gather(sLogits, tf.tensor1d(mlmLocal, 'int32')) as tf.Tensor2D, rows.maskedLabels);
-      if (options.mlmCount !== undefined) lossMlm = tf.mul(lossMlm, rows.maskedRows.length / Math.max(options.mlmCount, 1)) as tf.Scalar;
+      if (options.mlmCount !== undefined)
+        lossMlm = tf.mul(lossMlm, rows.maskedRows.length / Math.max(options.mlmCount, 1)) as tf.Scalar;
     }
     loss = tf.addN([
-      tf.mul(lossCe, weights.alpha_ce), tf.mul(lossMlm, weights.alpha_mlm), tf.mul(lossCos, weights.alpha_cos), tf.mul(lossMse, weights.alpha_mse),
+      tf.mul(lossCe, weights.alpha_ce),
+      tf.mul(lossMlm, weights.alpha_mlm),
+      tf.mul(lossCos, weights.alpha_cos),
+      tf.mul(lossMse, weights.alpha_mse),
       ...intermediateTerms,
     ]) as tf.Scalar;
     parts = [lossCe, lossMlm, lossMse];
   }
-  const byName = { total: loss, ce: parts[0]!, mlm: parts[1]!, cos: lossCos, mse: parts[2]!, hidden: lossHidden, att: lossAtt, vr: lossVr };
+  const byName = {
+    total: loss,
+    ce: parts[0]!,
+    mlm: parts[1]!,
+    cos: lossCos,
+    mse: parts[2]!,
+    hidden: lossHidden,
+    att: lossAtt,
+    vr: lossVr,
+  };
   const packed = (): tf.Tensor1D => tf.stack(LOSS_ORDER.map((k) => byName[k])) as tf.Tensor1D;
   return {
-    loss, packed,
+    loss,
+    packed,
     values: () => {
       const t = packed();
       const v = lossesFromPacked(t.dataSync());
@@ -242,14 +320,19 @@ export function distillLosses(student: DistilBertStudent, inputIds: tf.Tensor2D,
  * Returns the number of targets per row: V, or k for top-k soft targets.
  */
 function checkSoftTargets(soft: TeacherSoftTargets, rows: number, V: number, temperature: number): number {
-  if (soft.negEntropy.length !== rows) throw new ShapeError(`teacher soft targets cover ${soft.negEntropy.length} rows, the loss reads ${rows}`);
-  if (soft.temperature !== temperature) throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${temperature}`);
+  if (soft.negEntropy.length !== rows)
+    throw new ShapeError(`teacher soft targets cover ${soft.negEntropy.length} rows, the loss reads ${rows}`);
+  if (soft.temperature !== temperature)
+    throw new ShapeError(`teacher soft targets are at temperature ${soft.temperature}, the loss is at ${temperature}`);
   if (!soft.topkIds) {
-    if (soft.probs.length !== rows * V) throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${rows}, ${V}]`);
+    if (soft.probs.length !== rows * V)
+      throw new ShapeError(`teacher soft targets hold ${soft.probs.length} values, expected [${rows}, ${V}]`);
     return V;
   }
   if (soft.topkIds.length !== soft.probs.length || soft.probs.length % Math.max(rows, 1) !== 0) {
-    throw new ShapeError(`teacher top-k soft targets: ${soft.probs.length} values and ${soft.topkIds.length} ids for ${rows} rows`);
+    throw new ShapeError(
+      `teacher top-k soft targets: ${soft.probs.length} values and ${soft.topkIds.length} ids for ${rows} rows`,
+    );
   }
   return soft.probs.length / Math.max(rows, 1);
 }

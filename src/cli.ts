@@ -31,8 +31,10 @@ program
   // Set before the commands are added: each copies its parent's help configuration when created.
   .configureHelp({ commandDescription: (cmd) => reflow(cmd.description()) })
   .name('distill')
-  .description('Distil a BERT teacher (ONNX) into a DistilBERT-style student (TensorFlow.js).\n'
-    + 'Model folders are laid out like a Hugging Face export: config.json, tokenizer.json or vocab.txt, model.onnx.')
+  .description(
+    'Distil a BERT teacher (ONNX) into a DistilBERT-style student (TensorFlow.js).\n' +
+      'Model folders are laid out like a Hugging Face export: config.json, tokenizer.json or vocab.txt, model.onnx.',
+  )
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
@@ -48,17 +50,21 @@ registerExport(program);
 registerPlot(program);
 registerBench(program);
 registerMakeTeacher(program);
-program.addHelpText('after', '\nStart with the tiny embedded teacher:\n  distill train --config configs/tiny.json\n  distill fill-mask --model teacher/tiny-bert-cased --text "A [MASK] whale."\n'
-  + '\nEnvironment:\n'
-  + '  DISTILL_BLAS          the student\'s matrix products: unset = a system BLAS\n'
-  + '                        (OpenBLAS) when one loads, else onnxruntime\'s MLAS;\n'
-  + '                        "ort" = MLAS; "off" = tfjs\'s own kernels; a path = that\n'
-  + '                        BLAS library (cblas_sgemm)\n'
-  + '  DISTILL_BLAS_THREADS  threads for those products (default: one per core,\n'
-  + '                        shared between mpirun\'s local ranks)\n'
-  + '  DISTILL_SIMD=off      the wasm backend without the WebAssembly SIMD passes\n'
-  + '  DISTILL_MPI_TIMEOUT_S under mpirun, how long a rank waits for the others\n'
-  + '                        before stopping with an error (default 600)');
+program.addHelpText(
+  'after',
+  '\nStart with the tiny embedded teacher:\n  distill train --config configs/tiny.json\n  distill fill-mask --model ' +
+    'teacher/tiny-bert-cased --text "A [MASK] whale."\n' +
+    '\nEnvironment:\n' +
+    "  DISTILL_BLAS          the student's matrix products: unset = a system BLAS\n" +
+    "                        (OpenBLAS) when one loads, else onnxruntime's MLAS;\n" +
+    '                        "ort" = MLAS; "off" = tfjs\'s own kernels; a path = that\n' +
+    '                        BLAS library (cblas_sgemm)\n' +
+    '  DISTILL_BLAS_THREADS  threads for those products (default: one per core,\n' +
+    "                        shared between mpirun's local ranks)\n" +
+    '  DISTILL_SIMD=off      the wasm backend without the WebAssembly SIMD passes\n' +
+    '  DISTILL_MPI_TIMEOUT_S under mpirun, how long a rank waits for the others\n' +
+    '                        before stopping with an error (default 600)',
+);
 
 function report(err: unknown): number {
   if (err instanceof CommanderError) {

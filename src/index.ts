@@ -3,7 +3,10 @@
 
 export { train, type TrainOptions, type TrainSummary, type UpdateMetrics } from './train/loop.js';
 export { loadConfig, DEFAULT_CONFIG, type TrainConfig } from './config.js';
-export { prepareForModel as prepare, type PrepareForModelOptions as PrepareOptions } from '../corpus/prepare-for-model.js';
+export {
+  prepareForModel as prepare,
+  type PrepareForModelOptions as PrepareOptions,
+} from '../corpus/prepare-for-model.js';
 export { probe, type ProbeOptions } from './probe/run.js';
 export type { ProbeReport } from './probe/report.js';
 export { evaluateModel as evaluate, type EvalOptions, type EvalReport } from './eval/run.js';

@@ -7,7 +7,10 @@ export function intOption(flag: string, min: number, max = Number.MAX_SAFE_INTEG
   return (value: string) => {
     const n = Number(value);
     if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InputError(`${flag} ${JSON.stringify(value)}: expected a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? ' up' : ` to ${max}`}`);
+      throw new InputError(
+        `${flag} ${JSON.stringify(value)}: expected a whole number from ` +
+          `${min}${max === Number.MAX_SAFE_INTEGER ? ' up' : ` to ${max}`}`,
+      );
     }
     return n;
   };

@@ -4,13 +4,23 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileFormatError } from './core/errors.js';
 
-export interface MetricsLine { step: number; [key: string]: number }
+export interface MetricsLine {
+  step: number;
+  [key: string]: number;
+}
 
 /** The update lines of a run's metrics.jsonl (event lines, such as {"event":"resume",...}, are left out). */
 export function readMetrics(runDir: string): MetricsLine[] {
   const path = join(runDir, 'metrics.jsonl');
-  if (!existsSync(path)) throw new FileFormatError(path, 'missing: is this a run folder (distill train --out)?', 'give the folder a run writes: the --out of distill train');
-  const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.trim().length > 0);
+  if (!existsSync(path))
+    throw new FileFormatError(
+      path,
+      'missing: is this a run folder (distill train --out)?',
+      'give the folder a run writes: the --out of distill train',
+    );
+  const lines = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim().length > 0);
   const parsed = lines.map((l, i) => {
     try {
       return JSON.parse(l) as MetricsLine & { event?: string };
@@ -63,32 +73,52 @@ export function lossChartSvg(metrics: MetricsLine[], title: string): string {
   const x1 = Math.max(...steps, x0 + 1);
   const sx = (s: number): number => left + ((s - x0) / (x1 - x0)) * (width - left - right);
   const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}"` +
+      ' font-family="sans-serif" font-size="12">',
     SVG_MARK,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(title)}</text>`,
   ];
   shown.forEach((series, i) => {
     const y0 = top + i * (panelH + gap);
-    const values = metrics.map((m) => m[series.key]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+    const values = metrics
+      .map((m) => m[series.key])
+      .filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
     let lo = Math.min(...values);
     let hi = Math.max(...values);
-    if (!(hi > lo)) { lo -= 1; hi += 1; }
+    if (!(hi > lo)) {
+      lo -= 1;
+      hi += 1;
+    }
     const sy = (v: number): number => y0 + panelH - ((v - lo) / (hi - lo)) * panelH;
-    parts.push(`<rect x="${left}" y="${y0}" width="${width - left - right}" height="${panelH}" fill="none" stroke="#999"/>`);
+    parts.push(
+      `<rect x="${left}" y="${y0}" width="${width - left - right}" height="${panelH}" fill="none" stroke="#999"/>`,
+    );
     for (let k = 0; k <= 4; k++) {
       const v = lo + ((hi - lo) * k) / 4;
       const y = sy(v);
       parts.push(`<line x1="${left}" x2="${width - right}" y1="${y}" y2="${y}" stroke="#eee"/>`);
       parts.push(`<text x="${left - 6}" y="${y + 4}" text-anchor="end">${v.toPrecision(4)}</text>`);
     }
-    const points = metrics.filter((m) => Number.isFinite(m[series.key])).map((m) => `${sx(m.step).toFixed(1)},${sy(m[series.key]!).toFixed(1)}`).join(' ');
+    const points = metrics
+      .filter((m) => Number.isFinite(m[series.key]))
+      .map((m) => `${sx(m.step).toFixed(1)},${sy(m[series.key]!).toFixed(1)}`)
+      .join(' ');
     parts.push(`<polyline fill="none" stroke="${series.color}" stroke-width="1.5" points="${points}"/>`);
     if (series.key.startsWith('val_')) {
-      for (const m of metrics.filter((x) => Number.isFinite(x[series.key]))) parts.push(`<circle cx="${sx(m.step).toFixed(1)}" cy="${sy(m[series.key]!).toFixed(1)}" r="3" fill="${series.color}"/>`);
+      for (const m of metrics.filter((x) => Number.isFinite(x[series.key])))
+        parts.push(
+          `<circle cx="${sx(m.step).toFixed(1)}" cy="${sy(m[series.key]!).toFixed(1)}" r="3" fill="${series.color}"/>`,
+        );
     }
-    parts.push(`<text x="${width - right - 8}" y="${y0 + 16}" text-anchor="end" fill="${series.color}">${escapeXml(series.label)}</text>`);
-    parts.push(`<text x="${left}" y="${y0 + panelH + 16}">${x0}</text><text x="${width - right}" y="${y0 + panelH + 16}" text-anchor="end">update ${x1}</text>`);
+    parts.push(
+      `<text x="${width - right - 8}" y="${y0 + 16}" text-anchor="end" ` +
+        `fill="${series.color}">${escapeXml(series.label)}</text>`,
+    );
+    parts.push(
+      `<text x="${left}" y="${y0 + panelH + 16}">${x0}</text><text x="${width - right}" y="${y0 + panelH + 16}" ` +
+        `text-anchor="end">update ${x1}</text>`,
+    );
   });
   parts.push('</svg>');
   return parts.join('\n') + '\n';

@@ -28,10 +28,16 @@ export class ProgressReporter {
   update(p: ProgressLine): void {
     if (this.isTerminal) {
       const width = 24;
-      const bar = p.fraction === undefined ? '' : (() => {
-        const filled = Math.round(Math.min(1, Math.max(0, p.fraction)) * width);
-        return `▕${'█'.repeat(filled)}${'░'.repeat(width - filled)}▏ ${(p.fraction * 100).toFixed(0).padStart(3)}% `;
-      })();
+      const bar =
+        p.fraction === undefined
+          ? ''
+          : (() => {
+              const filled = Math.round(Math.min(1, Math.max(0, p.fraction)) * width);
+              return (
+                `▕${'█'.repeat(filled)}${'░'.repeat(width - filled)}▏ ` +
+                `${(p.fraction * 100).toFixed(0).padStart(3)}% `
+              );
+            })();
       this.stream.write(`\r\x1b[2K${this.label} ${bar}${p.text}`);
       this.drawn = true;
     } else if (Date.now() - this.lastPlain >= this.plainEveryMs) {

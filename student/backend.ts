@@ -44,7 +44,10 @@ export async function prefetch(tensors: tf.Tensor[]): Promise<void> {
   await Promise.all(tensors.map((t) => t.data()));
 }
 
-/** The adapter of MPI rank `rank` from the config's gpu_adapters list (entry rank mod length); undefined: Dawn's default. */
+/**
+ * The adapter of MPI rank `rank` from the config's gpu_adapters
+ * list (entry rank mod length); undefined: Dawn's default.
+ */
 export function adapterForRank(adapters: readonly string[], rank: number): string | undefined {
   return adapters.length ? adapters[rank % adapters.length] : undefined;
 }
@@ -91,12 +94,16 @@ async function loadBackend(name: BackendName, options: BackendOptions): Promise<
 }
 
 function notInstalledError(name: BackendName): DistillError {
-  return new DistillError(`the ${name} backend is not installed`,
+  return new DistillError(
+    `the ${name} backend is not installed`,
     name === 'tensorflow'
-      ? 'install @tensorflow/tfjs-node-gpu (CUDA 11.2 + cuDNN 8.1) or @tensorflow/tfjs-node; their install downloads libtensorflow, so it needs internet access'
+      ? 'install @tensorflow/tfjs-node-gpu (CUDA 11.2 + cuDNN 8.1) or @tensorflow/tfjs-node; their install downloads ' +
+          'libtensorflow, so it needs internet access'
       : name === 'webgpu'
-        ? 'install the optional dependencies webgpu and @tensorflow/tfjs-backend-webgpu: npm install webgpu @tensorflow/tfjs-backend-webgpu'
-        : 'reinstall the project dependencies: npm install');
+        ? 'install the optional dependencies webgpu and @tensorflow/tfjs-backend-webgpu: npm install webgpu ' +
+          '@tensorflow/tfjs-backend-webgpu'
+        : 'reinstall the project dependencies: npm install',
+  );
 }
 
 /** What a started backend still needs: wasm its SIMD kernels and heap guard, webgpu its kernels and product mode. */
@@ -111,8 +118,10 @@ async function afterStart(name: BackendName, precision: Precision, gpuProducts: 
   registerKernels(webgpuKernels());
   registerGradients(WEBGPU_GRADIENTS);
   if (precision === 'fp16-mixed' && !gpuHasF16()) {
-    throw new DistillError(`precision "fp16-mixed": the adapter ${webgpuAdapter() ?? ''} has no shader-f16 (f16 arithmetic in shaders)`,
-      'set precision to "fp32", or choose an adapter that has it (gpu_adapters)');
+    throw new DistillError(
+      `precision "fp16-mixed": the adapter ${webgpuAdapter() ?? ''} has no shader-f16 (f16 arithmetic in shaders)`,
+      'set precision to "fp32", or choose an adapter that has it (gpu_adapters)',
+    );
   }
   setHalfProducts(precision === 'fp16-mixed');
   setTiledProducts(gpuProducts === 'tiled');
@@ -135,8 +144,11 @@ export async function selectBackend(requested?: BackendName, options: BackendOpt
   const precision = options.precision ?? 'fp32';
   const gpuProducts = options.gpuProducts ?? 'tfjs';
   if (precision === 'fp16-mixed' && requested !== 'webgpu') {
-    throw new DistillError(`precision "fp16-mixed" runs on the webgpu backend only (the backend is ${requested ? `"${requested}"` : 'not set'})`,
-      'set backend to "webgpu" (a GPU, or Mesa\'s software adapter), or precision to "fp32"');
+    throw new DistillError(
+      `precision "fp16-mixed" runs on the webgpu backend only (the backend is ` +
+        `${requested ? `"${requested}"` : 'not set'})`,
+      'set backend to "webgpu" (a GPU, or Mesa\'s software adapter), or precision to "fp32"',
+    );
   }
   // PROD silences tfjs's console banners (its advice to install tfjs-node is in our README instead).
   tf.env().set('PROD', true);
@@ -150,14 +162,23 @@ export async function selectBackend(requested?: BackendName, options: BackendOpt
       continue;
     }
     if (tf.getBackend() !== name && !(await tf.setBackend(name))) {
-      if (requested) throw new DistillError(`the ${name} backend did not start`, 'run with --backend cpu to use the pure-JS backend');
+      if (requested)
+        throw new DistillError(
+          `the ${name} backend did not start`,
+          'run with --backend cpu to use the pure-JS backend',
+        );
       continue;
     }
     await tf.ready();
     await afterStart(name, precision, gpuProducts);
     const cpuEngine = name === 'wasm' || name === 'cpu' ? cpuProductEngine() : null;
-    const matmul = cpuEngine ?? (name === 'webgpu' && precision === 'fp16-mixed' ? 'webgpu, f16 operands with fp32 accumulation'
-      : name === 'webgpu' && gpuProducts === 'tiled' ? 'webgpu, distill\'s tiled fp32 program' : name);
+    const matmul =
+      cpuEngine ??
+      (name === 'webgpu' && precision === 'fp16-mixed'
+        ? 'webgpu, f16 operands with fp32 accumulation'
+        : name === 'webgpu' && gpuProducts === 'tiled'
+          ? "webgpu, distill's tiled fp32 program"
+          : name);
     return { name, source, matmul, ...(name === 'webgpu' ? { device: webgpuAdapter() } : {}) };
   }
   throw new DistillError('no tfjs backend could be started', 'reinstall the project dependencies: npm install');

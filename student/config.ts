@@ -43,16 +43,26 @@ export const LAYER_NORM_EPS = 1e-12;
 export function validateStudentConfig(c: StudentConfig, source: string): StudentConfig {
   const positive = ['vocab_size', 'dim', 'n_layers', 'n_heads', 'hidden_dim', 'max_position_embeddings'] as const;
   for (const k of positive) {
-    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new FileFormatError(source, `field "${k}" is ${JSON.stringify(c[k])}, expected a positive whole number`);
+    if (!Number.isInteger(c[k]) || c[k] <= 0)
+      throw new FileFormatError(source, `field "${k}" is ${JSON.stringify(c[k])}, expected a positive whole number`);
   }
-  if (c.dim % c.n_heads !== 0) throw new FileFormatError(source, `field "dim" ${c.dim} is not a multiple of "n_heads" ${c.n_heads}`);
+  if (c.dim % c.n_heads !== 0)
+    throw new FileFormatError(source, `field "dim" ${c.dim} is not a multiple of "n_heads" ${c.n_heads}`);
   for (const k of ['dropout', 'attention_dropout'] as const) {
-    if (typeof c[k] !== 'number' || c[k] < 0 || c[k] >= 1) throw new FileFormatError(source, `field "${k}" is ${JSON.stringify(c[k])}, expected a number in [0, 1)`);
+    if (typeof c[k] !== 'number' || c[k] < 0 || c[k] >= 1)
+      throw new FileFormatError(source, `field "${k}" is ${JSON.stringify(c[k])}, expected a number in [0, 1)`);
   }
   if (c.projection_dim !== undefined && (!Number.isInteger(c.projection_dim) || c.projection_dim <= 0)) {
-    throw new FileFormatError(source, `field "distill_projection_dim" is ${JSON.stringify(c.projection_dim)}, expected a positive whole number`);
+    throw new FileFormatError(
+      source,
+      `field "distill_projection_dim" is ${JSON.stringify(c.projection_dim)}, expected a positive whole number`,
+    );
   }
-  if (c.activation !== 'gelu') throw new FileFormatError(source, `field "activation" is ${JSON.stringify(c.activation)}; only "gelu" is supported`);
+  if (c.activation !== 'gelu')
+    throw new FileFormatError(
+      source,
+      `field "activation" is ${JSON.stringify(c.activation)}; only "gelu" is supported`,
+    );
   return c;
 }
 
@@ -61,28 +71,38 @@ export function readStudentConfig(dir: string): StudentConfig {
   const path = join(dir, 'config.json');
   const j = readJsonObject(path);
   if (j['model_type'] !== 'distilbert') {
-    throw new FileFormatError(path, `field "model_type" is ${JSON.stringify(j['model_type'])}, expected "distilbert"`,
-      'a student folder is what `distill init-student` or a checkpoint writes; for a BERT teacher folder use --teacher');
+    throw new FileFormatError(
+      path,
+      `field "model_type" is ${JSON.stringify(j['model_type'])}, expected "distilbert"`,
+      'a student folder is what `distill init-student` or a checkpoint writes; for a BERT teacher folder use --teacher',
+    );
   }
   const num = (k: string, dflt?: number): number => {
     const v = j[k] ?? dflt;
-    if (typeof v !== 'number') throw new FileFormatError(path, `field "${k}" is ${v === undefined ? 'missing' : JSON.stringify(v)}, expected a number`);
+    if (typeof v !== 'number')
+      throw new FileFormatError(
+        path,
+        `field "${k}" is ${v === undefined ? 'missing' : JSON.stringify(v)}, expected a number`,
+      );
     return v;
   };
-  return validateStudentConfig({
-    vocab_size: num('vocab_size'),
-    dim: num('dim'),
-    n_layers: num('n_layers'),
-    n_heads: num('n_heads'),
-    hidden_dim: num('hidden_dim'),
-    max_position_embeddings: num('max_position_embeddings'),
-    dropout: num('dropout', 0.1),
-    attention_dropout: num('attention_dropout', 0.1),
-    activation: (j['activation'] ?? 'gelu') as 'gelu',
-    pad_token_id: num('pad_token_id', 0),
-    initializer_range: num('initializer_range', 0.02),
-    ...(j['distill_projection_dim'] !== undefined ? { projection_dim: num('distill_projection_dim') } : {}),
-  }, path);
+  return validateStudentConfig(
+    {
+      vocab_size: num('vocab_size'),
+      dim: num('dim'),
+      n_layers: num('n_layers'),
+      n_heads: num('n_heads'),
+      hidden_dim: num('hidden_dim'),
+      max_position_embeddings: num('max_position_embeddings'),
+      dropout: num('dropout', 0.1),
+      attention_dropout: num('attention_dropout', 0.1),
+      activation: (j['activation'] ?? 'gelu') as 'gelu',
+      pad_token_id: num('pad_token_id', 0),
+      initializer_range: num('initializer_range', 0.02),
+      ...(j['distill_projection_dim'] !== undefined ? { projection_dim: num('distill_projection_dim') } : {}),
+    },
+    path,
+  );
 }
 
 /**

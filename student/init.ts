@@ -31,15 +31,22 @@ export function defaultStudentLayers(teacherLayers: number): number[] {
   return evenlySpacedLayers(teacherLayers, Math.max(1, Math.floor(teacherLayers / 2)));
 }
 
-/** BERT checkpoints name tensors with or without the `bert.` prefix, and old ones call LayerNorm's weight/bias gamma/beta. */
+/**
+ * BERT checkpoints name tensors with or without the `bert.` prefix,
+ * and old ones call LayerNorm's weight/bias gamma/beta.
+ */
 function teacherLookup(file: SafetensorsFile): (key: string, shape: number[]) => Float32Array {
   return (key, shape) => {
     const candidates = [key, `bert.${key}`];
     if (key.endsWith('LayerNorm.weight')) candidates.push(...candidates.map((k) => k.replace(/weight$/, 'gamma')));
     if (key.endsWith('LayerNorm.bias')) candidates.push(...candidates.map((k) => k.replace(/bias$/, 'beta')));
     for (const c of candidates) if (file.has(c)) return file.getFloat32(c, shape);
-    throw new FileFormatError(file.path, `missing tensor "bert.${key}"`,
-      'the teacher must be a BertForMaskedLM checkpoint (save_pretrained of the masked-LM model, with its cls.predictions head)');
+    throw new FileFormatError(
+      file.path,
+      `missing tensor "bert.${key}"`,
+      'the teacher must be a BertForMaskedLM checkpoint (save_pretrained ' +
+        'of the masked-LM model, with its cls.predictions head)',
+    );
   };
 }
 
@@ -66,33 +73,60 @@ export interface StudentWeights {
 }
 
 /** The student's initial weights, read from the teacher's model.safetensors (host arrays, no tfjs). */
-export function studentWeightsFromTeacher(teacherDir: string, teacher: EncoderConfig, layers: number[], padTokenId: number): StudentWeights {
+export function studentWeightsFromTeacher(
+  teacherDir: string,
+  teacher: EncoderConfig,
+  layers: number[],
+  padTokenId: number,
+): StudentWeights {
   for (const l of layers) {
     if (!Number.isInteger(l) || l < 0 || l >= teacher.numLayers) {
-      throw new InputError(`--layers: teacher layer ${l} does not exist (the teacher has layers 0..${teacher.numLayers - 1})`);
+      throw new InputError(
+        `--layers: teacher layer ${l} does not exist (the teacher has layers 0..${teacher.numLayers - 1})`,
+      );
     }
   }
   const path = join(teacherDir, 'model.safetensors');
   if (!existsSync(path)) {
-    throw new FileFormatError(path, 'missing', 'the student is initialised from the teacher\'s PyTorch weights: save_pretrained writes model.safetensors');
+    throw new FileFormatError(
+      path,
+      'missing',
+      "the student is initialised from the teacher's PyTorch weights: save_pretrained writes model.safetensors",
+    );
   }
   const file = SafetensorsFile.read(path);
   const get = teacherLookup(file);
   const config = studentConfigFromTeacher(teacher, layers, padTokenId);
   const LAYER_MAP: Record<string, string> = {
-    'attention.q_lin': 'attention.self.query', 'attention.k_lin': 'attention.self.key', 'attention.v_lin': 'attention.self.value',
-    'attention.out_lin': 'attention.output.dense', sa_layer_norm: 'attention.output.LayerNorm',
-    'ffn.lin1': 'intermediate.dense', 'ffn.lin2': 'output.dense', output_layer_norm: 'output.LayerNorm',
+    'attention.q_lin': 'attention.self.query',
+    'attention.k_lin': 'attention.self.key',
+    'attention.v_lin': 'attention.self.value',
+    'attention.out_lin': 'attention.output.dense',
+    sa_layer_norm: 'attention.output.LayerNorm',
+    'ffn.lin1': 'intermediate.dense',
+    'ffn.lin2': 'output.dense',
+    output_layer_norm: 'output.LayerNorm',
   };
   const read = (name: string, shape: number[]): Float32Array => {
-    if (name.startsWith('distilbert.embeddings.')) return get(`embeddings.${name.slice('distilbert.embeddings.'.length)}`, shape);
+    if (name.startsWith('distilbert.embeddings.'))
+      return get(`embeddings.${name.slice('distilbert.embeddings.'.length)}`, shape);
     const m = /^distilbert\.transformer\.layer\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
     if (m) return get(`encoder.layer.${layers[Number(m[1])]}.${LAYER_MAP[m[2]!]}.${m[3]}`, shape);
     // The MLM head lives outside the `bert.` prefix; the vocab bias may sit on the decoder instead.
-    const head = name === 'vocab_projector.bias'
-      ? (file.has('cls.predictions.bias') ? 'cls.predictions.bias' : 'cls.predictions.decoder.bias')
-      : name.replace(/^vocab_transform\./, 'cls.predictions.transform.dense.').replace(/^vocab_layer_norm\./, 'cls.predictions.transform.LayerNorm.');
-    if (!file.has(head)) throw new FileFormatError(path, `missing tensor "${head}"`, 'the teacher must be a BertForMaskedLM checkpoint with its cls.predictions head');
+    const head =
+      name === 'vocab_projector.bias'
+        ? file.has('cls.predictions.bias')
+          ? 'cls.predictions.bias'
+          : 'cls.predictions.decoder.bias'
+        : name
+            .replace(/^vocab_transform\./, 'cls.predictions.transform.dense.')
+            .replace(/^vocab_layer_norm\./, 'cls.predictions.transform.LayerNorm.');
+    if (!file.has(head))
+      throw new FileFormatError(
+        path,
+        `missing tensor "${head}"`,
+        'the teacher must be a BertForMaskedLM checkpoint with its cls.predictions head',
+      );
     return file.getFloat32(head, shape);
   };
   const weights = new Map<string, Float32Array>();
@@ -100,7 +134,12 @@ export function studentWeightsFromTeacher(teacherDir: string, teacher: EncoderCo
   return { config, weights };
 }
 
-export function initStudentFromTeacher(teacherDir: string, teacher: EncoderConfig, layers: number[], padTokenId: number): DistilBertStudent {
+export function initStudentFromTeacher(
+  teacherDir: string,
+  teacher: EncoderConfig,
+  layers: number[],
+  padTokenId: number,
+): DistilBertStudent {
   const { config, weights } = studentWeightsFromTeacher(teacherDir, teacher, layers, padTokenId);
   return DistilBertStudent.fromHfWeights(config, (name) => weights.get(name)!);
 }
@@ -109,11 +148,17 @@ export function initStudentFromTeacher(teacherDir: string, teacher: EncoderConfi
  * Random weights for a student of `config`, as transformers initialises DistilBERT (_init_weights): every
  * matrix and embedding normal(0, initializer_range), the padding row of the word embeddings 0, biases 0,
  * LayerNorm weight 1 and bias 0. Seeded: the same seed gives the same weights (the ablation's "random
- * initialisation" baseline, beside the teacher-layer initialisation of DistilBERT). `only`: draw these parameters alone.
+ * initialisation" baseline, beside the teacher-layer initialisation
+ * of DistilBERT). `only`: draw these parameters alone.
  */
-export function randomStudentWeights(config: StudentConfig, seed: number, only: (spec: ParamSpec) => boolean = () => true): StudentWeights {
+export function randomStudentWeights(
+  config: StudentConfig,
+  seed: number,
+  only: (spec: ParamSpec) => boolean = () => true,
+): StudentWeights {
   let state = seed >>> 0;
-  const uniform = (): number => { // mulberry32
+  const uniform = (): number => {
+    // mulberry32
     state = (state + 0x6d2b79f5) >>> 0;
     let t = state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
@@ -126,8 +171,10 @@ export function randomStudentWeights(config: StudentConfig, seed: number, only: 
     const size = spec.hfShape.reduce((a, b) => a * b, 1);
     const values = new Float32Array(size);
     if (/(LayerNorm|layer_norm)\.weight$/.test(spec.name)) values.fill(1);
-    else if (!spec.name.endsWith('.bias')) for (let i = 0; i < size; i++) values[i] = normal() * config.initializer_range;
-    if (spec.name === 'distilbert.embeddings.word_embeddings.weight') values.fill(0, config.pad_token_id * config.dim, (config.pad_token_id + 1) * config.dim);
+    else if (!spec.name.endsWith('.bias'))
+      for (let i = 0; i < size; i++) values[i] = normal() * config.initializer_range;
+    if (spec.name === 'distilbert.embeddings.word_embeddings.weight')
+      values.fill(0, config.pad_token_id * config.dim, (config.pad_token_id + 1) * config.dim);
     weights.set(spec.name, values);
   }
   return { config, weights };
@@ -151,24 +198,42 @@ export interface StudentArchitecture {
  * architecture. A student narrower than the teacher gets the learned hidden-state projection (projection_dim),
  * drawn from `seed` with the rest of its random weights.
  */
-export function initialStudentWeights(teacherDir: string, teacher: EncoderConfig, spec: number[] | StudentArchitecture | null, padTokenId: number, seed: number,
-  source = 'student'): StudentWeights {
-  if (spec === null || Array.isArray(spec)) return studentWeightsFromTeacher(teacherDir, teacher, spec ?? defaultStudentLayers(teacher.numLayers), padTokenId);
+export function initialStudentWeights(
+  teacherDir: string,
+  teacher: EncoderConfig,
+  spec: number[] | StudentArchitecture | null,
+  padTokenId: number,
+  seed: number,
+  source = 'student',
+): StudentWeights {
+  if (spec === null || Array.isArray(spec))
+    return studentWeightsFromTeacher(teacherDir, teacher, spec ?? defaultStudentLayers(teacher.numLayers), padTokenId);
   const { layers, hidden, heads, intermediate, teacher_layers: fromLayers } = spec;
-  if (hidden % heads !== 0) throw new InputError(`${source}: "hidden" ${hidden} is not a multiple of "heads" ${heads}`, `e.g. hidden ${heads * Math.max(1, Math.round(hidden / heads))}`);
+  if (hidden % heads !== 0)
+    throw new InputError(
+      `${source}: "hidden" ${hidden} is not a multiple of "heads" ${heads}`,
+      `e.g. hidden ${heads * Math.max(1, Math.round(hidden / heads))}`,
+    );
   if (fromLayers !== undefined) {
     const own = { hidden: teacher.hiddenSize, heads: teacher.numHeads, intermediate: teacher.intermediateSize };
     const differs = (Object.keys(own) as (keyof typeof own)[]).filter((k) => spec[k] !== own[k]);
     if (differs.length > 0) {
-      throw new InputError(`${source}: "teacher_layers" copies teacher layers, but ${differs.map((k) => `"${k}" ${spec[k]} differs from the teacher's ${own[k]}`).join(', ')}`,
-        'leave out "teacher_layers" to start this shape from random weights, or give the teacher\'s own shape');
+      throw new InputError(
+        `${source}: "teacher_layers" copies teacher layers, but ` +
+          `${differs.map((k) => `"${k}" ${spec[k]} differs from the teacher's ${own[k]}`).join(', ')}`,
+        'leave out "teacher_layers" to start this shape from random weights, or give the teacher\'s own shape',
+      );
     }
-    if (fromLayers.length !== layers) throw new InputError(`${source}: "teacher_layers" lists ${fromLayers.length} layers, "layers" is ${layers}`);
+    if (fromLayers.length !== layers)
+      throw new InputError(`${source}: "teacher_layers" lists ${fromLayers.length} layers, "layers" is ${layers}`);
     return studentWeightsFromTeacher(teacherDir, teacher, fromLayers, padTokenId);
   }
   const config: StudentConfig = {
     ...studentConfigFromTeacher(teacher, [], padTokenId),
-    dim: hidden, n_layers: layers, n_heads: heads, hidden_dim: intermediate,
+    dim: hidden,
+    n_layers: layers,
+    n_heads: heads,
+    hidden_dim: intermediate,
     ...(hidden !== teacher.hiddenSize ? { projection_dim: teacher.hiddenSize } : {}),
   };
   return randomStudentWeights(config, seed);

@@ -13,7 +13,12 @@ import { writeFileAtomic } from '../src/core/out.js';
 import { readStudentConfig, studentConfigJson, type StudentConfig } from './config.js';
 import { DistilBertStudent, studentParamSpecs } from './model.js';
 
-export const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'vocab.txt',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+] as const;
 
 /** Copy whichever tokenizer files `fromDir` has into `toDir`. */
 export function copyTokenizerFiles(fromDir: string, toDir: string): string[] {
@@ -31,9 +36,15 @@ export const PROJECTION_FILE = 'distill_projection.safetensors';
 
 /** Weights that are NaN or infinite: never written as a model or a checkpoint. */
 export class NonFiniteWeightsError extends DistillError {
-  constructor(readonly parameter: string, index: number, value: number) {
-    super(`the student's weights are not finite: ${parameter}[${index}] is ${value}`,
-      'a model with such weights computes nothing but NaN: train from an earlier checkpoint, with a lower lr');
+  constructor(
+    readonly parameter: string,
+    index: number,
+    value: number,
+  ) {
+    super(
+      `the student's weights are not finite: ${parameter}[${index}] is ${value}`,
+      'a model with such weights computes nothing but NaN: train from an earlier checkpoint, with a lower lr',
+    );
   }
 }
 
@@ -48,8 +59,11 @@ export function finiteWeight(file: SafetensorsFile, name: string, shape: number[
   const data = file.getFloat32(name, shape);
   const bad = firstNonFinite(data);
   if (bad !== undefined) {
-    throw new FileFormatError(file.path, `tensor "${name}" holds ${data[bad]} at index ${bad}: the weights are not finite`,
-      'the model diverged or the file is damaged: use an earlier checkpoint');
+    throw new FileFormatError(
+      file.path,
+      `tensor "${name}" holds ${data[bad]} at index ${bad}: the weights are not finite`,
+      'the model diverged or the file is damaged: use an earlier checkpoint',
+    );
   }
   return data;
 }
@@ -57,26 +71,45 @@ export function finiteWeight(file: SafetensorsFile, name: string, shape: number[
 export function loadStudent(dir: string): DistilBertStudent {
   const config = readStudentConfig(dir);
   const path = join(dir, 'model.safetensors');
-  if (!existsSync(path)) throw new FileFormatError(path, 'missing', 'a student folder holds model.safetensors: make one with `distill init-student`');
+  if (!existsSync(path))
+    throw new FileFormatError(
+      path,
+      'missing',
+      'a student folder holds model.safetensors: make one with `distill init-student`',
+    );
   const file = SafetensorsFile.read(path);
   const projectionPath = join(dir, PROJECTION_FILE);
   if (config.projection_dim !== undefined && !existsSync(projectionPath)) {
-    throw new FileFormatError(projectionPath, `missing: ${join(dir, 'config.json')} gives distill_projection_dim ${config.projection_dim}`,
-      'a checkpoint writes both; remove "distill_projection_dim" from config.json to start a new projection');
+    throw new FileFormatError(
+      projectionPath,
+      `missing: ${join(dir, 'config.json')} gives distill_projection_dim ${config.projection_dim}`,
+      'a checkpoint writes both; remove "distill_projection_dim" from config.json to start a new projection',
+    );
   }
   const projection = config.projection_dim !== undefined ? SafetensorsFile.read(projectionPath) : undefined;
   const specs = new Map(studentParamSpecs(config).map((s) => [s.name, s]));
-  return DistilBertStudent.fromHfWeights(config, (name, shape) => finiteWeight(specs.get(name)?.aux ? projection! : file, name, shape));
+  return DistilBertStudent.fromHfWeights(config, (name, shape) =>
+    finiteWeight(specs.get(name)?.aux ? projection! : file, name, shape),
+  );
 }
 
 /** Write config.json and model.safetensors (atomically each) into `dir`, from weights in transformers' layout. */
-export function writeStudentFolder(config: StudentConfig, weights: Map<string, Float32Array>, dir: string, metadata: Record<string, string> = {}): void {
+export function writeStudentFolder(
+  config: StudentConfig,
+  weights: Map<string, Float32Array>,
+  dir: string,
+  metadata: Record<string, string> = {},
+): void {
   makeDir(dir);
   const tensors = new Map<string, TensorToWrite>();
   const aux = new Map<string, TensorToWrite>();
   for (const spec of studentParamSpecs(config)) {
     const data = weights.get(spec.name);
-    if (!data) throw new FileFormatError(join(dir, spec.aux ? PROJECTION_FILE : 'model.safetensors'), `no values for parameter ${spec.name}`);
+    if (!data)
+      throw new FileFormatError(
+        join(dir, spec.aux ? PROJECTION_FILE : 'model.safetensors'),
+        `no values for parameter ${spec.name}`,
+      );
     const bad = firstNonFinite(data);
     if (bad !== undefined) throw new NonFiniteWeightsError(spec.name, bad, data[bad]!);
     (spec.aux ? aux : tensors).set(spec.name, { data, shape: spec.hfShape, dtype: 'F32' });

@@ -69,7 +69,13 @@ export function studentParamSpecs(c: StudentConfig): ParamSpec[] {
   ln('vocab_layer_norm');
   push('vocab_projector.bias', [c.vocab_size], false);
   if (c.projection_dim !== undefined) {
-    specs.push({ name: `${PROJECTION}.weight`, hfShape: [c.projection_dim, H], linear: true, noDecay: false, aux: true });
+    specs.push({
+      name: `${PROJECTION}.weight`,
+      hfShape: [c.projection_dim, H],
+      linear: true,
+      noDecay: false,
+      aux: true,
+    });
     specs.push({ name: `${PROJECTION}.bias`, hfShape: [c.projection_dim], linear: false, noDecay: true, aux: true });
   }
   return specs;
@@ -103,7 +109,10 @@ export function tiedProjector(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.
 /** GELU, erf form (BERT's "gelu"): student/ops/gelu.ts. */
 export { gelu } from './ops/gelu.js';
 
-/** LayerNorm over the last axis (student/ops/layer-norm.ts: one kernel each way on webgpu, wasm and cpu; tfjs ops on tensorflow). */
+/**
+ * LayerNorm over the last axis (student/ops/layer-norm.ts:
+ * one kernel each way on webgpu, wasm and cpu; tfjs ops on tensorflow).
+ */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = LAYER_NORM_EPS): tf.Tensor {
   return layerNormKernel(x, gamma, beta, eps);
 }
@@ -117,7 +126,9 @@ export interface ForwardOptions {
 
 /** What one layer's self-attention computed (encodeWithInternals). */
 export interface LayerInternals {
-  /** q·kᵀ/√d_head + the mask's bias, before the softmax: [B, heads, T, T], made when called (inside the caller's tidy). */
+  /**
+   * q·kᵀ/√d_head + the mask's bias, before the softmax: [B, heads, T, T], made when called (inside the caller's tidy).
+   */
   scores: () => tf.Tensor4D;
   /** The query, key and value projections (bias added, before the split into heads): [B·T, dim]. */
   query: tf.Tensor2D;
@@ -152,13 +163,17 @@ export class DistilBertStudent {
   }
 
   /** Build from weights in transformers' layout (name → values of hfShape). */
-  static fromHfWeights(config: StudentConfig, weights: (name: string, hfShape: number[]) => Float32Array): DistilBertStudent {
+  static fromHfWeights(
+    config: StudentConfig,
+    weights: (name: string, hfShape: number[]) => Float32Array,
+  ): DistilBertStudent {
     const params = new Map<string, tf.Variable>();
     studentCounter++;
     for (const spec of studentParamSpecs(config)) {
       const values = weights(spec.name, spec.hfShape);
       const expected = spec.hfShape.reduce((a, b) => a * b, 1);
-      if (values.length !== expected) throw new MismatchError(`parameter ${spec.name}: ${values.length} values, expected [${spec.hfShape}]`);
+      if (values.length !== expected)
+        throw new MismatchError(`parameter ${spec.name}: ${values.length} values, expected [${spec.hfShape}]`);
       const [out, inp] = spec.hfShape as [number, number];
       const tensor = spec.linear
         ? tf.tensor2d(transpose2d(values, out, inp), [inp, out])
@@ -177,7 +192,10 @@ export class DistilBertStudent {
       const v = this.params.get(spec.name)!;
       const data = v.dataSync() as Float32Array;
       const [outDim, inDim] = spec.hfShape as [number, number];
-      out.set(spec.name, { data: spec.linear ? transpose2d(data, inDim, outDim) : Float32Array.from(data), shape: spec.hfShape });
+      out.set(spec.name, {
+        data: spec.linear ? transpose2d(data, inDim, outDim) : Float32Array.from(data),
+        shape: spec.hfShape,
+      });
     }
     return out;
   }
@@ -218,7 +236,11 @@ export class DistilBertStudent {
    * encode(), also returning what the intermediate-layer losses read of each layer: the attention scores
    * before the softmax (mask added, dropout not applied) and the query/key/value projections.
    */
-  encodeWithInternals(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, options: ForwardOptions): { hiddenStates: tf.Tensor3D[]; layers: LayerInternals[] } {
+  encodeWithInternals(
+    inputIds: tf.Tensor2D,
+    attentionMask: tf.Tensor2D,
+    options: ForwardOptions,
+  ): { hiddenStates: tf.Tensor3D[]; layers: LayerInternals[] } {
     const c = this.config;
     const [B, T] = inputIds.shape;
     if (attentionMask.shape[0] !== B || attentionMask.shape[1] !== T) {
@@ -231,20 +253,28 @@ export class DistilBertStudent {
     const nh = c.n_heads;
     const dh = H / nh;
     let seed = options.dropoutSeed ?? 0;
-    const dropout = (x: tf.Tensor, rate: number): tf.Tensor => (options.training && rate > 0 ? dropoutKernel(x, rate, seed++) : x);
+    const dropout = (x: tf.Tensor, rate: number): tf.Tensor =>
+      options.training && rate > 0 ? dropoutKernel(x, rate, seed++) : x;
 
     // Embeddings.
-    const words = tf.gather(this.p('distilbert.embeddings.word_embeddings.weight'), tf.reshape(inputIds, [B * T])); // [B*T, H]
+    // [B*T, H]
+    const words = tf.gather(this.p('distilbert.embeddings.word_embeddings.weight'), tf.reshape(inputIds, [B * T]));
     const positions = tf.slice(this.p('distilbert.embeddings.position_embeddings.weight'), [0, 0], [T, H]); // [T, H]
     let x = tf.reshape(tf.add(tf.reshape(words, [B, T, H]), positions), [B * T, H]) as tf.Tensor2D; // [B*T, H]
-    x = layerNorm(x, this.p('distilbert.embeddings.LayerNorm.weight'), this.p('distilbert.embeddings.LayerNorm.bias')) as tf.Tensor2D;
+    x = layerNorm(
+      x,
+      this.p('distilbert.embeddings.LayerNorm.weight'),
+      this.p('distilbert.embeddings.LayerNorm.bias'),
+    ) as tf.Tensor2D;
     x = dropout(x, c.dropout) as tf.Tensor2D;
     const hidden: tf.Tensor3D[] = [tf.reshape(x, [B, T, H])];
 
     // Additive attention mask: 0 for real keys, -1e9 for padding: softmax gives padding exactly 0,
     // as transformers' masked_fill with the dtype's minimum does.
-    const maskBias = tf.reshape(tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), -1e9), [B, 1, 1, T]); // [B, 1, 1, T]
-    const heads = (t: tf.Tensor2D): tf.Tensor3D => tf.reshape(tf.transpose(tf.reshape(t, [B, T, nh, dh]), [0, 2, 1, 3]), [B * nh, T, dh]);
+    // [B, 1, 1, T]
+    const maskBias = tf.reshape(tf.mul(tf.sub(1, tf.cast(attentionMask, 'float32')), -1e9), [B, 1, 1, T]);
+    const heads = (t: tf.Tensor2D): tf.Tensor3D =>
+      tf.reshape(tf.transpose(tf.reshape(t, [B, T, nh, dh]), [0, 2, 1, 3]), [B * nh, T, dh]);
 
     const layers: LayerInternals[] = [];
     for (let i = 0; i < c.n_layers; i++) {
@@ -262,11 +292,23 @@ export class DistilBertStudent {
       layers.push({ scores: () => tf.add(qk4, maskBias) as tf.Tensor4D, query, key, value });
       const probs = dropout(maskedSoftmax(qk4, maskBias as tf.Tensor4D), c.attention_dropout); // [B, nh, T, T]
       const context = tf.matMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, v); // [B*nh, T, dh]
-      const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D; // [B*T, H]
-      const sa = layerNorm(tf.add(this.linear(merged, `${p}.attention.out_lin`), x), this.p(`${p}.sa_layer_norm.weight`), this.p(`${p}.sa_layer_norm.bias`)) as tf.Tensor2D;
-      const inner = biasGelu(this.product(sa, `${p}.ffn.lin1`), this.p(`${p}.ffn.lin1.bias`) as tf.Tensor1D); // [B*T, F]
+      const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, dh]), [0, 2, 1, 3]), [
+        B * T,
+        H,
+      ]) as tf.Tensor2D; // [B*T, H]
+      const sa = layerNorm(
+        tf.add(this.linear(merged, `${p}.attention.out_lin`), x),
+        this.p(`${p}.sa_layer_norm.weight`),
+        this.p(`${p}.sa_layer_norm.bias`),
+      ) as tf.Tensor2D;
+      // [B*T, F]
+      const inner = biasGelu(this.product(sa, `${p}.ffn.lin1`), this.p(`${p}.ffn.lin1.bias`) as tf.Tensor1D);
       const ffn = dropout(this.linear(inner, `${p}.ffn.lin2`), c.dropout);
-      x = layerNorm(tf.add(ffn, sa), this.p(`${p}.output_layer_norm.weight`), this.p(`${p}.output_layer_norm.bias`)) as tf.Tensor2D;
+      x = layerNorm(
+        tf.add(ffn, sa),
+        this.p(`${p}.output_layer_norm.weight`),
+        this.p(`${p}.output_layer_norm.bias`),
+      ) as tf.Tensor2D;
       hidden.push(tf.reshape(x, [B, T, H]));
     }
     return { hiddenStates: hidden, layers };
@@ -282,18 +324,29 @@ export class DistilBertStudent {
 
   /** The MLM head before the projector: vocab_transform → GELU → vocab_layer_norm, [N, H] → [N, H]. */
   vocabTransform(h: tf.Tensor2D): tf.Tensor2D {
-    return layerNorm(biasGelu(this.product(h, 'vocab_transform'), this.p('vocab_transform.bias') as tf.Tensor1D), this.p('vocab_layer_norm.weight'), this.p('vocab_layer_norm.bias')) as tf.Tensor2D;
+    return layerNorm(
+      biasGelu(this.product(h, 'vocab_transform'), this.p('vocab_transform.bias') as tf.Tensor1D),
+      this.p('vocab_layer_norm.weight'),
+      this.p('vocab_layer_norm.bias'),
+    ) as tf.Tensor2D;
   }
 
   /** The word embeddings [V, H] and the vocab bias [V]: the tied projector. */
   projector(): { embeddings: tf.Tensor2D; bias: tf.Tensor1D } {
-    return { embeddings: this.p('distilbert.embeddings.word_embeddings.weight') as tf.Tensor2D, bias: this.p('vocab_projector.bias') as tf.Tensor1D };
+    return {
+      embeddings: this.p('distilbert.embeddings.word_embeddings.weight') as tf.Tensor2D,
+      bias: this.p('vocab_projector.bias') as tf.Tensor1D,
+    };
   }
 
   /** MLM head on rows of hidden states [N, H] → logits [N, V]. */
   mlmHead(h: tf.Tensor2D): tf.Tensor2D {
     const t = this.vocabTransform(h);
-    return tiedProjector(t, this.p('distilbert.embeddings.word_embeddings.weight') as tf.Tensor2D, this.p('vocab_projector.bias') as tf.Tensor1D); // [N, V]
+    return tiedProjector(
+      t,
+      this.p('distilbert.embeddings.word_embeddings.weight') as tf.Tensor2D,
+      this.p('vocab_projector.bias') as tf.Tensor1D,
+    ); // [N, V]
   }
 
   forward(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D, options: ForwardOptions): StudentOutput {

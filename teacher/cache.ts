@@ -18,7 +18,18 @@ import { createHash } from 'node:crypto';
 import { existsSync, openSync, readFileSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  DataType, Field, Float32, Float64, Int32, List, makeData, RecordBatch, RecordBatchFileWriter, RecordBatchReader, Schema, Struct,
+  DataType,
+  Field,
+  Float32,
+  Float64,
+  Int32,
+  List,
+  makeData,
+  RecordBatch,
+  RecordBatchFileWriter,
+  RecordBatchReader,
+  Schema,
+  Struct,
   type Data,
 } from 'apache-arrow';
 import { DistillError } from '../src/core/errors.js';
@@ -56,32 +67,63 @@ function bytes(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-const COLUMNS = { last_hidden: new Float32(), probs: new Float32(), topk_ids: new Int32(), neg_entropy: new Float64() } as const;
+const COLUMNS = {
+  last_hidden: new Float32(),
+  probs: new Float32(),
+  topk_ids: new Int32(),
+  neg_entropy: new Float64(),
+} as const;
 
 /** One row holding `values` as a list: List<Int32>, List<Float64> or List<Float32> after the array's type. */
 function listColumn(values: Float32Array | Int32Array | Float64Array): Data<List> {
   // makeData is typed per element type; the three cases share one shape, so one (typed) case stands for all.
-  const type = (values instanceof Int32Array ? new Int32() : values instanceof Float64Array ? new Float64() : new Float32()) as Float32;
+  const type = (
+    values instanceof Int32Array ? new Int32() : values instanceof Float64Array ? new Float64() : new Float32()
+  ) as Float32;
   const child = makeData({ type, length: values.length, data: values as Float32Array });
-  return makeData({ type: new List(new Field('item', type, false)), length: 1, nullCount: 0, valueOffsets: Int32Array.from([0, values.length]), child }) as unknown as Data<List>;
+  return makeData({
+    type: new List(new Field('item', type, false)),
+    length: 1,
+    nullCount: 0,
+    valueOffsets: Int32Array.from([0, values.length]),
+    child,
+  }) as unknown as Data<List>;
 }
 
 export class TeacherCache {
   hits = 0;
   misses = 0;
 
-  private constructor(readonly dir: string, private readonly temperature: number) {}
+  private constructor(
+    readonly dir: string,
+    private readonly temperature: number,
+  ) {}
 
   /** The cache folder for this teacher and these settings under `root` (made if absent). */
   static open(root: string, identity: TeacherCacheIdentity): TeacherCache {
-    if (!(identity.topk > 0)) throw new DistillError('teacher_cache needs top-k soft targets (soft_targets_topk > 0)', 'set soft_targets_topk (e.g. 32), or teacher_cache null');
-    const key = createHash('sha256').update(JSON.stringify({
-      model: fileDigest(join(identity.teacherDir, 'model.onnx')), temperature: identity.temperature, topk: identity.topk,
-      ep: identity.executionProvider, outputs: [...identity.outputs].sort(),
-    })).digest('hex').slice(0, 32);
+    if (!(identity.topk > 0))
+      throw new DistillError(
+        'teacher_cache needs top-k soft targets (soft_targets_topk > 0)',
+        'set soft_targets_topk (e.g. 32), or teacher_cache null',
+      );
+    const key = createHash('sha256')
+      .update(
+        JSON.stringify({
+          model: fileDigest(join(identity.teacherDir, 'model.onnx')),
+          temperature: identity.temperature,
+          topk: identity.topk,
+          ep: identity.executionProvider,
+          outputs: [...identity.outputs].sort(),
+        }),
+      )
+      .digest('hex')
+      .slice(0, 32);
     const dir = join(root, key);
     makeDir(dir);
-    writeFileAtomic(join(dir, 'identity.json'), JSON.stringify({ ...identity, outputs: [...identity.outputs].sort() }, null, 1) + '\n');
+    writeFileAtomic(
+      join(dir, 'identity.json'),
+      JSON.stringify({ ...identity, outputs: [...identity.outputs].sort() }, null, 1) + '\n',
+    );
     return new TeacherCache(dir, identity.temperature);
   }
 
@@ -109,10 +151,16 @@ export class TeacherCache {
   }
 
   private write(path: string, out: RemoteTeacherOutput): void {
-    if (!out.soft.topkIds) throw new DistillError('teacher_cache: the teacher gave full soft targets', 'set soft_targets_topk > 0');
+    if (!out.soft.topkIds)
+      throw new DistillError('teacher_cache: the teacher gave full soft targets', 'set soft_targets_topk > 0');
     const arrays: [string, Float32Array | Int32Array | Float64Array][] = [
-      ['last_hidden', out.lastHidden], ['probs', out.soft.probs], ['topk_ids', out.soft.topkIds], ['neg_entropy', out.soft.negEntropy],
-      ...Object.keys(out.intermediate).sort().map((k) => [`intermediate.${k}`, out.intermediate[k]!] as [string, Float32Array]),
+      ['last_hidden', out.lastHidden],
+      ['probs', out.soft.probs],
+      ['topk_ids', out.soft.topkIds],
+      ['neg_entropy', out.soft.negEntropy],
+      ...Object.keys(out.intermediate)
+        .sort()
+        .map((k) => [`intermediate.${k}`, out.intermediate[k]!] as [string, Float32Array]),
     ];
     const fields: Field[] = [];
     const children: Data[] = [];
@@ -122,14 +170,20 @@ export class TeacherCache {
       children.push(column);
     }
     const schema = new Schema(fields);
-    const batch = new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: 1, nullCount: 0, children }));
+    const batch = new RecordBatch(
+      schema,
+      makeData({ type: new Struct(schema.fields), length: 1, nullCount: 0, children }),
+    );
     makeDir(join(path, '..'));
     writeFileAtomic(path, RecordBatchFileWriter.writeAll([batch]).toUint8Array(true));
   }
 
   private read(path: string): RemoteTeacherOutput {
-    const bad = (why: string): DistillError => new DistillError(`teacher_cache: ${path} is not a readable entry (${why})`,
-      'delete the file (the teacher recomputes it), or the whole cache folder');
+    const bad = (why: string): DistillError =>
+      new DistillError(
+        `teacher_cache: ${path} is not a readable entry (${why})`,
+        'delete the file (the teacher recomputes it), or the whole cache folder',
+      );
     let batch: RecordBatch | undefined;
     try {
       const reader = RecordBatchReader.from(readFileSync(path));
@@ -148,13 +202,16 @@ export class TeacherCache {
     };
     const intermediate: Record<string, Float32Array> = {};
     for (const f of batch.schema.fields) {
-      if (f.name.startsWith('intermediate.')) intermediate[f.name.slice('intermediate.'.length)] = column<Float32Array>(f.name, COLUMNS.probs);
+      if (f.name.startsWith('intermediate.'))
+        intermediate[f.name.slice('intermediate.'.length)] = column<Float32Array>(f.name, COLUMNS.probs);
     }
     return {
       lastHidden: column<Float32Array>('last_hidden', COLUMNS.last_hidden),
       soft: {
-        temperature: this.temperature, probs: column<Float32Array>('probs', COLUMNS.probs),
-        topkIds: column<Int32Array>('topk_ids', COLUMNS.topk_ids), negEntropy: column<Float64Array>('neg_entropy', COLUMNS.neg_entropy),
+        temperature: this.temperature,
+        probs: column<Float32Array>('probs', COLUMNS.probs),
+        topkIds: column<Int32Array>('topk_ids', COLUMNS.topk_ids),
+        negEntropy: column<Float64Array>('neg_entropy', COLUMNS.neg_entropy),
       },
       intermediate,
     };

@@ -21,7 +21,9 @@ export interface MaskPrediction {
 
 export interface FillMaskInput {
   text: string;
-  /** Where the text came from, for error messages ("--text", "inputs.json: input 3", "big.jsonl:17"; default "input"). */
+  /**
+   * Where the text came from, for error messages ("--text", "inputs.json: input 3", "big.jsonl:17"; default "input").
+   */
   origin?: string;
 }
 
@@ -38,11 +40,17 @@ export function encodeFillMaskInput(model: MaskedLanguageModel, input: FillMaskI
   const ids = tok.encode(tok.normalizeMaskMarkers(input.text));
   const maskPositions = ids.flatMap((id, i) => (id === tok.maskId ? [i] : []));
   if (maskPositions.length === 0) {
-    throw new InputError(`${input.origin ?? 'input'}: no mask token in "${truncate(input.text)}"`, `write ${tok.special.mask} (or [mask]) where the model should fill in a word`);
+    throw new InputError(
+      `${input.origin ?? 'input'}: no mask token in "${truncate(input.text)}"`,
+      `write ${tok.special.mask} (or [mask]) where the model should fill in a word`,
+    );
   }
   if (ids.length > model.config.maxPositions) {
-    throw new InputError(`${input.origin ?? 'input'}: ${ids.length} tokens (with [CLS] and [SEP]) is longer than the model's ${model.config.maxPositions} positions`,
-      'shorten the text around the mask');
+    throw new InputError(
+      `${input.origin ?? 'input'}: ${ids.length} tokens (with [CLS] and [SEP]) is longer than the model's ` +
+        `${model.config.maxPositions} positions`,
+      'shorten the text around the mask',
+    );
   }
   return { ids, maskPositions };
 }
@@ -70,9 +78,15 @@ export function topKSoftmax(row: Float32Array, k: number): { id: number; score: 
 }
 
 /** Run a batch of inputs (right-padded to the longest) and rank the tokens at every mask. */
-export async function fillMask(model: MaskedLanguageModel, inputs: FillMaskInput[], topK: number): Promise<FillMaskResult[]> {
+export async function fillMask(
+  model: MaskedLanguageModel,
+  inputs: FillMaskInput[],
+  topK: number,
+): Promise<FillMaskResult[]> {
   if (!Number.isInteger(topK) || topK < 1 || topK > model.config.vocabSize) {
-    throw new InputError(`top-k ${topK} must be a whole number from 1 to the vocabulary size ${model.config.vocabSize}`);
+    throw new InputError(
+      `top-k ${topK} must be a whole number from 1 to the vocabulary size ${model.config.vocabSize}`,
+    );
   }
   const encoded = inputs.map((input) => encodeFillMaskInput(model, input));
   if (encoded.length === 0) return [];
@@ -86,13 +100,21 @@ export async function fillMask(model: MaskedLanguageModel, inputs: FillMaskInput
   });
   const { logits } = await model.forward({ inputIds, attentionMask, batchSize: B, seqLen: T }); // [B, T, V]
   const V = model.config.vocabSize;
-  return encoded.map((e, b) => e.maskPositions.map((t) => {
-    const row = logits.subarray((b * T + t) * V, (b * T + t + 1) * V);
-    return topKSoftmax(row, topK).map(({ id, score }) => ({ token: model.tokenizer.decodeToken(id), token_id: id, score }));
-  }));
+  return encoded.map((e, b) =>
+    e.maskPositions.map((t) => {
+      const row = logits.subarray((b * T + t) * V, (b * T + t + 1) * V);
+      return topKSoftmax(row, topK).map(({ id, score }) => ({
+        token: model.tokenizer.decodeToken(id),
+        token_id: id,
+        score,
+      }));
+    }),
+  );
 }
 
-/** The model card's output: per input an object "0".."K-1" → token (an array of them when the input has several masks). */
+/**
+ * The model card's output: per input an object "0".."K-1" → token (an array of them when the input has several masks).
+ */
 export function cardFormat(result: FillMaskResult): Record<string, string> | Record<string, string>[] {
   const perMask = result.map((preds) => Object.fromEntries(preds.map((p, i) => [String(i), p.token])));
   return perMask.length === 1 ? perMask[0]! : perMask;

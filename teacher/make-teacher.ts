@@ -18,7 +18,10 @@ import { torchLayers } from '../src/core/bert-onnx.js';
 import type { EncoderConfig } from '../src/core/model-dir.js';
 
 /** The dimensions of a BERT (those of config.json that set the graph's shapes). */
-export type BertShape = Pick<EncoderConfig, 'vocabSize' | 'hiddenSize' | 'numLayers' | 'numHeads' | 'intermediateSize' | 'maxPositions'>;
+export type BertShape = Pick<
+  EncoderConfig,
+  'vocabSize' | 'hiddenSize' | 'numLayers' | 'numHeads' | 'intermediateSize' | 'maxPositions'
+>;
 
 /** bert-base-cased's shape, and the embedded tiny teacher's. */
 export const BERT_SHAPES: Record<'base' | 'tiny', BertShape> = {
@@ -93,24 +96,65 @@ export function bertToOnnx(s: BertShape, weights: Map<string, Float32Array>): Ui
 
   const ids = g.input('input_ids', 'int64', ['batch', 'sequence']);
   const mask = g.input('attention_mask', 'int64', ['batch', 'sequence']);
-  const words = g.floatInitializer('bert.embeddings.word_embeddings.weight', [s.vocabSize, H], w('bert.embeddings.word_embeddings.weight'));
-  const positionTable = g.floatInitializer('bert.embeddings.position_embeddings.weight', [s.maxPositions, H], w('bert.embeddings.position_embeddings.weight'));
-  const typeZero = g.floatInitializer('bert.embeddings.token_type_embeddings.0', [H], w('bert.embeddings.token_type_embeddings.weight').subarray(0, H));
-  const embedded = g.node('Add', [g.node('Add', [g.node('Gather', [words, ids], { axis: 0 }), g.node('Gather', [positionTable, g.positions(ids)], { axis: 0 })]), typeZero]); // [B, T, H]
+  const words = g.floatInitializer(
+    'bert.embeddings.word_embeddings.weight',
+    [s.vocabSize, H],
+    w('bert.embeddings.word_embeddings.weight'),
+  );
+  const positionTable = g.floatInitializer(
+    'bert.embeddings.position_embeddings.weight',
+    [s.maxPositions, H],
+    w('bert.embeddings.position_embeddings.weight'),
+  );
+  const typeZero = g.floatInitializer(
+    'bert.embeddings.token_type_embeddings.0',
+    [H],
+    w('bert.embeddings.token_type_embeddings.weight').subarray(0, H),
+  );
+  const embedded = g.node('Add', [
+    g.node('Add', [
+      g.node('Gather', [words, ids], { axis: 0 }),
+      g.node('Gather', [positionTable, g.positions(ids)], { axis: 0 }),
+    ]),
+    typeZero,
+  ]); // [B, T, H]
   let x = layerNorm(embedded, 'bert.embeddings.LayerNorm');
 
   const bias = g.attentionBias(mask); // [B, 1, 1, T]
   for (let i = 0; i < s.numLayers; i++) {
     const p = `bert.encoder.layer.${i}`;
-    const context = g.attention(linear(x, `${p}.attention.self.query`, H, H), linear(x, `${p}.attention.self.key`, H, H),
-      linear(x, `${p}.attention.self.value`, H, H), bias, s.numHeads, H); // [B, T, H]
-    const attended = layerNorm(g.node('Add', [linear(context, `${p}.attention.output.dense`, H, H), x]), `${p}.attention.output.LayerNorm`);
+    const context = g.attention(
+      linear(x, `${p}.attention.self.query`, H, H),
+      linear(x, `${p}.attention.self.key`, H, H),
+      linear(x, `${p}.attention.self.value`, H, H),
+      bias,
+      s.numHeads,
+      H,
+    ); // [B, T, H]
+    const attended = layerNorm(
+      g.node('Add', [linear(context, `${p}.attention.output.dense`, H, H), x]),
+      `${p}.attention.output.LayerNorm`,
+    );
     const inner = g.gelu(linear(attended, `${p}.intermediate.dense`, s.intermediateSize, H)); // [B, T, F]
-    x = layerNorm(g.node('Add', [linear(inner, `${p}.output.dense`, H, s.intermediateSize), attended]), `${p}.output.LayerNorm`);
+    x = layerNorm(
+      g.node('Add', [linear(inner, `${p}.output.dense`, H, s.intermediateSize), attended]),
+      `${p}.output.LayerNorm`,
+    );
   }
-  const t = layerNorm(g.gelu(linear(x, 'cls.predictions.transform.dense', H, H)), 'cls.predictions.transform.LayerNorm');
+  const t = layerNorm(
+    g.gelu(linear(x, 'cls.predictions.transform.dense', H, H)),
+    'cls.predictions.transform.LayerNorm',
+  );
   const decoder = g.node('Transpose', [words], { perm: [1, 0] }); // [H, V], tied
-  g.node('Add', [g.node('MatMul', [t, decoder]), g.floatInitializer('cls.predictions.bias', [s.vocabSize], w('cls.predictions.bias'))], {}, 'logits');
+  g.node(
+    'Add',
+    [
+      g.node('MatMul', [t, decoder]),
+      g.floatInitializer('cls.predictions.bias', [s.vocabSize], w('cls.predictions.bias')),
+    ],
+    {},
+    'logits',
+  );
   g.output('logits', 'float', ['batch', 'sequence', s.vocabSize]);
   return g.encode('bert_for_masked_lm', 17, 'distill make-teacher');
 }
@@ -118,10 +162,22 @@ export function bertToOnnx(s: BertShape, weights: Map<string, Float32Array>): Ui
 /** transformers' config.json of this shape. */
 export function bertConfigJson(s: BertShape): Record<string, unknown> {
   return {
-    architectures: ['BertForMaskedLM'], model_type: 'bert', vocab_size: s.vocabSize, hidden_size: s.hiddenSize,
-    num_hidden_layers: s.numLayers, num_attention_heads: s.numHeads, intermediate_size: s.intermediateSize,
-    max_position_embeddings: s.maxPositions, type_vocab_size: TYPE_VOCAB, hidden_act: 'gelu', layer_norm_eps: LAYER_NORM_EPS,
-    hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1, initializer_range: 0.02, pad_token_id: 0, tie_word_embeddings: true,
+    architectures: ['BertForMaskedLM'],
+    model_type: 'bert',
+    vocab_size: s.vocabSize,
+    hidden_size: s.hiddenSize,
+    num_hidden_layers: s.numLayers,
+    num_attention_heads: s.numHeads,
+    intermediate_size: s.intermediateSize,
+    max_position_embeddings: s.maxPositions,
+    type_vocab_size: TYPE_VOCAB,
+    hidden_act: 'gelu',
+    layer_norm_eps: LAYER_NORM_EPS,
+    hidden_dropout_prob: 0.1,
+    attention_probs_dropout_prob: 0.1,
+    initializer_range: 0.02,
+    pad_token_id: 0,
+    tie_word_embeddings: true,
   };
 }
 
@@ -156,13 +212,32 @@ export function writeRandomTeacher(dir: string, s: BertShape, seed: number): Mad
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   writeFileAtomic(join(dir, 'config.json'), JSON.stringify(bertConfigJson(s), null, 2) + '\n');
   writeFileAtomic(join(dir, 'vocab.txt'), syntheticVocab(s.vocabSize).join('\n') + '\n');
-  writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify({
-    do_lower_case: false, strip_accents: null, tokenize_chinese_chars: true, model_max_length: s.maxPositions,
-    pad_token: '[PAD]', unk_token: '[UNK]', cls_token: '[CLS]', sep_token: '[SEP]', mask_token: '[MASK]', tokenizer_class: 'BertTokenizer',
-  }, null, 2) + '\n');
-  writeFileAtomic(join(dir, 'README.md'), `A BERT teacher with random weights (BERT's initialisation, seed ${seed}), written by \`distill make-teacher\`:\n`
-    + `${s.numLayers} layers × ${s.hiddenSize}, ${s.numHeads} heads, FFN ${s.intermediateSize}, vocabulary ${s.vocabSize} (synthetic), `
-    + `${s.maxPositions} positions. For benchmarks only: its predictions mean nothing.\n`);
+  writeFileAtomic(
+    join(dir, 'tokenizer_config.json'),
+    JSON.stringify(
+      {
+        do_lower_case: false,
+        strip_accents: null,
+        tokenize_chinese_chars: true,
+        model_max_length: s.maxPositions,
+        pad_token: '[PAD]',
+        unk_token: '[UNK]',
+        cls_token: '[CLS]',
+        sep_token: '[SEP]',
+        mask_token: '[MASK]',
+        tokenizer_class: 'BertTokenizer',
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  writeFileAtomic(
+    join(dir, 'README.md'),
+    `A BERT teacher with random weights (BERT's initialisation, seed ${seed}), written by \`distill make-teacher\`:\n` +
+      (`${s.numLayers} layers × ${s.hiddenSize}, ${s.numHeads} heads, FFN ${s.intermediateSize}, vocabulary ` +
+        `${s.vocabSize} (synthetic), `) +
+      `${s.maxPositions} positions. For benchmarks only: its predictions mean nothing.\n`,
+  );
   const parameters = [...weights.values()].reduce((n, v) => n + v.length, 0);
   return { dir, parameters, onnxBytes: onnx.byteLength };
 }

@@ -15,7 +15,10 @@ export interface RemoteTeacherOutput {
   soft: TeacherSoftTargets;
   /** [B·T, V], when asked for. */
   logits?: Float32Array;
-  /** The hidden states ("hidden.N"), attention probabilities and projections the teacher was started with, by key (losses/layer-map.ts). */
+  /**
+   * The hidden states ("hidden.N"), attention probabilities and projections the teacher was started with, by key
+   * (losses/layer-map.ts).
+   */
   intermediate: Record<string, Float32Array>;
 }
 
@@ -31,21 +34,29 @@ export class RemoteTeacher {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
 
-  private constructor(worker: Worker, vocabSize: number, hiddenSize: number, nodesByProvider: Record<string, number> | undefined) {
+  private constructor(
+    worker: Worker,
+    vocabSize: number,
+    hiddenSize: number,
+    nodesByProvider: Record<string, number> | undefined,
+  ) {
     this.worker = worker;
     this.nodesByProvider = nodesByProvider;
     this.vocabSize = vocabSize;
     this.hiddenSize = hiddenSize;
-    worker.on('message', (msg: { kind: string; id: number; message?: string; hint?: string; busyMs?: number } & RemoteTeacherOutput) => {
-      const p = this.pending.get(msg.id);
-      if (!p) return;
-      this.pending.delete(msg.id);
-      if (msg.kind === 'error') p.reject(new DistillError(`teacher: ${msg.message}`, msg.hint));
-      else {
-        this.busyMs += msg.busyMs ?? 0;
-        p.resolve({ lastHidden: msg.lastHidden, soft: msg.soft, logits: msg.logits, intermediate: msg.intermediate });
-      }
-    });
+    worker.on(
+      'message',
+      (msg: { kind: string; id: number; message?: string; hint?: string; busyMs?: number } & RemoteTeacherOutput) => {
+        const p = this.pending.get(msg.id);
+        if (!p) return;
+        this.pending.delete(msg.id);
+        if (msg.kind === 'error') p.reject(new DistillError(`teacher: ${msg.message}`, msg.hint));
+        else {
+          this.busyMs += msg.busyMs ?? 0;
+          p.resolve({ lastHidden: msg.lastHidden, soft: msg.soft, logits: msg.logits, intermediate: msg.intermediate });
+        }
+      },
+    );
     worker.on('error', (e) => {
       for (const p of this.pending.values()) p.reject(new DistillError(`teacher worker failed: ${e.message}`));
       this.pending.clear();
@@ -54,12 +65,26 @@ export class RemoteTeacher {
 
   /** Start the worker; `needLogits`: requests may ask for raw logits (MSE loss, unfused losses). */
   /** `softTargetTemperature`: the temperature of every soft target this teacher gives (built into its graph). */
-  static start(dir: string, options: TeacherOptions & { softTargetTemperature: number }, needLogits = false): Promise<RemoteTeacher> {
-    const worker = new Worker(compiledWorkerScript(import.meta.url, 'teacher', 'worker.js'), { workerData: { dir, options, needLogits } });
+  static start(
+    dir: string,
+    options: TeacherOptions & { softTargetTemperature: number },
+    needLogits = false,
+  ): Promise<RemoteTeacher> {
+    const worker = new Worker(compiledWorkerScript(import.meta.url, 'teacher', 'worker.js'), {
+      workerData: { dir, options, needLogits },
+    });
     return new Promise((resolve, reject) => {
-      const onMessage = (msg: { kind: string; message?: string; hint?: string; vocabSize?: number; hiddenSize?: number; nodesByProvider?: Record<string, number> }): void => {
+      const onMessage = (msg: {
+        kind: string;
+        message?: string;
+        hint?: string;
+        vocabSize?: number;
+        hiddenSize?: number;
+        nodesByProvider?: Record<string, number>;
+      }): void => {
         worker.off('message', onMessage);
-        if (msg.kind === 'ready') resolve(new RemoteTeacher(worker, msg.vocabSize!, msg.hiddenSize!, msg.nodesByProvider));
+        if (msg.kind === 'ready')
+          resolve(new RemoteTeacher(worker, msg.vocabSize!, msg.hiddenSize!, msg.nodesByProvider));
         else {
           void worker.terminate();
           reject(new DistillError(msg.message ?? 'the teacher worker did not start', msg.hint));

@@ -18,7 +18,10 @@ import { WordPieceTokenizer } from '../corpus/tokenizer.js';
 export type TeacherExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 
 export interface TeacherOptions {
-  /** Hidden states to return: 'all' (embedding output + every layer: L+1 tensors), 'last' (layer L), 'none', or indices 0..L. */
+  /**
+   * Hidden states to return: 'all' (embedding output + every layer:
+   * L+1 tensors), 'last' (layer L), 'none', or indices 0..L.
+   */
   hiddenStates?: 'all' | 'last' | 'none' | number[];
   /** Threads for onnxruntime's CPU provider (intra-op); 0 lets onnxruntime choose. */
   threads?: number;
@@ -33,7 +36,10 @@ export interface TeacherOptions {
   softTargetTopK?: number;
   /** Fetch the logits (default true; the soft targets may be all a training run needs). */
   fetchLogits?: boolean;
-  /** Layers (0-based) whose self-attention probabilities [B, heads, T, T] to return (TeacherOutput.intermediate "attention.L"). */
+  /**
+   * Layers (0-based) whose self-attention probabilities [B, heads,
+   * T, T] to return (TeacherOutput.intermediate "attention.L").
+   */
   attentionLayers?: number[];
   /** Query/key/value projections [B, T, H] to return ("query.L", "key.L", "value.L"). */
   projections?: { layer: number; kind: 'query' | 'key' | 'value' }[];
@@ -58,7 +64,10 @@ export interface TeacherOutput {
   soft?: { probs: Float32Array; negEntropy?: Float32Array; topkIds?: BigInt64Array };
   /** The requested hidden states in the order of `hiddenStateIndices`, each [B, T, H]. */
   hiddenStates: Float32Array[];
-  /** The attention probabilities and projections asked for (attentionLayers, projections), by key ("attention.2", "value.3"). */
+  /**
+   * The attention probabilities and projections asked for (attentionLayers,
+   * projections), by key ("attention.2", "value.3").
+   */
   intermediate: Record<string, Float32Array>;
 }
 
@@ -108,9 +117,19 @@ export class Teacher {
   private readonly intermediateNames: Map<string, string>;
 
   private constructor(init: {
-    dir: string; config: EncoderConfig; tokenizer: WordPieceTokenizer; onnxPath: string; session: ort.InferenceSession;
-    logitsName: string; hiddenNames: string[]; hiddenStateIndices: number[]; surgery: boolean;
-    inputTypes: Map<string, 'int64' | 'int32'>; executionProvider: TeacherExecutionProvider; softNames: string[]; fetchLogits: boolean;
+    dir: string;
+    config: EncoderConfig;
+    tokenizer: WordPieceTokenizer;
+    onnxPath: string;
+    session: ort.InferenceSession;
+    logitsName: string;
+    hiddenNames: string[];
+    hiddenStateIndices: number[];
+    surgery: boolean;
+    inputTypes: Map<string, 'int64' | 'int32'>;
+    executionProvider: TeacherExecutionProvider;
+    softNames: string[];
+    fetchLogits: boolean;
     intermediateNames: Map<string, string>;
   }) {
     this.intermediateNames = init.intermediateNames;
@@ -137,15 +156,26 @@ export class Teacher {
     const tokenizer = WordPieceTokenizer.fromDir(dir);
     const configPath = join(dir, 'config.json');
     if (tokenizer.vocabSize !== config.vocabSize) {
-      throw new MismatchError(`vocabulary sizes disagree: ${tokenizer.info.source} has ${tokenizer.vocabSize} tokens, ${configPath} says vocab_size ${config.vocabSize}`,
-        'the tokenizer and the model must come from the same checkpoint');
+      throw new MismatchError(
+        `vocabulary sizes disagree: ${tokenizer.info.source} has ${tokenizer.vocabSize} tokens, ${configPath} says ` +
+          `vocab_size ${config.vocabSize}`,
+        'the tokenizer and the model must come from the same checkpoint',
+      );
     }
 
     const L = config.numLayers;
     const wanted = options.hiddenStates ?? 'all';
-    const indices = wanted === 'all' ? Array.from({ length: L + 1 }, (_, i) => i) : wanted === 'last' ? [L] : wanted === 'none' ? [] : [...wanted];
+    const indices =
+      wanted === 'all'
+        ? Array.from({ length: L + 1 }, (_, i) => i)
+        : wanted === 'last'
+          ? [L]
+          : wanted === 'none'
+            ? []
+            : [...wanted];
     for (const i of indices) {
-      if (!Number.isInteger(i) || i < 0 || i > L) throw new InputError(`hidden state ${i} does not exist: ${configPath} has ${L} layers, so 0..${L}`);
+      if (!Number.isInteger(i) || i < 0 || i > L)
+        throw new InputError(`hidden state ${i} does not exist: ${configPath} has ${L} layers, so 0..${L}`);
     }
 
     const onnxPath = findOnnxFile(dir, indices.length > 0);
@@ -154,18 +184,28 @@ export class Teacher {
     const inputTypes = new Map<string, 'int64' | 'int32'>();
     for (const v of graph.inputs) {
       if (!FEEDABLE_INPUTS.has(v.name)) {
-        throw new FileFormatError(onnxPath, `graph input "${v.name}" is not one we feed (we feed input_ids, attention_mask and, if the graph has it, token_type_ids)`,
-          'export with inputs input_ids and attention_mask (token_type_ids optional)');
+        throw new FileFormatError(
+          onnxPath,
+          `graph input "${v.name}" is not one we feed (we feed input_ids, ` +
+            `attention_mask and, if the graph has it, token_type_ids)`,
+          'export with inputs input_ids and attention_mask (token_type_ids optional)',
+        );
       }
       if (v.elemType !== INT64 && v.elemType !== INT32) {
-        throw new FileFormatError(onnxPath, `graph input "${v.name}" has element type ${v.elemType}, expected int64 or int32`);
+        throw new FileFormatError(
+          onnxPath,
+          `graph input "${v.name}" has element type ${v.elemType}, expected int64 or int32`,
+        );
       }
       inputTypes.set(v.name, v.elemType === INT64 ? 'int64' : 'int32');
     }
     for (const required of ['input_ids', 'attention_mask']) {
       if (!inputTypes.has(required)) {
-        throw new FileFormatError(onnxPath, `graph has no input "${required}" (inputs: ${graph.inputs.map((v) => v.name).join(', ') || 'none'})`,
-          'export with inputs input_ids and attention_mask');
+        throw new FileFormatError(
+          onnxPath,
+          `graph has no input "${required}" (inputs: ${graph.inputs.map((v) => v.name).join(', ') || 'none'})`,
+          'export with inputs input_ids and attention_mask',
+        );
       }
     }
 
@@ -174,13 +214,19 @@ export class Teacher {
     if (!logitsName) throw new FileFormatError(onnxPath, 'the graph has no outputs');
     const dims = graph.outputs.find((o) => o.name === logitsName)!.dims ?? [];
     if (dims.length && dims.length !== 3) {
-      throw new FileFormatError(onnxPath, `output "${logitsName}" has rank ${dims.length}, expected logits [batch, sequence, vocab]`,
-        'export the masked-LM model (BertForMaskedLM, task fill-mask), not the base encoder');
+      throw new FileFormatError(
+        onnxPath,
+        `output "${logitsName}" has rank ${dims.length}, expected logits [batch, sequence, vocab]`,
+        'export the masked-LM model (BertForMaskedLM, task fill-mask), not the base encoder',
+      );
     }
     const staticVocab = typeof dims[2] === 'number' && dims[2] > 0 ? dims[2] : undefined;
     if (staticVocab !== undefined && staticVocab !== config.vocabSize) {
-      throw new MismatchError(`vocabulary sizes disagree: ${onnxPath} output "${logitsName}" has ${staticVocab} logits per token, ${configPath} says vocab_size ${config.vocabSize}`,
-        'the ONNX export and config.json must come from the same checkpoint');
+      throw new MismatchError(
+        `vocabulary sizes disagree: ${onnxPath} output "${logitsName}" has ${staticVocab} logits per token, ` +
+          `${configPath} says vocab_size ${config.vocabSize}`,
+        'the ONNX export and config.json must come from the same checkpoint',
+      );
     }
 
     // Hidden states: outputs the export already has (hidden_states.N), else graph surgery.
@@ -199,13 +245,20 @@ export class Teacher {
         const lns = layerNormOutputs(graph);
         // Embedding LayerNorm, then two per layer (attention output, layer output), then the MLM head's.
         if (lns.length !== 2 * L + 2 && lns.length !== 2 * L + 1) {
-          throw new FileFormatError(onnxPath, `found ${lns.length} layer normalisations in the graph, expected ${2 * L + 2} for ${L} layers (${configPath} num_hidden_layers)`,
-            'export the hidden states yourself (output_hidden_states=True, outputs hidden_states.0 … hidden_states.N) as model-hidden.onnx');
+          throw new FileFormatError(
+            onnxPath,
+            `found ${lns.length} layer normalisations in the graph, expected ${2 * L + 2} for ${L} layers ` +
+              `(${configPath} num_hidden_layers)`,
+            'export the hidden states yourself (output_hidden_states=True, outputs hidden_states.0 … ' +
+              'hidden_states.N) as model-hidden.onnx',
+          );
         }
         const all = Array.from({ length: L + 1 }, (_, i) => lns[2 * i]!);
         hiddenNames = indices.map((i) => all[i]!);
         const missing = [...new Set(hiddenNames)].filter((n) => !outputNames.includes(n));
-        bytes = appendToGraph(file.bytes, { outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })) });
+        bytes = appendToGraph(file.bytes, {
+          outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })),
+        });
         surgery = true;
       }
     }
@@ -217,33 +270,55 @@ export class Teacher {
     if (wantedAttention.length > 0 || wantedProjections.length > 0) {
       const attentions = attentionTensors(graph, onnxPath);
       if (attentions.length !== L) {
-        throw new FileFormatError(onnxPath, `found ${attentions.length} self-attentions (a Softmax feeding a product with the values), expected ${L} (${configPath} num_hidden_layers)`,
-          'export BertForMaskedLM with torch.onnx.export or optimum-cli export onnx (the attention unfused)');
+        throw new FileFormatError(
+          onnxPath,
+          `found ${attentions.length} self-attentions (a Softmax feeding a product with the values), expected ${L} ` +
+            `(${configPath} num_hidden_layers)`,
+          'export BertForMaskedLM with torch.onnx.export or optimum-cli export onnx (the attention unfused)',
+        );
       }
       for (const l of [...wantedAttention, ...wantedProjections.map((p) => p.layer)]) {
-        if (!Number.isInteger(l) || l < 0 || l >= L) throw new InputError(`teacher layer ${l} does not exist: ${configPath} has ${L} layers, so 0..${L - 1}`);
+        if (!Number.isInteger(l) || l < 0 || l >= L)
+          throw new InputError(`teacher layer ${l} does not exist: ${configPath} has ${L} layers, so 0..${L - 1}`);
       }
       for (const l of wantedAttention) intermediateNames.set(`attention.${l}`, attentions[l]!.probs);
       for (const p of wantedProjections) intermediateNames.set(`${p.kind}.${p.layer}`, attentions[p.layer]![p.kind]);
-      const missing = [...new Set(intermediateNames.values())].filter((n) => !outputNames.includes(n) && !hiddenNames.includes(n));
-      bytes = appendToGraph(bytes, { outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })) });
+      const missing = [...new Set(intermediateNames.values())].filter(
+        (n) => !outputNames.includes(n) && !hiddenNames.includes(n),
+      );
+      bytes = appendToGraph(bytes, {
+        outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })),
+      });
     }
 
     const softNames: string[] = [];
     if (options.softTargetTemperature !== undefined) {
       const topk = options.softTargetTopK ?? 0;
       if (!Number.isInteger(topk) || topk < 0 || topk >= config.vocabSize) {
-        throw new InputError(`soft_targets_topk ${topk} must be a whole number from 1 to ${config.vocabSize - 1}, or 0 for the whole vocabulary (${configPath} has vocab_size ${config.vocabSize})`);
+        throw new InputError(
+          `soft_targets_topk ${topk} must be a whole number from 1 to ${config.vocabSize - 1}, or 0 for the whole ` +
+            `vocabulary (${configPath} has vocab_size ${config.vocabSize})`,
+        );
       }
       const opset = Number(file.model.opsetImport?.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 17);
-      bytes = appendToGraph(bytes, softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, { topk, opset, webgpu: options.executionProvider === 'webgpu' }));
+      bytes = appendToGraph(
+        bytes,
+        softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, {
+          topk,
+          opset,
+          webgpu: options.executionProvider === 'webgpu',
+        }),
+      );
       softNames.push(SOFT_TARGETS_OUTPUT, topk > 0 ? SOFT_TOPK_IDS_OUTPUT : SOFT_NEG_ENTROPY_OUTPUT);
     }
 
     const ep = options.executionProvider ?? 'cpu';
     if (ep === 'cuda' && !cudaProviderInstalled()) {
-      throw new DistillError('the CUDA execution provider of onnxruntime-node is not installed',
-        'reinstall with CUDA 12 present: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (see README, "CUDA execution provider")');
+      throw new DistillError(
+        'the CUDA execution provider of onnxruntime-node is not installed',
+        'reinstall with CUDA 12 present: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ' +
+          'rebuild onnxruntime-node` (see README, "CUDA execution provider")',
+      );
     }
     // On a GPU provider, onnxruntime may place any node on the CPU (and says so only in a log line): the
     // session profiles its first run so that the placement can be read back and checked (checkPlacement).
@@ -251,7 +326,12 @@ export class Teacher {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
       intraOpNumThreads: options.threads ?? 0,
-      executionProviders: ep === 'cpu' ? ['cpu'] : ep === 'cuda' ? [{ name: 'cuda', deviceId: options.deviceId ?? 0 }] : [{ name: 'webgpu' }, 'cpu'],
+      executionProviders:
+        ep === 'cpu'
+          ? ['cpu']
+          : ep === 'cuda'
+            ? [{ name: 'cuda', deviceId: options.deviceId ?? 0 }]
+            : [{ name: 'webgpu' }, 'cpu'],
       ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
     };
     let session: ort.InferenceSession;
@@ -261,13 +341,38 @@ export class Teacher {
       throw new FileFormatError(onnxPath, `onnxruntime could not load the graph: ${(e as Error).message}`);
     }
     // A symbolic vocabulary dimension: check it on a two-token forward.
-    const teacher = new Teacher({ dir, config, tokenizer, onnxPath, session, logitsName, hiddenNames, hiddenStateIndices: indices, surgery, inputTypes, executionProvider: ep,
-      softNames, fetchLogits: options.fetchLogits ?? true, intermediateNames });
+    const teacher = new Teacher({
+      dir,
+      config,
+      tokenizer,
+      onnxPath,
+      session,
+      logitsName,
+      hiddenNames,
+      hiddenStateIndices: indices,
+      surgery,
+      inputTypes,
+      executionProvider: ep,
+      softNames,
+      fetchLogits: options.fetchLogits ?? true,
+      intermediateNames,
+    });
     if (staticVocab === undefined || profilePrefix) {
-      const probe = await teacher.runRaw({ inputIds: Int32Array.from([tokenizer.clsId, tokenizer.sepId]), attentionMask: Int32Array.from([1, 1]), batchSize: 1, seqLen: 2 }, [logitsName]);
+      const probe = await teacher.runRaw(
+        {
+          inputIds: Int32Array.from([tokenizer.clsId, tokenizer.sepId]),
+          attentionMask: Int32Array.from([1, 1]),
+          batchSize: 1,
+          seqLen: 2,
+        },
+        [logitsName],
+      );
       const v = probe[0]!.dims[2];
       if (v !== config.vocabSize) {
-        throw new MismatchError(`vocabulary sizes disagree: ${onnxPath} output "${logitsName}" gives ${v} logits per token, ${configPath} says vocab_size ${config.vocabSize}`);
+        throw new MismatchError(
+          `vocabulary sizes disagree: ${onnxPath} output "${logitsName}" gives ${v} logits per token, ${configPath} ` +
+            `says vocab_size ${config.vocabSize}`,
+        );
       }
     }
     if (profilePrefix) {
@@ -284,15 +389,25 @@ export class Teacher {
   private async runRaw(batch: TeacherBatch, fetches: string[]): Promise<ort.Tensor[]> {
     const { batchSize: B, seqLen: T } = batch;
     if (batch.inputIds.length !== B * T || batch.attentionMask.length !== B * T) {
-      throw new InputError(`teacher batch: input_ids has ${batch.inputIds.length} and attention_mask ${batch.attentionMask.length} values, expected ${B}×${T}`);
+      throw new InputError(
+        `teacher batch: input_ids has ${batch.inputIds.length} and ` +
+          `attention_mask ${batch.attentionMask.length} values, expected ${B}×${T}`,
+      );
     }
     if (T > this.config.maxPositions) {
-      throw new InputError(`sequence of ${T} tokens is longer than the model's ${this.config.maxPositions} positions (${join(this.dir, 'config.json')} max_position_embeddings)`);
+      throw new InputError(
+        `sequence of ${T} tokens is longer than the model's ${this.config.maxPositions} positions ` +
+          `(${join(this.dir, 'config.json')} max_position_embeddings)`,
+      );
     }
     const feeds: Record<string, ort.Tensor> = {};
     const make = (name: string, values: Int32Array): ort.Tensor =>
       this.inputTypes.get(name) === 'int64'
-        ? new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), [B, T])
+        ? new ort.Tensor(
+            'int64',
+            BigInt64Array.from(values, (v) => BigInt(v)),
+            [B, T],
+          )
         : new ort.Tensor('int32', values, [B, T]);
     feeds['input_ids'] = make('input_ids', batch.inputIds);
     feeds['attention_mask'] = make('attention_mask', batch.attentionMask);
@@ -301,17 +416,31 @@ export class Teacher {
     return fetches.map((f) => result[f]!);
   }
 
-  /** Logits and the hidden states of `hiddenStateIndices` for one batch; `fetch.logits` fetches the logits this time even when the teacher was loaded without them. */
+  /**
+   * Logits and the hidden states of `hiddenStateIndices` for one batch; `fetch.logits` fetches the logits this time
+   * even when the teacher was loaded without them.
+   */
   async forward(batch: TeacherBatch, fetch: { logits?: boolean } = {}): Promise<TeacherOutput> {
-    const fetches = [...new Set([...(this.fetchLogits || fetch.logits ? [this.logitsName] : []), ...this.hiddenNames, ...this.softNames, ...this.intermediateNames.values()])];
+    const fetches = [
+      ...new Set([
+        ...(this.fetchLogits || fetch.logits ? [this.logitsName] : []),
+        ...this.hiddenNames,
+        ...this.softNames,
+        ...this.intermediateNames.values(),
+      ]),
+    ];
     const tensors = await this.runRaw(batch, fetches);
     const byName = new Map(fetches.map((f, i) => [f, tensors[i]!.data as Float32Array]));
-    const topkIds = this.softNames.includes(SOFT_TOPK_IDS_OUTPUT) ? tensors[fetches.indexOf(SOFT_TOPK_IDS_OUTPUT)]!.data as BigInt64Array : undefined;
+    const topkIds = this.softNames.includes(SOFT_TOPK_IDS_OUTPUT)
+      ? (tensors[fetches.indexOf(SOFT_TOPK_IDS_OUTPUT)]!.data as BigInt64Array)
+      : undefined;
     return {
       logits: byName.get(this.logitsName) ?? new Float32Array(0),
       hiddenStates: this.hiddenNames.map((n) => byName.get(n)!),
       intermediate: Object.fromEntries([...this.intermediateNames].map(([key, n]) => [key, byName.get(n)!])),
-      soft: this.softNames.length ? { probs: byName.get(SOFT_TARGETS_OUTPUT)!, negEntropy: byName.get(SOFT_NEG_ENTROPY_OUTPUT), topkIds } : undefined,
+      soft: this.softNames.length
+        ? { probs: byName.get(SOFT_TARGETS_OUTPUT)!, negEntropy: byName.get(SOFT_NEG_ENTROPY_OUTPUT), topkIds }
+        : undefined,
     };
   }
 
@@ -321,7 +450,9 @@ export class Teacher {
 }
 
 const PROVIDER_NAMES: Record<TeacherExecutionProvider, string> = {
-  cpu: 'CPUExecutionProvider', cuda: 'CUDAExecutionProvider', webgpu: 'WebGpuExecutionProvider',
+  cpu: 'CPUExecutionProvider',
+  cuda: 'CUDAExecutionProvider',
+  webgpu: 'WebGpuExecutionProvider',
 };
 
 /**
@@ -329,9 +460,15 @@ const PROVIDER_NAMES: Record<TeacherExecutionProvider, string> = {
  * record: one event per node run, with the provider that ran it), remove the profile, and fail when the
  * provider asked for ran none of them (a silent fall-back to the CPU). Returns the node count per provider.
  */
-function checkPlacement(session: ort.InferenceSession, profileDir: string, ep: TeacherExecutionProvider, optionName: string): Record<string, number> {
+function checkPlacement(
+  session: ort.InferenceSession,
+  profileDir: string,
+  ep: TeacherExecutionProvider,
+  optionName: string,
+): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const provider of profiledPlacement(session, profileDir).values()) counts[provider] = (counts[provider] ?? 0) + 1;
+  for (const provider of profiledPlacement(session, profileDir).values())
+    counts[provider] = (counts[provider] ?? 0) + 1;
   const error = placementError(counts, ep, optionName);
   if (error) throw error;
   return counts;
@@ -346,9 +483,14 @@ export function profiledPlacement(session: ort.InferenceSession, profileDir: str
   const placement = new Map<string, string>();
   try {
     for (const f of readdirSync(profileDir)) {
-      const events = JSON.parse(readFileSync(join(profileDir, f), 'utf8')) as { cat?: string; name?: string; args?: { provider?: string } }[];
+      const events = JSON.parse(readFileSync(join(profileDir, f), 'utf8')) as {
+        cat?: string;
+        name?: string;
+        args?: { provider?: string };
+      }[];
       for (const e of events) {
-        if (e.cat === 'Node' && e.args?.provider && e.name?.endsWith('_kernel_time')) placement.set(e.name.slice(0, -'_kernel_time'.length), e.args.provider);
+        if (e.cat === 'Node' && e.args?.provider && e.name?.endsWith('_kernel_time'))
+          placement.set(e.name.slice(0, -'_kernel_time'.length), e.args.provider);
       }
     }
   } finally {
@@ -358,10 +500,22 @@ export function profiledPlacement(session: ort.InferenceSession, profileDir: str
 }
 
 /** The error for a placement in which the provider asked for ran none of the nodes, else undefined. */
-export function placementError(counts: Record<string, number>, ep: TeacherExecutionProvider, optionName: string): DistillError | undefined {
+export function placementError(
+  counts: Record<string, number>,
+  ep: TeacherExecutionProvider,
+  optionName: string,
+): DistillError | undefined {
   if (counts[PROVIDER_NAMES[ep]]) return undefined;
-  const placed = Object.entries(counts).map(([p, n]) => `${n} on ${p}`).join(', ') || 'no nodes recorded';
-  return new DistillError(`${optionName}: the ${ep} execution provider was asked for, but onnxruntime ran none of the teacher's nodes on it (${placed})`,
-    ep === 'webgpu' ? 'check the GPU driver and Vulkan loader (distill train --backend webgpu prints the adapter), or use --teacher-ep cpu'
-      : 'check the CUDA 12 installation, or use --teacher-ep cpu');
+  const placed =
+    Object.entries(counts)
+      .map(([p, n]) => `${n} on ${p}`)
+      .join(', ') || 'no nodes recorded';
+  return new DistillError(
+    `${optionName}: the ${ep} execution provider was asked for, ` +
+      `but onnxruntime ran none of the teacher's nodes on it (${placed})`,
+    ep === 'webgpu'
+      ? 'check the GPU driver and Vulkan loader (distill train ' +
+          '--backend webgpu prints the adapter), or use --teacher-ep cpu'
+      : 'check the CUDA 12 installation, or use --teacher-ep cpu',
+  );
 }

@@ -41,40 +41,78 @@ async function main(): Promise<void> {
     // Logits are fetched only when a request may need them (MSE, the unfused losses); see init.needLogits.
     teacher = await Teacher.load(init.dir, { ...init.options, fetchLogits: init.needLogits });
   } catch (e) {
-    port.postMessage({ kind: 'error', id: -1, message: (e as Error).message, hint: e instanceof DistillError ? e.hint : undefined });
+    port.postMessage({
+      kind: 'error',
+      id: -1,
+      message: (e as Error).message,
+      hint: e instanceof DistillError ? e.hint : undefined,
+    });
     return;
   }
-  port.postMessage({ kind: 'ready', vocabSize: teacher.config.vocabSize, hiddenSize: teacher.config.hiddenSize, nodesByProvider: teacher.nodesByProvider });
+  port.postMessage({
+    kind: 'ready',
+    vocabSize: teacher.config.vocabSize,
+    hiddenSize: teacher.config.hiddenSize,
+    nodesByProvider: teacher.nodesByProvider,
+  });
   port.on('message', (msg: ForwardRequest | { kind: 'close' }) => {
     if (msg.kind === 'close') {
       void teacher.release().then(() => port.close());
       return;
     }
     const started = performance.now();
-    teacher.forward({ inputIds: msg.inputIds, attentionMask: msg.attentionMask, batchSize: msg.batchSize, seqLen: msg.seqLen }, { logits: msg.fullLogits })
+    teacher
+      .forward(
+        { inputIds: msg.inputIds, attentionMask: msg.attentionMask, batchSize: msg.batchSize, seqLen: msg.seqLen },
+        { logits: msg.fullLogits },
+      )
       .then((out) => {
         const V = teacher.config.vocabSize;
         // The graph computed p = softmax(t/τ) and Σ p log p (softTargetNodes); keep the requested rows.
-        if (!out.soft) throw new DistillError('the teacher graph gave no soft targets (softTargetNodes were not added)');
+        if (!out.soft)
+          throw new DistillError('the teacher graph gave no soft targets (softTargetNodes were not added)');
         const tau = init.options.softTargetTemperature;
         const soft = out.soft.topkIds
           ? selectTopkRows(out.soft.probs, out.soft.topkIds, msg.softRows, init.options.softTargetTopK!, tau)
-          // in place: the outputs are this worker's alone (unless the full logits go back too)
-          : selectSoftRows(out.soft.probs, out.soft.negEntropy!, msg.softRows, V, tau, msg.keepLogits ? out.logits : undefined, !msg.fullLogits);
+          : // in place: the outputs are this worker's alone (unless the full logits go back too)
+            selectSoftRows(
+              out.soft.probs,
+              out.soft.negEntropy!,
+              msg.softRows,
+              V,
+              tau,
+              msg.keepLogits ? out.logits : undefined,
+              !msg.fullLogits,
+            );
         const lastHidden = out.hiddenStates[out.hiddenStates.length - 1]!;
-        // What the intermediate-layer losses read (losses/layer-map.ts keys): hidden states by index, attention, projections.
+        // What the intermediate-layer losses read (losses/layer-map.ts keys):
+        // hidden states by index, attention, projections.
         const intermediate: Record<string, Float32Array> = { ...out.intermediate };
-        teacher.hiddenStateIndices.forEach((h, i) => { intermediate[`hidden.${h}`] = out.hiddenStates[i]!; });
-        const transfer: ArrayBuffer[] = [lastHidden.buffer as ArrayBuffer, soft.probs.buffer as ArrayBuffer, soft.negEntropy.buffer as ArrayBuffer,
-          ...Object.values(intermediate).map((t) => t.buffer as ArrayBuffer)];
+        teacher.hiddenStateIndices.forEach((h, i) => {
+          intermediate[`hidden.${h}`] = out.hiddenStates[i]!;
+        });
+        const transfer: ArrayBuffer[] = [
+          lastHidden.buffer as ArrayBuffer,
+          soft.probs.buffer as ArrayBuffer,
+          soft.negEntropy.buffer as ArrayBuffer,
+          ...Object.values(intermediate).map((t) => t.buffer as ArrayBuffer),
+        ];
         if (soft.topkIds) transfer.push(soft.topkIds.buffer as ArrayBuffer);
         if (soft.logits) transfer.push(soft.logits.buffer as ArrayBuffer);
         const logits = msg.fullLogits ? out.logits : undefined;
         if (logits) transfer.push(logits.buffer as ArrayBuffer);
-        port.postMessage({ kind: 'result', id: msg.id, lastHidden, soft, logits, intermediate, busyMs: performance.now() - started }, [...new Set(transfer)]);
+        port.postMessage(
+          { kind: 'result', id: msg.id, lastHidden, soft, logits, intermediate, busyMs: performance.now() - started },
+          [...new Set(transfer)],
+        );
       })
       .catch((e: unknown) => {
-        port.postMessage({ kind: 'error', id: msg.id, message: (e as Error).message, hint: e instanceof DistillError ? e.hint : undefined });
+        port.postMessage({
+          kind: 'error',
+          id: msg.id,
+          message: (e as Error).message,
+          hint: e instanceof DistillError ? e.hint : undefined,
+        });
       });
   });
 }

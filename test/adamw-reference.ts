@@ -24,7 +24,11 @@ const U = 2 ** -24;
  */
 export type AdamWForm = 'variables' | 'on copies' | 'three programs';
 
-interface Trajectory { p: Float64Array; m: Float64Array; v: Float64Array }
+interface Trajectory {
+  p: Float64Array;
+  m: Float64Array;
+  v: Float64Array;
+}
 type Bounds = Trajectory;
 
 const names = reference.params.map((p) => p.name);
@@ -93,17 +97,28 @@ export function adamwReference(): { exact: Trajectory[]; bound: Bounds[]; file: 
   runs.forEach((r, i) => {
     for (const k of ['p', 'm', 'v'] as const) {
       const torch = file.get(`final.${k}.${names[i]}`).data as Float64Array;
-      torch.forEach((x, j) => expect(Math.abs(x - r.exact[k][j]!), `${k} ${names[i]}[${j}]`).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(x))));
+      torch.forEach((x, j) =>
+        expect(Math.abs(x - r.exact[k][j]!), `${k} ${names[i]}[${j}]`).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(x))),
+      );
     }
   });
   return { exact: runs.map((r) => r.exact), bound: runs.map((r) => r.bound), file };
 }
 
 /** The project's AdamW over the fixture on the current backend, in `form`: the final p, m and v (float32). */
-async function projectRun(file: SafetensorsFile, form: AdamWForm, setInPlace?: (on: boolean) => void): Promise<{ p: Float32Array[]; m: Float32Array[]; v: Float32Array[] }> {
-  const params = reference.params.map((p) => tf.tidy(() => tf.variable(tf.tensor(file.getFloat32(`initial.${p.name}`), p.shape))));
-  const optimizer = new AdamW(params, reference.params.map((p) => p.decay),
-    { betas: reference.betas as [number, number], eps: reference.eps, weightDecay: reference.weight_decay });
+async function projectRun(
+  file: SafetensorsFile,
+  form: AdamWForm,
+  setInPlace?: (on: boolean) => void,
+): Promise<{ p: Float32Array[]; m: Float32Array[]; v: Float32Array[] }> {
+  const params = reference.params.map((p) =>
+    tf.tidy(() => tf.variable(tf.tensor(file.getFloat32(`initial.${p.name}`), p.shape))),
+  );
+  const optimizer = new AdamW(
+    params,
+    reference.params.map((p) => p.decay),
+    { betas: reference.betas as [number, number], eps: reference.eps, weightDecay: reference.weight_decay },
+  );
   if (form === 'three programs') setInPlace!(false);
   try {
     for (let u = 0; u < reference.updates; u++) {
@@ -127,8 +142,8 @@ async function projectRun(file: SafetensorsFile, form: AdamWForm, setInPlace?: (
 
 /**
  * Each element of the project's p, m and v after the 20 updates within twice the derived bound of PyTorch's; the
- * bound is also shown to be small against what the updates did (not vacuous). Returns the largest error over the
- * bound, for the log.
+ * bound is also shown to be small against what the updates did (not
+ * vacuous). Returns the largest error over the bound, for the log.
  */
 export async function expectAdamWMatchesTorch(form: AdamWForm, setInPlace?: (on: boolean) => void): Promise<number> {
   const ref = adamwReference();
@@ -145,7 +160,10 @@ export async function expectAdamWMatchesTorch(form: AdamWForm, setInPlace?: (on:
         const err = Math.abs(x - exact[j]!);
         const limit = 2 * bound[j]!;
         if (!(err <= limit)) {
-          expect.fail(`${form}: ${k} of ${param.name}[${j}] is ${x}, PyTorch's ${exact[j]} (error ${err.toExponential(3)}, bound ${limit.toExponential(3)})`);
+          expect.fail(
+            `${form}: ${k} of ${param.name}[${j}] is ${x}, PyTorch's ${exact[j]} (error ${err.toExponential(3)}, ` +
+              `bound ${limit.toExponential(3)})`,
+          );
         }
         worst = Math.max(worst, limit > 0 ? err / limit : 0);
         if (k === 'p') {
@@ -163,14 +181,21 @@ export async function expectAdamWMatchesTorch(form: AdamWForm, setInPlace?: (on:
 /** The names, shapes and decay groups of the fixture are those of a student of its config (the recipe's rule). */
 export function expectFixtureIsAStudent(): void {
   const c = reference.config;
-  const specs = studentParamSpecs({ ...c, dropout: 0, attention_dropout: 0, activation: 'gelu', pad_token_id: 0, initializer_range: 0.02 } as StudentConfig);
+  const specs = studentParamSpecs({
+    ...c,
+    dropout: 0,
+    attention_dropout: 0,
+    activation: 'gelu',
+    pad_token_id: 0,
+    initializer_range: 0.02,
+  } as StudentConfig);
   expect(specs.map((s) => ({ name: s.name, shape: s.hfShape, decay: !s.noDecay }))).toEqual(reference.params);
 }
 
 /** The AdamW reference on one path, in each of its forms. */
 export function describeAdamWReference(path: string, forms: AdamWForm[], setInPlace?: (on: boolean) => void): void {
   describe(`AdamW against torch.optim.AdamW (20 updates, every element of p, m, v): ${path}`, () => {
-    it('the fixture is a student\'s parameters with the recipe\'s decay groups', () => expectFixtureIsAStudent());
+    it("the fixture is a student's parameters with the recipe's decay groups", () => expectFixtureIsAStudent());
     for (const form of forms) {
       it(form, async () => {
         const before = tf.memory().numTensors;

@@ -18,8 +18,14 @@ function random(n: number, seed: number): Float32Array {
 }
 
 /** torch.optim.AdamW, float64. */
-function reference(p0: Float32Array, grads: Float32Array[], lrs: number[], decay: boolean, o: { b1: number; b2: number; eps: number; wd: number },
-  moments?: { m: Float64Array; v: Float64Array }): Float64Array {
+function reference(
+  p0: Float32Array,
+  grads: Float32Array[],
+  lrs: number[],
+  decay: boolean,
+  o: { b1: number; b2: number; eps: number; wd: number },
+  moments?: { m: Float64Array; v: Float64Array },
+): Float64Array {
   const p = Float64Array.from(p0);
   const m = moments?.m ?? new Float64Array(p.length);
   const v = moments?.v ?? new Float64Array(p.length);
@@ -83,30 +89,46 @@ describe('AdamW', () => {
   }
 
   for (const backend of ['wasm', 'cpu'] as const) {
-    it(`${backend}: the gradient's factor (gradScale: a clipping coefficient times 1/loss_scale) is applied in the update: moments and weights as torch's on g·gradScale`, async () => {
-      // Adam's step is nearly blind to a gradient's scale (m/√v), its moments are not: they are what would show a
-      // factor dropped (here m would be 1/0.046 ≈ 22 times too large).
-      await selectBackend(backend);
-      const gradScale = Math.fround(0.37) * 2 ** -3;
-      const t = tf.tensor1d(p0);
-      const param = tf.variable(t);
-      t.dispose();
-      const opt = new AdamW([param], [true], { betas: [o.b1, o.b2], eps: o.eps, weightDecay: o.wd });
-      grads.forEach((g, k) => {
-        const gt = tf.tensor1d(g);
-        opt.apply([gt], lrs[k]!, gradScale);
-        gt.dispose();
-      });
-      const moments = { m: new Float64Array(n), v: new Float64Array(n) };
-      const want = reference(p0, grads.map((g) => g.map((x) => x * gradScale)), lrs, true, o, moments);
-      expect(maxAbsDiff(param.dataSync(), want)).toBeLessThan(1e-6);
-      // m ~ 0.5·0.046 and v ~ (0.5·0.046)²: float32 rounding of each, far below these bounds.
-      expect(maxAbsDiff(opt.expAvg[0]!.dataSync(), moments.m)).toBeLessThan(1e-8);
-      expect(maxAbsDiff(opt.expAvgSq[0]!.dataSync(), moments.v)).toBeLessThan(1e-10);
-      expect(maxAbsDiff(opt.expAvg[0]!.dataSync(), moments.m.map((x) => x / gradScale))).toBeGreaterThan(1e-3);
-      opt.dispose();
-      param.dispose();
-    });
+    it(
+      `${backend}: the gradient's factor (gradScale: a clipping coefficient times 1/loss_scale) is applied in the ` +
+        `update: moments and weights as torch's on g·gradScale`,
+      async () => {
+        // Adam's step is nearly blind to a gradient's scale (m/√v), its moments are not: they are what would show a
+        // factor dropped (here m would be 1/0.046 ≈ 22 times too large).
+        await selectBackend(backend);
+        const gradScale = Math.fround(0.37) * 2 ** -3;
+        const t = tf.tensor1d(p0);
+        const param = tf.variable(t);
+        t.dispose();
+        const opt = new AdamW([param], [true], { betas: [o.b1, o.b2], eps: o.eps, weightDecay: o.wd });
+        grads.forEach((g, k) => {
+          const gt = tf.tensor1d(g);
+          opt.apply([gt], lrs[k]!, gradScale);
+          gt.dispose();
+        });
+        const moments = { m: new Float64Array(n), v: new Float64Array(n) };
+        const want = reference(
+          p0,
+          grads.map((g) => g.map((x) => x * gradScale)),
+          lrs,
+          true,
+          o,
+          moments,
+        );
+        expect(maxAbsDiff(param.dataSync(), want)).toBeLessThan(1e-6);
+        // m ~ 0.5·0.046 and v ~ (0.5·0.046)²: float32 rounding of each, far below these bounds.
+        expect(maxAbsDiff(opt.expAvg[0]!.dataSync(), moments.m)).toBeLessThan(1e-8);
+        expect(maxAbsDiff(opt.expAvgSq[0]!.dataSync(), moments.v)).toBeLessThan(1e-10);
+        expect(
+          maxAbsDiff(
+            opt.expAvg[0]!.dataSync(),
+            moments.m.map((x) => x / gradScale),
+          ),
+        ).toBeGreaterThan(1e-3);
+        opt.dispose();
+        param.dispose();
+      },
+    );
   }
 
   it('the in-place SIMD pass and the tfjs-op path agree to the last bits', async () => {
@@ -116,19 +138,39 @@ describe('AdamW', () => {
     expect(maxAbsDiff(wasmPlain!, cpuPlain!)).toBeLessThan(1e-7);
   });
 
-  it('wasm: on tensors that share their memory the kernel works on copies and leaves its inputs as they were', async () => {
-    await selectBackend('wasm');
-    expect(tf.getKernel(ADAMW_KERNEL, 'wasm')).toBeDefined();
-    const c = { b1: o.b1, b2: o.b2, biasCorrection2Sqrt: Math.sqrt(1 - o.b2), eps: o.eps, stepSize: 1e-3 / (1 - o.b1), decayFactor: 1 - 1e-3 * o.wd };
-    const [p, g, m, v] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x)) as [tf.Tensor1D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
-    const shared = tf.clone(p); // a second holder of p's memory: p may not be written in place
-    const kernel = adamwUpdate(p, g, m, v, c).map((t) => Float32Array.from(t.dataSync()));
-    expect(Float32Array.from(p.dataSync())).toEqual(p0); // unchanged
-    await selectBackend('cpu');
-    const [pc, gc, mc, vc] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x)) as [tf.Tensor1D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
-    const ops = adamwUpdate(pc, gc, mc, vc, c).map((t) => t.dataSync());
-    kernel.forEach((k, i) => expect(maxAbsDiff(k, ops[i]!)).toBeLessThan(1e-7));
-    expect(maxAbsDiff(kernel[0]!, p0)).toBeGreaterThan(1e-4); // the update moved p
-    shared.dispose();
-  });
+  it(
+    'wasm: on tensors that share their memory the kernel ' + 'works on copies and leaves its inputs as they were',
+    async () => {
+      await selectBackend('wasm');
+      expect(tf.getKernel(ADAMW_KERNEL, 'wasm')).toBeDefined();
+      const c = {
+        b1: o.b1,
+        b2: o.b2,
+        biasCorrection2Sqrt: Math.sqrt(1 - o.b2),
+        eps: o.eps,
+        stepSize: 1e-3 / (1 - o.b1),
+        decayFactor: 1 - 1e-3 * o.wd,
+      };
+      const [p, g, m, v] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x)) as [
+        tf.Tensor1D,
+        tf.Tensor1D,
+        tf.Tensor1D,
+        tf.Tensor1D,
+      ];
+      const shared = tf.clone(p); // a second holder of p's memory: p may not be written in place
+      const kernel = adamwUpdate(p, g, m, v, c).map((t) => Float32Array.from(t.dataSync()));
+      expect(Float32Array.from(p.dataSync())).toEqual(p0); // unchanged
+      await selectBackend('cpu');
+      const [pc, gc, mc, vc] = [p0, grads[0]!, grads[1]!, grads[2]!.map(Math.abs)].map((x) => tf.tensor1d(x)) as [
+        tf.Tensor1D,
+        tf.Tensor1D,
+        tf.Tensor1D,
+        tf.Tensor1D,
+      ];
+      const ops = adamwUpdate(pc, gc, mc, vc, c).map((t) => t.dataSync());
+      kernel.forEach((k, i) => expect(maxAbsDiff(k, ops[i]!)).toBeLessThan(1e-7));
+      expect(maxAbsDiff(kernel[0]!, p0)).toBeGreaterThan(1e-4); // the update moved p
+      shared.dispose();
+    },
+  );
 });

@@ -17,9 +17,14 @@ import { random } from './product-cases.js';
 const blas = loadBlas();
 // Unset DISTILL_BLAS takes a system BLAS when one loads: in CI's first pass that must be OpenBLAS (.ci/run installs
 // it), not onnxruntime's MLAS standing in for a missing one.
-const wanted = process.env['DISTILL_BLAS'] === undefined && process.env['CI'] === 'true' && !/OpenBLAS/.test(blas?.description ?? '')
-  ? `the product engine is ${blas?.description ?? 'none'}, not OpenBLAS (apt-get install libopenblas0-pthread)` : undefined;
-const haveBlas = canRun('blas.test.ts', blas ? wanted : 'no product engine loads (libopenblas.so.0 or onnxruntime\'s MLAS)');
+const wanted =
+  process.env['DISTILL_BLAS'] === undefined && process.env['CI'] === 'true' && !/OpenBLAS/.test(blas?.description ?? '')
+    ? `the product engine is ${blas?.description ?? 'none'}, not OpenBLAS (apt-get install libopenblas0-pthread)`
+    : undefined;
+const haveBlas = canRun(
+  'blas.test.ts',
+  blas ? wanted : "no product engine loads (libopenblas.so.0 or onnxruntime's MLAS)",
+);
 
 describe.runIf(haveBlas)(`BatchMatMul on the product engine (${blas?.description ?? 'none'})`, () => {
   describeProductCases();
@@ -30,17 +35,22 @@ describe.runIf(haveBlas)(`BatchMatMul on the product engine (${blas?.description
     const b = random(4 * 5, 4);
     const [ga, gb] = tf.tidy(() => {
       const g = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.square(tf.matMul(x, y, false, true))));
-      return g([tf.tensor2d(a, [6, 5]), tf.tensor2d(b, [4, 5])]).map((t) => Float32Array.from(t.dataSync() as Float32Array));
+      return g([tf.tensor2d(a, [6, 5]), tf.tensor2d(b, [4, 5])]).map((t) =>
+        Float32Array.from(t.dataSync() as Float32Array),
+      );
     });
     // d/dA Σ (A Bᵀ)² = 2 (A Bᵀ) B, d/dB = 2 (A Bᵀ)ᵀ A, computed by hand.
     const prod = new Float64Array(6 * 4);
-    for (let i = 0; i < 6; i++) for (let j = 0; j < 4; j++) for (let k = 0; k < 5; k++) prod[i * 4 + j]! += a[i * 5 + k]! * b[j * 5 + k]!;
+    for (let i = 0; i < 6; i++)
+      for (let j = 0; j < 4; j++) for (let k = 0; k < 5; k++) prod[i * 4 + j]! += a[i * 5 + k]! * b[j * 5 + k]!;
     const wantA = new Float64Array(6 * 5);
     const wantB = new Float64Array(4 * 5);
-    for (let i = 0; i < 6; i++) for (let j = 0; j < 4; j++) for (let k = 0; k < 5; k++) {
-      wantA[i * 5 + k]! += 2 * prod[i * 4 + j]! * b[j * 5 + k]!;
-      wantB[j * 5 + k]! += 2 * prod[i * 4 + j]! * a[i * 5 + k]!;
-    }
+    for (let i = 0; i < 6; i++)
+      for (let j = 0; j < 4; j++)
+        for (let k = 0; k < 5; k++) {
+          wantA[i * 5 + k]! += 2 * prod[i * 4 + j]! * b[j * 5 + k]!;
+          wantB[j * 5 + k]! += 2 * prod[i * 4 + j]! * a[i * 5 + k]!;
+        }
     expect(maxAbsDiff(ga!, wantA)).toBeLessThan(1e-5);
     expect(maxAbsDiff(gb!, wantB)).toBeLessThan(1e-5);
   });
@@ -57,9 +67,19 @@ describe.runIf(haveBlas)(`BatchMatMul on the product engine (${blas?.description
 
 describe('product geometry', () => {
   it('broadcasts a batch of one and names both shapes when inner dimensions differ', () => {
-    expect(productGeometry([1, 7, 3], [5, 3, 4], false, false)).toMatchObject({ batch: 5, batchA: 1, batchB: 5, M: 7, K: 3, N: 4, outShape: [5, 7, 4] });
+    expect(productGeometry([1, 7, 3], [5, 3, 4], false, false)).toMatchObject({
+      batch: 5,
+      batchA: 1,
+      batchB: 5,
+      M: 7,
+      K: 3,
+      N: 4,
+      outShape: [5, 7, 4],
+    });
     expect(productGeometry([2, 7, 3], [3, 3, 4], false, false)).toBeNull();
-    expect(() => productGeometry([7, 3], [4, 3], false, false)).toThrow(/inner dimensions differ \(3 in \[7, 3\] and 4 in \[4, 3\]\)/);
+    expect(() => productGeometry([7, 3], [4, 3], false, false)).toThrow(
+      /inner dimensions differ \(3 in \[7, 3\] and 4 in \[4, 3\]\)/,
+    );
   });
 });
 
@@ -90,7 +110,11 @@ describe('wasm kernels that share memory or copy rows', () => {
           tf.gather(t, tf.tensor1d(ids, 'int32')),
           tf.gather(t, tf.tensor2d(ids.subarray(0, 4), [2, 2], 'int32')),
           tf.gather(t, tf.tensor1d([2, 0], 'int32'), 1), // another axis: tfjs's kernel
-          tf.sum(t, 0), tf.sum(t, [0, 1]), tf.sum(t, 0, true), tf.sum(t, -1), tf.sum(t),
+          tf.sum(t, 0),
+          tf.sum(t, [0, 1]),
+          tf.sum(t, 0, true),
+          tf.sum(t, -1),
+          tf.sum(t),
         ].map((r) => Float32Array.from(r.dataSync() as Float32Array));
       });
     };
@@ -98,15 +122,25 @@ describe('wasm kernels that share memory or copy rows', () => {
     const onCpu = await run('cpu');
     onWasm.forEach((w, i) => expect(maxAbsDiff(w, onCpu[i]!), `case ${i}`).toBeLessThan(1e-5));
     await selectBackend('wasm');
-    expect(() => tf.gather(tf.tensor2d([1, 2], [2, 1]), tf.tensor1d([2], 'int32'))).toThrow(/index value 2 is not in \[0, 1\]/);
+    expect(() => tf.gather(tf.tensor2d([1, 2], [2, 1]), tf.tensor1d([2], 'int32'))).toThrow(
+      /index value 2 is not in \[0, 1\]/,
+    );
   });
 });
 
 describe('GELU', () => {
   it('erf is within 1e-7 of reference values', () => {
     // erf at these points, from Python's math.erf.
-    const points: [number, number][] = [[0, 0], [0.1, 0.1124629160182849], [0.5, 0.5204998778130465], [1, 0.8427007929497149],
-      [-1.7, -0.9837904585907746], [2.5, 0.999593047982555], [3.9, 0.9999999652077514], [6, 1]];
+    const points: [number, number][] = [
+      [0, 0],
+      [0.1, 0.1124629160182849],
+      [0.5, 0.5204998778130465],
+      [1, 0.8427007929497149],
+      [-1.7, -0.9837904585907746],
+      [2.5, 0.999593047982555],
+      [3.9, 0.9999999652077514],
+      [6, 1],
+    ];
     for (const [x, want] of points) expect(Math.abs(erf(x) - want), `erf(${x})`).toBeLessThan(1e-7);
   });
 
@@ -118,7 +152,9 @@ describe('GELU', () => {
         const t = tf.tensor1d(x);
         const w = tf.tensor1d(random(3000, 6));
         const f = (op: (t: tf.Tensor) => tf.Tensor) => tf.grad((u: tf.Tensor) => tf.sum(tf.mul(op(u), w)));
-        return [gelu(t), f(gelu)(t), geluOps(t), f(geluOps)(t)].map((r) => Float32Array.from(r.dataSync() as Float32Array));
+        return [gelu(t), f(gelu)(t), geluOps(t), f(geluOps)(t)].map((r) =>
+          Float32Array.from(r.dataSync() as Float32Array),
+        );
       });
       expect(tf.getKernel('DistillGelu', backend)).toBeDefined();
       expect(maxAbsDiff(y!, yRef!)).toBeLessThan(2e-6);
@@ -130,14 +166,18 @@ describe('GELU', () => {
 
 describe('choosing the BLAS library', () => {
   it('names the library and the fix when DISTILL_BLAS cannot be loaded', () => {
-    const r = runCli(['bench', '--teacher', TINY, '--batch', '1', '--seq', '8', '--steps', '1'], { env: { DISTILL_BLAS: '/nonexistent/libblas.so' } });
+    const r = runCli(['bench', '--teacher', TINY, '--batch', '1', '--seq', '8', '--steps', '1'], {
+      env: { DISTILL_BLAS: '/nonexistent/libblas.so' },
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/DISTILL_BLAS=\/nonexistent\/libblas\.so: the library cannot be loaded/);
     expect(r.stderr).toMatch(/hint: .*DISTILL_BLAS=off/);
   });
 
   it.runIf(haveBlas)('rejects a thread count that is not a whole number', () => {
-    const r = runCli(['bench', '--teacher', TINY, '--batch', '1', '--seq', '8', '--steps', '1'], { env: { DISTILL_BLAS_THREADS: 'many' } });
+    const r = runCli(['bench', '--teacher', TINY, '--batch', '1', '--seq', '8', '--steps', '1'], {
+      env: { DISTILL_BLAS_THREADS: 'many' },
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/DISTILL_BLAS_THREADS=many is not a whole number of threads/);
   });

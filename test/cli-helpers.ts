@@ -4,9 +4,16 @@ import { expect } from 'vitest';
 import { join } from 'node:path';
 import { REPO } from './helpers.js';
 
-export interface CliResult { status: number | null; stdout: string; stderr: string }
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
 
-export function runCli(args: string[], options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): CliResult {
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): CliResult {
   const r = spawnSync(process.execPath, [join(REPO, 'dist', 'src', 'cli.js'), ...args], {
     cwd: options.cwd ?? REPO,
     encoding: 'utf8',

@@ -20,7 +20,16 @@ describe('distill init-student', () => {
     const summary = JSON.parse(r.stdout) as { teacher_layers: number[]; parameters: number };
     expect(summary.teacher_layers).toEqual([0, 3]);
     const config = JSON.parse(readFileSync(join(studentDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-    expect(config).toMatchObject({ model_type: 'distilbert', architectures: ['DistilBertForMaskedLM'], dim: 192, n_layers: 2, n_heads: 4, hidden_dim: 768, vocab_size: 6144, max_position_embeddings: 128 });
+    expect(config).toMatchObject({
+      model_type: 'distilbert',
+      architectures: ['DistilBertForMaskedLM'],
+      dim: 192,
+      n_layers: 2,
+      n_heads: 4,
+      hidden_dim: 768,
+      vocab_size: 6144,
+      max_position_embeddings: 128,
+    });
     const weights = SafetensorsFile.read(join(studentDir, 'model.safetensors'));
     expect(weights.metadata['format']).toBe('pt');
     expect(weights.names()).toContain('distilbert.transformer.layer.1.ffn.lin2.weight');
@@ -28,10 +37,14 @@ describe('distill init-student', () => {
     expect(weights.shapeOf('distilbert.transformer.layer.0.ffn.lin1.weight')).toEqual([768, 192]);
     // Student layer 1 is teacher layer 3.
     const teacher = SafetensorsFile.read(join(TINY, 'model.safetensors'));
-    expect(weights.getFloat32('distilbert.transformer.layer.1.attention.q_lin.weight'))
-      .toEqual(teacher.getFloat32('bert.encoder.layer.3.attention.self.query.weight'));
-    expect(summary.parameters).toBe(weights.names().reduce((n, k) => n + weights.shapeOf(k).reduce((a, b) => a * b, 1), 0));
-    for (const f of ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'onnx/model.onnx']) expect(readFileSync(join(studentDir, f)).length).toBeGreaterThan(0);
+    expect(weights.getFloat32('distilbert.transformer.layer.1.attention.q_lin.weight')).toEqual(
+      teacher.getFloat32('bert.encoder.layer.3.attention.self.query.weight'),
+    );
+    expect(summary.parameters).toBe(
+      weights.names().reduce((n, k) => n + weights.shapeOf(k).reduce((a, b) => a * b, 1), 0),
+    );
+    for (const f of ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'onnx/model.onnx'])
+      expect(readFileSync(join(studentDir, f)).length).toBeGreaterThan(0);
   });
 
   it('refuses a non-empty --out without --force, and a layer the teacher lacks', () => {
@@ -47,7 +60,17 @@ describe('distill init-student', () => {
 describe('distill eval-batch', () => {
   for (const backend of ['wasm', 'cpu']) {
     it(`reproduces PyTorch's losses and gradient norm on ${backend}`, () => {
-      const r = runCli(['eval-batch', '--teacher', TINY, '--student', studentDir, '--batch', batch, '--backend', backend]);
+      const r = runCli([
+        'eval-batch',
+        '--teacher',
+        TINY,
+        '--student',
+        studentDir,
+        '--batch',
+        batch,
+        '--backend',
+        backend,
+      ]);
       expect(r.status, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout) as Record<string, number | string>;
       expect(out['backend']).toBe(backend);
@@ -60,16 +83,29 @@ describe('distill eval-batch', () => {
   }
 
   it('restricts the KL to masked positions on request', () => {
-    const r = runCli(['eval-batch', '--teacher', TINY, '--student', studentDir, '--batch', batch, '--restrict-ce-to-mask']);
+    const r = runCli([
+      'eval-batch',
+      '--teacher',
+      TINY,
+      '--student',
+      studentDir,
+      '--batch',
+      batch,
+      '--restrict-ce-to-mask',
+    ]);
     const out = JSON.parse(r.stdout) as Record<string, number>;
     expect(relDiff(out['loss_ce']!, reference.loss_ce_restrict_to_mask)).toBeLessThan(1e-4);
-    expect(relDiff(out['loss_total']!, 5 * reference.loss_ce_restrict_to_mask + 2 * reference.loss_mlm + reference.loss_cos)).toBeLessThan(1e-4);
+    expect(
+      relDiff(out['loss_total']!, 5 * reference.loss_ce_restrict_to_mask + 2 * reference.loss_mlm + reference.loss_cos),
+    ).toBeLessThan(1e-4);
   });
 
   it('names the batch file and the missing tensor', () => {
     const f = join(work, 'partial.safetensors');
     const ref = SafetensorsFile.read(batch);
-    writeSafetensors(f, { masked_input_ids: { data: ref.getInt32('masked_input_ids'), shape: ref.shapeOf('masked_input_ids') } });
+    writeSafetensors(f, {
+      masked_input_ids: { data: ref.getInt32('masked_input_ids'), shape: ref.shapeOf('masked_input_ids') },
+    });
     const r = runCli(['eval-batch', '--teacher', TINY, '--student', studentDir, '--batch', f]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/partial\.safetensors: missing tensor "attention_mask"/);
@@ -83,7 +119,9 @@ describe('distill eval-batch', () => {
     writeFileSync(cfgPath, JSON.stringify({ ...cfg, model_type: 'bert' }));
     // Edited by hand, the folder no longer matches the checksums distill recorded (named first, test/bad-input-sweep);
     // without them, as a folder from elsewhere, the config itself is named.
-    expect(runCli(['eval-batch', '--teacher', TINY, '--student', other, '--batch', batch]).stderr).toMatch(/other\/config\.json: its contents changed after distill wrote it/);
+    expect(runCli(['eval-batch', '--teacher', TINY, '--student', other, '--batch', batch]).stderr).toMatch(
+      /other\/config\.json: its contents changed after distill wrote it/,
+    );
     rmSync(join(other, 'distill.json'));
     const r = runCli(['eval-batch', '--teacher', TINY, '--student', other, '--batch', batch]);
     expect(r.stderr).toMatch(/config\.json: field "model_type" is "bert", expected "distilbert"/);

@@ -22,7 +22,16 @@ function lossAndGrad(probs: number[][], ids: number[][], tau: number): { loss: n
   const negEntropy = probs.map((row) => bucketNegEntropy(Float32Array.from(row), 0, row.length));
   return tidy(() => {
     const { value, grads } = tf.variableGrads(
-      () => distillationLossTopK(student!, tf.tensor2d(probs), tf.tensor2d(ids, undefined, 'int32'), tf.tensor1d(negEntropy), tau), [student!]);
+      () =>
+        distillationLossTopK(
+          student!,
+          tf.tensor2d(probs),
+          tf.tensor2d(ids, undefined, 'int32'),
+          tf.tensor1d(negEntropy),
+          tau,
+        ),
+      [student!],
+    );
     return { loss: value.dataSync()[0]!, grad: grads[student!.name]!.arraySync() as number[][] };
   });
 }
@@ -37,21 +46,44 @@ describe('loss_ce on top-k soft targets (one bucket for the tail)', () => {
     const { loss, grad } = lossAndGrad([[0.5, 0.3]], [[0, 1]], 2);
     const kl = 0.5 * Math.log(0.5 / 0.2) + 0.3 * Math.log(0.3 / 0.2) + 0.2 * Math.log(0.2 / 0.6);
     expect(loss).toBeCloseTo(4 * kl, 5);
-    const want = [0.2 - 0.5, 0.2 - 0.3, 0.2 - 0.2 * 0.2 / 0.6, 0.4 - 0.2 * 0.4 / 0.6].map((g) => 2 * g);
+    const want = [0.2 - 0.5, 0.2 - 0.3, 0.2 - (0.2 * 0.2) / 0.6, 0.4 - (0.2 * 0.4) / 0.6].map((g) => 2 * g);
     grad[0]!.forEach((g, j) => expect(g).toBeCloseTo(want[j]!, 5));
   });
 
   it('ids are per row, in any order: two rows with different top-k sets, the second given in reverse', () => {
     // Row 0 as above; row 1: teacher top 2 = tokens 3 (0.6) and 2 (0.1), tail 0.3; student z = 0: q = 1/4 each.
-    setStudent([[0, 0, 0, 2 * Math.log(2)], [0, 0, 0, 0]]);
-    const a = lossAndGrad([[0.5, 0.3], [0.6, 0.1]], [[0, 1], [3, 2]], 2);
-    const b = lossAndGrad([[0.3, 0.5], [0.1, 0.6]], [[1, 0], [2, 3]], 2);
+    setStudent([
+      [0, 0, 0, 2 * Math.log(2)],
+      [0, 0, 0, 0],
+    ]);
+    const a = lossAndGrad(
+      [
+        [0.5, 0.3],
+        [0.6, 0.1],
+      ],
+      [
+        [0, 1],
+        [3, 2],
+      ],
+      2,
+    );
+    const b = lossAndGrad(
+      [
+        [0.3, 0.5],
+        [0.1, 0.6],
+      ],
+      [
+        [1, 0],
+        [2, 3],
+      ],
+      2,
+    );
     const kl0 = 0.5 * Math.log(0.5 / 0.2) + 0.3 * Math.log(0.3 / 0.2) + 0.2 * Math.log(0.2 / 0.6);
     const kl1 = 0.6 * Math.log(0.6 / 0.25) + 0.1 * Math.log(0.1 / 0.25) + 0.3 * Math.log(0.3 / 0.5);
-    expect(a.loss).toBeCloseTo(4 * (kl0 + kl1) / 2, 5); // batchmean over the 2 rows
+    expect(a.loss).toBeCloseTo((4 * (kl0 + kl1)) / 2, 5); // batchmean over the 2 rows
     expect(b.loss).toBeCloseTo(a.loss, 6);
     // Row 1's gradient, /2 for the mean: τ (q − p̃)/2 with p̃ = [0.3·0.5, 0.3·0.5, 0.1, 0.6].
-    const want1 = [0.25 - 0.15, 0.25 - 0.15, 0.25 - 0.1, 0.25 - 0.6].map((g) => 2 * g / 2);
+    const want1 = [0.25 - 0.15, 0.25 - 0.15, 0.25 - 0.1, 0.25 - 0.6].map((g) => (2 * g) / 2);
     a.grad[1]!.forEach((g, j) => expect(g).toBeCloseTo(want1[j]!, 5));
     b.grad[1]!.forEach((g, j) => expect(g).toBeCloseTo(want1[j]!, 5));
   });
@@ -62,33 +94,64 @@ describe('loss_ce on top-k soft targets (one bucket for the tail)', () => {
     const top = lossAndGrad(probs, [[2, 0, 4]], 1.5).loss;
     const dense = Float32Array.from([0.25, 0, 0.7, 0, 0.05]);
     const negEntropy = 0.7 * Math.log(0.7) + 0.25 * Math.log(0.25) + 0.05 * Math.log(0.05);
-    const full = tidy(() => distillationLossFromSoft(student!, tf.tensor2d(dense, [1, 5]), tf.tensor1d([negEntropy]), 1.5).dataSync()[0]!);
+    const full = tidy(
+      () =>
+        distillationLossFromSoft(student!, tf.tensor2d(dense, [1, 5]), tf.tensor1d([negEntropy]), 1.5).dataSync()[0]!,
+    );
     expect(top).toBeCloseTo(full, 5);
   });
 
-  it('never exceeds the full KL (merging outcomes cannot raise a divergence), and is 0 when the student matches the teacher', () => {
-    const s = [[1.0, -0.5, 0.25, 2.0, -1.0, 0.0]];
-    setStudent(s);
-    const t = [0.3, 1.2, -0.7, 0.1, 0.9, -2.0];
-    const z = t.map((x) => Math.exp(x / 2));
-    const p = Float32Array.from(z.map((x) => x / z.reduce((a, b) => a + b, 0)));
-    const negEntropy = p.reduce((a, x) => a + x * Math.log(x), 0);
-    const full = tidy(() => distillationLossFromSoft(student!, tf.tensor2d(p, [1, 6]), tf.tensor1d([negEntropy]), 2).dataSync()[0]!);
-    for (const k of [1, 2, 3, 5]) {
-      const top = topkOfSoftTargets({ temperature: 2, probs: p, negEntropy: Float64Array.of(negEntropy) }, 6, k);
-      const loss = lossAndGrad([Array.from(top.probs)], [Array.from(top.topkIds!)], 2).loss;
-      expect(loss).toBeGreaterThanOrEqual(-1e-6);
-      expect(loss).toBeLessThanOrEqual(full + 1e-6);
-    }
-    setStudent([t]); // the student's logits are the teacher's: KL 0 on any support
-    const top = topkOfSoftTargets({ temperature: 2, probs: p, negEntropy: Float64Array.of(negEntropy) }, 6, 2);
-    expect(Math.abs(lossAndGrad([Array.from(top.probs)], [Array.from(top.topkIds!)], 2).loss)).toBeLessThan(1e-6);
-  });
+  it(
+    'never exceeds the full KL (merging outcomes cannot raise a divergence), ' +
+      'and is 0 when the student matches the teacher',
+    () => {
+      const s = [[1.0, -0.5, 0.25, 2.0, -1.0, 0.0]];
+      setStudent(s);
+      const t = [0.3, 1.2, -0.7, 0.1, 0.9, -2.0];
+      const z = t.map((x) => Math.exp(x / 2));
+      const p = Float32Array.from(z.map((x) => x / z.reduce((a, b) => a + b, 0)));
+      const negEntropy = p.reduce((a, x) => a + x * Math.log(x), 0);
+      const full = tidy(
+        () => distillationLossFromSoft(student!, tf.tensor2d(p, [1, 6]), tf.tensor1d([negEntropy]), 2).dataSync()[0]!,
+      );
+      for (const k of [1, 2, 3, 5]) {
+        const top = topkOfSoftTargets({ temperature: 2, probs: p, negEntropy: Float64Array.of(negEntropy) }, 6, k);
+        const loss = lossAndGrad([Array.from(top.probs)], [Array.from(top.topkIds!)], 2).loss;
+        expect(loss).toBeGreaterThanOrEqual(-1e-6);
+        expect(loss).toBeLessThanOrEqual(full + 1e-6);
+      }
+      setStudent([t]); // the student's logits are the teacher's: KL 0 on any support
+      const top = topkOfSoftTargets({ temperature: 2, probs: p, negEntropy: Float64Array.of(negEntropy) }, 6, 2);
+      expect(Math.abs(lossAndGrad([Array.from(top.probs)], [Array.from(top.topkIds!)], 2).loss)).toBeLessThan(1e-6);
+    },
+  );
 
   it('rejects k ≥ V, ids that are not int32 and rows that do not match', () => {
     setStudent([[0, 0, 0]]);
-    expect(() => tidy(() => distillationLossTopK(student!, tf.tensor2d([[0.5, 0.3, 0.2]]), tf.tensor2d([[0, 1, 2]], undefined, 'int32'), tf.tensor1d([0]), 2))).toThrow(/top-k of 3 for a vocabulary of 3/);
-    expect(() => tidy(() => distillationLossTopK(student!, tf.tensor2d([[0.5]]), tf.tensor2d([[0]]), tf.tensor1d([0]), 2))).toThrow(/must be int32/);
-    expect(() => tidy(() => distillationLossTopK(student!, tf.tensor2d([[0.5], [0.4]]), tf.tensor2d([[0], [1]], undefined, 'int32'), tf.tensor1d([0, 0]), 2))).toThrow(/for 1 student rows/);
+    expect(() =>
+      tidy(() =>
+        distillationLossTopK(
+          student!,
+          tf.tensor2d([[0.5, 0.3, 0.2]]),
+          tf.tensor2d([[0, 1, 2]], undefined, 'int32'),
+          tf.tensor1d([0]),
+          2,
+        ),
+      ),
+    ).toThrow(/top-k of 3 for a vocabulary of 3/);
+    expect(() =>
+      tidy(() => distillationLossTopK(student!, tf.tensor2d([[0.5]]), tf.tensor2d([[0]]), tf.tensor1d([0]), 2)),
+    ).toThrow(/must be int32/);
+    expect(() =>
+      tidy(() =>
+        distillationLossTopK(
+          student!,
+          tf.tensor2d([[0.5], [0.4]]),
+          tf.tensor2d([[0], [1]], undefined, 'int32'),
+          tf.tensor1d([0, 0]),
+          2,
+        ),
+      ),
+    ).toThrow(/for 1 student rows/);
   });
 });

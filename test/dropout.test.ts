@@ -36,7 +36,7 @@ describe('the dropout mask', () => {
   const q = keepThreshold(0.1) / 2 ** 24;
   const sixSigma = (p: number): number => 6 * Math.sqrt(n * p * (1 - p));
 
-  it('keeps a share 1 − rate of the elements, independently of the neighbour and of another seed\'s mask', () => {
+  it("keeps a share 1 − rate of the elements, independently of the neighbour and of another seed's mask", () => {
     expect(q).toBeCloseTo(0.9, 7); // round(0.9 · 2²⁴) / 2²⁴
     const threshold = keepThreshold(0.1);
     const a = dropoutKey(12345);
@@ -68,29 +68,41 @@ const backends: ('cpu' | 'wasm' | 'webgpu')[] = ['cpu', 'wasm'];
 if (canRun('dropout.test.ts (its webgpu cases)', await webgpuUnavailable())) backends.push('webgpu');
 
 describe.each(backends)('DistillDropout on %s', (backend) => {
-  it('gives the definition\'s output bit for bit (SIMD tail lengths, NaN and −0 kept), the same for a seed, another for another', async () => {
-    await selectBackend(backend);
-    expect(tf.getKernel(DROPOUT_KERNEL, backend), 'the kernel is registered').toBeDefined();
-    if (backend === 'wasm') expect(wasmSimd(), 'the SIMD module loaded').not.toBeNull();
-    for (const [rows, cols] of [[1003, 7], [64, 192], [1, 3]] as const) {
-      const x = random(rows * cols, rows + cols);
-      x[5 % x.length] = NaN; // a NaN stays NaN whether kept or dropped (x · 0), as in PyTorch
-      const input = tf.tensor2d(x, [rows, cols]);
-      for (const [rate, seed] of [[0.1, 7], [0.1, 0xfffffff0], [0.5, 7]] as const) {
-        const y = dropout(input, rate, seed);
-        const got = Float32Array.from(await y.data());
-        y.dispose();
-        expect(sameBits(got, expected(x, rate, seed)), `${rows}×${cols} rate ${rate} seed ${seed}`).toBe(true);
+  it(
+    "gives the definition's output bit for bit (SIMD tail lengths, " +
+      'NaN and −0 kept), the same for a seed, another for another',
+    async () => {
+      await selectBackend(backend);
+      expect(tf.getKernel(DROPOUT_KERNEL, backend), 'the kernel is registered').toBeDefined();
+      if (backend === 'wasm') expect(wasmSimd(), 'the SIMD module loaded').not.toBeNull();
+      for (const [rows, cols] of [
+        [1003, 7],
+        [64, 192],
+        [1, 3],
+      ] as const) {
+        const x = random(rows * cols, rows + cols);
+        x[5 % x.length] = NaN; // a NaN stays NaN whether kept or dropped (x · 0), as in PyTorch
+        const input = tf.tensor2d(x, [rows, cols]);
+        for (const [rate, seed] of [
+          [0.1, 7],
+          [0.1, 0xfffffff0],
+          [0.5, 7],
+        ] as const) {
+          const y = dropout(input, rate, seed);
+          const got = Float32Array.from(await y.data());
+          y.dispose();
+          expect(sameBits(got, expected(x, rate, seed)), `${rows}×${cols} rate ${rate} seed ${seed}`).toBe(true);
+        }
+        if (rows * cols > 3) {
+          const [ya, yb] = [dropout(input, 0.1, 1), dropout(input, 0.1, 2)];
+          const [a, b] = [Float32Array.from(await ya.data()), Float32Array.from(await yb.data())];
+          tf.dispose([ya, yb]);
+          expect(sameBits(a, b), 'another seed, another mask').toBe(false);
+        }
+        input.dispose();
       }
-      if (rows * cols > 3) {
-        const [ya, yb] = [dropout(input, 0.1, 1), dropout(input, 0.1, 2)];
-        const [a, b] = [Float32Array.from(await ya.data()), Float32Array.from(await yb.data())];
-        tf.dispose([ya, yb]);
-        expect(sameBits(a, b), 'another seed, another mask').toBe(false);
-      }
-      input.dispose();
-    }
-  });
+    },
+  );
 
   it('its gradient is the same mask on dy: ∂ Σ w·dropout(x) / ∂x = w · (kept ? 1/keep : 0), exactly', async () => {
     await selectBackend(backend);

@@ -20,17 +20,44 @@ export const rows = lossRows(attention, labels, B, T, V);
 export const targets = { logits: teacherLogits, lastHidden: teacherLast };
 
 /** A golden batch: [B, T] ids and mask, the rows of each loss, and the teacher's outputs from PyTorch. */
-export interface GoldenBatch { B: number; T: number; maskedIds: Int32Array; attention: Int32Array; rows: LossRows; targets: TeacherTargets }
+export interface GoldenBatch {
+  B: number;
+  T: number;
+  maskedIds: Int32Array;
+  attention: Int32Array;
+  rows: LossRows;
+  targets: TeacherTargets;
+}
 
 const TINY_BATCH: GoldenBatch = { B, T, maskedIds, attention, rows, targets };
 
-/** The loss and each parameter's gradient (transformers' layout) and its norm, by Hugging Face name, on a golden batch (default: the tiny teacher's). */
-export function goldenGradients(student: DistilBertStudent, restrict = false, fused = true, batch: GoldenBatch = TINY_BATCH): { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> } {
+/**
+ * The loss and each parameter's gradient (transformers' layout) and its norm, by Hugging Face name, on a golden batch
+ * (default: the tiny teacher's).
+ */
+export function goldenGradients(
+  student: DistilBertStudent,
+  restrict = false,
+  fused = true,
+  batch: GoldenBatch = TINY_BATCH,
+): { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> } {
   return tidy(() => {
     const ids = tf.tensor2d(batch.maskedIds, [batch.B, batch.T], 'int32');
     const mask = tf.tensor2d(batch.attention, [batch.B, batch.T], 'int32');
-    const { value, grads } = tf.variableGrads(() => distillLosses(student, ids, mask, batch.rows, batch.targets,
-      { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: restrict }, { training: false }, { fused }).loss, student.variables());
+    const { value, grads } = tf.variableGrads(
+      () =>
+        distillLosses(
+          student,
+          ids,
+          mask,
+          batch.rows,
+          batch.targets,
+          { ...RECIPE_LOSS_WEIGHTS, restrict_ce_to_mask: restrict },
+          { training: false },
+          { fused },
+        ).loss,
+      student.variables(),
+    );
     const norms = new Map<string, number>();
     const tensors = new Map<string, Float32Array>();
     for (const [variable, g] of Object.entries(grads)) {
@@ -49,7 +76,15 @@ export function goldenGradients(student: DistilBertStudent, restrict = false, fu
  * The total loss within 1e-4 relative, every per-parameter gradient norm and the global one within 1e-3, and
  * every gradient as a whole tensor against PyTorch's (gradient-check.ts).
  */
-export function expectGoldenGradients({ loss, grads, tensors }: { loss: number; grads: Map<string, number>; tensors: Map<string, Float32Array> }): void {
+export function expectGoldenGradients({
+  loss,
+  grads,
+  tensors,
+}: {
+  loss: number;
+  grads: Map<string, number>;
+  tensors: Map<string, Float32Array>;
+}): void {
   expect(relDiff(loss, reference.loss_total)).toBeLessThan(1e-4);
   const refByParam = reference.student_grad_norm_by_param as Record<string, number>;
   expect([...grads.keys()].sort()).toEqual(Object.keys(refByParam).sort());

@@ -24,7 +24,11 @@ function norm(x: ArrayLike<number>): number {
  * a shift of the scores, so they are 0 in exact arithmetic and ~1e-7 in float32) are held to an absolute floor of
  * rel·1e-3, a thousandth of the bound of the smallest real gradient here (~1e-3 in norm).
  */
-export function expectGradientsMatch(grads: Map<string, Float32Array>, reference: Map<string, Float32Array>, rel = 1e-3): void {
+export function expectGradientsMatch(
+  grads: Map<string, Float32Array>,
+  reference: Map<string, Float32Array>,
+  rel = 1e-3,
+): void {
   expect([...grads.keys()].sort()).toEqual([...reference.keys()].sort());
   for (const [name, g] of grads) {
     const r = reference.get(name)!;

@@ -16,7 +16,10 @@ import { softTargetNodes } from '../teacher/soft-targets.js';
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The embedded tiny teacher (the workplace's tiny-bert-cased fixture without the golden numbers). */
 export const TINY = join(REPO, 'teacher', 'tiny-bert-cased');
-/** Golden numbers of one distillation step (reference.json, reference.safetensors, gradients.safetensors), and the teacher exported with every hidden state (model-hidden.onnx). */
+/**
+ * Golden numbers of one distillation step (reference.json, reference.safetensors, gradients.safetensors), and the
+ * teacher exported with every hidden state (model-hidden.onnx).
+ */
 export const GOLDEN = join(REPO, 'test', 'fixtures', 'tiny-bert-cased');
 
 /**
@@ -27,7 +30,8 @@ export const GOLDEN = join(REPO, 'test', 'fixtures', 'tiny-bert-cased');
  */
 export function canRun(file: string, missing: string | undefined): boolean {
   if (missing === undefined) return true;
-  if (process.env['CI'] === 'true') throw new Error(`${file}: ${missing}: CI installs it (.ci/run), so these tests must run, not skip`);
+  if (process.env['CI'] === 'true')
+    throw new Error(`${file}: ${missing}: CI installs it (.ci/run), so these tests must run, not skip`);
   console.warn(`${file}: skipped: ${missing}`);
   return false;
 }
@@ -45,13 +49,20 @@ export function relDiff(a: number, b: number): number {
 
 /** The golden batch (reference.safetensors) and the teacher's outputs on it. */
 export function goldenBatch(ref: SafetensorsFile): {
-  B: number; T: number; maskedIds: Int32Array; attention: Int32Array; labels: Int32Array; teacherLogits: Float32Array; teacherLast: Float32Array;
+  B: number;
+  T: number;
+  maskedIds: Int32Array;
+  attention: Int32Array;
+  labels: Int32Array;
+  teacherLogits: Float32Array;
+  teacherLast: Float32Array;
 } {
   const [B, T] = ref.shapeOf('masked_input_ids') as [number, number];
   const hidden = ref.getFloat32('teacher_hidden_states'); // [L+1, B, T, H]
   const layerSize = hidden.length / ref.shapeOf('teacher_hidden_states')[0]!;
   return {
-    B, T,
+    B,
+    T,
     maskedIds: ref.getInt32('masked_input_ids'),
     attention: ref.getInt32('attention_mask'),
     labels: ref.getInt32('mlm_labels'),
@@ -70,7 +81,8 @@ export async function webgpuUnavailable(): Promise<string | undefined> {
     return undefined;
   } catch (e) {
     const message = (e as Error).message;
-    if (/the webgpu backend is not installed|found no adapter/.test(message)) return `${message} (.ci/run installs Mesa 25's software Vulkan driver)`;
+    if (/the webgpu backend is not installed|found no adapter/.test(message))
+      return `${message} (.ci/run installs Mesa 25's software Vulkan driver)`;
     throw e;
   }
 }
@@ -89,9 +101,14 @@ export interface WeightDifference {
 }
 
 /** How far two sets of weights (same names and sizes) lie apart, in units of a learning rate. */
-export function weightDifference(weights: Map<string, Float32Array>, reference: Map<string, Float32Array>, lr: number): WeightDifference {
+export function weightDifference(
+  weights: Map<string, Float32Array>,
+  reference: Map<string, Float32Array>,
+  lr: number,
+): WeightDifference {
   const names = [...reference.keys()].sort();
-  if (JSON.stringify([...weights.keys()].sort()) !== JSON.stringify(names)) throw new Error(`parameter names differ: ${[...weights.keys()].sort().join(',')} vs ${names.join(',')}`);
+  if (JSON.stringify([...weights.keys()].sort()) !== JSON.stringify(names))
+    throw new Error(`parameter names differ: ${[...weights.keys()].sort().join(',')} vs ${names.join(',')}`);
   let max = 0;
   let sq = 0;
   let n = 0;
@@ -125,8 +142,10 @@ export function weightDifference(weights: Map<string, Float32Array>, reference: 
  */
 export function expectWeightsAgree(d: WeightDifference, lrs: number[], lr: number, rmsBound = 0.05): void {
   const sum = lrs.reduce((a, b) => a + b, 0);
-  if (!(d.maxAbsInLr <= (2 * sum) / lr)) throw new Error(`largest weight difference ${d.maxAbsInLr} lr exceeds 2·Σ lr_t = ${(2 * sum) / lr} lr`);
-  if (!(d.rmsInLr < rmsBound)) throw new Error(`root mean square weight difference ${d.rmsInLr} lr exceeds ${rmsBound} lr`);
+  if (!(d.maxAbsInLr <= (2 * sum) / lr))
+    throw new Error(`largest weight difference ${d.maxAbsInLr} lr exceeds 2·Σ lr_t = ${(2 * sum) / lr} lr`);
+  if (!(d.rmsInLr < rmsBound))
+    throw new Error(`root mean square weight difference ${d.rmsInLr} lr exceeds ${rmsBound} lr`);
 }
 
 /** A digest of every file under `dir` (names and bytes): equal digests, nothing changed. */
@@ -160,19 +179,40 @@ export function tinyRunConfig(name: string, keys: Record<string, unknown>): { wo
   const text = join(work, 'moby.txt');
   writeFileSync(text, publicDomainParagraphs('moby-dick').slice(0, 60).join('\n') + '\n');
   const configPath = join(work, 'config.json');
-  writeFileSync(configPath, JSON.stringify({ teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 32, batch_size: 4, grad_accum: 1, ...keys }));
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      teacher: TINY,
+      corpus: join(work, 'corpus'),
+      corpus_inputs: [text],
+      max_length: 32,
+      batch_size: 4,
+      grad_accum: 1,
+      ...keys,
+    }),
+  );
   return { work, configPath };
 }
 
 /**
  * The soft-target nodes alone as a model on an input `logits` [1, N, V] (teacher/soft-targets.ts), with top-k in one
- * stage (topkGroup Infinity) or in two stages over groups of `topkGroup` (with `webgpu`, the WebGPU provider's form
- * of log p).
+ * stage (topkGroup Infinity) or in two stages over groups of `topkGroup` (with `webgpu`,
+ * the WebGPU provider's form of log p).
  */
-export function softTargetModel(n: number, v: number, k: number, topkGroup: number, opset = 17, webgpu = false): Uint8Array {
+export function softTargetModel(
+  n: number,
+  v: number,
+  k: number,
+  topkGroup: number,
+  opset = 17,
+  webgpu = false,
+): Uint8Array {
   const builder = new OnnxGraphBuilder();
   builder.input('logits', 'float', [1, n, v]);
-  return appendToGraph(builder.encode('soft_targets', opset, 'distill-test'), softTargetNodes('logits', v, 2, { topk: k, opset, topkGroup, webgpu }));
+  return appendToGraph(
+    builder.encode('soft_targets', opset, 'distill-test'),
+    softTargetNodes('logits', v, 2, { topk: k, opset, topkGroup, webgpu }),
+  );
 }
 
 /**
@@ -190,7 +230,9 @@ export function tiedLogits(n: number, v: number, seed: number): Float32Array {
  */
 export function underflowingLogits(n: number, v: number, seed: number): Float32Array {
   const rng = new Rng(seed);
-  return Float32Array.from({ length: n * v }, (_, i) => (i % v === 0 ? 0 : i % 3 === 0 ? -400 : -2 - rng.int(3801) / 100));
+  return Float32Array.from({ length: n * v }, (_, i) =>
+    i % v === 0 ? 0 : i % 3 === 0 ? -400 : -2 - rng.int(3801) / 100,
+  );
 }
 
 /**

@@ -21,7 +21,14 @@ function random(n: number, seed: number, scale: number, shift: number): Float32A
   });
 }
 
-interface Case { rows: number; width: number; x: Float32Array; gamma: Float32Array; beta: Float32Array; dy: Float32Array }
+interface Case {
+  rows: number;
+  width: number;
+  x: Float32Array;
+  gamma: Float32Array;
+  beta: Float32Array;
+  dy: Float32Array;
+}
 
 /**
  * The float64 reference, and for each output the largest error float32 arithmetic may make. A sum of n float32
@@ -30,7 +37,16 @@ interface Case { rows: number; width: number; x: Float32Array; gamma: Float32Arr
  * r·e_μ + (H + 2)·ε·|x̂|. Each bound below adds these through the formula it checks, times 2 for the few roundings of
  * the final multiply-adds; the factor (1 + r·mean|x|) is how much an error in μ weighs against x̂'s own scale.
  */
-function reference(c: Case): { y: Float64Array; dx: Float64Array; dgamma: Float64Array; dbeta: Float64Array; tolY: Float64Array; tolDx: Float64Array; tolDgamma: Float64Array; tolDbeta: Float64Array } {
+function reference(c: Case): {
+  y: Float64Array;
+  dx: Float64Array;
+  dgamma: Float64Array;
+  dbeta: Float64Array;
+  tolY: Float64Array;
+  tolDx: Float64Array;
+  tolDgamma: Float64Array;
+  tolDbeta: Float64Array;
+} {
   const { rows, width: H, x, gamma, beta, dy } = c;
   const y = new Float64Array(rows * H);
   const dx = new Float64Array(rows * H);
@@ -45,7 +61,10 @@ function reference(c: Case): { y: Float64Array; dx: Float64Array; dgamma: Float6
     const o = row * H;
     let mean = 0;
     let meanAbs = 0;
-    for (let j = 0; j < H; j++) { mean += x[o + j]!; meanAbs += Math.abs(x[o + j]!); }
+    for (let j = 0; j < H; j++) {
+      mean += x[o + j]!;
+      meanAbs += Math.abs(x[o + j]!);
+    }
     mean /= H;
     meanAbs /= H;
     let variance = 0;
@@ -74,7 +93,13 @@ function reference(c: Case): { y: Float64Array; dx: Float64Array; dgamma: Float6
       tolY[i] = 2 * (H + 4) * EPS_F32 * muWeight * (Math.abs(gamma[j]!) * (1 + Math.abs(xhat(j))) + Math.abs(beta[j]!));
       dx[i] = r * (g - mg - xhat(j) * mgx);
       // g, mg and x̂·mgx each within (H + 4)·ε of their scale (sums of H terms; x̂'s own error), then times r.
-      tolDx[i] = 2 * (H + 4) * EPS_F32 * muWeight * r * (Math.abs(g) + sgAbs / H + (1 + Math.abs(xhat(j))) * (Math.abs(mgx) + sgxAbs / H));
+      tolDx[i] =
+        2 *
+        (H + 4) *
+        EPS_F32 *
+        muWeight *
+        r *
+        (Math.abs(g) + sgAbs / H + (1 + Math.abs(xhat(j))) * (Math.abs(mgx) + sgxAbs / H));
       dgamma[j]! += dy[i]! * xhat(j);
       dbeta[j]! += dy[i]!;
       absDgamma[j]! += Math.abs(dy[i]!) * (1 + Math.abs(xhat(j)));
@@ -93,16 +118,47 @@ function expectWithin(name: string, got: ArrayLike<number>, want: Float64Array, 
   let at = -1;
   for (let i = 0; i < want.length; i++) {
     const ratio = Math.abs(got[i]! - want[i]!) / tol[i]!;
-    if (!(ratio <= worst)) { worst = ratio; at = i; }
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      at = i;
+    }
   }
   expect(worst, `${name}[${at}]: ${got[at]} against ${want[at]} (bound ${tol[at]})`).toBeLessThanOrEqual(1);
 }
 
 const CASES: [string, Case][] = [
   // Off-centre rows (mean 3, spread 8), a width that is not a multiple of 4 (the SIMD tail), a batch-like row count.
-  ['[300, 10], rows centred at 3', (() => { const rows = 300, width = 10; return { rows, width, x: random(rows * width, 1, 8, 3), gamma: random(width, 2, 2, 1), beta: random(width, 3, 1, 0), dy: random(rows * width, 4, 2, 0) }; })()],
+  [
+    '[300, 10], rows centred at 3',
+    (() => {
+      const rows = 300,
+        width = 10;
+      return {
+        rows,
+        width,
+        x: random(rows * width, 1, 8, 3),
+        gamma: random(width, 2, 2, 1),
+        beta: random(width, 3, 1, 0),
+        dy: random(rows * width, 4, 2, 0),
+      };
+    })(),
+  ],
   // The tiny student's width.
-  ['[256, 192]', (() => { const rows = 256, width = 192; return { rows, width, x: random(rows * width, 5, 6, -1), gamma: random(width, 6, 2, 1), beta: random(width, 7, 1, 0), dy: random(rows * width, 8, 2, 0) }; })()],
+  [
+    '[256, 192]',
+    (() => {
+      const rows = 256,
+        width = 192;
+      return {
+        rows,
+        width,
+        x: random(rows * width, 5, 6, -1),
+        gamma: random(width, 6, 2, 1),
+        beta: random(width, 7, 1, 0),
+        dy: random(rows * width, 8, 2, 0),
+      };
+    })(),
+  ],
 ];
 
 describe('LayerNorm host kernel: output and gradients against float64', () => {
@@ -121,7 +177,10 @@ describe('LayerNorm host kernel: output and gradients against float64', () => {
           const beta = tf.tensor1d(c.beta);
           const out = layerNorm(x3, gamma, beta, LN_EPS);
           expect(out.shape).toEqual([c.rows / 2, 2, c.width]);
-          const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => layerNorm(a, g, b, LN_EPS))([x3, gamma, beta], tf.tensor3d(c.dy, x3.shape));
+          const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => layerNorm(a, g, b, LN_EPS))(
+            [x3, gamma, beta],
+            tf.tensor3d(c.dy, x3.shape),
+          );
           return [out, ...grads].map((t) => t.dataSync());
         });
         expectWithin('y', y!, ref.y, ref.tolY);

@@ -18,10 +18,22 @@ function readmeExample(): string {
 describe('distill as a library', () => {
   it('exports train, prepare, probe, the teacher and student loaders and fillMask, with types', async () => {
     const lib = await import('../src/index.js');
-    for (const name of ['train', 'loadConfig', 'prepare', 'probe', 'Teacher', 'loadStudent', 'fillMask', 'selectBackend', 'DistillError']) {
+    for (const name of [
+      'train',
+      'loadConfig',
+      'prepare',
+      'probe',
+      'Teacher',
+      'loadStudent',
+      'fillMask',
+      'selectBackend',
+      'DistillError',
+    ]) {
       expect(lib[name as keyof typeof lib], name).toBeDefined();
     }
-    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { exports: Record<string, { types: string; import: string }> };
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as {
+      exports: Record<string, { types: string; import: string }>;
+    };
     expect(existsSync(join(REPO, pkg.exports['.']!.import))).toBe(true);
     expect(existsSync(join(REPO, pkg.exports['.']!.types))).toBe(true);
   });

@@ -78,7 +78,10 @@ function makeCase(n: number, v: number, k: number, spread: number, seed: number)
     const start = Math.floor(pick[r * (k + 2) + 2]! * v);
     for (let i = 0; i < k; i++) topkIds[r * k + i] = (start + 97 * i) % v;
     const mass = 0.6 + 0.35 * pick[r * (k + 2) + 1]!;
-    const w = weights.subarray(r * k, (r + 1) * k).slice().sort((a, b) => b - a);
+    const w = weights
+      .subarray(r * k, (r + 1) * k)
+      .slice()
+      .sort((a, b) => b - a);
     const total = w.reduce((a, x) => a + x, 0);
     for (let i = 0; i < k; i++) probs[r * k + i] = (w[i]! / total) * mass;
     negEntropy.push(bucketNegEntropy(probs, r * k, k));
@@ -94,11 +97,26 @@ function makeCase(n: number, v: number, k: number, spread: number, seed: number)
 }
 
 const attrsOf = (c: Case): LogitLossAttrs => ({
-  temperature: TAU, alpha_ce: 5, alpha_mlm: 2, alpha_mse: 0, ceCount: c.n, mlmCount: c.labels.filter((l) => l !== IGNORE_INDEX).length,
+  temperature: TAU,
+  alpha_ce: 5,
+  alpha_mlm: 2,
+  alpha_mse: 0,
+  ceCount: c.n,
+  mlmCount: c.labels.filter((l) => l !== IGNORE_INDEX).length,
   negEntropy: c.negEntropy,
 });
 
-interface Reference { weighted: number; ce: number; mlm: number; grad: Float64Array; biasGrad: Float64Array; tolCe: number; tolMlm: number; tolGrad: Float64Array; tolBias: Float64Array }
+interface Reference {
+  weighted: number;
+  ce: number;
+  mlm: number;
+  grad: Float64Array;
+  biasGrad: Float64Array;
+  tolCe: number;
+  tolMlm: number;
+  tolGrad: Float64Array;
+  tolBias: Float64Array;
+}
 
 /**
  * The float64 reference, and for each output the largest error float32 arithmetic may make. With X the row's
@@ -126,7 +144,8 @@ function reference(c: Case): Reference {
   let tolCe = 0;
   let tolMlm = 0;
   for (let r = 0; r < n; r++) {
-    const s = Array.from({ length: v }, (_, j) => Math.fround(projected[r * v + j]! + bias[j]!)); // the kernel's float32 sum
+    // the kernel's float32 sum
+    const s = Array.from({ length: v }, (_, j) => Math.fround(projected[r * v + j]! + bias[j]!));
     const ms = Math.max(...s);
     const x = s.map((sv) => (sv - ms) / TAU);
     const X = Math.max(...x.map(Math.abs));
@@ -205,16 +224,26 @@ function expectWithin(name: string, got: ArrayLike<number>, want: Float64Array, 
   let at = 0;
   for (let i = 0; i < want.length; i++) {
     const ratio = Math.abs(got[i]! - want[i]!) / tol[i]!;
-    if (!(ratio <= worst)) { worst = ratio; at = i; }
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      at = i;
+    }
   }
   expect(worst, `${name}[${at}]: ${got[at]} against ${want[at]} (bound ${tol[at]})`).toBeLessThanOrEqual(1);
 }
 
-function expectReference(c: Case, losses: ArrayLike<number>, grad: ArrayLike<number>, biasGrad: ArrayLike<number>): void {
+function expectReference(
+  c: Case,
+  losses: ArrayLike<number>,
+  grad: ArrayLike<number>,
+  biasGrad: ArrayLike<number>,
+): void {
   const ref = reference(c);
   expect(Math.abs(losses[1]! - ref.ce), `loss_ce ${losses[1]} against ${ref.ce}`).toBeLessThanOrEqual(ref.tolCe);
   expect(Math.abs(losses[2]! - ref.mlm), `loss_mlm ${losses[2]} against ${ref.mlm}`).toBeLessThanOrEqual(ref.tolMlm);
-  expect(Math.abs(losses[0]! - ref.weighted)).toBeLessThanOrEqual(5 * ref.tolCe + 2 * ref.tolMlm + 2 * EPS_F32 * Math.abs(ref.weighted));
+  expect(Math.abs(losses[0]! - ref.weighted)).toBeLessThanOrEqual(
+    5 * ref.tolCe + 2 * ref.tolMlm + 2 * EPS_F32 * Math.abs(ref.weighted),
+  );
   expect(losses[3]).toBe(0);
   expectWithin('grad', grad, ref.grad, ref.tolGrad);
   expectWithin('biasGrad', biasGrad, ref.biasGrad, ref.tolBias);
@@ -224,8 +253,11 @@ function runKernel(c: Case): { losses: Float32Array; grad: Float32Array; biasGra
   const k = c.topkIds ? c.probs.length / c.n : c.v;
   const outs = tf.tidy(() => {
     const inputs: tf.NamedTensorMap = {
-      projected: tf.tensor2d(c.projected, [c.n, c.v]), bias: tf.tensor1d(c.bias), probs: tf.tensor2d(c.probs, [c.n, k]),
-      labels: tf.tensor1d(c.labels, 'int32'), ...(c.topkIds ? { topkIds: tf.tensor2d(c.topkIds, [c.n, k], 'int32') } : {}),
+      projected: tf.tensor2d(c.projected, [c.n, c.v]),
+      bias: tf.tensor1d(c.bias),
+      probs: tf.tensor2d(c.probs, [c.n, k]),
+      labels: tf.tensor1d(c.labels, 'int32'),
+      ...(c.topkIds ? { topkIds: tf.tensor2d(c.topkIds, [c.n, k], 'int32') } : {}),
     };
     return tf.engine().runKernel(LOGIT_LOSSES_KERNEL, inputs, { ...attrsOf(c) }) as unknown as tf.Tensor[];
   });
@@ -271,7 +303,12 @@ describe('logit-loss kernel: losses and gradients against float64', () => {
     outside.topkIds[2] = 64;
     expect(() => runKernel(outside)).toThrow('top-k id 64 outside the vocabulary of 64');
     const whole = makeCase(2, 5, 4, 4, 43);
-    expect(() => runKernel({ ...whole, probs: new Float32Array(10).fill(0.2), topkIds: Int32Array.from([0, 1, 2, 3, 4, 0, 1, 2, 3, 4]) }))
-      .toThrow('top-k of 5 for a vocabulary of 5: expected 1 ≤ k < 5');
+    expect(() =>
+      runKernel({
+        ...whole,
+        probs: new Float32Array(10).fill(0.2),
+        topkIds: Int32Array.from([0, 1, 2, 3, 4, 0, 1, 2, 3, 4]),
+      }),
+    ).toThrow('top-k of 5 for a vocabulary of 5: expected 1 ≤ k < 5');
   });
 });

@@ -80,12 +80,22 @@ describe('the update step with a loss scale (cpu)', () => {
       await step.accumulate(objective(w));
       const applied = await step.apply(1e-2);
       expect(Number.isFinite(applied.norm)).toBe(!applied.skipped);
-      seen.push({ skipped: applied.skipped, scale: applied.lossScale, w: w.dataSync()[0]!, m: optimizer.expAvg[0]!.dataSync()[0]!, adamStep: optimizer.step });
+      seen.push({
+        skipped: applied.skipped,
+        scale: applied.lossScale,
+        w: w.dataSync()[0]!,
+        m: optimizer.expAvg[0]!.dataSync()[0]!,
+        adamStep: optimizer.step,
+      });
     }
     // 8, 4, 2 overflow; 1 fits twice and the scale doubles to 2, which overflows again (back to 1), then 1 fits.
     expect(seen.map((s) => s.skipped)).toEqual([true, true, true, false, false, true]);
     expect(seen.map((s) => s.scale)).toEqual([4, 2, 1, 1, 2, 1]);
-    expect(seen.slice(0, 3).map((s) => [s.w, s.m, s.adamStep])).toEqual([[0.5, 0, 0], [0.5, 0, 0], [0.5, 0, 0]]);
+    expect(seen.slice(0, 3).map((s) => [s.w, s.m, s.adamStep])).toEqual([
+      [0.5, 0, 0],
+      [0.5, 0, 0],
+      [0.5, 0, 0],
+    ]);
     // The applied updates saw the unscaled gradient F: AdamW's first moment (1 − β1)·F, then β1·that + (1 − β1)·F.
     expect(seen[3]!.m / (0.1 * F)).toBeCloseTo(1, 6); // not 2⁻ᵏ·that: the scale used (1) was divided out
     expect(seen[4]!.m / (0.9 * 0.1 * F + 0.1 * F)).toBeCloseTo(1, 6);

@@ -10,30 +10,57 @@ import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { runCli } from './cli-helpers.js';
 import { REPO, TINY, canRun, expectWeightsAgree, folderWeights, relDiff, weightDifference } from './helpers.js';
 
-const HAVE_MPIRUN = canRun('mpi.test.ts', spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0
-  ? undefined : 'mpirun not found (apt-get install -y openmpi-bin libopenmpi-dev)');
+const HAVE_MPIRUN = canRun(
+  'mpi.test.ts',
+  spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0
+    ? undefined
+    : 'mpirun not found (apt-get install -y openmpi-bin libopenmpi-dev)',
+);
 
 const work = mkdtempSync(join(tmpdir(), 'distill-mpi-'));
 const configPath = join(work, 'config.json');
 const CLI = join(REPO, 'dist', 'src', 'cli.js');
 
-function mpirun(ranks: number, args: string[], env: Record<string, string> = {}, timeoutMs = 240_000): { status: number | null; stderr: string; ms: number } {
+function mpirun(
+  ranks: number,
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 240_000,
+): { status: number | null; stderr: string; ms: number } {
   const started = Date.now();
-  const r = spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath, CLI, ...args], {
-    encoding: 'utf8', env: { ...process.env, ...env }, timeout: timeoutMs,
-  });
+  const r = spawnSync(
+    'mpirun',
+    ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath, CLI, ...args],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      timeout: timeoutMs,
+    },
+  );
   return { status: r.status, stderr: r.stderr, ms: Date.now() - started };
 }
 
-interface MetricsLine { loss: number; grad_norm: number; lr: number }
+interface MetricsLine {
+  loss: number;
+  grad_norm: number;
+  lr: number;
+}
 
 function metrics(runDir: string): MetricsLine[] {
-  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as MetricsLine).filter((l) => 'loss' in l);
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as MetricsLine)
+    .filter((l) => 'loss' in l);
 }
 
 /** The evaluations' lines (val_*) of a run. */
 function validation(runDir: string): Record<string, number>[] {
-  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).filter((l) => 'val_loss' in l);
+  return readFileSync(join(runDir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>)
+    .filter((l) => 'val_loss' in l);
 }
 
 function losses(runDir: string): number[] {
@@ -59,7 +86,11 @@ function expectSameRun(parallel: string, single: string): void {
   const lr = Math.max(...b.map((m) => m.lr));
   const d = weightDifference(folderWeights(latestCheckpoint(parallel)!), folderWeights(latestCheckpoint(single)!), lr);
   console.log(`mpi.test.ts: ${parallel} vs ${single}: ${JSON.stringify(d)}`);
-  expectWeightsAgree(d, b.map((m) => m.lr), lr);
+  expectWeightsAgree(
+    d,
+    b.map((m) => m.lr),
+    lr,
+  );
 }
 
 describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
@@ -67,46 +98,85 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     const text = join(work, 'moby.txt');
     writeFileSync(text, publicDomainParagraphs('moby-dick').slice(0, 400).join('\n') + '\n');
     // Dropout off: each rank draws dropout masks for its own rows only.
-    writeFileSync(configPath, JSON.stringify({
-      teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 48, batch_size: 2, grad_accum: 2, max_steps: 4,
-      checkpoint_every: 2, backend: 'wasm', teacher_threads: 1, seed: 11, dropout: 0,
-    }));
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        teacher: TINY,
+        corpus: join(work, 'corpus'),
+        corpus_inputs: [text],
+        max_length: 48,
+        batch_size: 2,
+        grad_accum: 2,
+        max_steps: 4,
+        checkpoint_every: 2,
+        backend: 'wasm',
+        teacher_threads: 1,
+        seed: 11,
+        dropout: 0,
+      }),
+    );
   });
 
-  it('2 ranks × batch b give the run of 1 rank × batch 2b: losses and gradient norms (1e-5), weights (in units of lr)', () => {
-    const one = join(work, 'one');
-    const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4']);
-    expect(single.status, single.stderr).toBe(0);
-    const two = join(work, 'two');
-    const r = mpirun(2, ['train', '--config', configPath, '--out', two]);
-    expect(r.status, r.stderr).toBe(0);
-    expect(metrics(two).length).toBe(4);
-    expectSameRun(two, one);
-    // Rank 0 alone wrote the run's files.
-    const state = JSON.parse(readFileSync(join(latestCheckpoint(two)!, 'trainer_state.json'), 'utf8')) as { world_size: number; step: number };
-    expect(state).toMatchObject({ world_size: 2, step: 4 });
-  });
+  it(
+    '2 ranks × batch b give the run of 1 rank × batch 2b: ' +
+      'losses and gradient norms (1e-5), weights (in units of lr)',
+    () => {
+      const one = join(work, 'one');
+      const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4']);
+      expect(single.status, single.stderr).toBe(0);
+      const two = join(work, 'two');
+      const r = mpirun(2, ['train', '--config', configPath, '--out', two]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(metrics(two).length).toBe(4);
+      expectSameRun(two, one);
+      // Rank 0 alone wrote the run's files.
+      const state = JSON.parse(readFileSync(join(latestCheckpoint(two)!, 'trainer_state.json'), 'utf8')) as {
+        world_size: number;
+        step: number;
+      };
+      expect(state).toMatchObject({ world_size: 2, step: 4 });
+    },
+  );
 
-  it('a half-width student with the intermediate-layer losses: 2 ranks give the run of 1 rank (each loss scaled to the global token count)', () => {
-    const set = ['--set', 'student={"layers":2,"hidden":96,"heads":2,"intermediate":192}', '--set', 'alpha_attention=1', '--set', 'alpha_hidden=1', '--set', 'alpha_value_relation=1'];
-    const one = join(work, 'narrow-one');
-    const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4', ...set]);
-    expect(single.status, single.stderr).toBe(0);
-    const two = join(work, 'narrow-two');
-    const r = mpirun(2, ['train', '--config', configPath, '--out', two, ...set]);
-    expect(r.status, r.stderr).toBe(0);
-    expectSameRun(two, one);
-    const [a, b] = [metrics(two) as unknown as Record<string, number>[], metrics(one) as unknown as Record<string, number>[]];
-    a.forEach((m, i) => {
-      for (const k of ['loss_hidden', 'loss_att', 'loss_vr']) expect(relDiff(m[k]!, b[i]![k]!), `update ${i + 1} ${k}`).toBeLessThan(1e-5);
-    });
-  });
+  it(
+    'a half-width student with the intermediate-layer losses: ' +
+      '2 ranks give the run of 1 rank (each loss scaled to the global token count)',
+    () => {
+      const set = [
+        '--set',
+        'student={"layers":2,"hidden":96,"heads":2,"intermediate":192}',
+        '--set',
+        'alpha_attention=1',
+        '--set',
+        'alpha_hidden=1',
+        '--set',
+        'alpha_value_relation=1',
+      ];
+      const one = join(work, 'narrow-one');
+      const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4', ...set]);
+      expect(single.status, single.stderr).toBe(0);
+      const two = join(work, 'narrow-two');
+      const r = mpirun(2, ['train', '--config', configPath, '--out', two, ...set]);
+      expect(r.status, r.stderr).toBe(0);
+      expectSameRun(two, one);
+      const [a, b] = [
+        metrics(two) as unknown as Record<string, number>[],
+        metrics(one) as unknown as Record<string, number>[],
+      ];
+      a.forEach((m, i) => {
+        for (const k of ['loss_hidden', 'loss_att', 'loss_vr'])
+          expect(relDiff(m[k]!, b[i]![k]!), `update ${i + 1} ${k}`).toBeLessThan(1e-5);
+      });
+    },
+  );
 
   it('validation: each rank evaluates its share and the sums are added once, giving the metrics of 1 rank', () => {
     const validText = join(work, 'valid.txt');
     writeFileSync(validText, publicDomainParagraphs('moby-dick').slice(400, 460).join('\n') + '\n');
     const validCorpus = join(work, 'valid-corpus');
-    expect(runCli(['prepare', '--tokenizer', TINY, '--out', validCorpus, '--max-length', '48', validText]).status).toBe(0);
+    expect(runCli(['prepare', '--tokenizer', TINY, '--out', validCorpus, '--max-length', '48', validText]).status).toBe(
+      0,
+    );
     const set = ['--set', `valid_corpus=${validCorpus}`, '--set', 'eval_every=2', '--set', 'eval_sequences=40'];
     const one = join(work, 'val-one');
     const single = runCli(['train', '--config', configPath, '--out', one, '--set', 'batch_size=4', ...set]);
@@ -122,8 +192,12 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     // at most one position (two logits that tie within the roundings may swap).
     a.forEach((l, i) => {
       expect(l['val_masked']).toBe(b[i]!['val_masked']);
-      for (const k of ['val_loss', 'val_kl', 'val_cos'] as const) expect(relDiff(l[k]!, b[i]![k]!), `${k} at update ${l['step']}`).toBeLessThan(1e-4);
-      for (const k of ['val_acc', 'val_agree'] as const) expect(Math.abs(l[k]! - b[i]![k]!), `${k} at update ${l['step']}`).toBeLessThanOrEqual(1 / l['val_masked']! + 1e-12);
+      for (const k of ['val_loss', 'val_kl', 'val_cos'] as const)
+        expect(relDiff(l[k]!, b[i]![k]!), `${k} at update ${l['step']}`).toBeLessThan(1e-4);
+      for (const k of ['val_acc', 'val_agree'] as const)
+        expect(Math.abs(l[k]! - b[i]![k]!), `${k} at update ${l['step']}`).toBeLessThanOrEqual(
+          1 / l['val_masked']! + 1e-12,
+        );
     });
   });
 
@@ -131,16 +205,35 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     // 7 sequences: every epoch ends with a one-row global batch, of which two of three ranks get nothing.
     const text = join(work, 'seven.txt');
     // Fifteen words a line: 12 to 32 tokens, so each line is one sequence (no chunking, none dropped).
-    const lines = publicDomainParagraphs('moby-dick').filter((p) => p.split(' ').length > 20).slice(0, 7).map((p) => p.split(' ').slice(0, 15).join(' '));
+    const lines = publicDomainParagraphs('moby-dick')
+      .filter((p) => p.split(' ').length > 20)
+      .slice(0, 7)
+      .map((p) => p.split(' ').slice(0, 15).join(' '));
     writeFileSync(text, lines.join('\n') + '\n');
     const cfg = join(work, 'seven.json');
-    writeFileSync(cfg, JSON.stringify({
-      teacher: TINY, corpus: join(work, 'corpus-seven'), corpus_inputs: [text], max_length: 32, batch_size: 1, grad_accum: 3, max_steps: 3,
-      checkpoint_every: 0, backend: 'wasm', teacher_threads: 1, seed: 3, dropout: 0,
-    }));
+    writeFileSync(
+      cfg,
+      JSON.stringify({
+        teacher: TINY,
+        corpus: join(work, 'corpus-seven'),
+        corpus_inputs: [text],
+        max_length: 32,
+        batch_size: 1,
+        grad_accum: 3,
+        max_steps: 3,
+        checkpoint_every: 0,
+        backend: 'wasm',
+        teacher_threads: 1,
+        seed: 3,
+        dropout: 0,
+      }),
+    );
     const one = join(work, 'seven-one');
     expect(runCli(['train', '--config', cfg, '--out', one, '--set', 'batch_size=3']).status).toBe(0);
-    expect((JSON.parse(readFileSync(join(work, 'corpus-seven', 'meta.json'), 'utf8')) as { sequences: { kept: number } }).sequences.kept).toBe(7);
+    expect(
+      (JSON.parse(readFileSync(join(work, 'corpus-seven', 'meta.json'), 'utf8')) as { sequences: { kept: number } })
+        .sequences.kept,
+    ).toBe(7);
     const three = join(work, 'seven-three');
     const r = mpirun(3, ['train', '--config', cfg, '--out', three]);
     expect(r.status, r.stderr).toBe(0);
@@ -156,7 +249,11 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     const resumed = mpirun(2, ['train', '--config', configPath, '--out', split, '--resume']);
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(losses(split)).toEqual(losses(join(work, 'two')));
-    const d = weightDifference(folderWeights(latestCheckpoint(split)!), folderWeights(latestCheckpoint(join(work, 'two'))!), 5e-4);
+    const d = weightDifference(
+      folderWeights(latestCheckpoint(split)!),
+      folderWeights(latestCheckpoint(join(work, 'two'))!),
+      5e-4,
+    );
     expect(d.maxAbsInLr).toBe(0); // bit-identical
   });
 
@@ -168,7 +265,12 @@ describe.runIf(HAVE_MPIRUN)('data-parallel training (mpirun -np 2)', () => {
     expect(listCheckpoints(died).map((c) => c.split('/').pop())).toEqual(['step-00000002']);
 
     const hung = join(work, 'hung');
-    const h = mpirun(2, ['train', '--config', configPath, '--out', hung], { DISTILL_FAULT: '1:3:hang', DISTILL_MPI_TIMEOUT_S: '10' }, 120_000);
+    const h = mpirun(
+      2,
+      ['train', '--config', configPath, '--out', hung],
+      { DISTILL_FAULT: '1:3:hang', DISTILL_MPI_TIMEOUT_S: '10' },
+      120_000,
+    );
     expect(h.status).not.toBe(0);
     expect(h.stderr).toMatch(/did not complete within 10 s: another rank died or hangs/);
     expect(latestCheckpoint(hung)!.endsWith('step-00000002')).toBe(true);
@@ -185,7 +287,11 @@ describe('device placement per rank', () => {
     const env1: NodeJS.ProcessEnv = { OMPI_COMM_WORLD_LOCAL_RANK: '1', OMPI_COMM_WORLD_LOCAL_SIZE: '4' };
     expect(placeDevicePerRank(env1)).toBe(1);
     expect(env1['CUDA_VISIBLE_DEVICES']).toBe('1');
-    const env2: NodeJS.ProcessEnv = { OMPI_COMM_WORLD_LOCAL_RANK: '2', OMPI_COMM_WORLD_LOCAL_SIZE: '4', CUDA_VISIBLE_DEVICES: '4,5,6,7' };
+    const env2: NodeJS.ProcessEnv = {
+      OMPI_COMM_WORLD_LOCAL_RANK: '2',
+      OMPI_COMM_WORLD_LOCAL_SIZE: '4',
+      CUDA_VISIBLE_DEVICES: '4,5,6,7',
+    };
     placeDevicePerRank(env2);
     expect(env2['CUDA_VISIBLE_DEVICES']).toBe('6');
     const alone: NodeJS.ProcessEnv = { CUDA_VISIBLE_DEVICES: '3' };

@@ -44,7 +44,11 @@ export function describeProductCases(): void {
       expect(productsOnBlas('cpu')).toBe(true);
       const original = originalKernel('cpu', 'BatchMatMul')!;
       const expected = tf.tidy(() => {
-        const info = original({ inputs: { a: tf.tensor(a, c.a), b: tf.tensor(b, c.b) }, backend: tf.backend(), attrs: { transposeA: c.ta, transposeB: c.tb } } as never) as tf.TensorInfo;
+        const info = original({
+          inputs: { a: tf.tensor(a, c.a), b: tf.tensor(b, c.b) },
+          backend: tf.backend(),
+          attrs: { transposeA: c.ta, transposeB: c.tb },
+        } as never) as tf.TensorInfo;
         const t = tf.engine().makeTensorFromTensorInfo(info);
         return { shape: t.shape, values: Float32Array.from(t.dataSync() as Float32Array) };
       });

@@ -29,11 +29,15 @@ describe('safetensors', () => {
   it('writes what it reads: values, shapes, dtypes and metadata', () => {
     const dir = mkdtempSync(join(tmpdir(), 'distill-st-'));
     const path = join(dir, 'x.safetensors');
-    writeSafetensors(path, {
-      a: { data: Float32Array.from([1.5, -2, 3e-8]), shape: [3] },
-      b: { data: Int32Array.from([1, -100, 7, 8]), shape: [2, 2] },
-      c: { data: BigInt64Array.from([5n, -6n]), shape: [2] },
-    }, { format: 'pt' });
+    writeSafetensors(
+      path,
+      {
+        a: { data: Float32Array.from([1.5, -2, 3e-8]), shape: [3] },
+        b: { data: Int32Array.from([1, -100, 7, 8]), shape: [2, 2] },
+        c: { data: BigInt64Array.from([5n, -6n]), shape: [2] },
+      },
+      { format: 'pt' },
+    );
     const f = SafetensorsFile.read(path);
     expect(f.metadata).toEqual({ format: 'pt' });
     expect([...f.getFloat32('a')]).toEqual([1.5, -2, Math.fround(3e-8)]);

@@ -43,7 +43,8 @@ describe('wasm SIMD passes', () => {
       const bias = random(n, n + 4, 1);
       const t = random(n, n + 5, 10);
       const [xo, po, go, bo, to, outo] = place(x, p, g, bias, t, new Float32Array(n));
-      // x + t row by row, as float32 adds it, and its maximum (the logit-loss pass's first step, t in place of the bias).
+      // x + t row by row, as float32 adds it,
+      // and its maximum (the logit-loss pass's first step, t in place of the bias).
       const shifted = x.map((v, i) => v + t[i]!); // a Float32Array: each sum rounded to float32
       expect(k.addMax(xo!, to!, outo!, n)).toBe(Math.max(...shifted));
       expect(read(outo!, n)).toEqual(shifted);
@@ -128,7 +129,13 @@ describe('wasm SIMD passes', () => {
     // round exp(NaN) would be exp(−87), a finite number where a NaN logit must make the loss NaN.
     const x = Float32Array.from([NaN, Infinity, -Infinity, 88, -87, 1e30, -1e30]);
     const n = x.length;
-    const [xo, eo, go, ggo, dyo] = place(x, new Float32Array(n), new Float32Array(n), new Float32Array(n), new Float32Array(n).fill(1));
+    const [xo, eo, go, ggo, dyo] = place(
+      x,
+      new Float32Array(n),
+      new Float32Array(n),
+      new Float32Array(n),
+      new Float32Array(n).fill(1),
+    );
     k.expSum(xo!, eo!, n, 0, 1);
     k.gelu(xo!, go!, n);
     k.geluGrad(xo!, dyo!, ggo!, n);

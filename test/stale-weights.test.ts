@@ -37,7 +37,8 @@ describe('products after an in-place AdamW update (wasm, no BLAS)', () => {
       const x = tf.randomNormal(c.x, 0, 1, 'float32', 1);
       const w = ownedVariable(c.w, 2);
       const optimizer = new AdamW([w], [true], { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
-      const product = (): Float32Array => tf.tidy(() => (c.ta ? tf.matMul(w, x, true, false) : tf.matMul(x, w, false, c.tb)).dataSync() as Float32Array);
+      const product = (): Float32Array =>
+        tf.tidy(() => (c.ta ? tf.matMul(w, x, true, false) : tf.matMul(x, w, false, c.tb)).dataSync() as Float32Array);
       const before = product(); // caches whatever the kernel caches for w
       const grad = tf.onesLike(w);
       optimizer.apply([grad], 0.5); // moves every weight by 0.5: the product must change

@@ -23,7 +23,7 @@ describe('student on wasm without a BLAS library', () => {
   });
   afterAll(() => student.dispose());
 
-  it('uses tfjs\'s products and the SIMD loss pass', () => {
+  it("uses tfjs's products and the SIMD loss pass", () => {
     expect(tf.getBackend()).toBe('wasm');
     expect(productsOnBlas()).toBe(false);
     expect(wasmSimd()).not.toBeNull();

@@ -19,7 +19,7 @@ function referenceRow(b: number): number[] {
 }
 
 describe('WordPiece tokenizer', () => {
-  it('gives Python\'s ids for the fixture sentences (tokenizer.json)', () => {
+  it("gives Python's ids for the fixture sentences (tokenizer.json)", () => {
     const tok = WordPieceTokenizer.fromDir(TINY);
     expect(tok.vocabSize).toBe(6144);
     expect(B).toBe(reference.sentences.length);
@@ -62,38 +62,67 @@ describe('WordPiece tokenizer', () => {
   // tokenizeToIds tokenizes a BERT text chunk by chunk (split at spaces, tabs and line breaks) and remembers each
   // chunk's ids; the tokenizers library itself, given the whole text (wholeTextIds), is the reference.
   const TRICKY = [
-    'ΟΔΟΣ ΟΔΟΣ. σοφός Σ ΑΣ ΑΣ, Σ', 'naïve café Ångström résumé cafe\u0301 \u0301x e\u0301\u0323', 'a\u00a0b c\u3000d e\u2028f \ufeffg',
-    '東京タワー is 東京 in 日本語', 'a\u0000b\u0007c x\u200dy \ufffdz', 'a\tb\r\nc\n\nd\r', 'the [MASK]. x[MASK]y [MASK][MASK] [mask]',
-    '🐋 whale🐳 🐋🐋', 'x'.repeat(99) + ' ' + 'y'.repeat(101) + ' ' + 'z'.repeat(70) + '.', '  hello  ', '', '   ', '...!!!???', "don't U.S.A. 3.14 $5,000",
-    '\ud800abc \udc00 abc\ud800', 'Ahab Ahab. Ahab, "Ahab" (Ahab) Ahab\'s',
+    'ΟΔΟΣ ΟΔΟΣ. σοφός Σ ΑΣ ΑΣ, Σ',
+    'naïve café Ångström résumé cafe\u0301 \u0301x e\u0301\u0323',
+    'a\u00a0b c\u3000d e\u2028f \ufeffg',
+    '東京タワー is 東京 in 日本語',
+    'a\u0000b\u0007c x\u200dy \ufffdz',
+    'a\tb\r\nc\n\nd\r',
+    'the [MASK]. x[MASK]y [MASK][MASK] [mask]',
+    '🐋 whale🐳 🐋🐋',
+    'x'.repeat(99) + ' ' + 'y'.repeat(101) + ' ' + 'z'.repeat(70) + '.',
+    '  hello  ',
+    '',
+    '   ',
+    '...!!!???',
+    "don't U.S.A. 3.14 $5,000",
+    '\ud800abc \udc00 abc\ud800',
+    'Ahab Ahab. Ahab, "Ahab" (Ahab) Ahab\'s',
     // printable ASCII, the direct path's ground: every punctuation character, ## in text, words at and past 100
     // characters, digits inside words, a DEL character, special tokens' texts in both cases and glued to words
-    '!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~ a##b ##s # ## x'.repeat(2), 'a'.repeat(100) + '! ' + 'B'.repeat(101) + ' 3rd 1984ers ABC123def',
+    '!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~ a##b ##s # ## x'.repeat(2),
+    'a'.repeat(100) + '! ' + 'B'.repeat(101) + ' 3rd 1984ers ABC123def',
     'a\u007fb [UNK] [unk] [CLS]x [SEP][PAD] y[MASK]. [Mask]',
   ];
-  const texts = [...TRICKY, ...TRICKY, ...publicDomainParagraphs('moby-dick').slice(0, 400),
-    ...spamAssassinMails().slice(0, 150).map((m) => m.text)];
+  const texts = [
+    ...TRICKY,
+    ...TRICKY,
+    ...publicDomainParagraphs('moby-dick').slice(0, 400),
+    ...spamAssassinMails()
+      .slice(0, 150)
+      .map((m) => m.text),
+  ];
 
   for (const variant of ['cased', 'uncased'] as const) {
-    it(`gives, chunk by chunk, the ids of the whole text (${variant}: mail, Moby Dick, accents, final sigma, CJK, controls, [MASK])`, () => {
-      const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as { normalizer: Record<string, unknown> };
-      const config = JSON.parse(readFileSync(join(TINY, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-      if (variant === 'uncased') Object.assign(tj.normalizer, { lowercase: true, strip_accents: null });
-      const dir = mkdtempSync(join(tmpdir(), `distill-chunks-${variant}-`));
-      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
-      writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
-      const tok = WordPieceTokenizer.fromDir(dir);
-      expect(tok.tokenizesByChunk).toBe(true);
-      for (const text of texts) expect(tok.tokenizeToIds(text), JSON.stringify(text.slice(0, 80))).toEqual(tok.wholeTextIds(text));
-    });
+    it(
+      `gives, chunk by chunk, the ids of the whole text (${variant}: ` +
+        `mail, Moby Dick, accents, final sigma, CJK, controls, [MASK])`,
+      () => {
+        const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as {
+          normalizer: Record<string, unknown>;
+        };
+        const config = JSON.parse(readFileSync(join(TINY, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+        if (variant === 'uncased') Object.assign(tj.normalizer, { lowercase: true, strip_accents: null });
+        const dir = mkdtempSync(join(tmpdir(), `distill-chunks-${variant}-`));
+        writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
+        writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+        const tok = WordPieceTokenizer.fromDir(dir);
+        expect(tok.tokenizesByChunk).toBe(true);
+        for (const text of texts)
+          expect(tok.tokenizeToIds(text), JSON.stringify(text.slice(0, 80))).toEqual(tok.wholeTextIds(text));
+      },
+    );
   }
 
   // A chunk of printable ASCII not seen before is tokenized without the library (corpus/ascii-wordpiece.ts). Above it
-  // runs inside tokenizeToIds; here on every distinct chunk on its own, and on a vocabulary built to exercise WordPiece.
-  it('tokenizes printable-ASCII chunks directly, with the library\'s ids (cased, uncased, vocab.txt)', () => {
+  // runs inside tokenizeToIds; here on every distinct chunk on its own,
+  // and on a vocabulary built to exercise WordPiece.
+  it("tokenizes printable-ASCII chunks directly, with the library's ids (cased, uncased, vocab.txt)", () => {
     const chunks = [...new Set(texts.flatMap((t) => t.split(/[ \t\n\r]+/)))].filter((c) => c !== '');
     const uncasedJson = mkdtempSync(join(tmpdir(), 'distill-ascii-uncased-'));
-    const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as { normalizer: Record<string, unknown> };
+    const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as {
+      normalizer: Record<string, unknown>;
+    };
     Object.assign(tj.normalizer, { lowercase: true, strip_accents: null });
     writeFileSync(join(uncasedJson, 'tokenizer.json'), JSON.stringify(tj));
     copyFileSync(join(TINY, 'tokenizer_config.json'), join(uncasedJson, 'tokenizer_config.json'));
@@ -115,46 +144,98 @@ describe('WordPiece tokenizer', () => {
     }
   });
 
-  it('splits words into the longest pieces, whole-word [UNK] and 100-character limit included (a vocabulary made for it)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'distill-ascii-wp-'));
-    const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'un', 'unaff', '##aff', '##able', '##a', '##b', 'a', 'b', '!', '##!', 'x', '##x', 'hello', '[', ']'];
-    writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n');
-    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ do_lower_case: true }));
-    const tok = WordPieceTokenizer.fromDir(dir);
-    const id = (t: string): number => vocab.indexOf(t);
-    const cases: [string, number[]][] = [
-      ['UnAffable', [id('unaff'), id('##able')]], // longest first piece (unaff, not un), then ## pieces
-      ['unaffablez', [id('[UNK]')]], // one piece missing: the whole word is [UNK]
-      ['unaffable!!', [id('unaff'), id('##able'), id('!'), id('!')]], // punctuation stands alone, never ##!
-      ['ab!x', [id('a'), id('##b'), id('!'), id('x')]],
-      ['x'.repeat(100), [id('x'), ...Array<number>(99).fill(id('##x'))]],
-      ['x'.repeat(101), [id('[UNK]')]],
-      ['[hello]', [id('['), id('hello'), id(']')]],
-      ['a#b', [id('a'), id('[UNK]'), id('b')]],
-    ];
-    for (const [chunk, expected] of cases) {
-      expect(tok.asciiChunkIds(chunk), chunk).toEqual(expected);
-      expect(tok.wholeTextIds(chunk), chunk).toEqual(expected);
-    }
-    expect(tok.asciiChunkIds('[MASK]x')).toBeUndefined();
-    expect(tok.asciiChunkIds('caf\u00e9')).toBeUndefined();
-  });
+  it(
+    'splits words into the longest pieces, whole-word [UNK] and ' +
+      '100-character limit included (a vocabulary made for it)',
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), 'distill-ascii-wp-'));
+      const vocab = [
+        '[PAD]',
+        '[UNK]',
+        '[CLS]',
+        '[SEP]',
+        '[MASK]',
+        'un',
+        'unaff',
+        '##aff',
+        '##able',
+        '##a',
+        '##b',
+        'a',
+        'b',
+        '!',
+        '##!',
+        'x',
+        '##x',
+        'hello',
+        '[',
+        ']',
+      ];
+      writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n');
+      writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ do_lower_case: true }));
+      const tok = WordPieceTokenizer.fromDir(dir);
+      const id = (t: string): number => vocab.indexOf(t);
+      const cases: [string, number[]][] = [
+        ['UnAffable', [id('unaff'), id('##able')]], // longest first piece (unaff, not un), then ## pieces
+        ['unaffablez', [id('[UNK]')]], // one piece missing: the whole word is [UNK]
+        ['unaffable!!', [id('unaff'), id('##able'), id('!'), id('!')]], // punctuation stands alone, never ##!
+        ['ab!x', [id('a'), id('##b'), id('!'), id('x')]],
+        ['x'.repeat(100), [id('x'), ...Array<number>(99).fill(id('##x'))]],
+        ['x'.repeat(101), [id('[UNK]')]],
+        ['[hello]', [id('['), id('hello'), id(']')]],
+        ['a#b', [id('a'), id('[UNK]'), id('b')]],
+      ];
+      for (const [chunk, expected] of cases) {
+        expect(tok.asciiChunkIds(chunk), chunk).toEqual(expected);
+        expect(tok.wholeTextIds(chunk), chunk).toEqual(expected);
+      }
+      expect(tok.asciiChunkIds('[MASK]x')).toBeUndefined();
+      expect(tok.asciiChunkIds('caf\u00e9')).toBeUndefined();
+    },
+  );
 
-  it('leaves to the library a chunk holding an added token\'s text, as written or normalised', () => {
-    const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as { normalizer: Record<string, unknown>; added_tokens: unknown[] };
+  it("leaves to the library a chunk holding an added token's text, as written or normalised", () => {
+    const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as {
+      normalizer: Record<string, unknown>;
+      added_tokens: unknown[];
+    };
     Object.assign(tj.normalizer, { lowercase: true, strip_accents: null });
     // A non-special added token matched after normalisation: "Ahab" and "AHAB" become "ahab" and are split out.
-    tj.added_tokens.push({ id: 6143, content: 'ahab', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+    tj.added_tokens.push({
+      id: 6143,
+      content: 'ahab',
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: true,
+      special: false,
+    });
     // A piece that is an added token's normalised text without being in the chunk: "##S" normalises to "##s", which
     // the vocabulary has under another id; the library gives the added token's.
     // One whose normalised text spans pieces: "X-Ray" normalises to "x-ray", split out whole before pre-tokenizing.
-    tj.added_tokens.push({ id: 6141, content: 'x-ray', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
-    tj.added_tokens.push({ id: 6142, content: '##S', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+    tj.added_tokens.push({
+      id: 6141,
+      content: 'x-ray',
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: true,
+      special: false,
+    });
+    tj.added_tokens.push({
+      id: 6142,
+      content: '##S',
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: true,
+      special: false,
+    });
     const dir = mkdtempSync(join(tmpdir(), 'distill-ascii-added-'));
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
     copyFileSync(join(TINY, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
     const tok = WordPieceTokenizer.fromDir(dir);
-    for (const chunk of ['Ahab', 'AHAB\'s', 'xahabx', '(ahab)', 'Harpoons', 'oceans', 'X-Ray!']) {
+    for (const chunk of ['Ahab', "AHAB's", 'xahabx', '(ahab)', 'Harpoons', 'oceans', 'X-Ray!']) {
       expect(tok.asciiChunkIds(chunk), chunk).toBeUndefined();
       expect(tok.tokenizeToIds(chunk), chunk).toEqual(tok.wholeTextIds(chunk));
     }
@@ -164,26 +245,46 @@ describe('WordPiece tokenizer', () => {
     expect(tok.asciiChunkIds('Ishmael')).toEqual(tok.wholeTextIds('Ishmael'));
   });
 
-  it('tokenizes whole texts where a chunk might not stand alone (another pre-tokenizer, an added token with a space)', () => {
-    for (const change of [
-      (tj: Record<string, unknown>) => { tj['pre_tokenizer'] = { type: 'Whitespace' }; },
-      (tj: Record<string, unknown>) => { (tj['added_tokens'] as unknown[]).push({ id: 6143, content: 'New York', single_word: false, lstrip: false, rstrip: false, normalized: false, special: false }); },
-    ]) {
-      const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
-      change(tj);
-      const dir = mkdtempSync(join(tmpdir(), 'distill-whole-'));
-      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
-      copyFileSync(join(TINY, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
-      expect(WordPieceTokenizer.fromDir(dir).tokenizesByChunk).toBe(false);
-    }
-    expect(WordPieceTokenizer.fromDir(join(REPO, 'test', 'fixtures', 'unseen-bert-uncased')).tokenizesByChunk).toBe(true); // vocab.txt
-  });
+  it(
+    'tokenizes whole texts where a chunk might not stand alone ' +
+      '(another pre-tokenizer, an added token with a space)',
+    () => {
+      for (const change of [
+        (tj: Record<string, unknown>) => {
+          tj['pre_tokenizer'] = { type: 'Whitespace' };
+        },
+        (tj: Record<string, unknown>) => {
+          (tj['added_tokens'] as unknown[]).push({
+            id: 6143,
+            content: 'New York',
+            single_word: false,
+            lstrip: false,
+            rstrip: false,
+            normalized: false,
+            special: false,
+          });
+        },
+      ]) {
+        const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+        change(tj);
+        const dir = mkdtempSync(join(tmpdir(), 'distill-whole-'));
+        writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tj));
+        copyFileSync(join(TINY, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+        expect(WordPieceTokenizer.fromDir(dir).tokenizesByChunk).toBe(false);
+      }
+      expect(WordPieceTokenizer.fromDir(join(REPO, 'test', 'fixtures', 'unseen-bert-uncased')).tokenizesByChunk).toBe(
+        true,
+      ); // vocab.txt
+    },
+  );
 
   it('names the file when a special token is not in the vocabulary, or no tokenizer exists', () => {
     const dir = mkdtempSync(join(tmpdir(), 'distill-nomask-'));
     writeFileSync(join(dir, 'vocab.txt'), ['[PAD]', '[UNK]', '[CLS]', '[SEP]', 'a'].join('\n'));
     writeFileSync(join(dir, 'tokenizer_config.json'), '{}');
-    expect(() => WordPieceTokenizer.fromDir(dir)).toThrow(/tokenizer_config\.json: the mask token "\[MASK\]" is not in the vocabulary/);
+    expect(() => WordPieceTokenizer.fromDir(dir)).toThrow(
+      /tokenizer_config\.json: the mask token "\[MASK\]" is not in the vocabulary/,
+    );
     const empty = mkdtempSync(join(tmpdir(), 'distill-empty-'));
     expect(() => WordPieceTokenizer.fromDir(empty)).toThrow(/tokenizer\.json: missing, and so is vocab\.txt/);
   });

@@ -4,6 +4,12 @@ import { expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 
-describeReplay('cpu', 'cpu', undefined, () => {
-  expect(tf.getBackend()).toBe('cpu');
-}, ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES]);
+describeReplay(
+  'cpu',
+  'cpu',
+  undefined,
+  () => {
+    expect(tf.getBackend()).toBe('cpu');
+  },
+  ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES],
+);

@@ -6,7 +6,15 @@ import { wasmSimd } from '../student/kernels/simd.js';
 import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 
 process.env['DISTILL_BLAS'] = 'off';
-describeReplay('wasm without BLAS', 'wasm', undefined, (b) => {
-  expect(b.matmul).toBe('wasm');
-  expect(wasmSimd()).not.toBeNull();
-}, ['tiny', 'unseen', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });
+describeReplay(
+  'wasm without BLAS',
+  'wasm',
+  undefined,
+  (b) => {
+    expect(b.matmul).toBe('wasm');
+    expect(wasmSimd()).not.toBeNull();
+  },
+  ['tiny', 'unseen', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES],
+  'fp32',
+  { forms: ['variables', 'on copies'] },
+);

@@ -3,14 +3,30 @@
 import { describe, expect, it } from 'vitest';
 import { wasmSimd } from '../student/kernels/simd.js';
 import { selectBackend } from '../student/backend.js';
-import { describeReplay, expectMatchesReference, INTERMEDIATE_REFERENCES, referenceJson, referenceWeights, replay, WEIGHT_RMS_BOUND } from './updates.js';
+import {
+  describeReplay,
+  expectMatchesReference,
+  INTERMEDIATE_REFERENCES,
+  referenceJson,
+  referenceWeights,
+  replay,
+  WEIGHT_RMS_BOUND,
+} from './updates.js';
 import { weightDifference } from './helpers.js';
 
 process.env['DISTILL_BLAS'] = 'ort';
-describeReplay('wasm + onnxruntime MLAS + SIMD', 'wasm', undefined, (b) => {
-  expect(b.matmul).toMatch(/^onnxruntime \d+\.\d+\.\d+ MLAS/);
-  expect(wasmSimd()).not.toBeNull();
-}, ['tiny', 'unseen', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });
+describeReplay(
+  'wasm + onnxruntime MLAS + SIMD',
+  'wasm',
+  undefined,
+  (b) => {
+    expect(b.matmul).toMatch(/^onnxruntime \d+\.\d+\.\d+ MLAS/);
+    expect(wasmSimd()).not.toBeNull();
+  },
+  ['tiny', 'unseen', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES],
+  'fp32',
+  { forms: ['variables', 'on copies'] },
+);
 
 // A wrong step is seen: the replay with weight decay off (the smallest wrong step the PyTorch references could miss
 // before: 0.0012–0.0034 lr RMS against a bound of 0.05) lies beyond each reference's RMS bound.

@@ -6,8 +6,18 @@ import { loadBlas } from '../student/kernels/blas.js';
 import { wasmSimd } from '../student/kernels/simd.js';
 import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 
-const skip = loadBlas() ? undefined : 'no product engine loads (DISTILL_BLAS=off): updates-wasm-no-blas.test.ts covers that path';
-describeReplay('wasm + product engine + SIMD', 'wasm', skip, (b) => {
-  expect(b.matmul).not.toBe('wasm');
-  expect(wasmSimd()).not.toBeNull();
-}, ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies'] });
+const skip = loadBlas()
+  ? undefined
+  : 'no product engine loads (DISTILL_BLAS=off): updates-wasm-no-blas.test.ts covers that path';
+describeReplay(
+  'wasm + product engine + SIMD',
+  'wasm',
+  skip,
+  (b) => {
+    expect(b.matmul).not.toBe('wasm');
+    expect(wasmSimd()).not.toBeNull();
+  },
+  ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES],
+  'fp32',
+  { forms: ['variables', 'on copies'] },
+);

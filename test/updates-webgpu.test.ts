@@ -7,6 +7,14 @@ import { webgpuUnavailable } from './helpers.js';
 import { describeReplay, INTERMEDIATE_REFERENCES } from './updates.js';
 import { setAdamWInPlace } from '../student/kernels/adamw-webgpu.js';
 
-describeReplay('webgpu', 'webgpu', await webgpuUnavailable(), () => {
-  expect(tf.getBackend()).toBe('webgpu');
-}, ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES], 'fp32', { forms: ['variables', 'on copies', 'three programs'], setInPlace: setAdamWInPlace });
+describeReplay(
+  'webgpu',
+  'webgpu',
+  await webgpuUnavailable(),
+  () => {
+    expect(tf.getBackend()).toBe('webgpu');
+  },
+  ['tiny', 'unseen', 'unseen-topk8', 'tiny-dropout-mse', ...INTERMEDIATE_REFERENCES],
+  'fp32',
+  { forms: ['variables', 'on copies', 'three programs'], setInPlace: setAdamWInPlace },
+);

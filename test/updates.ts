@@ -50,10 +50,16 @@ export const UNSEEN = join(REPO, 'test', 'fixtures', 'unseen-bert-uncased');
  * transformers' DistilBERT sites, micro-batch i from dropout seed i) and the logit MSE (alpha_mse 1e-3, full soft
  * targets): a dropout at another site or scaled by rate instead of 1/(1−rate), or a wrong MSE, fails it.
  */
-export type ReferenceName = 'tiny' | 'unseen' | 'unseen-topk8' | 'tiny-narrow' | 'unseen-relations' | 'tiny-f16' | 'tiny-dropout-mse';
+export type ReferenceName =
+  'tiny' | 'unseen' | 'unseen-topk8' | 'tiny-narrow' | 'unseen-relations' | 'tiny-f16' | 'tiny-dropout-mse';
 interface Reference extends Omit<typeof tinyReference, 'student_layers_from_teacher' | 'records'> {
   student_layers_from_teacher: number[] | null;
-  records: (typeof tinyReference.records[number] & { loss_hidden?: number; loss_att?: number; loss_vr?: number; loss_mse?: number })[];
+  records: ((typeof tinyReference.records)[number] & {
+    loss_hidden?: number;
+    loss_att?: number;
+    loss_vr?: number;
+    loss_mse?: number;
+  })[];
   student_shape?: { layers: number; hidden: number; heads: number; intermediate: number };
   layer_map?: number[];
   relation_heads?: number | null;
@@ -77,7 +83,18 @@ const REFERENCES: Record<ReferenceName, { json: Reference; teacher: string }> = 
 /** The references with students of another shape and the intermediate-layer losses. */
 export const INTERMEDIATE_REFERENCES: ReferenceName[] = ['tiny-narrow', 'unseen-relations'];
 
-export interface UpdateRecord { loss: number; loss_ce: number; loss_mlm: number; loss_cos: number; loss_mse: number; loss_hidden: number; loss_att: number; loss_vr: number; grad_norm: number; lr: number }
+export interface UpdateRecord {
+  loss: number;
+  loss_ce: number;
+  loss_mlm: number;
+  loss_cos: number;
+  loss_mse: number;
+  loss_hidden: number;
+  loss_att: number;
+  loss_vr: number;
+  grad_norm: number;
+  lr: number;
+}
 
 export interface Replay {
   backend: BackendChoice;
@@ -86,7 +103,10 @@ export interface Replay {
   weights: Map<string, Float32Array>;
 }
 
-/** Replay the reference's updates through the project's update step (`weightDecay`: another decay, to show a wrong step is seen). */
+/**
+ * Replay the reference's updates through the project's update step (`weightDecay`:
+ * another decay, to show a wrong step is seen).
+ */
 export async function replay(name: ReferenceName, backend: BackendChoice, weightDecay?: number): Promise<Replay> {
   const { json: ref, teacher: teacherDir } = REFERENCES[name];
   const file = SafetensorsFile.read(join(REPO, 'test', 'fixtures', 'updates', `${name}.safetensors`));
@@ -95,27 +115,59 @@ export async function replay(name: ReferenceName, backend: BackendChoice, weight
   const shape = ref.student_shape;
   // A student of another shape starts from the reference's own random weights (its projection included).
   const student = shape
-    ? DistilBertStudent.fromHfWeights({ ...studentConfigFromTeacher(teacherConfig, [], tok.padId), dim: shape.hidden, n_layers: shape.layers, n_heads: shape.heads,
-      hidden_dim: shape.intermediate, projection_dim: teacherConfig.hiddenSize }, (name) => file.getFloat32(`initial.${name}`))
+    ? DistilBertStudent.fromHfWeights(
+        {
+          ...studentConfigFromTeacher(teacherConfig, [], tok.padId),
+          dim: shape.hidden,
+          n_layers: shape.layers,
+          n_heads: shape.heads,
+          hidden_dim: shape.intermediate,
+          projection_dim: teacherConfig.hiddenSize,
+        },
+        (name) => file.getFloat32(`initial.${name}`),
+      )
     : initStudentFromTeacher(teacherDir, teacherConfig, ref.student_layers_from_teacher!, tok.padId);
   student.config.dropout = ref.dropout ?? 0; // the references run without dropout but tiny-dropout-mse
   student.config.attention_dropout = ref.dropout ?? 0;
-  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay),
-    { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: weightDecay ?? ref.weight_decay });
+  const optimizer = new AdamW(
+    student.variables(),
+    student.specs.map((s) => !s.noDecay),
+    { betas: ref.betas as [number, number], eps: ref.eps, weightDecay: weightDecay ?? ref.weight_decay },
+  );
   const update = new UpdateStep(student.variables(), optimizer, {
-    gradAccum: ref.grad_accum, maxGradNorm: ref.max_grad_norm, ...(ref.precision === 'fp16-mixed' ? { lossScale: new LossScale(ref.loss_scale!, 0) } : {}),
+    gradAccum: ref.grad_accum,
+    maxGradNorm: ref.max_grad_norm,
+    ...(ref.precision === 'fp16-mixed' ? { lossScale: new LossScale(ref.loss_scale!, 0) } : {}),
   });
   const weights = {
-    ...RECIPE_LOSS_WEIGHTS, temperature: ref.temperature, alpha_ce: ref.alpha_ce, alpha_mlm: ref.alpha_mlm, alpha_cos: ref.alpha_cos, alpha_mse: ref.alpha_mse ?? 0,
-    alpha_hidden: ref.alpha_hidden ?? 0, alpha_attention: ref.alpha_attention ?? 0, alpha_value_relation: ref.alpha_value_relation ?? 0,
+    ...RECIPE_LOSS_WEIGHTS,
+    temperature: ref.temperature,
+    alpha_ce: ref.alpha_ce,
+    alpha_mlm: ref.alpha_mlm,
+    alpha_cos: ref.alpha_cos,
+    alpha_mse: ref.alpha_mse ?? 0,
+    alpha_hidden: ref.alpha_hidden ?? 0,
+    alpha_attention: ref.alpha_attention ?? 0,
+    alpha_value_relation: ref.alpha_value_relation ?? 0,
   };
-  const plan = intermediatePlan({ layers: student.config.n_layers, hidden: student.config.dim, heads: student.config.n_heads },
-    { layers: teacherConfig.numLayers, hidden: teacherConfig.hiddenSize, heads: teacherConfig.numHeads }, { ...weights, layer_map: null, relation_heads: ref.relation_heads ?? null });
+  const plan = intermediatePlan(
+    { layers: student.config.n_layers, hidden: student.config.dim, heads: student.config.n_heads },
+    { layers: teacherConfig.numLayers, hidden: teacherConfig.hiddenSize, heads: teacherConfig.numHeads },
+    { ...weights, layer_map: null, relation_heads: ref.relation_heads ?? null },
+  );
   if (plan) expect(plan.layerMap).toEqual(ref.layer_map); // the uniform map is the reference's
-  const teacher = await RemoteTeacher.start(teacherDir, {
-    ...teacherOutputs(plan, teacherConfig.numLayers),
-    threads: 1, optionName: 'teacher', softTargetTemperature: ref.temperature, softTargetTopK: ref.soft_targets_topk, executionProvider: defaultTeacherEp(backend.device !== undefined),
-  }, weights.alpha_mse !== 0);
+  const teacher = await RemoteTeacher.start(
+    teacherDir,
+    {
+      ...teacherOutputs(plan, teacherConfig.numLayers),
+      threads: 1,
+      optionName: 'teacher',
+      softTargetTemperature: ref.temperature,
+      softTargetTopK: ref.soft_targets_topk,
+      executionProvider: defaultTeacherEp(backend.device !== undefined),
+    },
+    weights.alpha_mse !== 0,
+  );
   const records: UpdateRecord[] = [];
   try {
     for (let u = 0; u < ref.updates; u++) {
@@ -127,16 +179,52 @@ export async function replay(name: ReferenceName, backend: BackendChoice, weight
         const inputIds = file.getInt32(`batch.${i}.masked_input_ids`);
         const attentionMask = file.getInt32(`batch.${i}.attention_mask`);
         const rows = lossRows(attentionMask, file.getInt32(`batch.${i}.mlm_labels`), B, T, teacherConfig.vocabSize);
-        const t = await teacher.forward({ inputIds, attentionMask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: weights.alpha_mse !== 0, fullLogits: false });
-        const parts = lossesFromPacked(await update.accumulate(distillObjective(student,
-          { inputIds, attentionMask, batchSize: B, seqLen: T, rows, teacher: { lastHidden: t.lastHidden, soft: t.soft, ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}) } },
-          weights, { training: true, dropoutSeed: i })));
+        const t = await teacher.forward({
+          inputIds,
+          attentionMask,
+          batchSize: B,
+          seqLen: T,
+          softRows: rows.realRows,
+          keepLogits: weights.alpha_mse !== 0,
+          fullLogits: false,
+        });
+        const parts = lossesFromPacked(
+          await update.accumulate(
+            distillObjective(
+              student,
+              {
+                inputIds,
+                attentionMask,
+                batchSize: B,
+                seqLen: T,
+                rows,
+                teacher: {
+                  lastHidden: t.lastHidden,
+                  soft: t.soft,
+                  ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}),
+                },
+              },
+              weights,
+              { training: true, dropoutSeed: i },
+            ),
+          ),
+        );
         addLosses(sums, parts, ref.grad_accum);
       }
       const applied = await update.apply(lr);
       expect(applied.skipped).toBe(false); // a static scale throws instead of skipping
-      records.push({ loss: sums.total, loss_ce: sums.ce, loss_mlm: sums.mlm, loss_cos: sums.cos, loss_mse: sums.mse, loss_hidden: sums.hidden,
-        loss_att: sums.att, loss_vr: sums.vr, grad_norm: applied.norm, lr });
+      records.push({
+        loss: sums.total,
+        loss_ce: sums.ce,
+        loss_mlm: sums.mlm,
+        loss_cos: sums.cos,
+        loss_mse: sums.mse,
+        loss_hidden: sums.hidden,
+        loss_att: sums.att,
+        loss_vr: sums.vr,
+        grad_norm: applied.norm,
+        lr,
+      });
     }
     await prefetch(student.variables());
     const final = new Map([...student.hfWeights()].map(([n, w]) => [n, w.data]));
@@ -156,7 +244,12 @@ export function referenceJson(name: ReferenceName): Reference {
 /** The reference's final weights by name (transformers' layout). */
 export function referenceWeights(name: ReferenceName): Map<string, Float32Array> {
   const file = SafetensorsFile.read(join(REPO, 'test', 'fixtures', 'updates', `${name}.safetensors`));
-  return new Map(file.names().filter((n) => n.startsWith('final.')).map((n) => [n.slice('final.'.length), file.getFloat32(n)]));
+  return new Map(
+    file
+      .names()
+      .filter((n) => n.startsWith('final.'))
+      .map((n) => [n.slice('final.'.length), file.getFloat32(n)]),
+  );
 }
 
 /**
@@ -169,30 +262,54 @@ export function expectMatchesReference(name: ReferenceName, run: Replay, lossRel
   expect(run.records.length).toBe(ref.updates);
   run.records.forEach((r, u) => {
     const want = ref.records[u]!;
-    for (const k of ['loss', 'loss_ce', 'loss_mlm', 'loss_cos', 'loss_mse', 'loss_hidden', 'loss_att', 'loss_vr'] as const) {
+    for (const k of [
+      'loss',
+      'loss_ce',
+      'loss_mlm',
+      'loss_cos',
+      'loss_mse',
+      'loss_hidden',
+      'loss_att',
+      'loss_vr',
+    ] as const) {
       const w = want[k];
       if (w === undefined) continue; // the references without the intermediate-layer losses or the MSE
       expect(relDiff(r[k], w), `update ${u + 1} ${k}: ${r[k]} vs PyTorch ${w}`).toBeLessThan(lossRel);
     }
-    expect(relDiff(r.grad_norm, want.grad_norm), `update ${u + 1} grad_norm: ${r.grad_norm} vs PyTorch ${want.grad_norm}`).toBeLessThan(1e-3);
+    expect(
+      relDiff(r.grad_norm, want.grad_norm),
+      `update ${u + 1} grad_norm: ${r.grad_norm} vs PyTorch ${want.grad_norm}`,
+    ).toBeLessThan(1e-3);
     expect(r.lr).toBeCloseTo(want.lr, 12);
   });
   // Final weights: within 2·Σ lr_t everywhere (the reasons: expectWeightsAgree) and within the reference's RMS bound.
-  expectWeightsAgree(weightDifference(run.weights, referenceWeights(name), ref.lr), run.records.map((r) => r.lr), ref.lr, WEIGHT_RMS_BOUND[name]);
+  expectWeightsAgree(
+    weightDifference(run.weights, referenceWeights(name), ref.lr),
+    run.records.map((r) => r.lr),
+    ref.lr,
+    WEIGHT_RMS_BOUND[name],
+  );
 }
 
 /**
  * Each reference's bound on the root mean square of (final weights − PyTorch's), in units of the peak lr: 4× the
  * largest distance any fp32 path of this suite replayed at (every updates-*.test.ts, measured on an AMD EPYC with
  * OpenBLAS 0.3.21, MLAS, tfjs-wasm, tfjs-cpu and Mesa's lavapipe: tiny 2.22e-4 (webgpu), unseen 6.07e-5 (wasm without
- * SIMD), unseen-topk8 4.88e-5, tiny-narrow 1.00e-4, unseen-relations 3.21e-5, tiny-dropout-mse 3.16e-4 (webgpu)). The margin
- * of 4 is for other CPUs, whose product kernels sum in other orders. A wrong step lies beyond it: the replay with weight decay off (the effect of
- * decay 0.01 over 8 updates, the smallest wrong step these replays missed before) measured 3.0e-3 (tiny) and 3.4e-3
- * (unseen): 3.3 and 13.5 times their bounds (the test: updates-wasm-ort.test.ts). tiny-f16: its own f16 rounding (2.2e-2 measured) is
- * larger than decay's effect, so it keeps 0.05; the AdamW reference (test/adamw-reference.ts) checks decay on every path.
+ * SIMD), unseen-topk8 4.88e-5, tiny-narrow 1.00e-4, unseen-relations 3.21e-5, tiny-dropout-mse 3.16e-4 (webgpu)). The
+ * margin of 4 is for other CPUs, whose product kernels sum in other orders. A wrong step lies beyond it: the replay
+ * with weight decay off (the effect of decay 0.01 over 8 updates, the smallest wrong step these replays missed before)
+ * measured 3.0e-3 (tiny) and 3.4e-3 (unseen): 3.3 and 13.5 times their bounds (the test: updates-wasm-ort.test.ts).
+ * tiny-f16: its own f16 rounding (2.2e-2 measured) is larger than decay's effect, so it keeps 0.05; the AdamW reference
+ * (test/adamw-reference.ts) checks decay on every path.
  */
 export const WEIGHT_RMS_BOUND: Record<ReferenceName, number> = {
-  tiny: 9e-4, unseen: 2.5e-4, 'unseen-topk8': 2e-4, 'tiny-narrow': 4e-4, 'unseen-relations': 1.3e-4, 'tiny-f16': 0.05, 'tiny-dropout-mse': 1.3e-3,
+  tiny: 9e-4,
+  unseen: 2.5e-4,
+  'unseen-topk8': 2e-4,
+  'tiny-narrow': 4e-4,
+  'unseen-relations': 1.3e-4,
+  'tiny-f16': 0.05,
+  'tiny-dropout-mse': 1.3e-3,
 };
 
 /**
@@ -200,8 +317,15 @@ export const WEIGHT_RMS_BOUND: Record<ReferenceName, number> = {
  * `distill train --backend NAME` starts it. `skip`: why this path cannot run here (printed), or undefined.
  * `check`: what must hold of the started backend (e.g. that products run on the BLAS).
  */
-export function describeReplay(path: string, backendName: BackendName, skip: string | undefined, check: (b: BackendChoice) => void,
-  references: ReferenceName[] = ['tiny', 'unseen'], precision: Precision = 'fp32', adamw: { forms: AdamWForm[]; setInPlace?: (on: boolean) => void } = { forms: ['variables'] }): void {
+export function describeReplay(
+  path: string,
+  backendName: BackendName,
+  skip: string | undefined,
+  check: (b: BackendChoice) => void,
+  references: ReferenceName[] = ['tiny', 'unseen'],
+  precision: Precision = 'fp32',
+  adamw: { forms: AdamWForm[]; setInPlace?: (on: boolean) => void } = { forms: ['variables'] },
+): void {
   describe.runIf(canRun(path, skip))(`8 updates against torch.optim.AdamW: ${path}`, () => {
     let backend: BackendChoice;
     beforeAll(async () => {
@@ -224,9 +348,23 @@ export function describeReplay(path: string, backendName: BackendName, skip: str
       task.train = task.train.slice(0, 48).map(opening);
       task.dev = task.dev.slice(0, 40).map(opening);
       const before = tf.memory().numTensors;
-      const { metrics, losses } = await finetuneStudent(studentDir, task, { epochs: 3, lr: 1e-3, batchSize: 8, pooling: 'mean', seed: 17, backend: backendName })
-        .finally(() => rmSync(work, { recursive: true, force: true }));
-      console.log(JSON.stringify({ path, train: task.train.length, dev: task.dev.length, finetune_losses: losses, accuracy: metrics.accuracy }));
+      const { metrics, losses } = await finetuneStudent(studentDir, task, {
+        epochs: 3,
+        lr: 1e-3,
+        batchSize: 8,
+        pooling: 'mean',
+        seed: 17,
+        backend: backendName,
+      }).finally(() => rmSync(work, { recursive: true, force: true }));
+      console.log(
+        JSON.stringify({
+          path,
+          train: task.train.length,
+          dev: task.dev.length,
+          finetune_losses: losses,
+          accuracy: metrics.accuracy,
+        }),
+      );
       const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
       // Stale weights leave the model as it was: the last epoch's loss would not fall below the first's.
       expect(mean(losses.slice(-6))).toBeLessThan(0.8 * mean(losses.slice(0, 6)));
@@ -237,14 +375,20 @@ export function describeReplay(path: string, backendName: BackendName, skip: str
     if (adamw.forms.length > 0) describeAdamWReference(path, adamw.forms, adamw.setInPlace);
 
     for (const name of references) {
-      it(`${name} teacher: per-update losses, gradient norms, lr and final weights match PyTorch; no tensor left behind`, async () => {
-        const before = tf.memory().numTensors;
-        const run = await replay(name, backend);
-        const d = weightDifference(run.weights, referenceWeights(name), REFERENCES[name].json.lr);
-        console.log(JSON.stringify({ path, name, matmul: backend.matmul, ...d, losses: run.records.map((r) => r.loss) }));
-        expectMatchesReference(name, run);
-        expect(tf.memory().numTensors).toBe(before);
-      });
+      it(
+        `${name} teacher: per-update losses, gradient norms, ` +
+          `lr and final weights match PyTorch; no tensor left behind`,
+        async () => {
+          const before = tf.memory().numTensors;
+          const run = await replay(name, backend);
+          const d = weightDifference(run.weights, referenceWeights(name), REFERENCES[name].json.lr);
+          console.log(
+            JSON.stringify({ path, name, matmul: backend.matmul, ...d, losses: run.records.map((r) => r.loss) }),
+          );
+          expectMatchesReference(name, run);
+          expect(tf.memory().numTensors).toBe(before);
+        },
+      );
     }
   });
 }

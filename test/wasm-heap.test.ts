@@ -7,7 +7,12 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../student/backend.js';
 import { wasmBackend } from '../student/kernels/backend-internals.js';
-import { guardWasmHeap, wasmHeapBytes, WasmHeapFullError, WASM_HEAP_LIMIT_BYTES } from '../student/kernels/wasm-heap.js';
+import {
+  guardWasmHeap,
+  wasmHeapBytes,
+  WasmHeapFullError,
+  WASM_HEAP_LIMIT_BYTES,
+} from '../student/kernels/wasm-heap.js';
 
 const GIB = 2 ** 30;
 
@@ -36,20 +41,33 @@ describe('the wasm heap guard', () => {
     wasm.disposeData(big.dataId);
     // Unguarded, the failed allocation's tensor sat at address 0: the allocator's state was overwritten and this
     // failed. Guarded, the heap is intact: tensors are made, computed with and freed.
-    const a = tf.tensor2d([[1, 2], [3, 4]]);
+    const a = tf.tensor2d([
+      [1, 2],
+      [3, 4],
+    ]);
     const product = tf.matMul(a, a);
     expect(Array.from(product.dataSync())).toEqual([7, 10, 15, 22]);
     tf.dispose([a, product]);
   });
 
-  it('wraps the module\'s raw malloc (Emscripten\'s _malloc replaces itself with it on first call), once', () => {
+  it("wraps the module's raw malloc (Emscripten's _malloc replaces itself with it on first call), once", () => {
     const calls: number[] = [];
     let next = 64;
     const module = {
       HEAPU8: new Uint8Array(256),
       // 64 for the first block, then 200: a block of 100 there ends past the 256-byte memory; 0 above 150 bytes.
-      asm: { malloc: (bytes: number): number => { calls.push(bytes); if (bytes > 150) return 0; const at = next; next = 200; return at; } },
-      _malloc: (_bytes: number): number => { throw new Error('the lazy binding must not be called'); },
+      asm: {
+        malloc: (bytes: number): number => {
+          calls.push(bytes);
+          if (bytes > 150) return 0;
+          const at = next;
+          next = 200;
+          return at;
+        },
+      },
+      _malloc: (_bytes: number): number => {
+        throw new Error('the lazy binding must not be called');
+      },
     };
     const backend = { wasm: module } as unknown as Parameters<typeof guardWasmHeap>[0];
     guardWasmHeap(backend);

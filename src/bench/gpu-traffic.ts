@@ -18,10 +18,23 @@ interface Counted {
   createComputePipelineAsync(d: unknown): Promise<unknown>;
   queue: QueueLike;
 }
-interface BufferLike { size: number; usage: number; mapAsync(mode: number, offset?: number, size?: number): Promise<void>; destroy(): void }
-interface EncoderLike { beginComputePass(d?: unknown): PassLike }
-interface PassLike { dispatchWorkgroups(x: number, y?: number, z?: number): void }
-interface QueueLike { writeBuffer(...args: unknown[]): void; submit(buffers: unknown[]): void; onSubmittedWorkDone(): Promise<void> }
+interface BufferLike {
+  size: number;
+  usage: number;
+  mapAsync(mode: number, offset?: number, size?: number): Promise<void>;
+  destroy(): void;
+}
+interface EncoderLike {
+  beginComputePass(d?: unknown): PassLike;
+}
+interface PassLike {
+  dispatchWorkgroups(x: number, y?: number, z?: number): void;
+}
+interface QueueLike {
+  writeBuffer(...args: unknown[]): void;
+  submit(buffers: unknown[]): void;
+  onSubmittedWorkDone(): Promise<void>;
+}
 
 export interface GpuTraffic {
   dispatches: number;
@@ -34,12 +47,25 @@ export interface GpuTraffic {
 }
 
 const MAP_READ = 0x0001; // GPUBufferUsage.MAP_READ, GPUMapMode.READ
-const emptyTraffic = (): GpuTraffic => ({ dispatches: 0, uploaded_bytes: 0, uniform_bytes: 0, read_back_bytes: 0, host_syncs: 0, pipelines_created: 0, submits: 0 });
+const emptyTraffic = (): GpuTraffic => ({
+  dispatches: 0,
+  uploaded_bytes: 0,
+  uniform_bytes: 0,
+  read_back_bytes: 0,
+  host_syncs: 0,
+  pipelines_created: 0,
+  submits: 0,
+});
 
-/** Bytes a queue.writeBuffer call writes: (buffer, offset, data, dataOffset?, size?), offsets and size in elements of data. */
+/**
+ * Bytes a queue.writeBuffer call writes: (buffer, offset, data,
+ * dataOffset?, size?), offsets and size in elements of data.
+ */
 function writeBufferBytes(args: unknown[]): number {
   const data = args[2] as ArrayBufferView | ArrayBuffer;
-  const element = ArrayBuffer.isView(data) ? (data as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1 : 1;
+  const element = ArrayBuffer.isView(data)
+    ? ((data as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1)
+    : 1;
   const total = data.byteLength / element;
   const dataOffset = typeof args[3] === 'number' ? args[3] : 0;
   const size = typeof args[4] === 'number' ? args[4] : total - dataOffset;
@@ -73,7 +99,12 @@ export class GpuTrafficCounter {
     const bufferProto = Object.getPrototypeOf(probe) as BufferLike;
     probe.destroy();
     // Called with each buffer as `this` (a prototype method, not bound to one buffer).
-    const mapAsync = Reflect.get(bufferProto, 'mapAsync') as (this: BufferLike, mode: number, offset?: number, size?: number) => Promise<void>;
+    const mapAsync = Reflect.get(bufferProto, 'mapAsync') as (
+      this: BufferLike,
+      mode: number,
+      offset?: number,
+      size?: number,
+    ) => Promise<void>;
     bufferProto.mapAsync = function (this: BufferLike, mode: number, offset?: number, size?: number): Promise<void> {
       if (mode & MAP_READ) {
         c().read_back_bytes += size ?? this.size - (offset ?? 0);
@@ -81,7 +112,9 @@ export class GpuTrafficCounter {
       }
       return mapAsync.call(this, mode, offset, size);
     };
-    this.restore.push(() => { bufferProto.mapAsync = mapAsync; });
+    this.restore.push(() => {
+      bufferProto.mapAsync = mapAsync;
+    });
     wrap(d, 'createCommandEncoder', (original) => (descriptor) => {
       const encoder = original(descriptor);
       const begin = encoder.beginComputePass.bind(encoder);

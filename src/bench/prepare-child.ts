@@ -14,12 +14,26 @@ if (!workersArg || !/^(auto|\d+)$/.test(workersArg) || !tokenizerDir || !outDir 
 const tok = WordPieceTokenizer.fromDir(tokenizerDir);
 const started = process.hrtime.bigint();
 // Shards of 5000 sequences: smaller than the ×1 corpus, so both sizes hold the same bounded shard buffer.
-const meta = await prepareCorpus(tok, { outDir, inputs, maxLength: 128, shardSequences: 5000, onBadLine: 'error',
-  workers: workersArg === 'auto' ? 'auto' : Number(workersArg) });
+const meta = await prepareCorpus(tok, {
+  outDir,
+  inputs,
+  maxLength: 128,
+  shardSequences: 5000,
+  onBadLine: 'error',
+  workers: workersArg === 'auto' ? 'auto' : Number(workersArg),
+});
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 const bytes = meta.inputs.reduce((n, i) => n + i.bytes, 0);
-process.stdout.write(JSON.stringify({
-  bytes, seconds, mb_per_s: bytes / 1e6 / seconds, tokens: meta.tokens, tokens_per_s: meta.tokens / seconds,
-  sequences: meta.sequences.kept, shards: meta.shards.length, peak_rss_mb: process.resourceUsage().maxRSS / 1024,
-  workers: workersArg === 'auto' ? autoWorkers(bytes) : Number(workersArg),
-}) + '\n');
+process.stdout.write(
+  JSON.stringify({
+    bytes,
+    seconds,
+    mb_per_s: bytes / 1e6 / seconds,
+    tokens: meta.tokens,
+    tokens_per_s: meta.tokens / seconds,
+    sequences: meta.sequences.kept,
+    shards: meta.shards.length,
+    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    workers: workersArg === 'auto' ? autoWorkers(bytes) : Number(workersArg),
+  }) + '\n',
+);

@@ -15,7 +15,16 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..', '..');
 const TINY = join(REPO, 'teacher', 'tiny-bert-cased');
 
-interface PrepareRun { bytes: number; seconds: number; mb_per_s: number; tokens: number; tokens_per_s: number; sequences: number; peak_rss_mb: number; workers: number }
+interface PrepareRun {
+  bytes: number;
+  seconds: number;
+  mb_per_s: number;
+  tokens: number;
+  tokens_per_s: number;
+  sequences: number;
+  peak_rss_mb: number;
+  workers: number;
+}
 
 function runChild(script: string, args: string[]): PrepareRun {
   const r = spawnSync(process.execPath, [join(HERE, script), ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -46,9 +55,16 @@ function benchPrepare(): string {
     for (const workers of ['0', 'auto']) {
       const a = twice(workers, join(work, 'out1'), one);
       const b = twice(workers, join(work, 'out10'), ten);
-      for (const [name, r] of [['SOTU + Moby Dick ×1', a], ['SOTU + Moby Dick ×10', b]] as const) {
+      for (const [name, r] of [
+        ['SOTU + Moby Dick ×1', a],
+        ['SOTU + Moby Dick ×10', b],
+      ] as const) {
         const threads = workers === '0' ? '0 (`--workers 0`)' : `${r.workers} (\`--workers auto\`, the default)`;
-        rows.push(`| ${name} | ${threads} | ${(r.bytes / 1e6).toFixed(1)} | ${r.tokens.toLocaleString('en-US')} | ${r.mb_per_s.toFixed(2)} | ${Math.round(r.tokens_per_s).toLocaleString('en-US')} | ${r.peak_rss_mb.toFixed(0)} |`);
+        rows.push(
+          `| ${name} | ${threads} | ${(r.bytes / 1e6).toFixed(1)} | ${r.tokens.toLocaleString('en-US')} | ` +
+            (`${r.mb_per_s.toFixed(2)} | ${Math.round(r.tokens_per_s).toLocaleString('en-US')} ` +
+              `| ${r.peak_rss_mb.toFixed(0)} |`),
+        );
       }
       const g = (b.peak_rss_mb / a.peak_rss_mb - 1) * 100;
       growth.push(`${g >= 0 ? '+' : ''}${g.toFixed(1)}% with --workers ${workers}`);
@@ -66,7 +82,10 @@ function machineLine(): string {
   const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
   const dirty = git(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : '';
   const library = cpuProductEngine() ?? 'none';
-  return `Measured at commit ${commit}${dirty} on ${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} cores), Node ${process.version}; BLAS: ${library}; ${new Date().toISOString().slice(0, 10)}.`;
+  return (
+    `Measured at commit ${commit}${dirty} on ${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} ` +
+    `cores), Node ${process.version}; BLAS: ${library}; ${new Date().toISOString().slice(0, 10)}.`
+  );
 }
 
 const sections = process.argv.slice(2);
@@ -80,15 +99,40 @@ if (want('prepare')) {
   process.stdout.write(benchPrepare() + '\n\n');
 }
 
-interface StepRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: number; student_step_tokens_per_s: number; backend: string; matmul: string }
-interface PeerRun { distill_tokens_per_s: number; teacher_fwd_tokens_per_s: number; torch: string; threads: number }
+interface StepRun {
+  distill_tokens_per_s: number;
+  teacher_fwd_tokens_per_s: number;
+  student_step_tokens_per_s: number;
+  backend: string;
+  matmul: string;
+}
+interface PeerRun {
+  distill_tokens_per_s: number;
+  teacher_fwd_tokens_per_s: number;
+  torch: string;
+  threads: number;
+}
 
 const PEER = join(REPO, '..', 'shared', 'peer', 'torch_distill_step.py');
 
 /** One `distill bench` run in a child process (env: e.g. DISTILL_BLAS=off for a fresh install's path). */
 function distillBench(teacher: string, batch: number, steps: number, env: Record<string, string> = {}): StepRun {
-  const r = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'bench', '--teacher', teacher, '--batch', String(batch), '--seq', '128', '--steps', String(steps)],
-    { encoding: 'utf8', env: { ...process.env, ...env } });
+  const r = spawnSync(
+    process.execPath,
+    [
+      join(HERE, '..', 'cli.js'),
+      'bench',
+      '--teacher',
+      teacher,
+      '--batch',
+      String(batch),
+      '--seq',
+      '128',
+      '--steps',
+      String(steps),
+    ],
+    { encoding: 'utf8', env: { ...process.env, ...env } },
+  );
   if (r.status !== 0) throw new Error(`distill bench failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as StepRun;
 }
@@ -103,21 +147,43 @@ function benchStep(teacher: string, shape: 'tiny' | 'base', batch: number, steps
   const onOrt = o.matmul.startsWith('onnxruntime');
   const fresh = onOrt ? o : distillBench(teacher, batch, steps, { DISTILL_BLAS: 'ort' });
   const own = distillBench(teacher, batch, steps, { DISTILL_BLAS: 'off' });
-  const peer = spawnSync('/usr/bin/python3', [PEER, 'bench', '--shape', shape, '--batch', String(batch), '--seq', '128', '--steps', String(steps)], { encoding: 'utf8' });
+  const peer = spawnSync(
+    '/usr/bin/python3',
+    [PEER, 'bench', '--shape', shape, '--batch', String(batch), '--seq', '128', '--steps', String(steps)],
+    { encoding: 'utf8' },
+  );
   const p = peer.status === 0 ? (JSON.parse(peer.stdout.trim().split('\n').at(-1)!) as PeerRun) : undefined;
   const f = (n: number): string => Math.round(n).toLocaleString('en-US');
   const ratio = (a: number, b: number | undefined): string => (b ? (a / b).toFixed(2) : '–');
   const installed = onOrt ? 'no system BLAS installed' : `products on ${o.matmul.split(' ').slice(0, 2).join(' ')}`;
-  const cells = (k: keyof StepRun & `${string}_per_s`): string => `${onOrt ? 'same as fresh install' : f(o[k])} | ${f(fresh[k])} | ${f(own[k])}`;
+  const cells = (k: keyof StepRun & `${string}_per_s`): string =>
+    `${onOrt ? 'same as fresh install' : f(o[k])} | ${f(fresh[k])} | ${f(own[k])}`;
   const rows = [
-    `| ${shape} shape, batch ${batch} × 128 | distill (tfjs ${o.backend}, ${installed}) | distill, fresh npm install (products on onnxruntime's MLAS) | distill, tfjs-wasm's own products (DISTILL_BLAS=off) | PyTorch CPU peer${p ? ` (torch ${p.torch}, ${p.threads} threads)` : ''} | fresh install / OpenBLAS | fresh install / peer |`,
+    `| ${shape} shape, batch ${batch} × 128 | distill (tfjs ${o.backend}, ${installed}) | distill, fresh npm install ` +
+      (`(products on onnxruntime's MLAS) | distill, tfjs-wasm's own products (DISTILL_BLAS=off) | PyTorch CPU ` +
+        (`peer${p ? ` (torch ${p.torch}, ${p.threads} threads)` : ''} ` +
+          `| fresh install / OpenBLAS | fresh install / peer |`)),
     '|---|---|---|---|---|---|---|',
-    `| whole distillation step, tokens/s | ${cells('distill_tokens_per_s')} | ${p ? f(p.distill_tokens_per_s) : 'not run'} | ${onOrt ? '–' : ratio(fresh.distill_tokens_per_s, o.distill_tokens_per_s)} | ${ratio(fresh.distill_tokens_per_s, p?.distill_tokens_per_s)} |`,
-    `| teacher forward, tokens/s | ${cells('teacher_fwd_tokens_per_s')} | ${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | – | – |`,
-    `| student forward + backward + AdamW alone, tokens/s | ${cells('student_step_tokens_per_s')} | – | ${onOrt ? '–' : ratio(fresh.student_step_tokens_per_s, o.student_step_tokens_per_s)} | – |`,
+    `| whole distillation step, tokens/s | ${cells('distill_tokens_per_s')} | ` +
+      (`${p ? f(p.distill_tokens_per_s) : 'not run'} | ` +
+        (`${onOrt ? '–' : ratio(fresh.distill_tokens_per_s, o.distill_tokens_per_s)} | ` +
+          `${ratio(fresh.distill_tokens_per_s, p?.distill_tokens_per_s)} |`)),
+    `| teacher forward, tokens/s | ${cells('teacher_fwd_tokens_per_s')} | ` +
+      `${p ? f(p.teacher_fwd_tokens_per_s) : 'not run'} | – | – |`,
+    `| student forward + backward + AdamW alone, tokens/s | ${cells('student_step_tokens_per_s')} | – | ` +
+      `${onOrt ? '–' : ratio(fresh.student_step_tokens_per_s, o.student_step_tokens_per_s)} | – |`,
   ];
-  rows.push('', `Student matrix products: ${o.matmul}; fresh install: ${fresh.matmul}; DISTILL_BLAS=off: tfjs-wasm's own (XNNPACK, one thread).`);
-  if (!p) rows.push('', `PyTorch peer not run (${PEER}: needs apt-get install -y python3-torch libopenblas0-pthread): ${peer.stderr?.split('\n').slice(-2).join(' ') ?? ''}`);
+  rows.push(
+    '',
+    `Student matrix products: ${o.matmul}; fresh install: ${fresh.matmul}; ` +
+      `DISTILL_BLAS=off: tfjs-wasm's own (XNNPACK, one thread).`,
+  );
+  if (!p)
+    rows.push(
+      '',
+      `PyTorch peer not run (${PEER}: needs apt-get install -y python3-torch libopenblas0-pthread): ` +
+        `${peer.stderr?.split('\n').slice(-2).join(' ') ?? ''}`,
+    );
   return rows.join('\n');
 }
 
@@ -126,7 +192,11 @@ function benchBaseStep(): string {
   const work = mkdtempSync(join(tmpdir(), 'distill-bench-base-'));
   try {
     const teacher = join(work, 'bert-base-random');
-    const made = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'make-teacher', '--shape', 'base', '--out', teacher], { encoding: 'utf8' });
+    const made = spawnSync(
+      process.execPath,
+      [join(HERE, '..', 'cli.js'), 'make-teacher', '--shape', 'base', '--out', teacher],
+      { encoding: 'utf8' },
+    );
     if (made.status !== 0) throw new Error(`make-teacher failed: ${made.stderr}`);
     return benchStep(teacher, 'base', 8, 2);
   } finally {
@@ -134,7 +204,12 @@ function benchBaseStep(): string {
   }
 }
 
-interface TrainRun { tokens_per_s: number; comm_s_per_update: number; steps: number; world_size: number }
+interface TrainRun {
+  tokens_per_s: number;
+  comm_s_per_update: number;
+  steps: number;
+  world_size: number;
+}
 
 function benchRanks(): string {
   const work = mkdtempSync(join(tmpdir(), 'distill-bench-ranks-'));
@@ -143,15 +218,31 @@ function benchRanks(): string {
     writePublicDomainText(text, ['moby-dick']);
     const config = join(work, 'config.json');
     // Global batch 16 sequences of up to 128 tokens per update in both cases: 1 × 16, or 2 ranks × 8.
-    const base = { teacher: TINY, corpus: join(work, 'corpus'), corpus_inputs: [text], max_length: 128, grad_accum: 1, max_steps: 8, checkpoint_every: 0, backend: 'wasm', teacher_threads: 1, seed: 5 };
+    const base = {
+      teacher: TINY,
+      corpus: join(work, 'corpus'),
+      corpus_inputs: [text],
+      max_length: 128,
+      grad_accum: 1,
+      max_steps: 8,
+      checkpoint_every: 0,
+      backend: 'wasm',
+      teacher_threads: 1,
+      seed: 5,
+    };
     const run = (ranks: number): TrainRun => {
       spawnSync('rm', ['-rf', join(work, `run${ranks}`)]);
       const cfg = { ...base, batch_size: 16 / ranks };
       writeFileAtomic(config, JSON.stringify(cfg));
       const args = [join(HERE, '..', 'cli.js'), 'train', '--config', config, '--out', join(work, `run${ranks}`)];
-      const r = ranks === 1
-        ? spawnSync(process.execPath, args, { encoding: 'utf8' })
-        : spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath, ...args], { encoding: 'utf8' });
+      const r =
+        ranks === 1
+          ? spawnSync(process.execPath, args, { encoding: 'utf8' })
+          : spawnSync(
+              'mpirun',
+              ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath, ...args],
+              { encoding: 'utf8' },
+            );
       if (r.status !== 0) throw new Error(`train with ${ranks} rank(s) failed: ${r.stderr}`);
       return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as TrainRun;
     };
@@ -163,7 +254,10 @@ function benchRanks(): string {
       '| ranks (tiny teacher, global batch 16 × ≤128, 8 updates) | training tokens/s | all-reduce time per update |',
       '|---|---|---|',
       `| 1 | ${f(one.tokens_per_s)} | – |`,
-      two ? `| 2 (mpirun, one per core) | ${f(two.tokens_per_s)} | ${(two.comm_s_per_update * 1000).toFixed(0)} ms (waiting for the slower rank included) |` : '| 2 | not run: mpirun not installed | |',
+      two
+        ? `| 2 (mpirun, one per core) | ${f(two.tokens_per_s)} | ${(two.comm_s_per_update * 1000).toFixed(0)} ms ` +
+          `(waiting for the slower rank included) |`
+        : '| 2 | not run: mpirun not installed | |',
     ].join('\n');
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -171,11 +265,16 @@ function benchRanks(): string {
 }
 
 if (want('step')) {
-  process.stdout.write('### distillation step (distill bench vs ../shared/peer/torch_distill_step.py bench, same run)\n\n');
+  process.stdout.write(
+    '### distillation step (distill bench vs ../shared/peer/torch_distill_step.py bench, same run)\n\n',
+  );
   process.stdout.write(benchStep(TINY, 'tiny', 32, 5) + '\n\n');
 }
 if (want('step-base')) {
-  process.stdout.write('### distillation step, bert-base-cased shape (random-weight teacher from distill make-teacher; 6-layer student)\n\n');
+  process.stdout.write(
+    '### distillation step, bert-base-cased shape (random-weight ' +
+      'teacher from distill make-teacher; 6-layer student)\n\n',
+  );
   process.stdout.write(benchBaseStep() + '\n\n');
 }
 if (want('ranks')) {
@@ -183,17 +282,36 @@ if (want('ranks')) {
   process.stdout.write(benchRanks() + '\n\n');
 }
 
-interface QuickStartRun { seconds: number; summary: { steps: number; final_loss: number; tokens_per_s: number; checkpoint: string }; first: Record<string, number>; last: Record<string, number> }
+interface QuickStartRun {
+  seconds: number;
+  summary: { steps: number; final_loss: number; tokens_per_s: number; checkpoint: string };
+  first: Record<string, number>;
+  last: Record<string, number>;
+}
 
-/** The README's quick start (`distill train --config configs/tiny.json`), as it runs with `env`, from a prepared corpus. */
+/**
+ * The README's quick start (`distill train --config configs/tiny.json`), as it runs with `env`, from a prepared corpus.
+ */
 function quickStart(out: string, env: Record<string, string>, extra: string[] = []): QuickStartRun {
   const started = performance.now();
-  const r = spawnSync(process.execPath, [join(HERE, '..', 'cli.js'), 'train', '--config', join(REPO, 'configs', 'tiny.json'), '--out', out, ...extra],
-    { encoding: 'utf8', env: { ...process.env, ...env } });
+  const r = spawnSync(
+    process.execPath,
+    [join(HERE, '..', 'cli.js'), 'train', '--config', join(REPO, 'configs', 'tiny.json'), '--out', out, ...extra],
+    { encoding: 'utf8', env: { ...process.env, ...env } },
+  );
   if (r.status !== 0) throw new Error(`the quick start failed: ${r.stderr}`);
   const seconds = (performance.now() - started) / 1000;
-  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).filter((l) => 'loss' in l); // updates, not val_* lines
-  return { seconds, summary: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as QuickStartRun['summary'], first: lines[0]!, last: lines.at(-1)! };
+  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>)
+    .filter((l) => 'loss' in l); // updates, not val_* lines
+  return {
+    seconds,
+    summary: JSON.parse(r.stdout.trim().split('\n').at(-1)!) as QuickStartRun['summary'],
+    first: lines[0]!,
+    last: lines.at(-1)!,
+  };
 }
 
 /** The quick start with the installed BLAS and as a fresh install runs it, then the README's probe walkthrough. */
@@ -212,19 +330,41 @@ function benchQuickStart(): string {
     const own = quickStart(join(work, 'tiny-own'), { DISTILL_BLAS: 'off' });
     const f2 = (n: number): string => n.toFixed(2);
     const row = (name: string, q: QuickStartRun): string =>
-      `| ${name} | ${q.summary.steps} | ${q.seconds.toFixed(0)} | ${Math.round(q.summary.tokens_per_s).toLocaleString('en-US')} | ${f2(q.first['loss']!)} → ${f2(q.last['loss']!)} | ${f2(q.first['loss_ce']!)} → ${f2(q.last['loss_ce']!)} | ${q.first['loss_cos']!.toFixed(3)} → ${q.last['loss_cos']!.toFixed(3)} |`;
+      `| ${name} | ${q.summary.steps} | ${q.seconds.toFixed(0)} | ` +
+      (`${Math.round(q.summary.tokens_per_s).toLocaleString('en-US')} | ${f2(q.first['loss']!)} → ` +
+        `${f2(q.last['loss']!)} | ` +
+        (`${f2(q.first['loss_ce']!)} → ${f2(q.last['loss_ce']!)} | ${q.first['loss_cos']!.toFixed(3)} → ` +
+          `${q.last['loss_cos']!.toFixed(3)} |`));
     const rows = [
-      '| npx distill train --config configs/tiny.json | updates | wall s | training tokens/s | loss | loss_ce | loss_cos |',
+      '| npx distill train --config configs/tiny.json | updates | ' +
+        'wall s | training tokens/s | loss | loss_ce | loss_cos |',
       '|---|---|---|---|---|---|---|',
-      row(`as installed here (products: ${cpuProductEngine() ?? 'tfjs\'s own'})`, withBlas),
-      row('fresh `npm install` (no system BLAS: products on onnxruntime\'s MLAS, DISTILL_BLAS=ort)', fresh),
-      row('tfjs-wasm\'s own products (DISTILL_BLAS=off)', own),
+      row(`as installed here (products: ${cpuProductEngine() ?? "tfjs's own"})`, withBlas),
+      row("fresh `npm install` (no system BLAS: products on onnxruntime's MLAS, DISTILL_BLAS=ort)", fresh),
+      row("tfjs-wasm's own products (DISTILL_BLAS=off)", own),
     ];
     // The probe walkthrough on the student of the run with OpenBLAS.
     const tasks = join(work, 'probe-tasks');
     cli(['probe-data', tasks]);
-    const table = cli(['probe', '--teacher', TINY, '--student', withBlas.summary.checkpoint, '--task', join(tasks, 'spam-ham'), join(tasks, 'next-passage'), '--out', join(work, 'probe.json')]);
-    rows.push('', '`distill probe-data DIR` (defaults), then `distill probe --teacher teacher/tiny-bert-cased --student <the run\'s last checkpoint> --task DIR/spam-ham DIR/next-passage`:', '', table.trim());
+    const table = cli([
+      'probe',
+      '--teacher',
+      TINY,
+      '--student',
+      withBlas.summary.checkpoint,
+      '--task',
+      join(tasks, 'spam-ham'),
+      join(tasks, 'next-passage'),
+      '--out',
+      join(work, 'probe.json'),
+    ]);
+    rows.push(
+      '',
+      '`distill probe-data DIR` (defaults), then `distill probe --teacher teacher/tiny-bert-cased --student <the ' +
+        "run's last checkpoint> --task DIR/spam-ham DIR/next-passage`:",
+      '',
+      table.trim(),
+    );
     return rows.join('\n');
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -232,18 +372,25 @@ function benchQuickStart(): string {
 }
 
 if (want('quickstart')) {
-  process.stdout.write('### the quick start and the probe walkthrough (distill train --config configs/tiny.json; distill probe)\n\n');
+  process.stdout.write(
+    '### the quick start and the probe walkthrough (distill train --config configs/tiny.json; distill probe)\n\n',
+  );
   process.stdout.write(benchQuickStart() + '\n\n');
 }
 
 if (want('ablation')) {
-  process.stdout.write('### DistilBERT\'s ablation (its Table 4) on the tiny teacher (npm run bench ablation)\n\n');
+  process.stdout.write("### DistilBERT's ablation (its Table 4) on the tiny teacher (npm run bench ablation)\n\n");
   process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n')) + '\n\n');
 }
 
 if (want('ablation-intermediate')) {
-  process.stdout.write('### Beyond the recipe: intermediate-layer objectives and a half-width student on the tiny teacher (npm run bench ablation-intermediate)\n\n');
-  process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n'), INTERMEDIATE_VARIANTS) + '\n\n');
+  process.stdout.write(
+    '### Beyond the recipe: intermediate-layer objectives and a half-width student on the tiny teacher (npm run ' +
+      'bench ablation-intermediate)\n\n',
+  );
+  process.stdout.write(
+    benchAblation(TINY, (line) => process.stderr.write(line + '\n'), INTERMEDIATE_VARIANTS) + '\n\n',
+  );
 }
 if (want('topk')) {
   process.stdout.write('### Top-k soft targets against the full KL on the tiny teacher (npm run bench topk)\n\n');

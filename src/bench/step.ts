@@ -89,15 +89,34 @@ function median(xs: number[]): number {
 }
 
 export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
-  const backend = await selectBackend(o.backend, { gpuAdapter: o.gpuAdapter, gpuAdapterOption: '--gpu-adapter', precision: o.precision ?? 'fp32', gpuProducts: o.gpuProducts ?? 'tfjs' });
+  const backend = await selectBackend(o.backend, {
+    gpuAdapter: o.gpuAdapter,
+    gpuAdapterOption: '--gpu-adapter',
+    precision: o.precision ?? 'fp32',
+    gpuProducts: o.gpuProducts ?? 'tfjs',
+  });
   assertModelDir(o.teacher, '--teacher');
   const teacherConfig = readEncoderConfig(o.teacher);
   const L = teacherConfig.numLayers;
   const teacherEp = o.teacherEp ?? defaultTeacherEp(backend.device !== undefined);
-  const teacher = await RemoteTeacher.start(o.teacher, { hiddenStates: 'last', threads: o.threads, executionProvider: teacherEp, softTargetTemperature: 2, softTargetTopK: o.topk ?? 0 }, !(o.fused ?? true));
+  const teacher = await RemoteTeacher.start(
+    o.teacher,
+    {
+      hiddenStates: 'last',
+      threads: o.threads,
+      executionProvider: teacherEp,
+      softTargetTemperature: 2,
+      softTargetTopK: o.topk ?? 0,
+    },
+    !(o.fused ?? true),
+  );
   const layers = o.studentLayers ? evenlySpacedLayers(L, o.studentLayers) : defaultStudentLayers(L);
   const student = initStudentFromTeacher(o.teacher, teacherConfig, layers, WordPieceTokenizer.fromDir(o.teacher).padId);
-  const optimizer = new AdamW(student.variables(), student.specs.map((s) => !s.noDecay), { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 });
+  const optimizer = new AdamW(
+    student.variables(),
+    student.specs.map((s) => !s.noDecay),
+    { betas: [0.9, 0.98], eps: 1e-6, weightDecay: 0 },
+  );
   const V = teacherConfig.vocabSize;
   const { batch: B, seq: T } = o;
   const rng = new Rng(1);
@@ -105,16 +124,37 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
   const mask = new Int32Array(B * T).fill(1);
   const labels = Int32Array.from(ids, (id) => (rng.next() < 0.15 ? id : -100));
   const rows = lossRows(mask, labels, B, T, V);
-  const request = { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, softRows: rows.realRows, keepLogits: false, fullLogits: false };
+  const request = {
+    inputIds: ids,
+    attentionMask: mask,
+    batchSize: B,
+    seqLen: T,
+    softRows: rows.realRows,
+    keepLogits: false,
+    fullLogits: false,
+  };
 
   // The training loop's update step: forward + backward, clipping (one asynchronous read of the norm), AdamW.
   const update = new UpdateStep(student.variables(), optimizer, {
-    gradAccum: 1, maxGradNorm: 5, ...(o.precision === 'fp16-mixed' ? { lossScale: new LossScale(DEFAULT_CONFIG.loss_scale, 0) } : {}),
+    gradAccum: 1,
+    maxGradNorm: 5,
+    ...(o.precision === 'fp16-mixed' ? { lossScale: new LossScale(DEFAULT_CONFIG.loss_scale, 0) } : {}),
   });
   const studentStep = async (t: RemoteTeacherOutput): Promise<void> => {
-    const teacherTargets = { logits: t.logits && t.logits.length > 0 ? t.logits : undefined, lastHidden: t.lastHidden, soft: t.soft };
-    await update.accumulate(distillObjective(student, { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, rows, teacher: teacherTargets },
-      RECIPE_LOSS_WEIGHTS, { training: o.dropout ?? false, dropoutSeed: 1 }, o.fused));
+    const teacherTargets = {
+      logits: t.logits && t.logits.length > 0 ? t.logits : undefined,
+      lastHidden: t.lastHidden,
+      soft: t.soft,
+    };
+    await update.accumulate(
+      distillObjective(
+        student,
+        { inputIds: ids, attentionMask: mask, batchSize: B, seqLen: T, rows, teacher: teacherTargets },
+        RECIPE_LOSS_WEIGHTS,
+        { training: o.dropout ?? false, dropoutSeed: 1 },
+        o.fused,
+      ),
+    );
     await update.apply(5e-4);
   };
 
@@ -126,7 +166,10 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     const t1 = performance.now();
     await studentStep(out);
     const t2 = performance.now();
-    if (i > 0) { teacherTimes.push(t1 - t0); studentTimes.push(t2 - t1); }
+    if (i > 0) {
+      teacherTimes.push(t1 - t0);
+      studentTimes.push(t2 - t1);
+    }
   }
   // Pipelined: the next teacher forward runs while the student trains.
   const wholeTimes: number[] = [];
@@ -157,8 +200,12 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     const kernels = profiler.report();
     profiler.dispose();
     const inKernels = kernels.reduce((a, k) => a + k.ms, 0);
-    profile = { step_ms: stepMs, outside_kernels_ms: stepMs - inKernels, kernels: kernels.map((k) => ({ ...k, ms: Math.round(k.ms * 10) / 10 })),
-      ...(traffic ? { gpu_traffic_per_update: traffic } : {}) };
+    profile = {
+      step_ms: stepMs,
+      outside_kernels_ms: stepMs - inKernels,
+      kernels: kernels.map((k) => ({ ...k, ms: Math.round(k.ms * 10) / 10 })),
+      ...(traffic ? { gpu_traffic_per_update: traffic } : {}),
+    };
   }
   const memory = wasmMemory();
   const heapMib = memory ? Math.round(memory.bytes / 2 ** 20) : undefined;
@@ -173,8 +220,19 @@ export async function benchDistillStep(o: BenchOptions): Promise<BenchResult> {
     distill_tokens_per_s: tokens / (median(wholeTimes) / 1000),
     teacher_fwd_tokens_per_s: tokens / (median(teacherTimes) / 1000),
     student_step_tokens_per_s: tokens / (median(studentTimes) / 1000),
-    backend: backend.name, matmul: backend.matmul, ...(backend.device ? { device: backend.device } : {}), teacher_ep: teacherEp, ...(teacher.nodesByProvider ? { teacher_nodes: teacher.nodesByProvider } : {}), batch: B, seq: T, steps: o.steps, student_layers: layers,
-    topk: k, teacher_out_bytes_per_batch: teacherOutBytes, ...(o.dropout ? { dropout: true } : {}), ...(heapMib !== undefined ? { wasm_heap_mib: heapMib } : {}),
+    backend: backend.name,
+    matmul: backend.matmul,
+    ...(backend.device ? { device: backend.device } : {}),
+    teacher_ep: teacherEp,
+    ...(teacher.nodesByProvider ? { teacher_nodes: teacher.nodesByProvider } : {}),
+    batch: B,
+    seq: T,
+    steps: o.steps,
+    student_layers: layers,
+    topk: k,
+    teacher_out_bytes_per_batch: teacherOutBytes,
+    ...(o.dropout ? { dropout: true } : {}),
+    ...(heapMib !== undefined ? { wasm_heap_mib: heapMib } : {}),
     ...(profile ? { profile } : {}),
   };
 }

@@ -6,7 +6,14 @@ import type { Command } from 'commander';
 import { FileFormatError, InputError } from '../core/errors.js';
 import { choiceOption, intOption } from '../options.js';
 import { assertModelDir, isTfjsStudentFolder } from '../core/model-dir.js';
-import { cardFormat, fillMask, scoresFormat, type FillMaskInput, type FillMaskResult, type MaskedLanguageModel } from '../../teacher/fill-mask.js';
+import {
+  cardFormat,
+  fillMask,
+  scoresFormat,
+  type FillMaskInput,
+  type FillMaskResult,
+  type MaskedLanguageModel,
+} from '../../teacher/fill-mask.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 
 interface FillMaskOptions {
@@ -27,14 +34,21 @@ function readCardInputs(file: string): FillMaskInput[] {
   try {
     doc = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new FileFormatError(file, `not valid JSON: ${(e as Error).message}`,
-      'use {"inputs": {"input_string": ["Paris is the [MASK] of France."]}}, or --input-format jsonl for one {"text": ...} per line');
+    throw new FileFormatError(
+      file,
+      `not valid JSON: ${(e as Error).message}`,
+      'use {"inputs": {"input_string": ["Paris is the [MASK] of France."]}}, ' +
+        'or --input-format jsonl for one {"text": ...} per line',
+    );
   }
   const inputs = (doc as { inputs?: { input_string?: unknown } } | null)?.inputs?.input_string;
   const list = typeof inputs === 'string' ? [inputs] : inputs;
   if (!Array.isArray(list) || list.some((s) => typeof s !== 'string')) {
-    throw new FileFormatError(file, 'field "inputs.input_string" is missing or not a list of strings',
-      'use {"inputs": {"input_string": ["Paris is the [MASK] of France."]}}');
+    throw new FileFormatError(
+      file,
+      'field "inputs.input_string" is missing or not a list of strings',
+      'use {"inputs": {"input_string": ["Paris is the [MASK] of France."]}}',
+    );
   }
   return (list as string[]).map((text, i) => ({ text, origin: `${file}: inputs.input_string[${i}]` }));
 }
@@ -63,9 +77,14 @@ async function streamJsonl(model: MaskedLanguageModel, file: string, opts: FillM
     try {
       text = (JSON.parse(line) as { text?: unknown }).text;
     } catch (e) {
-      throw new FileFormatError(`${file}:${lineNo}`, `not valid JSON: ${(e as Error).message}`, 'each line must be an object like {"text": "Paris is the [MASK] of France."}');
+      throw new FileFormatError(
+        `${file}:${lineNo}`,
+        `not valid JSON: ${(e as Error).message}`,
+        'each line must be an object like {"text": "Paris is the [MASK] of France."}',
+      );
     }
-    if (typeof text !== 'string') throw new FileFormatError(`${file}:${lineNo}`, 'field "text" is missing or not a string');
+    if (typeof text !== 'string')
+      throw new FileFormatError(`${file}:${lineNo}`, 'field "text" is missing or not a string');
     pending.push({ text, origin: `${file}:${lineNo}` });
     if (pending.length >= opts.batchSize) await flush();
   }
@@ -77,7 +96,11 @@ async function streamJsonl(model: MaskedLanguageModel, file: string, opts: FillM
 /** A student folder without ONNX (init-student's output, a training checkpoint): the student run in tfjs. */
 async function studentMaskedLM(dir: string): Promise<MaskedLanguageModel & { release(): Promise<void> }> {
   // tfjs and the student: loaded when a student runs, not for --help.
-  const [tf, { selectBackend }, { loadStudent }] = await Promise.all([import('@tensorflow/tfjs'), import('../../student/backend.js'), import('../../student/io.js')]);
+  const [tf, { selectBackend }, { loadStudent }] = await Promise.all([
+    import('@tensorflow/tfjs'),
+    import('../../student/backend.js'),
+    import('../../student/io.js'),
+  ]);
   await selectBackend(undefined);
   const student = loadStudent(dir);
   const tokenizer = WordPieceTokenizer.fromDir(dir);
@@ -85,8 +108,15 @@ async function studentMaskedLM(dir: string): Promise<MaskedLanguageModel & { rel
     tokenizer,
     config: { maxPositions: student.config.max_position_embeddings, vocabSize: student.config.vocab_size },
     forward: async ({ inputIds, attentionMask, batchSize, seqLen }) => {
-      const logits = tf.tidy(() => student.forward(tf.tensor2d(inputIds, [batchSize, seqLen], 'int32'), tf.tensor2d(attentionMask, [batchSize, seqLen], 'int32'), { training: false }).logits);
-      const values = Float32Array.from(await logits.data() as Float32Array);
+      const logits = tf.tidy(
+        () =>
+          student.forward(
+            tf.tensor2d(inputIds, [batchSize, seqLen], 'int32'),
+            tf.tensor2d(attentionMask, [batchSize, seqLen], 'int32'),
+            { training: false },
+          ).logits,
+      );
+      const values = Float32Array.from((await logits.data()) as Float32Array);
       logits.dispose();
       return { logits: values };
     },
@@ -95,18 +125,29 @@ async function studentMaskedLM(dir: string): Promise<MaskedLanguageModel & { rel
 }
 
 export async function runFillMask(opts: FillMaskOptions): Promise<void> {
-  if (!opts.text && !opts.input) throw new InputError('give --text "..." or --input FILE', 'e.g. --text "Paris is the [MASK] of France."');
+  if (!opts.text && !opts.input)
+    throw new InputError('give --text "..." or --input FILE', 'e.g. --text "Paris is the [MASK] of France."');
   if (opts.text && opts.input) throw new InputError('give either --text or --input, not both');
   assertModelDir(opts.model, '--model');
   if (opts.input !== undefined && existsSync(opts.input) && statSync(opts.input).isDirectory()) {
-    throw new FileFormatError(opts.input, 'is a folder, not a file (given as --input)', 'give the file of inputs: JSON as the model card has it, or JSONL with --input-format jsonl');
+    throw new FileFormatError(
+      opts.input,
+      'is a folder, not a file (given as --input)',
+      'give the file of inputs: JSON as the model card has it, or JSONL with --input-format jsonl',
+    );
   }
   const isStudentFolder = isTfjsStudentFolder(opts.model);
   if (isStudentFolder) {
-    process.stderr.write(`${opts.model} holds a student without ONNX (a checkpoint or init-student's folder): running it with tfjs `
-      + `(distill export --student ${opts.model} --out DIR gives an ONNX folder onnxruntime runs faster)\n`);
+    process.stderr.write(
+      `${opts.model} holds a student without ONNX (a checkpoint or init-student's folder): running it with tfjs ` +
+        `(distill export --student ${opts.model} --out DIR gives an ONNX folder onnxruntime runs faster)\n`,
+    );
   }
-  const model = isStudentFolder ? await studentMaskedLM(opts.model) : await (await import('../../teacher/teacher.js')).Teacher.load(opts.model, { hiddenStates: 'none', threads: opts.threads, optionName: '--model' });
+  const model = isStudentFolder
+    ? await studentMaskedLM(opts.model)
+    : await (
+        await import('../../teacher/teacher.js')
+      ).Teacher.load(opts.model, { hiddenStates: 'none', threads: opts.threads, optionName: '--model' });
   try {
     if (opts.input && opts.inputFormat === 'jsonl') {
       await streamJsonl(model, opts.input, opts);
@@ -131,22 +172,43 @@ export function registerFillMask(program: Command): void {
   program
     .command('fill-mask')
     .summary('rank the tokens a masked-LM puts at each [MASK]')
-    .description('Rank the tokens a masked-LM puts at each [MASK]: a teacher or an exported student (ONNX, onnxruntime), or a\n'
-      + 'student folder without ONNX, such as a training checkpoint (run with tfjs).\n'
-      + 'Prints a JSON array, one entry per input: {"0": best token, "1": next, ...} (one such object per mask\n'
-      + 'when an input has several). [MASK] and [mask] both work, for cased and uncased models.')
-    .requiredOption('--model <dir>', 'model folder: config.json, tokenizer.json or vocab.txt, and model.onnx (or a student\'s model.safetensors)')
+    .description(
+      'Rank the tokens a masked-LM puts at each [MASK]: a teacher or an exported student (ONNX, onnxruntime), or a\n' +
+        'student folder without ONNX, such as a training checkpoint (run with tfjs).\n' +
+        'Prints a JSON array, one entry per input: {"0": best token, "1": next, ...} (one such object per mask\n' +
+        'when an input has several). [MASK] and [mask] both work, for cased and uncased models.',
+    )
+    .requiredOption(
+      '--model <dir>',
+      "model folder: config.json, tokenizer.json or vocab.txt, and model.onnx (or a student's model.safetensors)",
+    )
     .option('--text <text...>', 'one or more texts with [MASK] in them')
-    .option('--input <file>', 'a file of inputs: the model card\'s {"inputs": {"input_string": [...]}} JSON, or JSONL (see --input-format)')
-    .option('--input-format <format>', 'card: the JSON above; jsonl: one {"text": ...} per line, streamed, results written line by line',
-      choiceOption('--input-format', ['card', 'jsonl'] as const), 'card')
+    .option(
+      '--input <file>',
+      'a file of inputs: the model card\'s {"inputs": {"input_string": [...]}} JSON, or JSONL (see --input-format)',
+    )
+    .option(
+      '--input-format <format>',
+      'card: the JSON above; jsonl: one {"text": ...} per line, streamed, results written line by line',
+      choiceOption('--input-format', ['card', 'jsonl'] as const),
+      'card',
+    )
     .option('--top-k <k>', 'how many tokens to rank per mask', intOption('--top-k', 1), 5)
-    .option('--scores', 'print [{token, token_id, score}] per mask instead of the card format (score = softmax probability)', false)
+    .option(
+      '--scores',
+      'print [{token, token_id, score}] per mask instead of the card format (score = softmax probability)',
+      false,
+    )
     .option('--batch-size <n>', 'inputs per forward pass', intOption('--batch-size', 1, 4096), 32)
     .option('--threads <n>', 'onnxruntime CPU threads (0 = all cores)', intOption('--threads', 0, 1024), 0)
-    .addHelpText('after', '\nExamples:\n'
-      + '  distill fill-mask --model teacher/tiny-bert-cased --text "A [MASK] whale."\n'
-      + '  distill fill-mask --model DIR --input inputs.json --scores\n'
-      + '  distill fill-mask --model DIR --input a.jsonl --input-format jsonl > b.jsonl')
-    .action(async (opts: FillMaskOptions) => { await runFillMask(opts); });
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  distill fill-mask --model teacher/tiny-bert-cased --text "A [MASK] whale."\n' +
+        '  distill fill-mask --model DIR --input inputs.json --scores\n' +
+        '  distill fill-mask --model DIR --input a.jsonl --input-format jsonl > b.jsonl',
+    )
+    .action(async (opts: FillMaskOptions) => {
+      await runFillMask(opts);
+    });
 }

@@ -30,29 +30,65 @@ export function registerProbe(program: Command): void {
   program
     .command('probe')
     .summary('compare student and teacher on GLUE-style tasks')
-    .description('Compare a student with its teacher on GLUE-style tasks: a linear probe (logistic or ridge regression, L2 chosen\n'
-      + 'on a fifth of train) on frozen last-layer features, scored on dev with GLUE\'s metrics; prints a markdown table\n'
-      + '(teacher, student, retention, parameters, inference tokens/s) and writes the JSON to --out.')
+    .description(
+      'Compare a student with its teacher on GLUE-style tasks: a linear probe (logistic or ridge regression, L2 ' +
+        'chosen\n' +
+        ("on a fifth of train) on frozen last-layer features, scored on dev with GLUE's metrics; prints a markdown " +
+          'table\n') +
+        '(teacher, student, retention, parameters, inference tokens/s) and writes the JSON to --out.',
+    )
     .requiredOption('--teacher <dir>', 'teacher folder (ONNX)')
     .requiredOption('--student <dir>', 'student folder (DistilBERT: init-student output or a checkpoint)')
-    .option('--task <dirs...>', 'task folders in GLUE layout (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B, or distill probe-data\'s)', [])
-    .option('--mode <mode>', 'linear: probes on frozen features; finetune: the student fine-tuned with a head (the ONNX teacher is probed linearly)',
-      choiceOption('--mode', ['linear', 'finetune'] as const), 'linear')
+    .option(
+      '--task <dirs...>',
+      "task folders in GLUE layout (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B, or distill probe-data's)",
+      [],
+    )
+    .option(
+      '--mode <mode>',
+      'linear: probes on frozen features; finetune: ' +
+        'the student fine-tuned with a head (the ONNX teacher is probed linearly)',
+      choiceOption('--mode', ['linear', 'finetune'] as const),
+      'linear',
+    )
     .option('--epochs <n>', 'fine-tuning epochs (--mode finetune)', intOption('--epochs', 1), 3)
-    .option('--lr <lr>', 'fine-tuning peak learning rate, decayed linearly (--mode finetune)', floatOption('--lr', 1e-8, 1), 5e-5)
-    .option('--pooling <how>', 'cls: the [CLS] vector; mean: the mean over real tokens', choiceOption('--pooling', ['cls', 'mean'] as const), 'mean')
+    .option(
+      '--lr <lr>',
+      'fine-tuning peak learning rate, decayed linearly (--mode finetune)',
+      floatOption('--lr', 1e-8, 1),
+      5e-5,
+    )
+    .option(
+      '--pooling <how>',
+      'cls: the [CLS] vector; mean: the mean over real tokens',
+      choiceOption('--pooling', ['cls', 'mean'] as const),
+      'mean',
+    )
     .option('--out <file>', 'write the JSON report here (a new file, or one probe wrote before with --force)')
     .option('--force', 'replace the report at --out that an earlier probe wrote (any other file is refused)', false)
     .option('--limit <n>', 'use the first N training examples (and N/2 dev) of each task', intOption('--limit', 2))
-    .option('--backend <name>', `student backend: ${BACKEND_NAMES.join(', ')}`, choiceOption('--backend', BACKEND_NAMES))
+    .option(
+      '--backend <name>',
+      `student backend: ${BACKEND_NAMES.join(', ')}`,
+      choiceOption('--backend', BACKEND_NAMES),
+    )
     .option('--threads <n>', 'onnxruntime CPU threads for the teacher (0 = all cores)', intOption('--threads', 0), 0)
     .action(async (o: ProbeCommandOptions) => {
       const { paths, repeated } = distinctPaths(o.task);
-      if (repeated.length > 0) process.stderr.write(`note: --task ${repeated.join(', ')}: named more than once, read once\n`);
+      if (repeated.length > 0)
+        process.stderr.write(`note: --task ${repeated.join(', ')}: named more than once, read once\n`);
       o.task = paths;
       if (o.out) {
-        checkOutputFile({ path: o.out, option: '--out' }, o.force, [{ path: o.teacher, option: '--teacher' }, { path: o.student, option: '--student' },
-          ...o.task.map((path) => ({ path, option: '--task' }))], isProbeReport);
+        checkOutputFile(
+          { path: o.out, option: '--out' },
+          o.force,
+          [
+            { path: o.teacher, option: '--teacher' },
+            { path: o.student, option: '--student' },
+            ...o.task.map((path) => ({ path, option: '--task' })),
+          ],
+          isProbeReport,
+        );
       }
       const report = await probe(o);
       if (o.out) writeFileAtomic(o.out, JSON.stringify(report, null, 1) + '\n');
@@ -62,16 +98,32 @@ export function registerProbe(program: Command): void {
   program
     .command('probe-data')
     .summary('write the built-in probe tasks in GLUE layout')
-    .description('Write the built-in probe tasks in GLUE layout: spam-ham (SpamAssassin e-mails, single sentence, label 1 = spam)\n'
-      + 'and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the second follows\n'
-      + 'the first). Deterministic splits.')
+    .description(
+      'Write the built-in probe tasks in GLUE layout: spam-ham (SpamAssassin e-mails, single sentence, label 1 = ' +
+        'spam)\n' +
+        ('and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the second ' +
+          'follows\n') +
+        'the first). Deterministic splits.',
+    )
     .argument('<dir>', 'output folder (new or empty)')
-    .option('--per-class <n>', 'training examples per class (dev gets half as many, none of them in train)', intOption('--per-class', 10), 400)
-    .option('--force', 'replace tasks that probe-data wrote in DIR: they are moved to DIR.old-<time> (never deleted); any other folder is refused', false)
+    .option(
+      '--per-class <n>',
+      'training examples per class (dev gets half as many, none of them in train)',
+      intOption('--per-class', 10),
+      400,
+    )
+    .option(
+      '--force',
+      'replace tasks that probe-data wrote in DIR: ' +
+        'they are moved to DIR.old-<time> (never deleted); any other folder is refused',
+      false,
+    )
     .action(async (dir: string, o: { perClass: number; force: boolean }) => {
       const tasks = builtinProbeTasks();
       assertPerClass(o.perClass, tasks);
-      const summary = await writeOutputFolder({ path: dir, option: 'DIR' }, 'tasks', o.force, [], (d) => ({ tasks: writeProbeData(d, o.perClass, tasks) }));
+      const summary = await writeOutputFolder({ path: dir, option: 'DIR' }, 'tasks', o.force, [], (d) => ({
+        tasks: writeProbeData(d, o.perClass, tasks),
+      }));
       process.stdout.write(JSON.stringify(summary.tasks) + '\n');
     });
 }

@@ -29,20 +29,38 @@ interface TrainCommandOptions {
 
 export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary & { signal?: NodeJS.Signals }> {
   // --backend and --teacher-ep are shorthands for --set backend=... / teacher_ep=... (validated with the config).
-  const shorthands = [...(opts.backend ? [`backend="${opts.backend}"`] : []), ...(opts.teacherEp ? [`teacher_ep="${opts.teacherEp}"`] : [])];
+  const shorthands = [
+    ...(opts.backend ? [`backend="${opts.backend}"`] : []),
+    ...(opts.teacherEp ? [`teacher_ep="${opts.teacherEp}"`] : []),
+  ];
   const overrides = [...opts.set, ...shorthands];
   if (opts.config === undefined) {
-    if (!opts.resume) throw new InputError('--config <file> is required', 'name the run configuration, e.g. --config configs/tiny.json (or continue a run: --resume --out RUN)');
-    if (opts.out === undefined) throw new InputError('--resume without --config needs --out: the run folder to continue', 'e.g. distill train --resume --out runs/tiny');
+    if (!opts.resume)
+      throw new InputError(
+        '--config <file> is required',
+        'name the run configuration, e.g. --config configs/tiny.json (or continue a run: --resume --out RUN)',
+      );
+    if (opts.out === undefined)
+      throw new InputError(
+        '--resume without --config needs --out: the run folder to continue',
+        'e.g. distill train --resume --out runs/tiny',
+      );
   }
   if (opts.config !== undefined && !(existsSync(opts.config) && statSync(opts.config).isFile())) {
-    throw new InputError(`--config ${opts.config}: ${existsSync(opts.config) ? 'a folder, not a file' : 'no such file'} (looked in ${resolve(opts.config)})`,
-      'give the path of a JSON run configuration, e.g. --config configs/tiny.json (the repository\'s configs/ folder holds tiny.json, tiny-narrow.json and distilbert-base-cased.json)');
+    throw new InputError(
+      `--config ${opts.config}: ${existsSync(opts.config) ? 'a folder, not a file' : 'no such file'} ` +
+        `(looked in ${resolve(opts.config)})`,
+      "give the path of a JSON run configuration, e.g. --config configs/tiny.json (the repository's configs/ folder " +
+        'holds tiny.json, tiny-narrow.json and distilbert-base-cased.json)',
+    );
   }
   const runDir = resolve(opts.out ?? join('runs', basename(opts.config!, extname(opts.config!))));
   if (opts.resume) assertRunToResume(runDir);
   // On --resume without --config, the run's own config (recorded in its latest checkpoint) stands in for the file.
-  const config = opts.config !== undefined ? loadConfig(opts.config, overrides) : (await import('../train/resume.js')).recordedConfig(runDir, overrides);
+  const config =
+    opts.config !== undefined
+      ? loadConfig(opts.config, overrides)
+      : (await import('../train/resume.js')).recordedConfig(runDir, overrides);
   // The keys asked for on the command line: on --resume, these (and only these) change the run.
   const overridden = overrides.map((o) => parseOverride(o)[0] as keyof TrainConfig);
   const { train } = await import('../train/loop.js'); // tfjs and onnxruntime: loaded when a run starts, not for --help
@@ -63,17 +81,34 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
   const eta = new Eta();
   try {
     const summary = await train({
-      config, overridden, runDir, resume: opts.resume, force: opts.force, maxSteps: opts.maxSteps, stopAfter: opts.stopAfter, checkpointEvery: opts.checkpointEvery, comm,
+      config,
+      overridden,
+      runDir,
+      resume: opts.resume,
+      force: opts.force,
+      maxSteps: opts.maxSteps,
+      stopAfter: opts.stopAfter,
+      checkpointEvery: opts.checkpointEvery,
+      comm,
       ...(opts.dumpBatches ? { dumpBatches: resolve(opts.dumpBatches) } : {}),
       stopRequested: () => signal,
-      onPhase: (p) => { phase = p; },
-      onLog: (line) => { if (isRoot) { bar.done(); process.stderr.write(`${line}\n`); } },
+      onPhase: (p) => {
+        phase = p;
+      },
+      onLog: (line) => {
+        if (isRoot) {
+          bar.done();
+          process.stderr.write(`${line}\n`);
+        }
+      },
       onUpdate: (m, total) => {
         injectFault(comm.rank, m.step);
         if (!isRoot) return;
         bar.update({
           fraction: m.step / total,
-          text: `update ${m.step}/${total}  loss ${m.loss.toFixed(4)}  ${formatCount(m.tokens_per_s)} tok/s  ETA ${eta.update(m.step, total)}`,
+          text:
+            `update ${m.step}/${total}  loss ${m.loss.toFixed(4)}  ` +
+            `${formatCount(m.tokens_per_s)} tok/s  ETA ${eta.update(m.step, total)}`,
         });
       },
     });
@@ -82,8 +117,15 @@ export async function runTrain(opts: TrainCommandOptions): Promise<TrainSummary 
     // A write the disk refused (full, read-only): say how the run goes on once it is fixed.
     if (e instanceof OutputError && isRoot) {
       const last = (await import('../train/checkpoint.js')).latestCheckpoint(runDir);
-      throw new OutputError(e.path, e.code, e.message, e.fix, last ? `then continue the run from ${last}: distill train --out ${runDir} --resume`
-        : 'then start the run again (nothing of it was kept)');
+      throw new OutputError(
+        e.path,
+        e.code,
+        e.message,
+        e.fix,
+        last
+          ? `then continue the run from ${last}: distill train --out ${runDir} --resume`
+          : 'then start the run again (nothing of it was kept)',
+      );
     }
     throw e;
   } finally {
@@ -118,29 +160,76 @@ export function registerTrain(program: Command): void {
   program
     .command('train')
     .summary('run a distillation (checkpoints, exact --resume, MPI data-parallel)')
-    .description('Distil the teacher into the student as the config says (keys: see configs/distilbert-base-cased.json).\n'
-      + 'Writes RUN/metrics.jsonl (one line per update), RUN/checkpoints/step-N/ (the student as a Hugging Face\n'
-      + 'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n'
-      + 'latest complete checkpoint exactly, with the config recorded in it (not --config\'s, which it does not need).\n'
-      + '--resume --set KEY=VALUE changes the keys that may change (lr, max_steps, checkpoint_every, loss weights, ...;\n'
-      + 'printed and recorded in trainer_state.json and metrics.jsonl) and refuses the others (teacher, corpus,\n'
-      + 'student, batches, masking), saying why. A longer (or shorter) max_steps on resume keeps the warm-up and decays\n'
-      + 'the learning rate linearly from its current value to 0 at the new last update. Under mpirun, every rank trains\n'
-      + 'data-parallel. Config keys, their meaning and defaults: configs/schema.json (a JSON Schema; editors validate\n'
-      + 'and complete a config whose "$schema" names it, as the shipped configs do).')
-    .option('--config <file>', 'run configuration (JSON); optional with --resume, which takes the run\'s own from its checkpoint')
+    .description(
+      'Distil the teacher into the student as the config says (keys: see configs/distilbert-base-cased.json).\n' +
+        'Writes RUN/metrics.jsonl (one line per update), RUN/checkpoints/step-N/ (the student as a Hugging Face\n' +
+        'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n' +
+        ("latest complete checkpoint exactly, with the config recorded in it (not --config's, which it does not " +
+          'need).\n') +
+        ('--resume --set KEY=VALUE changes the keys that may change (lr, max_steps, checkpoint_every, loss weights, ' +
+          '...;\n') +
+        'printed and recorded in trainer_state.json and metrics.jsonl) and refuses the others (teacher, corpus,\n' +
+        ('student, batches, masking), saying why. A longer (or shorter) max_steps on resume keeps the warm-up and ' +
+          'decays\n') +
+        ('the learning rate linearly from its current value to 0 at the new last update. Under mpirun, every rank ' +
+          'trains\n') +
+        ('data-parallel. Config keys, their meaning and defaults: configs/schema.json (a JSON Schema; editors ' +
+          'validate\n') +
+        'and complete a config whose "$schema" names it, as the shipped configs do).',
+    )
+    .option(
+      '--config <file>',
+      "run configuration (JSON); optional with --resume, which takes the run's own from its checkpoint",
+    )
     .option('--out <dir>', 'run folder (default: runs/CONFIG_NAME, e.g. runs/tiny)')
-    .option('--max-steps <n>', 'length of the run in updates (overrides max_steps; the learning-rate schedule spans it)', intOption('--max-steps', 1))
-    .option('--stop-after <n>', 'stop after this many updates in this invocation, with a checkpoint; --resume continues', intOption('--stop-after', 1))
-    .option('--checkpoint-every <n>', 'checkpoint every N updates (overrides checkpoint_every; 0 = only at the end)', intOption('--checkpoint-every', 0))
-    .option('--resume', 'continue the run in --out from its latest checkpoint (its config and architecture; --set changes what may change)', false)
-    .option('--force', 'start over in an --out that holds a run: the old run is moved to OUT.old-<time> (never deleted)', false)
+    .option(
+      '--max-steps <n>',
+      'length of the run in updates (overrides max_steps; the learning-rate schedule spans it)',
+      intOption('--max-steps', 1),
+    )
+    .option(
+      '--stop-after <n>',
+      'stop after this many updates in this invocation, with a checkpoint; --resume continues',
+      intOption('--stop-after', 1),
+    )
+    .option(
+      '--checkpoint-every <n>',
+      'checkpoint every N updates (overrides checkpoint_every; 0 = only at the end)',
+      intOption('--checkpoint-every', 0),
+    )
+    .option(
+      '--resume',
+      'continue the run in --out from its latest checkpoint (its ' +
+        'config and architecture; --set changes what may change)',
+      false,
+    )
+    .option(
+      '--force',
+      'start over in an --out that holds a run: the old run is moved to OUT.old-<time> (never deleted)',
+      false,
+    )
     .option('--set <key=value...>', 'override config keys, e.g. --set lr=1e-4 batch_size=8', [])
-    .option('--backend <name>', 'student tfjs backend: tensorflow, wasm, cpu or webgpu (the config key "backend"; default: the best installed, webgpu only when named)')
-    .option('--dump-batches <dir>', 'write every micro-batch the student trains on (masked ids, mask, labels, dropout seed) into this new folder, one safetensors file each: to check a run against another implementation on the same batches')
-    .option('--teacher-ep <ep>', 'teacher execution provider: cpu, webgpu or cuda (the config key "teacher_ep"; default: cuda when installed, else webgpu with the webgpu backend, else cpu)')
-    .addHelpText('after', '\nExamples:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --out runs/tiny --resume\n'
-      + '  distill train --out runs/tiny --resume --set lr=1e-4 max_steps=400')
+    .option(
+      '--backend <name>',
+      'student tfjs backend: tensorflow, wasm, cpu or webgpu (the config key "backend"; ' +
+        'default: the best installed, webgpu only when named)',
+    )
+    .option(
+      '--dump-batches <dir>',
+      'write every micro-batch the student trains on (masked ids, mask, labels, dropout seed) into this new folder, ' +
+        'one safetensors file each: to check a run against another implementation on the same batches',
+    )
+    .option(
+      '--teacher-ep <ep>',
+      'teacher execution provider: cpu, webgpu or cuda (the config key "teacher_ep"; default: cuda when installed, ' +
+        'else webgpu with the webgpu backend, else cpu)',
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  distill train --config configs/tiny.json --out runs/tiny\n  distill train --out runs/tiny ' +
+        '--resume\n' +
+        '  distill train --out runs/tiny --resume --set lr=1e-4 max_steps=400',
+    )
     .action(async (opts: TrainCommandOptions) => {
       const summary = await runTrain(opts);
       const root = (await worldFromEnvironment()).rank === 0;
@@ -148,8 +237,11 @@ export function registerTrain(program: Command): void {
       if (summary.signal) {
         // Stopped by a signal, after a checkpoint of the last update: say where, and how to go on.
         if (root) {
-          process.stderr.write(`stopped by ${summary.signal} after update ${summary.steps} of ${summary.total_updates}; checkpoint: ${summary.checkpoint ?? '(none)'}\n`
-            + `continue with: distill train --out ${summary.run_dir} --resume\n`);
+          process.stderr.write(
+            `stopped by ${summary.signal} after update ${summary.steps} of ${summary.total_updates}; checkpoint: ` +
+              `${summary.checkpoint ?? '(none)'}\n` +
+              `continue with: distill train --out ${summary.run_dir} --resume\n`,
+          );
         }
         process.exitCode = summary.signal === 'SIGINT' ? 130 : 143;
       }

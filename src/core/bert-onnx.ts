@@ -8,7 +8,12 @@ import { transpose2d } from './math.js';
 export type HfWeights = Map<string, Float32Array>;
 
 /** Graph layers reading PyTorch-layout weights by name: linear (W [out, in]), LayerNorm, and the raw getter. */
-export function torchLayers(g: OnnxGraphBuilder, weights: HfWeights, who: string, eps: number): {
+export function torchLayers(
+  g: OnnxGraphBuilder,
+  weights: HfWeights,
+  who: string,
+  eps: number,
+): {
   w: (name: string) => Float32Array;
   linear: (x: string, name: string, out: number, inp: number) => string;
   layerNorm: (x: string, name: string) => string;
@@ -21,8 +26,8 @@ export function torchLayers(g: OnnxGraphBuilder, weights: HfWeights, who: string
   return {
     w,
     /** x @ Wᵀ + b with W [out, in] stored transposed as [in, out]. */
-    linear: (x, name, out, inp) => g.linear(x, name, transpose2d(w(`${name}.weight`), out, inp), w(`${name}.bias`), inp, out),
+    linear: (x, name, out, inp) =>
+      g.linear(x, name, transpose2d(w(`${name}.weight`), out, inp), w(`${name}.bias`), inp, out),
     layerNorm: (x, name) => g.layerNorm(x, name, w(`${name}.weight`), w(`${name}.bias`), eps),
   };
 }
-

@@ -13,7 +13,16 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, r
 import { createHash } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { FileFormatError, InputError } from './errors.js';
-import { isStaleTemp, makeDir, removePath, renamePath, tempNameFor, trackTemp, untrackTemp, writeFileAtomic } from './out.js';
+import {
+  isStaleTemp,
+  makeDir,
+  removePath,
+  renamePath,
+  tempNameFor,
+  trackTemp,
+  untrackTemp,
+  writeFileAtomic,
+} from './out.js';
 
 export const MARKER = 'distill.json';
 
@@ -21,12 +30,19 @@ export const MARKER = 'distill.json';
 export type MadeKind = 'run' | 'corpus' | 'student' | 'export' | 'teacher' | 'tasks' | 'checkpoint';
 
 const WHAT: Record<MadeKind, string> = {
-  run: 'a training run', corpus: 'a prepared corpus', student: 'a student made by init-student',
-  export: 'a model made by export', teacher: 'a teacher made by make-teacher', tasks: 'probe tasks made by probe-data',
+  run: 'a training run',
+  corpus: 'a prepared corpus',
+  student: 'a student made by init-student',
+  export: 'a model made by export',
+  teacher: 'a teacher made by make-teacher',
+  tasks: 'probe tasks made by probe-data',
   checkpoint: 'a checkpoint',
 };
 
-interface FileDigest { bytes: number; sha256: string }
+interface FileDigest {
+  bytes: number;
+  sha256: string;
+}
 
 export interface Marker {
   made_by: 'distill';
@@ -36,7 +52,10 @@ export interface Marker {
 }
 
 /** A path a command reads or writes, and the option that named it (for messages). */
-export interface NamedPath { path: string; option: string }
+export interface NamedPath {
+  path: string;
+  option: string;
+}
 
 export function readMarker(dir: string): Marker | undefined {
   try {
@@ -96,11 +115,16 @@ export function verifyFolder(dir: string): void {
   if (verified.has(key)) return;
   for (const [file, want] of Object.entries(marker.files)) {
     const path = join(dir, file);
-    if (!existsSync(path)) throw new FileFormatError(path, `missing (${join(dir, MARKER)} lists it)`, 'the folder is incomplete');
+    if (!existsSync(path))
+      throw new FileFormatError(path, `missing (${join(dir, MARKER)} lists it)`, 'the folder is incomplete');
     const got = digestFile(path);
     if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {
-      throw new FileFormatError(path, `its contents changed after distill wrote it: ${got.bytes} bytes and SHA-256 ${got.sha256.slice(0, 12)}…, `
-        + `${join(dir, MARKER)} records ${want.bytes} bytes and ${want.sha256.slice(0, 12)}…`, 'the file is damaged (a disk, a copy, a hand edit)');
+      throw new FileFormatError(
+        path,
+        `its contents changed after distill wrote it: ${got.bytes} bytes and SHA-256 ${got.sha256.slice(0, 12)}…, ` +
+          `${join(dir, MARKER)} records ${want.bytes} bytes and ${want.sha256.slice(0, 12)}…`,
+        'the file is damaged (a disk, a copy, a hand edit)',
+      );
     }
   }
   verified.add(key);
@@ -112,11 +136,17 @@ const verified = new Set<string>();
 
 /** What a path holds, as distill sees it. */
 export type Recognised =
-  | { state: 'missing' | 'file' | 'empty' | 'model' | 'tasks' | 'other' }
-  | { state: 'distill'; kind: MadeKind };
+  { state: 'missing' | 'file' | 'empty' | 'model' | 'tasks' | 'other' } | { state: 'distill'; kind: MadeKind };
 
-const MODEL_FILES = ['model.onnx', 'model-hidden.onnx', join('onnx', 'model.onnx'), 'model.safetensors', 'pytorch_model.bin',
-  'tokenizer.json', 'vocab.txt'];
+const MODEL_FILES = [
+  'model.onnx',
+  'model-hidden.onnx',
+  join('onnx', 'model.onnx'),
+  'model.safetensors',
+  'pytorch_model.bin',
+  'tokenizer.json',
+  'vocab.txt',
+];
 
 function jsonKeys(path: string): string[] {
   try {
@@ -132,8 +162,14 @@ function unmarkedKind(dir: string, names: string[]): MadeKind | undefined {
   const has = (f: string): boolean => names.includes(f);
   if (has('trainer_state.json')) return 'checkpoint';
   const checkpoints = join(dir, 'checkpoints');
-  if (has('metrics.jsonl') || (has('checkpoints') && existsSync(checkpoints) && statSync(checkpoints).isDirectory()
-    && readdirSync(checkpoints).some((f) => /^step-\d+/.test(f)))) return 'run';
+  if (
+    has('metrics.jsonl') ||
+    (has('checkpoints') &&
+      existsSync(checkpoints) &&
+      statSync(checkpoints).isDirectory() &&
+      readdirSync(checkpoints).some((f) => /^step-\d+/.test(f)))
+  )
+    return 'run';
   if (has('progress.json') || names.some((f) => /^shard-\d{5}\.arrow$/.test(f))) return 'corpus';
   if (has('meta.json') && jsonKeys(join(dir, 'meta.json')).includes('shards')) return 'corpus';
   return undefined;
@@ -152,9 +188,13 @@ export function recognise(path: string): Recognised {
   if (marker) return { state: 'distill', kind: marker.kind };
   const kind = unmarkedKind(path, names);
   if (kind) return { state: 'distill', kind };
-  // A model's config.json (transformers' keys; a run config beside a project's files is not one) and its weights or tokenizer.
+  // A model's config.json (transformers' keys;
+  // a run config beside a project's files is not one) and its weights or tokenizer.
   const modelKeys = names.includes('config.json') ? jsonKeys(join(path, 'config.json')) : [];
-  if (['model_type', 'architectures', 'vocab_size'].some((k) => modelKeys.includes(k)) && MODEL_FILES.some((f) => existsSync(join(path, f)))) {
+  if (
+    ['model_type', 'architectures', 'vocab_size'].some((k) => modelKeys.includes(k)) &&
+    MODEL_FILES.some((f) => existsSync(join(path, f)))
+  ) {
     return { state: 'model' };
   }
   if (names.includes('train.tsv') || names.includes('dev.tsv')) return { state: 'tasks' };
@@ -164,13 +204,20 @@ export function recognise(path: string): Recognised {
 /** "a training run", "a model folder (config.json and its weights)", ... */
 export function describeRecognised(r: Recognised): string {
   switch (r.state) {
-    case 'distill': return WHAT[r.kind];
-    case 'model': return 'a model folder (config.json and its weights or tokenizer)';
-    case 'tasks': return 'a probe task folder (train.tsv, dev.tsv)';
-    case 'file': return 'a file';
-    case 'empty': return 'an empty folder';
-    case 'missing': return 'nothing';
-    case 'other': return 'files distill did not write';
+    case 'distill':
+      return WHAT[r.kind];
+    case 'model':
+      return 'a model folder (config.json and its weights or tokenizer)';
+    case 'tasks':
+      return 'a probe task folder (train.tsv, dev.tsv)';
+    case 'file':
+      return 'a file';
+    case 'empty':
+      return 'an empty folder';
+    case 'missing':
+      return 'nothing';
+    case 'other':
+      return 'files distill did not write';
   }
 }
 
@@ -209,21 +256,35 @@ export function assertApart(output: NamedPath, inputs: NamedPath[]): void {
   const out = canonical(output.path);
   for (const input of inputs) {
     const inp = canonical(input.path);
-    const how = out === inp ? 'is also given as' : isInside(out, inp) ? `lies inside ${input.path}, given as` : isInside(inp, out) ? `contains ${input.path}, given as` : undefined;
+    const how =
+      out === inp
+        ? 'is also given as'
+        : isInside(out, inp)
+          ? `lies inside ${input.path}, given as`
+          : isInside(inp, out)
+            ? `contains ${input.path}, given as`
+            : undefined;
     if (!how) continue;
-    throw new InputError(`${output.option} ${output.path} ${how} ${input.option}: an output never touches what the same command reads`,
-      `choose an ${output.option} outside ${input.path}`);
+    throw new InputError(
+      `${output.option} ${output.path} ${how} ${input.option}: an output never touches what the same command reads`,
+      `choose an ${output.option} outside ${input.path}`,
+    );
   }
 }
 
-/** An output inside a model, run, corpus or task folder (made by distill or not) is refused: it is not ours to change. */
+/**
+ * An output inside a model, run, corpus or task folder (made by distill or not) is refused: it is not ours to change.
+ */
 export function assertNotInsideRecognised(output: NamedPath): void {
   const out = canonical(output.path);
   for (let dir = dirname(out); dirname(dir) !== dir; dir = dirname(dir)) {
     const r = recognise(dir);
     if (r.state === 'distill' || r.state === 'model' || r.state === 'tasks') {
-      throw new InputError(`${output.option} ${output.path} lies inside ${dir}, ${describeRecognised(r)}: `
-        + 'distill never writes into such a folder', `choose an ${output.option} outside ${dir}`);
+      throw new InputError(
+        `${output.option} ${output.path} lies inside ${dir}, ${describeRecognised(r)}: ` +
+          'distill never writes into such a folder',
+        `choose an ${output.option} outside ${dir}`,
+      );
     }
   }
 }
@@ -241,19 +302,29 @@ export function checkOutputFolder(out: NamedPath, kind: MadeKind, force: boolean
   const r = recognise(out.path);
   const named = `${out.path} (given as ${out.option})`;
   switch (r.state) {
-    case 'missing': case 'empty': return false;
-    case 'file': throw new InputError(`${named} is a file, where a folder is written`, `give ${out.option} a new or empty folder`);
+    case 'missing':
+    case 'empty':
+      return false;
+    case 'file':
+      throw new InputError(`${named} is a file, where a folder is written`, `give ${out.option} a new or empty folder`);
     case 'distill':
       if (r.kind !== kind) {
-        throw new InputError(`${named} holds ${WHAT[r.kind]}, not ${WHAT[kind]}`,
-          `choose a new or empty folder for ${out.option}: distill replaces only ${WHAT[kind]} there`);
+        throw new InputError(
+          `${named} holds ${WHAT[r.kind]}, not ${WHAT[kind]}`,
+          `choose a new or empty folder for ${out.option}: distill replaces only ${WHAT[kind]} there`,
+        );
       }
       if (force) return true;
-      throw new InputError(`${named} already holds ${WHAT[kind]}`,
-        `choose another ${out.option}, or pass --force to move it aside to ${basename(out.path)}.old-<time> (never deleted)`);
+      throw new InputError(
+        `${named} already holds ${WHAT[kind]}`,
+        `choose another ${out.option}, or pass --force to move it ` +
+          `aside to ${basename(out.path)}.old-<time> (never deleted)`,
+      );
     default:
-      throw new InputError(`${named} already exists and holds ${describeRecognised(r)}`,
-        `choose a new or empty folder for ${out.option}: distill never moves or overwrites a folder it did not make`);
+      throw new InputError(
+        `${named} already exists and holds ${describeRecognised(r)}`,
+        `choose a new or empty folder for ${out.option}: distill never moves or overwrites a folder it did not make`,
+      );
   }
 }
 
@@ -329,8 +400,13 @@ export function stageOutputFolder(out: NamedPath, kind: MadeKind, force: boolean
 }
 
 /** A new output folder of `kind`, written by `write` (see stageOutputFolder). */
-export async function writeOutputFolder<T>(out: NamedPath, kind: MadeKind, force: boolean, inputs: NamedPath[],
-  write: (dir: string) => T | Promise<T>): Promise<T & { moved_aside?: string }> {
+export async function writeOutputFolder<T>(
+  out: NamedPath,
+  kind: MadeKind,
+  force: boolean,
+  inputs: NamedPath[],
+  write: (dir: string) => T | Promise<T>,
+): Promise<T & { moved_aside?: string }> {
   const staged = stageOutputFolder(out, kind, force, inputs);
   let result: T;
   try {
@@ -349,19 +425,29 @@ export async function writeOutputFolder<T>(out: NamedPath, kind: MadeKind, force
  * (unless `insideOwn`: the command's own place for it, such as RUN/losses.svg), not a folder; an existing file is
  * replaced only with --force, and only when `madeByDistill` says distill wrote it.
  */
-export function checkOutputFile(out: NamedPath, force: boolean, inputs: NamedPath[], madeByDistill: (path: string) => boolean,
-  insideOwn = false): void {
+export function checkOutputFile(
+  out: NamedPath,
+  force: boolean,
+  inputs: NamedPath[],
+  madeByDistill: (path: string) => boolean,
+  insideOwn = false,
+): void {
   if (!insideOwn) {
     assertApart(out, inputs);
     assertNotInsideRecognised(out);
   }
   if (!existsSync(out.path)) return;
   if (statSync(out.path).isDirectory()) {
-    throw new InputError(`${out.option} ${out.path} is a folder, where a file is written`, `give ${out.option} a file name`);
+    throw new InputError(
+      `${out.option} ${out.path} is a folder, where a file is written`,
+      `give ${out.option} a file name`,
+    );
   }
   if (!madeByDistill(out.path)) {
-    throw new InputError(`${out.option} ${out.path} exists and distill did not write it`,
-      `choose another ${out.option}: distill replaces only a file it wrote`);
+    throw new InputError(
+      `${out.option} ${out.path} exists and distill did not write it`,
+      `choose another ${out.option}: distill replaces only a file it wrote`,
+    );
   }
   if (!force && !insideOwn) {
     throw new InputError(`${out.option} ${out.path} exists`, 'pass --force to replace it, or choose another file');

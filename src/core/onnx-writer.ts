@@ -35,7 +35,12 @@ export class OnnxGraphBuilder {
 
   scalarFloat(value: number): string {
     const name = this.name('const');
-    this.initializers.push({ name, dataType: FLOAT, dims: [], rawData: new Uint8Array(Float32Array.from([value]).buffer) });
+    this.initializers.push({
+      name,
+      dataType: FLOAT,
+      dims: [],
+      rawData: new Uint8Array(Float32Array.from([value]).buffer),
+    });
     return name;
   }
 
@@ -49,10 +54,20 @@ export class OnnxGraphBuilder {
   }
 
   /** Add a node (of the standard domain, or e.g. onnxruntime's 'com.microsoft'); returns its (first) output name. */
-  node(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, output?: string, domain?: string): string {
+  node(
+    opType: string,
+    inputs: string[],
+    attributes: Record<string, AttributeValue> = {},
+    output?: string,
+    domain?: string,
+  ): string {
     const out = output ?? this.name(opType.toLowerCase());
     this.nodes.push({
-      opType, input: inputs, output: [out], name: this.name(`node_${opType}`), ...(domain ? { domain } : {}),
+      opType,
+      input: inputs,
+      output: [out],
+      name: this.name(`node_${opType}`),
+      ...(domain ? { domain } : {}),
       attribute: Object.entries(attributes).map(([name, v]) => attribute(name, v)),
     });
     return out;
@@ -67,28 +82,43 @@ export class OnnxGraphBuilder {
   /** LayerNormalization over the last axis (opset 17). */
   layerNorm(x: string, name: string, gamma: Float32Array, beta: Float32Array, eps: number): string {
     const n = gamma.length;
-    return this.node('LayerNormalization', [x, this.floatInitializer(`${name}.weight`, [n], gamma), this.floatInitializer(`${name}.bias`, [n], beta)],
-      { axis: -1, epsilon: { float: eps } });
+    return this.node(
+      'LayerNormalization',
+      [x, this.floatInitializer(`${name}.weight`, [n], gamma), this.floatInitializer(`${name}.bias`, [n], beta)],
+      { axis: -1, epsilon: { float: eps } },
+    );
   }
 
   /** GELU, erf form: x · ½ (1 + erf(x/√2)). */
   gelu(x: string): string {
     const erf = this.node('Erf', [this.node('Mul', [x, this.scalarFloat(Math.SQRT1_2)])]);
-    return this.node('Mul', [this.node('Mul', [x, this.scalarFloat(0.5)]), this.node('Add', [erf, this.scalarFloat(1)])]);
+    return this.node('Mul', [
+      this.node('Mul', [x, this.scalarFloat(0.5)]),
+      this.node('Add', [erf, this.scalarFloat(1)]),
+    ]);
   }
 
   /** 0, 1, …, T−1 for ids [B, T] (int64 [T]). */
   positions(ids: string): string {
-    const seqLen = this.node('Gather', [this.node('Shape', [ids]), this.int64Initializer(this.name('index_1'), [1])], { axis: 0 }); // [1]
+    const seqLen = this.node('Gather', [this.node('Shape', [ids]), this.int64Initializer(this.name('index_1'), [1])], {
+      axis: 0,
+    }); // [1]
     const zero = this.int64Initializer(this.name('zero'), [0]);
     const one = this.int64Initializer(this.name('one'), [1]);
-    return this.node('Range', [this.node('Squeeze', [zero, zero]), this.node('Squeeze', [seqLen, zero]), this.node('Squeeze', [one, zero])]);
+    return this.node('Range', [
+      this.node('Squeeze', [zero, zero]),
+      this.node('Squeeze', [seqLen, zero]),
+      this.node('Squeeze', [one, zero]),
+    ]);
   }
 
   /** The additive attention mask [B, 1, 1, T] from mask [B, T] (int64): 0 for real keys, −1e9 for padding. */
   attentionBias(mask: string): string {
     const maskF = this.node('Cast', [mask], { to: 1 });
-    return this.node('Unsqueeze', [this.node('Mul', [this.node('Sub', [this.scalarFloat(1), maskF]), this.scalarFloat(-1e9)]), this.int64Initializer(this.name('axes_1_2'), [1, 2])]);
+    return this.node('Unsqueeze', [
+      this.node('Mul', [this.node('Sub', [this.scalarFloat(1), maskF]), this.scalarFloat(-1e9)]),
+      this.int64Initializer(this.name('axes_1_2'), [1, 2]),
+    ]);
   }
 
   /**
@@ -98,9 +128,15 @@ export class OnnxGraphBuilder {
     const dh = hidden / heads;
     const headsShape = this.int64Initializer(this.name('heads_shape'), [0, 0, heads, dh]);
     const mergedShape = this.int64Initializer(this.name('merged_shape'), [0, 0, hidden]);
-    const qh = this.node('Transpose', [this.node('Reshape', [this.node('Mul', [q, this.scalarFloat(1 / Math.sqrt(dh))]), headsShape])], { perm: [0, 2, 1, 3] }); // [B, nh, T, dh]
-    const kh = this.node('Transpose', [this.node('Reshape', [k, headsShape])], { perm: [0, 2, 3, 1] }); // [B, nh, dh, T]
-    const vh = this.node('Transpose', [this.node('Reshape', [v, headsShape])], { perm: [0, 2, 1, 3] }); // [B, nh, T, dh]
+    const qh = this.node(
+      'Transpose',
+      [this.node('Reshape', [this.node('Mul', [q, this.scalarFloat(1 / Math.sqrt(dh))]), headsShape])],
+      { perm: [0, 2, 1, 3] },
+    ); // [B, nh, T, dh]
+    // [B, nh, dh, T]
+    const kh = this.node('Transpose', [this.node('Reshape', [k, headsShape])], { perm: [0, 2, 3, 1] });
+    // [B, nh, T, dh]
+    const vh = this.node('Transpose', [this.node('Reshape', [v, headsShape])], { perm: [0, 2, 1, 3] });
     const scores = this.node('Add', [this.node('MatMul', [qh, kh]), bias]); // [B, nh, T, T]
     const context = this.node('MatMul', [this.node('Softmax', [scores], { axis: -1 }), vh]); // [B, nh, T, dh]
     return this.node('Reshape', [this.node('Transpose', [context], { perm: [0, 2, 1, 3] }), mergedShape]); // [B, T, H]
@@ -111,16 +147,34 @@ export class OnnxGraphBuilder {
     return onnx.ModelProto.encode({
       irVersion: 8,
       producerName: producer,
-      opsetImport: [{ domain: '', version: opset }, ...Object.entries(domains).map(([domain, version]) => ({ domain, version }))],
-      graph: { name: graphName, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs },
+      opsetImport: [
+        { domain: '', version: opset },
+        ...Object.entries(domains).map(([domain, version]) => ({ domain, version })),
+      ],
+      graph: {
+        name: graphName,
+        node: this.nodes,
+        initializer: this.initializers,
+        input: this.inputs,
+        output: this.outputs,
+      },
     }).finish();
   }
 }
 
-function valueInfo(name: string, elemType: 'float' | 'int64', dims: (number | string)[]): onnxProto.onnx.IValueInfoProto {
+function valueInfo(
+  name: string,
+  elemType: 'float' | 'int64',
+  dims: (number | string)[],
+): onnxProto.onnx.IValueInfoProto {
   return {
     name,
-    type: { tensorType: { elemType: elemType === 'float' ? FLOAT : INT64, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+    type: {
+      tensorType: {
+        elemType: elemType === 'float' ? FLOAT : INT64,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
   };
 }
 

@@ -33,8 +33,11 @@ export function decodeOnnx(path: string, bytes: Uint8Array): ModelProto {
   try {
     model = onnx.ModelProto.decode(bytes);
   } catch (e) {
-    throw new FileFormatError(path, `not a valid ONNX protobuf (${(e as Error).message})`,
-      'the file may be truncated or not an ONNX model: export it again (torch.onnx.export or optimum-cli export onnx)');
+    throw new FileFormatError(
+      path,
+      `not a valid ONNX protobuf (${(e as Error).message})`,
+      'the file may be truncated or not an ONNX model: export it again (torch.onnx.export or optimum-cli export onnx)',
+    );
   }
   if (!model.graph) throw new FileFormatError(path, 'the ONNX model has no graph');
   return model;
@@ -62,7 +65,9 @@ export interface GraphAddition {
   initializers?: onnxProto.onnx.ITensorProto[];
 }
 
-/** The model bytes with nodes, initializers and outputs appended to its graph (see the note at the top of this file). */
+/**
+ * The model bytes with nodes, initializers and outputs appended to its graph (see the note at the top of this file).
+ */
 export function appendToGraph(modelBytes: Uint8Array, add: GraphAddition): Uint8Array {
   const graphPart = onnx.GraphProto.encode({
     node: add.nodes ?? [],
@@ -77,7 +82,6 @@ export function appendToGraph(modelBytes: Uint8Array, add: GraphAddition): Uint8
   out.set(graphPart, modelBytes.byteLength + head.byteLength);
   return out;
 }
-
 
 /** A graph node, with the fields we read (protobuf leaves any of them null). */
 export interface GraphNode {
@@ -110,7 +114,7 @@ export function graphInfo(model: ModelProto): GraphInfo {
   const initializers = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
   const value = (v: InstanceType<typeof onnx.ValueInfoProto> | onnxProto.onnx.IValueInfoProto): GraphValue => {
     const tt = v.type?.tensorType;
-    const dims = tt?.shape?.dim?.map((d) => (d.dimParam ? d.dimParam : longToNumber(d.dimValue) ?? '?'));
+    const dims = tt?.shape?.dim?.map((d) => (d.dimParam ? d.dimParam : (longToNumber(d.dimValue) ?? '?')));
     return { name: v.name ?? '', elemType: tt?.elemType ?? undefined, dims };
   };
   return {
@@ -134,7 +138,8 @@ export function layerNormOutputs(graph: GraphInfo): string[] {
     for (const o of n.outputs) producer.set(o, n);
     for (const i of n.inputs) {
       const list = consumers.get(i);
-      if (list) list.push(n); else consumers.set(i, [n]);
+      if (list) list.push(n);
+      else consumers.set(i, [n]);
     }
   }
   const only = (tensor: string, op: string): GraphNode | undefined => {
@@ -143,7 +148,11 @@ export function layerNormOutputs(graph: GraphInfo): string[] {
   };
   const out: string[] = [];
   for (const n of nodes) {
-    if (n.opType === 'LayerNormalization' || n.opType === 'SkipLayerNormalization' || n.opType === 'SkipSimplifiedLayerNormalization') {
+    if (
+      n.opType === 'LayerNormalization' ||
+      n.opType === 'SkipLayerNormalization' ||
+      n.opType === 'SkipSimplifiedLayerNormalization'
+    ) {
       out.push(n.outputs[0]!);
       continue;
     }
@@ -177,7 +186,14 @@ export interface AttentionTensors {
 }
 
 /** onnxruntime's fused attention operators: the probabilities never exist as a tensor in such a graph. */
-const FUSED_ATTENTION_OPS = new Set(['Attention', 'MultiHeadAttention', 'PackedAttention', 'PackedMultiHeadAttention', 'GroupQueryAttention', 'DecoderMaskedMultiHeadAttention']);
+const FUSED_ATTENTION_OPS = new Set([
+  'Attention',
+  'MultiHeadAttention',
+  'PackedAttention',
+  'PackedMultiHeadAttention',
+  'GroupQueryAttention',
+  'DecoderMaskedMultiHeadAttention',
+]);
 
 /**
  * The self-attentions of a BERT graph, in execution order, found by structure (names are never used): each
@@ -190,8 +206,13 @@ const FUSED_ATTENTION_OPS = new Set(['Attention', 'MultiHeadAttention', 'PackedA
 export function attentionTensors(graph: GraphInfo, path: string): AttentionTensors[] {
   const fused = graph.nodes.find((n) => FUSED_ATTENTION_OPS.has(n.opType));
   if (fused) {
-    throw new FileFormatError(path, `self-attention is fused into onnxruntime's "${fused.opType}" operator, so its probabilities, queries, keys and values are not tensors of the graph`,
-      'attention objectives need the plain export: torch.onnx.export, or optimum-cli export onnx without --optimize (no O2+ / fused-attention optimisation)');
+    throw new FileFormatError(
+      path,
+      `self-attention is fused into onnxruntime's "${fused.opType}" operator, so its probabilities, queries, keys ` +
+        `and values are not tensors of the graph`,
+      'attention objectives need the plain export: torch.onnx.export, or optimum-cli export onnx without --optimize ' +
+        '(no O2+ / fused-attention optimisation)',
+    );
   }
   const producer = new Map<string, GraphNode>();
   const consumers = new Map<string, GraphNode[]>();
@@ -199,7 +220,8 @@ export function attentionTensors(graph: GraphInfo, path: string): AttentionTenso
     for (const o of n.outputs) producer.set(o, n);
     for (const i of n.inputs) {
       const list = consumers.get(i);
-      if (list) list.push(n); else consumers.set(i, [n]);
+      if (list) list.push(n);
+      else consumers.set(i, [n]);
     }
   }
   const isConstant = (t: string): boolean => !producer.has(t) || producer.get(t)!.opType === 'Constant';
@@ -209,7 +231,8 @@ export function attentionTensors(graph: GraphInfo, path: string): AttentionTenso
     for (let guard = 0; guard < 16; guard++) {
       const p = producer.get(t);
       if (!p) break;
-      if (p.opType === 'Transpose' || p.opType === 'Reshape' || p.opType === 'Squeeze' || p.opType === 'Unsqueeze') t = p.inputs[0]!;
+      if (p.opType === 'Transpose' || p.opType === 'Reshape' || p.opType === 'Squeeze' || p.opType === 'Unsqueeze')
+        t = p.inputs[0]!;
       else if ((p.opType === 'Mul' || p.opType === 'Div') && isConstant(p.inputs[1]!)) t = p.inputs[0]!;
       else if (p.opType === 'Mul' && isConstant(p.inputs[0]!)) t = p.inputs[1]!;
       else break;
@@ -223,7 +246,8 @@ export function attentionTensors(graph: GraphInfo, path: string): AttentionTenso
       const p = producer.get(queue.shift()!);
       if (!p) continue;
       if (p.opType === 'MatMul' && !isConstant(p.inputs[0]!) && !isConstant(p.inputs[1]!)) return p;
-      if (['Add', 'Mul', 'Div', 'Where', 'Cast', 'Sub'].includes(p.opType)) queue.push(...p.inputs.filter((i) => !isConstant(i)));
+      if (['Add', 'Mul', 'Div', 'Where', 'Cast', 'Sub'].includes(p.opType))
+        queue.push(...p.inputs.filter((i) => !isConstant(i)));
     }
     return undefined;
   };
@@ -234,8 +258,18 @@ export function attentionTensors(graph: GraphInfo, path: string): AttentionTenso
     const context = (consumers.get(probs) ?? []).find((c) => c.opType === 'MatMul' && c.inputs[0] === probs);
     if (!context) continue;
     const scores = scoresMatMul(n.inputs[0]!);
-    if (!scores) throw new FileFormatError(path, `the Softmax producing "${probs}" is not fed by a product of queries and keys`, 'export BertForMaskedLM with torch.onnx.export (the attention unfused)');
-    out.push({ probs, query: projection(scores.inputs[0]!), key: projection(scores.inputs[1]!), value: projection(context.inputs[1]!) });
+    if (!scores)
+      throw new FileFormatError(
+        path,
+        `the Softmax producing "${probs}" is not fed by a product of queries and keys`,
+        'export BertForMaskedLM with torch.onnx.export (the attention unfused)',
+      );
+    out.push({
+      probs,
+      query: projection(scores.inputs[0]!),
+      key: projection(scores.inputs[1]!),
+      value: projection(context.inputs[1]!),
+    });
   }
   return out;
 }

@@ -7,8 +7,18 @@
 //  - the tests can make any write fail the way a real disk does, without a mount (DISTILL_FAULT_WRITE, below).
 
 import {
-  appendFileSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync,
-  writeFileSync, writeSync,
+  appendFileSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
 import { DistillError } from './errors.js';
@@ -59,38 +69,84 @@ export function describeOsError(e: NodeJS.ErrnoException, path: string, doing: s
   const needed = bytes !== undefined ? ` (the write needed ${megabytes(bytes)})` : '';
   switch (code) {
     case 'ENOSPC':
-      return new OutputError(path, code, `${path}: no space left on the disk while ${doing}${needed}`,
-        `free space on that disk (df -h ${where} shows what is left) or write to another disk`);
+      return new OutputError(
+        path,
+        code,
+        `${path}: no space left on the disk while ${doing}${needed}`,
+        `free space on that disk (df -h ${where} shows what is left) or write to another disk`,
+      );
     case 'EDQUOT':
-      return new OutputError(path, code, `${path}: the disk quota is exceeded while ${doing}${needed}`,
-        'free space within your quota (quota -s) or write to another disk');
+      return new OutputError(
+        path,
+        code,
+        `${path}: the disk quota is exceeded while ${doing}${needed}`,
+        'free space within your quota (quota -s) or write to another disk',
+      );
     case 'EROFS':
-      return new OutputError(path, code, `${path}: the file system is read-only (${doing})`,
-        'choose an output on a writable disk');
-    case 'EACCES': case 'EPERM':
-      return new OutputError(path, code, `${path}: permission denied (${doing})`,
-        `choose a place you may write to, or change the permissions (ls -ld ${where})`);
-    case 'EEXIST': case 'ENOTDIR': {
+      return new OutputError(
+        path,
+        code,
+        `${path}: the file system is read-only (${doing})`,
+        'choose an output on a writable disk',
+      );
+    case 'EACCES':
+    case 'EPERM':
+      return new OutputError(
+        path,
+        code,
+        `${path}: permission denied (${doing})`,
+        `choose a place you may write to, or change the permissions (ls -ld ${where})`,
+      );
+    case 'EEXIST':
+    case 'ENOTDIR': {
       // mkdir of a path that is a file gives EEXIST; a path through a file, ENOTDIR.
-      if (code === 'EEXIST' && doing !== 'creating the folder') return new OutputError(path, code, `${path}: already exists (${doing})`, 'choose another path');
+      if (code === 'EEXIST' && doing !== 'creating the folder')
+        return new OutputError(path, code, `${path}: already exists (${doing})`, 'choose another path');
       const file = fileInTheWay(path);
       const what = file === path ? 'is a file, where' : file ? `${file} is a file, where` : 'a file stands where';
-      return new OutputError(path, code, `${path}: ${what} a folder is needed (${doing})`,
-        'choose another path, or move that file away');
+      return new OutputError(
+        path,
+        code,
+        `${path}: ${what} a folder is needed (${doing})`,
+        'choose another path, or move that file away',
+      );
     }
     case 'EISDIR':
-      return new OutputError(path, code, `${path}: is a folder, where a file is expected (${doing})`,
-        'name a file, not a folder');
-    case 'EMFILE': case 'ENFILE':
-      return new OutputError(path, code, `${path}: too many open files (${doing})`,
-        'raise the limit of open files (ulimit -n 4096) or close other programs');
+      return new OutputError(
+        path,
+        code,
+        `${path}: is a folder, where a file is expected (${doing})`,
+        'name a file, not a folder',
+      );
+    case 'EMFILE':
+    case 'ENFILE':
+      return new OutputError(
+        path,
+        code,
+        `${path}: too many open files (${doing})`,
+        'raise the limit of open files (ulimit -n 4096) or close other programs',
+      );
     case 'ENAMETOOLONG':
-      return new OutputError(path, code, `${path}: the name is too long for the file system (${doing})`, 'choose a shorter path');
+      return new OutputError(
+        path,
+        code,
+        `${path}: the name is too long for the file system (${doing})`,
+        'choose a shorter path',
+      );
     case 'ENOENT':
-      return new OutputError(path, code, `${path}: no such file or folder (${doing})`, 'check the path (was a folder removed while distill ran?)');
+      return new OutputError(
+        path,
+        code,
+        `${path}: no such file or folder (${doing})`,
+        'check the path (was a folder removed while distill ran?)',
+      );
     default:
-      return new OutputError(path, code, `${path}: ${code} while ${doing} (${e.message})`,
-        'check the disk and the path (dmesg may say more)');
+      return new OutputError(
+        path,
+        code,
+        `${path}: ${code} while ${doing} (${e.message})`,
+        'check the disk and the path (dmesg may say more)',
+      );
   }
 }
 
@@ -211,18 +267,34 @@ export function writeFileAtomic(path: string, bytes: Uint8Array | string): void 
   const data = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
   const tmp = tempNameFor(path);
   writingTemp(tmp, () => {
-    guarded(tmp, 'writing', () => writeFileSync(tmp, data), data.byteLength,
-      () => writeFileSync(tmp, data.subarray(0, data.byteLength >> 1)));
+    guarded(
+      tmp,
+      'writing',
+      () => writeFileSync(tmp, data),
+      data.byteLength,
+      () => writeFileSync(tmp, data.subarray(0, data.byteLength >> 1)),
+    );
     syncFile(tmp, data.byteLength);
     renamePath(tmp, path);
   });
 }
 
 function syncFile(path: string, bytes: number): void {
-  guarded(path, 'writing', () => {
-    const fd = openSync(path, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
-  }, bytes, undefined, false);
+  guarded(
+    path,
+    'writing',
+    () => {
+      const fd = openSync(path, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    },
+    bytes,
+    undefined,
+    false,
+  );
 }
 
 /** Append text to a file (metrics.jsonl): a line is written whole or the error says so. */

@@ -9,7 +9,8 @@ import { writeFileAtomic } from './out.js';
 
 export type SafetensorsDType = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
-export type TypedArray = Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | Uint8Array | BigInt64Array | Uint16Array;
+export type TypedArray =
+  Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | Uint8Array | BigInt64Array | Uint16Array;
 
 export interface SafeTensor {
   dtype: SafetensorsDType;
@@ -19,21 +20,40 @@ export interface SafeTensor {
 }
 
 const BYTES_PER_ELEMENT: Record<SafetensorsDType, number> = {
-  F32: 4, F64: 8, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F32: 4,
+  F64: 8,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
 };
 
 function typedArrayFor(dtype: SafetensorsDType, bytes: Uint8Array): TypedArray {
   // Copy into a fresh, aligned buffer: slices of the file buffer can be misaligned.
   const buf = bytes.slice().buffer;
   switch (dtype) {
-    case 'F32': return new Float32Array(buf);
-    case 'F64': return new Float64Array(buf);
-    case 'F16': case 'BF16': return new Uint16Array(buf);
-    case 'I64': return new BigInt64Array(buf);
-    case 'I32': return new Int32Array(buf);
-    case 'I16': return new Int16Array(buf);
-    case 'I8': return new Int8Array(buf);
-    case 'U8': case 'BOOL': return new Uint8Array(buf);
+    case 'F32':
+      return new Float32Array(buf);
+    case 'F64':
+      return new Float64Array(buf);
+    case 'F16':
+    case 'BF16':
+      return new Uint16Array(buf);
+    case 'I64':
+      return new BigInt64Array(buf);
+    case 'I32':
+      return new Int32Array(buf);
+    case 'I16':
+      return new Int16Array(buf);
+    case 'I8':
+      return new Int8Array(buf);
+    case 'U8':
+    case 'BOOL':
+      return new Uint8Array(buf);
   }
 }
 
@@ -45,10 +65,17 @@ function dtypeOf(data: TypedArray, file: string, name: string): SafetensorsDType
   if (data instanceof Int16Array) return 'I16';
   if (data instanceof Int8Array) return 'I8';
   if (data instanceof Uint8Array) return 'U8';
-  throw new FileFormatError(file, `tensor "${name}": cannot infer a dtype for ${data.constructor.name}; pass dtype explicitly`);
+  throw new FileFormatError(
+    file,
+    `tensor "${name}": cannot infer a dtype for ${data.constructor.name}; pass dtype explicitly`,
+  );
 }
 
-interface HeaderEntry { dtype: string; shape: number[]; data_offsets: [number, number] }
+interface HeaderEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
 
 export class SafetensorsFile {
   readonly path: string;
@@ -56,7 +83,12 @@ export class SafetensorsFile {
   private readonly entries: Map<string, HeaderEntry>;
   private readonly data: Uint8Array;
 
-  private constructor(path: string, metadata: Record<string, string>, entries: Map<string, HeaderEntry>, data: Uint8Array) {
+  private constructor(
+    path: string,
+    metadata: Record<string, string>,
+    entries: Map<string, HeaderEntry>,
+    data: Uint8Array,
+  ) {
     this.path = path;
     this.metadata = metadata;
     this.entries = entries;
@@ -75,13 +107,19 @@ export class SafetensorsFile {
 
   static parse(path: string, bytes: Uint8Array): SafetensorsFile {
     if (bytes.byteLength < 8) {
-      throw new FileFormatError(path, `truncated: ${bytes.byteLength} bytes, a safetensors file starts with an 8-byte header length`);
+      throw new FileFormatError(
+        path,
+        `truncated: ${bytes.byteLength} bytes, a safetensors file starts with an 8-byte header length`,
+      );
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const headerLen = Number(view.getBigUint64(0, true));
     if (headerLen > bytes.byteLength - 8) {
-      throw new FileFormatError(path, `truncated: header says ${headerLen} bytes of JSON but the file has ${bytes.byteLength - 8} after the length`,
-        'the file was cut short (an interrupted download or copy?): copy it again');
+      throw new FileFormatError(
+        path,
+        `truncated: header says ${headerLen} bytes of JSON but the file has ${bytes.byteLength - 8} after the length`,
+        'the file was cut short (an interrupted download or copy?): copy it again',
+      );
     }
     let header: Record<string, unknown>;
     try {
@@ -110,8 +148,11 @@ export class SafetensorsFile {
         throw new FileFormatError(path, `tensor "${name}": ${end - begin} bytes for shape [${e.shape}] of ${e.dtype}`);
       }
       if (end > data.byteLength) {
-        throw new FileFormatError(path, `truncated: tensor "${name}" ends at byte ${end} of the data but the data has ${data.byteLength} bytes`,
-          'the file was cut short (an interrupted download or copy?): copy it again');
+        throw new FileFormatError(
+          path,
+          `truncated: tensor "${name}" ends at byte ${end} of the data but the data has ${data.byteLength} bytes`,
+          'the file was cut short (an interrupted download or copy?): copy it again',
+        );
       }
       entries.set(name, e);
     }
@@ -144,11 +185,16 @@ export class SafetensorsFile {
       throw new FileFormatError(this.path, `tensor "${name}" has shape [${t.shape}], expected [${expectShape}]`);
     }
     switch (t.dtype) {
-      case 'F32': return t.data as Float32Array;
-      case 'F64': return Float32Array.from(t.data as Float64Array);
-      case 'F16': return Float32Array.from(t.data as Uint16Array, halfToFloat);
-      case 'BF16': return Float32Array.from(t.data as Uint16Array, (b) => bf16ToFloat(b));
-      default: throw new FileFormatError(this.path, `tensor "${name}" is ${t.dtype}, expected a floating-point dtype`);
+      case 'F32':
+        return t.data as Float32Array;
+      case 'F64':
+        return Float32Array.from(t.data as Float64Array);
+      case 'F16':
+        return Float32Array.from(t.data as Uint16Array, halfToFloat);
+      case 'BF16':
+        return Float32Array.from(t.data as Uint16Array, (b) => bf16ToFloat(b));
+      default:
+        throw new FileFormatError(this.path, `tensor "${name}" is ${t.dtype}, expected a floating-point dtype`);
     }
   }
 
@@ -156,10 +202,16 @@ export class SafetensorsFile {
   getInt32(name: string): Int32Array {
     const t = this.get(name);
     switch (t.dtype) {
-      case 'I32': return t.data as Int32Array;
-      case 'I64': return Int32Array.from(t.data as BigInt64Array, (v) => Number(v));
-      case 'I16': case 'I8': case 'U8': return Int32Array.from(t.data as Int16Array);
-      default: throw new FileFormatError(this.path, `tensor "${name}" is ${t.dtype}, expected an integer dtype`);
+      case 'I32':
+        return t.data as Int32Array;
+      case 'I64':
+        return Int32Array.from(t.data as BigInt64Array, (v) => Number(v));
+      case 'I16':
+      case 'I8':
+      case 'U8':
+        return Int32Array.from(t.data as Int16Array);
+      default:
+        throw new FileFormatError(this.path, `tensor "${name}" is ${t.dtype}, expected an integer dtype`);
     }
   }
 
@@ -167,14 +219,18 @@ export class SafetensorsFile {
     const e = this.entries.get(name);
     if (!e) {
       const known = this.names();
-      throw new FileFormatError(this.path, `missing tensor "${name}" (the file holds ${known.length} tensors${known.length ? `, e.g. ${known.slice(0, 3).join(', ')}` : ''})`);
+      throw new FileFormatError(
+        this.path,
+        `missing tensor "${name}" (the file holds ${known.length} ` +
+          `tensors${known.length ? `, e.g. ${known.slice(0, 3).join(', ')}` : ''})`,
+      );
     }
     return e;
   }
 }
 
 function halfToFloat(h: number): number {
-  const s = (h & 0x8000) ? -1 : 1;
+  const s = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;
   const f = h & 0x3ff;
   if (e === 0) return s * 2 ** -14 * (f / 1024);
@@ -199,8 +255,11 @@ export interface TensorToWrite {
  * Serialise tensors in the order given (safetensors readers do not care about order; we keep the caller's
  * so that the same inputs give byte-identical files). The header is padded with spaces to a multiple of 8.
  */
-export function encodeSafetensors(tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
-  metadata?: Record<string, string>, fileForErrors = '<safetensors>'): Uint8Array {
+export function encodeSafetensors(
+  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+  fileForErrors = '<safetensors>',
+): Uint8Array {
   const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const header: Record<string, unknown> = {};
   if (metadata) header['__metadata__'] = metadata;
@@ -209,7 +268,10 @@ export function encodeSafetensors(tensors: Map<string, TensorToWrite> | Record<s
     const dtype = t.dtype ?? dtypeOf(t.data, fileForErrors, name);
     const count = t.shape.reduce((a, b) => a * b, 1);
     if (count !== t.data.length) {
-      throw new FileFormatError(fileForErrors, `tensor "${name}": shape [${t.shape}] holds ${count} values but ${t.data.length} were given`);
+      throw new FileFormatError(
+        fileForErrors,
+        `tensor "${name}": shape [${t.shape}] holds ${count} values but ${t.data.length} were given`,
+      );
     }
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
@@ -230,7 +292,10 @@ export function encodeSafetensors(tensors: Map<string, TensorToWrite> | Record<s
 }
 
 /** Write atomically: a temp file beside the target, fsynced, then renamed over it. */
-export function writeSafetensors(path: string, tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
-  metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Map<string, TensorToWrite> | Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): void {
   writeFileAtomic(path, encodeSafetensors(tensors, metadata, path));
 }

@@ -19,7 +19,13 @@ export interface TeacherSoftTargets {
 }
 
 /** Soft targets of the teacher rows `rows` of `logits` ([rows of width v]). */
-export function teacherSoftTargets(logits: Float32Array, rows: Int32Array, v: number, temperature: number, keepLogits: boolean): TeacherSoftTargets {
+export function teacherSoftTargets(
+  logits: Float32Array,
+  rows: Int32Array,
+  v: number,
+  temperature: number,
+  keepLogits: boolean,
+): TeacherSoftTargets {
   const n = rows.length;
   const probs = new Float32Array(n * v);
   const negEntropy = new Float64Array(n);
@@ -54,10 +60,22 @@ export function teacherSoftTargets(logits: Float32Array, rows: Int32Array, v: nu
  * ascending, as lossRows gives them, the rows move to the front of `probs` (and `logits`) themselves and the result
  * views them (see keepRows); else they are copied into new arrays.
  */
-export function selectSoftRows(probs: Float32Array, negEntropy: Float32Array, rows: Int32Array, v: number, temperature: number,
-  logits?: Float32Array, inPlace = false): TeacherSoftTargets {
+export function selectSoftRows(
+  probs: Float32Array,
+  negEntropy: Float32Array,
+  rows: Int32Array,
+  v: number,
+  temperature: number,
+  logits?: Float32Array,
+  inPlace = false,
+): TeacherSoftTargets {
   const ne = Float64Array.from(rows, (r) => negEntropy[r]!);
-  return { temperature, probs: keepRows(probs, rows, v, inPlace), negEntropy: ne, logits: logits && keepRows(logits, rows, v, inPlace) };
+  return {
+    temperature,
+    probs: keepRows(probs, rows, v, inPlace),
+    negEntropy: ne,
+    logits: logits && keepRows(logits, rows, v, inPlace),
+  };
 }
 
 /**
@@ -70,12 +88,13 @@ export function selectSoftRows(probs: Float32Array, negEntropy: Float32Array, ro
 function keepRows(data: Float32Array, rows: Int32Array, width: number, inPlace: boolean): Float32Array {
   const ascending = rows.every((r, i) => i === 0 || r > rows[i - 1]!);
   if (inPlace && ascending) {
-    rows.forEach((r, i) => { if (r !== i) data.copyWithin(i * width, r * width, (r + 1) * width); });
+    rows.forEach((r, i) => {
+      if (r !== i) data.copyWithin(i * width, r * width, (r + 1) * width);
+    });
     return data.subarray(0, rows.length * width);
   }
   return selectRows(data, rows, width);
 }
-
 
 /**
  * Σ q log q of a row's bucketed distribution: its k top probabilities and the tail's mass 1 − Σ_k p (clamped at
@@ -97,7 +116,13 @@ export function bucketNegEntropy(top: Float32Array, from: number, k: number): nu
  * The top-k soft targets of rows `rows`, from the graph's outputs: the k largest probabilities [rows of width k]
  * and their ids (int64 from onnxruntime, [rows of width k]).
  */
-export function selectTopkRows(top: Float32Array, ids: BigInt64Array | Int32Array, rows: Int32Array, k: number, temperature: number): TeacherSoftTargets {
+export function selectTopkRows(
+  top: Float32Array,
+  ids: BigInt64Array | Int32Array,
+  rows: Int32Array,
+  k: number,
+  temperature: number,
+): TeacherSoftTargets {
   const n = rows.length;
   const probs = new Float32Array(n * k);
   const topkIds = new Int32Array(n * k);

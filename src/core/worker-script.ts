@@ -6,12 +6,17 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { DistillError } from './errors.js';
 
-/** `folder/file` (e.g. teacher/worker.js) for the module at `callerUrl` (its import.meta.url), which lives in `folder`. */
+/**
+ * `folder/file` (e.g. teacher/worker.js) for the module at `callerUrl` (its import.meta.url), which lives in `folder`.
+ */
 export function compiledWorkerScript(callerUrl: string, folder: string, file: string): string {
   const here = dirname(fileURLToPath(callerUrl));
   const beside = join(here, file);
   if (existsSync(beside)) return beside;
   const built = join(here, '..', 'dist', folder, file);
   if (existsSync(built)) return built;
-  throw new DistillError(`the worker script ${folder}/${file} is missing (dist/${folder}/${file})`, 'build the project: npm run build');
+  throw new DistillError(
+    `the worker script ${folder}/${file} is missing (dist/${folder}/${file})`,
+    'build the project: npm run build',
+  );
 }

@@ -4,5 +4,7 @@
 
 /** Sequences per validation batch. */
 export const EVAL_BATCH_SIZE = 16;
-/** Length bucket of the validation batching: a batch takes sequences whose lengths, divided by this, round down alike. */
+/**
+ * Length bucket of the validation batching: a batch takes sequences whose lengths, divided by this, round down alike.
+ */
 export const EVAL_BUCKET_WIDTH = 4;

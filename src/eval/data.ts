@@ -52,8 +52,15 @@ const VALID_MASK_STREAM = 0x76616c6d;
 /** Build the validation batches: at most `sequences` sequences, masked once. */
 export function validationBatches(src: ValidationSource, tok: TokenizerIds, masking: MaskingConfig): EvalBatch[] {
   const options: ReaderOptions = {
-    batchSize: src.batchSize ?? EVAL_BATCH_SIZE, rank: 0, world: 1, seed: src.seed, bucketWidth: src.bucketWidth ?? EVAL_BUCKET_WIDTH, padId: tok.padId,
-    ...(src.heldOut ? { heldOut: { fraction: src.heldOut.fraction, part: 'valid' as const, optionName: src.heldOut.optionName } } : {}),
+    batchSize: src.batchSize ?? EVAL_BATCH_SIZE,
+    rank: 0,
+    world: 1,
+    seed: src.seed,
+    bucketWidth: src.bucketWidth ?? EVAL_BUCKET_WIDTH,
+    padId: tok.padId,
+    ...(src.heldOut
+      ? { heldOut: { fraction: src.heldOut.fraction, part: 'valid' as const, optionName: src.heldOut.optionName } }
+      : {}),
   };
   const reader = new CorpusReader(src.corpus, options);
   const weights = tokenWeights(readTokenCounts(src.corpus), tok.specialIds, masking.mlm_smoothing);
@@ -65,7 +72,15 @@ export function validationBatches(src: ValidationSource, tok: TokenizerIds, mask
     const rows = Math.min(b.rows, wanted - taken);
     const ids = b.inputIds.subarray(0, rows * b.seqLen);
     const mask = b.attentionMask.subarray(0, rows * b.seqLen);
-    const masked = maskBatch(ids, mask, weights, tok.maskId, tok.vocabSize, masking, Rng.derive(src.seed, VALID_MASK_STREAM, batches.length));
+    const masked = maskBatch(
+      ids,
+      mask,
+      weights,
+      tok.maskId,
+      tok.vocabSize,
+      masking,
+      Rng.derive(src.seed, VALID_MASK_STREAM, batches.length),
+    );
     const maskedRows: number[] = [];
     const labels: number[] = [];
     const realRows: number[] = [];
@@ -77,11 +92,17 @@ export function validationBatches(src: ValidationSource, tok: TokenizerIds, mask
       }
     }
     batches.push({
-      inputIds: masked.maskedInputIds, attentionMask: Int32Array.from(mask), batchSize: rows, seqLen: b.seqLen,
-      maskedRows: Int32Array.from(maskedRows), labels: Int32Array.from(labels), realRows: Int32Array.from(realRows),
+      inputIds: masked.maskedInputIds,
+      attentionMask: Int32Array.from(mask),
+      batchSize: rows,
+      seqLen: b.seqLen,
+      maskedRows: Int32Array.from(maskedRows),
+      labels: Int32Array.from(labels),
+      realRows: Int32Array.from(realRows),
     });
     taken += rows;
   }
-  if (batches.length === 0) throw new InputError(`${src.corpus}: no sequences to evaluate on`, 'prepare a corpus with text in it');
+  if (batches.length === 0)
+    throw new InputError(`${src.corpus}: no sequences to evaluate on`, 'prepare a corpus with text in it');
   return batches;
 }

@@ -19,12 +19,20 @@ export interface EvaluateOptions {
 /** An evaluation stopped before its end (a signal): no metrics. */
 export class EvaluationStopped extends Error {}
 
-export async function evaluate(model: EvalModel, teacher: EvalModel | undefined, batches: EvalBatch[], options: EvaluateOptions = {}): Promise<EvalMetrics> {
+export async function evaluate(
+  model: EvalModel,
+  teacher: EvalModel | undefined,
+  batches: EvalBatch[],
+  options: EvaluateOptions = {},
+): Promise<EvalMetrics> {
   if (teacher && teacher.vocabSize !== model.vocabSize) {
-    throw new MismatchError(`the model (vocab ${model.vocabSize}) and the teacher (vocab ${teacher.vocabSize}) do not share a vocabulary`,
-      'evaluate a student against the teacher it was distilled from');
+    throw new MismatchError(
+      `the model (vocab ${model.vocabSize}) and the teacher (vocab ${teacher.vocabSize}) do not share a vocabulary`,
+      'evaluate a student against the teacher it was distilled from',
+    );
   }
-  // A student narrower than its teacher (exported without its training-time projection): no hidden cosine (val_cos null).
+  // A student narrower than its teacher (exported without its
+  // training-time projection): no hidden cosine (val_cos null).
   const cosine = teacher !== undefined && teacher.hiddenSize === model.hiddenSize;
   const rank = options.comm?.rank ?? 0;
   const size = options.comm?.size ?? 1;
@@ -34,7 +42,8 @@ export async function evaluate(model: EvalModel, teacher: EvalModel | undefined,
     const [s, t] = await Promise.all([model.outputs(b), teacher?.outputs(b)]);
     addBatch(sums, s, t, b.labels, model.vocabSize, model.hiddenSize, b.batchSize, cosine);
     options.onBatch?.(i + 1, mine.length);
-    if (size === 1 && options.stopRequested?.()) throw new EvaluationStopped(`stopped after ${i + 1} of ${mine.length} batches`);
+    if (size === 1 && options.stopRequested?.())
+      throw new EvaluationStopped(`stopped after ${i + 1} of ${mine.length} batches`);
   }
   let total = sums;
   if (size > 1) {

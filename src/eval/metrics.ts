@@ -5,7 +5,8 @@
 //   val_acc    = 1/M Σ_masked [argmax s = true token]
 //   val_agree  = 1/M Σ_masked [argmax s = argmax t]           (top-1 agreement with the teacher)
 //   val_kl     = 1/M Σ_masked KL(softmax(t) ‖ softmax(s))     (temperature 1)
-//   val_cos    = 1/R Σ_real cos(h_s, h_t)                      (last hidden states, R real tokens; null when the widths differ)
+//   val_cos    = 1/R Σ_real cos(h_s, h_t)                      (last hidden states,
+//   R real tokens; null when the widths differ)
 // s and t are the model's and the teacher's logits; the teacher's metrics are null when no teacher is given.
 // Ties in argmax go to the lowest id (as torch.argmax).
 
@@ -38,7 +39,9 @@ export function packSums(s: EvalSums): Float64Array {
 
 export function unpackSums(a: Float64Array): EvalSums {
   const s = emptySums();
-  SUM_FIELDS.forEach((k, i) => { s[k] = a[i]!; });
+  SUM_FIELDS.forEach((k, i) => {
+    s[k] = a[i]!;
+  });
   return s;
 }
 
@@ -70,17 +73,32 @@ function logSumExp(x: Float32Array, o: number, v: number): number {
  * Add one batch to `sums`. `labels` [M]: the true token at each masked position; `teacher` may be absent
  * (then agreement, KL and cosine stay 0 and are reported as null).
  */
-export function addBatch(sums: EvalSums, model: EvalOutputs, teacher: EvalOutputs | undefined, labels: Int32Array, vocabSize: number, hiddenSize: number, sequences: number,
-  cosine = true): void {
+export function addBatch(
+  sums: EvalSums,
+  model: EvalOutputs,
+  teacher: EvalOutputs | undefined,
+  labels: Int32Array,
+  vocabSize: number,
+  hiddenSize: number,
+  sequences: number,
+  cosine = true,
+): void {
   const M = labels.length;
   const V = vocabSize;
   const H = hiddenSize;
-  if (model.logits.length !== M * V) throw new ShapeError(`eval: model logits hold ${model.logits.length} values, expected [${M}, ${V}]`);
-  if (teacher && teacher.logits.length !== M * V) throw new ShapeError(`eval: teacher logits hold ${teacher.logits.length} values, expected [${M}, ${V}]`);
-  if (teacher && cosine && teacher.hidden.length !== model.hidden.length) throw new ShapeError(`eval: hidden states of ${model.hidden.length} and ${teacher.hidden.length} values: do the model and the teacher share a hidden size?`);
+  if (model.logits.length !== M * V)
+    throw new ShapeError(`eval: model logits hold ${model.logits.length} values, expected [${M}, ${V}]`);
+  if (teacher && teacher.logits.length !== M * V)
+    throw new ShapeError(`eval: teacher logits hold ${teacher.logits.length} values, expected [${M}, ${V}]`);
+  if (teacher && cosine && teacher.hidden.length !== model.hidden.length)
+    throw new ShapeError(
+      `eval: hidden states of ${model.hidden.length} and ${teacher.hidden.length} values: ` +
+        `do the model and the teacher share a hidden size?`,
+    );
   const R = model.hidden.length / H;
   const scratch = new Float64Array(V);
-  if (!Number.isInteger(R)) throw new ShapeError(`eval: hidden states of ${model.hidden.length} values are not rows of ${H}`);
+  if (!Number.isInteger(R))
+    throw new ShapeError(`eval: hidden states of ${model.hidden.length} values are not rows of ${H}`);
   for (let i = 0; i < M; i++) {
     const o = i * V;
     const label = labels[i]!;
@@ -95,10 +113,11 @@ export function addBatch(sums: EvalSums, model: EvalOutputs, teacher: EvalOutput
       let mt = -Infinity;
       for (let j = o; j < o + V; j++) if (teacher.logits[j]! > mt) mt = teacher.logits[j]!;
       let zt = 0;
-      for (let j = 0; j < V; j++) zt += (scratch[j] = Math.exp(teacher.logits[o + j]! - mt));
+      for (let j = 0; j < V; j++) zt += scratch[j] = Math.exp(teacher.logits[o + j]! - mt);
       const lseT = mt + Math.log(zt);
       let kl = 0;
-      for (let j = 0; j < V; j++) kl += (scratch[j]! / zt) * ((teacher.logits[o + j]! - lseT) - (model.logits[o + j]! - lseS));
+      for (let j = 0; j < V; j++)
+        kl += (scratch[j]! / zt) * (teacher.logits[o + j]! - lseT - (model.logits[o + j]! - lseS));
       sums.kl += kl;
     }
   }
@@ -134,15 +153,22 @@ export interface EvalMetrics {
   val_sequences: number;
 }
 
-/** The means; `withTeacher`: whether the teacher's metrics were summed; `withCosine`: the hidden cosine too (equal widths). */
+/**
+ * The means; `withTeacher`: whether the teacher's metrics were summed;
+ * `withCosine`: the hidden cosine too (equal widths).
+ */
 export function metricsOf(s: EvalSums, withTeacher: boolean, withCosine = withTeacher): EvalMetrics {
-  if (s.masked === 0) throw new ShapeError('eval: no masked position in the validation set (too few or too short sequences)');
+  if (s.masked === 0)
+    throw new ShapeError('eval: no masked position in the validation set (too few or too short sequences)');
   const loss = s.nll / s.masked;
   return {
-    val_loss: loss, val_ppl: Math.exp(loss), val_acc: s.correct / s.masked,
+    val_loss: loss,
+    val_ppl: Math.exp(loss),
+    val_acc: s.correct / s.masked,
     val_agree: withTeacher ? s.agree / s.masked : null,
     val_kl: withTeacher ? s.kl / s.masked : null,
     val_cos: withTeacher && withCosine ? s.cosine / Math.max(s.real, 1) : null,
-    val_masked: s.masked, val_sequences: s.sequences,
+    val_masked: s.masked,
+    val_sequences: s.sequences,
   };
 }

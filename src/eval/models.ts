@@ -27,7 +27,9 @@ export function studentEvalModel(student: DistilBertStudent, owned = false): Eva
   const H = student.config.dim;
   return {
     // A student narrower than its teacher gives its hidden states through its learned projection (the cosine's).
-    vocabSize: student.config.vocab_size, hiddenSize: student.config.projection_dim ?? H, runtime: 'tfjs student',
+    vocabSize: student.config.vocab_size,
+    hiddenSize: student.config.projection_dim ?? H,
+    runtime: 'tfjs student',
     outputs: async (b) => {
       const [logits, hidden] = tf.tidy(() => {
         const ids = tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32');
@@ -35,10 +37,17 @@ export function studentEvalModel(student: DistilBertStudent, owned = false): Eva
         const states = student.encode(ids, mask, { training: false });
         const last = tf.reshape(states[states.length - 1]!, [b.batchSize * b.seqLen, H]) as tf.Tensor2D; // [B*T, H]
         const { embeddings, bias } = student.projector();
-        const atMasked = student.vocabTransform(tf.gather(last, tf.tensor1d(b.maskedRows, 'int32')) as tf.Tensor2D); // [M, H]
-        return [tiedProjector(atMasked, embeddings, bias), student.projectHidden(tf.gather(last, tf.tensor1d(b.realRows, 'int32')) as tf.Tensor2D)]; // [M, V], [R, Ht]
+        // [M, H]
+        const atMasked = student.vocabTransform(tf.gather(last, tf.tensor1d(b.maskedRows, 'int32')) as tf.Tensor2D);
+        return [
+          tiedProjector(atMasked, embeddings, bias),
+          student.projectHidden(tf.gather(last, tf.tensor1d(b.realRows, 'int32')) as tf.Tensor2D),
+        ]; // [M, V], [R, Ht]
       });
-      const out = { logits: Float32Array.from(await logits.data() as Float32Array), hidden: Float32Array.from(await hidden.data() as Float32Array) };
+      const out = {
+        logits: Float32Array.from((await logits.data()) as Float32Array),
+        hidden: Float32Array.from((await hidden.data()) as Float32Array),
+      };
       tf.dispose([logits, hidden]);
       return out;
     },
@@ -55,10 +64,15 @@ export async function onnxEvalModel(dir: string, threads: number, optionName: st
   const V = model.config.vocabSize;
   const H = model.config.hiddenSize;
   return {
-    vocabSize: V, hiddenSize: H, runtime: 'onnxruntime',
+    vocabSize: V,
+    hiddenSize: H,
+    runtime: 'onnxruntime',
     outputs: async (b) => {
       const out = await model.forward(b, { logits: true });
-      return { logits: selectRows(out.logits, b.maskedRows, V), hidden: selectRows(out.hiddenStates[out.hiddenStates.length - 1]!, b.realRows, H) };
+      return {
+        logits: selectRows(out.logits, b.maskedRows, V),
+        hidden: selectRows(out.hiddenStates[out.hiddenStates.length - 1]!, b.realRows, H),
+      };
     },
     release: () => model.release(),
   };
@@ -74,11 +88,18 @@ export function remoteTeacherEvalModel(teacher: RemoteTeacher): EvalModel {
   const V = teacher.vocabSize;
   const H = teacher.hiddenSize;
   return {
-    vocabSize: V, hiddenSize: H, runtime: 'onnxruntime (teacher worker)',
+    vocabSize: V,
+    hiddenSize: H,
+    runtime: 'onnxruntime (teacher worker)',
     outputs: async (b) => {
       const out = await teacher.forward({
-        inputIds: b.inputIds, attentionMask: b.attentionMask, batchSize: b.batchSize, seqLen: b.seqLen,
-        softRows: new Int32Array(0), keepLogits: false, fullLogits: true,
+        inputIds: b.inputIds,
+        attentionMask: b.attentionMask,
+        batchSize: b.batchSize,
+        seqLen: b.seqLen,
+        softRows: new Int32Array(0),
+        keepLogits: false,
+        fullLogits: true,
       });
       return { logits: selectRows(out.logits!, b.maskedRows, V), hidden: selectRows(out.lastHidden, b.realRows, H) };
     },
@@ -99,7 +120,9 @@ export function cachedEvalModel(model: EvalModel, budgetBytes = TEACHER_EVAL_CAC
   const kept = new Map<EvalBatch, EvalOutputs>();
   let used = 0;
   return {
-    vocabSize: model.vocabSize, hiddenSize: model.hiddenSize, runtime: model.runtime,
+    vocabSize: model.vocabSize,
+    hiddenSize: model.hiddenSize,
+    runtime: model.runtime,
     outputs: async (b) => {
       const hit = kept.get(b);
       if (hit) return hit;

@@ -40,27 +40,50 @@ export async function evaluateModel(o: EvalOptions): Promise<EvalReport> {
     assertSharedVocabulary({ path: o.model, option: '--model' }, { path: o.teacher, option: '--teacher' });
   }
   // tfjs and onnxruntime: loaded once the input has been checked, not for --help or a bad path.
-  const [{ selectBackend }, { openCorpus }, { validationBatches }, { loadEvalModel }, { evaluate }] = await Promise.all([
-    import('../../student/backend.js'), import('../../corpus/ensure.js'), import('./data.js'), import('./models.js'), import('./evaluate.js')]);
+  const [{ selectBackend }, { openCorpus }, { validationBatches }, { loadEvalModel }, { evaluate }] = await Promise.all(
+    [
+      import('../../student/backend.js'),
+      import('../../corpus/ensure.js'),
+      import('./data.js'),
+      import('./models.js'),
+      import('./evaluate.js'),
+    ],
+  );
   const tok = WordPieceTokenizer.fromDir(o.model);
-  await openCorpus(o.corpus, tok, readEncoderConfig(o.model).maxPositions, 'the model\'s');
+  await openCorpus(o.corpus, tok, readEncoderConfig(o.model).maxPositions, "the model's");
   // A student without ONNX runs in tfjs: start the backend before loading it.
   if (isTfjsStudentFolder(o.model) || (o.teacher && isTfjsStudentFolder(o.teacher))) await selectBackend(o.backend);
-  const batches = validationBatches({
-    corpus: o.corpus, seed: o.seed, sequences: o.sequences, batchSize: o.batchSize, bucketWidth: o.bucketWidth,
-    ...(o.validFraction ? { heldOut: { fraction: o.validFraction, optionName: '--valid-fraction' } } : {}),
-  }, tok, RECIPE_MASKING);
+  const batches = validationBatches(
+    {
+      corpus: o.corpus,
+      seed: o.seed,
+      sequences: o.sequences,
+      batchSize: o.batchSize,
+      bucketWidth: o.bucketWidth,
+      ...(o.validFraction ? { heldOut: { fraction: o.validFraction, optionName: '--valid-fraction' } } : {}),
+    },
+    tok,
+    RECIPE_MASKING,
+  );
   const started = performance.now();
   const model = await loadEvalModel(o.model, o.threads, '--model');
   let teacher: EvalModel | undefined;
   try {
     teacher = o.teacher ? await loadEvalModel(o.teacher, o.threads, '--teacher') : undefined;
     const bar = new ProgressReporter('eval');
-    const metrics = await evaluate(model, teacher, batches, { onBatch: (done, total) => bar.update({ fraction: done / total, text: `batch ${done}/${total}` }) });
+    const metrics = await evaluate(model, teacher, batches, {
+      onBatch: (done, total) => bar.update({ fraction: done / total, text: `batch ${done}/${total}` }),
+    });
     bar.done();
     return {
-      model: o.model, runtime: model.runtime, teacher: o.teacher ?? null, corpus: o.corpus, valid_fraction: o.validFraction ?? null, seed: o.seed,
-      ...metrics, seconds: (performance.now() - started) / 1000,
+      model: o.model,
+      runtime: model.runtime,
+      teacher: o.teacher ?? null,
+      corpus: o.corpus,
+      valid_fraction: o.validFraction ?? null,
+      seed: o.seed,
+      ...metrics,
+      seconds: (performance.now() - started) / 1000,
     };
   } finally {
     await model.release();

@@ -11,7 +11,12 @@ export interface Communicator {
 }
 
 /** One process alone: the collectives leave the data as it is. */
-export const SOLO: Communicator = { rank: 0, size: 1, allreduceSum: () => Promise.resolve(), broadcast: () => Promise.resolve() };
+export const SOLO: Communicator = {
+  rank: 0,
+  size: 1,
+  allreduceSum: () => Promise.resolve(),
+  broadcast: () => Promise.resolve(),
+};
 
 /** The process group of a whole run: a communicator that may need closing (MPI_Finalize) at the end. */
 export interface World extends Communicator {

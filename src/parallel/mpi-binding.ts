@@ -18,13 +18,17 @@ export function openMpiWorld(): World {
   try {
     lib = koffi.load('libmpi.so.40');
   } catch (e) {
-    throw new DistillError(`started under mpirun, but libmpi.so.40 cannot be loaded (${(e as Error).message})`,
-      'install OpenMPI: apt-get install -y openmpi-bin libopenmpi-dev');
+    throw new DistillError(
+      `started under mpirun, but libmpi.so.40 cannot be loaded (${(e as Error).message})`,
+      'install OpenMPI: apt-get install -y openmpi-bin libopenmpi-dev',
+    );
   }
   const init = lib.func('int MPI_Init(void *argc, void *argv)') as Fn;
   const commRank = lib.func('int MPI_Comm_rank(void *comm, _Out_ int *rank)') as Fn;
   const commSize = lib.func('int MPI_Comm_size(void *comm, _Out_ int *size)') as Fn;
-  const allreduce = lib.func('int MPI_Allreduce(void *sendbuf, void *recvbuf, int count, void *datatype, void *op, void *comm)') as Fn;
+  const allreduce = lib.func(
+    'int MPI_Allreduce(void *sendbuf, void *recvbuf, int count, void *datatype, void *op, void *comm)',
+  ) as Fn;
   const bcast = lib.func('int MPI_Bcast(void *buf, int count, void *datatype, int root, void *comm)') as Fn;
   const finalize = lib.func('int MPI_Finalize()') as Fn;
   const abort = lib.func('int MPI_Abort(void *comm, int errorcode)') as Fn;
@@ -46,26 +50,40 @@ export function openMpiWorld(): World {
   const timeoutS = Number(process.env['DISTILL_MPI_TIMEOUT_S'] ?? '600');
 
   /** Run a collective on a koffi worker thread; a watchdog ends the process if it never returns. */
-  const collective = (what: string, fn: Fn, args: unknown[]): Promise<void> => new Promise((resolvePromise, rejectPromise) => {
-    const watchdog = setTimeout(() => {
-      process.stderr.write(`error: rank ${rank}: ${what} did not complete within ${timeoutS} s: another rank died or hangs; stopping the job\n`);
-      abort(COMM_WORLD, 1);
-      process.exit(1);
-    }, timeoutS * 1000);
-    fn.async(...args, (err: unknown, rc: number) => {
-      clearTimeout(watchdog);
-      if (err) rejectPromise(new DistillError(`${what} failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`));
-      else if (rc !== 0) rejectPromise(new DistillError(`${what} failed with MPI error ${rc}`));
-      else resolvePromise();
+  const collective = (what: string, fn: Fn, args: unknown[]): Promise<void> =>
+    new Promise((resolvePromise, rejectPromise) => {
+      const watchdog = setTimeout(() => {
+        process.stderr.write(
+          `error: rank ${rank}: ${what} did not complete within ${timeoutS} s: ` +
+            `another rank died or hangs; stopping the job\n`,
+        );
+        abort(COMM_WORLD, 1);
+        process.exit(1);
+      }, timeoutS * 1000);
+      fn.async(...args, (err: unknown, rc: number) => {
+        clearTimeout(watchdog);
+        if (err)
+          rejectPromise(
+            new DistillError(`${what} failed: ${err instanceof Error ? err.message : JSON.stringify(err)}`),
+          );
+        else if (rc !== 0) rejectPromise(new DistillError(`${what} failed with MPI error ${rc}`));
+        else resolvePromise();
+      });
     });
-  });
 
   return {
     rank,
     size,
     async allreduceSum(data: Float32Array | Float64Array): Promise<void> {
       const send = data.slice();
-      await collective('MPI_Allreduce', allreduce, [send, data, data.length, data instanceof Float32Array ? FLOAT : DOUBLE, SUM, COMM_WORLD]);
+      await collective('MPI_Allreduce', allreduce, [
+        send,
+        data,
+        data.length,
+        data instanceof Float32Array ? FLOAT : DOUBLE,
+        SUM,
+        COMM_WORLD,
+      ]);
     },
     async broadcast(data: Float32Array): Promise<void> {
       await collective('MPI_Bcast', bcast, [data, data.length, FLOAT, 0, COMM_WORLD]);

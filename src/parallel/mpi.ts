@@ -16,7 +16,12 @@ export function placeDevicePerRank(env: NodeJS.ProcessEnv = process.env): number
   const size = Number(env['OMPI_COMM_WORLD_LOCAL_SIZE'] ?? '1');
   if (!(size > 1)) return local;
   const visible = env['CUDA_VISIBLE_DEVICES'];
-  const devices = visible ? visible.split(',').map((d) => d.trim()).filter((d) => d.length > 0) : undefined;
+  const devices = visible
+    ? visible
+        .split(',')
+        .map((d) => d.trim())
+        .filter((d) => d.length > 0)
+    : undefined;
   env['CUDA_VISIBLE_DEVICES'] = devices ? devices[local % devices.length]! : String(local);
   return local;
 }

@@ -38,11 +38,19 @@ export async function teacherEncoder(dir: string, threads: number): Promise<Feat
   if (existsSync(st)) parameters = countSafetensors(st);
   else {
     const model = readOnnx(findOnnxFile(dir, false)).model;
-    parameters = (model.graph?.initializer ?? []).reduce((n, t) => n + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1), 0);
+    parameters = (model.graph?.initializer ?? []).reduce(
+      (n, t) => n + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1),
+      0,
+    );
   }
   return {
-    label: 'teacher', parameters, maxPositions: teacher.config.maxPositions, tokenizer: teacher.tokenizer, hiddenSize: teacher.config.hiddenSize,
-    hidden: async (ids, mask, b, t) => (await teacher.forward({ inputIds: ids, attentionMask: mask, batchSize: b, seqLen: t })).hiddenStates[0]!,
+    label: 'teacher',
+    parameters,
+    maxPositions: teacher.config.maxPositions,
+    tokenizer: teacher.tokenizer,
+    hiddenSize: teacher.config.hiddenSize,
+    hidden: async (ids, mask, b, t) =>
+      (await teacher.forward({ inputIds: ids, attentionMask: mask, batchSize: b, seqLen: t })).hiddenStates[0]!,
     close: () => teacher.release(),
   };
 }
@@ -52,13 +60,19 @@ export async function studentEncoder(dir: string, backend?: BackendName): Promis
   const student = loadStudent(dir);
   const tokenizer = WordPieceTokenizer.fromDir(dir);
   return {
-    label: 'student', parameters: student.parameterCount(), maxPositions: student.config.max_position_embeddings, tokenizer, hiddenSize: student.config.dim,
+    label: 'student',
+    parameters: student.parameterCount(),
+    maxPositions: student.config.max_position_embeddings,
+    tokenizer,
+    hiddenSize: student.config.dim,
     hidden: async (ids, mask, b, t) => {
       const last = tf.tidy(() => {
-        const h = student.encode(tf.tensor2d(ids, [b, t], 'int32'), tf.tensor2d(mask, [b, t], 'int32'), { training: false });
+        const h = student.encode(tf.tensor2d(ids, [b, t], 'int32'), tf.tensor2d(mask, [b, t], 'int32'), {
+          training: false,
+        });
         return h[h.length - 1]!;
       });
-      const values = Float32Array.from(await last.data() as Float32Array); // asynchronous: webgpu reads no other way
+      const values = Float32Array.from((await last.data()) as Float32Array); // asynchronous: webgpu reads no other way
       last.dispose();
       return values;
     },
@@ -77,10 +91,18 @@ export function encodeExample(tok: WordPieceTokenizer, texts: string[], maxPosit
   return [tok.clsId, ...pieces.flatMap((p) => [...p, tok.sepId])];
 }
 
-export interface FeatureResult { features: Float32Array[]; tokensPerS: number }
+export interface FeatureResult {
+  features: Float32Array[];
+  tokensPerS: number;
+}
 
-export async function extractFeatures(enc: FeatureEncoder, examples: string[][], pooling: Pooling,
-  onProgress?: (done: number, total: number) => void, batchSize = 32): Promise<FeatureResult> {
+export async function extractFeatures(
+  enc: FeatureEncoder,
+  examples: string[][],
+  pooling: Pooling,
+  onProgress?: (done: number, total: number) => void,
+  batchSize = 32,
+): Promise<FeatureResult> {
   const encoded = examples.map((texts) => encodeExample(enc.tokenizer, texts, enc.maxPositions));
   const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length);
   const H = enc.hiddenSize;
@@ -92,7 +114,11 @@ export async function extractFeatures(enc: FeatureEncoder, examples: string[][],
     const T = Math.max(...idx.map((i) => encoded[i]!.length));
     const ids = new Int32Array(idx.length * T).fill(enc.tokenizer.padId);
     const mask = new Int32Array(idx.length * T);
-    idx.forEach((i, r) => { ids.set(encoded[i]!, r * T); mask.fill(1, r * T, r * T + encoded[i]!.length); tokens += encoded[i]!.length; });
+    idx.forEach((i, r) => {
+      ids.set(encoded[i]!, r * T);
+      mask.fill(1, r * T, r * T + encoded[i]!.length);
+      tokens += encoded[i]!.length;
+    });
     const t0 = performance.now();
     const hidden = await enc.hidden(ids, mask, idx.length, T); // [b, T, H]
     ms += performance.now() - t0;
@@ -110,4 +136,3 @@ export async function extractFeatures(enc: FeatureEncoder, examples: string[][],
   }
   return { features, tokensPerS: tokens / (ms / 1000) };
 }
-

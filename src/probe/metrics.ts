@@ -9,7 +9,9 @@ export function accuracy(pred: string[], gold: string[]): number {
 
 /** F1 of the positive class ("1", as MRPC and QQP label it). */
 export function f1(pred: string[], gold: string[], positive = '1'): number {
-  let tp = 0; let fp = 0; let fn = 0;
+  let tp = 0;
+  let fp = 0;
+  let fn = 0;
   pred.forEach((p, i) => {
     if (p === positive && gold[i] === positive) tp++;
     else if (p === positive) fp++;
@@ -20,11 +22,17 @@ export function f1(pred: string[], gold: string[], positive = '1'): number {
 
 /** Matthews correlation of binary labels (positive "1"). */
 export function matthews(pred: string[], gold: string[], positive = '1'): number {
-  let tp = 0; let tn = 0; let fp = 0; let fn = 0;
+  let tp = 0;
+  let tn = 0;
+  let fp = 0;
+  let fn = 0;
   pred.forEach((p, i) => {
     const pp = p === positive;
     const gp = gold[i] === positive;
-    if (pp && gp) tp++; else if (!pp && !gp) tn++; else if (pp) fp++; else fn++;
+    if (pp && gp) tp++;
+    else if (!pp && !gp) tn++;
+    else if (pp) fp++;
+    else fn++;
   });
   const den = Math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn));
   return den === 0 ? 0 : (tp * tn - fp * fn) / den;
@@ -34,8 +42,14 @@ export function pearson(x: number[], y: number[]): number {
   const n = x.length;
   const mx = x.reduce((a, b) => a + b, 0) / n;
   const my = y.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0; let sxx = 0; let syy = 0;
-  for (let i = 0; i < n; i++) { sxy += (x[i]! - mx) * (y[i]! - my); sxx += (x[i]! - mx) ** 2; syy += (y[i]! - my) ** 2; }
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (x[i]! - mx) * (y[i]! - my);
+    sxx += (x[i]! - mx) ** 2;
+    syy += (y[i]! - my) ** 2;
+  }
   return sxx === 0 || syy === 0 ? 0 : sxy / Math.sqrt(sxx * syy);
 }
 
@@ -77,7 +91,11 @@ export function majorityBaseline(task: Task): Metrics {
   const counts = new Map<string, number>();
   for (const e of task.train) counts.set(e.label, (counts.get(e.label) ?? 0) + 1);
   const major = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]![0];
-  return scoreMetrics(task, task.dev.map(() => major), task.dev.map((e) => e.label));
+  return scoreMetrics(
+    task,
+    task.dev.map(() => major),
+    task.dev.map((e) => e.label),
+  );
 }
 
 export function retention(student: Metrics, teacher: Metrics): Metrics {
@@ -85,4 +103,3 @@ export function retention(student: Metrics, teacher: Metrics): Metrics {
   for (const k of Object.keys(teacher) as MetricName[]) out[k] = (100 * student[k]!) / teacher[k]!;
   return out;
 }
-

@@ -22,7 +22,10 @@ export interface ProbeReport {
   student: { parameters: number; tokens_per_s: number };
   macro: { teacher: number; student: number; retention_pct: number };
   pooling: Pooling;
-  /** linear: both sides probed on frozen features; finetune: the student fine-tuned with a head, the (ONNX) teacher probed linearly. */
+  /**
+   * linear: both sides probed on frozen features; finetune:
+   * the student fine-tuned with a head, the (ONNX) teacher probed linearly.
+   */
   mode: 'linear' | 'finetune';
 }
 
@@ -35,13 +38,24 @@ export function markdownTable(r: ProbeReport): string {
   const rows = ['| task | metric | teacher | student | retention | majority class |', '|---|---|---|---|---|---|'];
   for (const t of r.tasks) {
     for (const m of Object.keys(t.metrics.teacher) as MetricName[]) {
-      rows.push(`| ${t.task} (dev ${t.dev}) | ${m} | ${withInterval(t.metrics.teacher[m], m, t.dev)} | ${withInterval(t.metrics.student[m], m, t.dev)} | ${t.metrics.retention_pct[m]!.toFixed(1)}% | ${pct(t.metrics.majority[m])} |`);
+      rows.push(
+        `| ${t.task} (dev ${t.dev}) | ${m} | ${withInterval(t.metrics.teacher[m], m, t.dev)} | ` +
+          (`${withInterval(t.metrics.student[m], m, t.dev)} | ${t.metrics.retention_pct[m]!.toFixed(1)}% | ` +
+            `${pct(t.metrics.majority[m])} |`),
+      );
     }
   }
-  rows.push(`| **macro** | | ${pct(r.macro.teacher)} | ${pct(r.macro.student)} | ${r.macro.retention_pct.toFixed(1)}% | |`);
-  rows.push('', '| | parameters | inference tokens/s |', '|---|---|---|',
-    `| teacher | ${r.teacher.parameters.toLocaleString('en-US')} | ${Math.round(r.teacher.tokens_per_s).toLocaleString('en-US')} |`,
-    `| student | ${r.student.parameters.toLocaleString('en-US')} | ${Math.round(r.student.tokens_per_s).toLocaleString('en-US')} |`);
+  rows.push(
+    `| **macro** | | ${pct(r.macro.teacher)} | ${pct(r.macro.student)} | ${r.macro.retention_pct.toFixed(1)}% | |`,
+  );
+  rows.push(
+    '',
+    '| | parameters | inference tokens/s |',
+    '|---|---|---|',
+    `| teacher | ${r.teacher.parameters.toLocaleString('en-US')} | ` +
+      `${Math.round(r.teacher.tokens_per_s).toLocaleString('en-US')} |`,
+    `| student | ${r.student.parameters.toLocaleString('en-US')} | ` +
+      `${Math.round(r.student.tokens_per_s).toLocaleString('en-US')} |`,
+  );
   return rows.join('\n');
 }
-

@@ -25,7 +25,10 @@ export interface TaskSpec {
   labels?: string[];
 }
 
-export interface Example { texts: string[]; label: string }
+export interface Example {
+  texts: string[];
+  label: string;
+}
 
 export interface Task {
   spec: TaskSpec;
@@ -39,45 +42,146 @@ export interface Task {
 const BINARY = ['0', '1'];
 
 const KNOWN: Record<string, Omit<TaskSpec, 'name'>> = {
-  'sst-2': { kind: 'classification', text: ['sentence'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv', labels: BINARY },
-  cola: { kind: 'classification', text: [3], label: 1, header: false, metrics: ['matthews'], devFile: 'dev.tsv', labels: BINARY },
-  mrpc: { kind: 'classification', text: ['#1 String', '#2 String'], label: 'Quality', header: true, metrics: ['accuracy', 'f1'], devFile: 'dev.tsv', labels: BINARY },
-  qqp: { kind: 'classification', text: ['question1', 'question2'], label: 'is_duplicate', header: true, metrics: ['accuracy', 'f1'], devFile: 'dev.tsv', labels: BINARY },
-  rte: { kind: 'classification', text: ['sentence1', 'sentence2'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv', labels: ['entailment', 'not_entailment'] },
-  qnli: { kind: 'classification', text: ['question', 'sentence'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv', labels: ['entailment', 'not_entailment'] },
-  mnli: { kind: 'classification', text: ['sentence1', 'sentence2'], label: 'gold_label', header: true, metrics: ['accuracy'], devFile: 'dev_matched.tsv', labels: ['contradiction', 'entailment', 'neutral'] },
-  'sts-b': { kind: 'regression', text: ['sentence1', 'sentence2'], label: 'score', header: true, metrics: ['pearson', 'spearman'], devFile: 'dev.tsv' },
+  'sst-2': {
+    kind: 'classification',
+    text: ['sentence'],
+    label: 'label',
+    header: true,
+    metrics: ['accuracy'],
+    devFile: 'dev.tsv',
+    labels: BINARY,
+  },
+  cola: {
+    kind: 'classification',
+    text: [3],
+    label: 1,
+    header: false,
+    metrics: ['matthews'],
+    devFile: 'dev.tsv',
+    labels: BINARY,
+  },
+  mrpc: {
+    kind: 'classification',
+    text: ['#1 String', '#2 String'],
+    label: 'Quality',
+    header: true,
+    metrics: ['accuracy', 'f1'],
+    devFile: 'dev.tsv',
+    labels: BINARY,
+  },
+  qqp: {
+    kind: 'classification',
+    text: ['question1', 'question2'],
+    label: 'is_duplicate',
+    header: true,
+    metrics: ['accuracy', 'f1'],
+    devFile: 'dev.tsv',
+    labels: BINARY,
+  },
+  rte: {
+    kind: 'classification',
+    text: ['sentence1', 'sentence2'],
+    label: 'label',
+    header: true,
+    metrics: ['accuracy'],
+    devFile: 'dev.tsv',
+    labels: ['entailment', 'not_entailment'],
+  },
+  qnli: {
+    kind: 'classification',
+    text: ['question', 'sentence'],
+    label: 'label',
+    header: true,
+    metrics: ['accuracy'],
+    devFile: 'dev.tsv',
+    labels: ['entailment', 'not_entailment'],
+  },
+  mnli: {
+    kind: 'classification',
+    text: ['sentence1', 'sentence2'],
+    label: 'gold_label',
+    header: true,
+    metrics: ['accuracy'],
+    devFile: 'dev_matched.tsv',
+    labels: ['contradiction', 'entailment', 'neutral'],
+  },
+  'sts-b': {
+    kind: 'regression',
+    text: ['sentence1', 'sentence2'],
+    label: 'score',
+    header: true,
+    metrics: ['pearson', 'spearman'],
+    devFile: 'dev.tsv',
+  },
 };
 
-/** The task of a folder: by GLUE's folder names (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B), else by the header of train.tsv. */
+/**
+ * The task of a folder: by GLUE's folder names (SST-2, CoLA, MRPC,
+ * QQP, RTE, QNLI, MNLI, STS-B), else by the header of train.tsv.
+ */
 export function taskSpecFor(dir: string): TaskSpec {
   const name = basename(dir.replace(/\/+$/, ''));
-  const key = name.toLowerCase().replace(/_/g, '-').replace(/^sst2$/, 'sst-2').replace(/^stsb$/, 'sts-b');
+  const key = name
+    .toLowerCase()
+    .replace(/_/g, '-')
+    .replace(/^sst2$/, 'sst-2')
+    .replace(/^stsb$/, 'sts-b');
   const known = KNOWN[key];
   if (known) return { name, ...known };
   const train = join(dir, 'train.tsv');
-  if (!existsSync(train)) throw new FileFormatError(train, 'missing', 'a task folder holds train.tsv and dev.tsv in GLUE\'s layout');
+  if (!existsSync(train))
+    throw new FileFormatError(train, 'missing', "a task folder holds train.tsv and dev.tsv in GLUE's layout");
   const header = readFileSync(train, 'utf8').split('\n', 1)[0]!.split('\t');
   if (header.includes('sentence1') && header.includes('sentence2') && header.includes('label')) {
-    return { name, kind: 'classification', text: ['sentence1', 'sentence2'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv' };
+    return {
+      name,
+      kind: 'classification',
+      text: ['sentence1', 'sentence2'],
+      label: 'label',
+      header: true,
+      metrics: ['accuracy'],
+      devFile: 'dev.tsv',
+    };
   }
   if (header.includes('sentence') && header.includes('label')) {
-    return { name, kind: 'classification', text: ['sentence'], label: 'label', header: true, metrics: ['accuracy'], devFile: 'dev.tsv' };
+    return {
+      name,
+      kind: 'classification',
+      text: ['sentence'],
+      label: 'label',
+      header: true,
+      metrics: ['accuracy'],
+      devFile: 'dev.tsv',
+    };
   }
-  throw new FileFormatError(train, `header "${header.join('\\t')}" is not one of GLUE's tasks`, 'name the folder after the GLUE task (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B), or use columns sentence[,label] or sentence1, sentence2, label');
+  throw new FileFormatError(
+    train,
+    `header "${header.join('\\t')}" is not one of GLUE's tasks`,
+    'name the folder after the GLUE task (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B), or use columns ' +
+      'sentence[,label] or sentence1, sentence2, label',
+  );
 }
 
 /** Rows of a GLUE TSV: split on tabs, quotes kept as they are (GLUE's loaders use no quoting). */
 export function readTsv(path: string, spec: TaskSpec): Example[] {
-  if (!existsSync(path)) throw new FileFormatError(path, 'missing', `a ${spec.name} folder holds train.tsv and ${spec.devFile}`);
-  const lines = readFileSync(path, 'utf8').split(/\r?\n/).filter((l) => l.length > 0);
+  if (!existsSync(path))
+    throw new FileFormatError(path, 'missing', `a ${spec.name} folder holds train.tsv and ${spec.devFile}`);
+  const lines = readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .filter((l) => l.length > 0);
   let columns: string[] = [];
   if (spec.header) {
     const header = lines.shift();
-    if (header === undefined) throw new FileFormatError(path, 'empty: no header line and no examples', `a ${spec.name} file starts with the header line of GLUE's ${spec.name} files, then one example per line`);
+    if (header === undefined)
+      throw new FileFormatError(
+        path,
+        'empty: no header line and no examples',
+        `a ${spec.name} file starts with the header line of GLUE's ${spec.name} files, then one example per line`,
+      );
     columns = header.split('\t');
   }
-  if (lines.length === 0) throw new FileFormatError(path, 'no examples', 'one example per line, tab-separated, after the header');
+  if (lines.length === 0)
+    throw new FileFormatError(path, 'no examples', 'one example per line, tab-separated, after the header');
   const index = (c: string | number, what: string): number => {
     if (typeof c === 'number') return c;
     const i = columns.indexOf(c);
@@ -89,7 +193,11 @@ export function readTsv(path: string, spec: TaskSpec): Example[] {
   return lines.map((line, i) => {
     const cells = line.split('\t');
     const need = Math.max(labelIdx, ...textIdx);
-    if (cells.length <= need) throw new FileFormatError(`${path}:${i + 1 + (spec.header ? 1 : 0)}`, `${cells.length} columns, expected at least ${need + 1}`);
+    if (cells.length <= need)
+      throw new FileFormatError(
+        `${path}:${i + 1 + (spec.header ? 1 : 0)}`,
+        `${cells.length} columns, expected at least ${need + 1}`,
+      );
     return { texts: textIdx.map((t) => cells[t]!), label: cells[labelIdx]!.trim() };
   });
 }
@@ -103,9 +211,16 @@ export function loadTask(dir: string): Task {
   // Line numbers of the examples in their file (the header counts).
   const at = (path: string, i: number): string => `${path}:${i + 1 + (spec.header ? 1 : 0)}`;
   if (spec.kind === 'regression') {
-    for (const [path, examples] of [[trainPath, train], [devPath, dev]] as const) {
+    for (const [path, examples] of [
+      [trainPath, train],
+      [devPath, dev],
+    ] as const) {
       const bad = examples.findIndex((e) => !Number.isFinite(Number(e.label)) || e.label === '');
-      if (bad >= 0) throw new FileFormatError(at(path, bad), `label "${examples[bad]!.label}" is not a number (${spec.name} is a regression task)`);
+      if (bad >= 0)
+        throw new FileFormatError(
+          at(path, bad),
+          `label "${examples[bad]!.label}" is not a number (${spec.name} is a regression task)`,
+        );
     }
     return { spec, dir, train, dev, classes: [] };
   }
@@ -119,21 +234,35 @@ export function loadTask(dir: string): Task {
     const numeric = classes.filter((c) => /^-?\d+$/.test(c));
     if (numeric.length > 0 && numeric.length < classes.length) {
       const odd = train.findIndex((e) => !/^-?\d+$/.test(e.label));
-      throw new FileFormatError(at(trainPath, odd), `label "${train[odd]!.label}" is not a whole number like the task's other labels (${numeric.join(', ')})`,
-        'fix the label; a classification task\'s labels are all whole numbers or all words');
+      throw new FileFormatError(
+        at(trainPath, odd),
+        `label "${train[odd]!.label}" is not a whole number like the task's other labels (${numeric.join(', ')})`,
+        "fix the label; a classification task's labels are all whole numbers or all words",
+      );
     }
   }
-  for (const [path, examples] of [[trainPath, train], [devPath, dev]] as const) {
+  for (const [path, examples] of [
+    [trainPath, train],
+    [devPath, dev],
+  ] as const) {
     const bad = examples.findIndex((e) => !classes.includes(e.label));
     if (bad >= 0) {
-      throw new FileFormatError(at(path, bad), `label "${examples[bad]!.label}" is not one of the task's labels (${classes.join(', ')})`,
-        spec.labels ? `${spec.name}'s labels are GLUE's: ${classes.join(', ')}` : 'every dev label must occur in train.tsv');
+      throw new FileFormatError(
+        at(path, bad),
+        `label "${examples[bad]!.label}" is not one of the task's labels (${classes.join(', ')})`,
+        spec.labels
+          ? `${spec.name}'s labels are GLUE's: ${classes.join(', ')}`
+          : 'every dev label must occur in train.tsv',
+      );
     }
   }
   const present = new Set(train.map((e) => e.label));
   if (present.size < 2) {
-    throw new FileFormatError(trainPath, `every example has the label "${train[0]!.label}": a classifier needs at least two classes to learn`,
-      'give train.tsv examples of each class');
+    throw new FileFormatError(
+      trainPath,
+      `every example has the label "${train[0]!.label}": a classifier needs at least two classes to learn`,
+      'give train.tsv examples of each class',
+    );
   }
   return { spec, dir, train, dev, classes };
 }
@@ -141,7 +270,10 @@ export function loadTask(dir: string): Task {
 // --- Built-in probe tasks from public labelled data in npm. ---
 
 function clean(s: string): string {
-  return s.replace(/[\t\r\n]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return s
+    .replace(/[\t\r\n]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 /** Subject and the start of the body of a raw e-mail, on one line. */
@@ -158,7 +290,11 @@ function writeTsv(path: string, header: string[], rows: string[][]): void {
   writeFileAtomic(path, [header.join('\t'), ...rows.map((r) => r.join('\t'))].join('\n') + '\n');
 }
 
-export interface ProbeDataSummary { task: string; train: number; dev: number }
+export interface ProbeDataSummary {
+  task: string;
+  train: number;
+  dev: number;
+}
 
 /** Half as many dev examples per class as training examples (rounded up). */
 function devPerClass(perClass: number): number {
@@ -171,7 +307,10 @@ function shuffled<T>(rng: Rng, items: T[]): T[] {
 }
 
 /** A task's rows of each class (label 0, then 1), for train and for dev. */
-interface ClassPools { train: string[][][]; dev: string[][][] }
+interface ClassPools {
+  train: string[][][];
+  dev: string[][][];
+}
 
 /**
  * The spam-ham task's examples per class: distinct e-mails (as emailText gives them), shuffled from the seed. Train
@@ -179,9 +318,13 @@ interface ClassPools { train: string[][][]; dev: string[][][] }
  */
 function spamHamPools(rng: Rng): ClassPools {
   const mails = spamAssassinMails();
-  const distinct = (group: string): string[] => [...new Set(mails.filter((m) => m.group.includes(group)).map((m) => emailText(m.text)))]
-    .filter((t) => t.length > 0);
-  const classes = [distinct('ham'), distinct('spam')].map((texts, label) => shuffled(rng, texts).map((t) => [t, String(label)]));
+  const distinct = (group: string): string[] =>
+    [...new Set(mails.filter((m) => m.group.includes(group)).map((m) => emailText(m.text)))].filter(
+      (t) => t.length > 0,
+    );
+  const classes = [distinct('ham'), distinct('spam')].map((texts, label) =>
+    shuffled(rng, texts).map((t) => [t, String(label)]),
+  );
   return { train: classes, dev: classes };
 }
 
@@ -193,13 +336,20 @@ function spamHamPools(rng: Rng): ClassPools {
  */
 function nextPassagePools(rng: Rng): ClassPools {
   const texts = [...publicDomainParagraphs('moby-dick'), ...publicDomainParagraphs('sotu')]
-    .filter((p) => p.length > 80).map((p) => clean(p).slice(0, 300));
-  const blocks = shuffled(rng, Array.from({ length: Math.ceil(texts.length / 8) }, (_, i) => i));
+    .filter((p) => p.length > 80)
+    .map((p) => clean(p).slice(0, 300));
+  const blocks = shuffled(
+    rng,
+    Array.from({ length: Math.ceil(texts.length / 8) }, (_, i) => i),
+  );
   const devBlocks = new Set(blocks.slice(0, Math.round(blocks.length / 3)));
   const part = (isDev: boolean): string[][][] => {
     const mine = texts.map((_, i) => i).filter((i) => devBlocks.has(i >> 3) === isDev);
     const inPart = new Set(mine);
-    const positives = shuffled(rng, mine.filter((i) => inPart.has(i + 1))).map((i) => [texts[i]!, texts[i + 1]!, '1']);
+    const positives = shuffled(
+      rng,
+      mine.filter((i) => inPart.has(i + 1)),
+    ).map((i) => [texts[i]!, texts[i + 1]!, '1']);
     const negatives: string[][] = [];
     const seen = new Set<string>();
     for (let tries = 0; negatives.length < positives.length && tries < 20 * positives.length; tries++) {
@@ -215,14 +365,21 @@ function nextPassagePools(rng: Rng): ClassPools {
 }
 
 /** The built-in tasks' examples, drawn from the seed, and the largest --per-class they hold. */
-export interface BuiltinTasks { spamHam: ClassPools; nextPassage: ClassPools; maxPerClass: number; seed: number }
+export interface BuiltinTasks {
+  spamHam: ClassPools;
+  nextPassage: ClassPools;
+  maxPerClass: number;
+  seed: number;
+}
 
 export function builtinProbeTasks(seed = 2026): BuiltinTasks {
   const rng = new Rng(seed);
   const spamHam = spamHamPools(rng);
   const nextPassage = nextPassagePools(rng);
-  const fits = (n: number): boolean => spamHam.train.every((c) => c.length >= n + devPerClass(n))
-    && nextPassage.train.every((c) => c.length >= n) && nextPassage.dev.every((c) => c.length >= devPerClass(n));
+  const fits = (n: number): boolean =>
+    spamHam.train.every((c) => c.length >= n + devPerClass(n)) &&
+    nextPassage.train.every((c) => c.length >= n) &&
+    nextPassage.dev.every((c) => c.length >= devPerClass(n));
   let maxPerClass = 0;
   while (fits(maxPerClass + 1)) maxPerClass++;
   return { spamHam, nextPassage, maxPerClass, seed };
@@ -232,16 +389,25 @@ export function builtinProbeTasks(seed = 2026): BuiltinTasks {
 function splitTask(rng: Rng, pools: ClassPools, perClass: number): { train: string[][]; dev: string[][] } {
   const devStart = pools.dev === pools.train ? perClass : 0;
   return {
-    train: shuffled(rng, pools.train.flatMap((c) => c.slice(0, perClass))),
-    dev: shuffled(rng, pools.dev.flatMap((c) => c.slice(devStart, devStart + devPerClass(perClass)))),
+    train: shuffled(
+      rng,
+      pools.train.flatMap((c) => c.slice(0, perClass)),
+    ),
+    dev: shuffled(
+      rng,
+      pools.dev.flatMap((c) => c.slice(devStart, devStart + devPerClass(perClass))),
+    ),
   };
 }
 
 /** --per-class beyond what the built-in tasks hold is refused, naming the most they hold. */
 export function assertPerClass(perClass: number, tasks: BuiltinTasks): void {
   if (perClass > tasks.maxPerClass) {
-    throw new InputError(`--per-class ${perClass}: the built-in tasks hold at most ${tasks.maxPerClass} training examples per class `
-      + '(and half as many for dev, none of them in train)', `give --per-class ${tasks.maxPerClass} or less`);
+    throw new InputError(
+      `--per-class ${perClass}: the built-in tasks hold at most ${tasks.maxPerClass} training examples per class ` +
+        '(and half as many for dev, none of them in train)',
+      `give --per-class ${tasks.maxPerClass} or less`,
+    );
   }
 }
 
@@ -250,8 +416,8 @@ export function assertPerClass(perClass: number, tasks: BuiltinTasks): void {
  *  spam-ham/  single sentence (SST-2's columns): e-mails of the SpamAssassin corpus, label 1 = spam;
  *  next-passage/  sentence pairs (RTE's columns): two passages of the same book or address, label 1 when the
  *  second follows the first, 0 when it is a passage from elsewhere.
- * Deterministic (seeded); `perClass` examples of each class in train and half that (rounded up) in dev, no text of
- * dev in train.
+ * Deterministic (seeded); `perClass` examples of each class in
+ * train and half that (rounded up) in dev, no text of dev in train.
  */
 export function writeProbeData(dir: string, perClass = 400, tasks = builtinProbeTasks()): ProbeDataSummary[] {
   assertPerClass(perClass, tasks);
@@ -263,7 +429,11 @@ export function writeProbeData(dir: string, perClass = 400, tasks = builtinProbe
   const pairTask = splitTask(rng, tasks.nextPassage, perClass);
   makeDir(join(dir, 'next-passage'));
   const indexed = (rows: string[][]): string[][] => rows.map((r, i) => [String(i), ...r]);
-  writeTsv(join(dir, 'next-passage', 'train.tsv'), ['index', 'sentence1', 'sentence2', 'label'], indexed(pairTask.train));
+  writeTsv(
+    join(dir, 'next-passage', 'train.tsv'),
+    ['index', 'sentence1', 'sentence2', 'label'],
+    indexed(pairTask.train),
+  );
   writeTsv(join(dir, 'next-passage', 'dev.tsv'), ['index', 'sentence1', 'sentence2', 'label'], indexed(pairTask.dev));
   return [
     { task: 'spam-ham', train: spamTask.train.length, dev: spamTask.dev.length },

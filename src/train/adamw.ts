@@ -51,7 +51,14 @@ export class AdamW {
     const decayFactor = 1 - lr * this.options.weightDecay;
     this.params.forEach((p, i) => {
       const decay = this.decay[i] && this.options.weightDecay !== 0;
-      const c: AdamWCoefficients = { b1, b2, biasCorrection2Sqrt, eps: this.options.eps, stepSize, decayFactor: decay ? decayFactor : 1 };
+      const c: AdamWCoefficients = {
+        b1,
+        b2,
+        biasCorrection2Sqrt,
+        eps: this.options.eps,
+        stepSize,
+        decayFactor: decay ? decayFactor : 1,
+      };
       // One tidy per parameter: the temporaries of one parameter are freed before the next one's are made, so
       // the peak is a few copies of the largest parameter, not of the whole model.
       tf.tidy(() => {
@@ -110,7 +117,8 @@ export function sumOfSquares(tensors: tf.Tensor[]): tf.Scalar {
   if (parts.length === 0) return tf.scalar(0);
   while (parts.length > 1) {
     const next: tf.Tensor[] = [];
-    for (let i = 0; i < parts.length; i += 4) next.push(parts.length - i === 1 ? parts[i]! : tf.addN(parts.slice(i, i + 4)));
+    for (let i = 0; i < parts.length; i += 4)
+      next.push(parts.length - i === 1 ? parts[i]! : tf.addN(parts.slice(i, i + 4)));
     parts = next;
   }
   return (partials ? tf.sum(parts[0]!) : parts[0]) as tf.Scalar;
@@ -124,7 +132,11 @@ export function sumOfSquares(tensors: tf.Tensor[]): tf.Scalar {
  * gradScale (a power of 2, 1/loss_scale): the norm is theirs (exactly: a power-of-2 scale commutes with the sums,
  * the square root and their roundings).
  */
-export async function globalNormClip(grads: tf.Tensor[], maxNorm: number, gradScale = 1): Promise<{ norm: number; coef: number }> {
+export async function globalNormClip(
+  grads: tf.Tensor[],
+  maxNorm: number,
+  gradScale = 1,
+): Promise<{ norm: number; coef: number }> {
   const squared = tf.tidy(() => sumOfSquares(grads));
   const norm = Math.sqrt((await guardGpu(squared.data()))[0]!) * gradScale;
   squared.dispose();

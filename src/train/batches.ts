@@ -31,20 +31,54 @@ export interface MicroBatch {
   teacher: Promise<RemoteTeacherOutput | undefined>;
 }
 
-/** What the teacher is asked for rows of a batch: the rows of the KL's soft targets, and the logits when the MSE reads them. */
-export function teacherRequest(config: TrainConfig, inputIds: Int32Array, attentionMask: Int32Array, rows: number, seqLen: number, rowsOfLoss: LossRows) {
+/**
+ * What the teacher is asked for rows of a batch:
+ * the rows of the KL's soft targets, and the logits when the MSE reads them.
+ */
+export function teacherRequest(
+  config: TrainConfig,
+  inputIds: Int32Array,
+  attentionMask: Int32Array,
+  rows: number,
+  seqLen: number,
+  rowsOfLoss: LossRows,
+) {
   return {
-    inputIds, attentionMask, batchSize: rows, seqLen, softRows: config.restrict_ce_to_mask ? rowsOfLoss.maskedRows : rowsOfLoss.realRows,
-    keepLogits: config.alpha_mse !== 0, fullLogits: false,
+    inputIds,
+    attentionMask,
+    batchSize: rows,
+    seqLen,
+    softRows: config.restrict_ce_to_mask ? rowsOfLoss.maskedRows : rowsOfLoss.realRows,
+    keepLogits: config.alpha_mse !== 0,
+    fullLogits: false,
   };
 }
 
 /** The objective's input from a micro-batch's rows and the teacher's outputs for them. */
-export function objectiveInput(b: { inputIds: Int32Array; attentionMask: Int32Array; rows: number; seqLen: number; lossRows: LossRows; counts?: MicroBatch['counts'] },
-  t: RemoteTeacherOutput, plan: IntermediatePlan | undefined): DistillMicroBatch {
+export function objectiveInput(
+  b: {
+    inputIds: Int32Array;
+    attentionMask: Int32Array;
+    rows: number;
+    seqLen: number;
+    lossRows: LossRows;
+    counts?: MicroBatch['counts'];
+  },
+  t: RemoteTeacherOutput,
+  plan: IntermediatePlan | undefined,
+): DistillMicroBatch {
   return {
-    inputIds: b.inputIds, attentionMask: b.attentionMask, batchSize: b.rows, seqLen: b.seqLen, rows: b.lossRows, ...(b.counts ? { counts: b.counts } : {}),
-    teacher: { lastHidden: t.lastHidden, soft: t.soft, ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}) },
+    inputIds: b.inputIds,
+    attentionMask: b.attentionMask,
+    batchSize: b.rows,
+    seqLen: b.seqLen,
+    rows: b.lossRows,
+    ...(b.counts ? { counts: b.counts } : {}),
+    teacher: {
+      lastHidden: t.lastHidden,
+      soft: t.soft,
+      ...(plan ? { intermediate: { plan, tensors: t.intermediate } } : {}),
+    },
   };
 }
 
@@ -53,8 +87,14 @@ export class MicroBatches {
   /** Milliseconds the student waited for the teacher. */
   waitMs = 0;
 
-  constructor(private readonly reader: CorpusReader, private readonly config: TrainConfig, private readonly tok: WordPieceTokenizer,
-    private readonly weights: Float64Array, private readonly teacher: RemoteTeacher, private readonly cache: TeacherCache | undefined) {}
+  constructor(
+    private readonly reader: CorpusReader,
+    private readonly config: TrainConfig,
+    private readonly tok: WordPieceTokenizer,
+    private readonly weights: Float64Array,
+    private readonly teacher: RemoteTeacher,
+    private readonly cache: TeacherCache | undefined,
+  ) {}
 
   /** Start the teacher on the first micro-batch (when the run has updates to do). */
   start(): void {
@@ -88,7 +128,15 @@ export class MicroBatches {
     const { config, tok } = this;
     const batch = this.reader.next();
     const p = batch.position;
-    const masked = maskBatch(batch.inputIds, batch.attentionMask, this.weights, tok.maskId, tok.vocabSize, config, Rng.derive(config.seed, p.epoch, p.unit, p.batch, MASK_STREAM));
+    const masked = maskBatch(
+      batch.inputIds,
+      batch.attentionMask,
+      this.weights,
+      tok.maskId,
+      tok.vocabSize,
+      config,
+      Rng.derive(config.seed, p.epoch, p.unit, p.batch, MASK_STREAM),
+    );
     const rows = batch.rowEnd - batch.rowStart;
     const inputIds = sliceRows(masked.maskedInputIds, batch.seqLen, batch.rowStart, batch.rowEnd);
     const attentionMask = sliceRows(batch.attentionMask, batch.seqLen, batch.rowStart, batch.rowEnd);
@@ -103,8 +151,11 @@ export class MicroBatches {
     const counts = { ce: config.restrict_ce_to_mask ? maskedCount : real, mlm: maskedCount, cos: real };
     const request = rowsOfLoss && teacherRequest(config, inputIds, attentionMask, rows, batch.seqLen, rowsOfLoss);
     // From the teacher cache when the run has one and it holds this batch (teacher/cache.ts), else the teacher.
-    const teacher = !request ? Promise.resolve(undefined)
-      : this.cache ? this.cache.forward(request, () => this.teacher.forward(request)) : this.teacher.forward(request);
+    const teacher = !request
+      ? Promise.resolve(undefined)
+      : this.cache
+        ? this.cache.forward(request, () => this.teacher.forward(request))
+        : this.teacher.forward(request);
     return { batch, inputIds, attentionMask, labels, rows, lossRows: rowsOfLoss, counts, teacher };
   }
 }

@@ -32,13 +32,19 @@ export interface TrainerState {
   step: number;
   /** Updates the schedule runs over (warm-up and decay are fractions of it). */
   total_updates: number;
-  /** The learning-rate schedule (absent in checkpoints written before resumes could change it: warm-up from warmup_prop). */
+  /**
+   * The learning-rate schedule (absent in checkpoints written
+   * before resumes could change it: warm-up from warmup_prop).
+   */
   schedule?: Schedule;
   /** The divergence guard's recent normal levels, so a resumed run is judged against them. */
   divergence_history?: GuardHistory;
   /** What each resume changed (`--resume --set`), oldest first. */
   resumes?: ResumeRecord[];
-  /** Where the next micro-batch comes from. Every random draw (data order, masks, dropout) derives from (seed, position), so this and the seed are the whole RNG state. */
+  /**
+   * Where the next micro-batch comes from. Every random draw (data order, masks, dropout) derives from (seed,
+   * position), so this and the seed are the whole RNG state.
+   */
   cursor: Cursor;
   /** Real tokens trained on so far (all ranks). */
   tokens: number;
@@ -90,10 +96,17 @@ export function latestCheckpoint(runDir: string): string | undefined {
   return listCheckpoints(runDir).at(-1);
 }
 
-/** The checkpoint --resume continues: the latest complete one in the run folder (an error names the folder when none is). */
+/**
+ * The checkpoint --resume continues: the latest complete one
+ * in the run folder (an error names the folder when none is).
+ */
 export function checkpointToResume(runDir: string): string {
   const checkpoint = latestCheckpoint(runDir);
-  if (!checkpoint) throw new DistillError(`--resume: ${checkpointsDir(runDir)} holds no complete checkpoint`, 'start without --resume, or point --out at the run folder');
+  if (!checkpoint)
+    throw new DistillError(
+      `--resume: ${checkpointsDir(runDir)} holds no complete checkpoint`,
+      'start without --resume, or point --out at the run folder',
+    );
   return checkpoint;
 }
 
@@ -113,16 +126,37 @@ export function removeIncompleteCheckpoints(runDir: string): void {
  * Write the checkpoint of `state.step`, then prune to the newest `keep`, never removing `protect` (the last
  * checkpoint known to be good, while later ones are not yet).
  */
-export function saveCheckpoint(runDir: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string,
-  keep: number, hooks: CheckpointHooks = {}, protect?: string): string {
-  const final = writeCheckpointFolder(join(checkpointsDir(runDir), checkpointName(state.step)), student, optimizer, state, tokenizerDir, hooks);
+export function saveCheckpoint(
+  runDir: string,
+  student: DistilBertStudent,
+  optimizer: AdamW,
+  state: TrainerState,
+  tokenizerDir: string,
+  keep: number,
+  hooks: CheckpointHooks = {},
+  protect?: string,
+): string {
+  const final = writeCheckpointFolder(
+    join(checkpointsDir(runDir), checkpointName(state.step)),
+    student,
+    optimizer,
+    state,
+    tokenizerDir,
+    hooks,
+  );
   const all = listCheckpoints(runDir);
   for (const old of all.slice(0, Math.max(0, all.length - keep))) if (old !== protect) removePath(old);
   return final;
 }
 
 /** Write checkpoints/best (replacing the one before): the state of the evaluation with the lowest val_loss. */
-export function saveBestCheckpoint(runDir: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string): string {
+export function saveBestCheckpoint(
+  runDir: string,
+  student: DistilBertStudent,
+  optimizer: AdamW,
+  state: TrainerState,
+  tokenizerDir: string,
+): string {
   return writeCheckpointFolder(bestCheckpointDir(runDir), student, optimizer, state, tokenizerDir, {});
 }
 
@@ -131,7 +165,14 @@ export function saveBestCheckpoint(runDir: string, student: DistilBertStudent, o
  * SHA-256 (checked on --resume), then renamed. A write that fails (a full disk) removes the temp; the checkpoints
  * before it are untouched.
  */
-function writeCheckpointFolder(final: string, student: DistilBertStudent, optimizer: AdamW, state: TrainerState, tokenizerDir: string, hooks: CheckpointHooks): string {
+function writeCheckpointFolder(
+  final: string,
+  student: DistilBertStudent,
+  optimizer: AdamW,
+  state: TrainerState,
+  tokenizerDir: string,
+  hooks: CheckpointHooks,
+): string {
   makeDir(join(final, '..'));
   const tmp = tempNameFor(final);
   removePath(tmp);
@@ -179,8 +220,11 @@ export function readTrainerState(checkpoint: string): TrainerState {
   const path = join(checkpoint, 'trainer_state.json');
   const state = readJsonObject(path) as unknown as TrainerState;
   if (state.format_version !== CHECKPOINT_FORMAT) {
-    throw new CheckpointVersionError(path, `format_version ${state.format_version}, this distill reads ${CHECKPOINT_FORMAT}`,
-      'the checkpoint was written by another version of distill: resume it with that version');
+    throw new CheckpointVersionError(
+      path,
+      `format_version ${state.format_version}, this distill reads ${CHECKPOINT_FORMAT}`,
+      'the checkpoint was written by another version of distill: resume it with that version',
+    );
   }
   return state;
 }
@@ -196,10 +240,10 @@ function verifies(checkpoint: string): boolean {
 }
 
 /**
- * `read(checkpoint)`, the checkpoint a run resumes from. Checkpoints are written whole or not at all, so a file in one that
- * does not read, or whose checksum differs from the one recorded when it was written, was damaged afterwards (a disk,
- * a copy, a hand edit): the error names the file, and the hint says how to go on without it: from the last earlier
- * checkpoint whose files verify, or from the start.
+ * `read(checkpoint)`, the checkpoint a run resumes from. Checkpoints are written whole or not at all, so a file in one
+ * that does not read, or whose checksum differs from the one recorded when it was written, was damaged afterwards (a
+ * disk, a copy, a hand edit): the error names the file, and the hint says how to go on without it: from the last
+ * earlier checkpoint whose files verify, or from the start.
  */
 export function readingCheckpoint<T>(runDir: string, checkpoint: string, read: (checkpoint: string) => T): T {
   try {
@@ -208,9 +252,14 @@ export function readingCheckpoint<T>(runDir: string, checkpoint: string, read: (
     if (!(e instanceof FileFormatError) || e instanceof CheckpointVersionError) throw e;
     const all = listCheckpoints(runDir);
     const before = all.slice(0, all.indexOf(checkpoint)).reverse().find(verifies);
-    throw new DistillError(e.message, before
-      ? `the checkpoint is damaged: move it aside (mv ${checkpoint} ${checkpoint}.damaged) and --resume continues from ${before}, the last checkpoint whose files verify`
-      : 'the checkpoint is damaged and the run has no earlier one that verifies: start over with --force (the run is moved aside, not deleted)');
+    throw new DistillError(
+      e.message,
+      before
+        ? `the checkpoint is damaged: move it aside (mv ${checkpoint} ${checkpoint}.damaged) and --resume continues ` +
+            `from ${before}, the last checkpoint whose files verify`
+        : 'the checkpoint is damaged and the run has no earlier one that verifies: ' +
+            'start over with --force (the run is moved aside, not deleted)',
+    );
   }
 }
 

@@ -1,8 +1,8 @@
 // Divergence caught before NaN. Each update's loss and gradient norm are compared with their medians over the
 // normal updates before it (the last 20); beyond `factor` times either, for `patience` updates in a row, the
 // run is diverging. A checkpoint is known to be good once the update after it (whose loss its weights gave)
-// was normal: the guard names that one, and the run sets later checkpoints aside so that --resume continues
-// from it.
+// was normal: the guard names that one,
+// and the run sets later checkpoints aside so that --resume continues from it.
 
 const WINDOW = 20;
 
@@ -41,7 +41,12 @@ export class DivergenceGuard {
    * `factor` 0 turns the comparison off (a non-finite loss still diverges). `resumedFrom`: known good, with the
    * recent levels recorded in its checkpoint (`history()` then), so a resumed run judges its first updates too.
    */
-  constructor(private readonly factor: number, private readonly patience: number, resumedFrom?: string, history?: GuardHistory) {
+  constructor(
+    private readonly factor: number,
+    private readonly patience: number,
+    resumedFrom?: string,
+    history?: GuardHistory,
+  ) {
     this.good = resumedFrom;
     if (history) {
       this.losses.push(...history.losses.slice(-WINDOW));
@@ -59,8 +64,10 @@ export class DivergenceGuard {
     const medianLoss = median(this.losses);
     const medianGradNorm = median(this.norms);
     const finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
-    const beyond = this.factor > 0 && this.losses.length >= 2
-      && (loss > this.factor * medianLoss || gradNorm > this.factor * medianGradNorm);
+    const beyond =
+      this.factor > 0 &&
+      this.losses.length >= 2 &&
+      (loss > this.factor * medianLoss || gradNorm > this.factor * medianGradNorm);
     const abnormal = !finite || beyond;
     // The checkpoint of the weights this update ran on is good if the update was normal, and never otherwise.
     if (this.pending && this.pending.step === step - 1) {
@@ -74,9 +81,18 @@ export class DivergenceGuard {
       this.streak = 0;
       this.losses.push(loss);
       this.norms.push(gradNorm);
-      if (this.losses.length > WINDOW) { this.losses.shift(); this.norms.shift(); }
+      if (this.losses.length > WINDOW) {
+        this.losses.shift();
+        this.norms.shift();
+      }
     }
-    return { abnormal, diverged: !finite || this.streak >= this.patience, streakStart: this.streakStart, medianLoss, medianGradNorm };
+    return {
+      abnormal,
+      diverged: !finite || this.streak >= this.patience,
+      streakStart: this.streakStart,
+      medianLoss,
+      medianGradNorm,
+    };
   }
 
   /** A checkpoint was written after update `step` (good if update step + 1, which runs on its weights, is normal). */

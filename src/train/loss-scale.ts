@@ -28,13 +28,21 @@ export class LossScale {
   private current: number;
   private finiteInARow: number;
 
-  /** `scale`: a power of 2 in [1, MAX_LOSS_SCALE]; `growthInterval` 0: static. `state`: a checkpoint's, to continue from. */
-  constructor(scale: number, readonly growthInterval: number, state?: LossScaleState) {
+  /**
+   * `scale`: a power of 2 in [1, MAX_LOSS_SCALE]; `growthInterval` 0:
+   * static. `state`: a checkpoint's, to continue from.
+   */
+  constructor(
+    scale: number,
+    readonly growthInterval: number,
+    state?: LossScaleState,
+  ) {
     const start = state?.scale ?? scale;
     if (!(start >= 1 && start <= MAX_LOSS_SCALE) || 2 ** Math.round(Math.log2(start)) !== start) {
       throw new RangeError(`LossScale: ${start} is not a power of 2 in [1, 2^24]`);
     }
-    if (!(Number.isInteger(growthInterval) && growthInterval >= 0)) throw new RangeError(`LossScale: growth interval ${growthInterval} is not an integer ≥ 0`);
+    if (!(Number.isInteger(growthInterval) && growthInterval >= 0))
+      throw new RangeError(`LossScale: growth interval ${growthInterval} is not an integer ≥ 0`);
     this.current = start;
     this.finiteInARow = state?.finite_updates ?? 0;
   }

@@ -36,12 +36,26 @@ export async function rehearseLargestBatch(r: Rehearsal): Promise<void> {
   const T = readCorpusMeta(config.corpus).max_length;
   const B = config.batch_size;
   const ordinary = Array.from({ length: tok.vocabSize }, (_, id) => id).filter((id) => !tok.specialIds.has(id));
-  const ids = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? tok.clsId : i % T === T - 1 ? tok.sepId : ordinary[(i * 7919) % ordinary.length]!));
+  const ids = Int32Array.from({ length: B * T }, (_, i) =>
+    i % T === 0 ? tok.clsId : i % T === T - 1 ? tok.sepId : ordinary[(i * 7919) % ordinary.length]!,
+  );
   const attentionMask = new Int32Array(B * T).fill(1);
-  const masked = maskBatch(ids, attentionMask, r.weights, tok.maskId, tok.vocabSize, config, Rng.derive(config.seed, REHEARSAL_STREAM));
+  const masked = maskBatch(
+    ids,
+    attentionMask,
+    r.weights,
+    tok.maskId,
+    tok.vocabSize,
+    config,
+    Rng.derive(config.seed, REHEARSAL_STREAM),
+  );
   const rowsOfLoss = lossRows(attentionMask, masked.mlmLabels, B, T, tok.vocabSize);
   const t = await r.teacher.forward(teacherRequest(config, masked.maskedInputIds, attentionMask, B, T, rowsOfLoss));
-  const input = objectiveInput({ inputIds: masked.maskedInputIds, attentionMask, rows: B, seqLen: T, lossRows: rowsOfLoss }, t, r.plan);
+  const input = objectiveInput(
+    { inputIds: masked.maskedInputIds, attentionMask, rows: B, seqLen: T, lossRows: rowsOfLoss },
+    t,
+    r.plan,
+  );
   try {
     for (let micro = 0; micro < Math.min(2, config.grad_accum); micro++) {
       await r.update.accumulate(distillObjective(r.student, input, config, { training: true, dropoutSeed: micro }));
@@ -51,12 +65,18 @@ export async function rehearseLargestBatch(r: Rehearsal): Promise<void> {
     r.update.discard();
   }
   const { bytes: heap, limitBytes } = wasmMemory()!;
-  r.log(`wasm memory: the largest micro-batch (${B} × ${T} tokens${config.grad_accum > 1 ? ', two accumulated' : ''}) fits; the memory has grown to `
-    + `${Math.round(heap / 2 ** 20)} MiB of ${limitBytes / 2 ** 20}`);
+  r.log(
+    `wasm memory: the largest micro-batch (${B} × ${T} tokens${config.grad_accum > 1 ? ', two accumulated' : ''}) ` +
+      `fits; the memory has grown to ` +
+      `${Math.round(heap / 2 ** 20)} MiB of ${limitBytes / 2 ** 20}`,
+  );
   // Within a tenth of the end, the order of later allocations (another batch's length, the validation pass) can leave
-  // no free block large enough: a bert-base student at 15 × 128 rehearsed at 4,092 MiB, then failed in its first update.
+  // no free block large enough: a bert-base student at 15 × 128
+  // rehearsed at 4,092 MiB, then failed in its first update.
   if (heap > 0.9 * limitBytes) {
-    r.log('warning: that is within a tenth of the wasm memory\'s end; a later step may not fit (the error will say so): '
-      + 'a smaller batch_size with a larger grad_accum leaves room');
+    r.log(
+      "warning: that is within a tenth of the wasm memory's end; a later step may not fit (the error will say so): " +
+        'a smaller batch_size with a larger grad_accum leaves room',
+    );
   }
 }

@@ -6,7 +6,15 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DistillError, InputError } from '../core/errors.js';
-import { assertApart, assertNotInsideRecognised, describeRecognised, markFolder, moveAside, recognise, type NamedPath } from '../core/folders.js';
+import {
+  assertApart,
+  assertNotInsideRecognised,
+  describeRecognised,
+  markFolder,
+  moveAside,
+  recognise,
+  type NamedPath,
+} from '../core/folders.js';
 import { acquireFolderLock } from '../core/lock.js';
 import { makeDir, removePath, renamePath } from '../core/out.js';
 
@@ -22,8 +30,12 @@ export function holdsRun(runDir: string): boolean {
 export function assertRunToResume(runDir: string): void {
   const r = recognise(runDir);
   if (r.state === 'distill' && r.kind === 'run') return;
-  throw new DistillError(r.state === 'missing' || r.state === 'empty' ? `--resume: ${runDir} holds no run to continue` : `--resume: ${runDir} is not a run folder: it holds ${describeRecognised(r)}`,
-    'point --out at the folder of the run to continue (the --out it was started with), or start a run without --resume');
+  throw new DistillError(
+    r.state === 'missing' || r.state === 'empty'
+      ? `--resume: ${runDir} holds no run to continue`
+      : `--resume: ${runDir} is not a run folder: it holds ${describeRecognised(r)}`,
+    'point --out at the folder of the run to continue (the --out it was started with), or start a run without --resume',
+  );
 }
 
 export interface RunFolder {
@@ -37,7 +49,10 @@ export interface RunFolder {
  * Claim `runDir` for a run (rank 0): checked against the run's inputs, locked, and made ready as --resume or --force
  * asks. Throws before anything is changed when the folder is not the run's to use.
  */
-export function claimRunFolder(runDir: string, o: { resume: boolean; force: boolean; inputs: NamedPath[]; log: (line: string) => void }): RunFolder {
+export function claimRunFolder(
+  runDir: string,
+  o: { resume: boolean; force: boolean; inputs: NamedPath[]; log: (line: string) => void },
+): RunFolder {
   const out: NamedPath = { path: runDir, option: '--out' };
   assertApart(out, o.inputs);
   assertNotInsideRecognised(out);
@@ -45,8 +60,12 @@ export function claimRunFolder(runDir: string, o: { resume: boolean; force: bool
   const isRun = r.state === 'distill' && r.kind === 'run';
   if (o.resume) assertRunToResume(runDir);
   if (!isRun && r.state !== 'missing' && r.state !== 'empty') {
-    throw new InputError(r.state === 'file' ? `--out ${runDir} is a file, where the run folder goes` : `--out ${runDir} already exists and holds ${describeRecognised(r)}, not a run`,
-      'choose a new or empty folder for --out: distill never moves or overwrites a folder it did not make');
+    throw new InputError(
+      r.state === 'file'
+        ? `--out ${runDir} is a file, where the run folder goes`
+        : `--out ${runDir} already exists and holds ${describeRecognised(r)}, not a run`,
+      'choose a new or empty folder for --out: distill never moves or overwrites a folder it did not make',
+    );
   }
   const created = r.state === 'missing';
   const wasEmpty = r.state === 'empty';
@@ -57,8 +76,11 @@ export function claimRunFolder(runDir: string, o: { resume: boolean; force: bool
   if (isRun && !o.resume && holdsRun(runDir)) {
     if (!o.force) {
       releaseLock();
-      throw new DistillError(`${runDir} already holds a run (its metrics or checkpoints)`,
-        'continue it with --resume, start over with --force (the old run is moved aside, not deleted), or choose another --out');
+      throw new DistillError(
+        `${runDir} already holds a run (its metrics or checkpoints)`,
+        'continue it with --resume, start over with --force (the old ' +
+          'run is moved aside, not deleted), or choose another --out',
+      );
     }
     releaseLock();
     movedAside = moveAside(runDir);

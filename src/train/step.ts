@@ -80,16 +80,17 @@ export class UpdateStep {
       const { grads } = tf.variableGrads(() => {
         const o = objective();
         report = tf.keep(o.report);
-        return (scale === 1 ? o.loss : tf.mul(o.loss, scale));
+        return scale === 1 ? o.loss : tf.mul(o.loss, scale);
       }, this.params);
-      // A parameter no loss of this objective reads (the projection with alpha_cos and alpha_hidden 0) gets a zero gradient.
+      // A parameter no loss of this objective reads (the projection
+      // with alpha_cos and alpha_hidden 0) gets a zero gradient.
       const ordered = this.params.map((v) => grads[v.name] ?? tf.zerosLike(v));
       const summed = this.acc ? ordered.map((g, i) => tf.add(this.acc![i]!, g)) : ordered;
       for (const g of summed) tf.keep(g);
       if (this.acc) tf.dispose(this.acc);
       this.acc = summed;
     });
-    const values = await guardGpu(report!.data()) as Float32Array;
+    const values = (await guardGpu(report!.data())) as Float32Array;
     report!.dispose();
     throwIfGpuError();
     return values;
@@ -150,12 +151,19 @@ export class UpdateStep {
 
 /** precision "fp16-mixed": the gradients overflowed f16 and the scale cannot go lower (nothing was applied). */
 export class HalfPrecisionOverflow extends DistillError {
-  constructor(readonly lossScale: number, dynamic = false) {
-    super(`precision "fp16-mixed": the gradients are not finite with loss_scale ${lossScale} (an operand of a product beyond f16's range, 65504); the update was not applied`,
+  constructor(
+    readonly lossScale: number,
+    dynamic = false,
+  ) {
+    super(
+      `precision "fp16-mixed": the gradients are not finite with loss_scale ${lossScale} (an operand of a product ` +
+        `beyond f16's range, 65504); the update was not applied`,
       lossScale > 1 && !dynamic
-        ? `continue from the last checkpoint with a lower loss_scale: distill train --out RUN --resume --set loss_scale=${lossScale / 4}, `
-          + 'or let it adapt (--set loss_scale_growth_interval=2000); or use precision "fp32"'
-        : 'the activations themselves overflow f16: use precision "fp32"');
+        ? `continue from the last checkpoint with a lower loss_scale: distill train --out RUN --resume --set ` +
+            `loss_scale=${lossScale / 4}, ` +
+            'or let it adapt (--set loss_scale_growth_interval=2000); or use precision "fp32"'
+        : 'the activations themselves overflow f16: use precision "fp32"',
+    );
   }
 }
 
@@ -196,9 +204,17 @@ export interface DistillMicroBatch {
   counts?: { ce: number; mlm: number; cos: number };
 }
 
-/** The distillation objective of one micro-batch: reports every loss in LOSS_ORDER (losses/record.ts lossesFromPacked names them). */
-export function distillObjective(student: DistilBertStudent, batch: DistillMicroBatch, weights: LossWeights,
-  forward: ForwardOptions, fused?: boolean): () => Objective {
+/**
+ * The distillation objective of one micro-batch:
+ * reports every loss in LOSS_ORDER (losses/record.ts lossesFromPacked names them).
+ */
+export function distillObjective(
+  student: DistilBertStudent,
+  batch: DistillMicroBatch,
+  weights: LossWeights,
+  forward: ForwardOptions,
+  fused?: boolean,
+): () => Objective {
   return () => {
     const ids = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32'); // [B, T]
     const mask = tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLen], 'int32'); // [B, T]

@@ -29,24 +29,39 @@ function adamwExpressions(read: Record<'p' | 'g' | 'm' | 'v', string>): Record<'
   return {
     m: `let mNew = ${read.m} * uniforms.b1 + (${read.g} * uniforms.gradScale) * uniforms.oneMinusB1;`,
     v: `let g = ${read.g} * uniforms.gradScale; let vNew = ${read.v} * uniforms.b2 + (g * g) * uniforms.oneMinusB2;`,
-    p: `let denom = sqrt(vNew) / uniforms.bc2Sqrt + uniforms.eps; let pNew = ${read.p} * uniforms.decayFactor - (mNew / denom) * uniforms.stepSize;`,
+    p:
+      `let denom = sqrt(vNew) / uniforms.bc2Sqrt + uniforms.eps; let pNew = ${read.p} * uniforms.decayFactor - ` +
+      `(mNew / denom) * uniforms.stepSize;`,
   };
 }
-const BY_TFJS_GETTERS = adamwExpressions({ p: 'getPByOutputIndex(index)', g: 'getGByOutputIndex(index)', m: 'getMByOutputIndex(index)', v: 'getVByOutputIndex(index)' });
+const BY_TFJS_GETTERS = adamwExpressions({
+  p: 'getPByOutputIndex(index)',
+  g: 'getGByOutputIndex(index)',
+  m: 'getMByOutputIndex(index)',
+  v: 'getVByOutputIndex(index)',
+});
 const BY_ARRAYS = adamwExpressions({ p: 'p[index]', g: 'grad[index]', m: 'm[index]', v: 'v[index]' });
 
 class AdamWProgram extends WgslProgram {
-  readonly uniforms = 'b1 : f32, oneMinusB1 : f32, b2 : f32, oneMinusB2 : f32, bc2Sqrt : f32, eps : f32, stepSize : f32, decayFactor : f32, gradScale : f32,';
+  readonly uniforms =
+    'b1 : f32, oneMinusB1 : f32, b2 : f32, oneMinusB2 : f32, bc2Sqrt : ' +
+    'f32, eps : f32, stepSize : f32, decayFactor : f32, gradScale : f32,';
 
-  constructor(shape: number[], private readonly part: Part) {
+  constructor(
+    shape: number[],
+    private readonly part: Part,
+  ) {
     super(part === 'm' ? ['M', 'G'] : part === 'v' ? ['V', 'G'] : ['P', 'G', 'M', 'V'], shape, `distill_adamw_${part}`);
   }
 
   getUserCode(): string {
     const e = BY_TFJS_GETTERS;
-    const body = this.part === 'm' ? `${e.m} setOutputAtIndex(index, mNew);`
-      : this.part === 'v' ? `${e.v} setOutputAtIndex(index, vNew);`
-      : `${e.m} ${e.v} ${e.p} setOutputAtIndex(index, pNew);`;
+    const body =
+      this.part === 'm'
+        ? `${e.m} setOutputAtIndex(index, mNew);`
+        : this.part === 'v'
+          ? `${e.v} setOutputAtIndex(index, vNew);`
+          : `${e.m} ${e.v} ${e.p} setOutputAtIndex(index, pNew);`;
     return `
       fn main(index : i32) {
         if (index < uniforms.size) {
@@ -59,7 +74,10 @@ class AdamWProgram extends WgslProgram {
 // The in-place form: one invocation per element, 256 per workgroup, the workgroups in a 2-D grid when one row
 // of them would pass the adapter's maxComputeWorkgroupsPerDimension (65535 on many).
 const IN_PLACE_WGSL = `
-struct Coefficients { b1 : f32, oneMinusB1 : f32, b2 : f32, oneMinusB2 : f32, bc2Sqrt : f32, eps : f32, stepSize : f32, decayFactor : f32, gradScale : f32, size : u32, };
+struct Coefficients {
+  b1 : f32, oneMinusB1 : f32, b2 : f32, oneMinusB2 : f32, bc2Sqrt : f32, eps : f32, stepSize : f32, decayFactor : f32,
+  gradScale : f32, size : u32,
+};
 @group(0) @binding(0) var<storage, read_write> p : array<f32>;
 @group(0) @binding(1) var<storage, read> grad : array<f32>;
 @group(0) @binding(2) var<storage, read_write> m : array<f32>;
@@ -93,7 +111,12 @@ interface WebGpuInternals {
   makeUniforms(uniforms: { type: 'float32' | 'uint32'; data: number[] }[]): object;
   incRef(dataId: object): void;
 }
-interface GpuPass { setPipeline(p: unknown): void; setBindGroup(i: number, g: unknown): void; dispatchWorkgroups(x: number, y?: number, z?: number): void; end(): void }
+interface GpuPass {
+  setPipeline(p: unknown): void;
+  setBindGroup(i: number, g: unknown): void;
+  dispatchWorkgroups(x: number, y?: number, z?: number): void;
+  end(): void;
+}
 interface GpuDevice {
   limits: { maxComputeWorkgroupsPerDimension: number };
   createShaderModule(d: { code: string; label?: string }): unknown;
@@ -106,7 +129,13 @@ const pipelines = new WeakMap<object, { getBindGroupLayout(i: number): unknown }
 function inPlacePipeline(device: GpuDevice): { getBindGroupLayout(i: number): unknown } {
   let pipeline = pipelines.get(device);
   if (!pipeline) {
-    pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: IN_PLACE_WGSL, label: 'distill_adamw_in_place' }), entryPoint: 'main' } });
+    pipeline = device.createComputePipeline({
+      layout: 'auto',
+      compute: {
+        module: device.createShaderModule({ code: IN_PLACE_WGSL, label: 'distill_adamw_in_place' }),
+        entryPoint: 'main',
+      },
+    });
     pipelines.set(device, pipeline);
   }
   return pipeline;
@@ -120,16 +149,26 @@ export function adamwGrid(size: number, maxPerDimension: number): [number, numbe
 }
 
 /** One dispatch rewriting p, m and v in place (see the top of the file); the same ids come back. */
-function adamwInPlace(gpu: WebGpuInternals, ts: { param: tf.TensorInfo; grad: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo }, coefficients: number[]): tf.TensorInfo[] {
+function adamwInPlace(
+  gpu: WebGpuInternals,
+  ts: { param: tf.TensorInfo; grad: tf.TensorInfo; m: tf.TensorInfo; v: tf.TensorInfo },
+  coefficients: number[],
+): tf.TensorInfo[] {
   const { param, grad, m, v } = ts;
   const size = param.shape.reduce((a, b) => a * b, 1);
   const all = [param, grad, m, v];
   for (const t of all) gpu.uploadToGPU(t.dataId);
   const pipeline = inPlacePipeline(gpu.device);
-  const uniforms = gpu.makeUniforms([...coefficients.map((x) => ({ type: 'float32' as const, data: [x] })), { type: 'uint32', data: [size] }]);
+  const uniforms = gpu.makeUniforms([
+    ...coefficients.map((x) => ({ type: 'float32' as const, data: [x] })),
+    { type: 'uint32', data: [size] },
+  ]);
   const bindGroup = gpu.device.createBindGroup({
     layout: pipeline.getBindGroupLayout(0),
-    entries: [...all.map((t, i) => ({ binding: i, resource: { buffer: gpu.tensorMap.get(t.dataId).resource } })), { binding: 4, resource: uniforms }],
+    entries: [
+      ...all.map((t, i) => ({ binding: i, resource: { buffer: gpu.tensorMap.get(t.dataId).resource } })),
+      { binding: 4, resource: uniforms },
+    ],
   });
   // As tfjs records its own programs (recordAndSubmit): into the open compute pass, the ids marked as used by the
   // pending commands (a disposal waits for the submission), a submission every WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE.
@@ -152,17 +191,36 @@ function adamwInPlace(gpu: WebGpuInternals, ts: { param: tf.TensorInfo; grad: tf
   });
 }
 
-function adamwWebgpu({ inputs, attrs, backend }: { inputs: tf.NamedTensorInfoMap; attrs: tf.NamedAttrMap; backend: tf.KernelBackend }): tf.TensorInfo[] {
+function adamwWebgpu({
+  inputs,
+  attrs,
+  backend,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  attrs: tf.NamedAttrMap;
+  backend: tf.KernelBackend;
+}): tf.TensorInfo[] {
   const gpu = backend as unknown as WebGpuBackendLike;
   const { param, grad, m, v } = inputs as Record<'param' | 'grad' | 'm' | 'v', tf.TensorInfo>;
   const c = attrs as unknown as AdamWCoefficients & { gradScale?: number };
   // The same float32 values the tfjs-op form multiplies by (its JS numbers become float32 scalars).
-  const coefficients = [c.b1, 1 - c.b1, c.b2, 1 - c.b2, c.biasCorrection2Sqrt, c.eps, c.stepSize, c.decayFactor, c.gradScale ?? 1];
+  const coefficients = [
+    c.b1,
+    1 - c.b1,
+    c.b2,
+    1 - c.b2,
+    c.biasCorrection2Sqrt,
+    c.eps,
+    c.stepSize,
+    c.decayFactor,
+    c.gradScale ?? 1,
+  ];
   if (inPlaceEnabled && ownsMemory(param) && ownsMemory(m) && ownsMemory(v)) {
     return adamwInPlace(backend as unknown as WebGpuInternals, { param, grad, m, v }, coefficients);
   }
   const uniforms = coefficients.map((x) => ({ type: 'float32' as const, data: [x] }));
-  const run = (part: Part, ins: tf.TensorInfo[]): tf.TensorInfo => gpu.runWebGPUProgram(new AdamWProgram(param.shape, part), ins, 'float32', uniforms);
+  const run = (part: Part, ins: tf.TensorInfo[]): tf.TensorInfo =>
+    gpu.runWebGPUProgram(new AdamWProgram(param.shape, part), ins, 'float32', uniforms);
   return [run('p', [param, grad, m, v]), run('m', [m, grad]), run('v', [v, grad])];
 }
 

@@ -14,13 +14,23 @@ import { WgslProgram, type WebGpuBackendLike } from './wgsl-program.js';
 import { MASKED_SOFTMAX_GRAD_KERNEL, MASKED_SOFTMAX_KERNEL } from '../ops/attention-softmax.js';
 import type { BackendKernels } from './kinds.js';
 
-
 class MaskedSoftmaxProgram extends WgslProgram {
   readonly uniforms = 'rows : i32, width : i32, rowsPerBatch : i32,';
 
-  constructor(private readonly gradient: boolean, rows: number, width: number) {
-    // Forward: X scores [rows, T], M bias [B, T]. Backward: Y softmax [rows, T], D dy [rows, T]. One invocation per row.
-    super(gradient ? ['Y', 'D'] : ['X', 'M'], [rows, width], gradient ? 'distill_masked_softmax_grad' : 'distill_masked_softmax', 64, rows);
+  constructor(
+    private readonly gradient: boolean,
+    rows: number,
+    width: number,
+  ) {
+    // Forward: X scores [rows, T], M bias [B, T]. Backward:
+    // Y softmax [rows, T], D dy [rows, T]. One invocation per row.
+    super(
+      gradient ? ['Y', 'D'] : ['X', 'M'],
+      [rows, width],
+      gradient ? 'distill_masked_softmax_grad' : 'distill_masked_softmax',
+      64,
+      rows,
+    );
   }
 
   getUserCode(): string {
@@ -47,7 +57,6 @@ class MaskedSoftmaxProgram extends WgslProgram {
   }
 }
 
-
 function webgpuKernel(gradient: boolean) {
   return ({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo => {
     const first = gradient ? inputs['y']! : inputs['x']!;
@@ -55,7 +64,9 @@ function webgpuKernel(gradient: boolean) {
     const program = new MaskedSoftmaxProgram(gradient, rows, width);
     const ins = gradient ? [first, inputs['dy']!] : [first, inputs['bias']!];
     return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(program, ins, 'float32', [
-      { type: 'int32', data: [rows] }, { type: 'int32', data: [width] }, { type: 'int32', data: [gradient ? 1 : Number(attrs?.['rowsPerBatch'])] },
+      { type: 'int32', data: [rows] },
+      { type: 'int32', data: [width] },
+      { type: 'int32', data: [gradient ? 1 : Number(attrs?.['rowsPerBatch'])] },
     ]);
   };
 }
@@ -63,7 +74,15 @@ function webgpuKernel(gradient: boolean) {
 /** DistillMaskedSoftmax and its gradient (student/ops/attention-softmax.ts): one WGSL program each way on webgpu. */
 export const MASKED_SOFTMAX: BackendKernels<'webgpu'> = {
   webgpu: [
-    { kernelName: MASKED_SOFTMAX_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc },
-    { kernelName: MASKED_SOFTMAX_GRAD_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc },
+    {
+      kernelName: MASKED_SOFTMAX_KERNEL,
+      backendName: 'webgpu',
+      kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc,
+    },
+    {
+      kernelName: MASKED_SOFTMAX_GRAD_KERNEL,
+      backendName: 'webgpu',
+      kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc,
+    },
   ],
 };

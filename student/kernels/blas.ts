@@ -5,8 +5,8 @@
 // machine does 70-165 GFLOP/s, transposed or not. So where a BLAS library can be loaded, the BatchMatMul
 // kernel of `wasm` and `cpu` is replaced by one that calls cblas_sgemm through koffi (an FFI) directly on the
 // operands' memory: on `wasm` that is the wasm heap itself, so nothing is copied. The student code is
-// unchanged: it calls tf.matMul, and only the kernel behind it differs (student/kernels/products.ts). Without a BLAS library (or with
-// DISTILL_BLAS=off) the backends' own kernels run, and every result stays within the golden tolerances
+// unchanged: it calls tf.matMul, and only the kernel behind it differs (student/kernels/products.ts). Without a BLAS
+// library (or with DISTILL_BLAS=off) the backends' own kernels run, and every result stays within the golden tolerances
 // either way (test/blas.test.ts compares this kernel with tfjs's `cpu` one).
 //
 // Which library: DISTILL_BLAS=/path/to/lib (any library exporting cblas_sgemm), else the first of
@@ -25,13 +25,30 @@ const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
 const CBLAS_TRANS = 112;
 
-type Sgemm = (order: number, transA: number, transB: number, M: number, N: number, K: number, alpha: number,
-  A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number) => void;
+type Sgemm = (
+  order: number,
+  transA: number,
+  transB: number,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  lda: number,
+  B: Float32Array,
+  ldb: number,
+  beta: number,
+  C: Float32Array,
+  ldc: number,
+) => void;
 
 export interface Blas {
   /** The library file that was loaded. */
   library: string;
-  /** OpenBLAS's build description (e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX"), "onnxruntime 1.30.0 MLAS", else the library name. */
+  /**
+   * OpenBLAS's build description (e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX"),
+   * "onnxruntime 1.30.0 MLAS", else the library name.
+   */
   description: string;
   /** Threads the library uses per product (0 when it does not say). */
   threads: number;
@@ -40,8 +57,12 @@ export interface Blas {
   batchedProduct?: (g: ProductGeometry, a: Float32Array, b: Float32Array, out: Float32Array) => void;
 }
 
-const CANDIDATES = ['libopenblas.so.0', 'libopenblas.so', 'libopenblas.dylib',
-  '/System/Library/Frameworks/Accelerate.framework/Accelerate'];
+const CANDIDATES = [
+  'libopenblas.so.0',
+  'libopenblas.so',
+  'libopenblas.dylib',
+  '/System/Library/Frameworks/Accelerate.framework/Accelerate',
+];
 
 let loaded: Blas | null | undefined;
 
@@ -53,7 +74,11 @@ export function loadBlas(): Blas | null {
   if (requested === 'off' || requested === '0') return loaded;
   if (requested === 'ort' || requested === 'onnxruntime') {
     loaded = loadOrtGemm(productThreads());
-    if (!loaded) throw new DistillError(`DISTILL_BLAS=${requested}: onnxruntime's library (inside onnxruntime-node) cannot be loaded`, 'reinstall the dependencies (npm install), or set DISTILL_BLAS=off');
+    if (!loaded)
+      throw new DistillError(
+        `DISTILL_BLAS=${requested}: onnxruntime's library (inside onnxruntime-node) cannot be loaded`,
+        'reinstall the dependencies (npm install), or set DISTILL_BLAS=off',
+      );
     return loaded;
   }
   const names = requested ? [requested] : CANDIDATES;
@@ -63,16 +88,26 @@ export function loadBlas(): Blas | null {
       lib = koffi.load(library);
     } catch (e) {
       if (requested) {
-        throw new DistillError(`DISTILL_BLAS=${requested}: the library cannot be loaded (${(e as Error).message})`,
-          'point DISTILL_BLAS at a BLAS library that exports cblas_sgemm (e.g. libopenblas.so.0), or set DISTILL_BLAS=off');
+        throw new DistillError(
+          `DISTILL_BLAS=${requested}: the library cannot be loaded (${(e as Error).message})`,
+          'point DISTILL_BLAS at a BLAS library that exports ' +
+            'cblas_sgemm (e.g. libopenblas.so.0), or set DISTILL_BLAS=off',
+        );
       }
       continue;
     }
     let sgemm: Sgemm;
     try {
-      sgemm = lib.func('void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta, _Inout_ float *C, int ldc)');
+      sgemm = lib.func(
+        'void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int ' +
+          'lda, const float *B, int ldb, float beta, _Inout_ float *C, int ldc)',
+      );
     } catch (e) {
-      if (requested) throw new DistillError(`DISTILL_BLAS=${requested} has no cblas_sgemm (${(e as Error).message})`, 'use an OpenBLAS library, e.g. libopenblas.so.0');
+      if (requested)
+        throw new DistillError(
+          `DISTILL_BLAS=${requested} has no cblas_sgemm (${(e as Error).message})`,
+          'use an OpenBLAS library, e.g. libopenblas.so.0',
+        );
       continue;
     }
     let description = library;
@@ -103,7 +138,11 @@ function requestedThreads(): number | undefined {
   const wanted = process.env['DISTILL_BLAS_THREADS'];
   if (wanted === undefined) return undefined;
   const n = Number(wanted);
-  if (!Number.isInteger(n) || n < 1) throw new DistillError(`DISTILL_BLAS_THREADS=${wanted} is not a whole number of threads`, 'set it to 1 or more, or unset it');
+  if (!Number.isInteger(n) || n < 1)
+    throw new DistillError(
+      `DISTILL_BLAS_THREADS=${wanted} is not a whole number of threads`,
+      'set it to 1 or more, or unset it',
+    );
   return n;
 }
 
@@ -128,7 +167,12 @@ export interface ProductGeometry extends BatchGeometry {
 }
 
 /** The geometry of a BatchMatMul, or null when the batch shapes do not broadcast simply (left to tfjs). */
-export function productGeometry(aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean): ProductGeometry | null {
+export function productGeometry(
+  aShape: number[],
+  bShape: number[],
+  transposeA: boolean,
+  transposeB: boolean,
+): ProductGeometry | null {
   if (aShape.length < 2 || bShape.length < 2) return null;
   const ra = aShape.length;
   const rb = bShape.length;
@@ -137,18 +181,32 @@ export function productGeometry(aShape: number[], bShape: number[], transposeA: 
   const Kb = transposeB ? bShape[rb - 1]! : bShape[rb - 2]!;
   const N = transposeB ? bShape[rb - 2]! : bShape[rb - 1]!;
   if (K !== Kb) {
-    throw new DistillError(`matMul: inner dimensions differ (${K} in [${aShape.join(', ')}]${transposeA ? 'ᵀ' : ''} and ${Kb} in [${bShape.join(', ')}]${transposeB ? 'ᵀ' : ''})`);
+    throw new DistillError(
+      `matMul: inner dimensions differ (${K} in [${aShape.join(', ')}]${transposeA ? 'ᵀ' : ''} and ${Kb} in ` +
+        `[${bShape.join(', ')}]${transposeB ? 'ᵀ' : ''})`,
+    );
   }
   const batchShapeA = aShape.slice(0, -2);
   const batchShapeB = bShape.slice(0, -2);
   const batchA = batchShapeA.reduce((x, y) => x * y, 1);
   const batchB = batchShapeB.reduce((x, y) => x * y, 1);
   let batchShape: number[];
-  if (batchShapeA.length === batchShapeB.length && batchShapeA.every((d, i) => d === batchShapeB[i])) batchShape = batchShapeA;
+  if (batchShapeA.length === batchShapeB.length && batchShapeA.every((d, i) => d === batchShapeB[i]))
+    batchShape = batchShapeA;
   else if (batchA === 1 && batchShapeB.length >= batchShapeA.length) batchShape = batchShapeB;
   else if (batchB === 1 && batchShapeA.length >= batchShapeB.length) batchShape = batchShapeA;
   else return null;
-  return { batch: Math.max(batchA, batchB), batchA, batchB, M, K, N, transposeA, transposeB, outShape: [...batchShape, M, N] };
+  return {
+    batch: Math.max(batchA, batchB),
+    batchA,
+    batchB,
+    M,
+    K,
+    N,
+    transposeA,
+    transposeB,
+    outShape: [...batchShape, M, N],
+  };
 }
 
 /** out = op(a) @ op(b) over the batch, on flat row-major arrays. */
@@ -189,4 +247,3 @@ export function blasColumnSums(x: Float32Array, rows: number, cols: number, out:
   blas.sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_NO_TRANS, 1, cols, rows, 1, ones, rows, x, cols, 0, out, cols);
   return true;
 }
-

@@ -15,7 +15,13 @@ import { originalKernel, type OurKernel } from './registry.js';
 
 /** The broadcasting binary ops replaced, each as tfjs's cpu kernel computes it (tfjs-backend-cpu 4.x). */
 const OPS = {
-  Add: 'add', Sub: 'sub', Multiply: 'mul', RealDiv: 'div', SquaredDifference: 'sqdiff', Maximum: 'max', Minimum: 'min',
+  Add: 'add',
+  Sub: 'sub',
+  Multiply: 'mul',
+  RealDiv: 'div',
+  SquaredDifference: 'sqdiff',
+  Maximum: 'max',
+  Minimum: 'min',
 } as const;
 type OpCode = (typeof OPS)[keyof typeof OPS];
 
@@ -32,7 +38,15 @@ function broadcastStrides(shape: readonly number[], outShape: readonly number[])
 }
 
 /** out[i] = op(a[ia], b[ib]) over the broadcast shape, the last dimension innermost. */
-export function broadcastBinaryInto(op: OpCode, a: HostValues, aShape: readonly number[], b: HostValues, bShape: readonly number[], out: HostValues, outShape: readonly number[]): void {
+export function broadcastBinaryInto(
+  op: OpCode,
+  a: HostValues,
+  aShape: readonly number[],
+  b: HostValues,
+  bShape: readonly number[],
+  out: HostValues,
+  outShape: readonly number[],
+): void {
   const rank = outShape.length;
   const as = broadcastStrides(aShape, outShape);
   const bs = broadcastStrides(bShape, outShape);
@@ -45,13 +59,30 @@ export function broadcastBinaryInto(op: OpCode, a: HostValues, aShape: readonly 
   let bOff = 0;
   for (let n = 0, o = 0; n < outer; n++, o += inner) {
     switch (op) {
-      case 'add': for (let j = 0; j < inner; j++) out[o + j] = a[aOff + j * ai]! + b[bOff + j * bi]!; break;
-      case 'sub': for (let j = 0; j < inner; j++) out[o + j] = a[aOff + j * ai]! - b[bOff + j * bi]!; break;
-      case 'mul': for (let j = 0; j < inner; j++) out[o + j] = a[aOff + j * ai]! * b[bOff + j * bi]!; break;
-      case 'div': for (let j = 0; j < inner; j++) out[o + j] = a[aOff + j * ai]! / b[bOff + j * bi]!; break;
-      case 'sqdiff': for (let j = 0; j < inner; j++) { const d = a[aOff + j * ai]! - b[bOff + j * bi]!; out[o + j] = d * d; } break;
-      case 'max': for (let j = 0; j < inner; j++) out[o + j] = Math.max(a[aOff + j * ai]!, b[bOff + j * bi]!); break;
-      case 'min': for (let j = 0; j < inner; j++) out[o + j] = Math.min(a[aOff + j * ai]!, b[bOff + j * bi]!); break;
+      case 'add':
+        for (let j = 0; j < inner; j++) out[o + j] = a[aOff + j * ai]! + b[bOff + j * bi]!;
+        break;
+      case 'sub':
+        for (let j = 0; j < inner; j++) out[o + j] = a[aOff + j * ai]! - b[bOff + j * bi]!;
+        break;
+      case 'mul':
+        for (let j = 0; j < inner; j++) out[o + j] = a[aOff + j * ai]! * b[bOff + j * bi]!;
+        break;
+      case 'div':
+        for (let j = 0; j < inner; j++) out[o + j] = a[aOff + j * ai]! / b[bOff + j * bi]!;
+        break;
+      case 'sqdiff':
+        for (let j = 0; j < inner; j++) {
+          const d = a[aOff + j * ai]! - b[bOff + j * bi]!;
+          out[o + j] = d * d;
+        }
+        break;
+      case 'max':
+        for (let j = 0; j < inner; j++) out[o + j] = Math.max(a[aOff + j * ai]!, b[bOff + j * bi]!);
+        break;
+      case 'min':
+        for (let j = 0; j < inner; j++) out[o + j] = Math.min(a[aOff + j * ai]!, b[bOff + j * bi]!);
+        break;
     }
     // The next row: an odometer over the outer dimensions.
     for (let d = rank - 2; d >= 0; d--) {
@@ -66,10 +97,18 @@ export function broadcastBinaryInto(op: OpCode, a: HostValues, aShape: readonly 
 }
 
 /** out = x transposed by `perm` (out's dimension d is x's dimension perm[d]). */
-export function transposeInto(x: HostValues, xShape: readonly number[], perm: readonly number[], out: HostValues): void {
+export function transposeInto(
+  x: HostValues,
+  xShape: readonly number[],
+  perm: readonly number[],
+  out: HostValues,
+): void {
   const rank = xShape.length;
   const xStrides = new Array<number>(rank);
-  for (let d = rank - 1, s = 1; d >= 0; d--) { xStrides[d] = s; s *= xShape[d]!; }
+  for (let d = rank - 1, s = 1; d >= 0; d--) {
+    xStrides[d] = s;
+    s *= xShape[d]!;
+  }
   const outShape = perm.map((p) => xShape[p]!);
   const src = perm.map((p) => xStrides[p]!); // x's stride along each output dimension
   const inner = outShape[rank - 1]!;
@@ -91,7 +130,8 @@ function binaryKernel(kernelName: keyof typeof OPS): (args: KernelArgs) => tf.Te
   const op = OPS[kernelName];
   return (args) => {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-    if (a.dtype !== 'float32' || b.dtype !== 'float32') return originalKernel('cpu', kernelName)!(args) as tf.TensorInfo;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32')
+      return originalKernel('cpu', kernelName)!(args) as tf.TensorInfo;
     const outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
     const cpu = cpuBackend(args.backend);
     const size = tf.util.sizeFromShape(outShape);
@@ -100,14 +140,24 @@ function binaryKernel(kernelName: keyof typeof OPS): (args: KernelArgs) => tf.Te
     const bValues = cpu.data.get(b.dataId).values;
     // Two operands of the output's size are read flat, in one loop; otherwise along the output's dimensions.
     const flat = aValues.length === size && bValues.length === size;
-    if (size > 0) broadcastBinaryInto(op, aValues, flat ? [size] : a.shape, bValues, flat ? [size] : b.shape, out, flat ? [size] : outShape);
+    if (size > 0)
+      broadcastBinaryInto(
+        op,
+        aValues,
+        flat ? [size] : a.shape,
+        bValues,
+        flat ? [size] : b.shape,
+        out,
+        flat ? [size] : outShape,
+      );
     return cpu.makeTensorInfo(outShape, 'float32', out);
   };
 }
 
 function transposeKernel(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
-  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length === 0) return originalKernel('cpu', 'Transpose')!(args) as tf.TensorInfo;
+  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length === 0)
+    return originalKernel('cpu', 'Transpose')!(args) as tf.TensorInfo;
   const perm = args.attrs!['perm'] as number[];
   const cpu = cpuBackend(args.backend);
   const outShape = perm.map((p) => x.shape[p]!);
@@ -117,8 +167,17 @@ function transposeKernel(args: KernelArgs): tf.TensorInfo {
   return cpu.makeTensorInfo(outShape, x.dtype, out);
 }
 
-/** Ours, replacing tfjs's kernels of these names on the `cpu` backend (tfjs's stay for other dtypes: originalKernel). */
+/**
+ * Ours, replacing tfjs's kernels of these names on the `cpu` backend (tfjs's stay for other dtypes: originalKernel).
+ */
 export const CPU_BROADCAST: OurKernel[] = [
-  ...(Object.keys(OPS) as (keyof typeof OPS)[]).map((kernelName) => ({ kernelName, kernelFunc: binaryKernel(kernelName) })),
+  ...(Object.keys(OPS) as (keyof typeof OPS)[]).map((kernelName) => ({
+    kernelName,
+    kernelFunc: binaryKernel(kernelName),
+  })),
   { kernelName: 'Transpose', kernelFunc: transposeKernel },
-].map(({ kernelName, kernelFunc }) => ({ kernelName, backendName: 'cpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc }));
+].map(({ kernelName, kernelFunc }) => ({
+  kernelName,
+  backendName: 'cpu',
+  kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+}));

@@ -17,7 +17,6 @@ import { fmix32 } from '../../src/core/math.js';
 import { DROPOUT_KERNEL } from '../ops/dropout.js';
 import type { BackendKernels } from './kinds.js';
 
-
 /** The per-tensor key of a dropout seed (any integer; taken modulo 2³²). */
 export function dropoutKey(seed: number): number {
   return fmix32((seed ^ 0x9e3779b9) >>> 0);
@@ -33,7 +32,10 @@ export function kept(i: number, key: number, threshold: number): boolean {
   return fmix32((Math.imul(i, 0x9e3779b1) ^ key) >>> 0) >>> 8 < threshold;
 }
 
-interface DropoutAttrs { rate: number; seed: number }
+interface DropoutAttrs {
+  rate: number;
+  seed: number;
+}
 
 function dropoutInto(x: Float32Array, out: Float32Array, { rate, seed }: DropoutAttrs): void {
   const key = dropoutKey(seed);
@@ -57,7 +59,14 @@ function wasmDropout(args: KernelArgs): tf.TensorInfo {
   if (simd) {
     // 4 lanes at a time on the tensors' own memory (student/kernels/simd.ts): the same hash, the same products.
     const { rate, seed } = attrsOf(args);
-    simd.dropout(heapOffset(x), heapOffset(out), x.shape.reduce((a, b) => a * b, 1), dropoutKey(seed) | 0, keepThreshold(rate), Math.fround(1 / (1 - rate)));
+    simd.dropout(
+      heapOffset(x),
+      heapOffset(out),
+      x.shape.reduce((a, b) => a * b, 1),
+      dropoutKey(seed) | 0,
+      keepThreshold(rate),
+      Math.fround(1 / (1 - rate)),
+    );
     return out;
   }
   // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
@@ -115,5 +124,7 @@ function webgpuDropout(args: KernelArgs): tf.TensorInfo {
 export const DROPOUT: BackendKernels = {
   wasm: [{ kernelName: DROPOUT_KERNEL, backendName: 'wasm', kernelFunc: wasmDropout as unknown as tf.KernelFunc }],
   cpu: [{ kernelName: DROPOUT_KERNEL, backendName: 'cpu', kernelFunc: cpuDropout as unknown as tf.KernelFunc }],
-  webgpu: [{ kernelName: DROPOUT_KERNEL, backendName: 'webgpu', kernelFunc: webgpuDropout as unknown as tf.KernelFunc }],
+  webgpu: [
+    { kernelName: DROPOUT_KERNEL, backendName: 'webgpu', kernelFunc: webgpuDropout as unknown as tf.KernelFunc },
+  ],
 };

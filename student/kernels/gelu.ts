@@ -16,10 +16,13 @@ import { heapOffset, wasmSimd } from './simd.js';
 import { BIAS_GELU_GRAD_KERNEL, BIAS_GELU_KERNEL, GELU_GRAD_KERNEL, GELU_KERNEL } from '../ops/gelu.js';
 import type { BackendKernels } from './kinds.js';
 
-const ALPHA = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5,
-  -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2] as const;
-const BETA = [-1.45660718464996e-5, -2.13374055278905e-4, -1.68282697438203e-3, -7.37332916720468e-3,
-  -1.42647390514189e-2] as const;
+const ALPHA = [
+  -2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5, -7.34990630326855e-4,
+  -2.95459980854025e-3, -1.60960333262415e-2,
+] as const;
+const BETA = [
+  -1.45660718464996e-5, -2.13374055278905e-4, -1.68282697438203e-3, -7.37332916720468e-3, -1.42647390514189e-2,
+] as const;
 
 /** erf(x), float32-accurate (|error| < 1e-7). */
 export function erf(x: number): number {
@@ -71,7 +74,10 @@ function wasmKernel(compute: (ins: Float32Array[], out: Float32Array) => void, n
       return out;
     }
     // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
-    compute(names.map((n) => wasm.typedArrayFromHeap(inputs[n]!) as Float32Array), wasm.typedArrayFromHeap(out) as Float32Array);
+    compute(
+      names.map((n) => wasm.typedArrayFromHeap(inputs[n]!) as Float32Array),
+      wasm.typedArrayFromHeap(out) as Float32Array,
+    );
     return out;
   };
 }
@@ -81,7 +87,10 @@ function cpuKernel(compute: (ins: Float32Array[], out: Float32Array) => void, na
     const cpu = cpuBackend(backend);
     const first = inputs[names[0]!]!;
     const out = new Float32Array(first.shape.reduce((a, b) => a * b, 1));
-    compute(names.map((n) => cpu.readSync(inputs[n]!.dataId) as Float32Array), out);
+    compute(
+      names.map((n) => cpu.readSync(inputs[n]!.dataId) as Float32Array),
+      out,
+    );
     return cpu.makeTensorInfo(first.shape, 'float32', out);
   };
 }
@@ -96,20 +105,33 @@ const WGSL_ERF = `
     let c = clamp(x, -4.0, 4.0);
     let x2 = c * c;
     var p : f32 = ${ALPHA[0]};
-${ALPHA.slice(1).map((a) => `    p = p * x2 + ${a};`).join('\n')}
+${ALPHA.slice(1)
+  .map((a) => `    p = p * x2 + ${a};`)
+  .join('\n')}
     var q : f32 = ${BETA[0]};
-${BETA.slice(1).map((b) => `    q = q * x2 + ${b};`).join('\n')}
+${BETA.slice(1)
+  .map((b) => `    q = q * x2 + ${b};`)
+  .join('\n')}
     return c * p / q;
   }`;
 
 class GeluProgram extends WgslProgram {
-  /** With the bias: its width as a uniform (the code, and so the pipeline tfjs caches by shaderKey, fits every width). */
+  /**
+   * With the bias: its width as a uniform (the code, and so the pipeline tfjs caches by shaderKey, fits every width).
+   */
   readonly uniforms: string | undefined;
 
   /** `withBias`: gelu(x + b) with b [width] broadcast over the rows (DistillBiasGelu), the bias add fused in. */
-  constructor(shape: number[], private readonly gradient: boolean, private readonly withBias = false) {
-    super([...(gradient ? ['A', 'B'] : ['A']), ...(withBias ? ['C'] : [])], shape,
-      `distill${withBias ? '_bias' : ''}_gelu${gradient ? '_grad' : ''}`);
+  constructor(
+    shape: number[],
+    private readonly gradient: boolean,
+    private readonly withBias = false,
+  ) {
+    super(
+      [...(gradient ? ['A', 'B'] : ['A']), ...(withBias ? ['C'] : [])],
+      shape,
+      `distill${withBias ? '_bias' : ''}_gelu${gradient ? '_grad' : ''}`,
+    );
     this.uniforms = withBias ? 'width : i32,' : undefined;
   }
 
@@ -134,25 +156,51 @@ function webgpuKernel(gradient: boolean, withBias = false) {
   return ({ inputs, backend }: KernelArgs): tf.TensorInfo => {
     const x = inputs['x']!;
     const ins = [x, ...(gradient ? [inputs['dy']!] : []), ...(withBias ? [inputs['bias']!] : [])];
-    return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(new GeluProgram(x.shape, gradient, withBias), ins, 'float32',
-      withBias ? [{ type: 'int32', data: [x.shape[x.shape.length - 1]!] }] : undefined);
+    return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(
+      new GeluProgram(x.shape, gradient, withBias),
+      ins,
+      'float32',
+      withBias ? [{ type: 'int32', data: [x.shape[x.shape.length - 1]!] }] : undefined,
+    );
   };
 }
 
-/** The GELU kernels (student/ops/gelu.ts names them): one pass each way on wasm (SIMD) and cpu, WGSL programs on webgpu. */
+/**
+ * The GELU kernels (student/ops/gelu.ts names them): one pass each way on wasm (SIMD) and cpu, WGSL programs on webgpu.
+ */
 export const GELU: BackendKernels = {
   wasm: [
-    { kernelName: GELU_KERNEL, backendName: 'wasm', kernelFunc: wasmKernel(forward, ['x']) as unknown as tf.KernelFunc },
-    { kernelName: GELU_GRAD_KERNEL, backendName: 'wasm', kernelFunc: wasmKernel(backward, ['x', 'dy']) as unknown as tf.KernelFunc },
+    {
+      kernelName: GELU_KERNEL,
+      backendName: 'wasm',
+      kernelFunc: wasmKernel(forward, ['x']) as unknown as tf.KernelFunc,
+    },
+    {
+      kernelName: GELU_GRAD_KERNEL,
+      backendName: 'wasm',
+      kernelFunc: wasmKernel(backward, ['x', 'dy']) as unknown as tf.KernelFunc,
+    },
   ],
   cpu: [
     { kernelName: GELU_KERNEL, backendName: 'cpu', kernelFunc: cpuKernel(forward, ['x']) as unknown as tf.KernelFunc },
-    { kernelName: GELU_GRAD_KERNEL, backendName: 'cpu', kernelFunc: cpuKernel(backward, ['x', 'dy']) as unknown as tf.KernelFunc },
+    {
+      kernelName: GELU_GRAD_KERNEL,
+      backendName: 'cpu',
+      kernelFunc: cpuKernel(backward, ['x', 'dy']) as unknown as tf.KernelFunc,
+    },
   ],
   webgpu: [
     { kernelName: GELU_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(false) as unknown as tf.KernelFunc },
     { kernelName: GELU_GRAD_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(true) as unknown as tf.KernelFunc },
-    { kernelName: BIAS_GELU_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(false, true) as unknown as tf.KernelFunc },
-    { kernelName: BIAS_GELU_GRAD_KERNEL, backendName: 'webgpu', kernelFunc: webgpuKernel(true, true) as unknown as tf.KernelFunc },
+    {
+      kernelName: BIAS_GELU_KERNEL,
+      backendName: 'webgpu',
+      kernelFunc: webgpuKernel(false, true) as unknown as tf.KernelFunc,
+    },
+    {
+      kernelName: BIAS_GELU_GRAD_KERNEL,
+      backendName: 'webgpu',
+      kernelFunc: webgpuKernel(true, true) as unknown as tf.KernelFunc,
+    },
   ],
 };

@@ -1,12 +1,12 @@
-// The kernels of LayerNorm (the op: student/ops/layer-norm.ts) over the last axis, y = (x − μ)·r·γ + β with r = 1/√(σ² + ε) (σ² the biased variance, as
-// tf.moments and PyTorch compute it). On `webgpu` it runs as WGSL programs instead of tfjs ops: forward, one
-// program for the row statistics (μ, r) and one for y; backward, one for the row sums of g = dy·γ and g·x̂, one
-// for dx = r·(g − mean(g) − x̂·mean(g·x̂)), and one each for dγ = Σ_rows dy·x̂ and dβ = Σ_rows dy: 2 + 4
-// dispatches where the tfjs ops take about 30 (on a GPU the per-dispatch cost on the host bounded the step:
+// The kernels of LayerNorm (the op: student/ops/layer-norm.ts) over the last axis, y = (x − μ)·r·γ + β with r = 1/√(σ²
+// + ε) (σ² the biased variance, as tf.moments and PyTorch compute it). On `webgpu` it runs as WGSL programs instead of
+// tfjs ops: forward, one program for the row statistics (μ, r) and one for y; backward, one for the row sums of g =
+// dy·γ and g·x̂, one for dx = r·(g − mean(g) − x̂·mean(g·x̂)), and one each for dγ = Σ_rows dy·x̂ and dβ = Σ_rows dy: 2
+// + 4 dispatches where the tfjs ops take about 30 (on a GPU the per-dispatch cost on the host bounded the step:
 // distill bench --profile). The row statistics are sums in order, one invocation per row, in float32 (tfjs's
 // reductions sum in another order: the two agree to float32 rounding, test/webgpu.test.ts). On `wasm` and `cpu`
-// the same two parts run on the host, row by row over the tensors' memory (layerNormWasm, layerNormCpu): in WebAssembly SIMD
-// on `wasm` (student/kernels/simd.ts; float32 sums, 4 lanes), in JS on `cpu` or without SIMD (float64 sums),
+// the same two parts run on the host, row by row over the tensors' memory (layerNormWasm, layerNormCpu): in WebAssembly
+// SIMD on `wasm` (student/kernels/simd.ts; float32 sums, 4 lanes), in JS on `cpu` or without SIMD (float64 sums),
 // where the tfjs ops took ~15 kernels forward and ~30 backward (~32 ms a LayerNorm of [4096, 192] forward and
 // backward on wasm, six of them a tiny-shape step). Elsewhere (tensorflow) the tfjs ops run (layerNormOps).
 
@@ -17,20 +17,35 @@ import { cpuBackend, wasmBackend, type KernelArgs } from './backend-internals.js
 import { LAYER_NORM_KERNEL } from '../ops/layer-norm.js';
 import type { BackendKernels } from './kinds.js';
 
-
 // The programs, in tfjs's webgpu program format (the backend adds bindings, getters and the entry point).
 type Part = 'stats' | 'forward' | 'gradSums' | 'dx' | 'dgamma' | 'dbeta';
 
 class LayerNormProgram extends WgslProgram {
   readonly uniforms = 'rows : i32, width : i32, eps : f32,';
 
-  constructor(private readonly part: Part, rows: number, width: number) {
+  constructor(
+    private readonly part: Part,
+    rows: number,
+    width: number,
+  ) {
     // X: x [rows, H]; G: γ [H]; B: β [H]; S: (μ, r) [rows, 2]; D: dy [rows, H]; R: (Σg, Σg·x̂) [rows, 2].
     // The statistics and the row sums take one invocation per row, dγ and dβ one per column.
     const perRow = part === 'stats' || part === 'gradSums';
     const shape = perRow ? [rows, 2] : part === 'dgamma' || part === 'dbeta' ? [width] : [rows, width];
-    super({ stats: ['X'], forward: ['X', 'G', 'B', 'S'], gradSums: ['X', 'G', 'S', 'D'], dx: ['X', 'G', 'S', 'D', 'R'], dgamma: ['X', 'S', 'D'], dbeta: ['D'] }[part],
-      shape, `distill_layer_norm_${part}`, 64, perRow ? rows : shape.reduce((a, b) => a * b, 1));
+    super(
+      {
+        stats: ['X'],
+        forward: ['X', 'G', 'B', 'S'],
+        gradSums: ['X', 'G', 'S', 'D'],
+        dx: ['X', 'G', 'S', 'D', 'R'],
+        dgamma: ['X', 'S', 'D'],
+        dbeta: ['D'],
+      }[part],
+      shape,
+      `distill_layer_norm_${part}`,
+      64,
+      perRow ? rows : shape.reduce((a, b) => a * b, 1),
+    );
   }
 
   getUserCode(): string {
@@ -81,7 +96,9 @@ class LayerNormProgram extends WgslProgram {
         let c = index;
         if (c < ${W}) {
           var sum = 0.0;
-          for (var row = 0; row < uniforms.rows; row++) { sum = sum + getD(row, c) * ((getX(row, c) - getS(row, 0)) * getS(row, 1)); }
+          for (var row = 0; row < uniforms.rows; row++) {
+            sum = sum + getD(row, c) * ((getX(row, c) - getS(row, 0)) * getS(row, 1));
+          }
           setOutputAtIndex(c, sum);
         }`,
       dbeta: `
@@ -104,8 +121,12 @@ function layerNormWebgpu({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[
   const { eps, part } = attrs as unknown as { eps: number; part: 'forward' | 'backward' };
   const x = inputs['x']!;
   const [rows, width] = x.shape as [number, number];
-  const run = (p: Part, ins: tf.TensorInfo[]): tf.TensorInfo => gpu.runWebGPUProgram(new LayerNormProgram(p, rows, width), ins, 'float32',
-    [{ type: 'int32', data: [rows] }, { type: 'int32', data: [width] }, { type: 'float32', data: [eps] }]);
+  const run = (p: Part, ins: tf.TensorInfo[]): tf.TensorInfo =>
+    gpu.runWebGPUProgram(new LayerNormProgram(p, rows, width), ins, 'float32', [
+      { type: 'int32', data: [rows] },
+      { type: 'int32', data: [width] },
+      { type: 'float32', data: [eps] },
+    ]);
   const gamma = inputs['gamma']!;
   if (part === 'forward') {
     const stats = run('stats', [x]); // [rows, 2]: μ, r
@@ -120,13 +141,19 @@ function layerNormWebgpu({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[
   return [dx, run('dgamma', [x, stats, dy]), run('dbeta', [dy])];
 }
 
-
 /**
  * The forward part on the host, for x [rows, width]: y = ((x − μ)·r)·γ + β into `y`, and (μ, r) per row into
  * `stats` [rows, 2]; μ, then Σ (x − μ)², summed in float64 in order (as the WGSL program, in two passes).
  */
-export function layerNormForwardInto(x: Float32Array, gamma: Float32Array, beta: Float32Array, eps: number, width: number,
-  y: Float32Array, stats: Float32Array): void {
+export function layerNormForwardInto(
+  x: Float32Array,
+  gamma: Float32Array,
+  beta: Float32Array,
+  eps: number,
+  width: number,
+  y: Float32Array,
+  stats: Float32Array,
+): void {
   const rows = x.length / width;
   for (let row = 0, o = 0; row < rows; row++, o += width) {
     let sum = 0;
@@ -148,8 +175,16 @@ export function layerNormForwardInto(x: Float32Array, gamma: Float32Array, beta:
  * The backward part on the host: with g = dy·γ and x̂ = (x − μ)·r, dx = r·(g − mean(g) − x̂·mean(g·x̂)) into `dx`,
  * dγ = Σ_rows dy·x̂ and dβ = Σ_rows dy into `dgamma` and `dbeta` (float64 sums, rows in order).
  */
-export function layerNormBackwardInto(x: Float32Array, gamma: Float32Array, stats: Float32Array, dy: Float32Array, width: number,
-  dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void {
+export function layerNormBackwardInto(
+  x: Float32Array,
+  gamma: Float32Array,
+  stats: Float32Array,
+  dy: Float32Array,
+  width: number,
+  dx: Float32Array,
+  dgamma: Float32Array,
+  dbeta: Float32Array,
+): void {
   const rows = x.length / width;
   const dg = new Float64Array(width);
   const db = new Float64Array(width);
@@ -176,8 +211,17 @@ export function layerNormBackwardInto(x: Float32Array, gamma: Float32Array, stat
 }
 
 /** The forward part in WebAssembly SIMD on the wasm heap (byte offsets), row by row: the same steps in float32. */
-function layerNormForwardSimd(simd: SimdKernels, x: number, gamma: number, beta: number, eps: number, rows: number, width: number,
-  y: number, stats: Float32Array): void {
+function layerNormForwardSimd(
+  simd: SimdKernels,
+  x: number,
+  gamma: number,
+  beta: number,
+  eps: number,
+  rows: number,
+  width: number,
+  y: number,
+  stats: Float32Array,
+): void {
   for (let row = 0; row < rows; row++) {
     const o = row * width * 4;
     const mean = Math.fround(simd.sum(x + o, width) / width);
@@ -189,8 +233,18 @@ function layerNormForwardSimd(simd: SimdKernels, x: number, gamma: number, beta:
 }
 
 /** The backward part in WebAssembly SIMD; `dgamma` and `dbeta` are accumulated in place (the caller zeroes them). */
-function layerNormBackwardSimd(simd: SimdKernels, x: number, gamma: number, stats: Float32Array, dy: number, rows: number, width: number,
-  dx: number, dgamma: number, dbeta: number): void {
+function layerNormBackwardSimd(
+  simd: SimdKernels,
+  x: number,
+  gamma: number,
+  stats: Float32Array,
+  dy: number,
+  rows: number,
+  width: number,
+  dx: number,
+  dgamma: number,
+  dbeta: number,
+): void {
   for (let row = 0; row < rows; row++) {
     const o = row * width * 4;
     const mean = stats[2 * row]!;
@@ -200,14 +254,16 @@ function layerNormBackwardSimd(simd: SimdKernels, x: number, gamma: number, stat
   }
 }
 
-
 /** The output shapes of a part: forward [y, (μ, r)], backward [dx, dγ, dβ]. */
 function hostOutputShapes(part: 'forward' | 'backward', x: tf.TensorInfo): number[][] {
   const width = x.shape[1]!;
   return part === 'forward' ? [x.shape, [x.shape[0]!, 2]] : [x.shape, [width], [width]];
 }
 
-/** DistillLayerNorm on `wasm`, on the tensors' own memory: SIMD when the module loaded, else JS. Inputs, attributes and outputs as the WGSL kernel's. */
+/**
+ * DistillLayerNorm on `wasm`, on the tensors' own memory: SIMD when the module loaded, else JS. Inputs, attributes and
+ * outputs as the WGSL kernel's.
+ */
 function layerNormWasm({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const wasm = wasmBackend(backend);
   const { eps, part } = attrs as unknown as { eps: number; part: 'forward' | 'backward' };
@@ -219,13 +275,46 @@ function layerNormWasm({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] 
   const simd = wasmSimd();
   // Views after every allocation (allocating may grow the memory and detach earlier views).
   const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t) as Float32Array;
-  if (simd && part === 'forward') layerNormForwardSimd(simd, heapOffset(x), heapOffset(gamma), heapOffset(beta), eps, rows, width, heapOffset(outs[0]!), view(outs[1]!));
+  if (simd && part === 'forward')
+    layerNormForwardSimd(
+      simd,
+      heapOffset(x),
+      heapOffset(gamma),
+      heapOffset(beta),
+      eps,
+      rows,
+      width,
+      heapOffset(outs[0]!),
+      view(outs[1]!),
+    );
   else if (simd) {
     view(outs[1]!).fill(0);
     view(outs[2]!).fill(0);
-    layerNormBackwardSimd(simd, heapOffset(x), heapOffset(gamma), view(beta), heapOffset(dy!), rows, width, heapOffset(outs[0]!), heapOffset(outs[1]!), heapOffset(outs[2]!));
-  } else if (part === 'forward') layerNormForwardInto(view(x), view(gamma), view(beta), eps, width, view(outs[0]!), view(outs[1]!));
-  else layerNormBackwardInto(view(x), view(gamma), view(beta), view(dy!), width, view(outs[0]!), view(outs[1]!), view(outs[2]!));
+    layerNormBackwardSimd(
+      simd,
+      heapOffset(x),
+      heapOffset(gamma),
+      view(beta),
+      heapOffset(dy!),
+      rows,
+      width,
+      heapOffset(outs[0]!),
+      heapOffset(outs[1]!),
+      heapOffset(outs[2]!),
+    );
+  } else if (part === 'forward')
+    layerNormForwardInto(view(x), view(gamma), view(beta), eps, width, view(outs[0]!), view(outs[1]!));
+  else
+    layerNormBackwardInto(
+      view(x),
+      view(gamma),
+      view(beta),
+      view(dy!),
+      width,
+      view(outs[0]!),
+      view(outs[1]!),
+      view(outs[2]!),
+    );
   return outs;
 }
 
@@ -238,14 +327,29 @@ function layerNormCpu({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const outs = shapes.map((shape) => new Float32Array(tf.util.sizeFromShape(shape)));
   const view = (t: tf.TensorInfo): Float32Array => cpu.readSync(t.dataId) as Float32Array;
   const width = x.shape[1]!;
-  if (part === 'forward') layerNormForwardInto(view(x), view(inputs['gamma']!), view(inputs['beta']!), eps, width, outs[0]!, outs[1]!);
-  else layerNormBackwardInto(view(x), view(inputs['gamma']!), view(inputs['beta']!), view(inputs['dy']!), width, outs[0]!, outs[1]!, outs[2]!);
+  if (part === 'forward')
+    layerNormForwardInto(view(x), view(inputs['gamma']!), view(inputs['beta']!), eps, width, outs[0]!, outs[1]!);
+  else
+    layerNormBackwardInto(
+      view(x),
+      view(inputs['gamma']!),
+      view(inputs['beta']!),
+      view(inputs['dy']!),
+      width,
+      outs[0]!,
+      outs[1]!,
+      outs[2]!,
+    );
   return shapes.map((shape, i) => cpu.makeTensorInfo(shape, 'float32', outs[i]));
 }
 
-/** DistillLayerNorm (student/ops/layer-norm.ts): WGSL programs on webgpu, row by row on the host on wasm (SIMD) and cpu. */
+/**
+ * DistillLayerNorm (student/ops/layer-norm.ts): WGSL programs on webgpu, row by row on the host on wasm (SIMD) and cpu.
+ */
 export const LAYER_NORM: BackendKernels = {
   wasm: [{ kernelName: LAYER_NORM_KERNEL, backendName: 'wasm', kernelFunc: layerNormWasm as unknown as tf.KernelFunc }],
   cpu: [{ kernelName: LAYER_NORM_KERNEL, backendName: 'cpu', kernelFunc: layerNormCpu as unknown as tf.KernelFunc }],
-  webgpu: [{ kernelName: LAYER_NORM_KERNEL, backendName: 'webgpu', kernelFunc: layerNormWebgpu as unknown as tf.KernelFunc }],
+  webgpu: [
+    { kernelName: LAYER_NORM_KERNEL, backendName: 'webgpu', kernelFunc: layerNormWebgpu as unknown as tf.KernelFunc },
+  ],
 };

@@ -19,7 +19,14 @@ import type * as tf from '@tensorflow/tfjs';
 
 /** wasm, registered before it starts: the products on the BLAS (else XNNPACK's, product by product). */
 export function wasmKernels(): OurKernel[] {
-  return [...TRAINING.wasm, ...productKernels('wasm'), ...LOGIT_LOSSES.wasm, ...GELU.wasm, ...DROPOUT.wasm, ...LAYER_NORM.wasm];
+  return [
+    ...TRAINING.wasm,
+    ...productKernels('wasm'),
+    ...LOGIT_LOSSES.wasm,
+    ...GELU.wasm,
+    ...DROPOUT.wasm,
+    ...LAYER_NORM.wasm,
+  ];
 }
 
 /** wasm, once it started and the SIMD module compiled on its memory (student/kernels/simd.ts): AdamW in place. */
@@ -29,13 +36,27 @@ export function wasmSimdKernels(): OurKernel[] {
 
 /** cpu: the products on the BLAS where one loads (else tfjs's own). */
 export function cpuKernels(): OurKernel[] {
-  return [...TRAINING.cpu, ...productKernels('cpu'), ...LOGIT_LOSSES.cpu, ...GELU.cpu, ...DROPOUT.cpu, ...LAYER_NORM.cpu];
+  return [
+    ...TRAINING.cpu,
+    ...productKernels('cpu'),
+    ...LOGIT_LOSSES.cpu,
+    ...GELU.cpu,
+    ...DROPOUT.cpu,
+    ...LAYER_NORM.cpu,
+  ];
 }
 
 /** webgpu, once it started (the logit losses run as tfjs ops there: losses/total.ts). */
 export function webgpuKernels(): OurKernel[] {
-  return [...GELU.webgpu, ...DROPOUT.webgpu, ...LAYER_NORM.webgpu, ...MASKED_SOFTMAX.webgpu, ...SUM_SQUARES.webgpu,
-    ...ADAMW.webgpu, ...PRODUCTS.webgpu];
+  return [
+    ...GELU.webgpu,
+    ...DROPOUT.webgpu,
+    ...LAYER_NORM.webgpu,
+    ...MASKED_SOFTMAX.webgpu,
+    ...SUM_SQUARES.webgpu,
+    ...ADAMW.webgpu,
+    ...PRODUCTS.webgpu,
+  ];
 }
 
 /** webgpu's gradients (replacing tfjs's for every backend; the device broadcast applies on webgpu only). */

@@ -68,24 +68,38 @@ interface InputSizes {
  * Check the inputs of the logit losses and work out their scales (shared by the host and wasm passes). Returns
  * k as well: the soft targets a row holds (V, or the top k).
  */
-function lossScales({ n, v, probs, bias, topkIds }: InputSizes, labels: Int32Array, hasTeacherLogits: boolean, a: LogitLossAttrs): LossScales & { k: number } {
+function lossScales(
+  { n, v, probs, bias, topkIds }: InputSizes,
+  labels: Int32Array,
+  hasTeacherLogits: boolean,
+  a: LogitLossAttrs,
+): LossScales & { k: number } {
   const k = topkIds === undefined ? v : n > 0 ? probs / n : 0;
-  if (topkIds === undefined && probs !== n * v) throw new ShapeError(`logit losses: teacher targets hold ${probs} values, expected [${n}, ${v}]`);
+  if (topkIds === undefined && probs !== n * v)
+    throw new ShapeError(`logit losses: teacher targets hold ${probs} values, expected [${n}, ${v}]`);
   if (topkIds !== undefined) {
-    if (topkIds !== probs || !Number.isInteger(k)) throw new ShapeError(`logit losses: top-k soft targets of ${probs} values and ${topkIds} ids for ${n} rows`);
-    if (n > 0 && !(k >= 1 && k < v)) throw new ShapeError(`logit losses: top-k of ${k} for a vocabulary of ${v}: expected 1 ≤ k < ${v}`);
-    if (a.alpha_mse !== 0) throw new ShapeError('logit losses: the MSE loss needs the teacher\'s full logits, not top-k soft targets');
+    if (topkIds !== probs || !Number.isInteger(k))
+      throw new ShapeError(`logit losses: top-k soft targets of ${probs} values and ${topkIds} ids for ${n} rows`);
+    if (n > 0 && !(k >= 1 && k < v))
+      throw new ShapeError(`logit losses: top-k of ${k} for a vocabulary of ${v}: expected 1 ≤ k < ${v}`);
+    if (a.alpha_mse !== 0)
+      throw new ShapeError("logit losses: the MSE loss needs the teacher's full logits, not top-k soft targets");
   }
   if (bias !== v) throw new ShapeError(`logit losses: a vocab bias of ${bias} values for logits [${n}, ${v}]`);
   if (labels.length !== n) throw new ShapeError(`logit losses: ${labels.length} labels for ${n} rows`);
-  if (a.negEntropy.length !== n) throw new ShapeError(`logit losses: ${a.negEntropy.length} teacher entropies for ${n} rows`);
-  if (a.alpha_mse !== 0 && !hasTeacherLogits) throw new ShapeError('logit losses: the MSE loss needs the teacher logits kept (keepLogits)');
+  if (a.negEntropy.length !== n)
+    throw new ShapeError(`logit losses: ${a.negEntropy.length} teacher entropies for ${n} rows`);
+  if (a.alpha_mse !== 0 && !hasTeacherLogits)
+    throw new ShapeError('logit losses: the MSE loss needs the teacher logits kept (keepLogits)');
   for (const label of labels) {
-    if (label !== IGNORE_INDEX && (label < 0 || label >= v)) throw new ShapeError(`loss_mlm: label ${label} outside the vocabulary of ${v}`);
+    if (label !== IGNORE_INDEX && (label < 0 || label >= v))
+      throw new ShapeError(`loss_mlm: label ${label} outside the vocabulary of ${v}`);
   }
   const tau = a.temperature;
   return {
-    k, tau, invTau: 1 / tau,
+    k,
+    tau,
+    invTau: 1 / tau,
     ceScale: (tau / a.ceCount) * a.alpha_ce,
     mseScale: (2 / a.ceCount) * a.alpha_mse,
     mlmScale: a.alpha_mlm / Math.max(a.mlmCount, 1),
@@ -93,7 +107,11 @@ function lossScales({ n, v, probs, bias, topkIds }: InputSizes, labels: Int32Arr
 }
 
 /** The three means from the sums (shared by both passes). */
-function means(sums: { ce: number; mlm: number; mse: number }, a: LogitLossAttrs, tau: number): { ce: number; mlm: number; mse: number } {
+function means(
+  sums: { ce: number; mlm: number; mse: number },
+  a: LogitLossAttrs,
+  tau: number,
+): { ce: number; mlm: number; mse: number } {
   return {
     ce: (tau * tau * sums.ce) / a.ceCount,
     mlm: a.mlmCount > 0 ? sums.mlm / a.mlmCount : 0,
@@ -108,7 +126,10 @@ export interface HostLogitTargets {
   teacherLogits?: Float32Array;
 }
 
-/** Below this, Σ of a row's tail exponentials is recomputed exactly (topkRow): float32 exps there are clamped or subnormal. */
+/**
+ * Below this, Σ of a row's tail exponentials is recomputed exactly (topkRow):
+ * float32 exps there are clamped or subnormal.
+ */
 const TAIL_FLOOR = 1e-30;
 
 /** One row of the top-k KL, on views of the kernel's buffers (both passes: JS and SIMD). */
@@ -195,10 +216,22 @@ function topkRow(r: TopkRow, invTau: number, ceScale: number, v: number): number
  * Loss values and their gradient for host logits s = projected + bias ([N, V] and [V]; labels [N], -100 where a
  * row has no MLM label).
  */
-export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: number, v: number, targets: HostLogitTargets, labels: Int32Array,
-  a: LogitLossAttrs): HostLogitLosses {
+export function logitLossesHost(
+  projected: Float32Array,
+  bias: Float32Array,
+  n: number,
+  v: number,
+  targets: HostLogitTargets,
+  labels: Int32Array,
+  a: LogitLossAttrs,
+): HostLogitLosses {
   const { probs: p, topkIds, teacherLogits } = targets;
-  const { k, tau, invTau, ceScale, mseScale, mlmScale } = lossScales({ n, v, probs: p.length, bias: bias.length, topkIds: topkIds?.length }, labels, teacherLogits !== undefined, a);
+  const { k, tau, invTau, ceScale, mseScale, mlmScale } = lossScales(
+    { n, v, probs: p.length, bias: bias.length, topkIds: topkIds?.length },
+    labels,
+    teacherLogits !== undefined,
+    a,
+  );
   const grad = new Float32Array(n * v);
   const sums = { ce: 0, mlm: 0, mse: 0 };
   const biasGrad = new Float32Array(v);
@@ -223,21 +256,38 @@ export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: 
       if (!topkIds) dot += p[o0 + j]! * x;
     }
     if (topkIds) {
-      const cross = topkRow({
-        g: grad, at: o0, s, ms, zq, probs: p, ids: topkIds, kAt: row * k, k, biasGrad, stamp: stamp!, rowStamp: row + 1, eTop,
-        tailSum: () => {
-          let t = 0;
-          for (let j = o0; j < o0 + v; j++) t += grad[j]!;
-          return t;
+      const cross = topkRow(
+        {
+          g: grad,
+          at: o0,
+          s,
+          ms,
+          zq,
+          probs: p,
+          ids: topkIds,
+          kAt: row * k,
+          k,
+          biasGrad,
+          stamp: stamp!,
+          rowStamp: row + 1,
+          eTop,
+          tailSum: () => {
+            let t = 0;
+            for (let j = o0; j < o0 + v; j++) t += grad[j]!;
+            return t;
+          },
+          scaleTail: (c) => {
+            for (let j = 0; j < v; j++) {
+              const g = c * grad[o0 + j]!;
+              grad[o0 + j] = g;
+              biasGrad[j]! += g;
+            }
+          },
         },
-        scaleTail: (c) => {
-          for (let j = 0; j < v; j++) {
-            const g = c * grad[o0 + j]!;
-            grad[o0 + j] = g;
-            biasGrad[j]! += g;
-          }
-        },
-      }, invTau, ceScale, v);
+        invTau,
+        ceScale,
+        v,
+      );
       sums.ce += a.negEntropy[row]! - cross;
     } else {
       // KL(p‖q) = Σ p log p − Σ p log q, with log q = (s − ms)/τ − log zq
@@ -276,7 +326,14 @@ export function logitLossesHost(projected: Float32Array, bias: Float32Array, n: 
   return { ...means(sums, a, tau), grad, biasGrad };
 }
 
-type LossInputs = { projected: tf.TensorInfo; bias: tf.TensorInfo; probs: tf.TensorInfo; labels: tf.TensorInfo; topkIds?: tf.TensorInfo; teacherLogits?: tf.TensorInfo };
+type LossInputs = {
+  projected: tf.TensorInfo;
+  bias: tf.TensorInfo;
+  probs: tf.TensorInfo;
+  labels: tf.TensorInfo;
+  topkIds?: tf.TensorInfo;
+  teacherLogits?: tf.TensorInfo;
+};
 
 /**
  * The same pass as logitLossesHost, on the `wasm` backend's memory with the SIMD module (student/kernels/simd.ts):
@@ -286,13 +343,30 @@ type LossInputs = { projected: tf.TensorInfo; bias: tf.TensorInfo; probs: tf.Ten
  * MLM and MSE terms where they apply. `grad` and `biasGrad` are the kernel's outputs, `scratch` a [2, V] buffer:
  * the row's logits, then the MLM pass's exponentials. `topkIds` is a host copy of the ids input.
  */
-function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInputs, labels: Int32Array, topkIds: Int32Array | undefined,
-  out: { grad: tf.TensorInfo; biasGrad: tf.TensorInfo; scratch: tf.TensorInfo }, a: LogitLossAttrs): { ce: number; mlm: number; mse: number } {
+function logitLossesSimd(
+  simd: SimdKernels,
+  backend: WasmBackend,
+  ins: LossInputs,
+  labels: Int32Array,
+  topkIds: Int32Array | undefined,
+  out: { grad: tf.TensorInfo; biasGrad: tf.TensorInfo; scratch: tf.TensorInfo },
+  a: LogitLossAttrs,
+): { ce: number; mlm: number; mse: number } {
   const [n, v] = ins.projected.shape as [number, number];
-  const { k, tau, invTau, ceScale, mseScale, mlmScale } = lossScales({ n, v, probs: tf.util.sizeFromShape(ins.probs.shape), bias: tf.util.sizeFromShape(ins.bias.shape),
-    topkIds: topkIds?.length }, labels, ins.teacherLogits !== undefined, a);
+  const { k, tau, invTau, ceScale, mseScale, mlmScale } = lossScales(
+    {
+      n,
+      v,
+      probs: tf.util.sizeFromShape(ins.probs.shape),
+      bias: tf.util.sizeFromShape(ins.bias.shape),
+      topkIds: topkIds?.length,
+    },
+    labels,
+    ins.teacherLogits !== undefined,
+    a,
+  );
   const gView = backend.typedArrayFromHeap(out.grad) as Float32Array;
-  const pView = topkIds ? backend.typedArrayFromHeap(ins.probs) as Float32Array : undefined;
+  const pView = topkIds ? (backend.typedArrayFromHeap(ins.probs) as Float32Array) : undefined;
   const stamp = topkIds ? new Int32Array(v) : undefined;
   const eTop = new Float64Array(topkIds ? k : 0);
   const biasView = backend.typedArrayFromHeap(out.biasGrad) as Float32Array;
@@ -313,10 +387,30 @@ function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInput
     const ms = simd.addMax(H + row * rowBytes, B, s, v);
     if (topkIds) {
       const zq = simd.expSum(s, g, v, ms, invTau);
-      sums.ce += a.negEntropy[row]! - topkRow({
-        g: gView, at: row * v, s: sView, ms, zq, probs: pView!, ids: topkIds, kAt: row * k, k, biasGrad: biasView, stamp: stamp!, rowStamp: row + 1, eTop,
-        tailSum: () => simd.sum(g, v), scaleTail: (c) => simd.scaleAcc(g, Bias, v, c),
-      }, invTau, ceScale, v);
+      sums.ce +=
+        a.negEntropy[row]! -
+        topkRow(
+          {
+            g: gView,
+            at: row * v,
+            s: sView,
+            ms,
+            zq,
+            probs: pView!,
+            ids: topkIds,
+            kAt: row * k,
+            k,
+            biasGrad: biasView,
+            stamp: stamp!,
+            rowStamp: row + 1,
+            eTop,
+            tailSum: () => simd.sum(g, v),
+            scaleTail: (c) => simd.scaleAcc(g, Bias, v, c),
+          },
+          invTau,
+          ceScale,
+          v,
+        );
     } else {
       const p = P + row * rowBytes;
       const zq = simd.expSumDot(s, g, p, v, ms, invTau);
@@ -335,7 +429,6 @@ function logitLossesSimd(simd: SimdKernels, backend: WasmBackend, ins: LossInput
   }
   return means(sums, a, tau);
 }
-
 
 const weightedSum = (l: { ce: number; mlm: number; mse: number }, a: LogitLossAttrs): Float32Array =>
   Float32Array.from([a.alpha_ce * l.ce + a.alpha_mlm * l.mlm + a.alpha_mse * l.mse, l.ce, l.mlm, l.mse]);
@@ -358,8 +451,15 @@ function wasmKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
     if (simd && scratch) values = logitLossesSimd(simd, wasm, ins, labels, topkIds, { grad, biasGrad, scratch }, a);
     else {
       const view = (t: tf.TensorInfo): Float32Array => wasm.typedArrayFromHeap(t) as Float32Array;
-      const h = logitLossesHost(view(ins.projected), view(ins.bias), n, v,
-        { probs: view(ins.probs), topkIds, teacherLogits: ins.teacherLogits ? view(ins.teacherLogits) : undefined }, labels, a);
+      const h = logitLossesHost(
+        view(ins.projected),
+        view(ins.bias),
+        n,
+        v,
+        { probs: view(ins.probs), topkIds, teacherLogits: ins.teacherLogits ? view(ins.teacherLogits) : undefined },
+        labels,
+        a,
+      );
       view(grad).set(h.grad);
       view(biasGrad).set(h.biasGrad);
       values = h;
@@ -381,14 +481,30 @@ function cpuKernel({ inputs, attrs, backend }: KernelArgs): tf.TensorInfo[] {
   const a = attrs as unknown as LogitLossAttrs;
   const [n, v] = ins.projected.shape as [number, number];
   const read = (t: tf.TensorInfo): Float32Array => cpu.readSync(t.dataId) as Float32Array;
-  const h = logitLossesHost(read(ins.projected), read(ins.bias), n, v, {
-    probs: read(ins.probs), topkIds: ins.topkIds ? cpu.readSync(ins.topkIds.dataId) as Int32Array : undefined,
-    teacherLogits: ins.teacherLogits ? read(ins.teacherLogits) : undefined,
-  }, cpu.readSync(ins.labels.dataId) as Int32Array, a);
-  return [cpu.makeTensorInfo([4], 'float32', weightedSum(h, a)), cpu.makeTensorInfo([n, v], 'float32', h.grad), cpu.makeTensorInfo([v], 'float32', h.biasGrad)];
+  const h = logitLossesHost(
+    read(ins.projected),
+    read(ins.bias),
+    n,
+    v,
+    {
+      probs: read(ins.probs),
+      topkIds: ins.topkIds ? (cpu.readSync(ins.topkIds.dataId) as Int32Array) : undefined,
+      teacherLogits: ins.teacherLogits ? read(ins.teacherLogits) : undefined,
+    },
+    cpu.readSync(ins.labels.dataId) as Int32Array,
+    a,
+  );
+  return [
+    cpu.makeTensorInfo([4], 'float32', weightedSum(h, a)),
+    cpu.makeTensorInfo([n, v], 'float32', h.grad),
+    cpu.makeTensorInfo([v], 'float32', h.biasGrad),
+  ];
 }
 
-/** DistillLogitLosses (student/ops/logit-losses.ts) on wasm (SIMD or JS) and cpu; other backends keep the tfjs ops on the device. */
+/**
+ * DistillLogitLosses (student/ops/logit-losses.ts) on wasm (SIMD or JS)
+ * and cpu; other backends keep the tfjs ops on the device.
+ */
 export const LOGIT_LOSSES: BackendKernels<'wasm' | 'cpu'> = {
   wasm: [{ kernelName: LOGIT_LOSSES_KERNEL, backendName: 'wasm', kernelFunc: wasmKernel as unknown as tf.KernelFunc }],
   cpu: [{ kernelName: LOGIT_LOSSES_KERNEL, backendName: 'cpu', kernelFunc: cpuKernel as unknown as tf.KernelFunc }],

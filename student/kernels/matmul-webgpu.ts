@@ -1,5 +1,5 @@
-// Matrix products on `webgpu` by distill's own tiled WGSL program, behind tfjs's BatchMatMul kernel, in two
-// arithmetics:
+// Matrix products on `webgpu` by distill's own tiled WGSL program,
+// behind tfjs's BatchMatMul kernel, in two arithmetics:
 //
 //   "fp16-mixed" (precision): both operands rounded to f16, float32 accumulation,
 //     out[b, m, n] = Σ_k  f32(f16(A[b, m, k])) · f32(f16(B[b, k, n]))        (op(A), op(B): transposes by flag)
@@ -19,8 +19,8 @@
 // sides reach it, else 64), T × T values per invocation (T = TILE/16: 8 or 4) at rows ty + 16·i and columns
 // tx + 16·j (consecutive invocations, consecutive columns: conflict-free reads of the staged tile, coalesced
 // writes), from operand tiles of depth BK staged in workgroup memory (as f16 for fp16-mixed: half the footprint
-// and traffic). Each step of k reads 2T staged values for T² multiply-adds. Every output is summed over k in
-// order, in float32.
+// and traffic). Each step of k reads 2T staged values for T²
+// multiply-adds. Every output is summed over k in order, in float32.
 //
 // With precision "fp32" and webgpu_products "tfjs" (the defaults) the kernel hands every call to tfjs's own.
 // Tested against operands (f16-rounded or not) with fp64 sums, every transpose, broadcast batches, sizes off the
@@ -54,14 +54,30 @@ class TiledProductProgram {
   readonly uniforms = 'M : i32, K : i32, N : i32, batchA : i32, batchB : i32,';
   private readonly tile: 64 | 128;
 
-  constructor(private readonly g: ProductGeometry, private readonly half: boolean) {
+  constructor(
+    private readonly g: ProductGeometry,
+    private readonly half: boolean,
+  ) {
     this.outputShape = g.outShape;
     this.tile = productTile(g.M, g.N);
     const r = g.outShape.length;
     // Columns along x, rows along y, the batch along z (non-flat: main() reads the workgroup and local ids).
     this.dispatchLayout = { x: [r - 1], y: [r - 2], z: Array.from({ length: r - 2 }, (_, i) => i) };
     this.dispatch = [Math.ceil(g.N / this.tile), Math.ceil(g.M / this.tile), g.batch];
-    this.shaderKey = `distill_matmul_${half ? 'f16' : 'f32'}_${this.tile}_${g.transposeA ? 'T' : 'N'}${g.transposeB ? 'T' : 'N'}`;
+    const layout = `${g.transposeA ? 'T' : 'N'}${g.transposeB ? 'T' : 'N'}`;
+    this.shaderKey = `distill_matmul_${half ? 'f16' : 'f32'}_${this.tile}_${layout}`;
+  }
+
+  /**
+   * WGSL storing the accumulator c{i}_{j} (row 16·i,
+   * column 16·j of the thread's block), NaN where an f16 operand overflowed.
+   */
+  private storeColumn(i: number, j: number): string {
+    const value = this.half ? `select(c${i}_${j}, uniforms.NAN, bad)` : `c${i}_${j}`;
+    return (
+      `if (col0 + tx + ${16 * j} < uniforms.N) { result[outBase ` +
+      `+ row * uniforms.N + col0 + tx + ${16 * j}] = ${value}; }`
+    );
   }
 
   getUserCode(): string {
@@ -72,8 +88,12 @@ class TiledProductProgram {
     const loads = (TILE * BK) / THREADS;
     // Which element of the staged tile invocation `li` loads on pass e: consecutive invocations read consecutive
     // addresses of the operand as it lies in memory (coalesced), whichever way it is transposed.
-    const aIndex = transposeA ? `let m = idx % ${TILE}; let k = idx / ${TILE};` : `let m = idx / ${BK}; let k = idx % ${BK};`; // [K, M] : [M, K]
-    const bIndex = transposeB ? `let n = idx / ${BK}; let k = idx % ${BK};` : `let n = idx % ${TILE}; let k = idx / ${TILE};`; // [N, K] : [K, N]
+    const aIndex = transposeA
+      ? `let m = idx % ${TILE}; let k = idx / ${TILE};`
+      : `let m = idx / ${BK}; let k = idx % ${BK};`; // [K, M] : [M, K]
+    const bIndex = transposeB
+      ? `let n = idx / ${BK}; let k = idx % ${BK};`
+      : `let n = idx % ${TILE}; let k = idx / ${TILE};`; // [N, K] : [K, N]
     const aRead = transposeA ? 'A[base + k * uniforms.M + m]' : 'A[base + m * uniforms.K + k]';
     const bRead = transposeB ? 'B[base + n * uniforms.K + k]' : 'B[base + k * uniforms.N + n]';
     const staged = this.half ? 'f16' : 'f32';
@@ -84,12 +104,16 @@ class TiledProductProgram {
       ${this.half ? F16_MARKER : ''}
       var<workgroup> tileA : array<${staged}, ${TILE * BK}>; // [BK k][TILE rows m]
       var<workgroup> tileB : array<${staged}, ${TILE * BK}>; // [BK k][TILE columns n]
-      ${this.half ? `var<workgroup> overflow : atomic<u32>;
+      ${
+        this.half
+          ? `var<workgroup> overflow : atomic<u32>;
 
       fn toHalf(x : f32) -> f16 {
         if (!(abs(x) <= 65504.0)) { atomicStore(&overflow, 1u); return f16(0.0); }
         return f16(x);
-      }` : ''}
+      }`
+          : ''
+      }
 
       fn readA(batch : i32, m : i32, k : i32) -> f32 {
         if (m >= uniforms.M || k >= uniforms.K) { return 0.0; }
@@ -127,13 +151,17 @@ class TiledProductProgram {
         }
         ${this.half ? 'let bad = atomicLoad(&overflow) != 0u;' : ''}
         let outBase = batch * uniforms.M * uniforms.N;
-        ${ts.map((i) => `
+        ${ts
+          .map(
+            (i) => `
         {
           let row = row0 + ty + ${16 * i};
           if (row < uniforms.M) {
-            ${ts.map((j) => `if (col0 + tx + ${16 * j} < uniforms.N) { result[outBase + row * uniforms.N + col0 + tx + ${16 * j}] = ${this.half ? `select(c${i}_${j}, uniforms.NAN, bad)` : `c${i}_${j}`}; }`).join('\n            ')}
+            ${ts.map((j) => this.storeColumn(i, j)).join('\n            ')}
           }
-        }`).join('')}
+        }`,
+          )
+          .join('')}
       }`;
   }
 }
@@ -155,17 +183,22 @@ export function halfProductsOn(): boolean {
   return halfProducts && tf.getBackend() === 'webgpu' && isOurs('webgpu', 'BatchMatMul');
 }
 
-
 function productKernel(args: KernelArgs): tf.TensorInfo {
   const { inputs, backend, attrs } = args;
   const a = inputs['a']!;
   const b = inputs['b']!;
-  const g = (halfProducts || tiledProducts) && a.dtype === 'float32' && b.dtype === 'float32'
-    ? productGeometry(a.shape, b.shape, Boolean(attrs?.['transposeA']), Boolean(attrs?.['transposeB'])) : null;
+  const g =
+    (halfProducts || tiledProducts) && a.dtype === 'float32' && b.dtype === 'float32'
+      ? productGeometry(a.shape, b.shape, Boolean(attrs?.['transposeA']), Boolean(attrs?.['transposeB']))
+      : null;
   if (!g || g.M === 0 || g.N === 0 || g.K === 0) return originalKernel('webgpu', 'BatchMatMul')!(args) as tf.TensorInfo;
   const program = new TiledProductProgram(g, halfProducts);
-  return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(program as unknown as WgslProgram, [a, b], 'float32',
-    [g.M, g.K, g.N, g.batchA, g.batchB].map((v) => ({ type: 'int32' as const, data: [v] })));
+  return (backend as unknown as WebGpuBackendLike).runWebGPUProgram(
+    program as unknown as WgslProgram,
+    [a, b],
+    'float32',
+    [g.M, g.K, g.N, g.batchA, g.batchB].map((v) => ({ type: 'int32' as const, data: [v] })),
+  );
 }
 
 /** The tiled product kernel behind BatchMatMul on `webgpu`; it defers to tfjs's unless set*Products(true). */

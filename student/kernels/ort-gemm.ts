@@ -21,9 +21,20 @@ import { OnnxGraphBuilder } from '../../src/core/onnx-writer.js';
 const ORT_API_VERSION = 16;
 /** Positions in the OrtApi table (onnxruntime_c_api.h). */
 const INDEX = {
-  GetErrorMessage: 2, CreateEnv: 3, CreateSessionFromArray: 8, Run: 9, CreateSessionOptions: 10, SetSessionExecutionMode: 13,
-  SetSessionGraphOptimizationLevel: 23, SetIntraOpNumThreads: 24, SetInterOpNumThreads: 25, CreateTensorWithDataAsOrtValue: 49,
-  CreateCpuMemoryInfo: 69, ReleaseStatus: 93, ReleaseValue: 96, AddSessionConfigEntry: 130,
+  GetErrorMessage: 2,
+  CreateEnv: 3,
+  CreateSessionFromArray: 8,
+  Run: 9,
+  CreateSessionOptions: 10,
+  SetSessionExecutionMode: 13,
+  SetSessionGraphOptimizationLevel: 23,
+  SetIntraOpNumThreads: 24,
+  SetInterOpNumThreads: 25,
+  CreateTensorWithDataAsOrtValue: 49,
+  CreateCpuMemoryInfo: 69,
+  ReleaseStatus: 93,
+  ReleaseValue: 96,
+  AddSessionConfigEntry: 130,
 } as const;
 const ONNX_FLOAT = 1;
 const ORT_LOGGING_LEVEL_ERROR = 3;
@@ -41,12 +52,21 @@ type Call = (index: number, proto: TypeObject, ...args: unknown[]) => unknown;
 function ortLibraryPath(): string | undefined {
   let dir: string;
   try {
-    dir = join(dirname(requireHere.resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch);
+    dir = join(
+      dirname(requireHere.resolve('onnxruntime-node')),
+      '..',
+      'bin',
+      'napi-v6',
+      process.platform,
+      process.arch,
+    );
   } catch {
     return undefined;
   }
   if (!existsSync(dir)) return undefined;
-  const name = readdirSync(dir).find((f) => /^(lib)?onnxruntime(\.so\.\d+|\.\d+\.\d+\.\d+\.dylib|\.dylib|\.dll)$/.test(f));
+  const name = readdirSync(dir).find((f) =>
+    /^(lib)?onnxruntime(\.so\.\d+|\.\d+\.\d+\.\d+\.dylib|\.dylib|\.dll)$/.test(f),
+  );
   return name ? join(dir, name) : undefined;
 }
 
@@ -56,13 +76,30 @@ export interface OrtGemm {
   description: string;
   threads: number;
   /** C = op(A) op(B) for row-major, contiguous operands (cblas_sgemm's arguments, alpha 1 and beta 0 only). */
-  sgemm: (order: number, transA: number, transB: number, M: number, N: number, K: number, alpha: number,
-    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number) => void;
+  sgemm: (
+    order: number,
+    transA: number,
+    transB: number,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    lda: number,
+    B: Float32Array,
+    ldb: number,
+    beta: number,
+    C: Float32Array,
+    ldc: number,
+  ) => void;
   /** out[i] = op(a[i]) op(b[i]) for a batch (a batch of one broadcast), in one call. */
   batchedProduct: (g: BatchGeometry, a: Float32Array, b: Float32Array, out: Float32Array) => void;
 }
 
-/** out[i] = op(a[i]) op(b[i]) over a batch (batchA or batchB may be 1: broadcast); blas.ts's ProductGeometry adds the output shape. */
+/**
+ * out[i] = op(a[i]) op(b[i]) over a batch (batchA or batchB may be 1:
+ * broadcast); blas.ts's ProductGeometry adds the output shape.
+ */
 export interface BatchGeometry {
   batch: number;
   batchA: number;
@@ -91,7 +128,10 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
     return null;
   }
   const apiBase = koffi.struct('DistillOrtApiBase', { GetApi: 'void *', GetVersionString: 'void *' });
-  const base = koffi.decode(lib.func('DistillOrtApiBase *OrtGetApiBase()')() as Pointer, apiBase) as { GetApi: Pointer; GetVersionString: Pointer };
+  const base = koffi.decode(lib.func('DistillOrtApiBase *OrtGetApiBase()')() as Pointer, apiBase) as {
+    GetApi: Pointer;
+    GetVersionString: Pointer;
+  };
   const version = koffi.call(base.GetVersionString, koffi.proto('const char *DistillOrtVersion()')) as string;
   const api = koffi.call(base.GetApi, koffi.proto('void *DistillOrtGetApi(uint32_t)'), ORT_API_VERSION) as Pointer;
   if (!api) return null; // older than the table asked for
@@ -101,20 +141,29 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
     message: koffi.proto('const char *DistillOrtGetErrorMessage(void *)'),
     releaseStatus: koffi.proto('void DistillOrtReleaseStatus(void *)'),
     createEnv: koffi.proto('void *DistillOrtCreateEnv(int, const char *, _Out_ void **)'),
-    createSession: koffi.proto('void *DistillOrtCreateSessionFromArray(void *, const uint8_t *, size_t, void *, _Out_ void **)'),
-    run: koffi.proto('void *DistillOrtRun(void *, void *, const char **, void **, size_t, const char **, size_t, _Inout_ void **)'),
+    createSession: koffi.proto(
+      'void *DistillOrtCreateSessionFromArray(void *, const uint8_t *, size_t, void *, _Out_ void **)',
+    ),
+    run: koffi.proto(
+      'void *DistillOrtRun(void *, void *, const char **, void **, size_t, const char **, size_t, _Inout_ void **)',
+    ),
     createOptions: koffi.proto('void *DistillOrtCreateSessionOptions(_Out_ void **)'),
     setInt: koffi.proto('void *DistillOrtSetOptionInt(void *, int)'),
     configEntry: koffi.proto('void *DistillOrtAddSessionConfigEntry(void *, const char *, const char *)'),
     createMemoryInfo: koffi.proto('void *DistillOrtCreateCpuMemoryInfo(int, int, _Out_ void **)'),
-    createTensor: koffi.proto('void *DistillOrtCreateTensorWithData(void *, void *, size_t, const int64_t *, size_t, int, _Out_ void **)'),
+    createTensor: koffi.proto(
+      'void *DistillOrtCreateTensorWithData(void *, void *, size_t, const int64_t *, size_t, int, _Out_ void **)',
+    ),
     releaseValue: koffi.proto('void DistillOrtReleaseValue(void *)'),
   };
   const check = (status: unknown, what: string): void => {
     if (!status) return;
     const message = call(INDEX.GetErrorMessage, proto.message, status) as string;
     call(INDEX.ReleaseStatus, proto.releaseStatus, status);
-    throw new DistillError(`onnxruntime (${library}): ${what} failed: ${message}`, 'set DISTILL_BLAS=off to multiply with tfjs\'s own kernels');
+    throw new DistillError(
+      `onnxruntime (${library}): ${what} failed: ${message}`,
+      "set DISTILL_BLAS=off to multiply with tfjs's own kernels",
+    );
   };
   const out: Pointer[] = [null];
   const created = (status: unknown, what: string): Pointer => {
@@ -122,16 +171,28 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
     return out[0];
   };
   // The process has one onnxruntime environment (the teacher's session shares it); CreateEnv returns it.
-  const env = created(call(INDEX.CreateEnv, proto.createEnv, ORT_LOGGING_LEVEL_ERROR, 'distill-products', out), 'CreateEnv');
+  const env = created(
+    call(INDEX.CreateEnv, proto.createEnv, ORT_LOGGING_LEVEL_ERROR, 'distill-products', out),
+    'CreateEnv',
+  );
   const options = created(call(INDEX.CreateSessionOptions, proto.createOptions, out), 'CreateSessionOptions');
   check(call(INDEX.SetIntraOpNumThreads, proto.setInt, options, threads), 'SetIntraOpNumThreads');
   check(call(INDEX.SetInterOpNumThreads, proto.setInt, options, 1), 'SetInterOpNumThreads');
   check(call(INDEX.SetSessionExecutionMode, proto.setInt, options, ORT_SEQUENTIAL), 'SetSessionExecutionMode');
-  check(call(INDEX.SetSessionGraphOptimizationLevel, proto.setInt, options, ORT_ENABLE_ALL), 'SetSessionGraphOptimizationLevel');
+  check(
+    call(INDEX.SetSessionGraphOptimizationLevel, proto.setInt, options, ORT_ENABLE_ALL),
+    'SetSessionGraphOptimizationLevel',
+  );
   // Between products the pool's threads sleep instead of spinning: the student's other kernels (one thread) and
   // the teacher's session run between them on the same cores, and spinning threads slowed those ~1.7× here.
-  check(call(INDEX.AddSessionConfigEntry, proto.configEntry, options, 'session.intra_op.allow_spinning', '0'), 'AddSessionConfigEntry');
-  const memoryInfo = created(call(INDEX.CreateCpuMemoryInfo, proto.createMemoryInfo, ORT_DEVICE_ALLOCATOR, ORT_MEM_TYPE_DEFAULT, out), 'CreateCpuMemoryInfo');
+  check(
+    call(INDEX.AddSessionConfigEntry, proto.configEntry, options, 'session.intra_op.allow_spinning', '0'),
+    'AddSessionConfigEntry',
+  );
+  const memoryInfo = created(
+    call(INDEX.CreateCpuMemoryInfo, proto.createMemoryInfo, ORT_DEVICE_ALLOCATOR, ORT_MEM_TYPE_DEFAULT, out),
+    'CreateCpuMemoryInfo',
+  );
 
   // One session per transpose combination and rank: 2-D products are one Gemm; a batch of products is one
   // FusedMatMul (onnxruntime's MatMul with transpose attributes, batched, a batch of one broadcast), so a batch
@@ -143,13 +204,31 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
     if (!s) {
       const g = new OnnxGraphBuilder();
       const lead = batched ? ['batch'] : [];
-      g.input('A', 'float', batched ? ['batchA', ...(transA ? ['K', 'M'] : ['M', 'K'])] : transA ? ['K', 'M'] : ['M', 'K']);
-      g.input('B', 'float', batched ? ['batchB', ...(transB ? ['N', 'K'] : ['K', 'N'])] : transB ? ['N', 'K'] : ['K', 'N']);
-      if (batched) g.node('FusedMatMul', ['A', 'B'], { transA: Number(transA), transB: Number(transB), alpha: { float: 1 } }, 'C', 'com.microsoft');
+      g.input(
+        'A',
+        'float',
+        batched ? ['batchA', ...(transA ? ['K', 'M'] : ['M', 'K'])] : transA ? ['K', 'M'] : ['M', 'K'],
+      );
+      g.input(
+        'B',
+        'float',
+        batched ? ['batchB', ...(transB ? ['N', 'K'] : ['K', 'N'])] : transB ? ['N', 'K'] : ['K', 'N'],
+      );
+      if (batched)
+        g.node(
+          'FusedMatMul',
+          ['A', 'B'],
+          { transA: Number(transA), transB: Number(transB), alpha: { float: 1 } },
+          'C',
+          'com.microsoft',
+        );
       else g.node('Gemm', ['A', 'B'], { transA: Number(transA), transB: Number(transB) }, 'C');
       g.output('C', 'float', [...lead, 'M', 'N']);
       const model = g.encode('distill_product', 17, 'distill', { 'com.microsoft': 1 });
-      s = created(call(INDEX.CreateSessionFromArray, proto.createSession, env, model, model.length, options, out), 'CreateSessionFromArray');
+      s = created(
+        call(INDEX.CreateSessionFromArray, proto.createSession, env, model, model.length, options, out),
+        'CreateSessionFromArray',
+      );
       sessions.set(key, s);
     }
     return s;
@@ -157,8 +236,20 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
   const tensor = (data: Float32Array, dims: number[]): Pointer => {
     void data.buffer; // an on-heap typed array moves to a fixed backing store when its buffer is asked for
     const count = dims.reduce((x, y) => x * y, 1);
-    return created(call(INDEX.CreateTensorWithDataAsOrtValue, proto.createTensor, memoryInfo, data, count * 4,
-      BigInt64Array.from(dims.map((d) => BigInt(d))), dims.length, ONNX_FLOAT, out), 'CreateTensorWithDataAsOrtValue');
+    return created(
+      call(
+        INDEX.CreateTensorWithDataAsOrtValue,
+        proto.createTensor,
+        memoryInfo,
+        data,
+        count * 4,
+        BigInt64Array.from(dims.map((d) => BigInt(d))),
+        dims.length,
+        ONNX_FLOAT,
+        out,
+      ),
+      'CreateTensorWithDataAsOrtValue',
+    );
   };
   const inputNames = ['A', 'B'];
   const outputNames = ['C'];
@@ -174,20 +265,33 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
     const ta = transA === 112;
     const tb = transB === 112;
     if (order !== 101 || alpha !== 1 || beta !== 0 || lda !== (ta ? M : K) || ldb !== (tb ? K : N) || ldc !== N) {
-      throw new DistillError(`onnxruntime products take row-major contiguous operands with alpha 1 and beta 0 (got order ${order}, alpha ${alpha}, beta ${beta}, lda ${lda}, ldb ${ldb}, ldc ${ldc})`);
+      throw new DistillError(
+        `onnxruntime products take row-major contiguous operands with alpha 1 and beta 0 (got order ${order}, alpha ` +
+          `${alpha}, beta ${beta}, lda ${lda}, ldb ${ldb}, ldc ${ldc})`,
+      );
     }
-    run(session(ta, tb, false), tensor(A.subarray(0, M * K), ta ? [K, M] : [M, K]), tensor(B.subarray(0, K * N), tb ? [N, K] : [K, N]),
-      tensor(C.subarray(0, M * N), [M, N]), 'Run (Gemm)');
+    run(
+      session(ta, tb, false),
+      tensor(A.subarray(0, M * K), ta ? [K, M] : [M, K]),
+      tensor(B.subarray(0, K * N), tb ? [N, K] : [K, N]),
+      tensor(C.subarray(0, M * N), [M, N]),
+      'Run (Gemm)',
+    );
   };
   const batchedProduct: OrtGemm['batchedProduct'] = (g, a, b, c) => {
     const { M, K, N } = g;
-    run(session(g.transposeA, g.transposeB, true),
-      tensor(a, [g.batchA, ...(g.transposeA ? [K, M] : [M, K])]), tensor(b, [g.batchB, ...(g.transposeB ? [N, K] : [K, N])]),
-      tensor(c, [g.batch, M, N]), 'Run (FusedMatMul)');
+    run(
+      session(g.transposeA, g.transposeB, true),
+      tensor(a, [g.batchA, ...(g.transposeA ? [K, M] : [M, K])]),
+      tensor(b, [g.batchB, ...(g.transposeB ? [N, K] : [K, N])]),
+      tensor(c, [g.batch, M, N]),
+      'Run (FusedMatMul)',
+    );
   };
   // Every session now, not on first use: onnxruntime's first session creation initialises the library, and made
   // later in a process that has since started tfjs-wasm and wabt's modules it crashed (SIGSEGV inside the call,
   // reproduced with koffi 2 and onnxruntime 1.30). selectBackend loads this engine before any backend starts.
-  for (const transA of [false, true]) for (const transB of [false, true]) for (const batched of [false, true]) session(transA, transB, batched);
+  for (const transA of [false, true])
+    for (const transB of [false, true]) for (const batched of [false, true]) session(transA, transB, batched);
   return { library, description: `onnxruntime ${version} MLAS`, threads, sgemm, batchedProduct };
 }

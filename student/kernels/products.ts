@@ -36,15 +36,22 @@ function blasKernel(backendName: 'wasm' | 'cpu', blas: Blas): (args: KernelArgs)
     const { inputs, backend, attrs } = args;
     const a = inputs['a']!;
     const b = inputs['b']!;
-    const geometry = a.dtype === 'float32' && b.dtype === 'float32'
-      ? productGeometry(a.shape, b.shape, Boolean(attrs?.['transposeA']), Boolean(attrs?.['transposeB'])) : null;
+    const geometry =
+      a.dtype === 'float32' && b.dtype === 'float32'
+        ? productGeometry(a.shape, b.shape, Boolean(attrs?.['transposeA']), Boolean(attrs?.['transposeB']))
+        : null;
     if (!geometry) return fallback(args) as tf.TensorInfo;
     if (backendName === 'wasm') {
       const wasm = wasmBackend(backend);
       const out = wasm.makeOutput(geometry.outShape, 'float32');
       // Views after makeOutput: allocating may grow the wasm heap and detach earlier views.
-      blasProduct(blas, geometry, wasm.typedArrayFromHeap(a) as Float32Array, wasm.typedArrayFromHeap(b) as Float32Array,
-        wasm.typedArrayFromHeap(out) as Float32Array);
+      blasProduct(
+        blas,
+        geometry,
+        wasm.typedArrayFromHeap(a) as Float32Array,
+        wasm.typedArrayFromHeap(b) as Float32Array,
+        wasm.typedArrayFromHeap(out) as Float32Array,
+      );
       return out;
     }
     const cpu = cpuBackend(backend);
@@ -73,7 +80,8 @@ function wasmXnnKernel(): (args: KernelArgs) => tf.TensorInfo {
     const b = inputs['b']!;
     const ta = Boolean(attrs?.['transposeA']);
     const tb = Boolean(attrs?.['transposeB']);
-    const geometry: ProductGeometry | null = a.dtype === 'float32' && b.dtype === 'float32' ? productGeometry(a.shape, b.shape, ta, tb) : null;
+    const geometry: ProductGeometry | null =
+      a.dtype === 'float32' && b.dtype === 'float32' ? productGeometry(a.shape, b.shape, ta, tb) : null;
     if (!geometry) return fallback(args) as tf.TensorInfo;
     const { M, K, N } = geometry;
     const temporaries: tf.TensorInfo[] = [];
@@ -85,7 +93,17 @@ function wasmXnnKernel(): (args: KernelArgs) => tf.TensorInfo {
     if (M > 0 && N > 0) {
       if (K === 0) (backend.typedArrayFromHeap(out) as Float32Array).fill(0);
       else {
-        xnnBatchMatMul ??= backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
+        xnnBatchMatMul ??= backend.wasm.cwrap('BatchMatMul', null, [
+          'number',
+          'array',
+          'number',
+          'number',
+          'array',
+          'number',
+          'number',
+          'number',
+          'number',
+        ]);
         const aOffset = backend.dataIdMap.get(plainA.dataId).memoryOffset;
         const bOffset = backend.dataIdMap.get(plainB.dataId).memoryOffset;
         const outOffset = backend.dataIdMap.get(out.dataId).memoryOffset;
@@ -114,5 +132,7 @@ function wasmXnnKernel(): (args: KernelArgs) => tf.TensorInfo {
 export function productKernels(backendName: 'wasm' | 'cpu'): OurKernel[] {
   const blas = loadBlas();
   const kernelFunc = blas ? blasKernel(backendName, blas) : backendName === 'wasm' ? wasmXnnKernel() : undefined;
-  return kernelFunc ? [{ kernelName: 'BatchMatMul', backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc }] : [];
+  return kernelFunc
+    ? [{ kernelName: 'BatchMatMul', backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc }]
+    : [];
 }

@@ -18,14 +18,21 @@ function broadcastOverAxes(dy: tf.Tensor, x: tf.Tensor, axis: number | number[])
   const expanded = x.shape.slice();
   for (const a of axes) expanded[a] = 1;
   const reshaped = tf.reshape(dy, expanded);
-  return DEVICE_BACKENDS.has(tf.getBackend()) ? tf.broadcastTo(reshaped, x.shape) : tf.mul(reshaped, tf.ones(x.shape, 'float32')); // the latter: tfjs's own
+  return DEVICE_BACKENDS.has(tf.getBackend())
+    ? tf.broadcastTo(reshaped, x.shape)
+    : tf.mul(reshaped, tf.ones(x.shape, 'float32')); // the latter: tfjs's own
 }
 
 /**
  * The gradients of Sum and Mean that replace tfjs's once a device backend (webgpu) starts (student/kernels/lists.ts):
  * dy broadcast over the reduced axes; Mean's divided by the number of values each mean took.
  */
-export const DEVICE_REDUCTION_GRADS: tf.GradConfig[] = ([[tf.Sum, false], [tf.Mean, true]] as const).map(([kernelName, mean]) => ({
+export const DEVICE_REDUCTION_GRADS: tf.GradConfig[] = (
+  [
+    [tf.Sum, false],
+    [tf.Mean, true],
+  ] as const
+).map(([kernelName, mean]) => ({
   kernelName,
   inputsToSave: ['x'],
   gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {

@@ -31,7 +31,11 @@ export function registerKernels(kernels: readonly OurKernel[]): void {
     }
     originals.set(id, existing.kernelFunc);
     tf.unregisterKernel(k.kernelName, k.backendName);
-    tf.registerKernel({ ...k, setupFunc: k.setupFunc ?? existing.setupFunc, disposeFunc: k.disposeFunc ?? existing.disposeFunc });
+    tf.registerKernel({
+      ...k,
+      setupFunc: k.setupFunc ?? existing.setupFunc,
+      disposeFunc: k.disposeFunc ?? existing.disposeFunc,
+    });
   }
 }
 

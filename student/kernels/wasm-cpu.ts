@@ -1,5 +1,6 @@
 // Kernels that training needs and tfjs backends lack (or run pathologically slowly), registered as JS
-// kernels (matrix products: student/kernels/products.ts). Each is tested against tfjs's own `cpu` implementation (test/kernels.test.ts).
+// kernels (matrix products: student/kernels/products.ts). Each is tested against tfjs's own `cpu` implementation
+// (test/kernels.test.ts).
 //
 // UnsortedSegmentSum, the gradient of `gather` (embedding lookups, row selection in the losses):
 //   out[s, ...] = Σ_{i : segmentIds[i] = s} x[i, ...]; ids outside [0, numSegments) are dropped, as in
@@ -15,14 +16,24 @@ import { CPU_BROADCAST } from './cpu-broadcast.js';
 import { originalKernel, type OurKernel } from './registry.js';
 import type { BackendKernels } from './kinds.js';
 
-function segmentGeometry(x: tf.TensorInfo, segmentIds: tf.TensorInfo): { prefix: number; rest: number[]; inner: number } {
+function segmentGeometry(
+  x: tf.TensorInfo,
+  segmentIds: tf.TensorInfo,
+): { prefix: number; rest: number[]; inner: number } {
   const prefix = segmentIds.shape.reduce((a, b) => a * b, 1);
   const rest = x.shape.slice(segmentIds.shape.length);
   return { prefix, rest, inner: rest.reduce((a, b) => a * b, 1) };
 }
 
 /** out (zeroed, [numSegments, inner]) += rows of x ([prefix, inner]) by segment id. */
-export function segmentSumInto(out: HostValues, x: HostValues, ids: ArrayLike<number>, prefix: number, inner: number, numSegments: number): void {
+export function segmentSumInto(
+  out: HostValues,
+  x: HostValues,
+  ids: ArrayLike<number>,
+  prefix: number,
+  inner: number,
+  numSegments: number,
+): void {
   for (let i = 0; i < prefix; i++) {
     const s = ids[i]!;
     if (s < 0 || s >= numSegments) continue;
@@ -75,7 +86,8 @@ function identityWasm(args: KernelArgs): tf.TensorInfo {
 // Cast to the tensor's own dtype copies on `wasm` too; it is the gradient of every clone above.
 function castWasm(args: KernelArgs): tf.TensorInfo {
   const x = args.inputs['x']!;
-  if (x.dtype === 'string' || args.attrs?.['dtype'] !== x.dtype) return originalKernel('wasm', 'Cast')!(args) as tf.TensorInfo;
+  if (x.dtype === 'string' || args.attrs?.['dtype'] !== x.dtype)
+    return originalKernel('wasm', 'Cast')!(args) as tf.TensorInfo;
   wasmBackend(args.backend).incRef(x.dataId);
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
@@ -88,7 +100,12 @@ function gatherWasm(args: KernelArgs): tf.TensorInfo {
   const indices = inputs['indices']!;
   const axis = Number(attrs?.['axis'] ?? 0);
   const batchDims = Number(attrs?.['batchDims'] ?? 0);
-  if ((axis !== 0 && axis !== -x.shape.length) || batchDims !== 0 || x.shape.length === 0 || (x.dtype !== 'float32' && x.dtype !== 'int32')) {
+  if (
+    (axis !== 0 && axis !== -x.shape.length) ||
+    batchDims !== 0 ||
+    x.shape.length === 0 ||
+    (x.dtype !== 'float32' && x.dtype !== 'int32')
+  ) {
     return originalKernel('wasm', 'GatherV2')!(args) as tf.TensorInfo;
   }
   const wasm = wasmBackend(backend);
@@ -118,9 +135,12 @@ function sumWasm(args: KernelArgs): tf.TensorInfo {
   const x = inputs['x']!;
   const rank = x.shape.length;
   const rawAxes = attrs?.['axis'];
-  const axes = (Array.isArray(rawAxes) ? rawAxes : [rawAxes]).map((a) => (Number(a) + rank) % rank).sort((a, b) => a - b);
+  const axes = (Array.isArray(rawAxes) ? rawAxes : [rawAxes])
+    .map((a) => (Number(a) + rank) % rank)
+    .sort((a, b) => a - b);
   const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
-  if (!leading || x.dtype !== 'float32' || rawAxes === undefined || rawAxes === null) return originalKernel('wasm', 'Sum')!(args) as tf.TensorInfo;
+  if (!leading || x.dtype !== 'float32' || rawAxes === undefined || rawAxes === null)
+    return originalKernel('wasm', 'Sum')!(args) as tf.TensorInfo;
   const wasm = wasmBackend(backend);
   const keptShape = x.shape.slice(axes.length);
   const cols = keptShape.reduce((a, b) => a * b, 1);
@@ -140,8 +160,17 @@ function sumWasm(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
-const kernel = (kernelName: string, backendName: 'wasm' | 'cpu', kernelFunc: (args: KernelArgs) => tf.TensorInfo, onlyIfMissing = false): OurKernel =>
-  ({ kernelName, backendName, kernelFunc: kernelFunc as unknown as tf.KernelFunc, ...(onlyIfMissing ? { onlyIfMissing } : {}) });
+const kernel = (
+  kernelName: string,
+  backendName: 'wasm' | 'cpu',
+  kernelFunc: (args: KernelArgs) => tf.TensorInfo,
+  onlyIfMissing = false,
+): OurKernel => ({
+  kernelName,
+  backendName,
+  kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+  ...(onlyIfMissing ? { onlyIfMissing } : {}),
+});
 
 /**
  * The training kernels: on wasm UnsortedSegmentSum where tfjs-wasm has none (a later release's is left alone) and

@@ -16,12 +16,21 @@ export const WASM_HEAP_LIMIT_BYTES = 2 ** 32;
 
 /** The `wasm` backend's memory is full: a tensor did not fit. */
 export class WasmHeapFullError extends DistillError {
-  constructor(readonly requestedBytes: number, readonly heapBytes: number) {
-    super(`the wasm backend's memory is full: a tensor of ${mib(requestedBytes)} did not fit (the memory has grown to ${mib(heapBytes)}; `
-      + `WebAssembly's ends at ${mib(WASM_HEAP_LIMIT_BYTES)}, and one step's activations, its [B·T, vocab] logits and their gradient, `
-      + 'the teacher\'s soft targets, the weights, gradients and AdamW moments all live in it)',
-    'use fewer tokens per step: a smaller batch_size (raise grad_accum to keep the same effective batch; `distill bench`: --batch) '
-      + 'or max_length; soft_targets_topk (e.g. 32) also drops the full [B·T, vocab] soft targets; or train on webgpu or tensorflow');
+  constructor(
+    readonly requestedBytes: number,
+    readonly heapBytes: number,
+  ) {
+    super(
+      `the wasm backend's memory is full: a tensor of ${mib(requestedBytes)} did not fit (the memory has grown to ` +
+        `${mib(heapBytes)}; ` +
+        (`WebAssembly's ends at ${mib(WASM_HEAP_LIMIT_BYTES)}, and one step's activations, its [B·T, vocab] logits ` +
+          `and their gradient, `) +
+        "the teacher's soft targets, the weights, gradients and AdamW moments all live in it)",
+      'use fewer tokens per step: a smaller batch_size (raise grad_accum to keep the same effective batch; `distill ' +
+        'bench`: --batch) ' +
+        ('or max_length; soft_targets_topk (e.g. 32) also drops the full [B·T, ' +
+          'vocab] soft targets; or train on webgpu or tensorflow'),
+    );
     this.name = 'WasmHeapFullError';
   }
 }
@@ -31,7 +40,11 @@ function mib(bytes: number): string {
 }
 
 type Malloc = (bytes: number) => number;
-interface WasmModule { _malloc: Malloc; asm?: { malloc?: Malloc; memory?: WebAssembly.Memory }; HEAPU8: Uint8Array }
+interface WasmModule {
+  _malloc: Malloc;
+  asm?: { malloc?: Malloc; memory?: WebAssembly.Memory };
+  HEAPU8: Uint8Array;
+}
 
 const guarded = new WeakSet<object>();
 

@@ -3,13 +3,22 @@
 export {};
 declare global {
   namespace WebAssembly {
-    interface MemoryDescriptor { initial: number; maximum?: number; shared?: boolean }
+    interface MemoryDescriptor {
+      initial: number;
+      maximum?: number;
+      shared?: boolean;
+    }
     class Memory {
       constructor(descriptor: MemoryDescriptor);
       readonly buffer: ArrayBuffer;
       grow(delta: number): number;
     }
-    interface Instance { readonly exports: Record<string, unknown> }
-    function instantiate(bytes: ArrayBufferView | ArrayBuffer, imports?: Record<string, Record<string, unknown>>): Promise<{ instance: Instance }>;
+    interface Instance {
+      readonly exports: Record<string, unknown>;
+    }
+    function instantiate(
+      bytes: ArrayBufferView | ArrayBuffer,
+      imports?: Record<string, Record<string, unknown>>,
+    ): Promise<{ instance: Instance }>;
   }
 }

@@ -5,13 +5,23 @@ import * as tf from '@tensorflow/tfjs';
 import { DistillError } from '../../src/core/errors.js';
 import { F16_MARKER } from './matmul-webgpu.js';
 
-export const NO_ADAPTER_HINT = 'WebGPU needs a Vulkan driver and loader: on an NVIDIA machine the driver plus libvulkan1, libglvnd0 and '
-  + 'libglx0 (point VK_DRIVER_FILES at the driver\'s nvidia_icd.json if the loader does not find it); without a GPU, '
-  + 'Mesa >= 25 (Debian: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1) gives the software adapter llvmpipe';
+export const NO_ADAPTER_HINT =
+  'WebGPU needs a Vulkan driver and loader: on an NVIDIA machine the driver plus libvulkan1, libglvnd0 and ' +
+  "libglx0 (point VK_DRIVER_FILES at the driver's nvidia_icd.json if the loader does not find it); without a GPU, " +
+  ('Mesa >= 25 (Debian: apt-get install -t bookworm-backports ' +
+    'mesa-vulkan-drivers libvulkan1) gives the software adapter llvmpipe');
 
-type GpuLimitName = 'maxComputeWorkgroupStorageSize' | 'maxComputeWorkgroupsPerDimension' | 'maxStorageBufferBindingSize'
-  | 'maxBufferSize' | 'maxComputeWorkgroupSizeX' | 'maxComputeInvocationsPerWorkgroup';
-interface GpuShaderModuleDescriptor { code: string; label?: string }
+type GpuLimitName =
+  | 'maxComputeWorkgroupStorageSize'
+  | 'maxComputeWorkgroupsPerDimension'
+  | 'maxStorageBufferBindingSize'
+  | 'maxBufferSize'
+  | 'maxComputeWorkgroupSizeX'
+  | 'maxComputeInvocationsPerWorkgroup';
+interface GpuShaderModuleDescriptor {
+  code: string;
+  label?: string;
+}
 interface GpuDeviceHandle {
   features: { has(name: string): boolean };
   createShaderModule(descriptor: GpuShaderModuleDescriptor): unknown;
@@ -20,7 +30,10 @@ interface GpuAdapterLike {
   info?: { vendor?: string; architecture?: string; device?: string; description?: string };
   features: { has(name: string): boolean };
   limits: Record<GpuLimitName, number>;
-  requestDevice(descriptor: { requiredFeatures: string[]; requiredLimits: Partial<Record<GpuLimitName, number>> }): Promise<GpuDeviceHandle>;
+  requestDevice(descriptor: {
+    requiredFeatures: string[];
+    requiredLimits: Partial<Record<GpuLimitName, number>>;
+  }): Promise<GpuDeviceHandle>;
 }
 interface DawnModule {
   create(options: string[]): { requestAdapter(o?: { powerPreference?: string }): Promise<GpuAdapterLike | null> };
@@ -51,8 +64,11 @@ const gpuFailure = new Promise<never>((_, reject) => {
 gpuFailure.catch(() => undefined); // observed through guardGpu / throwIfGpuError
 
 function gpuErrorOf(message: string): DistillError {
-  return new DistillError(`WebGPU error: ${message.split('\n')[0]}`,
-    'results after it are not valid; run with --backend wasm, or report the message above with the adapter printed at start');
+  return new DistillError(
+    `WebGPU error: ${message.split('\n')[0]}`,
+    'results after it are not valid; run with --backend wasm, ' +
+      'or report the message above with the adapter printed at start',
+  );
 }
 
 export function watchGpuErrors(): void {
@@ -87,8 +103,13 @@ export function guardGpu<T>(p: Promise<T>): Promise<T> {
  */
 export function noMatchingAdapterError(filter: string, dawnMessage: string, optionName = 'gpu_adapters'): DistillError {
   const names = [...dawnMessage.matchAll(/name: '([^']*)'/g)].map((m) => m[1]!);
-  return new DistillError(`WebGPU: no adapter's name contains "${filter}" (${optionName}); adapters found: ${names.length ? names.map((n) => `"${n}"`).join(', ') : 'none'}`,
-    names.length ? `set ${optionName} to a part of one of these names (identical GPUs share a name: see README, "Several GPUs")` : NO_ADAPTER_HINT);
+  return new DistillError(
+    `WebGPU: no adapter's name contains "${filter}" (${optionName}); adapters found: ` +
+      `${names.length ? names.map((n) => `"${n}"`).join(', ') : 'none'}`,
+    names.length
+      ? `set ${optionName} to a part of one of these names (identical GPUs share a name: see README, "Several GPUs")`
+      : NO_ADAPTER_HINT,
+  );
 }
 
 let webgpuAdapterFilter: string | undefined;
@@ -99,17 +120,34 @@ let webgpuAdapterFilter: string | undefined;
  * offered. WGSL wants `enable f16;` before every declaration, and tfjs writes a program's preamble itself: the
  * device puts the directive in front of the modules whose code carries F16_MARKER.
  */
-function registerWebgpuBackend(adapter: GpuAdapterLike, WebGPUBackend: new (device: unknown, info: unknown) => tf.KernelBackend): void {
+function registerWebgpuBackend(
+  adapter: GpuAdapterLike,
+  WebGPUBackend: new (device: unknown, info: unknown) => tf.KernelBackend,
+): void {
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
-  tf.registerBackend('webgpu', async () => {
-    const requiredFeatures = ['timestamp-query', 'shader-f16'].filter((f) => adapter.features.has(f));
-    const names: GpuLimitName[] = ['maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension', 'maxStorageBufferBindingSize',
-      'maxBufferSize', 'maxComputeWorkgroupSizeX', 'maxComputeInvocationsPerWorkgroup'];
-    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits: Object.fromEntries(names.map((n) => [n, adapter.limits[n]])) });
-    const create = device.createShaderModule.bind(device);
-    device.createShaderModule = (d) => create(d.code.includes(F16_MARKER) ? { ...d, code: `enable f16;\n${d.code}` } : d);
-    return new WebGPUBackend(device, adapter.info);
-  }, 3);
+  tf.registerBackend(
+    'webgpu',
+    async () => {
+      const requiredFeatures = ['timestamp-query', 'shader-f16'].filter((f) => adapter.features.has(f));
+      const names: GpuLimitName[] = [
+        'maxComputeWorkgroupStorageSize',
+        'maxComputeWorkgroupsPerDimension',
+        'maxStorageBufferBindingSize',
+        'maxBufferSize',
+        'maxComputeWorkgroupSizeX',
+        'maxComputeInvocationsPerWorkgroup',
+      ];
+      const device = await adapter.requestDevice({
+        requiredFeatures,
+        requiredLimits: Object.fromEntries(names.map((n) => [n, adapter.limits[n]])),
+      });
+      const create = device.createShaderModule.bind(device);
+      device.createShaderModule = (d) =>
+        create(d.code.includes(F16_MARKER) ? { ...d, code: `enable f16;\n${d.code}` } : d);
+      return new WebGPUBackend(device, adapter.info);
+    },
+    3,
+  );
 }
 
 /** Whether the webgpu device has `shader-f16` (f16 arithmetic in WGSL), for precision "fp16-mixed". */
@@ -124,7 +162,11 @@ export function gpuHasF16(): boolean {
  */
 export async function loadWebgpuBackend(adapterFilter?: string, optionName?: string): Promise<string | undefined> {
   if (webgpuDevice) {
-    if (adapterFilter !== webgpuAdapterFilter) throw new DistillError(`WebGPU: this process already uses the adapter ${webgpuDevice}; it cannot switch to "${adapterFilter ?? 'the default'}"`);
+    if (adapterFilter !== webgpuAdapterFilter)
+      throw new DistillError(
+        `WebGPU: this process already uses the adapter ${webgpuDevice}; it cannot switch to ` +
+          `"${adapterFilter ?? 'the default'}"`,
+      );
     return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
   }
   let dawn: DawnModule;
@@ -141,7 +183,8 @@ export async function loadWebgpuBackend(adapterFilter?: string, optionName?: str
   try {
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   } catch (e) {
-    if (adapterFilter && /Available adapters/.test((e as Error).message)) throw noMatchingAdapterError(adapterFilter, (e as Error).message, optionName);
+    if (adapterFilter && /Available adapters/.test((e as Error).message))
+      throw noMatchingAdapterError(adapterFilter, (e as Error).message, optionName);
     throw e;
   }
   if (!adapter) throw new DistillError('WebGPU: Dawn found no adapter', NO_ADAPTER_HINT);
@@ -155,7 +198,9 @@ export async function loadWebgpuBackend(adapterFilter?: string, optionName?: str
   registerWebgpuBackend(adapter, backendModule.WebGPUBackend);
   const i = adapter.info ?? {};
   const gib = (n: number): string => `${(n / 2 ** 30).toFixed(1)} GiB`;
-  webgpuDevice = `${[i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' / ') || 'unnamed adapter'}`
-    + ` (max buffer ${gib(adapter.limits.maxBufferSize)}, max storage binding ${gib(adapter.limits.maxStorageBufferBindingSize)})`;
+  webgpuDevice =
+    `${[i.vendor, i.architecture, i.device, i.description].filter((x) => x).join(' / ') || 'unnamed adapter'}` +
+    (` (max buffer ${gib(adapter.limits.maxBufferSize)}, max storage binding ` +
+      `${gib(adapter.limits.maxStorageBufferBindingSize)})`);
   return '@tensorflow/tfjs-backend-webgpu on Dawn (npm webgpu)';
 }

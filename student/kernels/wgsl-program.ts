@@ -11,8 +11,13 @@ export abstract class WgslProgram {
   readonly workgroupSize: [number, number, number];
   readonly size = true;
 
-  constructor(readonly variableNames: string[], readonly outputShape: number[], readonly shaderKey: string, workgroup = 128,
-    invocations = outputShape.reduce((a, b) => a * b, 1)) {
+  constructor(
+    readonly variableNames: string[],
+    readonly outputShape: number[],
+    readonly shaderKey: string,
+    workgroup = 128,
+    invocations = outputShape.reduce((a, b) => a * b, 1),
+  ) {
     this.workgroupSize = [workgroup, 1, 1];
     this.dispatchLayout = { x: outputShape.map((_, i) => i) };
     this.dispatch = [Math.ceil(invocations / workgroup), 1, 1];
@@ -23,5 +28,10 @@ export abstract class WgslProgram {
 
 /** The part of tfjs's WebGPUBackend the kernels call. */
 export interface WebGpuBackendLike {
-  runWebGPUProgram(program: WgslProgram, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms?: { type: 'int32' | 'float32'; data: number[] }[]): tf.TensorInfo;
+  runWebGPUProgram(
+    program: WgslProgram,
+    inputs: tf.TensorInfo[],
+    outputDtype: tf.DataType,
+    uniforms?: { type: 'int32' | 'float32'; data: number[] }[],
+  ): tf.TensorInfo;
 }

@@ -25,20 +25,40 @@ export interface AdamWCoefficients {
  * DistillAdamW (student/kernels/simd.ts: one SIMD pass on wasm, in place; adamw-webgpu.ts: one dispatch on webgpu,
  * in place) it runs; elsewhere these tfjs ops.
  */
-export function adamwUpdate(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, c: AdamWCoefficients, gradScale = 1): [tf.Tensor, tf.Tensor, tf.Tensor] {
-  const kernel = p.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(ADAMW_KERNEL, tf.getBackend()) !== undefined;
+export function adamwUpdate(
+  p: tf.Tensor,
+  g: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  c: AdamWCoefficients,
+  gradScale = 1,
+): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  const kernel =
+    p.dtype === 'float32' && g.dtype === 'float32' && tf.getKernel(ADAMW_KERNEL, tf.getBackend()) !== undefined;
   // `gradScale` (the clipping coefficient times 1/loss_scale) multiplies g first: the kernels in their one pass
   // (a float32 multiplication, as tf.mul's), the ops form by a multiplication of its own.
-  if (kernel) return tf.engine().runKernel(ADAMW_KERNEL, { param: p, grad: g, m, v }, { ...c, gradScale: Math.fround(gradScale) }) as unknown as [tf.Tensor, tf.Tensor, tf.Tensor];
+  if (kernel)
+    return tf
+      .engine()
+      .runKernel(ADAMW_KERNEL, { param: p, grad: g, m, v }, { ...c, gradScale: Math.fround(gradScale) }) as unknown as [
+      tf.Tensor,
+      tf.Tensor,
+      tf.Tensor,
+    ];
   return adamwOps(p, gradScale === 1 ? g : tf.mul(g, gradScale), m, v, c);
 }
 
 /** The tfjs-op form of one AdamW update (what DistillAdamW computes where it is registered). */
-export function adamwOps(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, c: AdamWCoefficients): [tf.Tensor, tf.Tensor, tf.Tensor] {
+export function adamwOps(
+  p: tf.Tensor,
+  g: tf.Tensor,
+  m: tf.Tensor,
+  v: tf.Tensor,
+  c: AdamWCoefficients,
+): [tf.Tensor, tf.Tensor, tf.Tensor] {
   const mNew = tf.add(tf.mul(m, c.b1), tf.mul(g, 1 - c.b1));
   const vNew = tf.add(tf.mul(v, c.b2), tf.mul(tf.square(g), 1 - c.b2));
   const decayed = c.decayFactor === 1 ? p : tf.mul(p, c.decayFactor);
   const denom = tf.add(tf.div(tf.sqrt(vNew), c.biasCorrection2Sqrt), c.eps);
   return [tf.sub(decayed, tf.mul(tf.div(mNew, denom), c.stepSize)), mNew, vNew];
 }
-

@@ -11,7 +11,8 @@ export const DROPOUT_KERNEL = 'DistillDropout';
  * backend has it, its gradient the same mask on dy; else tf.dropout.
  */
 export function dropout(x: tf.Tensor, rate: number, seed: number): tf.Tensor {
-  if (x.dtype !== 'float32' || !tf.getKernel(DROPOUT_KERNEL, tf.getBackend())) return tf.dropout(x, rate, undefined, seed);
+  if (x.dtype !== 'float32' || !tf.getKernel(DROPOUT_KERNEL, tf.getBackend()))
+    return tf.dropout(x, rate, undefined, seed);
   const attrs = { rate, seed } as unknown as tf.NamedAttrMap;
   const f = tf.customGrad(((input: tf.Tensor) => ({
     value: tf.engine().runKernel(DROPOUT_KERNEL, { x: input }, attrs) as tf.Tensor,

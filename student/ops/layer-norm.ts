@@ -14,17 +14,29 @@ export function layerNormOps(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, ep
 
 /** LayerNorm over the last axis: our kernel where registered (webgpu, wasm, cpu), else the tfjs ops. */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
-  if (!tf.getKernel(LAYER_NORM_KERNEL, tf.getBackend()) || x.dtype !== 'float32') return layerNormOps(x, gamma, beta, eps);
+  if (!tf.getKernel(LAYER_NORM_KERNEL, tf.getBackend()) || x.dtype !== 'float32')
+    return layerNormOps(x, gamma, beta, eps);
   const H = x.shape[x.shape.length - 1]!;
   const rows = x.size / H;
   const f = tf.customGrad(((x2: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, save: (ts: tf.Tensor[]) => void) => {
-    const [y, stats] = tf.engine().runKernel(LAYER_NORM_KERNEL, { x: x2, gamma: g, beta: b }, { eps, part: 'forward' }) as unknown as [tf.Tensor2D, tf.Tensor2D];
+    const [y, stats] = tf
+      .engine()
+      .runKernel(LAYER_NORM_KERNEL, { x: x2, gamma: g, beta: b }, { eps, part: 'forward' }) as unknown as [
+      tf.Tensor2D,
+      tf.Tensor2D,
+    ];
     save([x2, g, stats]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
         const [sx, sg, sstats] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor2D];
-        return tf.engine().runKernel(LAYER_NORM_KERNEL, { x: sx, gamma: sg, beta: sstats, dy }, { eps, part: 'backward' }) as unknown as tf.Tensor[];
+        return tf
+          .engine()
+          .runKernel(
+            LAYER_NORM_KERNEL,
+            { x: sx, gamma: sg, beta: sstats, dy },
+            { eps, part: 'backward' },
+          ) as unknown as tf.Tensor[];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);

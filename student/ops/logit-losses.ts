@@ -41,26 +41,40 @@ export interface LogitLossTargets {
  * ce, mlm, mse); the gradient flows through the first value only (the other three are reported, not trained on).
  * Call only where hasLogitLossKernel().
  */
-export function fusedHeadLosses(h: tf.Tensor2D, embeddings: tf.Tensor2D, bias: tf.Tensor1D, targets: LogitLossTargets,
-  labels: Int32Array, attrs: LogitLossAttrs): tf.Tensor1D {
+export function fusedHeadLosses(
+  h: tf.Tensor2D,
+  embeddings: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  targets: LogitLossTargets,
+  labels: Int32Array,
+  attrs: LogitLossAttrs,
+): tf.Tensor1D {
   const [n] = h.shape;
   const [v] = embeddings.shape;
   const k = targets.topkIds ? targets.probs.length / Math.max(n, 1) : v; // soft targets a row
   const op = tf.customGrad(((x: tf.Tensor2D, e: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
     const projected = tf.matMul(x, e, false, true); // [N, V]; the kernel adds b
     const inputs: tf.NamedTensorMap = {
-      projected, bias: b, probs: tf.tensor2d(targets.probs, [n, k]), labels: tf.tensor1d(labels, 'int32'),
+      projected,
+      bias: b,
+      probs: tf.tensor2d(targets.probs, [n, k]),
+      labels: tf.tensor1d(labels, 'int32'),
       ...(targets.topkIds ? { topkIds: tf.tensor2d(targets.topkIds, [n, k], 'int32') } : {}),
       ...(attrs.alpha_mse !== 0 && targets.logits ? { teacherLogits: tf.tensor2d(targets.logits, [n, v]) } : {}),
     };
-    const [losses, grad, biasGrad] = tf.engine().runKernel(LOGIT_LOSSES_KERNEL, inputs, { ...attrs }) as unknown as [tf.Tensor1D, tf.Tensor2D, tf.Tensor1D];
+    const [losses, grad, biasGrad] = tf.engine().runKernel(LOGIT_LOSSES_KERNEL, inputs, { ...attrs }) as unknown as [
+      tf.Tensor1D,
+      tf.Tensor2D,
+      tf.Tensor1D,
+    ];
     save([x, e, grad, biasGrad]);
     return {
       value: losses,
       gradFunc: (dy: tf.Tensor1D, saved: tf.Tensor[]) => {
         const [xs, es, gs, gbs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
         const d = tf.reshape(tf.slice(dy, [0], [1]), []); // ∂L/∂(weighted sum)
-        return [tf.mul(tf.matMul(gs, es), d), tf.mul(tf.matMul(gs, xs, true, false), d), tf.mul(gbs, d)]; // [N, H], [V, H], [V]
+        // [N, H], [V, H], [V]
+        return [tf.mul(tf.matMul(gs, es), d), tf.mul(tf.matMul(gs, xs, true, false), d), tf.mul(gbs, d)];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
