@@ -8,11 +8,19 @@
 // false`) in the tfjs ops of distillation.ts / distillation-topk.ts, mlm.ts and mse.ts.
 
 import * as tf from '@tensorflow/tfjs';
-import { LOSS_ORDER, lossesFromPacked, type Losses } from './record.js';
+import {
+  LOSS_ORDER,
+  LOSS_WEIGHTS,
+  lossesFromPacked,
+  zeroWeights,
+  type LossName,
+  type Losses,
+  type LossWeightValues,
+} from './record.js';
 import { ShapeError } from '../src/core/errors.js';
 import { RECIPE } from '../src/core/recipe.js';
 import { selectRows } from '../src/core/math.js';
-import { tiedProjector, type DistilBertStudent, type ForwardOptions } from '../student/model.js';
+import { tiedProjector, type DistilBertStudent, type ForwardOptions, type LayerInternals } from '../student/model.js';
 import { cosineLoss } from './cosine.js';
 import { distillationLoss, distillationLossFromSoft } from './distillation.js';
 import { distillationLossTopK } from './distillation-topk.js';
@@ -26,34 +34,25 @@ import { attentionLoss } from './attention.js';
 import { hiddenMseLoss } from './hidden-mse.js';
 import { valueRelationLoss } from './value-relation.js';
 import { relationScores, keyMaskBias } from './relation.js';
-import type { IntermediatePlan, IntermediateWeights } from './layer-map.js';
+import type { IntermediatePlan } from './layer-map.js';
 
-export interface LossWeights extends IntermediateWeights {
+/** Every loss's weight (losses/record.ts LOSS_WEIGHTS: alpha_ce, alpha_mlm, ...) and how the logit losses read. */
+export interface LossWeights extends LossWeightValues {
   /** Softmax temperature τ of the distillation loss (2.0). */
   temperature: number;
-  /** Weight of the distillation KL (5.0 in the DistilBERT release). */
-  alpha_ce: number;
-  /** Weight of the masked-LM cross-entropy (2.0). */
-  alpha_mlm: number;
-  /** Weight of the cosine loss on the last hidden states (1.0). */
-  alpha_cos: number;
-  /** Weight of the logit MSE (0: off). */
-  alpha_mse: number;
   /** KL only over masked positions instead of every real token (false). */
   restrict_ce_to_mask: boolean;
 }
 
-/** The recipe's loss weights (src/core/recipe.ts). */
+/** The recipe's loss weights (src/core/recipe.ts): α_ce 5, α_mlm 2, α_cos 1; every loss beyond the recipe off. */
 export const RECIPE_LOSS_WEIGHTS: LossWeights = {
+  ...zeroWeights(),
   temperature: RECIPE.temperature,
   alpha_ce: RECIPE.alpha_ce,
   alpha_mlm: RECIPE.alpha_mlm,
   alpha_cos: RECIPE.alpha_cos,
   alpha_mse: RECIPE.alpha_mse,
   restrict_ce_to_mask: RECIPE.restrict_ce_to_mask,
-  alpha_hidden: 0,
-  alpha_attention: 0,
-  alpha_value_relation: 0, // beyond the recipe: off
 };
 
 /** What the teacher gives for one batch, on the host. */
@@ -106,8 +105,74 @@ export function distillLosses(
   forward: ForwardOptions,
   options: DistillLossOptions = {},
 ): DistillLossResult {
+  checkTargets(student, rows, teacher, weights);
   const { batchSize: B, seqLen: T } = rows;
   const H = student.config.dim;
+  const Ht = student.config.projection_dim ?? H; // the teacher's width: the student's, or what its projection maps to
+  const plan = teacher.intermediate?.plan;
+  const internals = plan !== undefined && (plan.weights.alpha_attention > 0 || plan.weights.alpha_value_relation > 0);
+  const { hiddenStates: hidden, layers } = internals
+    ? student.encodeWithInternals(inputIds, attentionMask, forward)
+    : { hiddenStates: student.encode(inputIds, attentionMask, forward), layers: [] };
+  const last = tf.reshape(hidden[hidden.length - 1]!, [B * T, H]) as tf.Tensor2D; // [B*T, H]
+  // The logits are computed only for the rows a logit loss reads: every real token, or the masked ones.
+  const headRows = weights.restrict_ce_to_mask ? rows.maskedRows : rows.realRows;
+  const transformed = student.vocabTransform(tf.gather(last, tf.tensor1d(headRows, 'int32')) as tf.Tensor2D); // [N, H]
+
+  // The last hidden states at the real tokens (through the projection when the student is narrower).
+  const realIndex = tf.tensor1d(rows.realRows, 'int32');
+  const sHidden = student.projectHidden(tf.gather(last, realIndex) as tf.Tensor2D); // [R, Ht]
+  const tHidden = tf.tensor2d(selectRows(teacher.lastHidden, rows.realRows, Ht), [rows.realRows.length, Ht]); // [R, Ht]
+  // The per-token means are scaled to the global count of real tokens in data-parallel runs.
+  const perRealToken = (l: tf.Scalar): tf.Scalar =>
+    options.cosCount !== undefined ? (tf.mul(l, rows.realRows.length / options.cosCount) as tf.Scalar) : l;
+  const lossCos = perRealToken(cosineLoss(sHidden, tHidden));
+  const between = plan
+    ? intermediateLosses(student, { hidden, layers, realIndex, perRealToken }, plan, teacher, rows, attentionMask)
+    : {};
+  const head = logitLosses(student, transformed, headRows, rows, teacher, weights, options);
+
+  // Every loss by name (losses/record.ts LOSS_WEIGHTS says each one's weight): a new loss adds its line here.
+  const terms: Record<LossName, tf.Scalar | undefined> = {
+    ce: head.ce,
+    mlm: head.mlm,
+    cos: lossCos,
+    mse: head.mse,
+    hidden: between.hidden,
+    att: between.att,
+    vr: between.vr,
+  };
+  const byName = { total: weightedSum(terms, weights, head.fused), ...terms };
+  const packed = (): tf.Tensor1D => tf.stack(LOSS_ORDER.map((k) => byName[k] ?? tf.scalar(0))) as tf.Tensor1D;
+  return {
+    loss: byName.total,
+    packed,
+    values: () => {
+      const t = packed();
+      const v = lossesFromPacked(t.dataSync());
+      t.dispose();
+      return v;
+    },
+  };
+}
+
+/**
+ * Σ α·loss over every loss, in LOSS_WEIGHTS' order; the fused kernel's weighted sum of the logit losses stands
+ * first in place of theirs. A loss that was not computed (its weight 0, or no intermediate plan) adds α·0.
+ */
+function weightedSum(
+  terms: Record<LossName, tf.Scalar | undefined>,
+  weights: LossWeights,
+  fused: { weighted: tf.Scalar; covers: readonly LossName[] } | undefined,
+): tf.Scalar {
+  const names = (Object.keys(LOSS_WEIGHTS) as LossName[]).filter((n) => !fused?.covers.includes(n));
+  const weighted = names.map((n) => tf.mul(terms[n] ?? tf.scalar(0), weights[LOSS_WEIGHTS[n]]));
+  return tf.addN(fused ? [fused.weighted, ...weighted] : weighted) as tf.Scalar;
+}
+
+/** The teacher's targets must fit the batch and the student, and carry what the weights need. */
+function checkTargets(student: DistilBertStudent, rows: LossRows, teacher: TeacherTargets, weights: LossWeights): void {
+  const { batchSize: B, seqLen: T } = rows;
   const V = student.config.vocab_size;
   if (teacher.logits && teacher.logits.length !== B * T * V)
     throw new ShapeError(
@@ -115,7 +180,7 @@ export function distillLosses(
         `${T}, ${V}]: do the teacher and the student share a vocabulary?`,
     );
   if (!teacher.logits && !teacher.soft) throw new ShapeError('teacher targets: neither logits nor soft targets given');
-  const Ht = student.config.projection_dim ?? H; // the teacher's width: the student's, or what its projection maps to
+  const Ht = student.config.projection_dim ?? student.config.dim;
   if (teacher.lastHidden.length !== B * T * Ht) {
     throw new ShapeError(
       `teacher hidden states hold ${teacher.lastHidden.length} values, expected [${B}, ${T}, ${Ht}]: ` +
@@ -126,105 +191,122 @@ export function distillLosses(
         }`,
     );
   }
-
-  const plan = teacher.intermediate?.plan;
-  if (!plan && (weights.alpha_hidden > 0 || weights.alpha_attention > 0 || weights.alpha_value_relation > 0)) {
+  if (
+    !teacher.intermediate &&
+    (weights.alpha_hidden > 0 || weights.alpha_attention > 0 || weights.alpha_value_relation > 0)
+  ) {
     throw new ShapeError(
       'alpha_hidden, alpha_attention or alpha_value_relation is set, but the teacher targets carry no ' +
         'intermediate-layer tensors (losses/layer-map.ts intermediatePlan)',
     );
   }
-  const internals = plan !== undefined && (plan.weights.alpha_attention > 0 || plan.weights.alpha_value_relation > 0);
-  const { hiddenStates: hidden, layers } = internals
-    ? student.encodeWithInternals(inputIds, attentionMask, forward)
-    : { hiddenStates: student.encode(inputIds, attentionMask, forward), layers: [] };
-  const last = tf.reshape(hidden[hidden.length - 1]!, [B * T, H]) as tf.Tensor2D; // [B*T, H]
-  // The logits are computed only for the rows a logit loss reads: every real token, or the masked ones.
-  const headRows = weights.restrict_ce_to_mask ? rows.maskedRows : rows.realRows;
-  const transformed = student.vocabTransform(tf.gather(last, tf.tensor1d(headRows, 'int32')) as tf.Tensor2D); // [N, H]
-  const mlmLocal = weights.restrict_ce_to_mask
-    ? Int32Array.from(rows.maskedRows, (_, i) => i)
-    : positionsWithin(rows.maskedRows, rows.realRows);
-
-  // Cosine loss on the last hidden states at the real tokens (through the projection when the student is narrower).
-  const realIndex = tf.tensor1d(rows.realRows, 'int32');
-  const sHidden = student.projectHidden(tf.gather(last, realIndex) as tf.Tensor2D); // [R, Ht]
-  const tHidden = tf.tensor2d(selectRows(teacher.lastHidden, rows.realRows, Ht), [rows.realRows.length, Ht]); // [R, Ht]
-  // The per-token means are scaled to the global count of real tokens in data-parallel runs.
-  const perRealToken = (l: tf.Scalar): tf.Scalar =>
-    options.cosCount !== undefined ? (tf.mul(l, rows.realRows.length / options.cosCount) as tf.Scalar) : l;
-  const lossCos = perRealToken(cosineLoss(sHidden, tHidden));
-
-  // The intermediate-layer losses (losses/layer-map.ts: which layers, which teacher tensors).
-  let lossHidden: tf.Scalar = tf.scalar(0);
-  let lossAtt: tf.Scalar = tf.scalar(0);
-  let lossVr: tf.Scalar = tf.scalar(0);
-  if (plan) {
-    const tensors = teacher.intermediate!.tensors;
-    const get = (key: string, size: number): Float32Array => {
-      const t = tensors[key];
-      if (!t)
-        throw new ShapeError(
-          `teacher targets: no "${key}" among the teacher's tensors (${Object.keys(tensors).join(', ') || 'none'})`,
-        );
-      if (t.length !== size) throw new ShapeError(`teacher "${key}" holds ${t.length} values, expected ${size}`);
-      return t;
-    };
-    const queryMask = tf.cast(attentionMask, 'float32') as tf.Tensor2D; // [B, T]
-    if (plan.weights.alpha_hidden > 0) {
-      const s = plan.hiddenPairs.map(([si]) =>
-        student.projectHidden(tf.gather(tf.reshape(hidden[si]!, [B * T, H]), realIndex) as tf.Tensor2D),
-      ); // [R, Ht] each
-      const t = plan.hiddenPairs.map(([, ti]) =>
-        tf.tensor2d(selectRows(get(`hidden.${ti}`, B * T * Ht), rows.realRows, Ht), [rows.realRows.length, Ht]),
-      );
-      lossHidden = perRealToken(hiddenMseLoss(s, t));
-    }
-    if (plan.weights.alpha_attention > 0) {
-      const bias = keyMaskBias(queryMask);
-      const R = plan.relationHeads;
-      const sScores: tf.Tensor4D[] = [];
-      const tProbs: tf.Tensor4D[] = [];
-      plan.layerMap.forEach((tl, i) => {
-        const s = layers[i]!;
-        if (plan.attentionPerHead) {
-          const scores = s.scores(); // [B, A, T, T]
-          const A = scores.shape[1];
-          sScores.push(scores);
-          tProbs.push(tf.tensor4d(get(`attention.${tl}`, B * A * T * T), [B, A, T, T]));
-        } else {
-          sScores.push(relationScores('loss_att', s.query, s.key, B, T, R, bias)); // [B, R, T, T]
-          const tq = tf.tensor2d(get(`query.${tl}`, B * T * Ht), [B * T, Ht]);
-          const tk = tf.tensor2d(get(`key.${tl}`, B * T * Ht), [B * T, Ht]);
-          tProbs.push(tf.softmax(relationScores('loss_att', tq, tk, B, T, R, bias), -1) as tf.Tensor4D);
-        }
-      });
-      lossAtt = perRealToken(attentionLoss(sScores, tProbs, queryMask));
-    }
-    if (plan.weights.alpha_value_relation > 0) {
-      const i = plan.layerMap.length - 1;
-      const tv = tf.tensor2d(get(`value.${plan.layerMap[i]}`, B * T * Ht), [B * T, Ht]);
-      lossVr = perRealToken(valueRelationLoss(layers[i]!.value, tv, queryMask, plan.relationHeads));
-    }
-  }
-  const intermediateTerms = [
-    tf.mul(lossHidden, weights.alpha_hidden),
-    tf.mul(lossAtt, weights.alpha_attention),
-    tf.mul(lossVr, weights.alpha_value_relation),
-  ];
-
-  let loss: tf.Scalar;
-  let parts: tf.Scalar[]; // [loss_ce, loss_mlm, loss_mse]
-  const { embeddings, bias } = student.projector();
-  const topk = teacher.soft?.topkIds !== undefined;
-  if (topk && weights.alpha_mse !== 0)
+  if (teacher.soft?.topkIds !== undefined && weights.alpha_mse !== 0)
     throw new ShapeError(
       "loss_mse needs the teacher's full logits: top-k soft targets " +
         'carry only k per token (set alpha_mse 0 or soft_targets_topk 0)',
     );
+}
+
+/** What the intermediate-layer losses read of the student's forward. */
+interface StudentInside {
+  /** Every hidden state [B, T, H]: the embeddings, then each layer's output. */
+  hidden: tf.Tensor[];
+  /** Each layer's attention internals (present when the attention or value-relation loss is on). */
+  layers: LayerInternals[];
+  /** The real tokens' rows of [B·T]. */
+  realIndex: tf.Tensor1D;
+  perRealToken: (l: tf.Scalar) => tf.Scalar;
+}
+
+/** The intermediate-layer losses (losses/layer-map.ts: which layers, which teacher tensors); each one its weight on. */
+function intermediateLosses(
+  student: DistilBertStudent,
+  s: StudentInside,
+  plan: IntermediatePlan,
+  teacher: TeacherTargets,
+  rows: LossRows,
+  attentionMask: tf.Tensor2D,
+): { hidden?: tf.Scalar; att?: tf.Scalar; vr?: tf.Scalar } {
+  const { batchSize: B, seqLen: T } = rows;
+  const H = student.config.dim;
+  const Ht = student.config.projection_dim ?? H;
+  const tensors = teacher.intermediate!.tensors;
+  const get = (key: string, size: number): Float32Array => {
+    const t = tensors[key];
+    if (!t)
+      throw new ShapeError(
+        `teacher targets: no "${key}" among the teacher's tensors (${Object.keys(tensors).join(', ') || 'none'})`,
+      );
+    if (t.length !== size) throw new ShapeError(`teacher "${key}" holds ${t.length} values, expected ${size}`);
+    return t;
+  };
+  const out: { hidden?: tf.Scalar; att?: tf.Scalar; vr?: tf.Scalar } = {};
+  const queryMask = tf.cast(attentionMask, 'float32') as tf.Tensor2D; // [B, T]
+  if (plan.weights.alpha_hidden > 0) {
+    const sh = plan.hiddenPairs.map(([si]) =>
+      student.projectHidden(tf.gather(tf.reshape(s.hidden[si]!, [B * T, H]), s.realIndex) as tf.Tensor2D),
+    ); // [R, Ht] each
+    const th = plan.hiddenPairs.map(([, ti]) =>
+      tf.tensor2d(selectRows(get(`hidden.${ti}`, B * T * Ht), rows.realRows, Ht), [rows.realRows.length, Ht]),
+    );
+    out.hidden = s.perRealToken(hiddenMseLoss(sh, th));
+  }
+  if (plan.weights.alpha_attention > 0) {
+    const bias = keyMaskBias(queryMask);
+    const R = plan.relationHeads;
+    const sScores: tf.Tensor4D[] = [];
+    const tProbs: tf.Tensor4D[] = [];
+    plan.layerMap.forEach((tl, i) => {
+      const layer = s.layers[i]!;
+      if (plan.attentionPerHead) {
+        const scores = layer.scores(); // [B, A, T, T]
+        const A = scores.shape[1];
+        sScores.push(scores);
+        tProbs.push(tf.tensor4d(get(`attention.${tl}`, B * A * T * T), [B, A, T, T]));
+      } else {
+        sScores.push(relationScores('loss_att', layer.query, layer.key, B, T, R, bias)); // [B, R, T, T]
+        const tq = tf.tensor2d(get(`query.${tl}`, B * T * Ht), [B * T, Ht]);
+        const tk = tf.tensor2d(get(`key.${tl}`, B * T * Ht), [B * T, Ht]);
+        tProbs.push(tf.softmax(relationScores('loss_att', tq, tk, B, T, R, bias), -1) as tf.Tensor4D);
+      }
+    });
+    out.att = s.perRealToken(attentionLoss(sScores, tProbs, queryMask));
+  }
+  if (plan.weights.alpha_value_relation > 0) {
+    const i = plan.layerMap.length - 1;
+    const tv = tf.tensor2d(get(`value.${plan.layerMap[i]}`, B * T * Ht), [B * T, Ht]);
+    out.vr = s.perRealToken(valueRelationLoss(s.layers[i]!.value, tv, queryMask, plan.relationHeads));
+  }
+  return out;
+}
+
+/** The logit losses, and (fused) the kernel's weighted sum of them. */
+interface LogitLosses {
+  ce: tf.Scalar;
+  mlm: tf.Scalar;
+  mse: tf.Scalar;
+  fused?: { weighted: tf.Scalar; covers: readonly LossName[] };
+}
+
+/**
+ * The three logit losses on the head rows: as one kernel where the backend registered it (projector, losses and
+ * their gradient: student/ops/logit-losses.ts), else in tfjs ops, one loss per file.
+ */
+function logitLosses(
+  student: DistilBertStudent,
+  transformed: tf.Tensor2D,
+  headRows: Int32Array,
+  rows: LossRows,
+  teacher: TeacherTargets,
+  weights: LossWeights,
+  options: DistillLossOptions,
+): LogitLosses {
+  const V = student.config.vocab_size;
+  const mlmLocal = weights.restrict_ce_to_mask
+    ? Int32Array.from(rows.maskedRows, (_, i) => i)
+    : positionsWithin(rows.maskedRows, rows.realRows);
+  const { embeddings, bias } = student.projector();
   if (options.fused !== false && hasLogitLossKernel()) {
-    // One kernel: projector, the three logit losses and their gradient (student/kernels/logit-losses.ts), with
-    // full or top-k soft targets.
     const soft =
       teacher.soft ?? teacherSoftTargets(teacher.logits!, headRows, V, weights.temperature, weights.alpha_mse !== 0);
     checkSoftTargets(soft, headRows.length, V, weights.temperature);
@@ -242,77 +324,46 @@ export function distillLosses(
       negEntropy: Array.from(soft.negEntropy),
     }); // [4]: weighted, ce, mlm, mse
     const at = (i: number): tf.Scalar => tf.reshape(tf.slice(head, [i], [1]), []) as tf.Scalar;
-    loss = tf.addN([at(0), tf.mul(lossCos, weights.alpha_cos), ...intermediateTerms]) as tf.Scalar;
-    parts = [at(1), at(2), at(3)];
-  } else {
-    // The same in tfjs ops, one loss per file: from the teacher's logits, or from its soft targets.
-    const soft = teacher.logits ? undefined : teacher.soft!;
-    const N = headRows.length;
-    const k = soft ? checkSoftTargets(soft, N, V, weights.temperature) : V; // soft targets per row: k (top-k) or V
-    const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
-    const tLogits = teacher.logits
-      ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [headRows.length, V]) // [N, V]
-      : soft!.logits
-        ? tf.tensor2d(soft!.logits, [headRows.length, V])
-        : undefined;
-    let lossCe: tf.Scalar;
-    if (!soft) lossCe = distillationLoss(sLogits, tLogits!, weights.temperature);
-    else {
-      const probs = tf.tensor2d(soft.probs, [N, k]); // [N, k]
-      const negEntropy = tf.tensor1d(Float32Array.from(soft.negEntropy)); // [N]
-      lossCe = soft.topkIds
-        ? distillationLossTopK(
-            sLogits,
-            probs,
-            tf.tensor2d(soft.topkIds, [N, k], 'int32'),
-            negEntropy,
-            weights.temperature,
-          )
-        : distillationLossFromSoft(sLogits, probs, negEntropy, weights.temperature);
-    }
-    if (options.ceCount !== undefined) lossCe = tf.mul(lossCe, headRows.length / options.ceCount) as tf.Scalar;
-    let lossMse: tf.Scalar = tf.scalar(0);
-    if (weights.alpha_mse !== 0) {
-      if (!tLogits) throw new ShapeError('loss_mse needs the teacher logits (keepLogits)');
-      lossMse = logitMseLoss(sLogits, tLogits);
-      if (options.ceCount !== undefined) lossMse = tf.mul(lossMse, headRows.length / options.ceCount) as tf.Scalar;
-    }
-    let lossMlm: tf.Scalar = tf.scalar(0);
-    if (rows.maskedRows.length > 0) {
-      lossMlm = mlmLoss(tf.gather(sLogits, tf.tensor1d(mlmLocal, 'int32')) as tf.Tensor2D, rows.maskedLabels);
-      if (options.mlmCount !== undefined)
-        lossMlm = tf.mul(lossMlm, rows.maskedRows.length / Math.max(options.mlmCount, 1)) as tf.Scalar;
-    }
-    loss = tf.addN([
-      tf.mul(lossCe, weights.alpha_ce),
-      tf.mul(lossMlm, weights.alpha_mlm),
-      tf.mul(lossCos, weights.alpha_cos),
-      tf.mul(lossMse, weights.alpha_mse),
-      ...intermediateTerms,
-    ]) as tf.Scalar;
-    parts = [lossCe, lossMlm, lossMse];
+    return { fused: { weighted: at(0), covers: ['ce', 'mlm', 'mse'] }, ce: at(1), mlm: at(2), mse: at(3) };
   }
-  const byName = {
-    total: loss,
-    ce: parts[0]!,
-    mlm: parts[1]!,
-    cos: lossCos,
-    mse: parts[2]!,
-    hidden: lossHidden,
-    att: lossAtt,
-    vr: lossVr,
-  };
-  const packed = (): tf.Tensor1D => tf.stack(LOSS_ORDER.map((k) => byName[k])) as tf.Tensor1D;
-  return {
-    loss,
-    packed,
-    values: () => {
-      const t = packed();
-      const v = lossesFromPacked(t.dataSync());
-      t.dispose();
-      return v;
-    },
-  };
+  const soft = teacher.logits ? undefined : teacher.soft!;
+  const N = headRows.length;
+  const k = soft ? checkSoftTargets(soft, N, V, weights.temperature) : V; // soft targets per row: k (top-k) or V
+  const sLogits = tiedProjector(transformed, embeddings, bias); // [N, V]
+  const tLogits = teacher.logits
+    ? tf.tensor2d(selectRows(teacher.logits, headRows, V), [N, V]) // [N, V]
+    : soft!.logits
+      ? tf.tensor2d(soft!.logits, [N, V])
+      : undefined;
+  let ce: tf.Scalar;
+  if (!soft) ce = distillationLoss(sLogits, tLogits!, weights.temperature);
+  else {
+    const probs = tf.tensor2d(soft.probs, [N, k]); // [N, k]
+    const negEntropy = tf.tensor1d(Float32Array.from(soft.negEntropy)); // [N]
+    ce = soft.topkIds
+      ? distillationLossTopK(
+          sLogits,
+          probs,
+          tf.tensor2d(soft.topkIds, [N, k], 'int32'),
+          negEntropy,
+          weights.temperature,
+        )
+      : distillationLossFromSoft(sLogits, probs, negEntropy, weights.temperature);
+  }
+  if (options.ceCount !== undefined) ce = tf.mul(ce, N / options.ceCount) as tf.Scalar;
+  let mse: tf.Scalar = tf.scalar(0);
+  if (weights.alpha_mse !== 0) {
+    if (!tLogits) throw new ShapeError('loss_mse needs the teacher logits (keepLogits)');
+    mse = logitMseLoss(sLogits, tLogits);
+    if (options.ceCount !== undefined) mse = tf.mul(mse, N / options.ceCount) as tf.Scalar;
+  }
+  let mlm: tf.Scalar = tf.scalar(0);
+  if (rows.maskedRows.length > 0) {
+    mlm = mlmLoss(tf.gather(sLogits, tf.tensor1d(mlmLocal, 'int32')) as tf.Tensor2D, rows.maskedLabels);
+    if (options.mlmCount !== undefined)
+      mlm = tf.mul(mlm, rows.maskedRows.length / Math.max(options.mlmCount, 1)) as tf.Scalar;
+  }
+  return { ce, mlm, mse };
 }
 
 /**

@@ -8,6 +8,7 @@ import { readJsonObject } from './core/model-dir.js';
 import { samePath } from './core/folders.js';
 import { RECIPE } from './core/recipe.js';
 import type { LossWeights } from '../losses/total.js';
+import { LOSS_WEIGHT_KEYS } from '../losses/record.js';
 import type { IntermediateMatch } from '../losses/layer-map.js';
 import type { StudentArchitecture } from '../student/init.js';
 import type { MaskingConfig } from '../corpus/masking.js';
@@ -455,17 +456,6 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
 };
 
 export const CONFIG_KEYS = Object.keys(CONFIG_SPEC) as (keyof TrainConfig)[];
-
-/** The weights of the losses: a run needs at least one above 0. */
-const LOSS_WEIGHT_KEYS = [
-  'alpha_ce',
-  'alpha_mlm',
-  'alpha_cos',
-  'alpha_mse',
-  'alpha_hidden',
-  'alpha_attention',
-  'alpha_value_relation',
-] as const;
 
 /** The defaults: the recipe's values (teacher and corpus must be given). */
 export const DEFAULT_CONFIG = Object.fromEntries(

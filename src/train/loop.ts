@@ -328,7 +328,7 @@ class Run {
     const metrics: UpdateMetrics = {
       step: this.step,
       lr,
-      ...(lossFields(sums, this.s.plan !== undefined) as LossFieldsOf),
+      ...lossFields(sums, config),
       grad_norm: norm,
       ...(scaleUsed !== undefined ? { loss_scale: scaleUsed } : {}),
       ...(skipped ? { skipped: true as const } : {}),
@@ -530,12 +530,6 @@ class Run {
     return summary;
   }
 }
-
-/** The loss fields of a metrics line (lossFields), as UpdateMetrics types them. */
-type LossFieldsOf = Pick<
-  UpdateMetrics,
-  'loss' | 'loss_ce' | 'loss_mlm' | 'loss_cos' | 'loss_mse' | 'loss_hidden' | 'loss_att' | 'loss_vr'
->;
 
 /** --dump-batches: a new or empty folder, apart from what the run reads and writes. */
 function claimDumpFolder(dir: string, others: NamedPath[]): void {

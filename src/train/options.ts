@@ -1,22 +1,17 @@
 // What a run takes (TrainOptions) and gives (TrainSummary, one UpdateMetrics per line of metrics.jsonl).
 
+import type { LossMetrics } from '../../losses/record.js';
 import type { TrainConfig } from '../config.js';
 import type { Communicator } from '../parallel/communicator.js';
 import type { CheckpointHooks } from './checkpoint.js';
 
-/** One line of metrics.jsonl. */
-export interface UpdateMetrics {
+/**
+ * One line of metrics.jsonl: the update's losses (loss, loss_ce, loss_mlm, loss_cos, loss_mse; any other loss of
+ * losses/record.ts when its weight is above 0) and the rest.
+ */
+export interface UpdateMetrics extends LossMetrics {
   step: number;
   lr: number;
-  loss: number;
-  loss_ce: number;
-  loss_mlm: number;
-  loss_cos: number;
-  loss_mse: number;
-  /** The intermediate-layer losses: present when one of alpha_hidden, alpha_attention, alpha_value_relation is set. */
-  loss_hidden?: number;
-  loss_att?: number;
-  loss_vr?: number;
   /** Not finite (null in the file) when the update was skipped. */
   grad_norm: number;
   /** precision fp16-mixed: the loss scale this update used (src/train/loss-scale.ts). */
