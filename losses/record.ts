@@ -1,6 +1,8 @@
 // The losses of the objective, by name: the one list that says which there are, the config key of each one's
 // weight, the order of the packed tensor (the kernel's and the objective's output, read at once) and the names
-// metrics.jsonl gives them (loss, loss_ce, ...). Adding a loss adds one line here.
+// metrics.jsonl gives them (loss, loss_ce, ...). Adding a loss: its file in losses/ (and its test), one line here,
+// its line in losses/total.ts's `terms`, its weight in src/config.ts's CONFIG_SPEC (the compiler asks for both),
+// then `npm run schema` (configs/schema.json) and the README's formula.
 
 /** Each loss of the objective and the key of its weight (src/config.ts), in the packed tensor's order. */
 export const LOSS_WEIGHTS = {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configJsonSchema, loadConfig, validateConfig, type TrainConfig } from '../src/config.js';
 import { linearWarmupDecay } from '../src/train/adamw.js';
+import { LOSS_WEIGHT_KEYS } from '../losses/record.js';
 import { REPO, TINY } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'distill-config-'));
@@ -48,7 +49,11 @@ describe('config', () => {
   it('refuses nonsense before a run starts: every loss weight 0, the training corpus as the validation corpus', () => {
     const zero = { alpha_ce: 0, alpha_mlm: 0, alpha_cos: 0 };
     expect(() => validateConfig({ teacher: 'a', corpus: 'b', ...zero }, 'x.json')).toThrow(
-      /x\.json: every loss weight is 0 \(alpha_ce, alpha_mlm, alpha_cos, alpha_mse, alpha_hidden, alpha_attention, alpha_value_relation\)/,
+      // Every weight of losses/record.ts, named: the four of the recipe first.
+      new RegExp(
+        'x\\.json: every loss weight is 0 \\(alpha_ce, alpha_mlm, alpha_cos, alpha_mse, ' +
+          `${LOSS_WEIGHT_KEYS.slice(4).join(', ')}\\)`,
+      ),
     );
     expect(validateConfig({ teacher: 'a', corpus: 'b', ...zero, alpha_attention: 1 }, 'x.json').alpha_attention).toBe(
       1,
