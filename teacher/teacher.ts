@@ -10,7 +10,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DistillError, FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
-import { appendToGraph, attentionTensors, graphInfo, layerNormOutputs, readOnnx, onnx } from '../src/core/onnx.js';
+import {
+  appendToGraph,
+  attentionTensors,
+  graphInfo,
+  layerNormOutputs,
+  readOnnx,
+  onnx,
+  type GraphInfo,
+} from '../src/core/onnx.js';
 import { softTargetNodes, SOFT_NEG_ENTROPY_OUTPUT, SOFT_TARGETS_OUTPUT, SOFT_TOPK_IDS_OUTPUT } from './soft-targets.js';
 import { assertModelDir, findOnnxFile, readEncoderConfig, type EncoderConfig } from '../src/core/model-dir.js';
 import { WordPieceTokenizer } from '../corpus/tokenizer.js';
@@ -162,185 +170,19 @@ export class Teacher {
         'the tokenizer and the model must come from the same checkpoint',
       );
     }
-
-    const L = config.numLayers;
-    const wanted = options.hiddenStates ?? 'all';
-    const indices =
-      wanted === 'all'
-        ? Array.from({ length: L + 1 }, (_, i) => i)
-        : wanted === 'last'
-          ? [L]
-          : wanted === 'none'
-            ? []
-            : [...wanted];
-    for (const i of indices) {
-      if (!Number.isInteger(i) || i < 0 || i > L)
-        throw new InputError(`hidden state ${i} does not exist: ${configPath} has ${L} layers, so 0..${L}`);
-    }
-
+    const indices = hiddenStateIndices(options.hiddenStates ?? 'all', config.numLayers, configPath);
     const onnxPath = findOnnxFile(dir, indices.length > 0);
     const file = readOnnx(onnxPath);
-    const graph = graphInfo(file.model);
-    const inputTypes = new Map<string, 'int64' | 'int32'>();
-    for (const v of graph.inputs) {
-      if (!FEEDABLE_INPUTS.has(v.name)) {
-        throw new FileFormatError(
-          onnxPath,
-          `graph input "${v.name}" is not one we feed (we feed input_ids, ` +
-            `attention_mask and, if the graph has it, token_type_ids)`,
-          'export with inputs input_ids and attention_mask (token_type_ids optional)',
-        );
-      }
-      if (v.elemType !== INT64 && v.elemType !== INT32) {
-        throw new FileFormatError(
-          onnxPath,
-          `graph input "${v.name}" has element type ${v.elemType}, expected int64 or int32`,
-        );
-      }
-      inputTypes.set(v.name, v.elemType === INT64 ? 'int64' : 'int32');
-    }
-    for (const required of ['input_ids', 'attention_mask']) {
-      if (!inputTypes.has(required)) {
-        throw new FileFormatError(
-          onnxPath,
-          `graph has no input "${required}" (inputs: ${graph.inputs.map((v) => v.name).join(', ') || 'none'})`,
-          'export with inputs input_ids and attention_mask',
-        );
-      }
-    }
-
-    const outputNames = graph.outputs.map((o) => o.name);
-    const logitsName = outputNames.includes('logits') ? 'logits' : outputNames[0];
-    if (!logitsName) throw new FileFormatError(onnxPath, 'the graph has no outputs');
-    const dims = graph.outputs.find((o) => o.name === logitsName)!.dims ?? [];
-    if (dims.length && dims.length !== 3) {
-      throw new FileFormatError(
-        onnxPath,
-        `output "${logitsName}" has rank ${dims.length}, expected logits [batch, sequence, vocab]`,
-        'export the masked-LM model (BertForMaskedLM, task fill-mask), not the base encoder',
-      );
-    }
-    const staticVocab = typeof dims[2] === 'number' && dims[2] > 0 ? dims[2] : undefined;
-    if (staticVocab !== undefined && staticVocab !== config.vocabSize) {
-      throw new MismatchError(
-        `vocabulary sizes disagree: ${onnxPath} output "${logitsName}" has ${staticVocab} logits per token, ` +
-          `${configPath} says vocab_size ${config.vocabSize}`,
-        'the ONNX export and config.json must come from the same checkpoint',
-      );
-    }
-
-    // Hidden states: outputs the export already has (hidden_states.N), else graph surgery.
-    let hiddenNames: string[] = [];
-    let surgery = false;
-    let bytes = file.bytes;
-    if (indices.length) {
-      const existing = new Map<number, string>();
-      for (const name of outputNames) {
-        const m = /^hidden_states[._](\d+)$/.exec(name);
-        if (m) existing.set(Number(m[1]), name);
-      }
-      if (indices.every((i) => existing.has(i))) {
-        hiddenNames = indices.map((i) => existing.get(i)!);
-      } else {
-        const lns = layerNormOutputs(graph);
-        // Embedding LayerNorm, then two per layer (attention output, layer output), then the MLM head's.
-        if (lns.length !== 2 * L + 2 && lns.length !== 2 * L + 1) {
-          throw new FileFormatError(
-            onnxPath,
-            `found ${lns.length} layer normalisations in the graph, expected ${2 * L + 2} for ${L} layers ` +
-              `(${configPath} num_hidden_layers)`,
-            'export the hidden states yourself (output_hidden_states=True, outputs hidden_states.0 … ' +
-              'hidden_states.N) as model-hidden.onnx',
-          );
-        }
-        const all = Array.from({ length: L + 1 }, (_, i) => lns[2 * i]!);
-        hiddenNames = indices.map((i) => all[i]!);
-        const missing = [...new Set(hiddenNames)].filter((n) => !outputNames.includes(n));
-        bytes = appendToGraph(file.bytes, {
-          outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })),
-        });
-        surgery = true;
-      }
-    }
-
-    // Attention probabilities and projections, by graph surgery (src/core/onnx.ts attentionTensors).
-    const intermediateNames = new Map<string, string>();
-    const wantedAttention = options.attentionLayers ?? [];
-    const wantedProjections = options.projections ?? [];
-    if (wantedAttention.length > 0 || wantedProjections.length > 0) {
-      const attentions = attentionTensors(graph, onnxPath);
-      if (attentions.length !== L) {
-        throw new FileFormatError(
-          onnxPath,
-          `found ${attentions.length} self-attentions (a Softmax feeding a product with the values), expected ${L} ` +
-            `(${configPath} num_hidden_layers)`,
-          'export BertForMaskedLM with torch.onnx.export or optimum-cli export onnx (the attention unfused)',
-        );
-      }
-      for (const l of [...wantedAttention, ...wantedProjections.map((p) => p.layer)]) {
-        if (!Number.isInteger(l) || l < 0 || l >= L)
-          throw new InputError(`teacher layer ${l} does not exist: ${configPath} has ${L} layers, so 0..${L - 1}`);
-      }
-      for (const l of wantedAttention) intermediateNames.set(`attention.${l}`, attentions[l]!.probs);
-      for (const p of wantedProjections) intermediateNames.set(`${p.kind}.${p.layer}`, attentions[p.layer]![p.kind]);
-      const missing = [...new Set(intermediateNames.values())].filter(
-        (n) => !outputNames.includes(n) && !hiddenNames.includes(n),
-      );
-      bytes = appendToGraph(bytes, {
-        outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })),
-      });
-    }
-
-    const softNames: string[] = [];
-    if (options.softTargetTemperature !== undefined) {
-      const topk = options.softTargetTopK ?? 0;
-      if (!Number.isInteger(topk) || topk < 0 || topk >= config.vocabSize) {
-        throw new InputError(
-          `soft_targets_topk ${topk} must be a whole number from 1 to ${config.vocabSize - 1}, or 0 for the whole ` +
-            `vocabulary (${configPath} has vocab_size ${config.vocabSize})`,
-        );
-      }
-      const opset = Number(file.model.opsetImport?.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 17);
-      bytes = appendToGraph(
-        bytes,
-        softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, {
-          topk,
-          opset,
-          webgpu: options.executionProvider === 'webgpu',
-        }),
-      );
-      softNames.push(SOFT_TARGETS_OUTPUT, topk > 0 ? SOFT_TOPK_IDS_OUTPUT : SOFT_NEG_ENTROPY_OUTPUT);
-    }
-
+    const site: GraphSite = { onnxPath, configPath, config, graph: graphInfo(file.model) };
+    const inputTypes = feedableInputs(site);
+    const { logitsName, staticVocab } = logitsOutput(site);
+    // The graph as the session runs it: with the hidden states, attention tensors and soft targets asked for.
+    const hidden = hiddenOutputs(site, file.bytes, indices);
+    const inner = intermediateOutputs(site, hidden.bytes, hidden.names, options);
+    const opset = Number(file.model.opsetImport?.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 17);
+    const soft = softTargetOutputs(site, inner.bytes, logitsName, opset, options);
     const ep = options.executionProvider ?? 'cpu';
-    if (ep === 'cuda' && !cudaProviderInstalled()) {
-      throw new DistillError(
-        'the CUDA execution provider of onnxruntime-node is not installed',
-        'reinstall with CUDA 12 present: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ' +
-          'rebuild onnxruntime-node` (see README, "CUDA execution provider")',
-      );
-    }
-    // On a GPU provider, onnxruntime may place any node on the CPU (and says so only in a log line): the
-    // session profiles its first run so that the placement can be read back and checked (checkPlacement).
-    const profilePrefix = ep === 'cpu' ? undefined : join(mkdtempSync(join(tmpdir(), 'distill-ort-')), 'placement');
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: options.threads ?? 0,
-      executionProviders:
-        ep === 'cpu'
-          ? ['cpu']
-          : ep === 'cuda'
-            ? [{ name: 'cuda', deviceId: options.deviceId ?? 0 }]
-            : [{ name: 'webgpu' }, 'cpu'],
-      ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
-    };
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(bytes, sessionOptions);
-    } catch (e) {
-      throw new FileFormatError(onnxPath, `onnxruntime could not load the graph: ${(e as Error).message}`);
-    }
-    // A symbolic vocabulary dimension: check it on a two-token forward.
+    const { session, profilePrefix } = await openSession(soft.bytes, onnxPath, ep, options);
     const teacher = new Teacher({
       dir,
       config,
@@ -348,15 +190,16 @@ export class Teacher {
       onnxPath,
       session,
       logitsName,
-      hiddenNames,
+      hiddenNames: hidden.names,
       hiddenStateIndices: indices,
-      surgery,
+      surgery: hidden.surgery,
       inputTypes,
       executionProvider: ep,
-      softNames,
+      softNames: soft.names,
       fetchLogits: options.fetchLogits ?? true,
-      intermediateNames,
+      intermediateNames: inner.names,
     });
+    // A symbolic vocabulary dimension: check it on a two-token forward.
     if (staticVocab === undefined || profilePrefix) {
       const probe = await teacher.runRaw(
         {
@@ -446,6 +289,236 @@ export class Teacher {
 
   async release(): Promise<void> {
     await this.session.release();
+  }
+}
+
+/** The graph being loaded, and the files its errors name. */
+interface GraphSite {
+  onnxPath: string;
+  configPath: string;
+  config: EncoderConfig;
+  graph: GraphInfo;
+}
+
+/** The hidden states asked for, as indices 0..L (0: the embeddings' output). */
+function hiddenStateIndices(
+  wanted: NonNullable<TeacherOptions['hiddenStates']>,
+  L: number,
+  configPath: string,
+): number[] {
+  const indices =
+    wanted === 'all'
+      ? Array.from({ length: L + 1 }, (_, i) => i)
+      : wanted === 'last'
+        ? [L]
+        : wanted === 'none'
+          ? []
+          : [...wanted];
+  for (const i of indices) {
+    if (!Number.isInteger(i) || i < 0 || i > L)
+      throw new InputError(`hidden state ${i} does not exist: ${configPath} has ${L} layers, so 0..${L}`);
+  }
+  return indices;
+}
+
+/** The graph's inputs, each one we feed (input_ids, attention_mask, token_type_ids), with its integer type. */
+function feedableInputs({ graph, onnxPath }: GraphSite): Map<string, 'int64' | 'int32'> {
+  const inputTypes = new Map<string, 'int64' | 'int32'>();
+  for (const v of graph.inputs) {
+    if (!FEEDABLE_INPUTS.has(v.name)) {
+      throw new FileFormatError(
+        onnxPath,
+        `graph input "${v.name}" is not one we feed (we feed input_ids, ` +
+          `attention_mask and, if the graph has it, token_type_ids)`,
+        'export with inputs input_ids and attention_mask (token_type_ids optional)',
+      );
+    }
+    if (v.elemType !== INT64 && v.elemType !== INT32) {
+      throw new FileFormatError(
+        onnxPath,
+        `graph input "${v.name}" has element type ${v.elemType}, expected int64 or int32`,
+      );
+    }
+    inputTypes.set(v.name, v.elemType === INT64 ? 'int64' : 'int32');
+  }
+  for (const required of ['input_ids', 'attention_mask']) {
+    if (!inputTypes.has(required)) {
+      throw new FileFormatError(
+        onnxPath,
+        `graph has no input "${required}" (inputs: ${graph.inputs.map((v) => v.name).join(', ') || 'none'})`,
+        'export with inputs input_ids and attention_mask',
+      );
+    }
+  }
+  return inputTypes;
+}
+
+/** The logits output ("logits", else the first) and its vocabulary size when the graph states it. */
+function logitsOutput({ graph, onnxPath, config, configPath }: GraphSite): {
+  logitsName: string;
+  staticVocab: number | undefined;
+} {
+  const outputNames = graph.outputs.map((o) => o.name);
+  const logitsName = outputNames.includes('logits') ? 'logits' : outputNames[0];
+  if (!logitsName) throw new FileFormatError(onnxPath, 'the graph has no outputs');
+  const dims = graph.outputs.find((o) => o.name === logitsName)!.dims ?? [];
+  if (dims.length && dims.length !== 3) {
+    throw new FileFormatError(
+      onnxPath,
+      `output "${logitsName}" has rank ${dims.length}, expected logits [batch, sequence, vocab]`,
+      'export the masked-LM model (BertForMaskedLM, task fill-mask), not the base encoder',
+    );
+  }
+  const staticVocab = typeof dims[2] === 'number' && dims[2] > 0 ? dims[2] : undefined;
+  if (staticVocab !== undefined && staticVocab !== config.vocabSize) {
+    throw new MismatchError(
+      `vocabulary sizes disagree: ${onnxPath} output "${logitsName}" has ${staticVocab} logits per token, ` +
+        `${configPath} says vocab_size ${config.vocabSize}`,
+      'the ONNX export and config.json must come from the same checkpoint',
+    );
+  }
+  return { logitsName, staticVocab };
+}
+
+/** Hidden states: outputs the export already has (hidden_states.N), else graph surgery at the LayerNorms. */
+function hiddenOutputs(
+  { graph, onnxPath, config, configPath }: GraphSite,
+  bytes: Uint8Array,
+  indices: number[],
+): { names: string[]; surgery: boolean; bytes: Uint8Array } {
+  if (indices.length === 0) return { names: [], surgery: false, bytes };
+  const L = config.numLayers;
+  const outputNames = graph.outputs.map((o) => o.name);
+  const existing = new Map<number, string>();
+  for (const name of outputNames) {
+    const m = /^hidden_states[._](\d+)$/.exec(name);
+    if (m) existing.set(Number(m[1]), name);
+  }
+  if (indices.every((i) => existing.has(i)))
+    return { names: indices.map((i) => existing.get(i)!), surgery: false, bytes };
+  const lns = layerNormOutputs(graph);
+  // Embedding LayerNorm, then two per layer (attention output, layer output), then the MLM head's.
+  if (lns.length !== 2 * L + 2 && lns.length !== 2 * L + 1) {
+    throw new FileFormatError(
+      onnxPath,
+      `found ${lns.length} layer normalisations in the graph, expected ${2 * L + 2} for ${L} layers ` +
+        `(${configPath} num_hidden_layers)`,
+      'export the hidden states yourself (output_hidden_states=True, outputs hidden_states.0 … ' +
+        'hidden_states.N) as model-hidden.onnx',
+    );
+  }
+  const all = Array.from({ length: L + 1 }, (_, i) => lns[2 * i]!);
+  const names = indices.map((i) => all[i]!);
+  const missing = [...new Set(names)].filter((n) => !outputNames.includes(n));
+  return {
+    names,
+    surgery: true,
+    bytes: appendToGraph(bytes, {
+      outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })),
+    }),
+  };
+}
+
+/** Attention probabilities and projections, by graph surgery (src/core/onnx.ts attentionTensors). */
+function intermediateOutputs(
+  { graph, onnxPath, config, configPath }: GraphSite,
+  bytes: Uint8Array,
+  hiddenNames: string[],
+  options: TeacherOptions,
+): { names: Map<string, string>; bytes: Uint8Array } {
+  const L = config.numLayers;
+  const names = new Map<string, string>();
+  const wantedAttention = options.attentionLayers ?? [];
+  const wantedProjections = options.projections ?? [];
+  if (wantedAttention.length === 0 && wantedProjections.length === 0) return { names, bytes };
+  const attentions = attentionTensors(graph, onnxPath);
+  if (attentions.length !== L) {
+    throw new FileFormatError(
+      onnxPath,
+      `found ${attentions.length} self-attentions (a Softmax feeding a product with the values), expected ${L} ` +
+        `(${configPath} num_hidden_layers)`,
+      'export BertForMaskedLM with torch.onnx.export or optimum-cli export onnx (the attention unfused)',
+    );
+  }
+  for (const l of [...wantedAttention, ...wantedProjections.map((p) => p.layer)]) {
+    if (!Number.isInteger(l) || l < 0 || l >= L)
+      throw new InputError(`teacher layer ${l} does not exist: ${configPath} has ${L} layers, so 0..${L - 1}`);
+  }
+  for (const l of wantedAttention) names.set(`attention.${l}`, attentions[l]!.probs);
+  for (const p of wantedProjections) names.set(`${p.kind}.${p.layer}`, attentions[p.layer]![p.kind]);
+  const outputNames = graph.outputs.map((o) => o.name);
+  const missing = [...new Set(names.values())].filter((n) => !outputNames.includes(n) && !hiddenNames.includes(n));
+  return {
+    names,
+    bytes: appendToGraph(bytes, {
+      outputs: missing.map((name) => ({ name, elemType: onnx.TensorProto.DataType.FLOAT })),
+    }),
+  };
+}
+
+/** The soft targets computed inside the graph (teacher/soft-targets.ts), when a temperature is given. */
+function softTargetOutputs(
+  { config, configPath }: GraphSite,
+  bytes: Uint8Array,
+  logitsName: string,
+  opset: number,
+  options: TeacherOptions,
+): { names: string[]; bytes: Uint8Array } {
+  if (options.softTargetTemperature === undefined) return { names: [], bytes };
+  const topk = options.softTargetTopK ?? 0;
+  if (!Number.isInteger(topk) || topk < 0 || topk >= config.vocabSize) {
+    throw new InputError(
+      `soft_targets_topk ${topk} must be a whole number from 1 to ${config.vocabSize - 1}, or 0 for the whole ` +
+        `vocabulary (${configPath} has vocab_size ${config.vocabSize})`,
+    );
+  }
+  return {
+    names: [SOFT_TARGETS_OUTPUT, topk > 0 ? SOFT_TOPK_IDS_OUTPUT : SOFT_NEG_ENTROPY_OUTPUT],
+    bytes: appendToGraph(
+      bytes,
+      softTargetNodes(logitsName, config.vocabSize, options.softTargetTemperature, {
+        topk,
+        opset,
+        webgpu: options.executionProvider === 'webgpu',
+      }),
+    ),
+  };
+}
+
+/**
+ * The onnxruntime session on `ep`. On a GPU provider, onnxruntime may place any node on the CPU (and says so
+ * only in a log line): the session then profiles its first run so that the placement can be read back and
+ * checked (checkPlacement); `profilePrefix` says where.
+ */
+async function openSession(
+  bytes: Uint8Array,
+  onnxPath: string,
+  ep: TeacherExecutionProvider,
+  options: TeacherOptions,
+): Promise<{ session: ort.InferenceSession; profilePrefix: string | undefined }> {
+  if (ep === 'cuda' && !cudaProviderInstalled()) {
+    throw new DistillError(
+      'the CUDA execution provider of onnxruntime-node is not installed',
+      'reinstall with CUDA 12 present: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ' +
+        'rebuild onnxruntime-node` (see README, "CUDA execution provider")',
+    );
+  }
+  const profilePrefix = ep === 'cpu' ? undefined : join(mkdtempSync(join(tmpdir(), 'distill-ort-')), 'placement');
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: options.threads ?? 0,
+    executionProviders:
+      ep === 'cpu'
+        ? ['cpu']
+        : ep === 'cuda'
+          ? [{ name: 'cuda', deviceId: options.deviceId ?? 0 }]
+          : [{ name: 'webgpu' }, 'cpu'],
+    ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
+  };
+  try {
+    return { session: await ort.InferenceSession.create(bytes, sessionOptions), profilePrefix };
+  } catch (e) {
+    throw new FileFormatError(onnxPath, `onnxruntime could not load the graph: ${(e as Error).message}`);
   }
 }
 

@@ -127,49 +127,9 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
   } catch {
     return null;
   }
-  const apiBase = koffi.struct('DistillOrtApiBase', { GetApi: 'void *', GetVersionString: 'void *' });
-  const base = koffi.decode(lib.func('DistillOrtApiBase *OrtGetApiBase()')() as Pointer, apiBase) as {
-    GetApi: Pointer;
-    GetVersionString: Pointer;
-  };
-  const version = koffi.call(base.GetVersionString, koffi.proto('const char *DistillOrtVersion()')) as string;
-  const api = koffi.call(base.GetApi, koffi.proto('void *DistillOrtGetApi(uint32_t)'), ORT_API_VERSION) as Pointer;
+  const api = ortApi(lib, library);
   if (!api) return null; // older than the table asked for
-  const table = koffi.decode(api, 'void *', Math.max(...Object.values(INDEX)) + 1) as Pointer[];
-  const call: Call = (index, proto, ...args) => koffi.call(table[index], proto, ...args);
-  const proto = {
-    message: koffi.proto('const char *DistillOrtGetErrorMessage(void *)'),
-    releaseStatus: koffi.proto('void DistillOrtReleaseStatus(void *)'),
-    createEnv: koffi.proto('void *DistillOrtCreateEnv(int, const char *, _Out_ void **)'),
-    createSession: koffi.proto(
-      'void *DistillOrtCreateSessionFromArray(void *, const uint8_t *, size_t, void *, _Out_ void **)',
-    ),
-    run: koffi.proto(
-      'void *DistillOrtRun(void *, void *, const char **, void **, size_t, const char **, size_t, _Inout_ void **)',
-    ),
-    createOptions: koffi.proto('void *DistillOrtCreateSessionOptions(_Out_ void **)'),
-    setInt: koffi.proto('void *DistillOrtSetOptionInt(void *, int)'),
-    configEntry: koffi.proto('void *DistillOrtAddSessionConfigEntry(void *, const char *, const char *)'),
-    createMemoryInfo: koffi.proto('void *DistillOrtCreateCpuMemoryInfo(int, int, _Out_ void **)'),
-    createTensor: koffi.proto(
-      'void *DistillOrtCreateTensorWithData(void *, void *, size_t, const int64_t *, size_t, int, _Out_ void **)',
-    ),
-    releaseValue: koffi.proto('void DistillOrtReleaseValue(void *)'),
-  };
-  const check = (status: unknown, what: string): void => {
-    if (!status) return;
-    const message = call(INDEX.GetErrorMessage, proto.message, status) as string;
-    call(INDEX.ReleaseStatus, proto.releaseStatus, status);
-    throw new DistillError(
-      `onnxruntime (${library}): ${what} failed: ${message}`,
-      "set DISTILL_BLAS=off to multiply with tfjs's own kernels",
-    );
-  };
-  const out: Pointer[] = [null];
-  const created = (status: unknown, what: string): Pointer => {
-    check(status, what);
-    return out[0];
-  };
+  const { version, call, proto, check, created, out } = api;
   // The process has one onnxruntime environment (the teacher's session shares it); CreateEnv returns it.
   const env = created(
     call(INDEX.CreateEnv, proto.createEnv, ORT_LOGGING_LEVEL_ERROR, 'distill-products', out),
@@ -202,29 +162,7 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
     const key = `${Number(transA)}${Number(transB)}${Number(batched)}`;
     let s = sessions.get(key);
     if (!s) {
-      const g = new OnnxGraphBuilder();
-      const lead = batched ? ['batch'] : [];
-      g.input(
-        'A',
-        'float',
-        batched ? ['batchA', ...(transA ? ['K', 'M'] : ['M', 'K'])] : transA ? ['K', 'M'] : ['M', 'K'],
-      );
-      g.input(
-        'B',
-        'float',
-        batched ? ['batchB', ...(transB ? ['N', 'K'] : ['K', 'N'])] : transB ? ['N', 'K'] : ['K', 'N'],
-      );
-      if (batched)
-        g.node(
-          'FusedMatMul',
-          ['A', 'B'],
-          { transA: Number(transA), transB: Number(transB), alpha: { float: 1 } },
-          'C',
-          'com.microsoft',
-        );
-      else g.node('Gemm', ['A', 'B'], { transA: Number(transA), transB: Number(transB) }, 'C');
-      g.output('C', 'float', [...lead, 'M', 'N']);
-      const model = g.encode('distill_product', 17, 'distill', { 'com.microsoft': 1 });
+      const model = productModel(transA, transB, batched);
       s = created(
         call(INDEX.CreateSessionFromArray, proto.createSession, env, model, model.length, options, out),
         'CreateSessionFromArray',
@@ -294,4 +232,74 @@ export function loadOrtGemm(threads: number): OrtGemm | null {
   for (const transA of [false, true])
     for (const transB of [false, true]) for (const batched of [false, true]) session(transA, transB, batched);
   return { library, description: `onnxruntime ${version} MLAS`, threads, sgemm, batchedProduct };
+}
+
+/** onnxruntime's C API, by its function table, with the status checks every call goes through. */
+function ortApi(lib: LibraryHandle, library: string) {
+  const apiBase = koffi.struct('DistillOrtApiBase', { GetApi: 'void *', GetVersionString: 'void *' });
+  const base = koffi.decode(lib.func('DistillOrtApiBase *OrtGetApiBase()')() as Pointer, apiBase) as {
+    GetApi: Pointer;
+    GetVersionString: Pointer;
+  };
+  const version = koffi.call(base.GetVersionString, koffi.proto('const char *DistillOrtVersion()')) as string;
+  const api = koffi.call(base.GetApi, koffi.proto('void *DistillOrtGetApi(uint32_t)'), ORT_API_VERSION) as Pointer;
+  if (!api) return undefined;
+  const table = koffi.decode(api, 'void *', Math.max(...Object.values(INDEX)) + 1) as Pointer[];
+  const call: Call = (index, proto, ...args) => koffi.call(table[index], proto, ...args);
+  const proto = {
+    message: koffi.proto('const char *DistillOrtGetErrorMessage(void *)'),
+    releaseStatus: koffi.proto('void DistillOrtReleaseStatus(void *)'),
+    createEnv: koffi.proto('void *DistillOrtCreateEnv(int, const char *, _Out_ void **)'),
+    createSession: koffi.proto(
+      'void *DistillOrtCreateSessionFromArray(void *, const uint8_t *, size_t, void *, _Out_ void **)',
+    ),
+    run: koffi.proto(
+      'void *DistillOrtRun(void *, void *, const char **, void **, size_t, const char **, size_t, _Inout_ void **)',
+    ),
+    createOptions: koffi.proto('void *DistillOrtCreateSessionOptions(_Out_ void **)'),
+    setInt: koffi.proto('void *DistillOrtSetOptionInt(void *, int)'),
+    configEntry: koffi.proto('void *DistillOrtAddSessionConfigEntry(void *, const char *, const char *)'),
+    createMemoryInfo: koffi.proto('void *DistillOrtCreateCpuMemoryInfo(int, int, _Out_ void **)'),
+    createTensor: koffi.proto(
+      'void *DistillOrtCreateTensorWithData(void *, void *, size_t, const int64_t *, size_t, int, _Out_ void **)',
+    ),
+    releaseValue: koffi.proto('void DistillOrtReleaseValue(void *)'),
+  };
+  const check = (status: unknown, what: string): void => {
+    if (!status) return;
+    const message = call(INDEX.GetErrorMessage, proto.message, status) as string;
+    call(INDEX.ReleaseStatus, proto.releaseStatus, status);
+    throw new DistillError(
+      `onnxruntime (${library}): ${what} failed: ${message}`,
+      "set DISTILL_BLAS=off to multiply with tfjs's own kernels",
+    );
+  };
+  const out: Pointer[] = [null];
+  const created = (status: unknown, what: string): Pointer => {
+    check(status, what);
+    return out[0];
+  };
+  return { version, call, proto, check, created, out };
+}
+
+/**
+ * The graph of one product: 2-D, one Gemm; a batch, one FusedMatMul (onnxruntime's MatMul with transpose
+ * attributes, batched, a batch of one broadcast). Inputs A, B; output C.
+ */
+function productModel(transA: boolean, transB: boolean, batched: boolean): Uint8Array {
+  const g = new OnnxGraphBuilder();
+  const lead = batched ? ['batch'] : [];
+  g.input('A', 'float', batched ? ['batchA', ...(transA ? ['K', 'M'] : ['M', 'K'])] : transA ? ['K', 'M'] : ['M', 'K']);
+  g.input('B', 'float', batched ? ['batchB', ...(transB ? ['N', 'K'] : ['K', 'N'])] : transB ? ['N', 'K'] : ['K', 'N']);
+  if (batched)
+    g.node(
+      'FusedMatMul',
+      ['A', 'B'],
+      { transA: Number(transA), transB: Number(transB), alpha: { float: 1 } },
+      'C',
+      'com.microsoft',
+    );
+  else g.node('Gemm', ['A', 'B'], { transA: Number(transA), transB: Number(transB) }, 'C');
+  g.output('C', 'float', [...lead, 'M', 'N']);
+  return g.encode('distill_product', 17, 'distill', { 'com.microsoft': 1 });
 }
