@@ -113,7 +113,8 @@ interface PeerRun {
   threads: number;
 }
 
-const PEER = join(REPO, '..', 'shared', 'peer', 'torch_distill_step.py');
+// The PyTorch peer: the same step in plain PyTorch (a copy of the project's reference script, kept in the repo).
+const PEER = join(REPO, 'src', 'bench', 'torch_distill_step.py');
 
 /** One `distill bench` run in a child process (env: e.g. DISTILL_BLAS=off for a fresh install's path). */
 function distillBench(teacher: string, batch: number, steps: number, env: Record<string, string> = {}): StepRun {
@@ -265,9 +266,7 @@ function benchRanks(): string {
 }
 
 if (want('step')) {
-  process.stdout.write(
-    '### distillation step (distill bench vs ../shared/peer/torch_distill_step.py bench, same run)\n\n',
-  );
+  process.stdout.write('### distillation step (distill bench vs src/bench/torch_distill_step.py bench, same run)\n\n');
   process.stdout.write(benchStep(TINY, 'tiny', 32, 5) + '\n\n');
 }
 if (want('step-base')) {

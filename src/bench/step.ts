@@ -1,4 +1,4 @@
-// The distillation step timed on fixed shapes, as ../shared/peer/torch_distill_step.py bench times it:
+// The distillation step timed on fixed shapes, as the PyTorch peer (src/bench/torch_distill_step.py bench) times it:
 // random token ids (5..V), every position real, 15% of positions labelled; teacher forward, student
 // forward + backward on the three losses (no dropout, as the peer), clipping at 5, AdamW. Median over the
 // timed steps, after one warm-up step. Three figures:

@@ -34,7 +34,7 @@ export function registerBench(program: Command): void {
     .description(
       'Time the distillation step on random tokens: prints one JSON line with distill_tokens_per_s (whole\n' +
         'steps, teacher one batch ahead), teacher_fwd_tokens_per_s, student_step_tokens_per_s and the backend; the\n' +
-        'median of the timed steps after one warm-up, the same step as ../shared/peer/torch_distill_step.py bench.',
+        'median of the timed steps after one warm-up, the same step as src/bench/torch_distill_step.py bench (PyTorch).',
     )
     .requiredOption('--teacher <dir>', 'teacher folder (its shape sets the student: half the layers)')
     .option('--batch <n>', 'sequences per step', intOption('--batch', 1), 32)

@@ -1,4 +1,4 @@
-// The DistilBERT recipe's values (../shared/RECIPE.md; the DistilBERT release, not the reference code's
+// The DistilBERT recipe's values (the reference recipe: the DistilBERT release, not the reference code's
 // defaults), written once. The run config's defaults (src/config.ts), the losses' weights
 // (losses/total.ts RECIPE_LOSS_WEIGHTS) and the masking split (corpus/masking.ts RECIPE_MASKING) read them here.
 export const RECIPE = {

@@ -4,7 +4,7 @@
 //                   system BLAS the same call goes to onnxruntime's MLAS (ort-gemm.ts), which every install has
 //   wasm alone      XNNPACK's 2-D path, product by product: tfjs-wasm's own kernel takes that fast path only
 //                   for one untransposed product and is ~10× slower for transposed operands and batches
-//                   (../shared/anchors.md). A transposed operand is first copied transposed (tfjs-wasm's
+//                   (measured against the anchors). A transposed operand is first copied transposed (tfjs-wasm's
 //                   Transpose kernel), then each product of the batch runs on views into the operands.
 //   cpu + a BLAS    cblas_sgemm (or MLAS) on the operands' values
 //   cpu alone       tfjs's own kernel
