@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { FileFormatError, InputError, MismatchError } from '../src/core/errors.js';
 import { readJsonObject } from '../src/core/model-dir.js';
@@ -24,6 +25,11 @@ export interface TokenizerInfo {
   source: string;
   lowercase: boolean;
   stripAccents: boolean;
+  /**
+   * Where [CLS] … [SEP] come from: tokenizer.json's post-processor ('file'), or BERT's, added by distill to a
+   * tokenizer.json without one ('added') or built for vocab.txt as transformers' BertTokenizer does ('vocab').
+   */
+  postProcessor: 'file' | 'added' | 'vocab';
 }
 
 type Json = Record<string, unknown>;
@@ -80,6 +86,19 @@ function libraryView(tok: Tokenizer): LibraryView {
   };
 }
 
+/** tokenizer.json files already said to lack a post-processor (noteOnce). */
+const NOTED = new Set<string>();
+
+/** Says once per process (not from worker threads) that a tokenizer.json has no post-processor. */
+function noteOnce(path: string): void {
+  if (!isMainThread || NOTED.has(path)) return;
+  NOTED.add(path);
+  process.stderr.write(
+    `note: ${path} has no post-processor: distill adds BERT's special tokens ([CLS] … [SEP]) around each sequence ` +
+      `(Hugging Face's tokenizers would not; distill export writes the post-processor into its copy)\n`,
+  );
+}
+
 /** A special token in tokenizer_config.json / special_tokens_map.json is a string or {content: string}. */
 function tokenString(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
@@ -120,6 +139,8 @@ export class WordPieceTokenizer {
    */
   readonly vocabHash: string;
   private readonly tok: Tokenizer;
+  /** tokenizer.json's content, with BERT's post-processor where the file had none (tokenizerJson). */
+  private readonly tj: Json;
   private readonly idToTokenTable: string[];
   /**
    * Whether texts are tokenized chunk by chunk, each chunk's ids remembered (faster,
@@ -177,6 +198,9 @@ export class WordPieceTokenizer {
     this.clsId = idOf('cls');
     this.sepId = idOf('sep');
     this.maskId = idOf('mask');
+    this.tj = info.postProcessor === 'file' ? tj : { ...tj, post_processor: this.bertPostProcessor() };
+    if (info.postProcessor === 'file') this.checkPostProcessor();
+    else if (info.postProcessor === 'added') noteOnce(info.source);
     const specials = new Set([this.padId, this.unkId, this.clsId, this.sepId, this.maskId]);
     for (const [id, added] of tok.get_added_tokens_decoder()) if (added.special) specials.add(id);
     this.specialIds = specials;
@@ -248,7 +272,7 @@ export class WordPieceTokenizer {
         tok,
         tj,
         config,
-        { source: jsonPath, lowercase, stripAccents },
+        { source: jsonPath, lowercase, stripAccents, postProcessor: tj['post_processor'] == null ? 'added' : 'file' },
         special,
         specialFile,
       );
@@ -312,7 +336,7 @@ export class WordPieceTokenizer {
       tok,
       tj,
       config,
-      { source: vocabPath, lowercase, stripAccents },
+      { source: vocabPath, lowercase, stripAccents, postProcessor: 'vocab' },
       special,
       specialFile,
     );
@@ -370,9 +394,60 @@ export class WordPieceTokenizer {
     return this.tok.encode(text, { add_special_tokens: false }).ids;
   }
 
-  /** `[CLS] pieces [SEP]`, as BERT sees one sequence. */
+  /** `[CLS] pieces [SEP]`, as BERT sees one sequence (tokenizer.json's post-processor gives the same: checked). */
   encode(text: string): number[] {
     return [this.clsId, ...this.tokenizeToIds(text), this.sepId];
+  }
+
+  /**
+   * tokenizer.json as Hugging Face's tokenizers (transformers.js, Python) should read it: the file's own, with
+   * BERT's post-processor written in where it had none; for a vocab.txt folder, the tokenizer.json transformers'
+   * BertTokenizerFast would make of it. `postProcessorAdded`: the file had none.
+   */
+  tokenizerJson(): { json: Json; postProcessorAdded: boolean } {
+    return { json: this.tj, postProcessorAdded: this.info.postProcessor === 'added' };
+  }
+
+  /** BERT's TemplateProcessing, as BertTokenizerFast writes it: [CLS] $A [SEP], and [CLS] $A [SEP] $B [SEP]. */
+  private bertPostProcessor(): Json {
+    const cls = this.special.cls;
+    const sep = this.special.sep;
+    const special = (id: string, typeId: number): Json => ({ SpecialToken: { id, type_id: typeId } });
+    const sequence = (id: string, typeId: number): Json => ({ Sequence: { id, type_id: typeId } });
+    return {
+      type: 'TemplateProcessing',
+      single: [special(cls, 0), sequence('A', 0), special(sep, 0)],
+      pair: [special(cls, 0), sequence('A', 0), special(sep, 0), sequence('B', 1), special(sep, 1)],
+      special_tokens: {
+        [cls]: { id: cls, ids: [this.clsId], tokens: [cls] },
+        [sep]: { id: sep, ids: [this.sepId], tokens: [sep] },
+      },
+    };
+  }
+
+  /**
+   * distill feeds BERT's form (corpus/prepare.ts, the probes, fill-mask): a tokenizer.json whose post-processor
+   * gives another is refused, naming what it gives.
+   */
+  private checkPostProcessor(): void {
+    const m = this.special.mask;
+    const single = this.tok.encode(m, { add_special_tokens: true }).ids;
+    const pair = this.tok.encode(m, { text_pair: m, add_special_tokens: true }).ids;
+    const [c, s, k] = [this.clsId, this.sepId, this.maskId];
+    const same = (a: number[], b: number[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+    if (same(single, [c, k, s]) && same(pair, [c, k, s, k, s])) return;
+    const show = (ids: number[]): string => {
+      let seen = 0; // the first sequence is A, the second B
+      return ids.map((id) => (id === k ? 'AB'[seen++] : (this.idToTokenTable[id] ?? String(id)))).join(' ');
+    };
+    throw new FileFormatError(
+      this.info.source,
+      `field "post_processor" gives "${show(single)}" for one sequence and "${show(pair)}" ` +
+        `for a pair; distill feeds BERT's "${this.special.cls} A ${this.special.sep}" and ` +
+        `"${this.special.cls} A ${this.special.sep} B ${this.special.sep}"`,
+      `a BERT teacher's tokenizer.json has BERT's post-processor (or none: distill then adds it); check that ` +
+        `"cls_token" and "sep_token" in tokenizer_config.json name the tokens the post-processor uses`,
+    );
   }
 
   /** Text with "[mask]" in any letter case replaced by this tokenizer's mask token, for fill-mask inputs. */
@@ -394,4 +469,13 @@ export class WordPieceTokenizer {
   tokenToId(token: string): number | undefined {
     return this.tok.token_to_id(token);
   }
+}
+
+/**
+ * What Hugging Face's tokenizers library gives for `text` (and `pair`) with special tokens, from a tokenizer.json's
+ * content: how transformers.js and Python read the file distill exports (the tests compare it with encode).
+ */
+export function libraryEncode(tokenizerJson: Json, text: string, pair?: string): number[] {
+  const tok = new Tokenizer(tokenizerJson, {});
+  return tok.encode(text, { ...(pair !== undefined ? { text_pair: pair } : {}), add_special_tokens: true }).ids;
 }

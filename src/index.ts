@@ -10,6 +10,9 @@ export {
 export { probe, type ProbeOptions } from './probe/run.js';
 export type { ProbeReport } from './probe/report.js';
 export { evaluateModel as evaluate, type EvalOptions, type EvalReport } from './eval/run.js';
+export { exportStudent, type ExportOptions, type ExportSummary } from './export/run.js';
+export { benchInference, type InferenceOptions } from './bench/inference.js';
+export type { InferenceResult } from './bench/inference-result.js';
 export { Teacher, type TeacherOptions, type TeacherOutput } from '../teacher/teacher.js';
 export { fillMask, type FillMaskInput, type FillMaskResult } from '../teacher/fill-mask.js';
 export { loadStudent, saveStudent } from '../student/io.js';

@@ -33,6 +33,7 @@ import {
   type Data,
 } from 'apache-arrow';
 import { DistillError } from '../src/core/errors.js';
+import { findOnnxFile } from '../src/core/model-dir.js';
 import { makeDir, writeFileAtomic } from '../src/core/out.js';
 import type { RemoteTeacherOutput } from './remote.js';
 import type { ForwardRequest } from './worker.js';
@@ -109,7 +110,7 @@ export class TeacherCache {
     const key = createHash('sha256')
       .update(
         JSON.stringify({
-          model: fileDigest(join(identity.teacherDir, 'model.onnx')),
+          model: fileDigest(teacherGraph(identity.teacherDir)),
           temperature: identity.temperature,
           topk: identity.topk,
           ep: identity.executionProvider,
@@ -216,4 +217,10 @@ export class TeacherCache {
       intermediate,
     };
   }
+}
+
+/** The teacher's graph the cache key digests: model.onnx, or the one a Hugging Face layout has (onnx/model.onnx). */
+function teacherGraph(dir: string): string {
+  const top = join(dir, 'model.onnx');
+  return existsSync(top) ? top : findOnnxFile(dir, true);
 }

@@ -1,9 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { publicDomainParagraphs, spamAssassinMails } from '../corpus/public-domain.js';
-import { WordPieceTokenizer } from '../corpus/tokenizer.js';
+import { libraryEncode, WordPieceTokenizer } from '../corpus/tokenizer.js';
 import { SafetensorsFile } from '../src/core/safetensors.js';
 import { GOLDEN, REPO, TINY } from './helpers.js';
 import reference from './fixtures/tiny-bert-cased/reference.json' with { type: 'json' };
@@ -287,5 +287,80 @@ describe('WordPiece tokenizer', () => {
     );
     const empty = mkdtempSync(join(tmpdir(), 'distill-empty-'));
     expect(() => WordPieceTokenizer.fromDir(empty)).toThrow(/tokenizer\.json: missing, and so is vocab\.txt/);
+  });
+});
+
+describe("tokenizer.json's post-processor", () => {
+  /** A copy of the tiny teacher's tokenizer files with `post_processor` replaced. */
+  function withPostProcessor(postProcessor: unknown): string {
+    const dir = mkdtempSync(join(tmpdir(), 'distill-post-'));
+    for (const f of ['vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json'])
+      copyFileSync(join(TINY, f), join(dir, f));
+    const tj = JSON.parse(readFileSync(join(TINY, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ ...tj, post_processor: postProcessor }));
+    return dir;
+  }
+  /** What Hugging Face's tokenizers give with add_special_tokens, from the tokenizer.json distill would write. */
+  function libraryIds(tok: WordPieceTokenizer, text: string, pair?: string): number[] {
+    return libraryEncode(tok.tokenizerJson().json, text, pair);
+  }
+  const text = reference.sentences[0]!;
+
+  it("follows the teacher's own (BERT's): the library and distill give the same ids", () => {
+    const tok = WordPieceTokenizer.fromDir(TINY);
+    expect(tok.info.postProcessor).toBe('file');
+    expect(tok.tokenizerJson().postProcessorAdded).toBe(false);
+    expect(libraryIds(tok, text)).toEqual(tok.encode(text));
+    expect(libraryIds(tok, 'a b', 'c')).toEqual([2, ...tok.tokenizeToIds('a b'), 3, ...tok.tokenizeToIds('c'), 3]);
+  });
+
+  it("adds BERT's to a file without one, and says so once, naming the file", () => {
+    const dir = withPostProcessor(null);
+    const notes: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+      notes.push(String(s));
+      return true;
+    });
+    try {
+      const tok = WordPieceTokenizer.fromDir(dir);
+      WordPieceTokenizer.fromDir(dir);
+      expect(tok.info.postProcessor).toBe('added');
+      expect(tok.tokenizerJson().postProcessorAdded).toBe(true);
+      expect(tok.encode(text)).toEqual(referenceRow(0));
+      expect(libraryIds(tok, text)).toEqual(referenceRow(0)); // the copy an export writes: [CLS] … [SEP]
+    } finally {
+      spy.mockRestore();
+    }
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toContain(`note: ${join(dir, 'tokenizer.json')} has no post-processor`);
+  });
+
+  it("writes BERT's into the tokenizer.json made for a vocab.txt folder", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'distill-vocab-'));
+    copyFileSync(join(TINY, 'vocab.txt'), join(dir, 'vocab.txt'));
+    copyFileSync(join(TINY, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+    const tok = WordPieceTokenizer.fromDir(dir);
+    expect(tok.info.postProcessor).toBe('vocab');
+    expect(libraryIds(tok, text)).toEqual(referenceRow(0));
+  });
+
+  it('refuses one that gives another form, naming the file, the field and what it gives', () => {
+    const roberta = {
+      type: 'TemplateProcessing',
+      single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }],
+      pair: [
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '[SEP]', type_id: 0 } },
+        { Sequence: { id: 'B', type_id: 0 } },
+      ],
+      special_tokens: { '[SEP]': { id: '[SEP]', ids: [3], tokens: ['[SEP]'] } },
+    };
+    const dir = withPostProcessor(roberta);
+    expect(() => WordPieceTokenizer.fromDir(dir)).toThrow(
+      new RegExp(
+        `${join(dir, 'tokenizer.json').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: field "post_processor" gives ` +
+          `"A \\[SEP\\]" for one sequence and "A \\[SEP\\] B" for a pair; distill feeds BERT's "\\[CLS\\] A \\[SEP\\]"`,
+      ),
+    );
   });
 });

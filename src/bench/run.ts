@@ -10,6 +10,7 @@ import { writePublicDomainText } from '../../corpus/public-domain.js';
 import { writeFileAtomic } from '../core/out.js';
 import { cpuProductEngine } from '../../student/backend.js';
 import { benchAblation, INTERMEDIATE_VARIANTS, TOPK_VARIANTS } from './ablation.js';
+import { inferenceSection } from './inference-section.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..', '..');
@@ -377,6 +378,11 @@ if (want('quickstart')) {
   process.stdout.write(benchQuickStart() + '\n\n');
 }
 
+if (want('inference')) {
+  const block = inferenceSection(join(HERE, '..', 'cli.js'), TINY, join(REPO, 'configs', 'tiny.json'));
+  process.stdout.write(block + '\n\n');
+  writeReadmeBlock('inference', `${machineLine()}\n\n${block}`);
+}
 if (want('ablation')) {
   process.stdout.write("### DistilBERT's ablation (its Table 4) on the tiny teacher (npm run bench ablation)\n\n");
   process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n')) + '\n\n');
@@ -394,4 +400,19 @@ if (want('ablation-intermediate')) {
 if (want('topk')) {
   process.stdout.write('### Top-k soft targets against the full KL on the tiny teacher (npm run bench topk)\n\n');
   process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n'), TOPK_VARIANTS) + '\n\n');
+}
+
+/** Replace README.md's text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` with `text`. */
+function writeReadmeBlock(name: string, text: string): void {
+  const path = join(REPO, 'README.md');
+  const readme = readFileSync(path, 'utf8');
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const a = readme.indexOf(begin);
+  const b = readme.indexOf(end);
+  if (a < 0 || b < a) {
+    process.stderr.write(`README.md has no ${begin} … ${end} block: the section is printed only\n`);
+    return;
+  }
+  writeFileAtomic(path, readme.slice(0, a + begin.length) + '\n' + text + '\n' + readme.slice(b));
 }

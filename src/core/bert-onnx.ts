@@ -13,6 +13,7 @@ export function torchLayers(
   weights: HfWeights,
   who: string,
   eps: number,
+  quantize = false,
 ): {
   w: (name: string) => Float32Array;
   linear: (x: string, name: string, out: number, inp: number) => string;
@@ -25,9 +26,9 @@ export function torchLayers(
   };
   return {
     w,
-    /** x @ Wᵀ + b with W [out, in] stored transposed as [in, out]. */
+    /** x @ Wᵀ + b with W [out, in] stored transposed as [in, out] (int8 with `quantize`: OnnxGraphBuilder.linear). */
     linear: (x, name, out, inp) =>
-      g.linear(x, name, transpose2d(w(`${name}.weight`), out, inp), w(`${name}.bias`), inp, out),
+      g.linear(x, name, transpose2d(w(`${name}.weight`), out, inp), w(`${name}.bias`), inp, out, quantize),
     layerNorm: (x, name) => g.layerNorm(x, name, w(`${name}.weight`), w(`${name}.bias`), eps),
   };
 }

@@ -6,6 +6,14 @@ import onnxProto from 'onnx-proto';
 const onnx = onnxProto.onnx;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const INT64 = onnx.TensorProto.DataType.INT64;
+const INT8 = onnx.TensorProto.DataType.INT8;
+
+/** The initializers of an int8 weight [in, out]: values, zero points (0) and scales per output column. */
+export interface Int8Weight {
+  values: string;
+  zero: string;
+  scale: string;
+}
 
 type AttributeValue = number | number[] | string | { ints: number[] } | { float: number };
 
@@ -30,6 +38,12 @@ export class OnnxGraphBuilder {
   int64Initializer(name: string, values: number[]): string {
     const data = BigInt64Array.from(values.map((v) => BigInt(v)));
     this.initializers.push({ name, dataType: INT64, dims: [values.length], rawData: new Uint8Array(data.buffer) });
+    return name;
+  }
+
+  int8Initializer(name: string, dims: number[], values: Int8Array): string {
+    const data = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    this.initializers.push({ name, dataType: INT8, dims, rawData: data });
     return name;
   }
 
@@ -73,10 +87,57 @@ export class OnnxGraphBuilder {
     return out;
   }
 
-  /** x @ W + b, for W given as [in, out] (PyTorch's [out, in] transposed) and b [out]. */
-  linear(x: string, name: string, weightInOut: Float32Array, bias: Float32Array, inp: number, out: number): string {
-    const weight = this.floatInitializer(`${name}.weight`, [inp, out], weightInOut);
-    return this.node('Add', [this.node('MatMul', [x, weight]), this.floatInitializer(`${name}.bias`, [out], bias)]);
+  /** A node with several outputs (named `outputs`). */
+  nodeWithOutputs(opType: string, inputs: string[], outputs: string[]): string[] {
+    this.nodes.push({ opType, input: inputs, output: outputs, name: this.name(`node_${opType}`), attribute: [] });
+    return outputs;
+  }
+
+  /**
+   * x @ W (+ b) with W [in, out] quantized as onnxruntime's quantize_dynamic writes it: int8 per output column,
+   * symmetric (zero point 0, scale max|W[:, j]| / 127); x quantized to uint8 at run time (DynamicQuantizeLinear);
+   * MatMulInteger in int32, then × (x's scale · the column's scale). onnxruntime fuses these at load.
+   */
+  quantizedMatMul(x: string, name: string, weightInOut: Float32Array, inp: number, out: number): string {
+    return this.quantizedMatMulOf(x, this.int8Weight(name, weightInOut, inp, out), name);
+  }
+
+  /** W [in, out] as int8 per output column: the initializers NAME.weight_quantized, weight_zero_point, weight_scale. */
+  int8Weight(name: string, weightInOut: Float32Array, inp: number, out: number): Int8Weight {
+    const { values, scales } = quantizePerColumn(weightInOut, inp, out);
+    return {
+      values: this.int8Initializer(`${name}.weight_quantized`, [inp, out], values),
+      zero: this.int8Initializer(`${name}.weight_zero_point`, [out], new Int8Array(out)),
+      scale: this.floatInitializer(`${name}.weight_scale`, [out], scales),
+    };
+  }
+
+  /** x @ W for W already quantized (int8Weight). */
+  quantizedMatMulOf(x: string, w: Int8Weight, name: string): string {
+    const [xq, xScale, xZero] = this.nodeWithOutputs(
+      'DynamicQuantizeLinear',
+      [x],
+      ['', '', ''].map(() => this.name(`${name}.x`)),
+    );
+    const product = this.node('MatMulInteger', [xq!, w.values, xZero!, w.zero]); // int32 [.., out]
+    const scale = this.node('Mul', [xScale!, w.scale]); // [out]
+    return this.node('Mul', [this.node('Cast', [product], { to: FLOAT }), scale]);
+  }
+
+  /** x @ W + b, for W given as [in, out] (PyTorch's [out, in] transposed) and b [out]; int8 weights with `quantize`. */
+  linear(
+    x: string,
+    name: string,
+    weightInOut: Float32Array,
+    bias: Float32Array,
+    inp: number,
+    out: number,
+    quantize = false,
+  ): string {
+    const product = quantize
+      ? this.quantizedMatMul(x, name, weightInOut, inp, out)
+      : this.node('MatMul', [x, this.floatInitializer(`${name}.weight`, [inp, out], weightInOut)]);
+    return this.node('Add', [product, this.floatInitializer(`${name}.bias`, [out], bias)]);
   }
 
   /** LayerNormalization over the last axis (opset 17). */
@@ -160,6 +221,30 @@ export class OnnxGraphBuilder {
       },
     }).finish();
   }
+}
+
+/**
+ * Symmetric int8 per column of W [in, out]: scale_j = max_i |W[i, j]| / 127 (1 for a column of zeros), q = W / scale
+ * rounded half to even (numpy's round, as quantize_dynamic), within [−127, 127].
+ */
+export function quantizePerColumn(
+  w: Float32Array,
+  inp: number,
+  out: number,
+): { values: Int8Array; scales: Float32Array } {
+  const scales = new Float32Array(out);
+  for (let i = 0; i < inp; i++)
+    for (let j = 0; j < out; j++) scales[j] = Math.max(scales[j]!, Math.abs(w[i * out + j]!));
+  for (let j = 0; j < out; j++) scales[j] = scales[j]! > 0 ? scales[j]! / 127 : 1;
+  const values = new Int8Array(inp * out);
+  for (let i = 0; i < inp; i++)
+    for (let j = 0; j < out; j++) {
+      const x = w[i * out + j]! / scales[j]!;
+      const r = Math.round(x);
+      const even = r - x === 0.5 && r % 2 !== 0 ? r - 1 : r; // Math.round takes x.5 up: half to even instead
+      values[i * out + j] = Math.max(-127, Math.min(127, even));
+    }
+  return { values, scales };
 }
 
 function valueInfo(

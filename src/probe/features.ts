@@ -1,17 +1,13 @@
 // Frozen features for the probes: the last hidden layer, [CLS] or mean-pooled, from the teacher's ONNX graph
 // or the student in tfjs.
 
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Teacher } from '../../teacher/teacher.js';
 import { loadStudent } from '../../student/io.js';
 import { selectBackend } from '../../student/backend.js';
 import type { BackendName } from '../../student/backend-names.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
-import { SafetensorsFile } from '../core/safetensors.js';
-import { readOnnx } from '../core/onnx.js';
-import { findOnnxFile } from '../core/model-dir.js';
+import { modelParameters } from '../core/parameters.js';
 
 export type Pooling = 'cls' | 'mean';
 
@@ -26,23 +22,9 @@ export interface FeatureEncoder {
   close(): Promise<void>;
 }
 
-function countSafetensors(path: string): number {
-  const f = SafetensorsFile.read(path);
-  return f.names().reduce((n, k) => n + f.shapeOf(k).reduce((a, b) => a * b, 1), 0);
-}
-
 export async function teacherEncoder(dir: string, threads: number): Promise<FeatureEncoder> {
   const teacher = await Teacher.load(dir, { hiddenStates: 'last', threads, optionName: '--teacher' });
-  const st = join(dir, 'model.safetensors');
-  let parameters: number;
-  if (existsSync(st)) parameters = countSafetensors(st);
-  else {
-    const model = readOnnx(findOnnxFile(dir, false)).model;
-    parameters = (model.graph?.initializer ?? []).reduce(
-      (n, t) => n + (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1),
-      0,
-    );
-  }
+  const parameters = modelParameters(dir);
   return {
     label: 'teacher',
     parameters,
