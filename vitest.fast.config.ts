@@ -20,6 +20,7 @@ export default defineConfig({
       'test/products-ort.test.ts',
       'test/progress.test.ts',
       'test/safetensors.test.ts',
+      'test/span-metrics.test.ts',
       'test/simd.test.ts',
       'test/stale-weights.test.ts',
       'test/tokenizer.test.ts',

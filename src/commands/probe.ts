@@ -1,6 +1,7 @@
 // distill probe / distill probe-data: GLUE-style comparison of a student with its teacher.
 
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { writeFileAtomic } from '../core/out.js';
 import { choiceOption, floatOption, intOption } from '../options.js';
@@ -9,6 +10,7 @@ import { assertPerClass, builtinProbeTasks, writeProbeData } from '../probe/task
 import { checkOutputFile, distinctPaths, writeOutputFolder } from '../core/folders.js';
 import { MADE_BY, markdownTable } from '../probe/report.js';
 import { probe, type ProbeOptions } from '../probe/run.js';
+import { writeStatesTask } from '../probe/ner.js';
 
 /** What the probe command takes besides the library's options: the report file. */
 interface ProbeCommandOptions extends ProbeOptions {
@@ -66,7 +68,16 @@ export function registerProbe(program: Command): void {
     )
     .option('--out <file>', 'write the JSON report here (a new file, or one probe wrote before with --force)')
     .option('--force', 'replace the report at --out that an earlier probe wrote (any other file is refused)', false)
-    .option('--limit <n>', 'use the first N training examples (and N/2 dev) of each task', intOption('--limit', 2))
+    .option(
+      '--limit <n>',
+      'use the first N training examples (sentences, for CoNLL tasks) and N/2 dev of each task',
+      intOption('--limit', 2),
+    )
+    .option(
+      '--tag-column <n>',
+      'CoNLL tasks: the column of the tags (0 is the word; default the last, as CoNLL-2003 NER)',
+      intOption('--tag-column', 1),
+    )
     .option(
       '--backend <name>',
       `student backend: ${BACKEND_NAMES.join(', ')}`,
@@ -97,13 +108,13 @@ export function registerProbe(program: Command): void {
 
   program
     .command('probe-data')
-    .summary('write the built-in probe tasks in GLUE layout')
+    .summary('write the built-in probe tasks (GLUE and CoNLL layouts)')
     .description(
-      'Write the built-in probe tasks in GLUE layout: spam-ham (SpamAssassin e-mails, single sentence, label 1 = ' +
-        'spam)\n' +
-        ('and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the second ' +
-          'follows\n') +
-        'the first). Deterministic splits.',
+      'Write the built-in probe tasks: in GLUE layout, spam-ham (SpamAssassin e-mails, single sentence, label 1 =\n' +
+        'spam) and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the\n' +
+        'second follows the first); in CoNLL layout, us-states (the State of the Union sentences that name a US\n' +
+        'state, each tagged B-LOC/I-LOC where it occurs: a smoke test of token classification, not CoNLL-2003).\n' +
+        'Deterministic splits.',
     )
     .argument('<dir>', 'output folder (new or empty)')
     .option(
@@ -122,7 +133,10 @@ export function registerProbe(program: Command): void {
       const tasks = builtinProbeTasks();
       assertPerClass(o.perClass, tasks);
       const summary = await writeOutputFolder({ path: dir, option: 'DIR' }, 'tasks', o.force, [], (d) => ({
-        tasks: writeProbeData(d, o.perClass, tasks),
+        tasks: [
+          ...writeProbeData(d, o.perClass, tasks),
+          { task: 'us-states', ...writeStatesTask(join(d, 'us-states')) },
+        ],
       }));
       process.stdout.write(JSON.stringify(summary.tasks) + '\n');
     });

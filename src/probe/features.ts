@@ -118,3 +118,53 @@ export async function extractFeatures(
   }
   return { features, tokensPerS: tokens / (ms / 1000) };
 }
+
+/**
+ * Per word, the last hidden state at its first word piece (`[CLS] pieces [SEP]`, one sentence a sequence); a word
+ * past the model's positions gets none (undefined: the probe predicts the majority tag for it).
+ */
+export async function extractWordFeatures(
+  enc: FeatureEncoder,
+  sentences: string[][],
+  onProgress?: (done: number, total: number) => void,
+  batchSize = 32,
+): Promise<{ features: (Float32Array | undefined)[][]; tokensPerS: number }> {
+  const tok = enc.tokenizer;
+  const encoded = sentences.map((words) => {
+    const ids = [tok.clsId];
+    const first: (number | undefined)[] = [];
+    for (const w of words) {
+      const pieces = tok.tokenizeToIds(w);
+      const fits = ids.length + pieces.length < enc.maxPositions; // room left for [SEP]
+      first.push(fits && pieces.length > 0 ? ids.length : undefined);
+      if (fits) ids.push(...pieces);
+    }
+    ids.push(tok.sepId);
+    return { ids, first };
+  });
+  const H = enc.hiddenSize;
+  const features = new Array<(Float32Array | undefined)[]>(sentences.length);
+  let tokens = 0;
+  let ms = 0;
+  for (let start = 0; start < encoded.length; start += batchSize) {
+    const batch = encoded.slice(start, start + batchSize);
+    const T = Math.max(...batch.map((e) => e.ids.length));
+    const ids = new Int32Array(batch.length * T).fill(tok.padId);
+    const mask = new Int32Array(batch.length * T);
+    batch.forEach((e, r) => {
+      ids.set(e.ids, r * T);
+      mask.fill(1, r * T, r * T + e.ids.length);
+      tokens += e.ids.length;
+    });
+    const t0 = performance.now();
+    const hidden = await enc.hidden(ids, mask, batch.length, T); // [b, T, H]
+    ms += performance.now() - t0;
+    batch.forEach((e, r) => {
+      features[start + r] = e.first.map((t) =>
+        t === undefined ? undefined : hidden.slice((r * T + t) * H, (r * T + t + 1) * H),
+      );
+    });
+    onProgress?.(Math.min(encoded.length, start + batchSize), encoded.length);
+  }
+  return { features, tokensPerS: tokens / (ms / 1000) };
+}

@@ -5,7 +5,7 @@ import { Rng } from '../../corpus/rng.js';
 import type { Task } from './tasks.js';
 import { scoreMetrics, type Metrics } from './metrics.js';
 
-function standardise(
+export function standardise(
   train: Float32Array[],
   others: Float32Array[][],
 ): { train: Float64Array[]; others: Float64Array[][] } {

@@ -100,6 +100,7 @@ export function majorityBaseline(task: Task): Metrics {
 
 export function retention(student: Metrics, teacher: Metrics): Metrics {
   const out: Metrics = {};
-  for (const k of Object.keys(teacher) as MetricName[]) out[k] = (100 * student[k]!) / teacher[k]!;
+  // A teacher at 0 (an entity F1 of 0) has no retention to give.
+  for (const k of Object.keys(teacher) as MetricName[]) if (teacher[k]) out[k] = (100 * student[k]!) / teacher[k]!;
   return out;
 }

@@ -35,12 +35,13 @@ export function markdownTable(r: ProbeReport): string {
   // reader sees which differences are larger than the dev set's noise.
   const withInterval = (v: number | undefined, m: MetricName, n: number): string =>
     v === undefined || m !== 'accuracy' ? pct(v) : `${pct(v)} ± ${(196 * Math.sqrt((v * (1 - v)) / n)).toFixed(1)}`;
+  const retained = (v: number | undefined): string => (v === undefined ? '–' : `${v.toFixed(1)}%`);
   const rows = ['| task | metric | teacher | student | retention | majority class |', '|---|---|---|---|---|---|'];
   for (const t of r.tasks) {
     for (const m of Object.keys(t.metrics.teacher) as MetricName[]) {
       rows.push(
         `| ${t.task} (dev ${t.dev}) | ${m} | ${withInterval(t.metrics.teacher[m], m, t.dev)} | ` +
-          (`${withInterval(t.metrics.student[m], m, t.dev)} | ${t.metrics.retention_pct[m]!.toFixed(1)}% | ` +
+          (`${withInterval(t.metrics.student[m], m, t.dev)} | ${retained(t.metrics.retention_pct[m])} | ` +
             `${pct(t.metrics.majority[m])} |`),
       );
     }

@@ -10,7 +10,17 @@ import { publicDomainParagraphs, spamAssassinMails } from '../../corpus/public-d
 import { Rng } from '../../corpus/rng.js';
 
 export type TaskKind = 'classification' | 'regression';
-export type MetricName = 'accuracy' | 'f1' | 'matthews' | 'pearson' | 'spearman';
+export type MetricName =
+  | 'accuracy'
+  | 'f1'
+  | 'matthews'
+  | 'pearson'
+  | 'spearman'
+  // token classification (src/probe/ner.ts), as seqeval
+  | 'entity_f1'
+  | 'entity_precision'
+  | 'entity_recall'
+  | 'token_accuracy';
 
 export interface TaskSpec {
   name: string;
