@@ -19,6 +19,7 @@ export default defineConfig({
       'test/loss-scale.test.ts',
       'test/products-ort.test.ts',
       'test/progress.test.ts',
+      'test/qa.test.ts',
       'test/safetensors.test.ts',
       'test/span-metrics.test.ts',
       'test/simd.test.ts',
