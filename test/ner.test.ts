@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConllTask, nerLinearProbe, readConll, writeStatesTask, type NerTask } from '../src/probe/ner.js';
-import { expectCleanError, runCli } from './cli-helpers.js';
+import { probeFixtures, probeOneTask } from './cli-helpers.js';
 import { TINY } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'distill-ner-'));
@@ -68,7 +68,9 @@ describe('the built-in us-states task', () => {
       expect(s.tags.some((t) => t === 'B-LOC')).toBe(true);
       // A listed state in the text is always tagged.
       s.words.forEach((w, i) => {
-        if (states.has(w) || (w === 'New' && s.words[i + 1] === 'York')) expect(s.tags[i]).toBe('B-LOC');
+        const inWestVirginia = w === 'Virginia' && s.words[i - 1] === 'West'; // I-LOC of "West Virginia"
+        if ((states.has(w) && !inWestVirginia) || (w === 'New' && s.words[i + 1] === 'York'))
+          expect(s.tags[i]).toBe('B-LOC');
       });
     }
     expect(twoWord).toBeGreaterThan(0);
@@ -113,59 +115,40 @@ describe('distill probe on the built-in us-states task', () => {
   let tasks: string;
   let student: string;
   beforeAll(() => {
-    tasks = join(work, 'probe-data');
-    const made = runCli(['probe-data', tasks, '--per-class', '20']);
-    expect(made.status, made.stderr).toBe(0);
-    student = join(work, 'student');
-    expect(runCli(['init-student', '--teacher', TINY, '--out', student, '--no-onnx']).status).toBe(0);
+    ({ tasks, student } = probeFixtures(work, TINY));
   }, 120_000);
 
   it('teacher and student each find the states far better than the majority tag (entity F1 0)', () => {
-    const out = join(work, 'report.json');
-    const r = runCli(
-      ['probe', '--teacher', TINY, '--student', student, '--task', join(tasks, 'us-states')].concat([
-        '--limit',
-        '300',
-        '--out',
-        out,
-        '--threads',
-        '1',
-        '--backend',
-        'wasm',
-      ]),
-      { timeoutMs: 600_000 },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    const report = JSON.parse(readFileSync(out, 'utf8')) as {
-      tasks: { metrics: Record<'teacher' | 'student' | 'majority', Record<string, number>> }[];
-    };
-    const m = report.tasks[0]!.metrics;
+    const { metrics: m, table } = probeOneTask(TINY, student, join(tasks, 'us-states'), join(work, 'report.json'), [
+      '--limit',
+      '300',
+    ]);
     expect(m.majority['entity_f1']).toBe(0); // O everywhere finds no entity
     // Guessing: tagging each word B-LOC with the dev set's rate of entity words q gives precision ≈ q and recall
-    // ≈ q, so F1 ≈ q (about 0.03 here: a state in a sentence of ~30 words). The states are a closed set of
-    // capitalised names that both models' features separate: F1 above 0.5 is over 10× guessing.
+    // ≈ q, so F1 ≈ q (about 0.05 here: a state in a sentence of ~25 words). The states are a closed set of
+    // capitalised names that both models' features separate: F1 above 0.5 is over 5× guessing.
     const dev = readConll(join(tasks, 'us-states', 'dev.txt')).slice(0, 150);
     const q = dev.flatMap((s) => s.tags).filter((t) => t !== 'O').length / dev.flatMap((s) => s.tags).length;
-    expect(q).toBeLessThan(0.05);
+    expect(q).toBeLessThan(0.1);
     expect(m.teacher['entity_f1']).toBeGreaterThan(0.5);
     expect(m.student['entity_f1']).toBeGreaterThan(0.5);
-    expect(r.stdout).toMatch(/\| us-states \(dev 150\) \| entity_f1 \| \d+\.\d \| \d+\.\d \| \d+\.\d% \| 0\.0 \|/);
+    expect(table).toMatch(/\| us-states \(dev 150\) \| entity_f1 \| \d+\.\d \| \d+\.\d \| \d+\.\d% \| 0\.0 \|/);
   }, 600_000);
 
-  it('--mode finetune refuses a token classification task, saying what to do', () => {
-    expectCleanError(
-      runCli([
-        'probe',
-        '--teacher',
-        TINY,
-        '--student',
-        student,
-        '--task',
-        join(tasks, 'us-states'),
-        '--mode',
-        'finetune',
-      ]),
-      /--mode finetune: token classification tasks are probed linearly only, for now/,
-    );
-  });
+  it('--mode finetune: the student fine-tuned with a tag head finds the states too (the teacher linearly)', () => {
+    const { metrics: m, mode } = probeOneTask(TINY, student, join(tasks, 'us-states'), join(work, 'ft.json'), [
+      '--mode',
+      'finetune',
+      '--epochs',
+      '3',
+      '--lr',
+      '0.001',
+      '--limit',
+      '300',
+    ]);
+    expect(mode).toBe('finetune');
+    // The same margin as the linear probe's: over 5× a guess at the entity rate (F1 ≈ q < 0.1).
+    expect(m.teacher['entity_f1']).toBeGreaterThan(0.5);
+    expect(m.student['entity_f1']).toBeGreaterThan(0.5);
+  }, 600_000);
 });

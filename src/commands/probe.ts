@@ -10,7 +10,8 @@ import { assertPerClass, builtinProbeTasks, writeProbeData } from '../probe/task
 import { checkOutputFile, distinctPaths, writeOutputFolder } from '../core/folders.js';
 import { MADE_BY, markdownTable } from '../probe/report.js';
 import { probe, type ProbeOptions } from '../probe/run.js';
-import { writeStatesTask } from '../probe/ner.js';
+import { US_STATES, writeStatesTask } from '../probe/ner.js';
+import { writeStatesQaTask } from '../probe/qa.js';
 
 /** What the probe command takes besides the library's options: the report file. */
 interface ProbeCommandOptions extends ProbeOptions {
@@ -113,7 +114,9 @@ export function registerProbe(program: Command): void {
       'Write the built-in probe tasks: in GLUE layout, spam-ham (SpamAssassin e-mails, single sentence, label 1 =\n' +
         'spam) and next-passage (two passages of Moby Dick or the State of the Union addresses, label 1 when the\n' +
         'second follows the first); in CoNLL layout, us-states (the State of the Union sentences that name a US\n' +
-        'state, each tagged B-LOC/I-LOC where it occurs: a smoke test of token classification, not CoNLL-2003).\n' +
+        'state, each tagged B-LOC/I-LOC where it occurs: a smoke test of token classification, not CoNLL-2003);\n' +
+        'in SQuAD v1.1 layout, us-states-qa (paragraphs naming one state, asked which: a smoke test of span\n' +
+        'extraction over windows, not SQuAD).\n' +
         'Deterministic splits.',
     )
     .argument('<dir>', 'output folder (new or empty)')
@@ -136,6 +139,7 @@ export function registerProbe(program: Command): void {
         tasks: [
           ...writeProbeData(d, o.perClass, tasks),
           { task: 'us-states', ...writeStatesTask(join(d, 'us-states')) },
+          { task: 'us-states-qa', ...writeStatesQaTask(join(d, 'us-states-qa'), US_STATES) },
         ],
       }));
       process.stdout.write(JSON.stringify(summary.tasks) + '\n');

@@ -120,6 +120,27 @@ export async function extractFeatures(
 }
 
 /**
+ * `[CLS] pieces [SEP]` of a sentence's words, and each word's first piece position (undefined for a word past the
+ * model's positions, or one with no pieces).
+ */
+export function encodeWords(
+  tok: WordPieceTokenizer,
+  words: string[],
+  maxPositions: number,
+): { ids: number[]; first: (number | undefined)[] } {
+  const ids = [tok.clsId];
+  const first: (number | undefined)[] = [];
+  for (const w of words) {
+    const pieces = tok.tokenizeToIds(w);
+    const fits = ids.length + pieces.length < maxPositions; // room left for [SEP]
+    first.push(fits && pieces.length > 0 ? ids.length : undefined);
+    if (fits) ids.push(...pieces);
+  }
+  ids.push(tok.sepId);
+  return { ids, first };
+}
+
+/**
  * Per word, the last hidden state at its first word piece (`[CLS] pieces [SEP]`, one sentence a sequence); a word
  * past the model's positions gets none (undefined: the probe predicts the majority tag for it).
  */
@@ -130,18 +151,7 @@ export async function extractWordFeatures(
   batchSize = 32,
 ): Promise<{ features: (Float32Array | undefined)[][]; tokensPerS: number }> {
   const tok = enc.tokenizer;
-  const encoded = sentences.map((words) => {
-    const ids = [tok.clsId];
-    const first: (number | undefined)[] = [];
-    for (const w of words) {
-      const pieces = tok.tokenizeToIds(w);
-      const fits = ids.length + pieces.length < enc.maxPositions; // room left for [SEP]
-      first.push(fits && pieces.length > 0 ? ids.length : undefined);
-      if (fits) ids.push(...pieces);
-    }
-    ids.push(tok.sepId);
-    return { ids, first };
-  });
+  const encoded = sentences.map((words) => encodeWords(tok, words, enc.maxPositions));
   const H = enc.hiddenSize;
   const features = new Array<(Float32Array | undefined)[]>(sentences.length);
   let tokens = 0;
@@ -165,6 +175,42 @@ export async function extractWordFeatures(
       );
     });
     onProgress?.(Math.min(encoded.length, start + batchSize), encoded.length);
+  }
+  return { features, tokensPerS: tokens / (ms / 1000) };
+}
+
+/**
+ * The last hidden states of token sequences at chosen positions (a QA window's [CLS] and context): per sequence,
+ * one vector per position of `positions[i]`.
+ */
+export async function extractRows(
+  enc: FeatureEncoder,
+  sequences: number[][],
+  positions: number[][],
+  onProgress?: (done: number, total: number) => void,
+  batchSize = 16,
+): Promise<{ features: Float32Array[][]; tokensPerS: number }> {
+  const H = enc.hiddenSize;
+  const features = new Array<Float32Array[]>(sequences.length);
+  let tokens = 0;
+  let ms = 0;
+  for (let start = 0; start < sequences.length; start += batchSize) {
+    const batch = sequences.slice(start, start + batchSize);
+    const T = Math.max(...batch.map((s) => s.length));
+    const ids = new Int32Array(batch.length * T).fill(enc.tokenizer.padId);
+    const mask = new Int32Array(batch.length * T);
+    batch.forEach((s, r) => {
+      ids.set(s, r * T);
+      mask.fill(1, r * T, r * T + s.length);
+      tokens += s.length;
+    });
+    const t0 = performance.now();
+    const hidden = await enc.hidden(ids, mask, batch.length, T); // [b, T, H]
+    ms += performance.now() - t0;
+    batch.forEach((_, r) => {
+      features[start + r] = positions[start + r]!.map((t) => hidden.slice((r * T + t) * H, (r * T + t + 1) * H));
+    });
+    onProgress?.(Math.min(sequences.length, start + batchSize), sequences.length);
   }
   return { features, tokensPerS: tokens / (ms / 1000) };
 }

@@ -3,6 +3,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { loadStudent } from '../../student/io.js';
+import type { DistilBertStudent } from '../../student/model.js';
 import { selectBackend } from '../../student/backend.js';
 import type { BackendName } from '../../student/backend-names.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
@@ -23,18 +24,21 @@ export interface FinetuneOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Fine-tune a copy of the student with a linear head on train (AdamW, linear decay), score dev. */
-export async function finetuneStudent(
-  dir: string,
-  task: Task,
-  o: FinetuneOptions,
-): Promise<{ metrics: Metrics; tokensPerS: number; losses: number[] }> {
+/** The student with a new linear head [H, C] and the optimizer over both (the MLM head takes no part). */
+export interface FinetuneSetup {
+  student: DistilBertStudent;
+  tok: WordPieceTokenizer;
+  headW: tf.Variable;
+  headB: tf.Variable;
+  optimizer: AdamW;
+  update: UpdateStep;
+}
+
+export async function finetuneSetup(dir: string, C: number, o: FinetuneOptions): Promise<FinetuneSetup> {
   await selectBackend(o.backend);
   const student = loadStudent(dir);
   const tok = WordPieceTokenizer.fromDir(dir);
   const H = student.config.dim;
-  const regression = task.spec.kind === 'regression';
-  const C = regression ? 1 : task.classes.length;
   const rng = new Rng(o.seed);
   // The head's variables hold their memory alone (the initial tensors are freed:
   // no leak, and AdamW may update in place).
@@ -62,6 +66,18 @@ export async function finetuneStudent(
     { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 },
   );
   const update = new UpdateStep(params, optimizer, { gradAccum: 1, maxGradNorm: 0 });
+  return { student, tok, headW, headB, optimizer, update };
+}
+
+/** Fine-tune a copy of the student with a linear head on train (AdamW, linear decay), score dev. */
+export async function finetuneStudent(
+  dir: string,
+  task: Task,
+  o: FinetuneOptions,
+): Promise<{ metrics: Metrics; tokensPerS: number; losses: number[] }> {
+  const regression = task.spec.kind === 'regression';
+  const C = regression ? 1 : task.classes.length;
+  const { student, tok, headW, headB, optimizer, update } = await finetuneSetup(dir, C, o);
   const classOf = new Map(task.classes.map((c, i) => [c, i]));
   const encodeAll = (examples: { texts: string[] }[]): number[][] =>
     examples.map((e) => encodeExample(tok, e.texts, student.config.max_position_embeddings));

@@ -4,7 +4,11 @@
 // scores mapped back to the context's characters. The SQuAD layout: {"data": [{"paragraphs": [{"context", "qas":
 // [{"id", "question", "answers": [{"text", "answer_start"}]}]}]}]}
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { makeDir, writeFileAtomic } from '../core/out.js';
+import { publicDomainParagraphs } from '../../corpus/public-domain.js';
+import { Rng } from '../../corpus/rng.js';
 import { FileFormatError } from '../core/errors.js';
 
 export interface QaExample {
@@ -13,6 +17,74 @@ export interface QaExample {
   context: string;
   /** The gold answers: text and the character where it starts in the context. */
   answers: { text: string; start: number }[];
+}
+
+export interface QaTask {
+  kind: 'qa';
+  name: string;
+  dir: string;
+  train: QaExample[];
+  dev: QaExample[];
+}
+
+const TRAIN_FILES = ['train-v1.1.json', 'train.json'];
+const DEV_FILES = ['dev-v1.1.json', 'dev.json'];
+
+/** Whether `dir` holds a SQuAD-layout task (train-v1.1.json or train.json). */
+export function isSquadTask(dir: string): boolean {
+  return TRAIN_FILES.some((f) => existsSync(join(dir, f)));
+}
+
+/** A SQuAD task folder: train and dev by SQuAD's names (train-v1.1.json, dev-v1.1.json) or the short ones. */
+export function loadSquadTask(dir: string): QaTask {
+  const find = (names: string[]): string => {
+    const f = names.find((n) => existsSync(join(dir, n)));
+    if (!f) throw new FileFormatError(join(dir, names[0]!), `missing (and so is ${names[1]})`, 'a SQuAD task has both');
+    return join(dir, f);
+  };
+  return { kind: 'qa', name: basename(dir), dir, train: readSquad(find(TRAIN_FILES)), dev: readSquad(find(DEV_FILES)) };
+}
+
+/**
+ * The built-in QA task (distill probe-data): passages of five sentences of the State of the Union addresses that
+ * name exactly one US state (one or more times), asked "Which state does this passage name?", the answer the
+ * state where it first occurs; a seeded split, a fifth to dev. A smoke test of span extraction over windows, not
+ * SQuAD.
+ */
+export function writeStatesQaTask(
+  dir: string,
+  states: string[][],
+  examples = 600,
+  seed = 7,
+): { train: number; dev: number } {
+  const found: { context: string; qas: unknown[] }[] = [];
+  // Contexts of five consecutive sentences of an address (the texts come whole): ~120 words, longer than the tiny
+  // teacher's 128 positions once cut into pieces with the question, so most take two windows or more.
+  for (const [a, address] of publicDomainParagraphs('sotu').entries()) {
+    const sentences = address.split(/(?<=[.!?])\s+/);
+    for (let k = 0; k + 5 <= sentences.length; k += 5) {
+      const context = sentences.slice(k, k + 5).join(' ');
+      const hits = states
+        .map((st) => ({ text: st.join(' '), at: new RegExp(`\\b${st.join(' ')}\\b`).exec(context)?.index }))
+        .filter((h) => h.at !== undefined);
+      if (hits.length !== 1) continue;
+      const { text, at } = hits[0]!;
+      const question = 'Which state does this passage name?';
+      found.push({ context, qas: [{ id: `sotu-${a}-${k}`, question, answers: [{ text, answer_start: at }] }] });
+    }
+  }
+  new Rng(seed).shuffle(found);
+  const chosen = found.slice(0, examples);
+  const nDev = Math.floor(chosen.length / 5);
+  const write = (file: string, set: typeof found): void =>
+    writeFileAtomic(
+      join(dir, file),
+      JSON.stringify({ version: '1.1', data: [{ title: 'sotu', paragraphs: set }] }) + '\n',
+    );
+  makeDir(dir);
+  write('train-v1.1.json', chosen.slice(nDev));
+  write('dev-v1.1.json', chosen.slice(0, nDev));
+  return { train: chosen.length - nDev, dev: nDev };
 }
 
 /**
@@ -69,7 +141,7 @@ function readQuestion(path: string, where: string, context: string, qa: Record<s
   };
 }
 
-/** A context's words (whitespace-separated) with their character spans, and each word's pieces. */
+/** A context's words (letters and digits, or one punctuation mark) with their character spans and pieces. */
 export interface PiecedContext {
   context: string;
   /** Per piece: the id and the word it belongs to. */
@@ -81,7 +153,8 @@ export interface PiecedContext {
 
 export function pieceContext(context: string, tokenize: (w: string) => number[]): PiecedContext {
   const out: PiecedContext = { context, ids: [], word: [], chars: [] };
-  for (const m of context.matchAll(/\S+/g)) {
+  // Words as BERT's pre-tokenizer cuts them: runs of letters and digits, each punctuation mark alone.
+  for (const m of context.matchAll(/[\p{L}\p{N}\p{M}]+|[^\s\p{L}\p{N}\p{M}]/gu)) {
     const w = out.chars.length;
     out.chars.push([m.index, m.index + m[0].length]);
     for (const id of tokenize(m[0])) {

@@ -1,6 +1,6 @@
 // distill probe as a library function: the student against its teacher on GLUE-style tasks and on token
 // classification (CoNLL layout: src/probe/ner.ts): linear probes on frozen features, or the student fine-tuned with
-// a head (GLUE-style tasks), scored with each task's metrics. The command adds the report file.
+// a head, scored with each task's metrics. The command adds the report file.
 
 import { InputError } from '../core/errors.js';
 import { assertModelDir } from '../core/model-dir.js';
@@ -13,6 +13,9 @@ import { linearProbe } from './linear.js';
 import { majorityBaseline, retention, type Metrics } from './metrics.js';
 import { MADE_BY, type ProbeReport, type ProbeTaskResult } from './report.js';
 import { isConllTask, loadConllTask, nerLinearProbe, nerMajority, type NerTask, type WordFeatures } from './ner.js';
+import { isSquadTask, loadSquadTask, type QaTask } from './qa.js';
+import { encodeQa, fitLinearHeads, goldRows, predictAnswers, qaMetrics, scoredPositions } from './qa-probe.js';
+import type { EncodedQa } from './qa-probe.js';
 
 export interface ProbeOptions {
   teacher: string;
@@ -29,9 +32,19 @@ export interface ProbeOptions {
   tagColumn?: number;
 }
 
-type AnyTask = Task | NerTask;
-/** One task's frozen features: per example (GLUE-style), or per word of each sentence (token classification). */
-type TaskFeatures = { train: Float32Array[]; dev: Float32Array[] } | { train: WordFeatures; dev: WordFeatures };
+type AnyTask = Task | NerTask | QaTask;
+/** QA's frozen features: per window, the rows its heads score; the dev windows as encoded. */
+interface QaFeatures {
+  train: { rows: Float32Array[]; gold: [number, number] }[];
+  dev: Float32Array[][];
+  devQa: EncodedQa;
+}
+/**
+ * One task's frozen features: per example (GLUE-style), per word of each sentence (token classification), or
+ * per window (extractive QA).
+ */
+type TaskFeatures =
+  { train: Float32Array[]; dev: Float32Array[] } | { train: WordFeatures; dev: WordFeatures } | QaFeatures;
 
 /** Student against teacher on each task: linear probes on frozen features, or the student fine-tuned (mode). */
 export async function probe(o: ProbeOptions): Promise<ProbeReport> {
@@ -40,19 +53,19 @@ export async function probe(o: ProbeOptions): Promise<ProbeReport> {
   assertModelDir(o.teacher, '--teacher');
   assertModelDir(o.student, '--student');
   assertSharedVocabulary({ path: o.teacher, option: '--teacher' }, { path: o.student, option: '--student' });
-  const tasks = o.task.map((dir) =>
-    isConllTask(dir) ? limitNer(loadConllTask(dir, o.tagColumn), o.limit) : limitGlue(loadTask(dir), o.limit),
-  );
-  if (o.mode === 'finetune' && tasks.some((t) => 'kind' in t))
-    throw new InputError(
-      '--mode finetune: token classification tasks are probed linearly only, for now',
-      'probe them with --mode linear (the default), or leave them out of a finetune run',
-    );
+  const tasks = o.task.map((dir): AnyTask => {
+    if (isConllTask(dir)) return limitSpans(loadConllTask(dir, o.tagColumn), o.limit);
+    if (isSquadTask(dir)) return limitSpans(loadSquadTask(dir), o.limit);
+    return limitGlue(loadTask(dir), o.limit);
+  });
   // tfjs and onnxruntime: loaded to run, not for --help.
-  const [{ studentEncoder, teacherEncoder }, { finetuneStudent }] = await Promise.all([
-    import('../probe/features.js'),
-    import('../probe/finetune.js'),
-  ]);
+  const [{ studentEncoder, teacherEncoder }, { finetuneStudent }, { finetuneTagger }, { finetuneReader }] =
+    await Promise.all([
+      import('../probe/features.js'),
+      import('../probe/finetune.js'),
+      import('../probe/finetune-tokens.js'),
+      import('../probe/finetune-qa.js'),
+    ]);
   const bar = new ProgressReporter('probe');
   const teacher = await teacherEncoder(o.teacher, o.threads);
   const tf = await featuresOf(teacher, tasks, o.pooling, bar);
@@ -66,36 +79,42 @@ export async function probe(o: ProbeOptions): Promise<ProbeReport> {
     const tm = linearMetrics(t, tf.perTask[i]!);
     let sm: Metrics;
     if (o.mode === 'finetune') {
-      const glue = t as Task;
-      sm = (
-        await finetuneStudent(o.student, glue, {
-          epochs: o.epochs,
-          lr: o.lr,
-          batchSize: 16,
-          pooling: o.pooling,
-          seed: 17,
-          backend: o.backend,
-          onProgress: (done, total) =>
-            bar.update({
-              fraction: done / total,
-              text: `fine-tuning the student on ${glue.spec.name}: step ${done}/${total}`,
-            }),
-        })
-      ).metrics;
+      const name = taskName(t);
+      const options = {
+        epochs: o.epochs,
+        lr: o.lr,
+        batchSize: 16,
+        pooling: o.pooling,
+        seed: 17,
+        backend: o.backend,
+        onProgress: (done: number, total: number) =>
+          bar.update({ fraction: done / total, text: `fine-tuning the student on ${name}: step ${done}/${total}` }),
+      };
+      if (!('kind' in t)) sm = (await finetuneStudent(o.student, t, options)).metrics;
+      else if (t.kind === 'ner') sm = (await finetuneTagger(o.student, t, options)).metrics;
+      else sm = (await finetuneReader(o.student, t, options)).metrics;
       bar.done();
     } else sm = linearMetrics(t, sf.perTask[i]!);
-    const majority = 'kind' in t ? nerMajority(t) : majorityBaseline(t);
+    // The trivial baselines: the majority class; the majority tag; the empty answer (exact match and F1 0).
+    const majority = !('kind' in t)
+      ? majorityBaseline(t)
+      : t.kind === 'ner'
+        ? nerMajority(t)
+        : qaMetrics(
+            t,
+            t.dev.map(() => ''),
+          );
     results.push({
-      task: 'kind' in t ? t.name : t.spec.name,
+      task: taskName(t),
       metrics: { teacher: tm, student: sm, retention_pct: retention(sm, tm), majority },
       train: t.train.length,
       dev: t.dev.length,
     });
   }
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-  // A task's score: its entity F1 (token classification), else the mean of its metrics (GLUE's convention).
+  // A task's score: its entity F1 (token classification), its answer F1 (QA), else the mean of its metrics (GLUE's).
   const taskScore = (m: Metrics): number =>
-    m.entity_f1 ?? mean(Object.values(m).filter((v): v is number => v !== undefined));
+    m.entity_f1 ?? m.answer_f1 ?? mean(Object.values(m).filter((v): v is number => v !== undefined));
   const macroT = mean(results.map((r) => taskScore(r.metrics.teacher)));
   const macroS = mean(results.map((r) => taskScore(r.metrics.student)));
   return {
@@ -110,10 +129,13 @@ export async function probe(o: ProbeOptions): Promise<ProbeReport> {
 }
 
 function linearMetrics(t: AnyTask, f: TaskFeatures): Metrics {
-  return 'kind' in t
-    ? nerLinearProbe(t, f.train as WordFeatures, f.dev as WordFeatures)
-    : linearProbe(t, f.train as Float32Array[], f.dev as Float32Array[]).metrics;
+  if (!('kind' in t)) return linearProbe(t, f.train as Float32Array[], f.dev as Float32Array[]).metrics;
+  if (t.kind === 'ner') return nerLinearProbe(t, f.train as WordFeatures, f.dev as WordFeatures);
+  const q = f as QaFeatures;
+  return qaMetrics(t, predictAnswers(q.devQa, t.dev.length, fitLinearHeads(q.train, q.dev)));
 }
+
+const taskName = (t: AnyTask): string => ('kind' in t ? t.name : t.spec.name);
 
 /** Each task's frozen features from one encoder, with progress. */
 async function featuresOf(
@@ -126,11 +148,17 @@ async function featuresOf(
   const perTask: TaskFeatures[] = [];
   let tokS = 0;
   for (const t of tasks) {
-    const name = 'kind' in t ? t.name : t.spec.name;
+    const name = taskName(t);
     const progress =
       (split: string) =>
       (done: number, total: number): void =>
         bar.update({ fraction: done / total, text: `${enc.label} features, ${name} ${split}: ${done}/${total}` });
+    if ('kind' in t && t.kind === 'qa') {
+      const q = await qaFeatures(enc, t, progress);
+      perTask.push(q);
+      tokS = q.tokensPerS;
+      continue;
+    }
     const of = async (split: 'train' | 'dev'): Promise<{ features: TaskFeatures['train']; tokensPerS: number }> =>
       'kind' in t
         ? extractWordFeatures(
@@ -169,7 +197,33 @@ function limitGlue(t: Task, limit: number | undefined): Task {
   return t;
 }
 
-/** --limit for token classification: sentences. */
-function limitNer(t: NerTask, limit: number | undefined): NerTask {
+/** --limit for token classification (sentences) and QA (questions). */
+function limitSpans<T extends NerTask | QaTask>(t: T, limit: number | undefined): T {
   return limit ? { ...t, train: t.train.slice(0, limit), dev: t.dev.slice(0, Math.ceil(limit / 2)) } : t;
+}
+
+/** A QA task's windows, encoded with this encoder's tokenizer and positions, and the rows its heads score. */
+async function qaFeatures(
+  enc: FeatureEncoder,
+  t: QaTask,
+  progress: (split: string) => (done: number, total: number) => void,
+): Promise<QaFeatures & { tokensPerS: number }> {
+  const { extractRows } = await import('../probe/features.js');
+  const trainQa = encodeQa(enc.tokenizer, t.train, enc.maxPositions);
+  const devQa = encodeQa(enc.tokenizer, t.dev, enc.maxPositions);
+  const rows = (qa: EncodedQa, split: string): Promise<{ features: Float32Array[][]; tokensPerS: number }> =>
+    extractRows(
+      enc,
+      qa.inputs.map((x) => x.ids),
+      qa.inputs.map(scoredPositions),
+      progress(split),
+    );
+  const train = await rows(trainQa, 'train');
+  const dev = await rows(devQa, 'dev');
+  return {
+    train: train.features.map((r, k) => ({ rows: r, gold: goldRows(trainQa.inputs[k]!) })),
+    dev: dev.features,
+    devQa,
+    tokensPerS: (train.tokensPerS + dev.tokensPerS) / 2,
+  };
 }

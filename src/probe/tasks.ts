@@ -20,7 +20,10 @@ export type MetricName =
   | 'entity_f1'
   | 'entity_precision'
   | 'entity_recall'
-  | 'token_accuracy';
+  | 'token_accuracy'
+  // extractive QA (src/probe/qa-probe.ts), as SQuAD v1.1's evaluation
+  | 'exact_match'
+  | 'answer_f1';
 
 export interface TaskSpec {
   name: string;
