@@ -132,7 +132,7 @@ describe('distill probe on the built-in us-states task', () => {
     expect(q).toBeLessThan(0.1);
     expect(m.teacher['entity_f1']).toBeGreaterThan(0.5);
     expect(m.student['entity_f1']).toBeGreaterThan(0.5);
-    expect(table).toMatch(/\| us-states \(dev 150\) \| entity_f1 \| \d+\.\d \| \d+\.\d \| \d+\.\d% \| 0\.0 \|/);
+    expect(table).toMatch(/\| us-states \(dev 150, IOB2\) \| entity_f1 \| \d+\.\d \| \d+\.\d \| \d+\.\d% \| 0\.0 \|/);
   }, 600_000);
 
   it('--mode finetune: the student fine-tuned with a tag head finds the states too (the teacher linearly)', () => {

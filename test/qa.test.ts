@@ -145,6 +145,10 @@ describe('distill probe on the built-in us-states-qa task (SQuAD layout, windows
       expect(m.teacher['answer_f1'], mode[1]).toBeGreaterThan(0.4);
       expect(m.student['answer_f1'], mode[1]).toBeGreaterThan(0.4);
       expect(table).toMatch(/\| us-states-qa \(dev 60\) \| answer_f1 \| \d+\.\d \| \d+\.\d \| \d+\.\d% \| 0\.0 \|/);
+      // A finetune run also reports the linear heads on both models' frozen features, as a row of its own.
+      expect(table.includes('| us-states-qa (linear heads) (dev 60) | answer_f1 |'), mode[1]).toBe(
+        mode[1] === 'finetune',
+      );
     }
   }, 900_000);
 });

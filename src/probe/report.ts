@@ -4,12 +4,17 @@
 import type { Metrics } from './metrics.js';
 import type { MetricName } from './tasks.js';
 import type { Pooling } from './features.js';
+import type { TagScheme } from './span-metrics.js';
 
 export interface ProbeTaskResult {
   task: string;
   metrics: { teacher: Metrics; student: Metrics; retention_pct: Metrics; majority: Metrics };
   train: number;
   dev: number;
+  /** A CoNLL task's tagging scheme, as detected in its gold tags. */
+  scheme?: TagScheme;
+  /** A row beside its task's own (a QA task's linear heads in a finetune run): left out of the macro average. */
+  reference?: true;
 }
 
 /** The report's mark: distill replaces (with --force) only a file that carries it. */
@@ -38,9 +43,10 @@ export function markdownTable(r: ProbeReport): string {
   const retained = (v: number | undefined): string => (v === undefined ? '–' : `${v.toFixed(1)}%`);
   const rows = ['| task | metric | teacher | student | retention | majority class |', '|---|---|---|---|---|---|'];
   for (const t of r.tasks) {
+    const name = `${t.task} (dev ${t.dev}${t.scheme ? `, ${t.scheme}` : ''})`;
     for (const m of Object.keys(t.metrics.teacher) as MetricName[]) {
       rows.push(
-        `| ${t.task} (dev ${t.dev}) | ${m} | ${withInterval(t.metrics.teacher[m], m, t.dev)} | ` +
+        `| ${name} | ${m} | ${withInterval(t.metrics.teacher[m], m, t.dev)} | ` +
           (`${withInterval(t.metrics.student[m], m, t.dev)} | ${retained(t.metrics.retention_pct[m])} | ` +
             `${pct(t.metrics.majority[m])} |`),
       );

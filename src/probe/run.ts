@@ -74,49 +74,27 @@ export async function probe(o: ProbeOptions): Promise<ProbeReport> {
   const sf = await featuresOf(student, tasks, o.pooling, bar);
   await student.close();
 
+  const fine = { finetuneStudent, finetuneTagger, finetuneReader };
   const results: ProbeTaskResult[] = [];
   for (const [i, t] of tasks.entries()) {
     const tm = linearMetrics(t, tf.perTask[i]!);
-    let sm: Metrics;
-    if (o.mode === 'finetune') {
-      const name = taskName(t);
-      const options = {
-        epochs: o.epochs,
-        lr: o.lr,
-        batchSize: 16,
-        pooling: o.pooling,
-        seed: 17,
-        backend: o.backend,
-        onProgress: (done: number, total: number) =>
-          bar.update({ fraction: done / total, text: `fine-tuning the student on ${name}: step ${done}/${total}` }),
-      };
-      if (!('kind' in t)) sm = (await finetuneStudent(o.student, t, options)).metrics;
-      else if (t.kind === 'ner') sm = (await finetuneTagger(o.student, t, options)).metrics;
-      else sm = (await finetuneReader(o.student, t, options)).metrics;
-      bar.done();
-    } else sm = linearMetrics(t, sf.perTask[i]!);
-    // The trivial baselines: the majority class; the majority tag; the empty answer (exact match and F1 0).
-    const majority = !('kind' in t)
-      ? majorityBaseline(t)
-      : t.kind === 'ner'
-        ? nerMajority(t)
-        : qaMetrics(
-            t,
-            t.dev.map(() => ''),
-          );
-    results.push({
-      task: taskName(t),
-      metrics: { teacher: tm, student: sm, retention_pct: retention(sm, tm), majority },
-      train: t.train.length,
-      dev: t.dev.length,
-    });
+    const sm = o.mode === 'finetune' ? await finetuned(t, o, bar, fine) : linearMetrics(t, sf.perTask[i]!);
+    results.push(resultOf(t, tm, sm));
+    // QA fine-tuned: the linear heads on both models' frozen features too, a row of its own (not in the macro).
+    if (o.mode === 'finetune' && 'kind' in t && t.kind === 'qa')
+      results.push({
+        ...resultOf(t, tm, linearMetrics(t, sf.perTask[i]!)),
+        task: `${t.name} (linear heads)`,
+        reference: true,
+      });
   }
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   // A task's score: its entity F1 (token classification), its answer F1 (QA), else the mean of its metrics (GLUE's).
   const taskScore = (m: Metrics): number =>
     m.entity_f1 ?? m.answer_f1 ?? mean(Object.values(m).filter((v): v is number => v !== undefined));
-  const macroT = mean(results.map((r) => taskScore(r.metrics.teacher)));
-  const macroS = mean(results.map((r) => taskScore(r.metrics.student)));
+  const own = results.filter((r) => !r.reference);
+  const macroT = mean(own.map((r) => taskScore(r.metrics.teacher)));
+  const macroS = mean(own.map((r) => taskScore(r.metrics.student)));
   return {
     made_by: MADE_BY,
     tasks: results,
@@ -136,6 +114,53 @@ function linearMetrics(t: AnyTask, f: TaskFeatures): Metrics {
 }
 
 const taskName = (t: AnyTask): string => ('kind' in t ? t.name : t.spec.name);
+
+/** A task's row: teacher, student, retention and the trivial baseline; the tagging scheme of a CoNLL task. */
+function resultOf(t: AnyTask, tm: Metrics, sm: Metrics): ProbeTaskResult {
+  // The trivial baselines: the majority class; the majority tag; the empty answer (exact match and F1 0).
+  const majority = !('kind' in t)
+    ? majorityBaseline(t)
+    : t.kind === 'ner'
+      ? nerMajority(t)
+      : qaMetrics(
+          t,
+          t.dev.map(() => ''),
+        );
+  return {
+    task: taskName(t),
+    metrics: { teacher: tm, student: sm, retention_pct: retention(sm, tm), majority },
+    train: t.train.length,
+    dev: t.dev.length,
+    ...('kind' in t && t.kind === 'ner' ? { scheme: t.scheme } : {}),
+  };
+}
+
+interface Finetuners {
+  finetuneStudent: typeof import('./finetune.js').finetuneStudent;
+  finetuneTagger: typeof import('./finetune-tokens.js').finetuneTagger;
+  finetuneReader: typeof import('./finetune-qa.js').finetuneReader;
+}
+
+/** The student fine-tuned on a task with the head its kind takes (a class, a tag per word, a span). */
+async function finetuned(t: AnyTask, o: ProbeOptions, bar: ProgressReporter, f: Finetuners): Promise<Metrics> {
+  const name = taskName(t);
+  const options = {
+    epochs: o.epochs,
+    lr: o.lr,
+    batchSize: 16,
+    pooling: o.pooling,
+    seed: 17,
+    backend: o.backend,
+    onProgress: (done: number, total: number) =>
+      bar.update({ fraction: done / total, text: `fine-tuning the student on ${name}: step ${done}/${total}` }),
+  };
+  let m: Metrics;
+  if (!('kind' in t)) m = (await f.finetuneStudent(o.student, t, options)).metrics;
+  else if (t.kind === 'ner') m = (await f.finetuneTagger(o.student, t, options)).metrics;
+  else m = (await f.finetuneReader(o.student, t, options)).metrics;
+  bar.done();
+  return m;
+}
 
 /** Each task's frozen features from one encoder, with progress. */
 async function featuresOf(
