@@ -62,6 +62,18 @@ export async function studentEncoder(dir: string, backend?: BackendName): Promis
   };
 }
 
+/** Token sequences right-padded to the longest: ids [B·T] (padding `padId`), mask [B·T] (1 at real tokens), T. */
+export function padBatch(rows: readonly number[][], padId: number): { ids: Int32Array; mask: Int32Array; T: number } {
+  const T = Math.max(...rows.map((r) => r.length));
+  const ids = new Int32Array(rows.length * T).fill(padId);
+  const mask = new Int32Array(rows.length * T);
+  rows.forEach((r, i) => {
+    ids.set(r, i * T);
+    mask.fill(1, i * T, i * T + r.length);
+  });
+  return { ids, mask, T };
+}
+
 /** [CLS] a [SEP] (b [SEP]), the longer text cut first until it fits. */
 export function encodeExample(tok: WordPieceTokenizer, texts: string[], maxPositions: number): number[] {
   const pieces = texts.map((t) => tok.tokenizeToIds(t));
@@ -93,14 +105,11 @@ export async function extractFeatures(
   let ms = 0;
   for (let start = 0; start < order.length; start += batchSize) {
     const idx = order.slice(start, start + batchSize);
-    const T = Math.max(...idx.map((i) => encoded[i]!.length));
-    const ids = new Int32Array(idx.length * T).fill(enc.tokenizer.padId);
-    const mask = new Int32Array(idx.length * T);
-    idx.forEach((i, r) => {
-      ids.set(encoded[i]!, r * T);
-      mask.fill(1, r * T, r * T + encoded[i]!.length);
-      tokens += encoded[i]!.length;
-    });
+    const { ids, mask, T } = padBatch(
+      idx.map((i) => encoded[i]!),
+      enc.tokenizer.padId,
+    );
+    for (const i of idx) tokens += encoded[i]!.length;
     const t0 = performance.now();
     const hidden = await enc.hidden(ids, mask, idx.length, T); // [b, T, H]
     ms += performance.now() - t0;
@@ -150,33 +159,20 @@ export async function extractWordFeatures(
   onProgress?: (done: number, total: number) => void,
   batchSize = 32,
 ): Promise<{ features: (Float32Array | undefined)[][]; tokensPerS: number }> {
-  const tok = enc.tokenizer;
-  const encoded = sentences.map((words) => encodeWords(tok, words, enc.maxPositions));
-  const H = enc.hiddenSize;
-  const features = new Array<(Float32Array | undefined)[]>(sentences.length);
-  let tokens = 0;
-  let ms = 0;
-  for (let start = 0; start < encoded.length; start += batchSize) {
-    const batch = encoded.slice(start, start + batchSize);
-    const T = Math.max(...batch.map((e) => e.ids.length));
-    const ids = new Int32Array(batch.length * T).fill(tok.padId);
-    const mask = new Int32Array(batch.length * T);
-    batch.forEach((e, r) => {
-      ids.set(e.ids, r * T);
-      mask.fill(1, r * T, r * T + e.ids.length);
-      tokens += e.ids.length;
-    });
-    const t0 = performance.now();
-    const hidden = await enc.hidden(ids, mask, batch.length, T); // [b, T, H]
-    ms += performance.now() - t0;
-    batch.forEach((e, r) => {
-      features[start + r] = e.first.map((t) =>
-        t === undefined ? undefined : hidden.slice((r * T + t) * H, (r * T + t + 1) * H),
-      );
-    });
-    onProgress?.(Math.min(encoded.length, start + batchSize), encoded.length);
-  }
-  return { features, tokensPerS: tokens / (ms / 1000) };
+  const encoded = sentences.map((words) => encodeWords(enc.tokenizer, words, enc.maxPositions));
+  const rows = await extractRows(
+    enc,
+    encoded.map((e) => e.ids),
+    encoded.map((e) => e.first.filter((t): t is number => t !== undefined)),
+    onProgress,
+    batchSize,
+  );
+  // Back to one entry per word: the rows, in order, of the words that have a first piece.
+  const features = encoded.map((e, i) => {
+    let k = 0;
+    return e.first.map((t) => (t === undefined ? undefined : rows.features[i]![k++]!));
+  });
+  return { features, tokensPerS: rows.tokensPerS };
 }
 
 /**
@@ -196,14 +192,8 @@ export async function extractRows(
   let ms = 0;
   for (let start = 0; start < sequences.length; start += batchSize) {
     const batch = sequences.slice(start, start + batchSize);
-    const T = Math.max(...batch.map((s) => s.length));
-    const ids = new Int32Array(batch.length * T).fill(enc.tokenizer.padId);
-    const mask = new Int32Array(batch.length * T);
-    batch.forEach((s, r) => {
-      ids.set(s, r * T);
-      mask.fill(1, r * T, r * T + s.length);
-      tokens += s.length;
-    });
+    const { ids, mask, T } = padBatch(batch, enc.tokenizer.padId);
+    for (const s of batch) tokens += s.length;
     const t0 = performance.now();
     const hidden = await enc.hidden(ids, mask, batch.length, T); // [b, T, H]
     ms += performance.now() - t0;

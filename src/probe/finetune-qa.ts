@@ -5,19 +5,19 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../../corpus/rng.js';
 import { finetuneSetup, type FinetuneOptions } from './finetune.js';
+import { padBatch } from './features.js';
 import type { Metrics } from './metrics.js';
 import { encodeQa, goldRows, predictAnswers, qaMetrics, scoredPositions, type QaInput } from './qa-probe.js';
 import type { QaTask } from './qa.js';
 
 /** A padded batch of windows and, per window, the additive mask of the positions its head scores ([B, T]). */
 function batchOf(rows: QaInput[], padId: number): { ids: tf.Tensor2D; mask: tf.Tensor2D; allowed: tf.Tensor2D } {
-  const T = Math.max(...rows.map((r) => r.ids.length));
-  const ids = new Int32Array(rows.length * T).fill(padId);
-  const mask = new Int32Array(rows.length * T);
+  const { ids, mask, T } = padBatch(
+    rows.map((r) => r.ids),
+    padId,
+  );
   const allowed = new Float32Array(rows.length * T).fill(-1e9);
   rows.forEach((r, i) => {
-    ids.set(r.ids, i * T);
-    mask.fill(1, i * T, i * T + r.ids.length);
     for (const t of scoredPositions(r)) allowed[i * T + t] = 0;
   });
   return {

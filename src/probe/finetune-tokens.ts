@@ -4,7 +4,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../../corpus/rng.js';
-import { encodeWords } from './features.js';
+import { encodeWords, padBatch } from './features.js';
 import { finetuneSetup, type FinetuneOptions } from './finetune.js';
 import type { Metrics } from './metrics.js';
 import { nerMetrics, type NerTask } from './ner.js';
@@ -14,15 +14,12 @@ interface Encoded {
   first: (number | undefined)[];
 }
 
-/** A padded batch and, per labelled position (a word's first piece), its row in [B·T] and its tag. */
+/** A padded batch as tensors, and its length T. */
 function batchOf(rows: Encoded[], padId: number): { ids: tf.Tensor2D; mask: tf.Tensor2D; T: number } {
-  const T = Math.max(...rows.map((r) => r.ids.length));
-  const ids = new Int32Array(rows.length * T).fill(padId);
-  const mask = new Int32Array(rows.length * T);
-  rows.forEach((r, i) => {
-    ids.set(r.ids, i * T);
-    mask.fill(1, i * T, i * T + r.ids.length);
-  });
+  const { ids, mask, T } = padBatch(
+    rows.map((r) => r.ids),
+    padId,
+  );
   return { ids: tf.tensor2d(ids, [rows.length, T], 'int32'), mask: tf.tensor2d(mask, [rows.length, T], 'int32'), T };
 }
 

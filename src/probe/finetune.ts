@@ -10,7 +10,7 @@ import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
 import { Rng } from '../../corpus/rng.js';
 import { UpdateStep } from '../train/step.js';
 import { AdamW } from '../train/adamw.js';
-import { encodeExample, type Pooling } from './features.js';
+import { encodeExample, padBatch, type Pooling } from './features.js';
 import { scoreMetrics, type Metrics } from './metrics.js';
 import type { Task } from './tasks.js';
 
@@ -84,13 +84,7 @@ export async function finetuneStudent(
   const trainIds = encodeAll(task.train);
   const devIds = encodeAll(task.dev);
   const batchOf = (rows: number[][]): { ids: tf.Tensor2D; mask: tf.Tensor2D; weights: tf.Tensor3D } => {
-    const t = Math.max(...rows.map((r) => r.length));
-    const ids = new Int32Array(rows.length * t).fill(tok.padId);
-    const mask = new Int32Array(rows.length * t);
-    rows.forEach((r, i) => {
-      ids.set(r, i * t);
-      mask.fill(1, i * t, i * t + r.length);
-    });
+    const { ids, mask, T: t } = padBatch(rows, tok.padId);
     // The pooling weights (the mask as floats) are made from the host's values, not by a cast on the device: on
     // webgpu (tfjs 4.22) the gradient through a cast int32 mask builds a Transpose shader that fails to compile.
     return {
