@@ -150,6 +150,17 @@ export function hfNameOfVariable(variableName: string): string {
   return variableName.slice(variableName.indexOf('/') + 1);
 }
 
+/**
+ * Rows of a batch to encode at once outside training (validation, probe features): at most `rowsTimesT2`
+ * (rows × T²) attention scores per head. A tidy keeps every layer's activations until it ends: 16 sequences of 512
+ * tokens held ~3 GiB of them at bert-base's shape, more than the wasm backend's 4 GiB leave beside a model's
+ * weights (and a training run's moments). Rows are encoded independently, so the split changes no result beyond
+ * a product's rounding. The default 2^19 keeps 32 rows of 128 tokens in one piece; 2 rows at 512, 8 at 256.
+ */
+export function rowsPerEncode(seqLen: number, rowsTimesT2 = 1 << 19): number {
+  return Math.max(1, Math.floor(rowsTimesT2 / (seqLen * seqLen)));
+}
+
 export class DistilBertStudent {
   readonly config: StudentConfig;
   readonly specs: ParamSpec[];

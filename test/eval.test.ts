@@ -2,11 +2,16 @@
 // training, the same after a resume), checkpoints/best (the lowest val_loss, still tracked after a resume),
 // and `distill eval` on a checkpoint, its ONNX export and the teacher itself.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addBatch, emptySums, metricsOf, packSums, unpackSums } from '../src/eval/metrics.js';
-import { cachedEvalModel, type EvalModel } from '../src/eval/models.js';
+import { cachedEvalModel, studentEvalModel, type EvalModel } from '../src/eval/models.js';
+import { selectBackend } from '../student/backend.js';
+import { initStudentFromTeacher, defaultStudentLayers } from '../student/init.js';
+import { readEncoderConfig } from '../src/core/model-dir.js';
+import { saveStudent } from '../student/io.js';
+import { studentEncoder } from '../src/probe/features.js';
 import type { EvalBatch } from '../src/eval/data.js';
 import { loadConfig, type TrainConfig } from '../src/config.js';
 import { train } from '../src/train/loop.js';
@@ -45,6 +50,49 @@ describe("the teacher's outputs on the validation batches", () => {
       for (const b of batches) expect((await cached.outputs(b)).logits[0]).toBe(b.inputIds[0]);
     }
     expect(calls).toEqual([0, 1, 2, 2, 2]); // batches 0 and 1 kept; batch 2 over the budget, run every time
+  });
+});
+
+describe("the student's outputs on a validation batch", () => {
+  it('are the same encoded a few rows at a time (as long sequences are) as in one piece', async () => {
+    await selectBackend('cpu');
+    const student = initStudentFromTeacher(TINY, readEncoderConfig(TINY), defaultStudentLayers(4), 0);
+    // 7 rows of 24 tokens, the last rows padded; masked and real rows spread over every row (b·T + t, ascending).
+    const [B, T] = [7, 24];
+    const ids = Int32Array.from({ length: B * T }, (_, i) => 101 + ((i * 7919) % 5000));
+    const mask = Int32Array.from({ length: B * T }, (_, i) => (i % T < T - (i / T >= 5 ? 9 : 0) ? 1 : 0));
+    const realRows = Int32Array.from([...mask.keys()].filter((i) => mask[i] === 1));
+    const maskedRows = realRows.filter((_, j) => j % 6 === 1);
+    const b: EvalBatch = {
+      inputIds: ids,
+      attentionMask: mask,
+      batchSize: B,
+      seqLen: T,
+      maskedRows,
+      labels: new Int32Array(maskedRows.length),
+      realRows,
+    };
+    const whole = await studentEvalModel(student, false).outputs(b); // 2^19 / 24² = 910 rows: one piece
+    const inThrees = await studentEvalModel(student, false, 3 * T * T).outputs(b); // rows 0-2, 3-5, 6
+    expect(whole.logits.length).toBe(maskedRows.length * student.config.vocab_size);
+    expect(inThrees.logits.length).toBe(whole.logits.length);
+    expect(inThrees.hidden.length).toBe(realRows.length * student.config.dim);
+    // Each row is encoded alone either way (attention stays within a sequence): the same float32 products, which a
+    // BLAS may block differently for fewer rows, so the sums may differ in their last bits: within 1e-5 of each
+    // value's scale (float32's epsilon is 1.2e-7, over sums of at most 4 × 192 products). A row taken from the
+    // wrong place differs by the values themselves.
+    const close = (a: Float32Array, b: Float32Array): number =>
+      a.reduce((worst, x, i) => Math.max(worst, Math.abs(x - b[i]!) / (1 + Math.abs(b[i]!))), 0);
+    expect(close(inThrees.logits, whole.logits)).toBeLessThan(1e-5);
+    expect(close(inThrees.hidden, whole.hidden)).toBeLessThan(1e-5);
+    // The probes' features of the same student: its last hidden states, in threes and in one piece.
+    const dir = join(mkdtempSync(join(tmpdir(), 'distill-rows-')), 'student');
+    saveStudent(student, dir);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(TINY, f), join(dir, f));
+    const [ones, threes] = [await studentEncoder(dir, 'cpu'), await studentEncoder(dir, 'cpu', 3 * T * T)];
+    expect(close(await threes.hidden(ids, mask, B, T), await ones.hidden(ids, mask, B, T))).toBeLessThan(1e-5);
+    await Promise.all([ones.close(), threes.close()]);
+    student.dispose();
   });
 });
 

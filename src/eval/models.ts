@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { selectRows } from '../core/math.js';
 import { loadStudent } from '../../student/io.js';
-import { tiedProjector, type DistilBertStudent } from '../../student/model.js';
+import { rowsPerEncode, tiedProjector, type DistilBertStudent } from '../../student/model.js';
 import { Teacher } from '../../teacher/teacher.js';
 import type { RemoteTeacher } from '../../teacher/remote.js';
 import { isTfjsStudentFolder } from '../core/model-dir.js';
@@ -22,34 +22,22 @@ export interface EvalModel {
   release(): Promise<void>;
 }
 
-/** A tfjs student; `release` disposes it only when `owned` (a live training run keeps its student). */
-export function studentEvalModel(student: DistilBertStudent, owned = false): EvalModel {
-  const H = student.config.dim;
+/**
+ * A tfjs student; `release` disposes it only when `owned` (a live training run keeps its student). Long sequences
+ * are encoded a few rows at a time (student/model.ts rowsPerEncode; `rowsTimesT2` is its bound, for a test).
+ */
+export function studentEvalModel(student: DistilBertStudent, owned = false, rowsTimesT2?: number): EvalModel {
   return {
     // A student narrower than its teacher gives its hidden states through its learned projection (the cosine's).
     vocabSize: student.config.vocab_size,
-    hiddenSize: student.config.projection_dim ?? H,
+    hiddenSize: student.config.projection_dim ?? student.config.dim,
     runtime: 'tfjs student',
     outputs: async (b) => {
-      const [logits, hidden] = tf.tidy(() => {
-        const ids = tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32');
-        const mask = tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], 'int32');
-        const states = student.encode(ids, mask, { training: false });
-        const last = tf.reshape(states[states.length - 1]!, [b.batchSize * b.seqLen, H]) as tf.Tensor2D; // [B*T, H]
-        const { embeddings, bias } = student.projector();
-        // [M, H]
-        const atMasked = student.vocabTransform(tf.gather(last, tf.tensor1d(b.maskedRows, 'int32')) as tf.Tensor2D);
-        return [
-          tiedProjector(atMasked, embeddings, bias),
-          student.projectHidden(tf.gather(last, tf.tensor1d(b.realRows, 'int32')) as tf.Tensor2D),
-        ]; // [M, V], [R, Ht]
-      });
-      const out = {
-        logits: Float32Array.from((await logits.data()) as Float32Array),
-        hidden: Float32Array.from((await hidden.data()) as Float32Array),
-      };
-      tf.dispose([logits, hidden]);
-      return out;
+      const step = rowsPerEncode(b.seqLen, rowsTimesT2);
+      const parts: { logits: Float32Array; hidden: Float32Array }[] = [];
+      for (let r0 = 0; r0 < b.batchSize; r0 += step) parts.push(await studentRows(student, b, r0, step));
+      if (parts.length === 1) return parts[0]!;
+      return { logits: concat(parts.map((p) => p.logits)), hidden: concat(parts.map((p) => p.hidden)) };
     },
     release: () => {
       if (owned) student.dispose();
@@ -58,7 +46,50 @@ export function studentEvalModel(student: DistilBertStudent, owned = false): Eva
   };
 }
 
-/** Any model folder onnxruntime runs (BERT or DistilBERT export, with or without hidden-state outputs). */
+/** The student's outputs for rows [r0, r0 + count) of a batch: logits at masked rows, hidden states at real ones. */
+async function studentRows(
+  student: DistilBertStudent,
+  b: EvalBatch,
+  r0: number,
+  count: number,
+): Promise<{ logits: Float32Array; hidden: Float32Array }> {
+  const rows = Math.min(count, b.batchSize - r0);
+  const T = b.seqLen;
+  const H = student.config.dim;
+  // The batch's row indices (b·T + t, ascending) that fall in these rows, relative to their first.
+  const within = (all: Int32Array): Int32Array =>
+    all.filter((i) => i >= r0 * T && i < (r0 + rows) * T).map((i) => i - r0 * T);
+  const [logits, hidden] = tf.tidy(() => {
+    const ids = tf.tensor2d(b.inputIds.subarray(r0 * T, (r0 + rows) * T), [rows, T], 'int32');
+    const mask = tf.tensor2d(b.attentionMask.subarray(r0 * T, (r0 + rows) * T), [rows, T], 'int32');
+    const states = student.encode(ids, mask, { training: false });
+    const last = tf.reshape(states[states.length - 1]!, [rows * T, H]) as tf.Tensor2D; // [rows*T, H]
+    const { embeddings, bias } = student.projector();
+    // [M, H]
+    const atMasked = student.vocabTransform(tf.gather(last, tf.tensor1d(within(b.maskedRows), 'int32')) as tf.Tensor2D);
+    return [
+      tiedProjector(atMasked, embeddings, bias),
+      student.projectHidden(tf.gather(last, tf.tensor1d(within(b.realRows), 'int32')) as tf.Tensor2D),
+    ]; // [M, V], [R, Ht]
+  });
+  const out = {
+    logits: Float32Array.from((await logits.data()) as Float32Array),
+    hidden: Float32Array.from((await hidden.data()) as Float32Array),
+  };
+  tf.dispose([logits, hidden]);
+  return out;
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 export async function onnxEvalModel(dir: string, threads: number, optionName: string): Promise<EvalModel> {
   const model = await Teacher.load(dir, { hiddenStates: 'last', threads, optionName });
   const V = model.config.vocabSize;

@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Teacher } from '../../teacher/teacher.js';
 import { loadStudent } from '../../student/io.js';
+import { rowsPerEncode } from '../../student/model.js';
 import { selectBackend } from '../../student/backend.js';
 import type { BackendName } from '../../student/backend-names.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
@@ -37,7 +38,12 @@ export async function teacherEncoder(dir: string, threads: number): Promise<Feat
   };
 }
 
-export async function studentEncoder(dir: string, backend?: BackendName): Promise<FeatureEncoder> {
+/** A student folder in tfjs; `rowsTimesT2` bounds the rows encoded at once (rowsPerEncode's; for a test). */
+export async function studentEncoder(
+  dir: string,
+  backend?: BackendName,
+  rowsTimesT2?: number,
+): Promise<FeatureEncoder> {
   await selectBackend(backend);
   const student = loadStudent(dir);
   const tokenizer = WordPieceTokenizer.fromDir(dir);
@@ -48,14 +54,20 @@ export async function studentEncoder(dir: string, backend?: BackendName): Promis
     tokenizer,
     hiddenSize: student.config.dim,
     hidden: async (ids, mask, b, t) => {
-      const last = tf.tidy(() => {
-        const h = student.encode(tf.tensor2d(ids, [b, t], 'int32'), tf.tensor2d(mask, [b, t], 'int32'), {
-          training: false,
+      // [b, t, H], encoded a few rows at a time when the sequences are long (rowsPerEncode)
+      const values = new Float32Array(b * t * student.config.dim);
+      const step = rowsPerEncode(t, rowsTimesT2);
+      for (let r0 = 0; r0 < b; r0 += step) {
+        const rows = Math.min(step, b - r0);
+        const last = tf.tidy(() => {
+          const part = (x: Int32Array): tf.Tensor2D =>
+            tf.tensor2d(x.subarray(r0 * t, (r0 + rows) * t), [rows, t], 'int32');
+          const h = student.encode(part(ids), part(mask), { training: false });
+          return h[h.length - 1]!;
         });
-        return h[h.length - 1]!;
-      });
-      const values = Float32Array.from((await last.data()) as Float32Array); // asynchronous: webgpu reads no other way
-      last.dispose();
+        values.set((await last.data()) as Float32Array, r0 * t * student.config.dim); // asynchronous: as webgpu reads
+        last.dispose();
+      }
       return values;
     },
     close: () => Promise.resolve(student.dispose()),
