@@ -78,11 +78,14 @@ export function studentWeightsFromTeacher(
   teacher: EncoderConfig,
   layers: number[],
   padTokenId: number,
+  source = '--layers',
 ): StudentWeights {
   for (const l of layers) {
     if (!Number.isInteger(l) || l < 0 || l >= teacher.numLayers) {
       throw new InputError(
-        `--layers: teacher layer ${l} does not exist (the teacher has layers 0..${teacher.numLayers - 1})`,
+        `${source}: teacher layer ${l} does not exist (the teacher has layers 0..${teacher.numLayers - 1})`,
+        `give layers of this teacher, e.g. [${defaultStudentLayers(teacher.numLayers).join(', ')}] ` +
+          '(half its depth, evenly spaced: the default)',
       );
     }
   }
@@ -206,8 +209,10 @@ export function initialStudentWeights(
   seed: number,
   source = 'student',
 ): StudentWeights {
-  if (spec === null || Array.isArray(spec))
-    return studentWeightsFromTeacher(teacherDir, teacher, spec ?? defaultStudentLayers(teacher.numLayers), padTokenId);
+  if (spec === null || Array.isArray(spec)) {
+    const layers = spec ?? defaultStudentLayers(teacher.numLayers);
+    return studentWeightsFromTeacher(teacherDir, teacher, layers, padTokenId, source);
+  }
   const { layers, hidden, heads, intermediate, teacher_layers: fromLayers } = spec;
   if (hidden % heads !== 0)
     throw new InputError(
@@ -226,7 +231,7 @@ export function initialStudentWeights(
     }
     if (fromLayers.length !== layers)
       throw new InputError(`${source}: "teacher_layers" lists ${fromLayers.length} layers, "layers" is ${layers}`);
-    return studentWeightsFromTeacher(teacherDir, teacher, fromLayers, padTokenId);
+    return studentWeightsFromTeacher(teacherDir, teacher, fromLayers, padTokenId, `${source}: "teacher_layers"`);
   }
   const config: StudentConfig = {
     ...studentConfigFromTeacher(teacher, [], padTokenId),

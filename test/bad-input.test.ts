@@ -33,7 +33,7 @@ import { markFolder } from '../src/core/folders.js';
 import { loadTask } from '../src/probe/tasks.js';
 import { publicDomainParagraphs } from '../corpus/public-domain.js';
 import { expectCleanError, runCli, type CliResult } from './cli-helpers.js';
-import { TINY, folderDigest } from './helpers.js';
+import { REPO, TINY, folderDigest } from './helpers.js';
 
 const work = mkdtempSync(join(tmpdir(), 'distill-bad-input-'));
 const text = join(work, 'moby.txt');
@@ -323,6 +323,20 @@ describe('prepare fits the sequences to the model', () => {
     for (const f of ['meta.json', 'token_counts.safetensors', 'shard-00000.arrow']) {
       expect(readFileSync(join(threads, f)).equals(readFileSync(join(work, 'prep-default', f))), f).toBe(true);
     }
+  });
+});
+
+describe("the recipe's config on another teacher", () => {
+  it("names the config's student key, the layers the teacher has, and the choice that fits", () => {
+    // configs/distilbert-base-cased.json copied as a user would, pointed at the 4-layer tiny teacher.
+    const recipe = JSON.parse(readFileSync(join(REPO, 'configs', 'distilbert-base-cased.json'), 'utf8')) as object;
+    const config = join(work, 'recipe-on-tiny.json');
+    const corpus = join(work, 'corpus-recipe');
+    writeFileSync(config, JSON.stringify({ ...recipe, teacher: TINY, corpus, corpus_inputs: [text], backend: 'cpu' }));
+    const r = runCli(['train', '--config', config, '--out', join(work, 'run-recipe'), '--max-steps', '1']);
+    expectCleanError(r, /student \(config\): teacher layer 4 does not exist \(the teacher has layers 0\.\.3\)/);
+    expect(r.stderr).toMatch(/hint: give layers of this teacher, e\.g\. \[0, 3\] \(half its depth, evenly spaced/);
+    expect(existsSync(join(work, 'run-recipe', 'checkpoints'))).toBe(false);
   });
 });
 
