@@ -353,7 +353,7 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
     doc:
       'With backend "webgpu": the GPU of each MPI rank, as a part of its adapter name (rank r takes entry r mod ' +
       ("the list's length; [] = the default adapter). Identical GPUs share a name: give each rank its own from " +
-        'outside (README, "Several GPUs").'),
+        'outside (docs/gpu.md, "Several GPUs").'),
     default: [],
     schema: { type: 'array', items: { type: 'string', minLength: 1 } },
   },
@@ -367,7 +367,7 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
       'Arithmetic of the student\'s matrix products: "fp32", or "fp16-mixed" (backend "webgpu" on an adapter with ' +
       ('shader-f16): both operands of every product rounded to f16, products summed in fp32; the weights, AdamW, ' +
         'every ' +
-        'other kernel and the losses stay fp32 (README, "Mixed precision").'),
+        'other kernel and the losses stay fp32 (docs/gpu.md, "Mixed precision").'),
     default: 'fp32',
     schema: { enum: [...PRECISIONS] },
   },
@@ -394,8 +394,7 @@ export const CONFIG_SPEC: Record<keyof TrainConfig, KeySpec> = {
     doc:
       'With backend "webgpu" and precision "fp32": who computes the student\'s matrix products: "tfjs" (tfjs\'s ' +
       ('own kernel) or "tiled" (distill\'s tiled WGSL program, 128 × 128 output blocks, the one fp16-mixed uses; ' +
-        'README, ' +
-        '"What one update asks of the GPU"). Not yet timed against each other on a GPU.'),
+        'docs/gpu.md, "Tiled fp32 products"). Not yet timed against each other on a GPU.'),
     default: 'tfjs',
     schema: { enum: [...GPU_PRODUCTS] },
   },
@@ -486,7 +485,8 @@ export function configJsonSchema(): Record<string, unknown> {
   };
 }
 
-function describe(s: JsonSchema): string {
+/** A schema in words, as errors and docs/config.md say what a key takes. */
+export function describe(s: JsonSchema): string {
   if (s.anyOf) return s.anyOf.map(describe).join(', or ');
   if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(', ');
   const bounds: [string, number | undefined][] = [
@@ -508,8 +508,8 @@ function describe(s: JsonSchema): string {
       return 'null';
     case 'array':
       return (
-        `a list${s.minItems !== undefined && s.minItems === s.maxItems ? ` of ${s.minItems}` : ''} of ` +
-        `${s.items ? describe(s.items) : 'values'}`
+        `a list${s.minItems !== undefined && s.minItems === s.maxItems ? ` of ${s.minItems}` : ''}` +
+        `${s.items ? `, each ${describe(s.items)}` : ''}`
       );
     case 'object':
       return `an object {${Object.entries(s.properties ?? {})

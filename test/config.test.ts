@@ -95,7 +95,7 @@ describe('config', () => {
     const schema = configJsonSchema() as { properties: Record<string, { description?: string }> };
     for (const [key, p] of Object.entries(schema.properties)) expect(p.description, key).toBeTruthy();
     expect(() => validateConfig({ teacher: 'a', corpus: 'b', betas: [0.9, 1] }, 'x.json')).toThrow(
-      /key "betas" is \[0\.9,1\]: expected a list of 2 of a number ≥ 0 < 1/,
+      /key "betas" is \[0\.9,1\]: expected a list of 2, each a number ≥ 0 < 1/,
     );
   });
 
