@@ -2,7 +2,7 @@
 // weight, the order of the packed tensor (the kernel's and the objective's output, read at once) and the names
 // metrics.jsonl gives them (loss, loss_ce, ...). Adding a loss: its file in losses/ (and its test), one line here,
 // its line in losses/total.ts's `terms`, its weight in src/config.ts's CONFIG_SPEC (the compiler asks for both),
-// then `npm run schema` (configs/schema.json) and the README's formula.
+// then `npm run schema` (configs/schema.json, docs/config.md) and the formula in docs/training.md.
 
 /** Each loss of the objective and the key of its weight (src/config.ts), in the packed tensor's order. */
 export const LOSS_WEIGHTS = {

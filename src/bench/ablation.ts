@@ -17,7 +17,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, '..', 'cli.js');
 const REPO = join(HERE, '..', '..', '..');
 
-/** The budget of every run (the README states it). */
+/** The budget of every run (docs/evaluation.md states it). */
 export const ABLATION_BUDGET = {
   updates: 100,
   batch_size: 16,

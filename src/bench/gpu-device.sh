@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark of the README, for a lent NVIDIA machine (see ../shared/gpu/README.md), run from the
+# The GPU benchmark (docs/gpu.md), for a lent NVIDIA machine (see ../shared/gpu/README.md), run from the
 # project root after `npm install && npm run build` here and `../shared/gpu/pack-for-device.sh` (which packs
 # Node, the Vulkan loader, node_modules and dist/ into .device-pack). On the device:
 #   bash src/bench/gpu-device.sh            (prints the adapter, then one JSON line per benchmark)

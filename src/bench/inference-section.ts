@@ -1,7 +1,7 @@
 // `npm run bench inference`: the shipped student against its teacher. For the tiny teacher, the quick start's
-// student (trained as the README says), exported with --quantize int8: file sizes, `distill eval` of the fp32 and
-// int8 graphs against the teacher on the run's held-out sequences, the int8 graph's top-1 agreement with the fp32
-// one at those sequences' masked positions, and onnxruntime inference speed (distill bench --inference). For a
+// student (trained as the quick start trains it), exported with --quantize int8: file sizes, `distill eval` of the
+// fp32 and int8 graphs against the teacher on the run's held-out sequences, the int8 graph's top-1 agreement with
+// the fp32 one at those sequences' masked positions, and onnxruntime inference speed (distill bench --inference). For a
 // bert-base-cased-shaped teacher (random weights, distill make-teacher) and its 6-layer student: sizes and speed.
 
 import { spawnSync } from 'node:child_process';

@@ -1,10 +1,10 @@
-// npm run bench: the benchmark tables of the README, measured on this machine in this run.
+// npm run bench: the benchmark tables of README.md and docs/, measured on this machine in this run.
 // Each benchmark runs in a child process so that timings and peak memory are its own.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writePublicDomainText } from '../../corpus/public-domain.js';
 import { writeFileAtomic } from '../core/out.js';
@@ -77,15 +77,17 @@ function benchPrepare(): string {
   }
 }
 
-/** What the figures were measured on: the commit, the CPU, the BLAS kernel OpenBLAS picked, Node. */
-function machineLine(): string {
+/** A block's stamp: the command, the commit, the CPU, the BLAS kernel OpenBLAS picked, Node, the date. */
+function machineLine(section: string): string {
   const git = (args: string[]): string => spawnSync('git', args, { cwd: REPO, encoding: 'utf8' }).stdout?.trim() ?? '';
   const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
   const dirty = git(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : '';
   const library = cpuProductEngine() ?? 'none';
+  const cpu = `${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} cores)`;
+  const date = new Date().toISOString().slice(0, 10);
   return (
-    `Measured at commit ${commit}${dirty} on ${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} ` +
-    `cores), Node ${process.version}; BLAS: ${library}; ${new Date().toISOString().slice(0, 10)}.`
+    `Measured by \`npm run bench ${section}\` at commit ${commit}${dirty} on ${cpu}, ` +
+    `Node ${process.version}; BLAS: ${library}; ${date}.`
   );
 }
 
@@ -94,10 +96,8 @@ const sections = process.argv.slice(2);
 // `npm run bench ablation`, `npm run bench ablation-intermediate`, `npm run bench topk` run them.
 const LONG = ['ablation', 'ablation-intermediate', 'topk'];
 const want = (name: string): boolean => (sections.length === 0 && !LONG.includes(name)) || sections.includes(name);
-process.stdout.write(`${machineLine()}\n\n`);
 if (want('prepare')) {
-  process.stdout.write('### prepare (distill prepare, tiny-bert-cased tokenizer, max length 128)\n\n');
-  process.stdout.write(benchPrepare() + '\n\n');
+  section('prepare', 'prepare (distill prepare, tiny-bert-cased tokenizer, max length 128)', benchPrepare);
 }
 
 interface StepRun {
@@ -267,19 +267,16 @@ function benchRanks(): string {
 }
 
 if (want('step')) {
-  process.stdout.write('### distillation step (distill bench vs src/bench/torch_distill_step.py bench, same run)\n\n');
-  process.stdout.write(benchStep(TINY, 'tiny', 32, 5) + '\n\n');
+  section('step', 'distillation step (distill bench vs src/bench/torch_distill_step.py bench, same run)', () =>
+    benchStep(TINY, 'tiny', 32, 5),
+  );
 }
 if (want('step-base')) {
-  process.stdout.write(
-    '### distillation step, bert-base-cased shape (random-weight ' +
-      'teacher from distill make-teacher; 6-layer student)\n\n',
-  );
-  process.stdout.write(benchBaseStep() + '\n\n');
+  const title = 'distillation step, bert-base-cased shape (random-weight teacher from make-teacher; 6-layer student)';
+  section('step-base', title, benchBaseStep);
 }
 if (want('ranks')) {
-  process.stdout.write('### data-parallel training on this machine (distill train, 1 process vs mpirun -np 2)\n\n');
-  process.stdout.write(benchRanks() + '\n\n');
+  section('ranks', 'data-parallel training on this machine (distill train, 1 process vs mpirun -np 2)', benchRanks);
 }
 
 interface QuickStartRun {
@@ -372,47 +369,53 @@ function benchQuickStart(): string {
 }
 
 if (want('quickstart')) {
-  process.stdout.write(
-    '### the quick start and the probe walkthrough (distill train --config configs/tiny.json; distill probe)\n\n',
-  );
-  process.stdout.write(benchQuickStart() + '\n\n');
+  section('quickstart', 'the quick start and the probe walkthrough (distill train; distill probe)', benchQuickStart);
 }
-
 if (want('inference')) {
-  const block = inferenceSection(join(HERE, '..', 'cli.js'), TINY, join(REPO, 'configs', 'tiny.json'));
-  process.stdout.write(block + '\n\n');
-  writeReadmeBlock('inference', `${machineLine()}\n\n${block}`);
-}
-if (want('ablation')) {
-  process.stdout.write("### DistilBERT's ablation (its Table 4) on the tiny teacher (npm run bench ablation)\n\n");
-  process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n')) + '\n\n');
-}
-
-if (want('ablation-intermediate')) {
-  process.stdout.write(
-    '### Beyond the recipe: intermediate-layer objectives and a half-width student on the tiny teacher (npm run ' +
-      'bench ablation-intermediate)\n\n',
+  section(
+    'inference',
+    'the shipped student: inference (distill export --quantize int8; distill bench --inference)',
+    () => inferenceSection(join(HERE, '..', 'cli.js'), TINY, join(REPO, 'configs', 'tiny.json')),
   );
-  process.stdout.write(
-    benchAblation(TINY, (line) => process.stderr.write(line + '\n'), INTERMEDIATE_VARIANTS) + '\n\n',
+}
+const progress = (line: string): boolean => process.stderr.write(line + '\n');
+if (want('ablation')) {
+  section('ablation', "DistilBERT's ablation (its Table 4) on the tiny teacher", () => benchAblation(TINY, progress));
+}
+if (want('ablation-intermediate')) {
+  section('ablation-intermediate', 'intermediate-layer objectives and a half-width student on the tiny teacher', () =>
+    benchAblation(TINY, progress, INTERMEDIATE_VARIANTS),
   );
 }
 if (want('topk')) {
-  process.stdout.write('### Top-k soft targets against the full KL on the tiny teacher (npm run bench topk)\n\n');
-  process.stdout.write(benchAblation(TINY, (line) => process.stderr.write(line + '\n'), TOPK_VARIANTS) + '\n\n');
+  section('topk', 'top-k soft targets against the full KL on the tiny teacher', () =>
+    benchAblation(TINY, progress, TOPK_VARIANTS),
+  );
 }
 
-/** Replace README.md's text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` with `text`. */
-function writeReadmeBlock(name: string, text: string): void {
-  const path = join(REPO, 'README.md');
-  const readme = readFileSync(path, 'utf8');
+/**
+ * Run one section: print its table, and write it with its stamp into every page that holds its block,
+ * `<!-- NAME:begin -->` … `<!-- NAME:end -->` in README.md or docs/*.md (test/docs.test.ts: figures with a commit
+ * and a date appear only inside these blocks).
+ */
+function section(name: string, title: string, produce: () => string): void {
+  process.stdout.write(`### ${title}\n\n`);
+  const text = `${machineLine(name)}\n\n${produce().trim()}`;
+  process.stdout.write(text + '\n\n');
+  const pages = [join(REPO, 'README.md'), ...readdirSync(join(REPO, 'docs')).map((f) => join(REPO, 'docs', f))];
+  const written = pages.filter((page) => page.endsWith('.md') && writeBlock(page, name, text));
+  if (written.length === 0) process.stderr.write(`no page has a ${name} block: the section is printed only\n`);
+  else process.stderr.write(`${name}: written into ${written.map((p) => relative(REPO, p)).join(', ')}\n`);
+}
+
+/** Replace the text of `page`'s block NAME with `text`; false when the page has no such block. */
+function writeBlock(page: string, name: string, text: string): boolean {
+  const markdown = readFileSync(page, 'utf8');
   const begin = `<!-- ${name}:begin -->`;
   const end = `<!-- ${name}:end -->`;
-  const a = readme.indexOf(begin);
-  const b = readme.indexOf(end);
-  if (a < 0 || b < a) {
-    process.stderr.write(`README.md has no ${begin} … ${end} block: the section is printed only\n`);
-    return;
-  }
-  writeFileAtomic(path, readme.slice(0, a + begin.length) + '\n' + text + '\n' + readme.slice(b));
+  const a = markdown.indexOf(begin);
+  const b = markdown.indexOf(end);
+  if (a < 0 || b < a) return false;
+  writeFileAtomic(page, markdown.slice(0, a + begin.length) + '\n' + text + '\n' + markdown.slice(b));
+  return true;
 }

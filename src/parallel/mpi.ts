@@ -1,5 +1,5 @@
 // The process group of a run: alone, unless started by mpirun (OMPI_COMM_WORLD_SIZE > 1), in which case MPI
-// is bound through koffi (see the data-parallel section of the README).
+// is bound through koffi (docs/parallel.md).
 
 import { SOLO, type World } from './communicator.js';
 
