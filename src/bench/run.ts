@@ -81,7 +81,9 @@ function benchPrepare(): string {
 function machineLine(section: string): string {
   const git = (args: string[]): string => spawnSync('git', args, { cwd: REPO, encoding: 'utf8' }).stdout?.trim() ?? '';
   const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
-  const dirty = git(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : '';
+  // The pages the bench writes its blocks into are not the code it measures.
+  const changed = git(['status', '--porcelain', '--untracked-files=no', '--', '.', ':!README.md', ':!docs']);
+  const dirty = changed ? ' (with uncommitted changes)' : '';
   const library = cpuProductEngine() ?? 'none';
   const cpu = `${cpus()[0]?.model ?? 'an unknown CPU'} (${availableParallelism()} cores)`;
   const date = new Date().toISOString().slice(0, 10);
