@@ -1,6 +1,7 @@
 // `npm run test:fast`: the unit tests, for the inner loop: the maths of the losses and the optimizer, the kernels on
 // each backend, the student's golden step and gradients, safetensors, the tokenizer, the teacher and its soft targets,
-// the config's checks and the progress line. No training run; under a minute on 2 cores. `npm test` is the whole suite.
+// the config's checks, the docs' claims and the progress line. No training run; under a minute on 2 cores. `npm test`
+// is the whole suite.
 import { defineConfig } from 'vitest/config';
 import base from './vitest.config.js';
 
@@ -28,6 +29,7 @@ export default defineConfig({
       'test/wasm-heap.test.ts',
       'test/wasm-heap-wrap.test.ts',
       'test/config.test.ts',
+      'test/docs.test.ts',
       'test/blas.test.ts',
       'test/dropout.test.ts',
       'test/student.test.ts',

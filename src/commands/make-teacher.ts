@@ -22,7 +22,7 @@ export function runMakeTeacher(opts: MakeTeacherOptions): Promise<MadeTeacher & 
 export function registerMakeTeacher(program: Command): void {
   program
     .command('make-teacher')
-    .summary('write a random-weight BERT teacher (e.g. bert-base-cased-shaped) for benchmarks')
+    .summary('write a random-weight BERT teacher (e.g. bert-base-cased-shaped) for trying things')
     .description(
       "Write a BERT teacher folder with random weights (BERT's initialisation): model.onnx (opset 17, logits only, " +
         'as a\n' +
@@ -32,7 +32,8 @@ export function registerMakeTeacher(program: Command): void {
           '~430 MB each\n') +
         ("for the ONNX and the safetensors file), tiny = the embedded tiny teacher's shape. Its predictions mean " +
           'nothing: it is for\n') +
-        '`distill bench --teacher DIR`. Prints {dir, parameters, onnxBytes} as JSON.',
+        '`distill bench --teacher DIR` and for walking the whole pipeline (prepare, train, eval, probe, export) at\n' +
+        'a real shape without a download. Prints {dir, parameters, onnxBytes} as JSON.',
     )
     .option('--shape <shape>', 'base or tiny', choiceOption('--shape', ['base', 'tiny'] as const), 'base')
     .requiredOption('--out <dir>', 'folder to write (new or empty)')

@@ -32,9 +32,10 @@ function isProbeReport(path: string): boolean {
 export function registerProbe(program: Command): void {
   program
     .command('probe')
-    .summary('compare student and teacher on GLUE-style tasks')
+    .summary('compare student and teacher on GLUE-style, NER and QA tasks')
     .description(
-      'Compare a student with its teacher on GLUE-style tasks: a linear probe (logistic or ridge regression, L2 ' +
+      'Compare a student with its teacher on GLUE-style tasks (and token classification in CoNLL layout, extractive\n' +
+        'QA in SQuAD v1.1 layout): a linear probe (logistic or ridge regression, L2 ' +
         'chosen\n' +
         ("on a fifth of train) on frozen last-layer features, scored on dev with GLUE's metrics; prints a markdown " +
           'table\n') +
@@ -44,7 +45,8 @@ export function registerProbe(program: Command): void {
     .requiredOption('--student <dir>', 'student folder (DistilBERT: init-student output or a checkpoint)')
     .option(
       '--task <dirs...>',
-      "task folders in GLUE layout (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B, or distill probe-data's)",
+      'task folders: GLUE layout (SST-2, CoLA, MRPC, QQP, RTE, QNLI, MNLI, STS-B), CoNLL or SQuAD layout, or ' +
+        "distill probe-data's",
       [],
     )
     .option(

@@ -162,10 +162,10 @@ export function registerTrain(program: Command): void {
     .summary('run a distillation (checkpoints, exact --resume, MPI data-parallel)')
     .description(
       'Distil the teacher into the student as the config says (keys: see configs/distilbert-base-cased.json).\n' +
-        'Writes RUN/metrics.jsonl (one line per update), RUN/checkpoints/step-N/ (the student as a Hugging Face\n' +
-        'folder + optimizer + data position) every checkpoint_every updates and at the end. --resume continues the\n' +
-        ("latest complete checkpoint exactly, with the config recorded in it (not --config's, which it does not " +
-          'need).\n') +
+        'Writes RUN/metrics.jsonl (a line per update and per validation), RUN/checkpoints/step-N/ (the student as\n' +
+        'a Hugging Face folder + optimizer + data position) every checkpoint_every updates and at the end.\n' +
+        '--resume continues the latest complete checkpoint exactly, with the config recorded in it\n' +
+        "(not --config's, which it does not need).\n" +
         ('--resume --set KEY=VALUE changes the keys that may change (lr, max_steps, checkpoint_every, loss weights, ' +
           '...;\n') +
         'printed and recorded in trainer_state.json and metrics.jsonl) and refuses the others (teacher, corpus,\n' +
