@@ -150,15 +150,41 @@ export function hfNameOfVariable(variableName: string): string {
   return variableName.slice(variableName.indexOf('/') + 1);
 }
 
+/** Rows [first, first + rows) of a padded batch. */
+export interface RowBlock {
+  first: number;
+  rows: number;
+}
+
 /**
- * Rows of a batch to encode at once outside training (validation, probe features): at most `rowsTimesT2`
- * (rows × T²) attention scores per head. A tidy keeps every layer's activations until it ends: 16 sequences of 512
- * tokens held ~3 GiB of them at bert-base's shape, more than the wasm backend's 4 GiB leave beside a model's
- * weights (and a training run's moments). Rows are encoded independently, so the split changes no result beyond
- * a product's rounding. The default 2^19 keeps 32 rows of 128 tokens in one piece; 2 rows at 512, 8 at 256.
+ * The blocks of rows of a batch to encode at once outside training (validation, probe features): at most
+ * `rowsTimesT2` (rows × T²) attention scores per head. A tidy keeps every layer's activations until it ends: 16
+ * sequences of 512 tokens held ~3 GiB of them at bert-base's shape, more than the wasm backend's 4 GiB leave beside a
+ * model's weights (and a training run's moments). Rows are encoded independently, so the split changes no result
+ * beyond a product's rounding. The default 2^19 keeps 32 rows of 128 tokens in one piece; 2 rows at 512, 8 at 256.
  */
-export function rowsPerEncode(seqLen: number, rowsTimesT2 = 1 << 19): number {
-  return Math.max(1, Math.floor(rowsTimesT2 / (seqLen * seqLen)));
+export function rowBlocks(batchSize: number, seqLen: number, rowsTimesT2 = 1 << 19): RowBlock[] {
+  const step = Math.max(1, Math.floor(rowsTimesT2 / (seqLen * seqLen)));
+  const blocks: RowBlock[] = [];
+  for (let first = 0; first < batchSize; first += step) blocks.push({ first, rows: Math.min(step, batchSize - first) });
+  return blocks;
+}
+
+/**
+ * The last hidden states of one block of a padded batch (ids and mask [B·T], row-major), without dropout:
+ * [rows, T, H]. The tensors it makes are the caller's to tidy.
+ */
+export function lastHiddenOfRows(
+  student: DistilBertStudent,
+  ids: Int32Array,
+  mask: Int32Array,
+  seqLen: number,
+  { first, rows }: RowBlock,
+): tf.Tensor {
+  const part = (x: Int32Array): tf.Tensor2D =>
+    tf.tensor2d(x.subarray(first * seqLen, (first + rows) * seqLen), [rows, seqLen], 'int32'); // [rows, T]
+  const states = student.encode(part(ids), part(mask), { training: false });
+  return states[states.length - 1]!;
 }
 
 export class DistilBertStudent {

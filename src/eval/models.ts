@@ -6,7 +6,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { selectRows } from '../core/math.js';
 import { loadStudent } from '../../student/io.js';
-import { rowsPerEncode, tiedProjector, type DistilBertStudent } from '../../student/model.js';
+import {
+  lastHiddenOfRows,
+  rowBlocks,
+  tiedProjector,
+  type DistilBertStudent,
+  type RowBlock,
+} from '../../student/model.js';
 import { Teacher } from '../../teacher/teacher.js';
 import type { RemoteTeacher } from '../../teacher/remote.js';
 import { isTfjsStudentFolder } from '../core/model-dir.js';
@@ -24,7 +30,7 @@ export interface EvalModel {
 
 /**
  * A tfjs student; `release` disposes it only when `owned` (a live training run keeps its student). Long sequences
- * are encoded a few rows at a time (student/model.ts rowsPerEncode; `rowsTimesT2` is its bound, for a test).
+ * are encoded a few rows at a time (student/model.ts rowBlocks; `rowsTimesT2` is its bound, for a test).
  */
 export function studentEvalModel(student: DistilBertStudent, owned = false, rowsTimesT2?: number): EvalModel {
   return {
@@ -33,9 +39,9 @@ export function studentEvalModel(student: DistilBertStudent, owned = false, rows
     hiddenSize: student.config.projection_dim ?? student.config.dim,
     runtime: 'tfjs student',
     outputs: async (b) => {
-      const step = rowsPerEncode(b.seqLen, rowsTimesT2);
       const parts: { logits: Float32Array; hidden: Float32Array }[] = [];
-      for (let r0 = 0; r0 < b.batchSize; r0 += step) parts.push(await studentRows(student, b, r0, step));
+      for (const block of rowBlocks(b.batchSize, b.seqLen, rowsTimesT2))
+        parts.push(await studentRows(student, b, block));
       if (parts.length === 1) return parts[0]!;
       return { logits: concat(parts.map((p) => p.logits)), hidden: concat(parts.map((p) => p.hidden)) };
     },
@@ -46,24 +52,20 @@ export function studentEvalModel(student: DistilBertStudent, owned = false, rows
   };
 }
 
-/** The student's outputs for rows [r0, r0 + count) of a batch: logits at masked rows, hidden states at real ones. */
+/** The student's outputs for one block of a batch's rows: logits at their masked rows, hidden states at real ones. */
 async function studentRows(
   student: DistilBertStudent,
   b: EvalBatch,
-  r0: number,
-  count: number,
+  block: RowBlock,
 ): Promise<{ logits: Float32Array; hidden: Float32Array }> {
-  const rows = Math.min(count, b.batchSize - r0);
+  const { first, rows } = block;
   const T = b.seqLen;
-  const H = student.config.dim;
   // The batch's row indices (b·T + t, ascending) that fall in these rows, relative to their first.
   const within = (all: Int32Array): Int32Array =>
-    all.filter((i) => i >= r0 * T && i < (r0 + rows) * T).map((i) => i - r0 * T);
+    all.filter((i) => i >= first * T && i < (first + rows) * T).map((i) => i - first * T);
   const [logits, hidden] = tf.tidy(() => {
-    const ids = tf.tensor2d(b.inputIds.subarray(r0 * T, (r0 + rows) * T), [rows, T], 'int32');
-    const mask = tf.tensor2d(b.attentionMask.subarray(r0 * T, (r0 + rows) * T), [rows, T], 'int32');
-    const states = student.encode(ids, mask, { training: false });
-    const last = tf.reshape(states[states.length - 1]!, [rows * T, H]) as tf.Tensor2D; // [rows*T, H]
+    const states = lastHiddenOfRows(student, b.inputIds, b.attentionMask, T, block);
+    const last = tf.reshape(states, [rows * T, student.config.dim]) as tf.Tensor2D; // [rows*T, H]
     const { embeddings, bias } = student.projector();
     // [M, H]
     const atMasked = student.vocabTransform(tf.gather(last, tf.tensor1d(within(b.maskedRows), 'int32')) as tf.Tensor2D);

@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Teacher } from '../../teacher/teacher.js';
 import { loadStudent } from '../../student/io.js';
-import { rowsPerEncode } from '../../student/model.js';
+import { lastHiddenOfRows, rowBlocks } from '../../student/model.js';
 import { selectBackend } from '../../student/backend.js';
 import type { BackendName } from '../../student/backend-names.js';
 import { WordPieceTokenizer } from '../../corpus/tokenizer.js';
@@ -38,7 +38,7 @@ export async function teacherEncoder(dir: string, threads: number): Promise<Feat
   };
 }
 
-/** A student folder in tfjs; `rowsTimesT2` bounds the rows encoded at once (rowsPerEncode's; for a test). */
+/** A student folder in tfjs; `rowsTimesT2` bounds the rows encoded at once (rowBlocks'; for a test). */
 export async function studentEncoder(
   dir: string,
   backend?: BackendName,
@@ -54,18 +54,11 @@ export async function studentEncoder(
     tokenizer,
     hiddenSize: student.config.dim,
     hidden: async (ids, mask, b, t) => {
-      // [b, t, H], encoded a few rows at a time when the sequences are long (rowsPerEncode)
+      // [b, t, H], encoded a few rows at a time when the sequences are long (rowBlocks)
       const values = new Float32Array(b * t * student.config.dim);
-      const step = rowsPerEncode(t, rowsTimesT2);
-      for (let r0 = 0; r0 < b; r0 += step) {
-        const rows = Math.min(step, b - r0);
-        const last = tf.tidy(() => {
-          const part = (x: Int32Array): tf.Tensor2D =>
-            tf.tensor2d(x.subarray(r0 * t, (r0 + rows) * t), [rows, t], 'int32');
-          const h = student.encode(part(ids), part(mask), { training: false });
-          return h[h.length - 1]!;
-        });
-        values.set((await last.data()) as Float32Array, r0 * t * student.config.dim); // asynchronous: as webgpu reads
+      for (const block of rowBlocks(b, t, rowsTimesT2)) {
+        const last = tf.tidy(() => lastHiddenOfRows(student, ids, mask, t, block)); // [rows, t, H]
+        values.set((await last.data()) as Float32Array, block.first * t * student.config.dim); // async: as webgpu reads
         last.dispose();
       }
       return values;
